@@ -1,0 +1,1 @@
+"""jetmarket sinks."""

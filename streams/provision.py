@@ -1,0 +1,67 @@
+"""Idempotent provisioning of the four JetStream streams.
+
+Re-running with changed limits updates the stream in place; nothing is ever deleted
+or purged here. A change JetStream cannot apply in place (e.g. storage type) fails
+with the stream name and the server's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from streams import subjects
+from streams.settings import Settings, StreamLimits
+
+log = logging.getLogger("streams.provision")
+
+STREAM_RAW = "RAW"
+STREAM_MARKET = "MARKET"
+STREAM_EXEC = "EXEC"
+STREAM_DLQ = "DLQ"
+
+
+def stream_configs(settings: Settings) -> list[StreamConfig]:
+    s = settings.streams
+    return [
+        _config(STREAM_RAW, subjects.RAW_ALL, s.raw),
+        _config(STREAM_MARKET, subjects.MARKET_ALL, s.market),
+        _config(STREAM_EXEC, subjects.EXEC_ALL, s.exec),
+        _config(STREAM_DLQ, subjects.DLQ_ALL, s.dlq),
+    ]
+
+
+def _config(name: str, subject: str, lim: StreamLimits) -> StreamConfig:
+    return StreamConfig(
+        name=name,
+        subjects=[subject],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE if lim.storage == "file" else StorageType.MEMORY,
+        max_age=lim.max_age_s,
+        max_bytes=lim.max_bytes,
+        duplicate_window=lim.duplicate_window_s,
+        num_replicas=lim.replicas,
+        discard=DiscardPolicy.OLD,
+    )
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Create or update every stream; returns one line per stream saying what happened."""
+    report = []
+    for cfg in stream_configs(settings):
+        try:
+            await js.stream_info(cfg.name)  # type: ignore[arg-type]
+        except NotFoundError:
+            await js.add_stream(cfg)
+            report.append(f"{cfg.name}: created")
+            continue
+        try:
+            await js.update_stream(cfg)
+        except Exception as exc:  # the server says which field cannot change
+            raise RuntimeError(f"stream {cfg.name}: cannot apply settings: {exc}") from exc
+        report.append(f"{cfg.name}: updated")
+    log.info("streams provisioned", extra={"streams": report})
+    return report

@@ -1,0 +1,128 @@
+"""What every worker shares: uvloop, signals, NATS, provisioning, metrics, health lines.
+
+A worker is ``async def main(w: Worker) -> None`` that loops until ``w.stop`` is set,
+then flushes and acks what is durable and returns. ``run()`` does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from prometheus_client import Gauge, start_http_server
+
+from streams import logs
+from streams.connect import connect
+from streams.provision import provision
+from streams.settings import Settings
+from streams.settings import load as load_settings
+
+log = logging.getLogger("streams.runtime")
+
+UP = Gauge("jetmarket_worker_up", "1 while the worker runs, 0 once it stops", ["worker"])
+HEALTHY = Gauge("jetmarket_worker_healthy", "1 when the worker reports itself healthy", ["worker"])
+
+
+class Health:
+    """A worker's self-report: a state word plus a few numbers, printed as one JSON line."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.state = "starting"
+        self.fields: dict[str, Any] = {}
+        self._changed = asyncio.Event()
+
+    def set(self, state: str | None = None, **fields: Any) -> None:
+        if state is not None and state != self.state:
+            self.state = state
+            self._changed.set()
+        self.fields.update(fields)
+        HEALTHY.labels(self.worker).set(1 if self.state in ("ok", "idle") else 0)
+
+    def line(self) -> dict[str, Any]:
+        return {"worker": self.worker, "state": self.state, **self.fields}
+
+
+class Worker:
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.health = Health(name)
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep unless asked to stop; returns True when stopping."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def _health_loop(w: Worker, interval: float) -> None:
+    last = 0.0
+    while not w.stop.is_set():
+        changed = w.health._changed.is_set()
+        if changed or time.monotonic() - last >= interval:
+            w.health._changed.clear()
+            log.info("health", extra=w.health.line())
+            last = time.monotonic()
+        try:
+            await asyncio.wait_for(w.health._changed.wait(), 1.0)
+        except TimeoutError:
+            pass
+
+
+async def start_worker(w: Worker, *, need_nats: bool = True) -> None:
+    if need_nats:
+        w.nc = await connect(w.settings.nats, w.name)
+        w.js = w.nc.jetstream(timeout=10.0)
+        await provision(w.js, w.settings)
+
+
+async def _main(name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings) -> None:
+    w = Worker(name, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, w.stop.set)
+    UP.labels(name).set(1)
+    health = asyncio.create_task(_health_loop(w, settings.metrics.health_interval_s))
+    try:
+        await start_worker(w)
+        await body(w)
+    finally:
+        w.stop.set()
+        UP.labels(name).set(0)
+        health.cancel()
+        if w.nc is not None and not w.nc.is_closed:
+            try:
+                await asyncio.wait_for(w.nc.drain(), 10)
+            except Exception:  # already closed or server gone: nothing left to flush
+                pass
+        log.info("stopped", extra={"worker": name})
+
+
+def run(name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings | None = None) -> None:
+    """Entry point of every worker process."""
+    settings = settings or load_settings()
+    logs.setup(settings.log.level)
+    port = settings.metrics.ports.get(name.split(":")[0], 0)
+    if port:
+        try:
+            start_http_server(port, addr=settings.metrics.host)
+        except OSError as exc:
+            log.warning("metrics port busy, endpoint disabled", extra={"port": port, "error": str(exc)})
+    try:
+        import uvloop
+
+        uvloop.run(_main(name, body, settings))
+    except KeyboardInterrupt:
+        pass

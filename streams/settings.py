@@ -1,0 +1,285 @@
+"""Settings: one TOML file plus ``JETMARKET_*`` environment overrides, validated at start.
+
+Env overrides use ``__`` between levels: ``JETMARKET_NATS__URL=nats://h:4222`` or
+``JETMARKET_COLLECTOR__BINANCE__SYMBOLS='["BTCUSDT"]'`` (values are parsed as JSON when
+they parse, else taken as strings). Unknown keys are errors, so a typo fails at start-up
+with the dotted key in the message instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import orjson
+
+ENV_PREFIX = "JETMARKET_"
+CONFIG_ENV = "JETMARKET_CONFIG"
+DEFAULT_CONFIG = "jetmarket.toml"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or out of range; the message names the key."""
+
+
+class _S(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    def _check(self, prefix: str) -> None:
+        """Range checks msgspec's types cannot express; override per section."""
+
+
+class NatsServerSettings(_S):
+    """The embedded nats-server that `make up` and the tests start."""
+
+    host: str = "127.0.0.1"
+    port: int = 4222
+    monitor_port: int = 8222
+    store_dir: str = "./var/nats"
+    max_payload: int = 8 * 1024 * 1024
+
+
+class NatsSettings(_S):
+    url: str = "nats://127.0.0.1:4222"
+    user: str | None = None
+    password_file: str | None = None
+    creds_file: str | None = None
+    tls_ca: str | None = None
+    connect_timeout_s: float = 2.0
+    server: NatsServerSettings = msgspec.field(default_factory=NatsServerSettings)
+
+
+class StreamLimits(_S):
+    max_age_s: float
+    duplicate_window_s: float = 120.0
+    max_bytes: int = -1
+    replicas: int = 1
+    storage: Literal["file", "memory"] = "file"
+
+    def _check(self, prefix: str) -> None:
+        if self.max_age_s <= 0:
+            raise SettingsError(f"{prefix}.max_age_s must be > 0")
+        if self.duplicate_window_s < 0 or self.duplicate_window_s > self.max_age_s:
+            raise SettingsError(f"{prefix}.duplicate_window_s must be in [0, max_age_s]")
+        if self.replicas not in (1, 3, 5):
+            raise SettingsError(f"{prefix}.replicas must be 1, 3 or 5")
+
+
+class StreamsSettings(_S):
+    raw: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=72 * 3600))
+    market: StreamLimits = msgspec.field(
+        default_factory=lambda: StreamLimits(max_age_s=7 * 86400)
+    )
+    exec: StreamLimits = msgspec.field(
+        default_factory=lambda: StreamLimits(max_age_s=365 * 86400, duplicate_window_s=600)
+    )
+    dlq: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=30 * 86400))
+
+
+class ClickHouseSettings(_S):
+    dsn: str = "chdb:///./var/clickhouse"
+
+    def _check(self, prefix: str) -> None:
+        if not re.match(r"^(chdb|https?|clickhouse)://", self.dsn):
+            raise SettingsError(f"{prefix}.dsn must start with chdb://, http:// or https://")
+
+
+class ReconnectSettings(_S):
+    min_s: float = 0.5
+    max_s: float = 30.0
+    jitter: float = 0.3
+
+    def _check(self, prefix: str) -> None:
+        if not 0 < self.min_s <= self.max_s:
+            raise SettingsError(f"{prefix}: need 0 < min_s <= max_s")
+
+
+class BinanceSettings(_S):
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    channels: list[str] = msgspec.field(default_factory=lambda: ["trade", "depth"])
+    depth_interval_ms: Literal[100, 1000] = 100
+    snapshot_limit: int = 1000
+    ping_interval_s: float = 20.0
+    # Binance drops every connection after 24 h; we roll over a little earlier.
+    max_connection_s: float = 23.5 * 3600
+    stale_after_s: float = 60.0
+    reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
+
+    def _check(self, prefix: str) -> None:
+        if not self.symbols:
+            raise SettingsError(f"{prefix}.symbols must not be empty")
+        unknown = set(self.channels) - {"trade", "aggTrade", "depth"}
+        if unknown:
+            raise SettingsError(f"{prefix}.channels has unknown channels {sorted(unknown)}")
+
+
+class CollectorSettings(_S):
+    venues: list[str] = msgspec.field(default_factory=lambda: ["binance"])
+    binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
+    # Publish an acked barrier after this many core publishes so a dead server is noticed.
+    flush_every: int = 2000
+
+
+class ConsumerSettings(_S):
+    durable: str
+    batch: int = 2000
+    fetch_timeout_s: float = 0.25
+    ack_wait_s: float = 30.0
+
+    def _check(self, prefix: str) -> None:
+        if self.batch < 1:
+            raise SettingsError(f"{prefix}.batch must be >= 1")
+
+
+class NormalizerSettings(_S):
+    consumer: ConsumerSettings = msgspec.field(
+        default_factory=lambda: ConsumerSettings(durable="normalizer")
+    )
+
+
+class SinkSettings(_S):
+    market: ConsumerSettings = msgspec.field(
+        default_factory=lambda: ConsumerSettings(durable="sink-market", batch=5000)
+    )
+    raw: ConsumerSettings = msgspec.field(
+        default_factory=lambda: ConsumerSettings(durable="sink-raw", batch=5000)
+    )
+    store_raw: bool = True
+    flush_interval_s: float = 0.5
+    max_batch_rows: int = 50000
+    retry_max_s: float = 10.0
+
+
+class MetricsSettings(_S):
+    host: str = "127.0.0.1"
+    # 0 disables the endpoint (tests run many workers side by side).
+    ports: dict[str, int] = msgspec.field(
+        default_factory=lambda: {
+            "collector": 9101,
+            "normalizer": 9102,
+            "sink": 9103,
+            "orderbook": 9104,
+            "executor": 9105,
+        }
+    )
+    health_interval_s: float = 10.0
+
+
+class LogSettings(_S):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_S):
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    streams: StreamsSettings = msgspec.field(default_factory=StreamsSettings)
+    clickhouse: ClickHouseSettings = msgspec.field(default_factory=ClickHouseSettings)
+    collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
+    normalizer: NormalizerSettings = msgspec.field(default_factory=NormalizerSettings)
+    sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        try:
+            value: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SettingsError(f"{key}: {'.'.join(path)} is not a section")
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _walk_checks(node: Any, prefix: str) -> None:
+    if isinstance(node, _S):
+        node._check(prefix)
+        for name in node.__struct_fields__:
+            _walk_checks(getattr(node, name), f"{prefix}.{name}" if prefix else name)
+
+
+def _dotted(msg: str) -> str:
+    """Turn msgspec's ``- at `$.nats.port``` into ``nats.port``."""
+    m = re.search(r"at `\$\.?([^`]*)`", msg)
+    key = m.group(1) if m else ""
+    field = re.search(r"unknown field `([^`]*)`", msg)
+    if field:
+        key = f"{key}.{field.group(1)}" if key else field.group(1)
+    missing = re.search(r"missing required field `([^`]*)`", msg)
+    if missing:
+        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+    key = re.sub(r"\[(\d+)\]", r".\1", key)
+    return key or "<root>"
+
+
+def from_mapping(data: Mapping[str, Any]) -> Settings:
+    # Overlay on the full default tree so a partial section keeps its other defaults.
+    merged = _merge(msgspec.to_builtins(Settings()), data)
+    try:
+        settings = msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid setting {_dotted(str(exc))}: {exc}") from None
+    _walk_checks(settings, "")
+    return settings
+
+
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings: explicit path, else $JETMARKET_CONFIG, else ./jetmarket.toml if present."""
+    env = os.environ if env is None else env
+    chosen = path or env.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    if chosen:
+        p = Path(chosen)
+        if not p.is_file():
+            raise SettingsError(f"config file not found: {p}")
+        data = _read_toml(p)
+    elif Path(DEFAULT_CONFIG).is_file():
+        data = _read_toml(Path(DEFAULT_CONFIG))
+    return from_mapping(_merge(data, _env_overrides(env)))
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{p}: not valid TOML: {exc}") from None
+
+
+def to_toml_env(settings: Settings) -> dict[str, str]:
+    """Flatten settings into JETMARKET_* env vars (for child processes)."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, _S):
+            for name in node.__struct_fields__:
+                walk(getattr(node, name), [*path, name])
+        else:
+            out[ENV_PREFIX + "__".join(p.upper() for p in path)] = orjson.dumps(
+                msgspec.to_builtins(node)
+            ).decode()
+
+    walk(settings, [])
+    return out

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real nats-server on free loopback ports with a temp store, and
+settings pointing every component at it and at a temp chdb path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from streams import settings as settings_mod
+from streams.connect import connect
+from streams.natsserver import NatsServer, free_port
+from streams.provision import provision
+from streams.settings import NatsServerSettings, Settings
+
+SHARED_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "frames"
+
+
+def shared_frames(name: str) -> Path:
+    """Path of a recorded frames file, or skip the test saying what is missing."""
+    p = Path(os.environ.get("JETMARKET_SHARED_FRAMES", SHARED_FRAMES)) / name
+    if not p.exists():
+        pytest.skip(f"recorded frames {p} absent (../shared/frames not beside the repo)")
+    return p
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    cfg = NatsServerSettings(
+        port=free_port(), monitor_port=free_port(), store_dir=str(tmp_path / "nats")
+    )
+    srv = NatsServer(cfg, log_file=tmp_path / "nats.log").start()
+    yield srv
+    srv.stop()
+
+
+def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
+    """Settings for a test: temp chdb path, metrics endpoints off, then any overrides
+    given as a nested dict, e.g. ``collector={"binance": {"ws_url": ...}}``."""
+    base: dict[str, Any] = {
+        "nats": {"url": nats_url},
+        "clickhouse": {"dsn": f"chdb://{tmp_path / 'clickhouse'}"},
+        "metrics": {"ports": {}, "health_interval_s": 5.0},
+    }
+    return settings_mod.from_mapping(settings_mod._merge(base, overrides))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: NatsServer) -> Settings:
+    return make_settings(tmp_path, nats_server.url)
+
+
+@pytest.fixture
+async def nc(settings: Settings) -> AsyncIterator[Client]:
+    client = await connect(settings.nats, "test")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: Settings) -> JetStreamContext:
+    ctx = nc.jetstream(timeout=10.0)
+    await provision(ctx, settings)
+    return ctx
