@@ -76,7 +76,9 @@ class BatchConsumer:
     async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Msg]:
         assert self._sub is not None, "start() first"
         try:
-            return await self._sub.fetch(batch or self.cfg.batch, timeout or self.cfg.fetch_timeout_s)
+            return await self._sub.fetch(
+                batch or self.cfg.batch, timeout or self.cfg.fetch_timeout_s
+            )
         except NatsTimeout:
             return []
 

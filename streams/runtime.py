@@ -110,7 +110,9 @@ async def _main(name: str, body: Callable[[Worker], Awaitable[None]], settings: 
         log.info("stopped", extra={"worker": name})
 
 
-def run(name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings | None = None) -> None:
+def run(
+    name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings | None = None
+) -> None:
     """Entry point of every worker process."""
     settings = settings or load_settings()
     logs.setup(settings.log.level)
@@ -119,7 +121,9 @@ def run(name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings
         try:
             start_http_server(port, addr=settings.metrics.host)
         except OSError as exc:
-            log.warning("metrics port busy, endpoint disabled", extra={"port": port, "error": str(exc)})
+            log.warning(
+                "metrics port busy, endpoint disabled", extra={"port": port, "error": str(exc)}
+            )
     try:
         import uvloop
 

@@ -129,7 +129,18 @@ class Gap(Base, tag="gap", kw_only=True):
 
 
 MarketMessage = Union[
-    Trade, Book, BBO, Depth, Ticker, Candle, Funding, OpenInterest, Liquidation, Mark, Instrument, Gap
+    Trade,
+    Book,
+    BBO,
+    Depth,
+    Ticker,
+    Candle,
+    Funding,
+    OpenInterest,
+    Liquidation,
+    Mark,
+    Instrument,
+    Gap,
 ]
 MARKET_TYPES: dict[str, type[Base]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]

@@ -70,9 +70,7 @@ class StreamLimits(_S):
 
 class StreamsSettings(_S):
     raw: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=72 * 3600))
-    market: StreamLimits = msgspec.field(
-        default_factory=lambda: StreamLimits(max_age_s=7 * 86400)
-    )
+    market: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=7 * 86400))
     exec: StreamLimits = msgspec.field(
         default_factory=lambda: StreamLimits(max_age_s=365 * 86400, duplicate_window_s=600)
     )
@@ -246,7 +244,9 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
     return settings
 
 
-def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Load settings: explicit path, else $JETMARKET_CONFIG, else ./jetmarket.toml if present."""
     env = os.environ if env is None else env
     chosen = path or env.get(CONFIG_ENV)

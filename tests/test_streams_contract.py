@@ -25,11 +25,29 @@ def test_subjects_round_trip() -> None:
 
 def test_every_market_type_round_trips() -> None:
     assert set(schemas.MARKET_TYPES) == {
-        "trade", "book", "bbo", "depth", "ticker", "candle", "funding",
-        "open_interest", "liquidation", "mark", "instrument", "gap",
+        "trade",
+        "book",
+        "bbo",
+        "depth",
+        "ticker",
+        "candle",
+        "funding",
+        "open_interest",
+        "liquidation",
+        "mark",
+        "instrument",
+        "gap",
     }
-    t = schemas.Trade(venue="binance", symbol="BTC-USDT", ts_event=1, ts_recv=2, id="7",
-                      price=float("65432.10"), size=float("0.00012300"), side="sell")
+    t = schemas.Trade(
+        venue="binance",
+        symbol="BTC-USDT",
+        ts_event=1,
+        ts_recv=2,
+        id="7",
+        price=float("65432.10"),
+        size=float("0.00012300"),
+        side="sell",
+    )
     back = schemas.decode(schemas.encode(t))
     assert back == t and isinstance(back, schemas.Trade)
     with pytest.raises(msgspec.ValidationError):
