@@ -1,0 +1,44 @@
+"""Native venue symbols <-> jetmarket symbols (``BTC-USDT``, ``BTC-USDT-PERP`` ...).
+
+The mapping is a pure function of the native symbol so re-normalizing raw frames is
+deterministic: it never depends on which instrument frames happened to be seen first.
+"""
+
+from __future__ import annotations
+
+# Longest first so "FDUSD" wins over "USD" and "USDT" over "USD".
+BINANCE_QUOTES: tuple[str, ...] = tuple(
+    sorted(
+        (
+            "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "DAI", "BTC", "ETH", "BNB",
+            "EUR", "TRY", "BRL", "GBP", "AUD", "JPY", "RUB", "UAH", "ZAR", "PLN", "RON",
+            "ARS", "MXN", "COP", "CZK", "IDR", "XRP", "DOGE", "TRX", "DOT", "SOL", "USD1",
+        ),
+        key=len,
+        reverse=True,
+    )
+)  # fmt: skip
+
+_cache: dict[str, str] = {}
+
+
+def binance_spot(native: str) -> str:
+    """``BTCUSDT`` -> ``BTC-USDT``; raises ValueError when no known quote asset ends it."""
+    hit = _cache.get(native)
+    if hit is not None:
+        return hit
+    up = native.upper()
+    for quote in BINANCE_QUOTES:
+        if up.endswith(quote) and len(up) > len(quote):
+            out = f"{up[: -len(quote)]}-{quote}"
+            _cache[native] = out
+            return out
+    raise ValueError(f"cannot split binance symbol {native!r} into base and quote")
+
+
+def binance_spot_native(symbol: str) -> str:
+    """``BTC-USDT`` -> ``BTCUSDT``."""
+    parts = symbol.split("-")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"not a spot symbol: {symbol!r}")
+    return parts[0] + parts[1]

@@ -1,0 +1,33 @@
+"""What every venue parser returns and raises."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+
+class Out(NamedTuple):
+    """One typed message ready to publish: subject, Nats-Msg-Id, encoded JSON."""
+
+    subject: str
+    msg_id: str
+    data: bytes
+
+
+class Rejected(Exception):
+    """A frame that cannot be normalized; the message is the reason sent to the DLQ."""
+
+
+class Frame(NamedTuple):
+    channel: str
+    native_symbol: str
+    data: bytes
+    ts_recv: int  # collector receive time, ns
+    raw_seq: int  # RAW stream sequence: a stable identity for frames without one
+
+
+class VenueParser(Protocol):
+    venue: str
+    # channel -> what it becomes; channels not listed are rejected as unknown.
+    channels: dict[str, str]
+
+    def parse(self, frame: Frame) -> list[Out]: ...

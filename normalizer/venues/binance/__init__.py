@@ -1,0 +1,3 @@
+from normalizer.venues.binance.parse import BinanceSpotParser
+
+__all__ = ["BinanceSpotParser"]

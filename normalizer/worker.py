@@ -1,0 +1,183 @@
+"""The normalizer worker: RAW (durable pull consumer) -> MARKET, bad frames -> dlq.normalizer.
+
+Per batch: parse every frame, core-publish the typed messages, then publish the batch's
+last message with an acked JetStream publish. NATS keeps per-connection order, so that
+ack proves the stream stored everything before it; only then is the raw batch acked
+(AckAll). A crash anywhere re-delivers from the ack floor and ``Nats-Msg-Id`` makes the
+re-published messages duplicates that JetStream drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+from nats.aio.msg import Msg
+from prometheus_client import Counter as PCounter
+from prometheus_client import Gauge, Histogram
+
+from normalizer.core import Dead, Normalizer
+from normalizer.venues.base import Out
+from streams import subjects
+from streams.consumer import BatchConsumer, stream_seq
+from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
+from streams.runtime import Worker
+
+log = logging.getLogger("normalizer")
+
+FRAMES = PCounter("jetmarket_normalizer_frames_total", "raw frames consumed", ["venue"])
+OUT = PCounter("jetmarket_normalizer_messages_total", "typed messages published", ["venue"])
+DLQ = PCounter("jetmarket_normalizer_dlq_total", "frames sent to dlq.normalizer", ["venue"])
+BATCH = Histogram(
+    "jetmarket_normalizer_batch_frames",
+    "raw frames per processed batch",
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+)
+BATCH_SECONDS = Histogram(
+    "jetmarket_normalizer_batch_seconds", "time to normalize, publish and ack one batch"
+)
+LAG = Gauge("jetmarket_normalizer_lag", "raw messages not yet normalized (consumer pending)")
+PUBLISH_FAILURES = PCounter(
+    "jetmarket_normalizer_publish_failures_total", "batches whose publish was not confirmed"
+)
+
+DLQ_SUBJECT = subjects.dlq("normalizer")
+
+
+def _header_value(text: str) -> str:
+    # NATS headers are single-line; keep reasons readable and bounded.
+    return text.replace("\r", " ").replace("\n", " ")[:1000]
+
+
+class NormalizerWorker:
+    def __init__(self, w: Worker) -> None:
+        self.w = w
+        self.cfg = w.settings.normalizer
+        self.core = Normalizer()
+        self.consumer = BatchConsumer(w.js, STREAM_RAW, self.cfg.consumer, subjects.RAW_ALL)  # type: ignore[arg-type]
+        self.totals: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        w = self.w
+        backoff = 0.5
+        while not w.stop.is_set():
+            try:
+                await self.consumer.start()
+                break
+            except Exception as exc:
+                log.warning("cannot start consumer, retrying", extra={"error": repr(exc)})
+                w.health.set("retrying", error=repr(exc))
+                if await w.sleep(backoff):
+                    return
+                backoff = min(backoff * 2, 10.0)
+        lag_task = asyncio.create_task(self._lag_loop())
+        try:
+            await self._loop()
+        finally:
+            lag_task.cancel()
+            await self.consumer.stop()
+
+    async def _loop(self) -> None:
+        w = self.w
+        w.health.set("ok", frames=0, published=0, dlq=0)
+        backoff = 0.5
+        while not w.stop.is_set():
+            msgs = await self.consumer.fetch()
+            if not msgs:
+                continue
+            try:
+                await self.process(msgs)
+                backoff = 0.5
+            except Exception as exc:
+                # Not acked: restart the consumer at its ack floor and go again.
+                PUBLISH_FAILURES.inc()
+                log.warning("batch not confirmed, redelivering", extra={"error": repr(exc)})
+                w.health.set("degraded", error=repr(exc))
+                if await w.sleep(backoff):
+                    return
+                backoff = min(backoff * 2, 10.0)
+                try:
+                    await self.consumer.stop()
+                    await self.consumer.start()
+                except Exception as exc2:
+                    log.warning("consumer restart failed", extra={"error": repr(exc2)})
+
+    async def process(self, msgs: list[Msg]) -> None:
+        t0 = time.perf_counter()
+        outs: list[Out] = []
+        dead: list[tuple[Dead, int]] = []
+        per_venue: Counter[str] = Counter()
+        normalize = self.core.normalize
+        for m in msgs:
+            seq = stream_seq(m)
+            res = normalize(m.subject, m.data, m.headers, seq)
+            if isinstance(res, Dead):
+                dead.append((res, seq))
+            else:
+                outs.extend(res)
+            per_venue[m.subject.split(".", 2)[1]] += 1
+        await self._publish(outs)
+        await self._dead_letters(dead)
+        await self.consumer.ack_through(msgs[-1])
+        for venue, n in per_venue.items():
+            FRAMES.labels(venue).inc(n)
+        if outs:
+            OUT.labels("all").inc(len(outs))
+        self.totals.update(frames=len(msgs), published=len(outs), dlq=len(dead))
+        BATCH.observe(len(msgs))
+        BATCH_SECONDS.observe(time.perf_counter() - t0)
+        self.w.health.set("ok", **self.totals)
+
+    async def _publish(self, outs: list[Out]) -> None:
+        if not outs:
+            return
+        nc, js = self.w.nc, self.w.js
+        assert nc is not None and js is not None
+        publish = nc.publish
+        for o in outs[:-1]:
+            await publish(o.subject, o.data, headers={subjects.H_MSG_ID: o.msg_id})
+        last = outs[-1]
+        await js.publish(
+            last.subject,
+            last.data,
+            headers={subjects.H_MSG_ID: last.msg_id},
+            stream=STREAM_MARKET,
+            timeout=10.0,
+        )
+
+    async def _dead_letters(self, dead: list[tuple[Dead, int]]) -> None:
+        js = self.w.js
+        assert js is not None
+        for d, seq in dead:
+            DLQ.labels(d.subject.split(".")[1] if d.subject.count(".") >= 1 else "?").inc()
+            headers = {
+                subjects.H_REASON: _header_value(d.reason),
+                subjects.H_SOURCE: d.subject,
+                subjects.H_MSG_ID: f"normalizer:raw:{seq}",
+            }
+            if d.recv_ns:
+                headers[subjects.H_RECV_NS] = _header_value(d.recv_ns)
+            # Dead letters are rare: one acked publish each keeps the code obvious.
+            await js.publish(DLQ_SUBJECT, d.data, headers=headers, stream=STREAM_DLQ, timeout=10.0)
+        if dead:
+            log.warning(
+                "frames sent to dlq",
+                extra={"count": len(dead), "first_reason": dead[0][0].reason[:200]},
+            )
+
+    async def _lag_loop(self) -> None:
+        while not self.w.stop.is_set():
+            try:
+                lag = await self.consumer.lag()
+                LAG.set(lag)
+                self.w.health.set(lag=lag)
+            except Exception:  # server briefly unavailable; the next poll will tell
+                pass
+            if await self.w.sleep(5.0):
+                return
+
+
+async def main(w: Worker) -> None:
+    await NormalizerWorker(w).run()
