@@ -79,7 +79,9 @@ def bench_in_process() -> list[tuple[str, float, float]]:
         subject = subjects.raw("binance", channel, "BTCUSDT")
         norm = Normalizer().normalize
         base = rate(lambda fr=frames: [orjson.loads(f) for f in fr], len(frames))
-        ours = rate(lambda fr=frames, s=subject: [norm(s, f, HDR, 1) for f in fr], len(frames))
+        ours = rate(
+            lambda fr=frames, s=subject, fn=norm: [fn(s, f, HDR, 1) for f in fr], len(frames)
+        )
         rows.append((name, ours, base))
     return rows
 
