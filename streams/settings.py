@@ -153,6 +153,21 @@ class SinkSettings(_S):
     retry_max_s: float = 10.0
 
 
+class OrderbookSettings(_S):
+    depth_levels: int = 20
+    # Depth is published (and stored by the sink) at most this often per book.
+    depth_interval_ms: int = 100
+    # Snapshot requests for an invalid book are sent at most this often.
+    snapshot_retry_s: float = 2.0
+    max_buffer: int = 20_000
+
+    def _check(self, prefix: str) -> None:
+        if not 1 <= self.depth_levels <= 1000:
+            raise SettingsError(f"{prefix}.depth_levels must be in [1, 1000]")
+        if self.depth_interval_ms < 10:
+            raise SettingsError(f"{prefix}.depth_interval_ms must be >= 10")
+
+
 class MetricsSettings(_S):
     host: str = "127.0.0.1"
     # 0 disables the endpoint (tests run many workers side by side).
@@ -179,6 +194,7 @@ class Settings(_S):
     collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
     normalizer: NormalizerSettings = msgspec.field(default_factory=NormalizerSettings)
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    orderbook: OrderbookSettings = msgspec.field(default_factory=OrderbookSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 

@@ -1,0 +1,149 @@
+"""Keeping a book in sync: each venue's sequence rule, snapshot bridging, validity.
+
+A ``BookState`` is fed ``book`` messages in stream order. While it has no valid snapshot
+it buffers deltas; when a snapshot arrives it replays the buffer through the venue's
+bridging rule. Any break (sequence gap, checksum mismatch, crossed book) makes the book
+invalid and returns a ``Problem``; the service then asks for a fresh snapshot and never
+publishes depth/BBO from an invalid book.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple, Protocol
+
+from orderbook.book import L2Book
+from streams.schemas import Book
+
+
+class Problem(NamedTuple):
+    reason: str  # "sequence" | "checksum" | "crossed" | "snapshot"
+    expected: int | None
+    got: int | None
+    detail: str
+    fatal: bool = True  # False: detected and harmless (e.g. a duplicate), book still valid
+
+
+class Rule(Protocol):
+    """A venue's sequencing rule on ``Book.seq`` / ``first_seq`` / ``prev_seq``."""
+
+    name: str
+    rest_snapshot: bool  # snapshots come from REST (deltas must be buffered meanwhile)
+
+    def stale(self, last: int, d: Book) -> bool: ...  # entirely older than what we hold
+    def bridges(self, snap: int, d: Book) -> bool: ...  # first delta valid after a snapshot
+    def continues(self, last: int, d: Book) -> bool: ...  # next delta valid after ``last``
+
+
+class BinanceSpot:
+    """Spot diff-depth: drop ``u <= lastUpdateId``; first needs ``U <= lastUpdateId+1 <= u``;
+    then every ``U == previous u + 1``."""
+
+    name = "binance-spot"
+    rest_snapshot = True
+
+    def stale(self, last: int, d: Book) -> bool:
+        return d.seq <= last
+
+    def bridges(self, snap: int, d: Book) -> bool:
+        return (d.first_seq or 0) <= snap + 1 <= d.seq
+
+    def continues(self, last: int, d: Book) -> bool:
+        return d.first_seq == last + 1
+
+
+class BinanceFutures:
+    """USDⓈ-M diff-depth: drop ``u < lastUpdateId``; first needs ``U <= lastUpdateId <= u``;
+    then every ``pu == previous u``."""
+
+    name = "binance-futures"
+    rest_snapshot = True
+
+    def stale(self, last: int, d: Book) -> bool:
+        return d.seq < last or (d.seq == last and d.prev_seq is not None and d.prev_seq < last)
+
+    def bridges(self, snap: int, d: Book) -> bool:
+        return (d.first_seq or 0) <= snap <= d.seq
+
+    def continues(self, last: int, d: Book) -> bool:
+        return d.prev_seq == last
+
+
+RULES: dict[str, Rule] = {"binance": BinanceSpot()}
+
+
+class BookState:
+    def __init__(self, rule: Rule, *, max_buffer: int = 20_000) -> None:
+        self.rule = rule
+        self.book = L2Book()
+        self.valid = False
+        self.seq: int | None = None
+        self.ts_event = 0
+        self.ts_recv = 0
+        self.buffer: deque[Book] = deque(maxlen=max_buffer)
+        self.updates = 0  # deltas applied
+        self.problems = 0
+
+    def feed(self, m: Book) -> Problem | None:
+        if m.snapshot:
+            return self._snapshot(m)
+        if not self.valid:
+            self.buffer.append(m)
+            return None
+        return self._delta(m)
+
+    def invalidate(self) -> None:
+        self.valid = False
+        self.buffer.clear()
+
+    def _delta(self, m: Book) -> Problem | None:
+        assert self.seq is not None
+        rule = self.rule
+        if rule.stale(self.seq, m):
+            return Problem("sequence", self.seq + 1, m.seq, "duplicate or old delta ignored", False)
+        if not rule.continues(self.seq, m):
+            expected = self.seq + 1
+            got = m.first_seq if m.first_seq is not None else m.prev_seq
+            self.invalidate()
+            self.buffer.append(m)  # may bridge the next snapshot
+            return Problem("sequence", expected, got, f"{rule.name}: delta does not continue")
+        self.book.apply(m.bids, m.asks)
+        self.seq = m.seq
+        self.ts_event, self.ts_recv = m.ts_event, m.ts_recv
+        self.updates += 1
+        if self.book.crossed():
+            bb, ba = self.book.best_bid(), self.book.best_ask()
+            self.invalidate()
+            return Problem("crossed", None, m.seq, f"best bid {bb} >= best ask {ba}")
+        return None
+
+    def _snapshot(self, m: Book) -> Problem | None:
+        self.book.load(m.bids, m.asks)
+        self.seq = m.seq
+        self.ts_event, self.ts_recv = m.ts_event, m.ts_recv
+        self.valid = True
+        pending = list(self.buffer)
+        self.buffer.clear()
+        first = True
+        for d in pending:
+            if self.rule.stale(self.seq, d):
+                continue
+            if first and not self.rule.bridges(self.seq, d):
+                snap = self.seq
+                self.valid = False
+                self.buffer.extend(pending)  # keep them for a newer snapshot
+                return Problem(
+                    "snapshot", snap + 1, d.first_seq, "snapshot older than the buffered deltas"
+                )
+            if not first and not self.rule.continues(self.seq, d):
+                expected = self.seq + 1
+                self.invalidate()
+                return Problem("sequence", expected, d.first_seq, "gap inside buffered deltas")
+            first = False
+            self.book.apply(d.bids, d.asks)
+            self.seq = d.seq
+            self.ts_event, self.ts_recv = d.ts_event, d.ts_recv
+        if self.book.crossed():
+            self.invalidate()
+            return Problem("crossed", None, self.seq, "crossed right after snapshot")
+        return None
