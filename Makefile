@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 VENUES ?= binance
 Q      ?= SELECT venue, symbol, count() AS trades FROM trades GROUP BY venue, symbol ORDER BY venue, symbol
 FORMAT ?= table
+VENUE  ?= binance
+SYMBOL ?= BTC-USDT
 
-.PHONY: up down test lint fmt demo bench nats provision collector normalizer sink sql clean distclean venv
+.PHONY: up down test lint fmt demo bench nats provision collector normalizer sink orderbook book sql clean distclean venv
 
 venv: $(STAMP)
 
@@ -58,6 +60,12 @@ normalizer: $(STAMP)
 
 sink: $(STAMP)
 	$(PY) -m sinks clickhouse
+
+orderbook: $(STAMP)
+	$(PY) -m orderbook
+
+book: $(STAMP)
+	$(PY) -m streams book $(VENUE) $(SYMBOL)
 
 sql: $(STAMP)
 	$(PY) -m streams sql --format $(FORMAT) "$(Q)"

@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     for name in WORKERS:
         w = sub.add_parser(name, help=f"run one worker: python -m {' '.join(WORKERS[name])}")
         w.add_argument("args", nargs="*")
+    book = sub.add_parser("book", help="print the live book the orderbook service holds")
+    book.add_argument("venue")
+    book.add_argument("symbol")
+    book.add_argument("--levels", type=int, default=10)
     sql = sub.add_parser("sql", help="run SQL on ClickHouse (through the sink when chdb)")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_provision(settings))
     if args.cmd == "sql":
         return asyncio.run(_sql(settings, args))
+    if args.cmd == "book":
+        return asyncio.run(_book(settings, args.venue, args.symbol, args.levels))
     raise AssertionError(args.cmd)
 
 
@@ -112,6 +118,36 @@ async def _provision(settings: Settings) -> int:
             print(line)
     finally:
         await nc.close()
+    return 0
+
+
+async def _book(settings: Settings, venue: str, symbol: str, levels: int) -> int:
+    import orjson
+
+    from streams import subjects
+    from streams.connect import connect
+
+    nc = await connect(settings.nats, "book", max_reconnect_attempts=0)
+    try:
+        msg = await nc.request(subjects.book_get(venue, symbol), b"", timeout=5)
+    except Exception as exc:
+        print(f"jetmarket book: no answer ({exc!r}); is the orderbook running?", file=sys.stderr)
+        return 1
+    finally:
+        await nc.close()
+    book = orjson.loads(msg.data)
+    if "error" in book:
+        print(f"jetmarket book: {book['error']}", file=sys.stderr)
+        return 1
+    state = "valid" if book["valid"] else "INVALID (resyncing)"
+    print(f"{venue} {symbol}  seq {book['seq']}  {state}  "
+          f"{len(book['bids'])} bids / {len(book['asks'])} asks")  # fmt: skip
+    print(f"{'bid size':>16} {'bid':>14} | {'ask':<14} {'ask size':<16}")
+    bids, asks = book["bids"][:levels], book["asks"][:levels]
+    for i in range(max(len(bids), len(asks))):
+        b = bids[i] if i < len(bids) else ("", "")
+        a = asks[i] if i < len(asks) else ("", "")
+        print(f"{b[1]!s:>16} {b[0]!s:>14} | {a[0]!s:<14} {a[1]!s:<16}")
     return 0
 
 

@@ -41,6 +41,7 @@ def default_workers(settings: Settings, venues: list[str] | None = None) -> list
         Child("collector", [py, "-m", "collectors", *(venues or settings.collector.venues)]),
         Child("normalizer", [py, "-m", "normalizer"]),
         Child("sink", [py, "-m", "sinks", "clickhouse"]),
+        Child("orderbook", [py, "-m", "orderbook"]),
     ]
 
 

@@ -31,6 +31,7 @@ class TrueBook:
         self.bids = {100.0 - i * 0.01: 1.0 for i in range(1, 50)}
         self.asks = {100.0 + i * 0.01: 1.0 for i in range(1, 50)}
         self.u = 1000
+        self.history: dict[int, tuple[list, list]] | None = None  # seq -> top 20, if wanted
 
     def snapshot(self) -> schemas.Book:
         return book(self.u, self.u, sorted(self.bids.items(), reverse=True),
@@ -57,7 +58,12 @@ class TrueBook:
             out.append((price, size))
         first = self.u + 1
         self.u += r.randint(1, 3)
+        if self.history is not None:
+            self.history[self.u] = self.top(20)
         return book(self.u, first, bids, asks)
+
+    def top(self, n: int) -> tuple[list, list]:
+        return sorted(self.bids.items(), reverse=True)[:n], sorted(self.asks.items())[:n]
 
     def as_book(self) -> L2Book:
         b = L2Book()
