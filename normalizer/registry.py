@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from normalizer.venues.base import VenueParser
-from normalizer.venues.binance import BinanceSpotParser
+from normalizer.venues.binance import BinanceSpotParser, BinanceUsdmParser
 
 
 def parsers() -> dict[str, VenueParser]:
-    return {p.venue: p for p in (BinanceSpotParser(),)}
+    return {p.venue: p for p in (BinanceSpotParser(), BinanceUsdmParser())}

@@ -42,3 +42,32 @@ def binance_spot_native(symbol: str) -> str:
     if len(parts) != 2 or not all(parts):
         raise ValueError(f"not a spot symbol: {symbol!r}")
     return parts[0] + parts[1]
+
+
+def binance_usdm(native: str) -> str:
+    """USDⓈ-M: ``BTCUSDT`` -> ``BTC-USDT-PERP``; ``BTCUSDT_251226`` -> ``BTC-USDT-20251226``."""
+    hit = _cache.get("usdm:" + native)
+    if hit is not None:
+        return hit
+    pair, _, expiry = native.upper().partition("_")
+    spot = binance_spot(pair)
+    if not expiry:
+        out = f"{spot}-PERP"
+    elif len(expiry) == 6 and expiry.isdigit():
+        out = f"{spot}-20{expiry}"
+    else:
+        raise ValueError(f"unknown binance futures expiry in {native!r}")
+    _cache["usdm:" + native] = out
+    return out
+
+
+def binance_usdm_native(symbol: str) -> str:
+    parts = symbol.split("-")
+    if len(parts) != 3:
+        raise ValueError(f"not a futures symbol: {symbol!r}")
+    base, quote, tail = parts
+    if tail == "PERP":
+        return base + quote
+    if len(tail) == 8 and tail.isdigit():
+        return f"{base}{quote}_{tail[2:]}"
+    raise ValueError(f"not a futures symbol: {symbol!r}")

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from prometheus_client import Counter, Gauge
 
-from orderbook.sync import RULES, BookState, Problem
+from orderbook.sync import BookState, Problem, rule_for
 from streams import schemas, subjects
 from streams.provision import STREAM_MARKET
 from streams.runtime import Worker
@@ -52,7 +52,7 @@ class OrderBookService:
         key = (venue, symbol)
         st = self.books.get(key)
         if st is None:
-            rule = RULES.get(venue)
+            rule = rule_for(venue, symbol)
             if rule is None:
                 if venue not in self.unsupported:
                     self.unsupported.add(venue)

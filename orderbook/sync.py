@@ -30,7 +30,7 @@ class Rule(Protocol):
     name: str
     rest_snapshot: bool  # snapshots come from REST (deltas must be buffered meanwhile)
 
-    def stale(self, last: int, d: Book) -> bool: ...  # entirely older than what we hold
+    def stale(self, last: int, d: Book) -> bool: ...  # to drop before bridging a snapshot
     def bridges(self, snap: int, d: Book) -> bool: ...  # first delta valid after a snapshot
     def continues(self, last: int, d: Book) -> bool: ...  # next delta valid after ``last``
 
@@ -60,7 +60,7 @@ class BinanceFutures:
     rest_snapshot = True
 
     def stale(self, last: int, d: Book) -> bool:
-        return d.seq < last or (d.seq == last and d.prev_seq is not None and d.prev_seq < last)
+        return d.seq < last  # u == lastUpdateId is the bridging event
 
     def bridges(self, snap: int, d: Book) -> bool:
         return (d.first_seq or 0) <= snap <= d.seq
@@ -69,7 +69,12 @@ class BinanceFutures:
         return d.prev_seq == last
 
 
-RULES: dict[str, Rule] = {"binance": BinanceSpot()}
+def rule_for(venue: str, symbol: str) -> Rule | None:
+    """The sequencing rule of a venue's book; a venue may have one per market kind."""
+    if venue == "binance":
+        spot = symbol.count("-") == 1
+        return BinanceSpot() if spot else BinanceFutures()
+    return None
 
 
 class BookState:
@@ -81,6 +86,7 @@ class BookState:
         self.ts_event = 0
         self.ts_recv = 0
         self.buffer: deque[Book] = deque(maxlen=max_buffer)
+        self.bridging = False  # next delta is the first after a snapshot
         self.updates = 0  # deltas applied
         self.problems = 0
 
@@ -99,9 +105,11 @@ class BookState:
     def _delta(self, m: Book) -> Problem | None:
         assert self.seq is not None
         rule = self.rule
-        if rule.stale(self.seq, m):
+        # once synced, anything not past the current sequence is old or a duplicate
+        if rule.stale(self.seq, m) if self.bridging else m.seq <= self.seq:
             return Problem("sequence", self.seq + 1, m.seq, "duplicate or old delta ignored", False)
-        if not rule.continues(self.seq, m):
+        ok = rule.bridges(self.seq, m) if self.bridging else rule.continues(self.seq, m)
+        if not ok:
             expected = self.seq + 1
             got = m.first_seq if m.first_seq is not None else m.prev_seq
             self.invalidate()
@@ -109,6 +117,7 @@ class BookState:
             return Problem("sequence", expected, got, f"{rule.name}: delta does not continue")
         self.book.apply(m.bids, m.asks)
         self.seq = m.seq
+        self.bridging = False
         self.ts_event, self.ts_recv = m.ts_event, m.ts_recv
         self.updates += 1
         if self.book.crossed():
@@ -124,7 +133,7 @@ class BookState:
         self.valid = True
         pending = list(self.buffer)
         self.buffer.clear()
-        first = True
+        first = self.bridging = True
         for d in pending:
             if self.rule.stale(self.seq, d):
                 continue
@@ -139,7 +148,7 @@ class BookState:
                 expected = self.seq + 1
                 self.invalidate()
                 return Problem("sequence", expected, d.first_seq, "gap inside buffered deltas")
-            first = False
+            first = self.bridging = False
             self.book.apply(d.bids, d.asks)
             self.seq = d.seq
             self.ts_event, self.ts_recv = d.ts_event, d.ts_recv

@@ -8,6 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from normalizer import symbols
 from normalizer.core import Dead, Normalizer
 from normalizer.symbols import binance_spot, binance_spot_native
 from streams import schemas, subjects
@@ -134,3 +135,88 @@ def test_recorded_binance_frames_parse() -> None:
             counts["instrument"] += len(out)
     assert counts["depth"] > 100 and counts["aggTrade"] >= 2 and counts["snapshot"] >= 4
     assert counts["instrument"] > 1000
+
+
+def _recorded_counts(ws_name: str, rest_name: str, info_name: str, raw_venue: str) -> dict:
+    """Normalize every recorded frame of a Binance capture; nothing may be rejected."""
+    n = Normalizer()
+    counts: dict[str, int] = {}
+    for rec in recorded.read(shared_frames(ws_name)):
+        if rec.kind != "recv":
+            continue
+        stream = orjson.loads(rec.payload)["stream"]
+        sym, kind = stream.split("@")[0].upper(), stream.split("@")[1]
+        channel = "kline" if kind.startswith("kline") else kind
+        out = n.normalize(subjects.raw(raw_venue, channel, sym), rec.payload.encode(), RECV, 1)
+        assert not isinstance(out, Dead), (channel, out.reason)
+        for o in out:
+            counts[o.subject.split(".")[1]] = counts.get(o.subject.split(".")[1], 0) + 1
+    for rec in recorded.read(shared_frames(rest_name)):
+        sym = re.search(r"symbol=(\w+)", rec.url).group(1)  # type: ignore[union-attr]
+        out = n.normalize(subjects.raw(raw_venue, "snapshot", sym), rec.payload.encode(), RECV, 1)
+        assert not isinstance(out, Dead), out.reason
+        counts["snapshot"] = counts.get("snapshot", 0) + 1
+    for rec in recorded.read(shared_frames(info_name)):
+        if "exchangeInfo" in rec.url:
+            raw = subjects.raw(raw_venue, "instruments", "ALL")
+            out = n.normalize(raw, rec.payload.encode(), RECV, 1)
+            assert not isinstance(out, Dead), out.reason
+            counts["instrument"] = counts.get("instrument", 0) + len(out)
+    return counts
+
+
+def test_recorded_binance_spot_every_channel() -> None:
+    c = _recorded_counts(
+        "cryptofeed/BINANCE.ws.1.0",
+        "cryptofeed/BINANCE.http.0.0",
+        "cryptofeed/BINANCE.0",
+        "binance",
+    )
+    assert c["book"] > 100 and c["bbo"] > 50 and c["candle"] >= 2 and c["trade"] >= 2
+    assert c["snapshot"] >= 4 and c["instrument"] > 1000
+
+
+def test_recorded_binance_usdm_every_channel() -> None:
+    c = _recorded_counts(
+        "cryptofeed/BINANCE_FUTURES.ws.1.0",
+        "cryptofeed/BINANCE_FUTURES.http.0.0",
+        "cryptofeed/BINANCE_FUTURES.0",
+        "binanceusdm",
+    )
+    assert c["book"] > 500 and c["bbo"] > 500 and c["candle"] > 50 and c["trade"] > 50
+    assert c["snapshot"] >= 4 and c["instrument"] > 100
+
+
+def test_usdm_symbols_and_futures_channels() -> None:
+    assert symbols.binance_usdm("BTCUSDT") == "BTC-USDT-PERP"
+    assert symbols.binance_usdm("ETHUSDT_251226") == "ETH-USDT-20251226"
+    assert symbols.binance_usdm_native("ETH-USDT-20251226") == "ETHUSDT_251226"
+    assert symbols.binance_usdm_native("BTC-USDT-PERP") == "BTCUSDT"
+    n = Normalizer()
+    mark = orjson.dumps({"stream": "btcusdt@markPrice@1s", "data": {
+        "e": "markPriceUpdate", "E": 1700000000000, "s": "BTCUSDT", "p": "65000.12000000",
+        "i": "64990.5", "P": "65001", "r": "-0.00010000", "T": 1700006400000}})  # fmt: skip
+    outs = n.normalize("raw.binanceusdm.markPrice.BTCUSDT", mark, RECV, 1)
+    assert not isinstance(outs, Dead), outs
+    m, f = (schemas.decode(o.data) for o in outs)
+    assert isinstance(m, schemas.Mark) and m.mark_price == 65000.12 and m.index_price == 64990.5
+    assert isinstance(f, schemas.Funding) and f.rate == -0.0001
+    assert f.next_funding_ts == 1700006400000 * 1_000_000 and f.symbol == "BTC-USDT-PERP"
+    liq = orjson.dumps({"stream": "btcusdt@forceOrder", "data": {"e": "forceOrder",
+        "E": 1700000000001, "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC",
+        "q": "0.014", "p": "9910", "ap": "9910.5", "X": "FILLED", "l": "0.014", "z": "0.014",
+        "T": 1700000000000}}})  # fmt: skip
+    [o] = n.normalize("raw.binanceusdm.forceOrder.BTCUSDT", liq, RECV, 1)  # type: ignore[misc]
+    lq = schemas.decode(o.data)
+    assert isinstance(lq, schemas.Liquidation) and (lq.side, lq.price, lq.size) == (
+        "sell", 9910.5, 0.014)  # fmt: skip
+    oi = b'{"openInterest":"10659.509","symbol":"BTCUSDT","time":1589437530011}'
+    [o] = n.normalize("raw.binanceusdm.openInterest.BTCUSDT", oi, RECV, 1)  # type: ignore[misc]
+    v = schemas.decode(o.data)
+    assert isinstance(v, schemas.OpenInterest) and v.open_interest == 10659.509
+    tick = orjson.dumps({"stream": "btcusdt@ticker", "data": {"e": "24hrTicker",
+        "E": 1, "s": "BTCUSDT", "c": "2", "o": "1", "h": "3", "l": "0.5", "v": "10",
+        "q": "20", "b": "1.9", "a": "2.1"}})  # fmt: skip
+    [o] = n.normalize("raw.binance.ticker.BTCUSDT", tick, RECV, 1)  # type: ignore[misc]
+    t = schemas.decode(o.data)
+    assert isinstance(t, schemas.Ticker) and (t.last, t.bid, t.ask, t.low_24h) == (2, 1.9, 2.1, 0.5)

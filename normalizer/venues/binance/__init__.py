@@ -1,3 +1,3 @@
-from normalizer.venues.binance.parse import BinanceSpotParser
+from normalizer.venues.binance.parse import BinanceSpotParser, BinanceUsdmParser
 
-__all__ = ["BinanceSpotParser"]
+__all__ = ["BinanceSpotParser", "BinanceUsdmParser"]

@@ -1,20 +1,33 @@
-"""Binance spot raw frames -> typed jetmarket messages.
+"""Binance raw frames -> typed jetmarket messages, spot and USDⓈ-M futures.
 
-Channel map (raw channel -> market type):
-  trade        -> trade               (``t`` is the natural id)
-  aggTrade     -> trade, aggregated   (``a`` is the natural id)
-  depth        -> book delta          (``U``/``u`` carried as first_seq/seq)
-  snapshot     -> book snapshot       (REST depth; ``lastUpdateId`` as seq)
-  instruments  -> instrument per symbol (REST exchangeInfo)
-  conn         -> gap(reason=reconnect) per symbol when a connection drops
-  control      -> nothing (subscription acknowledgements)
+Raw venue tokens: ``binance`` (spot) and ``binanceusdm`` (USDⓈ-M, ccxt's id); both
+normalize to venue ``binance``, the symbol tells the market (``BTC-USDT`` vs
+``BTC-USDT-PERP``). Channel map, raw channel -> market type:
+
+| channel     | spot                     | usdm                                   |
+|-------------|--------------------------|----------------------------------------|
+| trade       | trade (``t``)            | trade (``t``)                          |
+| aggTrade    | trade, aggregated (``a``)| trade, aggregated (``a``)              |
+| depth       | book delta (U/u)         | book delta (U/u/pu)                    |
+| snapshot    | book snapshot (REST)     | book snapshot (REST)                   |
+| bookTicker  | bbo                      | bbo                                    |
+| ticker      | ticker (24 h)            | ticker (24 h)                          |
+| kline       | candle                   | candle                                 |
+| markPrice   | -                        | mark + funding                         |
+| forceOrder  | -                        | liquidation                            |
+| openInterest| -                        | open_interest (REST poll)              |
+| instruments | instrument (exchangeInfo)| instrument (exchangeInfo)              |
+| conn        | gap(reconnect) per symbol on disconnect                           |
+| control     | nothing (subscription acknowledgements)                          |
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
-from normalizer.symbols import binance_spot
+from normalizer import symbols
 from normalizer.venues.base import Frame, Out, Rejected
 from normalizer.venues.binance import wire
 from streams import schemas, subjects
@@ -25,35 +38,38 @@ MS = 1_000_000
 _trade = wire.decoder(wire.TradeFrame)
 _agg = wire.decoder(wire.AggTradeFrame)
 _depth = wire.decoder(wire.DepthFrame)
+_fdepth = wire.decoder(wire.FuturesDepthFrame)
 _snapshot = wire.decoder(wire.DepthSnapshot)
+_fsnapshot = wire.decoder(wire.FuturesDepthSnapshot)
+_book_ticker = wire.decoder(wire.BookTickerFrame)
+_ticker = wire.decoder(wire.TickerFrame)
+_kline = wire.decoder(wire.KlineFrame)
+_mark = wire.decoder(wire.MarkPriceFrame)
+_force = wire.decoder(wire.ForceOrderFrame)
+_oi = wire.decoder(wire.OpenInterest)
 _info = wire.decoder(wire.ExchangeInfo)
+_finfo = wire.decoder(wire.FuturesExchangeInfo)
 _conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
+Handler = Callable[[Frame], list[Out]]
 
-class BinanceSpotParser:
-    venue = VENUE
-    channels = {
-        "trade": "trade",
-        "aggTrade": "trade",
-        "depth": "book",
-        "snapshot": "book",
-        "instruments": "instrument",
-        "conn": "gap",
-        "control": "",
-    }
+
+def _side(maker_is_buyer: bool) -> str:
+    return "sell" if maker_is_buyer else "buy"  # the taker took the other side
+
+
+class _Binance:
+    venue = "binance"
+    to_symbol: Callable[[str], str] = staticmethod(symbols.binance_spot)
+    channels: dict[str, str] = {}
 
     def __init__(self) -> None:
-        self._subject: dict[tuple[str, str], tuple[str, str]] = {}
-        self._dispatch = {
-            "trade": self._trade,
-            "aggTrade": self._agg_trade,
-            "depth": self._depth,
-            "snapshot": self._snapshot,
-            "instruments": self._instruments,
-            "conn": self._conn,
-            "control": _nothing,
+        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._dispatch: dict[str, Handler] = {
+            ch: getattr(self, "_" + ch) for ch in self.channels if ch != "control"
         }
+        self._dispatch["control"] = lambda frame: []
 
     def parse(self, frame: Frame) -> list[Out]:
         handler = self._dispatch.get(frame.channel)
@@ -67,126 +83,141 @@ class BinanceSpotParser:
             raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
 
     def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        """(subject, symbol) cached per native symbol: subjects are built once, not per frame."""
+        """(subject, symbol), cached: subjects are built once per symbol, not per frame."""
         key = (msg_type, native)
-        hit = self._subject.get(key)
+        hit = self._names_cache.get(key)
         if hit is None:
             try:
-                symbol = binance_spot(native)
+                symbol = self.to_symbol(native)
             except ValueError as exc:
                 raise Rejected(str(exc)) from None
             hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._subject[key] = hit
+            self._names_cache[key] = hit
         return hit
 
-    def _check_symbol(self, frame: Frame, s: str) -> None:
+    @staticmethod
+    def _same(frame: Frame, s: str) -> None:
         if s != frame.native_symbol:
             raise Rejected(f"symbol {s!r} in a frame published for {frame.native_symbol!r}")
 
+    @staticmethod
+    def _event(got: str, want: str, channel: str) -> None:
+        if got != want:
+            raise Rejected(f"unexpected event {got!r} on the {channel} channel")
+
+    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
+        subject, symbol = self._names(msg_type, native)
+        return Out(subject, f"binance:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+
+    # -- trades ------------------------------------------------------------------------
     def _trade(self, frame: Frame) -> list[Out]:
         d = _trade.decode(frame.data).data
-        if d.e != "trade":
-            raise Rejected(f"unexpected event {d.e!r} on the trade channel")
-        self._check_symbol(frame, d.s)
-        subject, symbol = self._names("trade", d.s)
+        self._event(d.e, "trade", "trade")
+        self._same(frame, d.s)
+        _, symbol = self._names("trade", d.s)
         msg = schemas.Trade(
-            venue=VENUE,
-            symbol=symbol,
-            ts_event=d.trade_time * MS,
-            ts_recv=frame.ts_recv,
-            id=str(d.t),
-            price=d.p,
-            size=d.q,
-            side="sell" if d.m else "buy",
-        )
-        return [Out(subject, f"binance:trade:{symbol}:{d.t}", _encode(msg))]
+            venue=VENUE, symbol=symbol, ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
+            id=str(d.t), price=d.p, size=d.q, side=_side(d.m),
+        )  # fmt: skip
+        return [self._out("trade", d.s, d.t, msg)]
 
-    def _agg_trade(self, frame: Frame) -> list[Out]:
+    def _aggTrade(self, frame: Frame) -> list[Out]:  # handler names follow the channel names
         d = _agg.decode(frame.data).data
-        if d.e != "aggTrade":
-            raise Rejected(f"unexpected event {d.e!r} on the aggTrade channel")
-        self._check_symbol(frame, d.s)
-        subject, symbol = self._names("trade", d.s)
+        self._event(d.e, "aggTrade", "aggTrade")
+        self._same(frame, d.s)
+        _, symbol = self._names("trade", d.s)
         msg = schemas.Trade(
-            venue=VENUE,
-            symbol=symbol,
-            ts_event=d.trade_time * MS,
-            ts_recv=frame.ts_recv,
-            id=f"a{d.a}",
-            price=d.p,
-            size=d.q,
-            side="sell" if d.m else "buy",
-            aggregated=True,
-        )
-        return [Out(subject, f"binance:trade:{symbol}:a{d.a}", _encode(msg))]
+            venue=VENUE, symbol=symbol, ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
+            id=f"a{d.a}", price=d.p, size=d.q, side=_side(d.m), aggregated=True,
+        )  # fmt: skip
+        return [self._out("trade", d.s, f"a{d.a}", msg)]
 
+    # -- book ----------------------------------------------------------------------------
     def _depth(self, frame: Frame) -> list[Out]:
         d = _depth.decode(frame.data).data
-        if d.e != "depthUpdate":
-            raise Rejected(f"unexpected event {d.e!r} on the depth channel")
-        self._check_symbol(frame, d.s)
+        self._event(d.e, "depthUpdate", "depth")
+        self._same(frame, d.s)
         if d.first_id > d.last_id:
             raise Rejected(f"depth update with U {d.first_id} > u {d.last_id}")
-        subject, symbol = self._names("book", d.s)
+        _, symbol = self._names("book", d.s)
         msg = schemas.Book(
-            venue=VENUE,
-            symbol=symbol,
-            ts_event=d.event_time * MS,
-            ts_recv=frame.ts_recv,
-            snapshot=False,
-            bids=d.b,
-            asks=d.a,
-            seq=d.last_id,
-            first_seq=d.first_id,
-        )
-        return [Out(subject, f"binance:book:{symbol}:{d.last_id}", _encode(msg))]
+            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+            snapshot=False, bids=d.b, asks=d.a, seq=d.last_id, first_seq=d.first_id,
+        )  # fmt: skip
+        return [self._out("book", d.s, d.last_id, msg)]
 
     def _snapshot(self, frame: Frame) -> list[Out]:
         d = _snapshot.decode(frame.data)
-        subject, symbol = self._names("book", frame.native_symbol)
+        _, symbol = self._names("book", frame.native_symbol)
         msg = schemas.Book(
-            venue=VENUE,
-            symbol=symbol,
-            # REST depth carries no exchange time: the receive time is the best we have.
-            ts_event=frame.ts_recv,
-            ts_recv=frame.ts_recv,
-            snapshot=True,
-            bids=d.bids,
-            asks=d.asks,
-            seq=d.lastUpdateId,
-        )
-        return [Out(subject, f"binance:book:{symbol}:snap{d.lastUpdateId}", _encode(msg))]
+            venue=VENUE, symbol=symbol,
+            # spot REST depth carries no exchange time: the receive time is the best we have
+            ts_event=frame.ts_recv, ts_recv=frame.ts_recv,
+            snapshot=True, bids=d.bids, asks=d.asks, seq=d.lastUpdateId,
+        )  # fmt: skip
+        return [self._out("book", frame.native_symbol, f"snap{d.lastUpdateId}", msg)]
 
+    def _bookTicker(self, frame: Frame) -> list[Out]:
+        d = _book_ticker.decode(frame.data).data
+        self._same(frame, d.s)
+        _, symbol = self._names("bbo", d.s)
+        ts = d.event_time * MS if d.event_time else frame.ts_recv
+        msg = schemas.BBO(
+            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+            bid_price=d.b, bid_size=d.B, ask_price=d.a, ask_size=d.A, seq=d.u,
+        )  # fmt: skip
+        return [self._out("bbo", d.s, d.u, msg)]
+
+    # -- ticker / candles ----------------------------------------------------------------
+    def _ticker(self, frame: Frame) -> list[Out]:
+        d = _ticker.decode(frame.data).data
+        self._event(d.e, "24hrTicker", "ticker")
+        self._same(frame, d.s)
+        _, symbol = self._names("ticker", d.s)
+        msg = schemas.Ticker(
+            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+            last=d.c, bid=d.b, ask=d.a, open_24h=d.o, high_24h=d.h, low_24h=d.l,
+            volume_24h=d.v, quote_volume_24h=d.q,
+        )  # fmt: skip
+        return [self._out("ticker", d.s, d.event_time, msg)]
+
+    def _kline(self, frame: Frame) -> list[Out]:
+        d = _kline.decode(frame.data).data
+        self._event(d.e, "kline", "kline")
+        self._same(frame, d.s)
+        k = d.k
+        _, symbol = self._names("candle", d.s)
+        msg = schemas.Candle(
+            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+            interval=k.i, ts_open=k.t * MS, open=k.o, high=k.h, low=k.l, close=k.c,
+            volume=k.v, closed=k.x, trades=k.n,
+        )  # fmt: skip
+        return [self._out("candle", d.s, f"{k.i}:{k.t}:{d.event_time}", msg)]
+
+    # -- reference data and connection events -----------------------------------------
     def _instruments(self, frame: Frame) -> list[Out]:
         info = _info.decode(frame.data)
         out = []
         for s in info.symbols:
-            tick = next((f.tickSize for f in s.filters if f.filterType == "PRICE_FILTER"), None)
-            lot = next((f.stepSize for f in s.filters if f.filterType == "LOT_SIZE"), None)
+            tick, lot = _tick_lot(s.filters)
             if not tick or not lot:
                 continue  # not tradable as described; nothing sensible to publish
-            symbol = f"{s.baseAsset}-{s.quoteAsset}"
             msg = schemas.Instrument(
-                venue=VENUE,
-                symbol=symbol,
-                ts_event=info.serverTime * MS,
-                ts_recv=frame.ts_recv,
-                native_symbol=s.symbol,
-                kind="spot",
-                base=s.baseAsset,
-                quote=s.quoteAsset,
-                tick_size=tick,
-                lot_size=lot,
-                active=s.status == "TRADING",
-            )
-            out.append(
-                Out(
-                    subjects.market("instrument", VENUE, symbol),
-                    f"binance:instrument:{symbol}:{frame.raw_seq}",
-                    _encode(msg),
-                )
-            )
+                venue=VENUE, symbol=f"{s.baseAsset}-{s.quoteAsset}",
+                ts_event=info.serverTime * MS, ts_recv=frame.ts_recv, native_symbol=s.symbol,
+                kind="spot", base=s.baseAsset, quote=s.quoteAsset, tick_size=tick,
+                lot_size=lot, active=s.status == "TRADING",
+            )  # fmt: skip
+            out.append(self._instrument_out(msg, frame))
         return out
+
+    @staticmethod
+    def _instrument_out(msg: schemas.Instrument, frame: Frame) -> Out:
+        return Out(
+            subjects.market("instrument", VENUE, msg.symbol),
+            f"binance:instrument:{msg.symbol}:{frame.raw_seq}",
+            _encode(msg),
+        )
 
     def _conn(self, frame: Frame) -> list[Out]:
         ev = _conn.decode(frame.data)
@@ -194,19 +225,124 @@ class BinanceSpotParser:
             return []
         out = []
         for native in ev.symbols:
-            subject, symbol = self._names("gap", native)
+            _, symbol = self._names("gap", native)
             msg = schemas.Gap(
-                venue=VENUE,
-                symbol=symbol,
-                ts_event=ev.ts,
-                ts_recv=frame.ts_recv,
-                reason="reconnect",
-                channel="ws",
+                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
+                reason="reconnect", channel="ws",
                 detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
-            )
-            out.append(Out(subject, f"binance:gap:{symbol}:raw{frame.raw_seq}", _encode(msg)))
+            )  # fmt: skip
+            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
         return out
 
 
-def _nothing(frame: Frame) -> list[Out]:
-    return []
+def _tick_lot(filters: list[wire.SymbolFilter]) -> tuple[float | None, float | None]:
+    tick = next((f.tickSize for f in filters if f.filterType == "PRICE_FILTER"), None)
+    lot = next((f.stepSize for f in filters if f.filterType == "LOT_SIZE"), None)
+    return tick, lot
+
+
+class BinanceSpotParser(_Binance):
+    venue = "binance"
+    channels = {
+        "trade": "trade", "aggTrade": "trade", "depth": "book", "snapshot": "book",
+        "bookTicker": "bbo", "ticker": "ticker", "kline": "candle",
+        "instruments": "instrument", "conn": "gap", "control": "",
+    }  # fmt: skip
+
+
+class BinanceUsdmParser(_Binance):
+    venue = "binanceusdm"
+    to_symbol = staticmethod(symbols.binance_usdm)
+    channels = {
+        **BinanceSpotParser.channels,
+        "markPrice": "mark+funding", "forceOrder": "liquidation", "openInterest": "open_interest",
+    }  # fmt: skip
+
+    def _depth(self, frame: Frame) -> list[Out]:
+        d = _fdepth.decode(frame.data).data
+        self._event(d.e, "depthUpdate", "depth")
+        self._same(frame, d.s)
+        if d.first_id > d.last_id:
+            raise Rejected(f"depth update with U {d.first_id} > u {d.last_id}")
+        _, symbol = self._names("book", d.s)
+        msg = schemas.Book(
+            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+            snapshot=False, bids=d.b, asks=d.a, seq=d.last_id, first_seq=d.first_id,
+            prev_seq=d.prev_id,
+        )  # fmt: skip
+        return [self._out("book", d.s, d.last_id, msg)]
+
+    def _snapshot(self, frame: Frame) -> list[Out]:
+        d = _fsnapshot.decode(frame.data)
+        _, symbol = self._names("book", frame.native_symbol)
+        msg = schemas.Book(
+            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+            snapshot=True, bids=d.bids, asks=d.asks, seq=d.lastUpdateId,
+        )  # fmt: skip
+        return [self._out("book", frame.native_symbol, f"snap{d.lastUpdateId}", msg)]
+
+    def _markPrice(self, frame: Frame) -> list[Out]:
+        d = _mark.decode(frame.data).data
+        self._event(d.e, "markPriceUpdate", "markPrice")
+        self._same(frame, d.s)
+        _, symbol = self._names("mark", d.s)
+        ts = d.event_time * MS
+        mark = schemas.Mark(
+            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+            mark_price=d.p, index_price=d.i,
+        )  # fmt: skip
+        funding = schemas.Funding(
+            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+            rate=d.r, next_funding_ts=d.T * MS if d.T else None,
+        )  # fmt: skip
+        return [
+            self._out("mark", d.s, d.event_time, mark),
+            self._out("funding", d.s, d.event_time, funding),
+        ]
+
+    def _forceOrder(self, frame: Frame) -> list[Out]:
+        d = _force.decode(frame.data).data
+        self._event(d.e, "forceOrder", "forceOrder")
+        o = d.o
+        self._same(frame, o.s)
+        _, symbol = self._names("liquidation", o.s)
+        side = {"BUY": "buy", "SELL": "sell"}.get(o.S, "unknown")
+        natural = f"{o.T}:{o.S}:{frame.raw_seq}"
+        msg = schemas.Liquidation(
+            venue=VENUE, symbol=symbol, ts_event=o.T * MS, ts_recv=frame.ts_recv,
+            side=side, price=o.ap or o.p, size=o.z or o.q, id=natural,  # type: ignore[arg-type]
+        )  # fmt: skip
+        return [self._out("liquidation", o.s, natural, msg)]
+
+    def _openInterest(self, frame: Frame) -> list[Out]:
+        d = _oi.decode(frame.data)
+        self._same(frame, d.symbol)
+        _, symbol = self._names("open_interest", d.symbol)
+        msg = schemas.OpenInterest(
+            venue=VENUE, symbol=symbol, ts_event=d.time * MS, ts_recv=frame.ts_recv,
+            open_interest=d.openInterest,
+        )  # fmt: skip
+        return [self._out("open_interest", d.symbol, d.time, msg)]
+
+    def _instruments(self, frame: Frame) -> list[Out]:
+        info = _finfo.decode(frame.data)
+        out = []
+        for s in info.symbols:
+            tick, lot = _tick_lot(s.filters)
+            if not tick or not lot or not s.contractType:
+                continue
+            try:
+                symbol = symbols.binance_usdm(s.symbol)
+            except ValueError:
+                continue  # an index or settlement symbol outside our naming scheme
+            perp = s.contractType == "PERPETUAL"
+            msg = schemas.Instrument(
+                venue=VENUE, symbol=symbol, ts_event=info.serverTime * MS,
+                ts_recv=frame.ts_recv, native_symbol=s.symbol,
+                kind="perpetual" if perp else "future", base=s.baseAsset, quote=s.quoteAsset,
+                settle=s.marginAsset or s.quoteAsset, tick_size=tick, lot_size=lot,
+                expiry_ts=None if perp else s.deliveryDate * MS,
+                active=s.status == "TRADING",
+            )  # fmt: skip
+            out.append(self._instrument_out(msg, frame))
+        return out

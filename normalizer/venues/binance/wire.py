@@ -107,3 +107,150 @@ class ConnEvent(msgspec.Struct):
 
 def decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind, strict=False)
+
+
+class FuturesDepthEvent(msgspec.Struct, gc=False):
+    e: str
+    event_time: int = msgspec.field(name="E")
+    s: str
+    first_id: int = msgspec.field(name="U")
+    last_id: int = msgspec.field(name="u")
+    prev_id: int = msgspec.field(name="pu")
+    b: list[Level]
+    a: list[Level]
+
+
+class FuturesDepthFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: FuturesDepthEvent
+
+
+class FuturesDepthSnapshot(msgspec.Struct, gc=False):
+    """REST ``GET /fapi/v1/depth`` body."""
+
+    lastUpdateId: int
+    event_time: int = msgspec.field(name="E")
+    bids: list[Level]
+    asks: list[Level]
+
+
+class BookTickerEvent(msgspec.Struct, gc=False):
+    """Spot frames carry no event time; futures ones do (``E``)."""
+
+    u: int
+    s: str
+    b: Price
+    B: Size
+    a: Price
+    A: Size
+    event_time: int | None = msgspec.field(name="E", default=None)
+
+
+class BookTickerFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: BookTickerEvent
+
+
+class TickerEvent(msgspec.Struct, gc=False):
+    """24hr rolling ticker (``<symbol>@ticker``)."""
+
+    e: str
+    event_time: int = msgspec.field(name="E")
+    s: str
+    c: Price  # last
+    o: Price
+    h: Price
+    l: Price  # noqa: E741 - the venue's field name
+    v: Size
+    q: Size
+    b: Price | None = None  # spot only
+    a: Price | None = None
+
+
+class TickerFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: TickerEvent
+
+
+class Kline(msgspec.Struct, gc=False):
+    t: int
+    i: str
+    o: Price
+    h: Price
+    l: Price  # noqa: E741
+    c: Price
+    v: Size
+    n: int
+    x: bool
+
+
+class KlineEvent(msgspec.Struct, gc=False):
+    e: str
+    event_time: int = msgspec.field(name="E")
+    s: str
+    k: Kline
+
+
+class KlineFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: KlineEvent
+
+
+class MarkPriceEvent(msgspec.Struct, gc=False):
+    e: str
+    event_time: int = msgspec.field(name="E")
+    s: str
+    p: Price  # mark
+    r: float  # funding rate (may be negative)
+    T: int  # next funding time
+    i: Price | None = None  # index
+
+
+class MarkPriceFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: MarkPriceEvent
+
+
+class ForceOrder(msgspec.Struct, gc=False):
+    s: str
+    S: str  # side of the liquidation order
+    p: Price
+    q: PosSize
+    T: int
+    ap: Price | None = None  # average fill price
+    z: Size | None = None  # filled accumulated quantity
+
+
+class ForceOrderEvent(msgspec.Struct, gc=False):
+    e: str
+    event_time: int = msgspec.field(name="E")
+    o: ForceOrder
+
+
+class ForceOrderFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: ForceOrderEvent
+
+
+class OpenInterest(msgspec.Struct, gc=False):
+    """REST ``GET /fapi/v1/openInterest`` body (polled)."""
+
+    symbol: str
+    openInterest: Size
+    time: int
+
+
+class FuturesSymbolInfo(msgspec.Struct):
+    symbol: str
+    status: str
+    baseAsset: str
+    quoteAsset: str
+    marginAsset: str = ""
+    contractType: str = ""
+    deliveryDate: int = 0
+    filters: list[SymbolFilter] = []
+
+
+class FuturesExchangeInfo(msgspec.Struct):
+    serverTime: int
+    symbols: list[FuturesSymbolInfo]
