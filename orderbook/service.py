@@ -202,7 +202,7 @@ class OrderBookService:
     async def run(self) -> None:
         w = self.w
         assert w.js is not None and w.nc is not None
-        await w.nc.subscribe("book.get.>", cb=self._serve_get)
+        await w.nc.subscribe(subjects.BOOK_GET_ALL, cb=self._serve_get)
         sub = await w.js.subscribe(
             subjects.market_filter("book"),
             stream=STREAM_MARKET,

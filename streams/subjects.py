@@ -45,8 +45,15 @@ def ctl_snapshot(venue: str, symbol: str) -> str:
     return f"ctl.snapshot.{token(venue)}.{token(symbol)}"
 
 
+def ctl_snapshot_filter(venue: str) -> str:
+    return f"ctl.snapshot.{token(venue)}.*"
+
+
 def book_get(venue: str, symbol: str) -> str:
     return f"book.get.{token(venue)}.{token(symbol)}"
+
+
+BOOK_GET_ALL = "book.get.>"
 
 
 def exec_cmd(account: str) -> str:
