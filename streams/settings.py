@@ -149,8 +149,17 @@ class SinkSettings(_S):
     )
     store_raw: bool = True
     flush_interval_s: float = 0.5
-    max_batch_rows: int = 50000
+    # Rows held before an insert; also bounded by the consumer's max_ack_pending (4x batch).
+    max_batch_rows: int = 20000
     retry_max_s: float = 10.0
+    # Fault hook for tests and drills: while this file exists every insert fails.
+    fail_inserts_file: str | None = None
+
+    def _check(self, prefix: str) -> None:
+        if self.flush_interval_s <= 0:
+            raise SettingsError(f"{prefix}.flush_interval_s must be > 0")
+        if self.max_batch_rows < 1:
+            raise SettingsError(f"{prefix}.max_batch_rows must be >= 1")
 
 
 class OrderbookSettings(_S):

@@ -1,0 +1,1 @@
+"""The ClickHouse sink: the single writer of ClickHouse (chdb is one process)."""

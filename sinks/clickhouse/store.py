@@ -1,0 +1,98 @@
+"""ClickHouse access on one dedicated thread.
+
+chdb is an in-process engine bound to one path per process, and clickhouse-connect's
+client is not thread-safe; so every call (DDL, inserts, the ``sql.query`` service) goes
+through a single worker thread and the event loop never blocks on ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+
+DDL_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse"
+
+
+class InsertFault(RuntimeError):
+    """Raised while the test fault file exists (settings.sink.fail_inserts_file)."""
+
+
+class Store:
+    def __init__(self, dsn: str, *, fail_inserts_file: str | None = None) -> None:
+        self.dsn = dsn
+        self.fail_inserts_file = fail_inserts_file
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._client: Any = None
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    # everything below runs on the ClickHouse thread -----------------------------------
+    def _client_(self) -> Any:
+        if self._client is None:
+            if self.dsn.startswith("chdb://"):
+                Path(self.dsn[len("chdb://") :]).mkdir(parents=True, exist_ok=True)
+            self._client = clickhouse_connect.get_client(dsn=self.dsn)
+        return self._client
+
+    def apply_ddl(self) -> list[str]:
+        c = self._client_()
+        c.command(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (file String, applied DateTime64(3,"
+            " 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY file"
+        )
+        applied = []
+        for f in sorted(DDL_DIR.glob("*.sql")):
+            for stmt in split_sql(f.read_text()):
+                c.command(stmt)
+            c.command("INSERT INTO schema_migrations (file) VALUES ({f:String})", {"f": f.name})
+            applied.append(f.name)
+        return applied
+
+    def watermark(self, table: str) -> int:
+        rows = self._client_().query(f"SELECT max(stream_seq) FROM {table}").result_rows
+        return int(rows[0][0] or 0)
+
+    def insert(self, table: str, names: list[str], data: list[list], token: str) -> None:
+        if self.fail_inserts_file and os.path.exists(self.fail_inserts_file):
+            raise InsertFault(f"insert into {table} refused: {self.fail_inserts_file} exists")
+        self._client_().insert(
+            table,
+            data,
+            column_names=names,
+            column_oriented=True,
+            settings={"insert_deduplication_token": token},
+        )
+
+    def query(self, sql: str, max_rows: int) -> dict[str, Any]:
+        # readonly=2: reads and SET only; the pipeline's tables cannot be dropped from here
+        res = self._client_().query(sql, settings={"readonly": 2})
+        rows = res.result_rows
+        return {
+            "columns": list(res.column_names),
+            "types": [t.name for t in res.column_types],
+            "rows": [list(r) for r in rows[:max_rows]],
+            "truncated": len(rows) > max_rows,
+        }
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        await self.call(self.close)
+        self._pool.shutdown(wait=True)
+
+
+def split_sql(text: str) -> list[str]:
+    """Statements of a DDL file: comments dropped, split on ';' at line ends."""
+    body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]

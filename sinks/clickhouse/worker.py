@@ -1,0 +1,256 @@
+"""The sink worker: durable pull consumers on MARKET and RAW -> ClickHouse, effectively once.
+
+Per pipe (MARKET, RAW): fetch batches, hold them until ``max_batch_rows`` or
+``flush_interval_s``, insert column-oriented per table, and only after the inserts
+commit ack the last message (AckAll). Redelivery after a crash starts at the consumer's
+ack floor, in order (streams/consumer.py); rows carry their stream sequence, and a
+per-table high-water mark skips whatever was already stored. Plain ``count()`` never
+sees duplicates, no ``FINAL`` needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+import msgspec
+import orjson
+from nats.aio.msg import Msg
+from prometheus_client import Counter, Gauge, Histogram
+
+from sinks.clickhouse import tables
+from sinks.clickhouse.store import Store
+from streams import schemas, subjects
+from streams.consumer import BatchConsumer, stream_seq
+from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
+from streams.runtime import Worker
+from streams.settings import ConsumerSettings
+
+log = logging.getLogger("sinks.clickhouse")
+
+ROWS = Counter("jetmarket_sink_rows_total", "rows inserted", ["table"])
+SKIPPED = Counter(
+    "jetmarket_sink_skipped_total", "redelivered rows skipped (already stored)", ["table"]
+)
+INSERT_SECONDS = Histogram("jetmarket_sink_insert_seconds", "one table insert")
+FAILURES = Counter("jetmarket_sink_insert_failures_total", "failed insert attempts", ["table"])
+DLQ = Counter("jetmarket_sink_dlq_total", "messages sent to dlq.sink")
+LAG = Gauge("jetmarket_sink_lag", "messages not yet stored (consumer pending)", ["stream"])
+BATCH = Histogram(
+    "jetmarket_sink_batch_rows",
+    "messages per flush",
+    buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000),
+)
+
+
+class Pipe:
+    """One consumer -> ClickHouse loop."""
+
+    def __init__(self, sink: ClickHouseSink, stream: str, cfg: ConsumerSettings, filt: str):
+        self.sink = sink
+        self.stream = stream
+        self.consumer = BatchConsumer(sink.w.js, stream, cfg, filt)  # type: ignore[arg-type]
+        self.limit = min(sink.cfg.max_batch_rows, max(cfg.batch * 4, 10_000))
+        self.pending: list[Msg] = []
+        self.first_at = 0.0
+
+    async def run(self) -> None:
+        w, cfg = self.sink.w, self.sink.cfg
+        await self.consumer.start()
+        try:
+            while not w.stop.is_set():
+                room = self.limit - len(self.pending)
+                msgs = await self.consumer.fetch(min(room, self.consumer.cfg.batch))
+                if msgs:
+                    if not self.pending:
+                        self.first_at = time.monotonic()
+                    self.pending.extend(msgs)
+                due = self.pending and (
+                    len(self.pending) >= self.limit
+                    or time.monotonic() - self.first_at >= cfg.flush_interval_s
+                )
+                if due:
+                    await self.flush()
+            if self.pending:
+                await self.flush()  # graceful stop: store and ack what we hold
+        finally:
+            await self.consumer.stop()
+
+    async def flush(self) -> None:
+        msgs, self.pending = self.pending, []
+        if self.stream == STREAM_RAW:
+            groups = self.sink.raw_columns(msgs)
+        else:
+            groups = await self.sink.market_columns(msgs)
+        for table, (names, data, first, last) in groups.items():
+            await self.sink.insert(table, names, data, first, last)
+        await self.consumer.ack_through(msgs[-1])
+        BATCH.observe(len(msgs))
+
+
+class ClickHouseSink:
+    def __init__(self, w: Worker) -> None:
+        self.w = w
+        self.cfg = w.settings.sink
+        self.store = Store(w.settings.clickhouse.dsn, fail_inserts_file=self.cfg.fail_inserts_file)
+        self.watermarks: dict[str, int] = {}
+        self.rows: dict[str, int] = defaultdict(int)
+        self.failing = False
+
+    # -- batches -> columns --------------------------------------------------------------
+    async def market_columns(self, msgs: list[Msg]) -> dict[str, tuple]:
+        by_cls: dict[type, tuple[list, list[int]]] = {}
+        dead = []
+        for m in msgs:
+            seq = stream_seq(m)
+            try:
+                obj = schemas.decode(m.data)
+            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+                dead.append((m, seq, str(exc)))
+                continue
+            cls = type(obj)
+            table = tables.TABLE_OF_CLASS[cls]
+            if seq <= self.watermarks.get(table, 0):
+                SKIPPED.labels(table).inc()
+                continue
+            entry = by_cls.get(cls)
+            if entry is None:
+                entry = by_cls[cls] = ([], [])
+            entry[0].append(obj)
+            entry[1].append(seq)
+        if dead:
+            await self._dead_letters(dead)
+        out = {}
+        for cls, (objs, seqs) in by_cls.items():
+            out[tables.TABLE_OF_CLASS[cls]] = (
+                tables.columns(cls),
+                tables.to_columns(cls, objs, seqs),
+                seqs[0],
+                seqs[-1],
+            )
+        return out
+
+    def raw_columns(self, msgs: list[Msg]) -> dict[str, tuple]:
+        table = tables.RAW_TABLE
+        mark = self.watermarks.get(table, 0)
+        cols: list[list] = [[] for _ in tables.RAW_COLUMNS]
+        venue, channel, symbol, ts, conn, subj, payload, seqs = cols
+        for m in msgs:
+            seq = stream_seq(m)
+            if seq <= mark:
+                SKIPPED.labels(table).inc()
+                continue
+            parts = m.subject.split(".", 3)
+            h = m.headers or {}
+            try:
+                recv = int(h.get(subjects.H_RECV_NS, "0"))
+            except ValueError:
+                recv = 0  # kept anyway: the raw table stores what arrived
+            venue.append(parts[1] if len(parts) > 1 else "")
+            channel.append(parts[2] if len(parts) > 2 else "")
+            symbol.append(parts[3] if len(parts) > 3 else "")
+            ts.append(recv)
+            conn.append(h.get(subjects.H_CONN, ""))
+            subj.append(m.subject)
+            payload.append(m.data)
+            seqs.append(seq)
+        if not seqs:
+            return {}
+        return {table: (tables.RAW_COLUMNS, cols, seqs[0], seqs[-1])}
+
+    async def _dead_letters(self, dead: list[tuple[Msg, int, str]]) -> None:
+        js = self.w.js
+        assert js is not None
+        for m, seq, reason in dead:
+            headers = {
+                subjects.H_REASON: f"undecodable market message: {reason}"[:1000].replace(
+                    "\n", " "
+                ),
+                subjects.H_SOURCE: m.subject,
+                subjects.H_MSG_ID: f"sink:market:{seq}",
+            }
+            await js.publish(subjects.dlq("sink"), m.data, headers=headers, stream=STREAM_DLQ)
+            DLQ.inc()
+        log.warning("messages sent to dlq.sink", extra={"count": len(dead)})
+
+    # -- inserts -------------------------------------------------------------------------
+    async def insert(
+        self, table: str, names: list[str], data: list[list], first: int, last: int
+    ) -> None:
+        """Insert until it commits: retry with backoff forever, acking nothing meanwhile."""
+        delay = 0.2
+        token = f"{table}:{first}-{last}"
+        while True:
+            t0 = time.perf_counter()
+            try:
+                await self.store.call(self.store.insert, table, names, data, token)
+                break
+            except Exception as exc:
+                FAILURES.labels(table).inc()
+                if not self.failing:
+                    log.error(
+                        "insert failed, retrying", extra={"table": table, "error": str(exc)[:300]}
+                    )
+                self.failing = True
+                self.w.health.set("degraded", error=f"{table}: {str(exc)[:200]}")
+                await asyncio.sleep(delay)  # not stop-aware on purpose: we must not drop it
+                delay = min(delay * 2, self.cfg.retry_max_s)
+        INSERT_SECONDS.observe(time.perf_counter() - t0)
+        if self.failing:
+            log.info("inserts recovered", extra={"table": table})
+            self.failing = False
+        n = len(data[-1])
+        ROWS.labels(table).inc(n)
+        self.rows[table] += n
+        self.watermarks[table] = last
+        self.w.health.set("ok", rows=dict(self.rows))
+
+    # -- sql.query -----------------------------------------------------------------------
+    async def serve_sql(self, msg: Msg) -> None:
+        try:
+            req = orjson.loads(msg.data)
+            sql, max_rows = str(req["sql"]), int(req.get("max_rows", 10_000))
+        except Exception:
+            await msg.respond(orjson.dumps({"error": 'request must be JSON {"sql": "..."}'}))
+            return
+        try:
+            res = await self.store.call(self.store.query, sql, max_rows)
+            body = orjson.dumps(res, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+        except Exception as exc:
+            body = orjson.dumps({"error": str(exc)[:2000]})
+        await msg.respond(body)
+
+    # -- run -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        w = self.w
+        assert w.nc is not None
+        applied = await self.store.call(self.store.apply_ddl)
+        for table in [*tables.TABLES.values(), tables.RAW_TABLE]:
+            self.watermarks[table] = await self.store.call(self.store.watermark, table)
+        log.info("clickhouse ready", extra={"ddl": applied, "dsn": w.settings.clickhouse.dsn})
+        sql_sub = await w.nc.subscribe(subjects.SQL_QUERY, cb=self.serve_sql)
+        pipes = [Pipe(self, STREAM_MARKET, self.cfg.market, subjects.MARKET_ALL)]
+        if self.cfg.store_raw:
+            pipes.append(Pipe(self, STREAM_RAW, self.cfg.raw, subjects.RAW_ALL))
+        w.health.set("ok", rows={})
+        lag = asyncio.create_task(self._lag_loop(pipes))
+        try:
+            await asyncio.gather(*(p.run() for p in pipes))
+        finally:
+            lag.cancel()
+            await sql_sub.unsubscribe()
+            await self.store.aclose()
+
+    async def _lag_loop(self, pipes: list[Pipe]) -> None:
+        while not await self.w.sleep(5.0):
+            for p in pipes:
+                try:
+                    LAG.labels(p.stream).set(await p.consumer.lag())
+                except Exception:  # server briefly away; next round
+                    pass
+
+
+async def main(w: Worker) -> None:
+    await ClickHouseSink(w).run()

@@ -1,0 +1,96 @@
+"""SQL on ClickHouse from anywhere: through the sink's ``sql.query`` service when the
+engine is chdb (in-process in the sink), straight to the server otherwise."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import msgspec
+import orjson
+from nats.aio.client import Client
+
+from streams import subjects
+
+
+class SqlError(RuntimeError):
+    """The query failed; the message is ClickHouse's (or why nobody answered)."""
+
+
+class SqlResult(msgspec.Struct):
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False
+
+
+async def query(
+    nc: Client, sql: str, *, timeout: float = 30.0, max_rows: int = 10_000
+) -> SqlResult:
+    """Ask the sink (chdb DSN). Raises SqlError on a ClickHouse error or no answer."""
+    req = orjson.dumps({"sql": sql, "max_rows": max_rows})
+    try:
+        msg = await nc.request(subjects.SQL_QUERY, req, timeout=timeout)
+    except Exception as exc:
+        raise SqlError(
+            f"no answer on {subjects.SQL_QUERY} ({type(exc).__name__}); is the sink running?"
+        ) from None
+    body = orjson.loads(msg.data)
+    if "error" in body:
+        raise SqlError(body["error"])
+    return msgspec.convert(body, SqlResult)
+
+
+def query_direct(dsn: str, sql: str, *, max_rows: int = 10_000) -> SqlResult:
+    """Query a ClickHouse server (``http(s)://`` DSN) with clickhouse-connect."""
+    import clickhouse_connect
+
+    try:
+        client = clickhouse_connect.get_client(dsn=dsn)
+        res = client.query(sql)
+    except Exception as exc:
+        raise SqlError(str(exc)) from None
+    rows = [list(r) for r in res.result_rows]
+    return SqlResult(
+        columns=list(res.column_names),
+        types=[t.name for t in res.column_types],
+        rows=rows[:max_rows],
+        truncated=len(rows) > max_rows,
+    )
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def format_table(r: SqlResult) -> str:
+    cells = [[_cell(v) for v in row] for row in r.rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(r.columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(r.columns, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for row in cells:
+        out.append("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    plural = "s" if len(r.rows) != 1 else ""
+    out.append(f"({len(r.rows)} row{plural}{', truncated' if r.truncated else ''})")
+    return "\n".join(out)
+
+
+def format_csv(r: SqlResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(r.columns)
+    w.writerows(
+        [[_cell(v) if v is None or isinstance(v, float) else v for v in row] for row in r.rows]
+    )
+    return buf.getvalue().rstrip("\n")
+
+
+def format_json(r: SqlResult) -> str:
+    return orjson.dumps(
+        [dict(zip(r.columns, row, strict=True)) for row in r.rows], default=str
+    ).decode()
