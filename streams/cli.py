@@ -21,7 +21,7 @@ WORKERS = {
     "collect": ["collectors"],
     "normalize": ["normalizer"],
     "sink": ["sinks", "clickhouse"],
-    "book": ["orderbook"],
+    "orderbook": ["orderbook"],
     "exec": ["executor"],
 }
 

@@ -24,13 +24,20 @@ def _secret(path: str) -> str:
 async def connect(cfg: NatsSettings, name: str, **extra: Any) -> Client:
     """Connect with unlimited reconnects; errors are logged once per event, not per attempt."""
 
+    # nats-py calls error_cb on every failed reconnect attempt; one line per outage is enough.
+    last_error: list[str] = []
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error", extra={"client": name, "error": repr(exc)})
+        text = repr(exc)
+        if last_error != [text]:
+            last_error[:] = [text]
+            log.warning("nats error (repeats suppressed)", extra={"client": name, "error": text})
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected", extra={"client": name})
 
     async def on_reconnect() -> None:
+        last_error.clear()
         log.info("nats reconnected", extra={"client": name})
 
     opts: dict[str, Any] = {

@@ -76,6 +76,10 @@ def main() -> int:
         print(f"demo: pipeline running against the emulator for {SECONDS:.0f} s ...", flush=True)
         time.sleep(SECONDS)
         asyncio.run(_queries(env["JETMARKET_NATS__URL"]))
+        print("\n-- the live book held by the orderbook service (jetmarket book)\n", flush=True)
+        subprocess.run(
+            [py, "-m", "streams", "book", "binance", "BTC-USDT", "--levels", "5"], env=env
+        )
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
@@ -86,7 +90,7 @@ def main() -> int:
 
 
 async def _queries(url: str) -> None:
-    nc = await connect(from_mapping({"nats": {"url": url}}).nats, "demo")
+    nc = await connect(from_mapping({"nats": {"url": url}}).nats, "demo", max_reconnect_attempts=5)
     try:
         for title, q in QUERIES:
             for _ in range(20):
