@@ -79,7 +79,8 @@ class BatchConsumer:
             return await self._sub.fetch(
                 batch or self.cfg.batch, timeout or self.cfg.fetch_timeout_s
             )
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):
+            # nats-py raises its own TimeoutError or asyncio's, depending on the code path
             return []
 
     async def ack_through(self, last: Msg) -> None:

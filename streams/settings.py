@@ -111,7 +111,9 @@ class BinanceSettings(_S):
     def _check(self, prefix: str) -> None:
         if not self.symbols:
             raise SettingsError(f"{prefix}.symbols must not be empty")
-        unknown = set(self.channels) - {"trade", "aggTrade", "depth"}
+        # The channels collectors/binance.py CHANNELS knows (and the normalizer parses).
+        known = {"trade", "aggTrade", "depth", "bookTicker", "ticker", "kline"}
+        unknown = set(self.channels) - known
         if unknown:
             raise SettingsError(f"{prefix}.channels has unknown channels {sorted(unknown)}")
 
@@ -121,6 +123,10 @@ class CollectorSettings(_S):
     binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
     flush_every: int = 2000
+
+    def _check(self, prefix: str) -> None:
+        if self.flush_every < 1:
+            raise SettingsError(f"{prefix}.flush_every must be >= 1")
 
 
 class ConsumerSettings(_S):

@@ -75,21 +75,19 @@ def test_up_offline_health_lines_restart_and_clean_stop(tmp_path: Path) -> None:
         assert retries and all("retry_in_s" in x for x in retries)
 
         # a worker killed behind the supervisor's back is restarted
+        early_exits = [x for x in lines if x.get("msg") == "worker exited, restarting"]
+        assert not early_exits, [(x["worker"], x["code"]) for x in early_exits]
         started = [x for x in lines if x.get("msg") == "worker started"]
         pid = next(x["pid"] for x in started if x["worker"] == "normalizer")
         os.kill(pid, signal.SIGKILL)
-        while (
-            time.monotonic() < deadline
-            and len(
-                [
-                    x
-                    for x in lines
-                    if x.get("msg") == "worker started" and x["worker"] == "normalizer"
-                ]
-            )
-            < 2
-        ):
-            time.sleep(0.2)
+
+        def reported_after_restart() -> bool:
+            starts = [x for x in lines if x.get("msg") == "worker started"]
+            restart = [x for x in starts if x["worker"] == "normalizer"][1:]
+            return bool(restart) and any(x["ts"] > restart[0]["ts"] for x in health("normalizer"))
+
+        while time.monotonic() < deadline and not reported_after_restart():
+            time.sleep(0.2)  # the restarted normalizer reports in
         assert any(x.get("msg") == "worker exited, restarting" for x in lines)
     finally:
         proc.send_signal(signal.SIGINT)

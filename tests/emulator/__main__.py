@@ -1,4 +1,10 @@
-"""``python -m tests.emulator binance --port P --symbols BTCUSDT,ETHUSDT --rate 1000``"""
+"""``python -m tests.emulator binance --port P --symbols BTCUSDT,ETHUSDT --rate 2000 [--trades N]``
+
+Serves until stopped. With ``--rate R`` it trades at R trades/s (forever, or ``--trades N`` of
+them and then idles); with ``--rate 0`` it idles and is driven over HTTP: ``POST
+/_emu/emit?n=&rate=``, ``POST /_emu/drop``, ``POST /_emu/raw`` (body sent as a frame),
+``GET /_emu/stats``.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,14 @@ async def _run(args: argparse.Namespace) -> None:
     await emu.start()
     print(f"binance emulator on {emu.ws_url} (REST {emu.rest_url})", flush=True)
     try:
-        if args.rate > 0:
+        if args.trades:
+            await emu.wait_connected(1, timeout=3600)
+            await emu.emit_trades(args.trades, rate=args.rate or None)
+            print(f"emitted {args.trades} trades", flush=True)
+        elif args.rate > 0:
             while True:  # a steady market until stopped
-                await emu.emit_trades(int(args.rate), rate=args.rate)
-        else:
-            await asyncio.Event().wait()
+                await emu.emit_trades(max(1, int(args.rate)), rate=args.rate)
+        await asyncio.Event().wait()
     finally:
         await emu.stop()
 
@@ -28,7 +37,10 @@ def main() -> None:
     p.add_argument("venue", choices=["binance"])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
-    p.add_argument("--rate", type=float, default=0.0, help="trades per second, 0 = idle")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="trades/s (0: idle, or full speed with --trades)"
+    )
+    p.add_argument("--trades", type=int, default=0, help="emit this many trades, then idle")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     with contextlib.suppress(KeyboardInterrupt):

@@ -155,6 +155,7 @@ class BinanceEmulator:
         app.router.add_get("/api/v3/time", self._rest_time)
         app.router.add_post("/_emu/emit", self._ctl_emit)
         app.router.add_post("/_emu/drop", self._ctl_drop)
+        app.router.add_post("/_emu/raw", self._ctl_raw)
         app.router.add_get("/_emu/stats", self._ctl_stats)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -357,6 +358,12 @@ class BinanceEmulator:
     async def _ctl_drop(self, request: web.Request) -> web.Response:
         await self.drop_connections()
         return web.json_response({"dropped": True})
+
+    async def _ctl_raw(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        binary = request.query.get("binary") == "1"
+        await self.send_raw(body if binary else body.decode("utf-8", "replace"))
+        return web.json_response({"sent": len(body)})
 
     async def _ctl_stats(self, request: web.Request) -> web.Response:
         return web.json_response(
