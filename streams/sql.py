@@ -94,3 +94,20 @@ def format_json(r: SqlResult) -> str:
     return orjson.dumps(
         [dict(zip(r.columns, row, strict=True)) for row in r.rows], default=str
     ).decode()
+
+
+def to_arrow(r: SqlResult):  # type: ignore[no-untyped-def]  # -> pyarrow.Table
+    import pyarrow as pa
+
+    cols = list(zip(*r.rows, strict=True)) if r.rows else [[] for _ in r.columns]
+    return pa.table({name: list(col) for name, col in zip(r.columns, cols, strict=True)})
+
+
+def to_pandas(r: SqlResult):  # type: ignore[no-untyped-def]  # -> pandas.DataFrame
+    return to_arrow(r).to_pandas()
+
+
+def to_polars(r: SqlResult):  # type: ignore[no-untyped-def]  # -> polars.DataFrame
+    import polars as pl  # optional: pip install polars
+
+    return pl.from_arrow(to_arrow(r))
