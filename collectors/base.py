@@ -53,21 +53,30 @@ class Backoff:
         self.current = self.cfg.min_s
 
 
+_START_NS = time.time_ns()
 _EPOCH = 0
 
 
 def new_conn_id(venue: str) -> str:
-    """Unique per process start and per connection: ``<venue>-<pid>-<start ns>-<n>``."""
+    """Unique per process start and per connection: ``<venue>-<pid>-<start ns>-<epoch>``;
+    the epoch counts connections in this process, so a change of id marks a possible gap."""
     global _EPOCH
     _EPOCH += 1
     return f"{venue}-{os.getpid()}-{_START_NS}-{_EPOCH}"
 
 
-_START_NS = time.time_ns()
-
-
 class RawPublisher:
-    def __init__(self, nc: Client, js: JetStreamContext, venue: str, flush_every: int) -> None:
+    """Core publishes of raw frames with an acked barrier every ``flush_every`` frames or
+    second; ``durable=True`` makes one publish acked (snapshots, conn events, the last)."""
+
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        venue: str,
+        flush_every: int,
+        ack_timeout_s: float = 5.0,
+    ) -> None:
         self.nc = nc
         self.js = js
         self.venue = venue
@@ -77,6 +86,8 @@ class RawPublisher:
         self.published = 0
         self.counts: dict[str, int] = {}
         self.unconfirmed = False
+        self.confirmed = 0  # frames known stored (all published before the last good ack)
+        self.ack_timeout_s = ack_timeout_s
 
     async def publish(
         self,
@@ -105,21 +116,37 @@ class RawPublisher:
         else:
             await self.nc.publish(subject, data, headers=headers)
 
+    def nats_epoch(self) -> int:
+        """Changes whenever the NATS client reconnected. The acked barrier proves only what
+        was sent on the current server connection: frames written to a socket that then
+        died are lost without an error, so a collector ends its venue connection on a
+        change (the "disconnected" event marks the gap and the book is resynced)."""
+        return int(self.nc.stats["reconnects"])
+
     async def _acked(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        # The counters restart whether or not the ack came: after a failure the next barrier
+        # is again flush_every frames or a second away, so an outage costs one timeout per
+        # second rather than one per frame.
+        self.since_barrier = 0
         try:
-            await self.js.publish(subject, data, headers=headers, stream=STREAM_RAW, timeout=5.0)
+            await self.js.publish(
+                subject, data, headers=headers, stream=STREAM_RAW, timeout=self.ack_timeout_s
+            )
         except Exception as exc:
             BARRIER_FAILURES.labels(self.venue).inc()
-            if not self.unconfirmed:
+            if not self.unconfirmed:  # one line per outage, not per barrier
                 log.warning(
                     "raw publish not confirmed by JetStream; frames are buffered by the client",
                     extra={"venue": self.venue, "error": repr(exc)},
                 )
             self.unconfirmed = True
-            return
-        self.unconfirmed = False
-        self.since_barrier = 0
-        self.last_barrier = time.monotonic()
+        else:
+            if self.unconfirmed:
+                log.info("raw publishes confirmed again", extra={"venue": self.venue})
+            self.unconfirmed = False
+            self.confirmed = self.published
+        finally:
+            self.last_barrier = time.monotonic()
 
     def flush_metrics(self) -> None:
         for channel, n in self.counts.items():

@@ -1,18 +1,26 @@
 """Binance spot collector: combined WebSocket streams + REST snapshots and exchangeInfo.
 
-Channel map (setting name -> Binance stream -> raw subject):
+CHANNELS (setting name -> Binance stream -> raw subject):
   trade      <sym>@trade                 raw.binance.trade.<SYM>
   aggTrade   <sym>@aggTrade              raw.binance.aggTrade.<SYM>
   depth      <sym>@depth@100ms           raw.binance.depth.<SYM>     (+ REST snapshot)
+             (<sym>@depth when depth_interval_ms = 1000)
   bookTicker <sym>@bookTicker            raw.binance.bookTicker.<SYM>
   ticker     <sym>@ticker                raw.binance.ticker.<SYM>
   kline      <sym>@kline_1m              raw.binance.kline.<SYM>
   (REST)     /api/v3/depth               raw.binance.snapshot.<SYM>
+             Nats-Msg-Id binance:snapshot:<SYM>:<lastUpdateId>
   (REST)     /api/v3/exchangeInfo        raw.binance.instruments.ALL
-  (ours)     connection events           raw.binance.conn.ALL
-Frames are published byte for byte as received. Venue limits honoured: at most 1024
-streams per connection, the 24-hour disconnect (we roll over before it), pings answered
-(the websockets library pongs; we also ping), REST through ccxt's rate limiter.
+  (ours)     connection events           raw.binance.conn.ALL  ("connected"/"disconnected")
+  (venue)    method replies {"result"..} raw.binance.control.ALL
+  (venue)    anything unroutable         raw.binance.unknown.ALL
+Frames are published byte for byte as received. Venue limits honoured: at most 1024 streams
+per connection (more symbols open more connections); streams go in the URL, so we never send
+SUBSCRIBE and stay far below the 5 incoming messages/s limit; the venue's pings are answered
+(the websockets library pongs) and we ping every ping_interval_s; the 24-hour disconnect is
+pre-empted by a rollover at max_connection_s (close and reconnect: the "disconnected" event
+marks the short gap honestly, and no frame is published twice); REST goes through ccxt's rate
+limiter so a burst of snapshot requests cannot get the IP banned.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -36,7 +45,7 @@ from streams.settings import BinanceSettings
 log = logging.getLogger("collectors.binance")
 
 VENUE = "binance"
-STREAMS = {
+CHANNELS = {
     "trade": "{s}@trade",
     "aggTrade": "{s}@aggTrade",
     "depth": "{s}@depth@100ms",
@@ -44,16 +53,20 @@ STREAMS = {
     "ticker": "{s}@ticker",
     "kline": "{s}@kline_1m",
 }
+STREAMS = CHANNELS  # older name
 MAX_STREAMS_PER_CONNECTION = 1024
-_PREFIX = b'{"stream":"'
 INSTRUMENTS_REFRESH_S = 3600.0
+# exchangeInfo?symbols=[...] keeps the body small; past this many the URL gets too long and
+# we ask for everything instead.
+MAX_INFO_SYMBOLS = 100
+_PREFIX = b'{"stream":"'
 
 
 def stream_names(cfg: BinanceSettings) -> list[str]:
     names = []
     for sym in cfg.symbols:
         for ch in cfg.channels:
-            pattern = STREAMS[ch]
+            pattern = CHANNELS[ch]
             if ch == "depth" and cfg.depth_interval_ms == 1000:
                 pattern = "{s}@depth"
             names.append(pattern.format(s=sym.lower()))
@@ -61,19 +74,41 @@ def stream_names(cfg: BinanceSettings) -> list[str]:
 
 
 def route(frame: bytes) -> tuple[str, str]:
-    """(channel, SYMBOL) from a combined-stream frame by slicing the ``stream`` value: a full
-    JSON parse per frame here would double the collector's CPU for one string."""
+    """(channel, SYMBOL) of a combined-stream frame, by slicing the ``stream`` value out of
+    the bytes. Binance always writes ``{"stream":"...","data":...}`` in that order, so the
+    name sits at a fixed offset; a full JSON parse of every frame here would cost more CPU
+    than everything else the collector does, only to read one string (the normalizer parses
+    the frame properly anyway)."""
     if frame.startswith(_PREFIX):
-        end = frame.find(b'"', len(_PREFIX))
+        end = frame.find(b'"', len(_PREFIX), len(_PREFIX) + 200)
         if end > 0:
             sym, _, kind = frame[len(_PREFIX) : end].decode("ascii", "replace").partition("@")
             base = kind.split("@", 1)[0]
             channel = "kline" if base.startswith("kline_") else base
-            if channel in STREAMS and sym:
+            if channel in CHANNELS and sym.isalnum():
                 return channel, sym.upper()
-    if frame.startswith(b'{"result"') or frame.startswith(b'{"error"'):
+    if frame.startswith((b'{"result"', b'{"error"', b'{"id"')):
         return "control", "ALL"
     return "unknown", "ALL"
+
+
+def _symbols_of(streams: list[str]) -> list[str]:
+    return sorted({s.split("@", 1)[0].upper() for s in streams})
+
+
+@dataclass
+class Connection:
+    """One WebSocket connection's state (several exist past 1024 streams)."""
+
+    url: str
+    streams: list[str]
+    depth_symbols: set[str]
+    conn: str = ""
+    connected: bool = False
+    last_frame: float = 0.0
+    reconnects: int = 0
+    backoff: Backoff | None = None
+    ended: list[str] = field(default_factory=list)
 
 
 class BinanceCollector:
@@ -82,17 +117,17 @@ class BinanceCollector:
         self.w = w
         self.cfg = cfg
         self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
-        self.backoff = Backoff(cfg.reconnect)
         self.rest_lock = asyncio.Lock()
         self.exchange = ccxt.binance({"enableRateLimit": True})
-        # ccxt builds every request from these; pointing them elsewhere swaps the venue
-        # for the emulator without touching ccxt's signing or rate limiting.
+        # ccxt builds every public request from this URL; pointing it elsewhere swaps the
+        # venue (the emulator, a proxy) without touching ccxt's rate limiting.
         self.exchange.urls["api"]["public"] = cfg.rest_url.rstrip("/") + "/api/v3"
         self.symbol_map: dict[str, str] = {}  # BTC-USDT -> BTCUSDT, from exchangeInfo
-        self.reconnects = 0
-        self.conn = ""
-        self.connected = False
-        self.last_frame = 0.0
+        self.connections = [
+            Connection(u, s, set(_symbols_of(s)) if "depth" in cfg.channels else set(),
+                       backoff=Backoff(cfg.reconnect))
+            for u, s in self.urls()
+        ]  # fmt: skip
         self._background: set[asyncio.Task[None]] = set()
 
     # -- REST ----------------------------------------------------------------------------
@@ -105,10 +140,18 @@ class BinanceCollector:
                 REST.labels(VENUE, endpoint, "error").inc()
                 raise RuntimeError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
             body = self.exchange.last_http_response
+            recv = time.time_ns()
         REST.labels(VENUE, endpoint, "ok").inc()
-        return (body.encode() if isinstance(body, str) else body), time.time_ns()
+        return (body.encode() if isinstance(body, str) else body), recv
+
+    def _conn_for(self, native: str) -> str:
+        for c in self.connections:
+            if native in c.depth_symbols and c.conn:
+                return c.conn
+        return "rest"
 
     async def fetch_snapshot(self, native: str) -> int:
+        """GET /api/v3/depth, published untouched; returns its lastUpdateId."""
         body, recv = await self._rest(
             "depth",
             self.exchange.public_get_depth,
@@ -116,13 +159,16 @@ class BinanceCollector:
         )
         last = int(orjson.loads(body)["lastUpdateId"])
         await self.pub.publish(
-            "snapshot", native, body, recv, self.conn or "rest",
+            "snapshot", native, body, recv, self._conn_for(native),
             msg_id=f"binance:snapshot:{native}:{last}", durable=True,
         )  # fmt: skip
         return last
 
     async def fetch_instruments(self) -> None:
-        params = {"symbols": orjson.dumps(self.cfg.symbols).decode()}
+        """GET /api/v3/exchangeInfo, published untouched; refreshes the symbol map."""
+        params = {}
+        if len(self.cfg.symbols) <= MAX_INFO_SYMBOLS:
+            params["symbols"] = orjson.dumps(self.cfg.symbols).decode()
         body, recv = await self._rest("exchangeInfo", self.exchange.public_get_exchangeinfo, params)
         for s in orjson.loads(body).get("symbols", []):
             self.symbol_map[f"{s['baseAsset']}-{s['quoteAsset']}"] = s["symbol"]
@@ -145,18 +191,26 @@ class BinanceCollector:
                 return
 
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
+        """``ctl.snapshot.binance.<BTC-USDT>``: fetch and publish a fresh snapshot."""
+
+        async def reply(body: dict[str, Any]) -> None:
+            if msg.reply:
+                try:
+                    await msg.respond(orjson.dumps(body))
+                except Exception as exc:  # the requester went away; nothing to undo
+                    log.debug("ctl reply failed", extra={"error": repr(exc)})
+
         symbol = msg.subject.split(".")[-1]
-        native = self.symbol_map.get(symbol) or symbol.replace("-", "")
+        native = self.symbol_map.get(symbol) or symbol.replace("-", "").upper()
         if native not in self.cfg.symbols:
-            await msg.respond(orjson.dumps({"ok": False, "error": f"not collected: {symbol}"}))
+            await reply({"ok": False, "error": f"not collected: {symbol}"})
             return
         try:
             last = await self.fetch_snapshot(native)
         except Exception as exc:
-            await msg.respond(orjson.dumps({"ok": False, "error": str(exc)[:300]}))
+            await reply({"ok": False, "error": str(exc)[:300]})
             return
-        if msg.reply:
-            await msg.respond(orjson.dumps({"ok": True, "lastUpdateId": last}))
+        await reply({"ok": True, "lastUpdateId": last})
 
     # -- WebSocket -----------------------------------------------------------------------
     def urls(self) -> list[tuple[str, list[str]]]:
@@ -168,21 +222,23 @@ class BinanceCollector:
         base = self.cfg.ws_url.rstrip("/")
         return [(f"{base}/stream?streams={'/'.join(c)}", c) for c in chunks]
 
-    async def _conn_event(self, event: str, streams: list[str], reason: str = "") -> None:
-        symbols = sorted({s.split("@", 1)[0].upper() for s in streams})
+    async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
+        now = time.time_ns()
         body = orjson.dumps(
-            {"event": event, "conn": self.conn, "streams": streams, "symbols": symbols,
-             "reason": reason, "ts": time.time_ns()}
+            {"event": event, "conn": c.conn, "streams": c.streams,
+             "symbols": _symbols_of(c.streams), "reason": reason, "ts": now}
         )  # fmt: skip
-        await self.pub.publish("conn", "ALL", body, time.time_ns(), self.conn, durable=True)
+        await self.pub.publish("conn", "ALL", body, now, c.conn, durable=True)
 
-    async def _connection_loop(self, url: str, streams: list[str]) -> None:
+    async def _connection_loop(self, c: Connection) -> None:
         w = self.w
+        assert c.backoff is not None
         while not w.stop.is_set():
-            self.conn = new_conn_id(VENUE)
+            c.conn = new_conn_id(VENUE)
+            c.ended.clear()
             try:
                 async with websockets.connect(
-                    url,
+                    c.url,
                     ping_interval=self.cfg.ping_interval_s,
                     ping_timeout=self.cfg.ping_interval_s,
                     max_size=2**24,
@@ -191,68 +247,65 @@ class BinanceCollector:
                     proxy=None,
                     open_timeout=10,
                 ) as ws:
-                    reason = await self._session(ws, streams)
+                    reason = await self._session(ws, c)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:300]
-                if not self.connected:
-                    delay = self.backoff.next()
+                if not c.connected:  # never got in: one line per retry, keep going
+                    delay = c.backoff.next()
                     log.warning(
                         "binance connect failed, retrying",
-                        extra={"url": url, "error": reason, "retry_in_s": round(delay, 2)},
+                        extra={"url": c.url, "error": reason, "retry_in_s": round(delay, 2)},
                     )
-                    w.health.set("retrying", error=reason, reconnects=self.reconnects)
+                    w.health.set("retrying", error=reason, reconnects=self._reconnects())
                     if await w.sleep(delay):
                         return
                     continue
-            if self.connected:
-                self.connected = False
-                self.reconnects += 1
-                RECONNECTS.labels(VENUE, reason.split(":")[0][:40]).inc()
-                try:
-                    await self._conn_event("disconnected", streams, reason)
-                except Exception as exc:
-                    log.warning("cannot record disconnect", extra={"error": repr(exc)})
-                if w.stop.is_set():
-                    return
-                delay = self.backoff.next()
-                log.warning(
-                    "binance connection lost, reconnecting",
-                    extra={"reason": reason, "retry_in_s": round(delay, 2)},
-                )
-                w.health.set("reconnecting", reason=reason, reconnects=self.reconnects)
-                if await w.sleep(delay):
-                    return
+            c.connected = False
+            c.reconnects += 1
+            RECONNECTS.labels(VENUE, reason.split(":")[0][:40]).inc()
+            try:
+                await self._conn_event(c, "disconnected", reason)
+            except Exception as exc:
+                log.warning("cannot record disconnect", extra={"error": repr(exc)})
+            if w.stop.is_set():
+                return
+            delay = 0.0 if reason.startswith("rollover") else c.backoff.next()
+            log.warning(
+                "binance connection lost, reconnecting",
+                extra={"conn": c.conn, "reason": reason, "retry_in_s": round(delay, 2)},
+            )
+            w.health.set("reconnecting", reason=reason, reconnects=self._reconnects())
+            if await w.sleep(delay):
+                return
 
-    async def _session(self, ws: ClientConnection, streams: list[str]) -> str:
+    async def _session(self, ws: ClientConnection, c: Connection) -> str:
         """Read frames until the connection ends; returns why it ended."""
-        self.connected = True
-        await self._conn_event("connected", streams)
-        log.info("binance connected", extra={"conn": self.conn, "streams": len(streams)})
-        opened = time.monotonic()
-        need_snapshot = (
-            {s.split("@", 1)[0].upper() for s in streams if "@depth" in s}
-            if "depth" in self.cfg.channels
-            else set()
-        )
+        c.connected = True
+        await self._conn_event(c, "connected")
+        log.info("binance connected", extra={"conn": c.conn, "streams": len(c.streams)})
+        need_snapshot = set(c.depth_symbols)
         publish = self.pub.publish
-        conn = self.conn
-        self.last_frame = time.monotonic()
-        ended: list[str] = []
-        watchdog = asyncio.create_task(self._watchdog(ws, opened, ended))
+        nats_epoch = self.pub.nats_epoch
+        epoch = nats_epoch()
+        conn = c.conn
+        c.last_frame = time.monotonic()
+        watchdog = asyncio.create_task(self._watchdog(ws, c))
         try:
             while True:
                 try:
                     frame = await ws.recv(decode=False)
                 except websockets.ConnectionClosed as exc:
-                    return ended[0] if ended else f"closed by venue: {exc}"
+                    return c.ended[0] if c.ended else f"closed by venue: {exc}"
                 recv_ns = time.time_ns()
-                self.last_frame = time.monotonic()
+                c.last_frame = time.monotonic()
                 if isinstance(frame, str):
                     frame = frame.encode()
                 channel, sym = route(frame)
                 await publish(channel, sym, frame, recv_ns, conn)
+                if nats_epoch() != epoch:
+                    return "nats reconnected: frames sent before it may be lost"
                 if need_snapshot and channel == "depth" and sym in need_snapshot:
-                    # Binance's sync procedure: snapshot after the first buffered event.
+                    # Binance's book sync: buffer events first, then take the snapshot.
                     need_snapshot.discard(sym)
                     task = asyncio.create_task(self._snapshot_quietly(sym))
                     self._background.add(task)
@@ -260,19 +313,20 @@ class BinanceCollector:
         finally:
             watchdog.cancel()
 
-    async def _watchdog(self, ws: ClientConnection, opened: float, ended: list[str]) -> None:
+    async def _watchdog(self, ws: ClientConnection, c: Connection) -> None:
         """Closes the connection when stopping, when the feed goes stale, or before
         Binance's 24-hour cut; one task per connection, not per frame."""
+        opened = time.monotonic()
         while True:
-            if await self.w.sleep(0.5):
-                ended.append("stopping")
+            if await self.w.sleep(0.25):
+                c.ended.append("stopping")
                 break
             now = time.monotonic()
-            if now - self.last_frame > self.cfg.stale_after_s:
-                ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
+            if now - c.last_frame > self.cfg.stale_after_s:
+                c.ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
                 break
             if now - opened > self.cfg.max_connection_s:
-                ended.append("rollover: 24-hour connection limit")
+                c.ended.append("rollover: connection age limit")
                 break
         await ws.close()
 
@@ -282,35 +336,50 @@ class BinanceCollector:
         except Exception as exc:
             log.warning("binance snapshot failed", extra={"symbol": native, "error": str(exc)})
 
-    def _report(self) -> None:
-        self.backoff.reset()
-        self.pub.flush_metrics()
-        self.w.health.set(
-            "ok", frames=self.pub.published, reconnects=self.reconnects, conn=self.conn
-        )
+    def _reconnects(self) -> int:
+        return sum(c.reconnects for c in self.connections)
+
+    async def _report_loop(self) -> None:
+        """Once a second: metrics, backoff reset and health for connections that flow."""
+        while not await self.w.sleep(1.0):
+            self.pub.flush_metrics()
+            now = time.monotonic()
+            flowing = [c for c in self.connections if c.connected and now - c.last_frame < 5.0]
+            for c in flowing:
+                assert c.backoff is not None
+                c.backoff.reset()
+            if len(flowing) == len(self.connections):
+                self.w.health.set(
+                    "ok",
+                    frames=self.pub.published,
+                    confirmed=self.pub.confirmed,
+                    reconnects=self._reconnects(),
+                    connections=len(self.connections),
+                    unconfirmed=self.pub.unconfirmed,
+                )
 
     async def run(self) -> None:
         w = self.w
         assert w.nc is not None
         sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
         tasks = [asyncio.create_task(self._instruments_loop())]
-        tasks += [asyncio.create_task(self._connection_loop(u, s)) for u, s in self.urls()]
-        reporter = asyncio.create_task(self._report_loop())  # health, metrics, backoff reset
+        tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
+        reporter = asyncio.create_task(self._report_loop())
         try:
             await asyncio.gather(*tasks)
         finally:
             reporter.cancel()
-            await sub.unsubscribe()
+            for t in list(self._background):
+                t.cancel()
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already closing
+                pass
             self.pub.flush_metrics()
             await self.exchange.close()
 
-    async def _report_loop(self) -> None:
-        while not await self.w.sleep(1.0):
-            self.pub.flush_metrics()
-            if self.connected and time.monotonic() - self.last_frame < 5.0:
-                self._report()
-
 
 async def run(w: Worker) -> None:
+    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
     settings = w.settings.collector
     await BinanceCollector(w, settings.binance, settings.flush_every).run()

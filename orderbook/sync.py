@@ -92,6 +92,8 @@ class BookState:
 
     def feed(self, m: Book) -> Problem | None:
         if m.snapshot:
+            if self.valid:
+                return None  # a valid book needs no snapshot (e.g. a second resync answer)
             return self._snapshot(m)
         if not self.valid:
             self.buffer.append(m)
@@ -105,8 +107,9 @@ class BookState:
     def _delta(self, m: Book) -> Problem | None:
         assert self.seq is not None
         rule = self.rule
-        # once synced, anything not past the current sequence is old or a duplicate
-        if rule.stale(self.seq, m) if self.bridging else m.seq <= self.seq:
+        if self.bridging and rule.stale(self.seq, m):
+            return None  # older than the snapshot: dropping it is the venue's procedure
+        if not self.bridging and m.seq <= self.seq:  # once synced: a duplicate or old delta
             return Problem("sequence", self.seq + 1, m.seq, "duplicate or old delta ignored", False)
         ok = rule.bridges(self.seq, m) if self.bridging else rule.continues(self.seq, m)
         if not ok:

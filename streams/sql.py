@@ -3,6 +3,7 @@ engine is chdb (in-process in the sink), straight to the server otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from typing import Any
@@ -46,11 +47,16 @@ def query_direct(dsn: str, sql: str, *, max_rows: int = 10_000) -> SqlResult:
     """Query a ClickHouse server (``http(s)://`` DSN) with clickhouse-connect."""
     import clickhouse_connect
 
+    limit = {"max_result_rows": max_rows + 1, "result_overflow_mode": "break"}
+    client = None
     try:
         client = clickhouse_connect.get_client(dsn=dsn)
-        res = client.query(sql)
+        res = client.query(sql, settings=limit)
     except Exception as exc:
         raise SqlError(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
     rows = [list(r) for r in res.result_rows]
     return SqlResult(
         columns=list(res.column_names),
@@ -58,6 +64,23 @@ def query_direct(dsn: str, sql: str, *, max_rows: int = 10_000) -> SqlResult:
         rows=rows[:max_rows],
         truncated=len(rows) > max_rows,
     )
+
+
+async def query_any(
+    dsn: str,
+    sql: str,
+    *,
+    nc: Client | None = None,
+    timeout: float = 30.0,
+    max_rows: int = 10_000,
+) -> SqlResult:
+    """Either path by DSN: ``chdb://`` asks the sink over ``nc``; ``http(s)://`` goes straight
+    to the server (in a thread, so the event loop is not blocked)."""
+    if dsn.startswith("chdb://"):
+        if nc is None:
+            raise SqlError("a chdb DSN is only reachable through the sink: pass a NATS client")
+        return await query(nc, sql, timeout=timeout, max_rows=max_rows)
+    return await asyncio.to_thread(query_direct, dsn, sql, max_rows=max_rows)
 
 
 def _cell(v: Any) -> str:

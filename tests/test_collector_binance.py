@@ -215,8 +215,8 @@ async def test_subprocess_cli_stops_cleanly(
 async def test_nats_outage_is_survived(
     tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """nats-server goes away mid-flow and comes back: the collector logs, keeps reading the
-    venue, and frames reach the stream again afterwards."""
+    """nats-server goes away mid-flow and comes back: the collector logs one line, marks the
+    possible gap with a venue reconnect, and every frame after it is stored."""
     caplog.set_level(logging.WARNING, logger="collectors")
     async with BinanceEmulator(SYMBOLS, seed=7) as emu:
         settings = collector_settings(tmp_path, nats_server.url, emu.ws_url, emu.rest_url)
@@ -241,9 +241,12 @@ async def test_nats_outage_is_survived(
                 got = await raw_messages(js2, "raw.binance.trade.>", 1800, timeout=3)
             finally:
                 await nc2.close()
-            assert len(got) >= 800  # before the outage and after the venue reconnect
+            # Core publishes racing a server restart can be lost silently (written to the
+            # dying socket, or before JetStream has reloaded the stream): that is what the
+            # "disconnected" event above marks. From the new venue connection on, everything.
+            after = [m for m in got if m.headers[subjects.H_CONN] == events[2]["conn"]]
+            assert len(after) == 300
             assert len({m.data for m in got}) == len(got)  # never twice
-            assert got[-1].headers[subjects.H_CONN] == events[2]["conn"]
             assert not w.stop.is_set()
     unconfirmed = [r for r in caplog.records if "not confirmed" in r.getMessage()]
     assert len(unconfirmed) <= 2  # one line per outage, not per frame

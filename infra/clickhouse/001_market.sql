@@ -179,11 +179,11 @@ CREATE TABLE IF NOT EXISTS instruments (
     base LowCardinality(String),
     quote LowCardinality(String),
     settle LowCardinality(Nullable(String)),
-    tick_size Float64,
-    lot_size Float64,
-    contract_size Float64,
-    expiry_ts Nullable(DateTime64(9, 'UTC')),
-    strike Nullable(Float64),
+    tick_size Float64 CODEC(Gorilla, ZSTD(1)),
+    lot_size Float64 CODEC(Gorilla, ZSTD(1)),
+    contract_size Float64 CODEC(Gorilla, ZSTD(1)),
+    expiry_ts Nullable(DateTime64(9, 'UTC')) CODEC(ZSTD(1)),  -- few distinct values
+    strike Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
     option_type LowCardinality(Nullable(String)),
     active Bool,
     stream_seq UInt64 CODEC(Delta, ZSTD(1))
@@ -199,8 +199,8 @@ CREATE TABLE IF NOT EXISTS gaps (
     ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
     reason LowCardinality(String),
     channel LowCardinality(String),
-    expected_seq Nullable(Int64),
-    got_seq Nullable(Int64),
+    expected_seq Nullable(Int64) CODEC(ZSTD(1)),  -- sparse, not monotonic
+    got_seq Nullable(Int64) CODEC(ZSTD(1)),
     detail String CODEC(ZSTD(1)),
     stream_seq UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = MergeTree

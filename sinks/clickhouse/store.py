@@ -8,6 +8,7 @@ through a single worker thread and the event loop never blocks on ClickHouse.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -43,22 +44,49 @@ class Store:
         return self._client
 
     def apply_ddl(self) -> list[str]:
+        """Apply ``infra/clickhouse/*.sql`` in name order; returns the files applied now.
+
+        ``schema_migrations`` records (file, sha256). A file already recorded with the same
+        content is skipped; a new or edited file is (re)applied, which is safe because every
+        statement is ``IF NOT EXISTS``. Schema changes to existing tables go in a new file
+        (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``), never in an edit of an old one."""
         c = self._client_()
         c.command(
             "CREATE TABLE IF NOT EXISTS schema_migrations (file String, applied DateTime64(3,"
             " 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY file"
         )
+        c.command("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS sha256 String")
+        done = set(c.query("SELECT file, sha256 FROM schema_migrations").result_rows)
         applied = []
         for f in sorted(DDL_DIR.glob("*.sql")):
-            for stmt in split_sql(f.read_text()):
+            text = f.read_text()
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if (f.name, digest) in done:
+                continue
+            for stmt in split_sql(text):
                 c.command(stmt)
-            c.command("INSERT INTO schema_migrations (file) VALUES ({f:String})", {"f": f.name})
+            c.command(
+                "INSERT INTO schema_migrations (file, sha256) VALUES ({f:String}, {h:String})",
+                {"f": f.name, "h": digest},
+            )
             applied.append(f.name)
         return applied
 
     def watermark(self, table: str) -> int:
         rows = self._client_().query(f"SELECT max(stream_seq) FROM {table}").result_rows
         return int(rows[0][0] or 0)
+
+    def column_types(self, table: str) -> dict[str, str]:
+        rows = (
+            self._client_()
+            .query(
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase()"
+                " AND table = {t:String} ORDER BY position",
+                parameters={"t": table},
+            )
+            .result_rows
+        )
+        return {name: typ for name, typ in rows}
 
     def insert(self, table: str, names: list[str], data: list[list], token: str) -> None:
         if self.fail_inserts_file and os.path.exists(self.fail_inserts_file):
@@ -73,7 +101,16 @@ class Store:
 
     def query(self, sql: str, max_rows: int) -> dict[str, Any]:
         # readonly=2: reads and SET only; the pipeline's tables cannot be dropped from here
-        res = self._client_().query(sql, settings={"readonly": 2})
+        # overflow mode "break" stops reading once the limit is passed (whole blocks, so
+        # possibly a few more rows): a careless SELECT * never loads a table into memory
+        res = self._client_().query(
+            sql,
+            settings={
+                "readonly": 2,
+                "max_result_rows": max_rows + 1,
+                "result_overflow_mode": "break",
+            },
+        )
         rows = res.result_rows
         return {
             "columns": list(res.column_names),

@@ -46,3 +46,52 @@ _getters: dict[type, list[attrgetter]] = {
 
 def to_columns(cls: type[Base], msgs: list[Base], seqs: list[int]) -> list[list]:
     return [[g(m) for m in msgs] for g in _getters[cls]] + [seqs]
+
+
+# Integer ranges of the ClickHouse types the DDL uses. A decodable message can still carry
+# a value its column cannot hold (a venue sends seq 2**64-1, levels 70000); clickhouse-connect
+# would then refuse the whole batch on every retry and stall the stream, so such rows are
+# found before the insert and sent to dlq.sink instead.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    **{f"UInt{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
+    **{f"Int{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    "DateTime64": (-(2**63), 2**63 - 1),
+}
+
+
+def int_range(ch_type: str) -> tuple[int, int] | None:
+    """Range of an integer-like ClickHouse type (through Nullable/LowCardinality), else None."""
+    t = ch_type
+    while t.startswith(("Nullable(", "LowCardinality(")):
+        t = t[t.index("(") + 1 : -1]
+    return _INT_RANGES.get(t.split("(")[0])
+
+
+def bounds(column_types: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Column -> (min, max) for the integer-like columns of one table (from system.columns)."""
+    return {c: r for c, t in column_types.items() if c != SEQ and (r := int_range(t)) is not None}
+
+
+def out_of_range(
+    names: list[str], data: list[list], limits: dict[str, tuple[int, int]]
+) -> dict[int, str]:
+    """Row index -> reason, for rows holding a value outside its column's range.
+
+    Cheap on good batches: one C-level min/max per integer column."""
+    bad: dict[int, str] = {}
+    for name, col in zip(names, data, strict=True):
+        lim = limits.get(name)
+        if lim is None or not col:
+            continue
+        lo, hi = lim
+        vals = [v for v in col if v is not None] if None in col else col
+        if not vals or (lo <= min(vals) and max(vals) <= hi):
+            continue
+        for i, v in enumerate(col):
+            if v is not None and not lo <= v <= hi and i not in bad:
+                bad[i] = f"{name}={v} outside [{lo}, {hi}]"
+    return bad
+
+
+def drop_rows(data: list[list], rows: set[int]) -> list[list]:
+    return [[v for i, v in enumerate(col) if i not in rows] for col in data]

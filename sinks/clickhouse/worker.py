@@ -16,11 +16,11 @@ import time
 from collections import defaultdict
 
 import msgspec
-import orjson
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
 
 from sinks.clickhouse import tables
+from sinks.clickhouse.sqlservice import SqlService
 from sinks.clickhouse.store import Store
 from streams import schemas, subjects
 from streams.consumer import BatchConsumer, stream_seq
@@ -43,6 +43,10 @@ BATCH = Histogram(
     "messages per flush",
     buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000),
 )
+
+
+class Unstored(Exception):
+    """Stopping while inserts fail: the batch stays unacked and is redelivered on restart."""
 
 
 class Pipe:
@@ -75,6 +79,11 @@ class Pipe:
                     await self.flush()
             if self.pending:
                 await self.flush()  # graceful stop: store and ack what we hold
+        except Unstored:
+            log.warning(
+                "stopping with unstored messages; unacked, they are redelivered on restart",
+                extra={"stream": self.stream},
+            )
         finally:
             await self.consumer.stop()
 
@@ -96,6 +105,7 @@ class ClickHouseSink:
         self.cfg = w.settings.sink
         self.store = Store(w.settings.clickhouse.dsn, fail_inserts_file=self.cfg.fail_inserts_file)
         self.watermarks: dict[str, int] = {}
+        self.limits: dict[str, dict[str, tuple[int, int]]] = {}
         self.rows: dict[str, int] = defaultdict(int)
         self.failing = False
 
@@ -103,12 +113,14 @@ class ClickHouseSink:
     async def market_columns(self, msgs: list[Msg]) -> dict[str, tuple]:
         by_cls: dict[type, tuple[list, list[int]]] = {}
         dead = []
+        by_seq: dict[int, Msg] = {}
         for m in msgs:
             seq = stream_seq(m)
+            by_seq[seq] = m
             try:
                 obj = schemas.decode(m.data)
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-                dead.append((m, seq, str(exc)))
+                dead.append((m, seq, f"undecodable market message: {exc}"))
                 continue
             cls = type(obj)
             table = tables.TABLE_OF_CLASS[cls]
@@ -120,16 +132,22 @@ class ClickHouseSink:
                 entry = by_cls[cls] = ([], [])
             entry[0].append(obj)
             entry[1].append(seq)
-        if dead:
-            await self._dead_letters(dead)
         out = {}
         for cls, (objs, seqs) in by_cls.items():
-            out[tables.TABLE_OF_CLASS[cls]] = (
-                tables.columns(cls),
-                tables.to_columns(cls, objs, seqs),
-                seqs[0],
-                seqs[-1],
-            )
+            table, names = tables.TABLE_OF_CLASS[cls], tables.columns(cls)
+            data = tables.to_columns(cls, objs, seqs)
+            bad = tables.out_of_range(names, data, self.limits.get(table, {}))
+            if bad:
+                for i, why in bad.items():
+                    m = by_seq[seqs[i]]
+                    dead.append((m, seqs[i], f"value out of range for {table}: {why}"))
+                data = tables.drop_rows(data, set(bad))
+                seqs = data[-1]
+                if not seqs:
+                    continue
+            out[table] = (names, data, seqs[0], seqs[-1])
+        if dead:
+            await self._dead_letters(dead)
         return out
 
     def raw_columns(self, msgs: list[Msg]) -> dict[str, tuple]:
@@ -148,6 +166,8 @@ class ClickHouseSink:
                 recv = int(h.get(subjects.H_RECV_NS, "0"))
             except ValueError:
                 recv = 0  # kept anyway: the raw table stores what arrived
+            if not 0 <= recv < 2**63:
+                recv = 0  # a DateTime64 cannot hold it; the frame is still stored
             venue.append(parts[1] if len(parts) > 1 else "")
             channel.append(parts[2] if len(parts) > 2 else "")
             symbol.append(parts[3] if len(parts) > 3 else "")
@@ -165,9 +185,7 @@ class ClickHouseSink:
         assert js is not None
         for m, seq, reason in dead:
             headers = {
-                subjects.H_REASON: f"undecodable market message: {reason}"[:1000].replace(
-                    "\n", " "
-                ),
+                subjects.H_REASON: reason[:1000].replace("\n", " "),
                 subjects.H_SOURCE: m.subject,
                 subjects.H_MSG_ID: f"sink:market:{seq}",
             }
@@ -195,7 +213,9 @@ class ClickHouseSink:
                     )
                 self.failing = True
                 self.w.health.set("degraded", error=f"{table}: {str(exc)[:200]}")
-                await asyncio.sleep(delay)  # not stop-aware on purpose: we must not drop it
+                if self.w.stop.is_set() or await self.w.sleep(delay):
+                    # nothing is acked, so nothing is lost: the batch is redelivered later
+                    raise Unstored(table) from exc
                 delay = min(delay * 2, self.cfg.retry_max_s)
         INSERT_SECONDS.observe(time.perf_counter() - t0)
         if self.failing:
@@ -207,21 +227,6 @@ class ClickHouseSink:
         self.watermarks[table] = last
         self.w.health.set("ok", rows=dict(self.rows))
 
-    # -- sql.query -----------------------------------------------------------------------
-    async def serve_sql(self, msg: Msg) -> None:
-        try:
-            req = orjson.loads(msg.data)
-            sql, max_rows = str(req["sql"]), int(req.get("max_rows", 10_000))
-        except Exception:
-            await msg.respond(orjson.dumps({"error": 'request must be JSON {"sql": "..."}'}))
-            return
-        try:
-            res = await self.store.call(self.store.query, sql, max_rows)
-            body = orjson.dumps(res, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
-        except Exception as exc:
-            body = orjson.dumps({"error": str(exc)[:2000]})
-        await msg.respond(body)
-
     # -- run -----------------------------------------------------------------------------
     async def run(self) -> None:
         w = self.w
@@ -229,8 +234,10 @@ class ClickHouseSink:
         applied = await self.store.call(self.store.apply_ddl)
         for table in [*tables.TABLES.values(), tables.RAW_TABLE]:
             self.watermarks[table] = await self.store.call(self.store.watermark, table)
+            types = await self.store.call(self.store.column_types, table)
+            self.limits[table] = tables.bounds(types)
         log.info("clickhouse ready", extra={"ddl": applied, "dsn": w.settings.clickhouse.dsn})
-        sql_sub = await w.nc.subscribe(subjects.SQL_QUERY, cb=self.serve_sql)
+        sql_sub = await w.nc.subscribe(subjects.SQL_QUERY, cb=SqlService(w.nc, self.store).handle)
         pipes = [Pipe(self, STREAM_MARKET, self.cfg.market, subjects.MARKET_ALL)]
         if self.cfg.store_raw:
             pipes.append(Pipe(self, STREAM_RAW, self.cfg.raw, subjects.RAW_ALL))

@@ -54,6 +54,7 @@ class SymbolSim:
         self.asks: dict[int, int] = {mid_ticks + i: rnd.randint(1, 500_000) for i in range(1, 60)}
         self.u = 1_000_000
         self.trade_id = 0
+        self.history: dict[int, tuple[list, list]] | None = None  # u -> top 20, when wanted
 
     @property
     def symbol(self) -> str:
@@ -89,6 +90,9 @@ class SymbolSim:
                 changes[key][price] = own[price]
         first = self.u + 1
         self.u += r.randint(1, 4)
+        if self.history is not None:
+            bids, asks = self.true_book()
+            self.history[self.u] = (bids[:20], asks[:20])
         return {
             "e": "depthUpdate", "E": now_ms, "s": self.native, "U": first, "u": self.u,
             "b": _levels(changes["b"].items()), "a": _levels(changes["a"].items()),
@@ -227,16 +231,52 @@ class BinanceEmulator:
             else:
                 await asyncio.sleep(0)
 
-    async def emit_depth(self, n: int, native: str | None = None) -> None:
+    async def emit_depth(
+        self,
+        n: int,
+        native: str | None = None,
+        *,
+        fault: str | None = None,
+        rate: float | None = None,
+    ) -> None:
+        """Emit ``n`` depth updates. ``fault`` injects one wire fault halfway through, for
+        the symbol ``native``: ``drop`` (an update never sent), ``duplicate`` (sent twice),
+        ``reorder`` (two updates swapped), ``cross`` (a level that crosses the book is sent
+        in place of the real update)."""
         sims = [self.sims[native]] if native else list(self.sims.values())
-        now_ms = int(time.time() * 1000)
-        batch = []
-        for _ in range(n):
+        t0 = time.monotonic()
+        batch: list[tuple[str, bytes, bytes]] = []
+        held: tuple[str, bytes, bytes] | None = None
+        for i in range(n):
             sim = self.rnd.choice(sims)
-            batch.append(self._frame(f"{sim.native.lower()}@depth@100ms", sim.depth(now_ms)))
+            stream = f"{sim.native.lower()}@depth@100ms"
+            data = sim.depth(int(time.time() * 1000))
+            frame = self._frame(stream, data)
+            if fault and i == n // 2:
+                sim = self.sims[native] if native else sim
+                if fault == "drop":
+                    frame = None
+                elif fault == "duplicate":
+                    batch.append(frame)
+                elif fault == "reorder":
+                    held, frame = frame, None
+                elif fault == "cross":
+                    bad = dict(data, b=[[_fmt(min(sim.asks) + 5, PRICE_DECIMALS), "1.00000"]], a=[])
+                    frame = self._frame(stream, bad)
+                else:
+                    raise ValueError(f"unknown fault {fault!r}")
+            if frame is not None:
+                batch.append(frame)
+            if held is not None and frame is not None:
+                batch.append(held)
+                held = None
             if len(batch) >= 500:
                 await self._broadcast(batch)
                 batch = []
+                if rate:
+                    ahead = (i + 1) / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
         await self._broadcast(batch)
 
     @staticmethod
