@@ -1,29 +1,42 @@
-"""``python -m collectors [venue ...]``: one collector process for the given venues."""
+"""``python -m collectors [venue ...]``: one collector process for the given venues.
+
+A venue is a module ``collectors/<venue>.py`` with ``async def run(w: Worker)``; this
+entry point finds them by name, so adding a venue touches no other file.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 import sys
+from pathlib import Path
 
 from streams.runtime import Worker, run
 
-VENUES = ("binance",)
+_NOT_VENUES = {"base", "ccxt_poller", "backfill"}
+
+
+def venues() -> list[str]:
+    here = str(Path(__file__).parent)
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([here])
+        if not m.name.startswith("_") and m.name not in _NOT_VENUES
+    )
 
 
 def main(argv: list[str]) -> None:
-    venues = argv or None
+    chosen_args = argv or None
 
     async def body(w: Worker) -> None:
-        chosen = venues or w.settings.collector.venues
-        unknown = sorted(set(chosen) - set(VENUES))
+        chosen = chosen_args or w.settings.collector.venues
+        known = venues()
+        unknown = sorted(set(chosen) - set(known))
         if unknown:
-            raise SystemExit(f"unknown venue(s) {unknown}; this collector speaks {list(VENUES)}")
-        runners = []
-        if "binance" in chosen:
-            from collectors import binance
-
-            runners.append(binance.run(w))
-        await asyncio.gather(*runners)
+            raise SystemExit(f"unknown venue(s) {unknown}; this collector speaks {known}")
+        modules = [importlib.import_module(f"collectors.{v}") for v in chosen]
+        await asyncio.gather(*(m.run(w) for m in modules))
 
     run("collector", body)
 

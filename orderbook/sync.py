@@ -9,6 +9,7 @@ publishes depth/BBO from an invalid book.
 
 from __future__ import annotations
 
+import importlib
 from collections import deque
 from typing import NamedTuple, Protocol
 
@@ -35,46 +36,20 @@ class Rule(Protocol):
     def continues(self, last: int, d: Book) -> bool: ...  # next delta valid after ``last``
 
 
-class BinanceSpot:
-    """Spot diff-depth: drop ``u <= lastUpdateId``; first needs ``U <= lastUpdateId+1 <= u``;
-    then every ``U == previous u + 1``."""
+class ChecksumRule(Rule, Protocol):
+    """A rule whose venue sends a checksum of the book after each message."""
 
-    name = "binance-spot"
-    rest_snapshot = True
-
-    def stale(self, last: int, d: Book) -> bool:
-        return d.seq <= last
-
-    def bridges(self, snap: int, d: Book) -> bool:
-        return (d.first_seq or 0) <= snap + 1 <= d.seq
-
-    def continues(self, last: int, d: Book) -> bool:
-        return d.first_seq == last + 1
-
-
-class BinanceFutures:
-    """USDⓈ-M diff-depth: drop ``u < lastUpdateId``; first needs ``U <= lastUpdateId <= u``;
-    then every ``pu == previous u``."""
-
-    name = "binance-futures"
-    rest_snapshot = True
-
-    def stale(self, last: int, d: Book) -> bool:
-        return d.seq < last  # u == lastUpdateId is the bridging event
-
-    def bridges(self, snap: int, d: Book) -> bool:
-        return (d.first_seq or 0) <= snap <= d.seq
-
-    def continues(self, last: int, d: Book) -> bool:
-        return d.prev_seq == last
+    def verify(self, book: L2Book, m: Book) -> str | None: ...  # mismatch detail, or None
 
 
 def rule_for(venue: str, symbol: str) -> Rule | None:
-    """The sequencing rule of a venue's book; a venue may have one per market kind."""
-    if venue == "binance":
-        spot = symbol.count("-") == 1
-        return BinanceSpot() if spot else BinanceFutures()
-    return None
+    """The sequencing rule of a venue's book, from ``orderbook/venues/<venue>.py``
+    (``rule_for(symbol)``): one module per venue, found by name."""
+    try:
+        mod = importlib.import_module(f"orderbook.venues.{venue}")
+    except ModuleNotFoundError:
+        return None
+    return mod.rule_for(symbol)
 
 
 class BookState:
@@ -127,7 +102,17 @@ class BookState:
             bb, ba = self.book.best_bid(), self.book.best_ask()
             self.invalidate()
             return Problem("crossed", None, m.seq, f"best bid {bb} >= best ask {ba}")
-        return None
+        return self._verify(m)
+
+    def _verify(self, m: Book) -> Problem | None:
+        verify = getattr(self.rule, "verify", None)
+        if verify is None or m.checksum is None:
+            return None
+        detail = verify(self.book, m)
+        if detail is None:
+            return None
+        self.invalidate()
+        return Problem("checksum", m.checksum, None, detail)
 
     def _snapshot(self, m: Book) -> Problem | None:
         self.book.load(m.bids, m.asks)
@@ -158,4 +143,6 @@ class BookState:
         if self.book.crossed():
             self.invalidate()
             return Problem("crossed", None, self.seq, "crossed right after snapshot")
+        if not pending:
+            return self._verify(m)
         return None

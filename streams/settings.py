@@ -118,9 +118,53 @@ class BinanceSettings(_S):
             raise SettingsError(f"{prefix}.channels has unknown channels {sorted(unknown)}")
 
 
+class VenueSettings(_S):
+    """A native WebSocket venue other than Binance (whose section has extra knobs).
+    ``symbols`` are the venue's native instrument names; ``channels`` the venue module's
+    channel-map keys; ``options`` holds venue-specific extras, documented in its module."""
+
+    ws_url: str
+    rest_url: str
+    symbols: list[str]
+    channels: list[str]
+    ping_interval_s: float = 20.0
+    stale_after_s: float = 60.0
+    snapshot_depth: int = 400
+    reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
+    options: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def _check(self, prefix: str) -> None:
+        if not self.symbols:
+            raise SettingsError(f"{prefix}.symbols must not be empty")
+        if not self.channels:
+            raise SettingsError(f"{prefix}.channels must not be empty")
+
+
+def _venue(ws: str, rest: str, symbols: list[str], channels: list[str]) -> VenueSettings:
+    return VenueSettings(ws_url=ws, rest_url=rest, symbols=symbols, channels=channels)
+
+
 class CollectorSettings(_S):
     venues: list[str] = msgspec.field(default_factory=lambda: ["binance"])
     binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
+    okx: VenueSettings = msgspec.field(
+        default_factory=lambda: _venue(
+            "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com",
+            ["BTC-USDT", "BTC-USDT-SWAP"], ["trades", "books", "tickers"],
+        )
+    )  # fmt: skip
+    bybit: VenueSettings = msgspec.field(
+        default_factory=lambda: _venue(
+            "wss://stream.bybit.com/v5/public/linear", "https://api.bybit.com",
+            ["BTCUSDT"], ["publicTrade", "orderbook.50", "tickers"],
+        )
+    )  # fmt: skip
+    deribit: VenueSettings = msgspec.field(
+        default_factory=lambda: _venue(
+            "wss://www.deribit.com/ws/api/v2", "https://www.deribit.com",
+            ["BTC-PERPETUAL"], ["trades", "book", "ticker"],
+        )
+    )  # fmt: skip
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
     flush_every: int = 2000
 

@@ -10,7 +10,8 @@ import pytest
 
 from normalizer.core import Normalizer
 from orderbook.book import L2Book
-from orderbook.sync import BinanceFutures, BinanceSpot, BookState
+from orderbook.sync import BookState
+from orderbook.venues.binance import BinanceFutures, BinanceSpot
 from streams import schemas, subjects
 from tests import recorded
 from tests.conftest import shared_frames

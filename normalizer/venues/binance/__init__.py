@@ -1,3 +1,4 @@
 from normalizer.venues.binance.parse import BinanceSpotParser, BinanceUsdmParser
 
-__all__ = ["BinanceSpotParser", "BinanceUsdmParser"]
+PARSERS = [BinanceSpotParser, BinanceUsdmParser]
+__all__ = ["PARSERS", "BinanceSpotParser", "BinanceUsdmParser"]

@@ -1,0 +1,1 @@
+"""One module per venue: ``rule_for(symbol)`` returns its book sequencing rule."""
