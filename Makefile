@@ -9,7 +9,7 @@ FORMAT ?= table
 VENUE  ?= binance
 SYMBOL ?= BTC-USDT
 
-.PHONY: up down test lint fmt demo bench nats provision collector normalizer sink orderbook book sql clean distclean venv
+.PHONY: up down status test lint fmt demo bench nats provision collector normalizer sink orderbook book sql clean distclean venv
 
 venv: $(STAMP)
 
@@ -48,6 +48,9 @@ bench: $(STAMP)
 ## one worker in the foreground each
 nats: $(STAMP)
 	$(PY) -m streams nats
+
+status: $(STAMP)
+	$(PY) -m streams status
 
 provision: $(STAMP)
 	$(PY) -m streams provision

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop a running `jetmarket up`")
     sub.add_parser("nats", help="run the embedded nats-server in the foreground")
     sub.add_parser("provision", help="create or update the JetStream streams")
+    sub.add_parser("status", help="workers, consumer lag, freshness of raw data per channel")
     for name in WORKERS:
         w = sub.add_parser(name, help=f"run one worker: python -m {' '.join(WORKERS[name])}")
         w.add_argument("args", nargs="*")
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_nats(settings)
     if args.cmd == "provision":
         return asyncio.run(_provision(settings))
+    if args.cmd == "status":
+        return asyncio.run(_status(settings))
     if args.cmd == "sql":
         return asyncio.run(_sql(settings, args))
     if args.cmd == "book":
@@ -106,6 +109,24 @@ def _run_nats(settings: Settings) -> int:
     except KeyboardInterrupt:
         srv.stop()
         return 0
+
+
+async def _status(settings: Settings) -> int:
+    from streams.connect import connect
+    from streams.status import status
+
+    try:
+        nc = await connect(settings.nats, "status", max_reconnect_attempts=0)
+    except Exception as exc:
+        print(
+            f"jetmarket status: cannot reach NATS at {settings.nats.url} ({exc})", file=sys.stderr
+        )
+        return 1
+    try:
+        print(await status(nc, settings))
+    finally:
+        await nc.close()
+    return 0
 
 
 async def _provision(settings: Settings) -> int:

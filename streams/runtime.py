@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Gauge, start_http_server
 
-from streams import logs
+from streams import logs, subjects
 from streams.connect import connect
 from streams.provision import provision
 from streams.settings import Settings
@@ -86,6 +89,12 @@ async def start_worker(w: Worker, *, need_nats: bool = True) -> None:
         w.nc = await connect(w.settings.nats, w.name)
         w.js = w.nc.jetstream(timeout=10.0)
         await provision(w.js, w.settings)
+
+        async def status(msg: Msg) -> None:
+            line = {**w.health.line(), "pid": os.getpid(), "ts": time.time_ns()}
+            await msg.respond(orjson.dumps(line, default=str))
+
+        await w.nc.subscribe(subjects.STATUS_QUERY, cb=status)
 
 
 async def _main(name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings) -> None:

@@ -13,6 +13,8 @@ MARKET_ALL = "market.>"
 EXEC_ALL = "exec.>"
 DLQ_ALL = "dlq.>"
 SQL_QUERY = "sql.query"
+# Every worker answers a request on this subject with its health line (``jetmarket status``).
+STATUS_QUERY = "status.query"
 EXEC_HALT = "exec.ctl.halt"
 
 _BAD = str.maketrans({".": "_", "*": "_", ">": "_", " ": "_", "\t": "_"})

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from streams import sql
 from streams.natsserver import NatsServer
 from streams.settings import Settings
+from streams.status import status
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator
 from tests.workers import Proc
@@ -110,6 +111,11 @@ async def test_10k_trades_exactly_once_with_decimal_strings(
         assert books > 0
         raw = await scalar(nc, "SELECT count() FROM raw_frames WHERE channel = 'trade'")
         assert raw == 10_000
+        report = await status(nc, settings)
+        for expect in ("collector", "normalizer", "sink", "binance.trade", "binance.depth",
+                       "sink-market", "ok"):  # fmt: skip
+            assert expect in report, report
+        (tmp_path / "status.txt").write_text(report)
     finally:
         codes = [p.stop() for p in reversed(procs)]
     assert codes == [0, 0, 0], "every worker stops cleanly on SIGTERM"
