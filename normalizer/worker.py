@@ -44,6 +44,7 @@ PUBLISH_FAILURES = PCounter(
 )
 
 DLQ_SUBJECT = subjects.dlq("normalizer")
+BURST = 4000  # core publishes between acked ones; nats-server's ingest queue holds 10k+
 
 
 def _header_value(text: str) -> str:
@@ -136,8 +137,15 @@ class NormalizerWorker:
         nc, js = self.w.nc, self.w.js
         assert nc is not None and js is not None
         publish = nc.publish
-        for o in outs[:-1]:
-            await publish(o.subject, o.data, headers={subjects.H_MSG_ID: o.msg_id})
+        for i, o in enumerate(outs[:-1], 1):
+            headers = {subjects.H_MSG_ID: o.msg_id}
+            if i % BURST == 0:
+                # an acked publish inside long bursts (an instrument list can expand to
+                # thousands of messages) keeps the stream's ingest queue from overflowing:
+                # nats-server drops core publishes beyond it without telling anyone
+                await js.publish(o.subject, o.data, headers=headers, stream=STREAM_MARKET)
+            else:
+                await publish(o.subject, o.data, headers=headers)
         last = outs[-1]
         await js.publish(
             last.subject,
