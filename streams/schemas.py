@@ -147,13 +147,91 @@ MARKET_TYPES: dict[str, type[Base]] = {
     for cls in MarketMessage.__args__  # type: ignore[attr-defined]
 }
 
+# -- execution (EXEC stream) --------------------------------------------------------------
+OrderState = Literal[
+    "pending_new", "new", "partially_filled", "filled", "pending_cancel", "canceled",
+    "rejected", "expired", "unknown",
+]  # fmt: skip
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit", "take_profit"]
+
+
+class ExecBase(msgspec.Struct, kw_only=True, tag_field="type", gc=False):
+    account: str
+    venue: str
+    symbol: str
+    ts_event: int
+    ts_recv: int
+
+
+class OrderCommand(ExecBase, tag="order_command", kw_only=True):
+    """An instruction to the executor. Quantities and prices are exact decimal strings:
+    the executor rounds them to the instrument's precision the way the venue requires."""
+
+    action: Literal["new", "cancel", "replace", "cancel_all"]
+    client_order_id: str
+    side: Side | None = None
+    order_type: OrderType | None = None
+    quantity: str | None = None
+    price: str | None = None
+    stop_price: str | None = None
+    time_in_force: Literal["GTC", "IOC", "FOK", "POST_ONLY"] = "GTC"
+    reduce_only: bool = False
+    timeout_s: float | None = None
+
+
+class OrderUpdate(ExecBase, tag="order_update", kw_only=True):
+    client_order_id: str
+    venue_order_id: str | None = None
+    state: OrderState
+    side: Side
+    order_type: OrderType
+    quantity: float
+    price: float | None = None
+    filled: float = 0.0
+    avg_price: float | None = None
+    reason: str = ""
+
+
+class Fill(ExecBase, tag="fill", kw_only=True):
+    client_order_id: str
+    venue_order_id: str | None = None
+    trade_id: str
+    side: Side
+    price: float
+    size: float  # base units
+    fee: float
+    fee_currency: str
+    liquidity: Literal["maker", "taker", "unknown"] = "unknown"
+
+
+class Position(ExecBase, tag="position", kw_only=True):
+    size: float  # signed, base units
+    avg_price: float | None = None
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    fees: float = 0.0
+    mark_price: float | None = None
+
+
+ExecMessage = Union[OrderCommand, OrderUpdate, Fill, Position]
+EXEC_TYPES: dict[str, type[ExecBase]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in ExecMessage.__args__  # type: ignore[attr-defined]
+}
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(MarketMessage)
+_exec_decoder = msgspec.json.Decoder(ExecMessage)
 
 
-def encode(msg: Base) -> bytes:
+def encode(msg: Base | ExecBase) -> bytes:
     return _encoder.encode(msg)
 
 
 def decode(data: bytes) -> MarketMessage:
     return _decoder.decode(data)
+
+
+def decode_exec(data: bytes) -> ExecMessage:
+    return _exec_decoder.decode(data)

@@ -197,6 +197,9 @@ class SinkSettings(_S):
     raw: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(durable="sink-raw", batch=5000)
     )
+    exec: ConsumerSettings = msgspec.field(
+        default_factory=lambda: ConsumerSettings(durable="sink-exec", batch=1000)
+    )
     store_raw: bool = True
     flush_interval_s: float = 0.5
     # Rows held before an insert; also bounded by the consumer's max_ack_pending (4x batch).

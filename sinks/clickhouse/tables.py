@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from streams.schemas import MARKET_TYPES, Base
+from streams.schemas import EXEC_TYPES, MARKET_TYPES, Base, ExecBase
 
 TABLES: dict[str, str] = {
     "trade": "trades",
@@ -25,17 +25,26 @@ TABLES: dict[str, str] = {
     "instrument": "instruments",
     "gap": "gaps",
 }
-TABLE_OF_CLASS: dict[type, str] = {MARKET_TYPES[t]: name for t, name in TABLES.items()}
+EXEC_TABLES: dict[str, str] = {
+    "order_command": "order_commands",
+    "order_update": "orders",
+    "fill": "fills",
+    "position": "positions",
+}
+TABLE_OF_CLASS: dict[type, str] = {
+    **{MARKET_TYPES[t]: name for t, name in TABLES.items()},
+    **{EXEC_TYPES[t]: name for t, name in EXEC_TABLES.items()},
+}
 RAW_TABLE = "raw_frames"
 RAW_COLUMNS = ["venue", "channel", "symbol", "ts_recv", "conn", "subject", "payload", "stream_seq"]
 SEQ = "stream_seq"
 
 
-def fields(cls: type[Base]) -> tuple[str, ...]:
+def fields(cls: type[Base] | type[ExecBase]) -> tuple[str, ...]:
     return cls.__struct_fields__
 
 
-def columns(cls: type[Base]) -> list[str]:
+def columns(cls: type[Base] | type[ExecBase]) -> list[str]:
     return [*fields(cls), SEQ]
 
 
@@ -44,7 +53,7 @@ _getters: dict[type, list[attrgetter]] = {
 }
 
 
-def to_columns(cls: type[Base], msgs: list[Base], seqs: list[int]) -> list[list]:
+def to_columns(cls: type, msgs: list, seqs: list[int]) -> list[list]:
     return [[g(m) for m in msgs] for g in _getters[cls]] + [seqs]
 
 

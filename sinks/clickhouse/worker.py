@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
@@ -24,7 +25,7 @@ from sinks.clickhouse.sqlservice import SqlService
 from sinks.clickhouse.store import Store
 from streams import schemas, subjects
 from streams.consumer import BatchConsumer, stream_seq
-from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
+from streams.provision import STREAM_DLQ, STREAM_EXEC, STREAM_MARKET, STREAM_RAW
 from streams.runtime import Worker
 from streams.settings import ConsumerSettings
 
@@ -91,6 +92,8 @@ class Pipe:
         msgs, self.pending = self.pending, []
         if self.stream == STREAM_RAW:
             groups = self.sink.raw_columns(msgs)
+        elif self.stream == STREAM_EXEC:
+            groups = await self.sink.market_columns(msgs, schemas.decode_exec)
         else:
             groups = await self.sink.market_columns(msgs)
         for table, (names, data, first, last) in groups.items():
@@ -110,7 +113,10 @@ class ClickHouseSink:
         self.failing = False
 
     # -- batches -> columns --------------------------------------------------------------
-    async def market_columns(self, msgs: list[Msg]) -> dict[str, tuple]:
+    async def market_columns(
+        self, msgs: list[Msg], decode: Callable[[bytes], object] = schemas.decode
+    ) -> dict[str, tuple]:
+        """Typed messages (MARKET, or EXEC with ``decode=schemas.decode_exec``) -> columns."""
         by_cls: dict[type, tuple[list, list[int]]] = {}
         dead = []
         by_seq: dict[int, Msg] = {}
@@ -118,9 +124,9 @@ class ClickHouseSink:
             seq = stream_seq(m)
             by_seq[seq] = m
             try:
-                obj = schemas.decode(m.data)
+                obj = decode(m.data)
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-                dead.append((m, seq, f"undecodable market message: {exc}"))
+                dead.append((m, seq, f"undecodable message: {exc}"))
                 continue
             cls = type(obj)
             table = tables.TABLE_OF_CLASS[cls]
@@ -232,13 +238,16 @@ class ClickHouseSink:
         w = self.w
         assert w.nc is not None
         applied = await self.store.call(self.store.apply_ddl)
-        for table in [*tables.TABLES.values(), tables.RAW_TABLE]:
+        for table in [*tables.TABLES.values(), *tables.EXEC_TABLES.values(), tables.RAW_TABLE]:
             self.watermarks[table] = await self.store.call(self.store.watermark, table)
             types = await self.store.call(self.store.column_types, table)
             self.limits[table] = tables.bounds(types)
         log.info("clickhouse ready", extra={"ddl": applied, "dsn": w.settings.clickhouse.dsn})
         sql_sub = await w.nc.subscribe(subjects.SQL_QUERY, cb=SqlService(w.nc, self.store).handle)
-        pipes = [Pipe(self, STREAM_MARKET, self.cfg.market, subjects.MARKET_ALL)]
+        pipes = [
+            Pipe(self, STREAM_MARKET, self.cfg.market, subjects.MARKET_ALL),
+            Pipe(self, STREAM_EXEC, self.cfg.exec, subjects.EXEC_ALL),
+        ]
         if self.cfg.store_raw:
             pipes.append(Pipe(self, STREAM_RAW, self.cfg.raw, subjects.RAW_ALL))
         w.health.set("ok", rows={})

@@ -312,3 +312,98 @@ SELECT venue, symbol, bucket, argMinMerge(open) AS open, max(high) AS high, min(
        argMaxMerge(close) AS close, sum(volume) AS volume,
        sum(ohlcv_1h.notional) / sum(ohlcv_1h.volume) AS vwap, sum(trades) AS trades
 FROM ohlcv_1h GROUP BY venue, symbol, bucket;
+
+CREATE TABLE IF NOT EXISTS order_commands_local ON CLUSTER 'jetmarket' (
+    account LowCardinality(String),
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    action LowCardinality(String),
+    client_order_id String CODEC(ZSTD(1)),
+    side LowCardinality(Nullable(String)),
+    order_type LowCardinality(Nullable(String)),
+    quantity Nullable(String) CODEC(ZSTD(1)),
+    price Nullable(String) CODEC(ZSTD(1)),
+    stop_price Nullable(String) CODEC(ZSTD(1)),
+    time_in_force LowCardinality(String),
+    reduce_only Bool,
+    timeout_s Nullable(Float64),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/order_commands_local', '{replica}')
+PARTITION BY toYYYYMM(ts_event)
+ORDER BY (account, venue, symbol, ts_event, client_order_id)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS order_commands ON CLUSTER 'jetmarket' AS order_commands_local
+ENGINE = Distributed('jetmarket', currentDatabase(), order_commands_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS orders_local ON CLUSTER 'jetmarket' (
+    account LowCardinality(String),
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    client_order_id String CODEC(ZSTD(1)),
+    venue_order_id Nullable(String) CODEC(ZSTD(1)),
+    state LowCardinality(String),
+    side LowCardinality(String),
+    order_type LowCardinality(String),
+    quantity Float64 CODEC(Gorilla, ZSTD(1)),
+    price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    filled Float64 CODEC(Gorilla, ZSTD(1)),
+    avg_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    reason String CODEC(ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/orders_local', '{replica}')
+PARTITION BY toYYYYMM(ts_event)
+ORDER BY (account, venue, symbol, ts_event, client_order_id)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS orders ON CLUSTER 'jetmarket' AS orders_local
+ENGINE = Distributed('jetmarket', currentDatabase(), orders_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS fills_local ON CLUSTER 'jetmarket' (
+    account LowCardinality(String),
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    client_order_id String CODEC(ZSTD(1)),
+    venue_order_id Nullable(String) CODEC(ZSTD(1)),
+    trade_id String CODEC(ZSTD(1)),
+    side LowCardinality(String),
+    price Float64 CODEC(Gorilla, ZSTD(1)),
+    size Float64 CODEC(Gorilla, ZSTD(1)),
+    fee Float64 CODEC(Gorilla, ZSTD(1)),
+    fee_currency LowCardinality(String),
+    liquidity LowCardinality(String),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/fills_local', '{replica}')
+PARTITION BY toYYYYMM(ts_event)
+ORDER BY (account, venue, symbol, ts_event, trade_id)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS fills ON CLUSTER 'jetmarket' AS fills_local
+ENGINE = Distributed('jetmarket', currentDatabase(), fills_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS positions_local ON CLUSTER 'jetmarket' (
+    account LowCardinality(String),
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    size Float64 CODEC(Gorilla, ZSTD(1)),
+    avg_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    realized_pnl Float64 CODEC(Gorilla, ZSTD(1)),
+    unrealized_pnl Float64 CODEC(Gorilla, ZSTD(1)),
+    fees Float64 CODEC(Gorilla, ZSTD(1)),
+    mark_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/positions_local', '{replica}')
+PARTITION BY toYYYYMM(ts_event)
+ORDER BY (account, venue, symbol, ts_event)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS positions ON CLUSTER 'jetmarket' AS positions_local
+ENGINE = Distributed('jetmarket', currentDatabase(), positions_local, cityHash64(venue, symbol));
