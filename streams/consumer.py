@@ -48,6 +48,7 @@ class BatchConsumer:
         self._sub: JetStreamContext.PushSubscription | None = None
         self._buffer: list[Msg] = []
         self._arrived = asyncio.Event()
+        self._high = 0  # highest stream sequence handed to this process since start()
 
     def _config(self, start_seq: int | None, deliver_subject: str) -> ConsumerConfig:
         return ConsumerConfig(
@@ -65,6 +66,13 @@ class BatchConsumer:
         )
 
     async def _on_msg(self, msg: Msg) -> None:
+        seq = stream_seq(msg)
+        if seq <= self._high:
+            # A redelivery after ack_wait of a message this process already holds (e.g.
+            # while the worker retries a failing insert): the original is still being
+            # handled, and AckAll of a later message covers this copy.
+            return
+        self._high = seq
         self._buffer.append(msg)
         self._arrived.set()
 
@@ -88,6 +96,7 @@ class BatchConsumer:
                 extra={"stream": self.stream, "durable": durable, "from_seq": start_seq},
             )
         self._buffer = []
+        self._high = 0
         self._arrived.clear()
         self._sub = await self.js.subscribe_bind(
             stream=self.stream,
