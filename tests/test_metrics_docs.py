@@ -1,0 +1,23 @@
+"""docs/metrics.md and the code name exactly the same metrics."""
+
+from __future__ import annotations
+
+import re
+
+from tests.workers import ROOT
+
+COMPONENTS = ("collectors", "normalizer", "orderbook", "sinks", "streams", "executor")
+
+
+def test_documented_metrics_exist_and_every_metric_is_documented() -> None:
+    code: set[str] = set()
+    for comp in COMPONENTS:
+        for f in (ROOT / comp).rglob("*.py"):
+            code |= set(
+                re.findall(r'(?:Counter|Gauge|Histogram)\(\s*"(jetmarket_\w+)"', f.read_text())
+            )
+    docs = set(
+        re.findall(r"^\| `(jetmarket_\w+)`", (ROOT / "docs" / "metrics.md").read_text(), re.M)
+    )
+    assert code, "no metrics found in the code"
+    assert docs == code, {"undocumented": code - docs, "not in code": docs - code}
