@@ -67,8 +67,10 @@ class BookState:
 
     def feed(self, m: Book) -> Problem | None:
         if m.snapshot:
-            if self.valid:
-                return None  # a valid book needs no snapshot (e.g. a second resync answer)
+            if self.valid and self.rule.rest_snapshot:
+                return None  # a valid book needs no extra REST snapshot (a 2nd resync answer)
+            # a stream snapshot always resets the book: the venue restarted its sequence
+            # (Bybit u == 1) or we resubscribed
             return self._snapshot(m)
         if not self.valid:
             self.buffer.append(m)

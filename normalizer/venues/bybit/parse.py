@@ -1,0 +1,363 @@
+"""Bybit v5 raw frames -> typed jetmarket messages, one parser per category.
+
+Raw venue tokens ``bybit_spot``, ``bybit_linear``, ``bybit_inverse`` (spot ``BTCUSDT`` and
+linear ``BTCUSDT`` are different instruments, so the category must be in the subject);
+all normalize to venue ``bybit`` and the symbol tells the market. Channel map, raw channel
+(the topic's first token) -> market type:
+
+| channel        | becomes                                                          |
+|----------------|------------------------------------------------------------------|
+| publicTrade    | trade (``i``), side = taker side ``S``                            |
+| orderbook      | ``orderbook.50/200``: book (seq = ``u``; snapshot, or ``u == 1``) |
+|                | ``orderbook.1``: bbo                                              |
+| tickers        | ticker, mark, funding, open_interest (deltas merged per symbol)   |
+| kline          | candle                                                           |
+| allLiquidation | liquidation (side of the liquidation order: opposite the position)|
+| instruments    | instrument (REST instruments-info)                               |
+| conn           | gap(reconnect) per symbol on disconnect                           |
+| control        | nothing (subscribe acks, pongs)                                  |
+
+Sizes: spot and linear quantities are already base units. Inverse quantities are USD
+contracts (1 USD each): base = contracts / price. An inverse frame is only converted once
+the instruments frame has described that symbol (else Rejected: we would be guessing).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import msgspec
+
+from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.bybit import symbols, wire
+from streams import schemas, subjects
+
+VENUE = "bybit"
+MS = 1_000_000
+INTERVALS = {
+    "1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "120": "2h",
+    "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w", "M": "1M",
+}  # fmt: skip
+
+_trade = wire.decoder(wire.TradeFrame)
+_book = wire.decoder(wire.BookFrame)
+_ticker = wire.decoder(wire.TickerFrame)
+_kline = wire.decoder(wire.KlineFrame)
+_liq = wire.decoder(wire.LiquidationFrame)
+_instruments = wire.decoder(wire.Instruments)
+_conn = wire.decoder(wire.ConnEvent)
+_encode = msgspec.json.Encoder().encode
+
+Handler = Callable[[Frame], list[Out]]
+TICKER_FIELDS = {"lastPrice", "bid1Price", "ask1Price", "highPrice24h", "lowPrice24h",
+                 "prevPrice24h", "volume24h", "turnover24h"}  # fmt: skip
+MARK_FIELDS = {"markPrice", "indexPrice"}
+FUNDING_FIELDS = {"fundingRate", "nextFundingTime"}
+
+
+def _f(text: str | None) -> float | None:
+    """A ticker field: ``None``/``""`` mean unknown; anything else must be a finite number."""
+    if not text:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise Rejected(f"not a number: {text[:40]!r}") from None
+    if not math.isfinite(v):
+        raise Rejected(f"not a finite number: {text[:40]!r}")
+    return v
+
+
+class _Bybit:
+    venue = "bybit_linear"
+    category = "linear"
+    inverse = False
+    channels: dict[str, str] = {
+        "publicTrade": "trade", "orderbook": "book|bbo", "tickers": "ticker+mark+funding+oi",
+        "kline": "candle", "allLiquidation": "liquidation", "instruments": "instrument",
+        "conn": "gap", "control": "",
+    }  # fmt: skip
+
+    def __init__(self) -> None:
+        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # Per-symbol state, a deterministic function of the raw frames in stream order:
+        self.tickers: dict[str, dict[str, str]] = {}  # last known ticker fields
+        self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
+        self.known: dict[str, int] = {}  # inverse: native -> delivery ms (0 = perpetual)
+        self._dispatch: dict[str, Handler] = {
+            ch: getattr(self, "_" + ch) for ch in self.channels if ch != "control"
+        }
+        self._dispatch["control"] = lambda frame: []
+
+    def parse(self, frame: Frame) -> list[Out]:
+        handler = self._dispatch.get(frame.channel)
+        if handler is None:
+            raise Rejected(f"unknown channel {frame.channel!r}")
+        try:
+            return handler(frame)
+        except msgspec.ValidationError as exc:
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
+
+    # -- names and sizes -----------------------------------------------------------------
+    def to_symbol(self, native: str) -> str:
+        if not self.inverse:
+            return symbols.TO_SYMBOL[self.category](native)
+        expiry = self.known.get(native)
+        if expiry is None:
+            raise ValueError(
+                f"contract size of inverse {native!r} unknown: no instruments frame for it yet"
+            )
+        return symbols.inverse(native, expiry or None)
+
+    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
+        """(subject, symbol), cached: subjects are built once per symbol, not per frame."""
+        key = (msg_type, native)
+        hit = self._names_cache.get(key)
+        if hit is None:
+            try:
+                symbol = self.to_symbol(native)
+            except ValueError as exc:
+                raise Rejected(str(exc)) from None
+            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
+            self._names_cache[key] = hit
+        return hit
+
+    def _size(self, qty: float, price: float) -> float:
+        return qty / price if self.inverse else qty
+
+    def _levels(self, levels: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not self.inverse:
+            return levels
+        return [(p, q / p) for p, q in levels]
+
+    @staticmethod
+    def _same(frame: Frame, s: str) -> None:
+        if s != frame.native_symbol:
+            raise Rejected(f"symbol {s!r} in a frame published for {frame.native_symbol!r}")
+
+    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
+        subject, symbol = self._names(msg_type, native)
+        return Out(subject, f"bybit:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+
+    # -- trades --------------------------------------------------------------------------
+    def _publicTrade(self, frame: Frame) -> list[Out]:  # handler names follow the channels
+        f = _trade.decode(frame.data)
+        out = []
+        for t in f.data:
+            self._same(frame, t.s)
+            _, symbol = self._names("trade", t.s)
+            side = {"Buy": "buy", "Sell": "sell"}.get(t.S, "unknown")
+            msg = schemas.Trade(
+                venue=VENUE, symbol=symbol, ts_event=t.T * MS, ts_recv=frame.ts_recv,
+                id=t.i, price=t.p, size=self._size(t.v, t.p), side=side,  # type: ignore[arg-type]
+            )  # fmt: skip
+            out.append(self._out("trade", t.s, t.i, msg))
+        return out
+
+    # -- book / bbo ----------------------------------------------------------------------
+    def _orderbook(self, frame: Frame) -> list[Out]:
+        f = _book.decode(frame.data)
+        d = f.data
+        self._same(frame, d.s)
+        if f.type not in ("snapshot", "delta"):
+            raise Rejected(f"unknown orderbook type {f.type!r}")
+        if f.topic.startswith("orderbook.1."):
+            return self._bbo(frame, f)
+        _, symbol = self._names("book", d.s)
+        # u == 1 on a delta: the venue restarted its book service; the message is a full book.
+        snapshot = f.type == "snapshot" or d.u == 1
+        msg = schemas.Book(
+            venue=VENUE, symbol=symbol, ts_event=f.ts * MS, ts_recv=frame.ts_recv,
+            snapshot=snapshot, bids=self._levels(d.b), asks=self._levels(d.a),
+            seq=d.u, first_seq=d.u,
+        )  # fmt: skip
+        # A resubscribe can repeat a snapshot's u; its push time tells the two apart.
+        natural = f"snap{d.u}-{f.ts}" if snapshot else d.u
+        return [self._out("book", d.s, natural, msg)]
+
+    def _bbo(self, frame: Frame, f: wire.BookFrame) -> list[Out]:
+        d = f.data
+        sides = self.bbo.setdefault(d.s, [None, None])
+        if f.type == "snapshot" or d.u == 1:
+            sides[0] = sides[1] = None
+        for i, levels in ((0, d.b), (1, d.a)):
+            if levels:
+                p, q = levels[0]
+                sides[i] = (p, q) if q > 0 else None
+        bid, ask = sides
+        if bid is None or ask is None:
+            return []  # one side empty: nothing meaningful to publish
+        _, symbol = self._names("bbo", d.s)
+        msg = schemas.BBO(
+            venue=VENUE, symbol=symbol, ts_event=f.ts * MS, ts_recv=frame.ts_recv,
+            bid_price=bid[0], bid_size=self._size(bid[1], bid[0]),
+            ask_price=ask[0], ask_size=self._size(ask[1], ask[0]), seq=d.u,
+        )  # fmt: skip
+        return [self._out("bbo", d.s, f"{d.u}-{f.ts}", msg)]
+
+    # -- tickers -------------------------------------------------------------------------
+    def _tickers(self, frame: Frame) -> list[Out]:
+        f = _ticker.decode(frame.data)
+        d = f.data
+        self._same(frame, d.symbol)
+        changed = {
+            k: v for k in d.__struct_fields__ if k != "symbol" and (v := getattr(d, k)) is not None
+        }
+        state = self.tickers.setdefault(d.symbol, {})
+        if f.type == "snapshot":
+            state.clear()
+        state.update(changed)
+        ts = f.ts * MS
+        g = state.get
+        out = []
+        if changed.keys() & TICKER_FIELDS:
+            _, symbol = self._names("ticker", d.symbol)
+            vol, turnover = _f(g("volume24h")), _f(g("turnover24h"))
+            if self.inverse:  # volume24h counts USD contracts, turnover24h is in the base coin
+                vol, turnover = turnover, vol
+            msg = schemas.Ticker(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                last=_f(g("lastPrice")), bid=_f(g("bid1Price")), ask=_f(g("ask1Price")),
+                open_24h=_f(g("prevPrice24h")), high_24h=_f(g("highPrice24h")),
+                low_24h=_f(g("lowPrice24h")), volume_24h=vol, quote_volume_24h=turnover,
+            )  # fmt: skip
+            out.append(self._out("ticker", d.symbol, f.ts, msg))
+        if changed.keys() & MARK_FIELDS:
+            _, symbol = self._names("mark", d.symbol)
+            mark = schemas.Mark(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                mark_price=_f(g("markPrice")), index_price=_f(g("indexPrice")),
+            )  # fmt: skip
+            out.append(self._out("mark", d.symbol, f.ts, mark))
+        rate = _f(g("fundingRate")) if g("fundingRate") is not None else None
+        if changed.keys() & FUNDING_FIELDS and rate is not None:
+            _, symbol = self._names("funding", d.symbol)
+            nxt = _f(g("nextFundingTime"))
+            funding = schemas.Funding(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, rate=rate,
+                next_funding_ts=int(nxt) * MS if nxt else None,
+            )  # fmt: skip
+            out.append(self._out("funding", d.symbol, f.ts, funding))
+        oi = _f(g("openInterest"))
+        if "openInterest" in changed and oi is not None:
+            mark_price = _f(g("markPrice"))
+            if self.inverse:  # USD contracts -> base at the mark price
+                if not mark_price:
+                    raise Rejected("inverse open interest before any mark price")
+                oi = oi / mark_price
+            _, symbol = self._names("open_interest", d.symbol)
+            msg_oi = schemas.OpenInterest(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                open_interest=oi, open_interest_value=_f(g("openInterestValue")),
+            )  # fmt: skip
+            out.append(self._out("open_interest", d.symbol, f.ts, msg_oi))
+        return out
+
+    # -- candles / liquidations ----------------------------------------------------------
+    def _kline(self, frame: Frame) -> list[Out]:
+        f = _kline.decode(frame.data)
+        native = f.topic.rsplit(".", 1)[-1]
+        self._same(frame, native)
+        _, symbol = self._names("candle", native)
+        out = []
+        for k in f.data:
+            interval = INTERVALS.get(k.interval, k.interval)
+            msg = schemas.Candle(
+                venue=VENUE, symbol=symbol, ts_event=k.timestamp * MS, ts_recv=frame.ts_recv,
+                interval=interval, ts_open=k.start * MS, open=k.open, high=k.high, low=k.low,
+                close=k.close, closed=k.confirm,
+                # inverse: volume counts USD contracts; turnover is the base-coin volume
+                volume=k.turnover if self.inverse else k.volume,
+            )  # fmt: skip
+            out.append(self._out("candle", native, f"{interval}:{k.start}:{k.timestamp}", msg))
+        return out
+
+    def _allLiquidation(self, frame: Frame) -> list[Out]:
+        f = _liq.decode(frame.data)
+        out = []
+        for n, q in enumerate(f.data):
+            self._same(frame, q.s)
+            _, symbol = self._names("liquidation", q.s)
+            # S is the liquidated position's side: a long (Buy) is closed by a sell order.
+            side = {"Buy": "sell", "Sell": "buy"}.get(q.S, "unknown")
+            natural = f"{q.T}:{frame.raw_seq}:{n}"
+            msg = schemas.Liquidation(
+                venue=VENUE, symbol=symbol, ts_event=q.T * MS, ts_recv=frame.ts_recv,
+                side=side, price=q.p, size=self._size(q.v, q.p), id=natural,  # type: ignore[arg-type]
+            )  # fmt: skip
+            out.append(self._out("liquidation", q.s, natural, msg))
+        return out
+
+    # -- reference data and connection events -----------------------------------------
+    def _instruments(self, frame: Frame) -> list[Out]:
+        info = _instruments.decode(frame.data)
+        if info.retCode != 0:
+            raise Rejected(f"instruments error {info.retCode}: {info.retMsg[:200]}")
+        if info.result.category != self.category:
+            raise Rejected(f"{info.result.category} instruments on the {self.category} subject")
+        out = []
+        for s in info.result.items:
+            tick = s.priceFilter.tickSize if s.priceFilter else None
+            lots = s.lotSizeFilter
+            lot = (lots.qtyStep or lots.basePrecision) if lots else None
+            if not tick or not lot:
+                continue  # not tradable as described; nothing sensible to publish
+            if self.inverse:
+                self.known[s.symbol] = s.deliveryTime
+            try:
+                symbol = self.to_symbol(s.symbol)
+            except ValueError:
+                continue  # a naming scheme we do not map (e.g. pre-listing oddities)
+            future = s.contractType.endswith("Futures")
+            kind = "spot" if self.category == "spot" else "future" if future else "perpetual"
+            msg = schemas.Instrument(
+                venue=VENUE, symbol=symbol, ts_event=(info.time or 0) * MS or frame.ts_recv,
+                ts_recv=frame.ts_recv, native_symbol=s.symbol, kind=kind,  # type: ignore[arg-type]
+                base=s.baseCoin, quote=s.quoteCoin, settle=s.settleCoin or None,
+                tick_size=tick, lot_size=lot,
+                # contract_size 1: linear/spot sizes are base units; inverse ones are 1 USD
+                expiry_ts=s.deliveryTime * MS if future and s.deliveryTime else None,
+                active=s.status == "Trading",
+            )  # fmt: skip
+            out.append(
+                Out(subjects.market("instrument", VENUE, symbol),
+                    f"bybit:instrument:{symbol}:{frame.raw_seq}", _encode(msg))
+            )  # fmt: skip
+        return out
+
+    def _conn(self, frame: Frame) -> list[Out]:
+        ev = _conn.decode(frame.data)
+        if ev.event != "disconnected":
+            return []
+        out = []
+        for native in ev.symbols:
+            try:
+                _, symbol = self._names("gap", native)
+            except Rejected:
+                continue  # an inverse symbol never described: it produced nothing to gap
+            msg = schemas.Gap(
+                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
+                reason="reconnect", channel="ws",
+                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
+            )  # fmt: skip
+            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
+        return out
+
+
+class BybitSpotParser(_Bybit):
+    venue = "bybit_spot"
+    category = "spot"
+
+
+class BybitLinearParser(_Bybit):
+    venue = "bybit_linear"
+    category = "linear"
+
+
+class BybitInverseParser(_Bybit):
+    venue = "bybit_inverse"
+    category = "inverse"
+    inverse = True

@@ -1,0 +1,125 @@
+"""Bybit v5 native symbols <-> jetmarket symbols, per category.
+
+| category | native                      | jetmarket             |
+|----------|-----------------------------|-----------------------|
+| spot     | ``BTCUSDT``                 | ``BTC-USDT``          |
+| linear   | ``BTCUSDT`` (USDT perp)     | ``BTC-USDT-PERP``     |
+| linear   | ``BTCPERP`` (USDC perp)     | ``BTC-USDC-PERP``     |
+| linear   | ``BTCUSDT-26DEC25``         | ``BTC-USDT-20251226`` |
+| linear   | ``BTC-26DEC25`` (USDC fut.) | ``BTC-USDC-20251226`` |
+| inverse  | ``BTCUSD``                  | ``BTC-USD-PERP``      |
+| inverse  | ``BTCUSDZ25`` (month code)  | ``BTC-USD-20251226``  |
+
+Pure functions of the native name, so re-normalizing is deterministic; the one exception
+is an inverse future, whose native name has a month code but no day: its delivery time
+comes from the instruments frame (``expiry_ms``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# Longest first so "USDT" wins over "USD".
+SPOT_QUOTES: tuple[str, ...] = tuple(
+    sorted(
+        ("USDT", "USDC", "USDE", "USD1", "BTC", "ETH", "EUR", "DAI", "BRL", "BRZ", "TRY",
+         "PLN", "MNT", "USD"),
+        key=len,
+        reverse=True,
+    )
+)  # fmt: skip
+LINEAR_QUOTES = ("USDT", "USDC")
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTH_CODES = "FGHJKMNQUVXZ"  # futures month letters, January..December
+
+_cache: dict[str, str] = {}
+
+
+def _split(pair: str, quotes: tuple[str, ...]) -> tuple[str, str]:
+    for q in quotes:
+        if pair.endswith(q) and len(pair) > len(q):
+            return pair[: -len(q)], q
+    raise ValueError(f"cannot split bybit symbol {pair!r} into base and quote")
+
+
+def _ddmonyy(text: str) -> str:
+    """``26DEC25`` -> ``20251226``."""
+    try:
+        day, mon, year = int(text[:-5]), MONTHS.index(text[-5:-2]) + 1, int(text[-2:])
+    except ValueError:
+        raise ValueError(f"bad bybit expiry {text!r}") from None
+    return f"20{year:02d}{mon:02d}{day:02d}"
+
+
+def _to_ddmonyy(ymd: str) -> str:
+    if len(ymd) != 8 or not ymd.isdigit():
+        raise ValueError(f"bad expiry {ymd!r}")
+    return f"{int(ymd[6:])}{MONTHS[int(ymd[4:6]) - 1]}{ymd[2:4]}"
+
+
+def spot(native: str) -> str:
+    base, quote = _split(native.upper(), SPOT_QUOTES)
+    return f"{base}-{quote}"
+
+
+def linear(native: str) -> str:
+    hit = _cache.get("l:" + native)
+    if hit is not None:
+        return hit
+    up = native.upper()
+    if "-" in up:  # dated: BTCUSDT-26DEC25 (USDT) or BTC-26DEC25 (USDC)
+        pair, _, expiry = up.partition("-")
+        if pair.endswith(LINEAR_QUOTES):
+            base, quote = _split(pair, LINEAR_QUOTES)
+        else:
+            base, quote = pair, "USDC"
+        out = f"{base}-{quote}-{_ddmonyy(expiry)}"
+    elif up.endswith("PERP") and len(up) > 4:
+        out = f"{up[:-4]}-USDC-PERP"
+    else:
+        base, quote = _split(up, LINEAR_QUOTES)
+        out = f"{base}-{quote}-PERP"
+    _cache["l:" + native] = out
+    return out
+
+
+def inverse(native: str, expiry_ms: int | None = None) -> str:
+    """``BTCUSD`` -> ``BTC-USD-PERP``; ``BTCUSDZ25`` needs the delivery time (``expiry_ms``)."""
+    up = native.upper()
+    if up.endswith("USD"):
+        return f"{up[:-3]}-USD-PERP"
+    pair, code, year = up[:-3], up[-3:-2], up[-2:]
+    if pair.endswith("USD") and code in MONTH_CODES and year.isdigit():
+        if expiry_ms is None:
+            raise ValueError(f"inverse future {native!r}: delivery time unknown")
+        day = datetime.fromtimestamp(expiry_ms / 1000, UTC).strftime("%Y%m%d")
+        return f"{pair[:-3]}-USD-{day}"
+    raise ValueError(f"not a bybit inverse symbol: {native!r}")
+
+
+TO_SYMBOL = {"spot": spot, "linear": linear, "inverse": inverse}
+
+
+def to_native(symbol: str) -> tuple[str, str]:
+    """jetmarket symbol -> (category, native): the category is part of the answer because
+    spot ``BTCUSDT`` and linear ``BTCUSDT`` are different instruments."""
+    parts = symbol.upper().split("-")
+    if len(parts) == 2 and all(parts):
+        return "spot", parts[0] + parts[1]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"not a bybit symbol: {symbol!r}")
+    base, quote, tail = parts
+    if quote == "USD":
+        if tail == "PERP":
+            return "inverse", f"{base}USD"
+        if len(tail) == 8 and tail.isdigit():
+            return "inverse", f"{base}USD{MONTH_CODES[int(tail[4:6]) - 1]}{tail[2:4]}"
+    elif quote == "USDC":
+        if tail == "PERP":
+            return "linear", f"{base}PERP"
+        return "linear", f"{base}-{_to_ddmonyy(tail)}"
+    elif quote == "USDT":
+        if tail == "PERP":
+            return "linear", f"{base}USDT"
+        return "linear", f"{base}USDT-{_to_ddmonyy(tail)}"
+    raise ValueError(f"not a bybit symbol: {symbol!r}")

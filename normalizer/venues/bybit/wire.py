@@ -1,0 +1,163 @@
+"""Bybit v5 public frames as they arrive on the wire, and the instruments REST body.
+
+Decoded with ``strict=False`` so Bybit's decimal strings become floats inside msgspec's
+C decoder. Tickers are the exception: their deltas carry only changed fields and some
+fields can be ``""``, so they stay strings and the (100 ms, low-rate) parser converts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
+Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
+PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+Level = tuple[Price, Size]
+
+
+class Trade(msgspec.Struct, gc=False):
+    T: int  # trade time, ms
+    s: str
+    S: str  # taker side: Buy / Sell
+    v: PosSize
+    p: Price
+    i: str  # trade id
+    BT: bool = False  # block trade
+    L: str = ""  # tick direction
+
+
+class TradeFrame(msgspec.Struct, gc=False):
+    topic: str
+    ts: int
+    data: list[Trade]
+
+
+class BookData(msgspec.Struct, gc=False):
+    s: str
+    b: list[Level]
+    a: list[Level]
+    u: int  # update id: +1 per message of a topic; 1 after a venue restart
+    seq: int = 0  # cross sequence
+
+
+class BookFrame(msgspec.Struct, gc=False):
+    topic: str
+    type: str  # snapshot | delta
+    ts: int
+    data: BookData
+    cts: int | None = None  # matching-engine time (not on every category)
+
+
+class TickerData(msgspec.Struct, gc=False):
+    """Every field optional: a delta holds only what changed."""
+
+    symbol: str
+    lastPrice: str | None = None
+    bid1Price: str | None = None
+    ask1Price: str | None = None
+    highPrice24h: str | None = None
+    lowPrice24h: str | None = None
+    prevPrice24h: str | None = None
+    volume24h: str | None = None
+    turnover24h: str | None = None
+    markPrice: str | None = None
+    indexPrice: str | None = None
+    fundingRate: str | None = None
+    nextFundingTime: str | None = None
+    openInterest: str | None = None
+    openInterestValue: str | None = None
+
+
+class TickerFrame(msgspec.Struct, gc=False):
+    topic: str
+    type: str
+    ts: int
+    data: TickerData
+    cs: int | None = None
+
+
+class Kline(msgspec.Struct, gc=False):
+    start: int
+    end: int
+    interval: str
+    open: Price
+    close: Price
+    high: Price
+    low: Price
+    volume: Size
+    turnover: Size
+    confirm: bool
+    timestamp: int
+
+
+class KlineFrame(msgspec.Struct, gc=False):
+    topic: str
+    ts: int
+    data: list[Kline]
+
+
+class Liquidation(msgspec.Struct, gc=False):
+    T: int
+    s: str
+    S: str  # side of the liquidated *position*
+    v: PosSize
+    p: Price
+
+
+class LiquidationFrame(msgspec.Struct, gc=False):
+    topic: str
+    ts: int
+    data: list[Liquidation]
+
+
+class PriceFilter(msgspec.Struct):
+    tickSize: float
+
+
+class LotSizeFilter(msgspec.Struct):
+    qtyStep: float | None = None  # derivatives
+    basePrecision: float | None = None  # spot
+
+
+class InstrumentInfo(msgspec.Struct):
+    symbol: str
+    baseCoin: str
+    quoteCoin: str
+    status: str = ""
+    contractType: str = ""  # LinearPerpetual / LinearFutures / InversePerpetual / ...
+    settleCoin: str = ""
+    deliveryTime: int = 0  # ms, "0" for perpetuals
+    priceFilter: PriceFilter | None = None
+    lotSizeFilter: LotSizeFilter | None = None
+
+
+class InstrumentsResult(msgspec.Struct):
+    category: str
+    items: list[InstrumentInfo] = msgspec.field(name="list")
+    nextPageCursor: str = ""
+
+
+class Instruments(msgspec.Struct):
+    """REST ``GET /v5/market/instruments-info`` body (the parts we use)."""
+
+    retCode: int
+    result: InstrumentsResult
+    time: int = 0
+    retMsg: str = ""
+
+
+class ConnEvent(msgspec.Struct):
+    """Written by our own collector to ``raw.bybit_<category>.conn.ALL``."""
+
+    event: str
+    conn: str
+    ts: int
+    symbols: list[str] = []
+    reason: str = ""
+
+
+def decoder(kind: type) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(kind, strict=False)
