@@ -1,0 +1,369 @@
+"""OKX v5 public collector: one WebSocket, explicit subscribe, REST instruments via ccxt.
+
+CHANNELS (setting name = OKX channel -> subscription arg -> raw subject):
+  trades, books, bbo-tbt, tickers, candle1m   {"channel", "instId"}  raw.okx.<channel>.<instId>
+  funding-rate (SWAP only), open-interest, mark-price (derivatives only)     same shape
+  index-tickers    {"channel", "instId": "<BASE-QUOTE>" index}   raw.okx.index-tickers.BTC-USDT
+  liquidation-orders {"channel", "instType": "SWAP"|"FUTURES"}   raw.okx.liquidation-orders.SWAP
+  (REST)   GET /api/v5/public/instruments?instType=...   raw.okx.instruments.ALL (one per type)
+  (ours)   connection events                             raw.okx.conn.ALL
+  (venue)  {"event":...} acks/errors/notices, "pong"     raw.okx.control.ALL
+  (venue)  anything unroutable                           raw.okx.unknown.ALL
+Frames are published byte for byte. Venue rules honoured: OKX closes a connection that is
+silent for 30 s, so we send the text ``ping`` after ping_interval_s (< 30) without a frame
+and expect ``pong``; subscribe requests are chunked (OKX caps one request at 64 KB); books
+come as a WebSocket snapshot then updates, so a resync (``ctl.snapshot.okx.<symbol>``) is an
+unsubscribe + subscribe of that book, whose fresh snapshot arrives through the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import ccxt.async_support as ccxt
+import orjson
+import websockets
+from nats.aio.msg import Msg
+from websockets.asyncio.client import ClientConnection
+
+from collectors.base import RECONNECTS, REST, Backoff, RawPublisher, new_conn_id
+from streams import subjects
+from streams.runtime import Worker
+from streams.settings import VenueSettings
+
+log = logging.getLogger("collectors.okx")
+
+VENUE = "okx"
+PER_INSTRUMENT = ("trades", "books", "bbo-tbt", "tickers", "candle1m")
+DERIVATIVE_ONLY = ("open-interest", "mark-price")
+CHANNELS = frozenset(
+    PER_INSTRUMENT + DERIVATIVE_ONLY + ("funding-rate", "index-tickers", "liquidation-orders")
+)
+INSTRUMENTS_REFRESH_S = 3600.0
+ARGS_PER_REQUEST = 100  # well under OKX's 64 KB request limit
+_ARG = b'{"arg":{'
+
+
+# Components meet on subjects and never import each other, so the two name rules the
+# collector needs are repeated here (normalizer/venues/okx/symbols.py is the full mapping).
+def inst_type(inst_id: str) -> str:
+    """SPOT ``BTC-USDT``, SWAP ``BTC-USDT-SWAP``, FUTURES ``BTC-USD-251226``, OPTION."""
+    p = inst_id.split("-")
+    if len(p) == 2:
+        return "SPOT"
+    if len(p) == 3:
+        return "SWAP" if p[2] == "SWAP" else "FUTURES"
+    return "OPTION"
+
+
+def to_native(symbol: str) -> str:
+    """jetmarket symbol -> instId (``BTC-USDT-PERP`` -> ``BTC-USDT-SWAP``, dates -> yymmdd)."""
+    p = symbol.split("-")
+    if len(p) >= 3 and p[2] == "PERP":
+        p[2] = "SWAP"
+    elif len(p) >= 3 and len(p[2]) == 8 and p[2].isdigit():
+        p[2] = p[2][2:]
+    return "-".join(p)
+
+
+def route(frame: bytes) -> tuple[str, str]:
+    """(channel, instId or instType) of a push, from a small decode of just its leading
+    ``arg`` object: OKX writes ``{"arg":{...},...`` first, and a full parse here would
+    cost more than everything else the collector does (the normalizer parses properly)."""
+    if frame.startswith(_ARG):
+        end = frame.find(b"}", len(_ARG), 400)
+        if end > 0:
+            try:
+                arg = orjson.loads(frame[7 : end + 1])
+            except orjson.JSONDecodeError:
+                return "unknown", "ALL"
+            channel = arg.get("channel")
+            target = arg.get("instId") or arg.get("instType")
+            if (
+                channel in CHANNELS
+                and isinstance(target, str)
+                and target == subjects.token(target) != ""
+            ):
+                return channel, target
+        return "unknown", "ALL"
+    if frame == b"pong" or frame.startswith(b'{"event":'):
+        return "control", "ALL"
+    return "unknown", "ALL"
+
+
+def subscription_args(cfg: VenueSettings) -> list[dict[str, str]]:
+    args: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(channel: str, key: str, value: str) -> None:
+        if (channel, value) not in seen:
+            seen.add((channel, value))
+            args.append({"channel": channel, key: value})
+
+    for ch in cfg.channels:
+        for inst in cfg.symbols:
+            kind = inst_type(inst)
+            derivative = ch in DERIVATIVE_ONLY and kind != "SPOT"
+            if ch in PER_INSTRUMENT or derivative or (ch == "funding-rate" and kind == "SWAP"):
+                add(ch, "instId", inst)
+            elif ch == "index-tickers":
+                add(ch, "instId", "-".join(inst.split("-")[:2]))
+            elif ch == "liquidation-orders" and kind in ("SWAP", "FUTURES"):
+                add(ch, "instType", kind)
+    return args
+
+
+class OkxCollector:
+    def __init__(self, w: Worker, cfg: VenueSettings, flush_every: int) -> None:
+        assert w.nc is not None and w.js is not None
+        unknown = set(cfg.channels) - CHANNELS
+        if unknown:
+            raise ValueError(f"collector.okx.channels: unknown channels {sorted(unknown)}")
+        self.w = w
+        self.cfg = cfg
+        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.rest_lock = asyncio.Lock()
+        self.exchange = ccxt.okx({"enableRateLimit": True})
+        # ccxt builds every request from this URL: pointing it elsewhere (the emulator, a
+        # proxy) keeps ccxt's rate limiting.
+        self.exchange.urls["api"]["rest"] = cfg.rest_url.rstrip("/")
+        self.args = subscription_args(cfg)
+        self.ws: ClientConnection | None = None
+        self.conn = ""
+        self.connected = False
+        self.last_frame = 0.0
+        self.reconnects = 0
+        self.ended: list[str] = []
+        self.backoff = Backoff(cfg.reconnect)
+
+    # -- REST ----------------------------------------------------------------------------
+    async def fetch_instruments(self) -> None:
+        """One instruments body per instType (options per family), published untouched."""
+        queries: dict[str, dict[str, str]] = {}
+        for inst in self.cfg.symbols:
+            kind = inst_type(inst)
+            params = {"instType": kind}
+            if kind == "OPTION":
+                params["instFamily"] = "-".join(inst.split("-")[:2])
+            queries[orjson.dumps(params).decode()] = params
+        for params in queries.values():
+            async with self.rest_lock:  # last_http_response belongs to the last request
+                try:
+                    await self.exchange.public_get_public_instruments(params)
+                except Exception as exc:
+                    REST.labels(VENUE, "instruments", "error").inc()
+                    raise RuntimeError(f"instruments: {type(exc).__name__}: {exc}") from None
+                body = self.exchange.last_http_response
+                recv = time.time_ns()
+            REST.labels(VENUE, "instruments", "ok").inc()
+            data = body.encode() if isinstance(body, str) else body
+            await self.pub.publish("instruments", "ALL", data, recv, "rest", durable=True)
+
+    async def _instruments_until_ok(self) -> bool:
+        """Contract sizes must be on RAW before the first data frame: retry until done."""
+        backoff = Backoff(self.cfg.reconnect)
+        while not self.w.stop.is_set():
+            try:
+                await self.fetch_instruments()
+                return True
+            except Exception as exc:
+                wait = backoff.next()
+                log.warning(
+                    "okx instruments failed, retrying",
+                    extra={"error": str(exc)[:300], "retry_in_s": round(wait, 2)},
+                )
+                self.w.health.set("retrying", error=str(exc)[:300])
+                if await self.w.sleep(wait):
+                    return False
+        return False
+
+    async def _instruments_refresh(self) -> None:
+        while not await self.w.sleep(INSTRUMENTS_REFRESH_S):
+            await self._instruments_until_ok()
+
+    # -- resync --------------------------------------------------------------------------
+    async def _on_ctl_snapshot(self, msg: Msg) -> None:
+        """``ctl.snapshot.okx.<BTC-USDT-PERP>``: re-subscribe that book for a new snapshot."""
+
+        async def reply(body: dict[str, Any]) -> None:
+            if msg.reply:
+                try:
+                    await msg.respond(orjson.dumps(body))
+                except Exception as exc:  # the requester went away; nothing to undo
+                    log.debug("ctl reply failed", extra={"error": repr(exc)})
+
+        symbol = msg.subject.split(".")[-1]
+        native = to_native(symbol)
+        if native not in self.cfg.symbols or "books" not in self.cfg.channels:
+            await reply({"ok": False, "error": f"book not collected: {symbol}"})
+            return
+        ws = self.ws
+        if ws is None:
+            await reply({"ok": False, "error": "not connected (a snapshot follows connecting)"})
+            return
+        arg = [{"channel": "books", "instId": native}]
+        try:
+            await ws.send(orjson.dumps({"op": "unsubscribe", "args": arg}).decode())
+            await ws.send(orjson.dumps({"op": "subscribe", "args": arg}).decode())
+        except Exception as exc:
+            await reply({"ok": False, "error": str(exc)[:300]})
+            return
+        await reply({"ok": True, "instId": native})
+
+    # -- WebSocket -----------------------------------------------------------------------
+    async def _conn_event(self, event: str, reason: str = "") -> None:
+        now = time.time_ns()
+        body = orjson.dumps(
+            {"event": event, "conn": self.conn, "symbols": sorted(self.cfg.symbols),
+             "reason": reason, "ts": now}
+        )  # fmt: skip
+        await self.pub.publish("conn", "ALL", body, now, self.conn, durable=True)
+
+    async def _connection_loop(self) -> None:
+        w = self.w
+        while not w.stop.is_set():
+            self.conn = new_conn_id(VENUE)
+            self.ended.clear()
+            try:
+                async with websockets.connect(
+                    self.cfg.ws_url,
+                    ping_interval=None,  # OKX wants its text "ping" (sent by the watchdog)
+                    max_size=2**24,
+                    max_queue=4096,
+                    compression=None,
+                    proxy=None,
+                    open_timeout=10,
+                ) as ws:
+                    reason = await self._session(ws)
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                if not self.connected:  # never got in: one line per retry, keep going
+                    delay = self.backoff.next()
+                    log.warning(
+                        "okx connect failed, retrying",
+                        extra={"url": self.cfg.ws_url, "error": reason,
+                               "retry_in_s": round(delay, 2)},
+                    )  # fmt: skip
+                    w.health.set("retrying", error=reason, reconnects=self.reconnects)
+                    if await w.sleep(delay):
+                        return
+                    continue
+            self.ws = None
+            self.connected = False
+            self.reconnects += 1
+            RECONNECTS.labels(VENUE, reason.split(":")[0][:40]).inc()
+            try:
+                await self._conn_event("disconnected", reason)
+            except Exception as exc:
+                log.warning("cannot record disconnect", extra={"error": repr(exc)})
+            if w.stop.is_set():
+                return
+            delay = self.backoff.next()
+            log.warning(
+                "okx connection lost, reconnecting",
+                extra={"conn": self.conn, "reason": reason, "retry_in_s": round(delay, 2)},
+            )
+            w.health.set("reconnecting", reason=reason, reconnects=self.reconnects)
+            if await w.sleep(delay):
+                return
+
+    async def _session(self, ws: ClientConnection) -> str:
+        """Subscribe, then read frames until the connection ends; returns why it ended."""
+        self.connected = True
+        await self._conn_event("connected")
+        for i in range(0, len(self.args), ARGS_PER_REQUEST):
+            chunk = self.args[i : i + ARGS_PER_REQUEST]
+            await ws.send(orjson.dumps({"op": "subscribe", "args": chunk}).decode())
+        self.ws = ws
+        log.info("okx connected", extra={"conn": self.conn, "subscriptions": len(self.args)})
+        publish = self.pub.publish
+        nats_epoch = self.pub.nats_epoch
+        epoch = nats_epoch()
+        conn = self.conn
+        self.last_frame = time.monotonic()
+        watchdog = asyncio.create_task(self._watchdog(ws))
+        try:
+            while True:
+                try:
+                    frame = await ws.recv(decode=False)
+                except websockets.ConnectionClosed as exc:
+                    return self.ended[0] if self.ended else f"closed by venue: {exc}"
+                recv_ns = time.time_ns()
+                self.last_frame = time.monotonic()
+                if isinstance(frame, str):
+                    frame = frame.encode()
+                channel, target = route(frame)
+                await publish(channel, target, frame, recv_ns, conn)
+                if channel == "control" and frame.startswith(b'{"event":"error"'):
+                    log.warning(
+                        "okx error event", extra={"frame": frame[:300].decode("utf-8", "replace")}
+                    )
+                if nats_epoch() != epoch:
+                    return "nats reconnected: frames sent before it may be lost"
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        """Sends ``ping`` after ping_interval_s of silence; closes the connection when
+        stopping or when nothing (not even ``pong``) came for stale_after_s."""
+        pinged = 0.0
+        while True:
+            if await self.w.sleep(0.25):
+                self.ended.append("stopping")
+                break
+            now = time.monotonic()
+            idle = now - self.last_frame
+            if idle > self.cfg.stale_after_s:
+                self.ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
+                break
+            if idle > self.cfg.ping_interval_s and now - pinged > self.cfg.ping_interval_s:
+                pinged = now
+                try:
+                    await ws.send("ping")
+                except Exception:  # closing: the reader reports why
+                    break
+        await ws.close()
+
+    async def _report_loop(self) -> None:
+        """Once a second: metrics, backoff reset and health while frames flow."""
+        while not await self.w.sleep(1.0):
+            self.pub.flush_metrics()
+            if (
+                self.connected
+                and time.monotonic() - self.last_frame < 5.0 + self.cfg.ping_interval_s
+            ):
+                self.backoff.reset()
+                self.w.health.set(
+                    "ok", frames=self.pub.published, confirmed=self.pub.confirmed,
+                    reconnects=self.reconnects, unconfirmed=self.pub.unconfirmed,
+                )  # fmt: skip
+
+    async def run(self) -> None:
+        w = self.w
+        assert w.nc is not None
+        sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
+        reporter = asyncio.create_task(self._report_loop())
+        refresher: asyncio.Task[None] | None = None
+        try:
+            if await self._instruments_until_ok():
+                refresher = asyncio.create_task(self._instruments_refresh())
+                await self._connection_loop()
+        finally:
+            reporter.cancel()
+            if refresher is not None:
+                refresher.cancel()
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already closing
+                pass
+            self.pub.flush_metrics()
+            await self.exchange.close()
+
+
+async def run(w: Worker) -> None:
+    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    settings = w.settings.collector
+    await OkxCollector(w, settings.okx, settings.flush_every).run()

@@ -1,0 +1,394 @@
+"""OKX v5 public raw frames -> typed jetmarket messages.
+
+Channel map (raw channel = OKX channel name -> market type):
+
+| channel            | market type   | notes                                              |
+|--------------------|---------------|----------------------------------------------------|
+| trades             | trade         | id = tradeId, side = taker side                    |
+| books              | book          | action snapshot/update; seq = seqId, prev = prevSeqId |
+| bbo-tbt            | bbo           | seq = seqId                                        |
+| tickers            | ticker        | 24 h volume in base units (volCcy24h on derivatives)|
+| candle1m (candle*) | candle        | closed = confirm "1"                               |
+| funding-rate       | funding       | next_funding_ts = fundingTime, predicted = nextFundingRate |
+| open-interest      | open_interest | oiCcy (base units, given by OKX)                   |
+| liquidation-orders | liquidation   | subscribed per instType: raw subject ``...SWAP``   |
+| mark-price         | mark          | mark_price                                         |
+| index-tickers      | mark          | index_price on the index's own name (BTC-USDT)     |
+| instruments        | instrument    | REST body; also fills the contract-size cache      |
+| conn               | gap           | reconnect, per symbol                              |
+| control            | nothing       | subscribe acks, pong, notices, errors              |
+
+Sizes are base units. Swap/future/option sizes are contracts: linear (``ctValCcy`` = base)
+size = sz * ctVal * ctMult; inverse (``ctValCcy`` = quote, e.g. USD) size = sz * ctVal / price.
+The contract sizes come only from ``instruments`` frames (published by the collector before
+it subscribes), so re-normalizing RAW in order reproduces them; a derivative frame seen
+before its instrument is Rejected rather than published with contract counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import msgspec
+
+from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.okx import symbols, wire
+from streams import schemas, subjects
+
+VENUE = "okx"
+MS = 1_000_000
+CANDLE_CHANNELS = ("candle1m", "candle3m", "candle5m", "candle15m", "candle1H")
+
+_trades = wire.decoder(wire.TradesFrame)
+_books = wire.decoder(wire.BooksFrame)
+_tickers = wire.decoder(wire.TickersFrame)
+_candles = wire.decoder(wire.CandlesFrame)
+_funding = wire.decoder(wire.FundingFrame)
+_oi = wire.decoder(wire.OpenInterestFrame)
+_liq = wire.decoder(wire.LiquidationFrame)
+_mark = wire.decoder(wire.MarkPriceFrame)
+_index = wire.decoder(wire.IndexTickersFrame)
+_instruments = wire.decoder(wire.Instruments)
+_conn = wire.decoder(wire.ConnEvent)
+_encode = msgspec.json.Encoder().encode
+
+Handler = Callable[[Frame], list[Out]]
+
+
+class Contract(NamedTuple):
+    size: float  # ctVal * ctMult
+    inverse: bool  # contract value in the quote currency (USD): base = sz * size / price
+
+
+def _f(s: str) -> float | None:
+    """OKX's optional decimal strings: "" means no value."""
+    return float(s) if s else None
+
+
+def contract_of(i: wire.Instrument) -> Contract | None:
+    """The contract spec of a derivative row; None for spot (sizes already in base)."""
+    if i.instType == "SPOT" or not i.ctVal:
+        return None
+    base, quote = i.instId.split("-")[:2]
+    size = float(i.ctVal) * (float(i.ctMult) if i.ctMult else 1.0)
+    if i.ctValCcy == base:
+        return Contract(size, False)
+    if i.ctValCcy == quote:
+        return Contract(size, True)
+    raise Rejected(f"{i.instId}: contract value currency {i.ctValCcy!r} is neither base nor quote")
+
+
+class OkxParser:
+    venue = "okx"
+    channels: dict[str, str] = {
+        "trades": "trade", "books": "book", "bbo-tbt": "bbo", "tickers": "ticker",
+        **{c: "candle" for c in CANDLE_CHANNELS},
+        "funding-rate": "funding", "open-interest": "open_interest",
+        "liquidation-orders": "liquidation", "mark-price": "mark", "index-tickers": "mark",
+        "instruments": "instrument", "conn": "gap", "control": "",
+    }  # fmt: skip
+
+    def __init__(self) -> None:
+        self.contracts: dict[str, Contract] = {}
+        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        handlers: dict[str, Handler] = {
+            "trades": self._trades, "books": self._books, "bbo-tbt": self._bbo,
+            "tickers": self._tickers, "funding-rate": self._funding,
+            "open-interest": self._open_interest, "liquidation-orders": self._liquidations,
+            "mark-price": self._mark, "index-tickers": self._index,
+            "instruments": self._instrument_rows, "conn": self._conn_event,
+            "control": lambda frame: [],
+        }  # fmt: skip
+        for c in CANDLE_CHANNELS:
+            handlers[c] = self._candles
+        self._dispatch = handlers
+
+    def parse(self, frame: Frame) -> list[Out]:
+        handler = self._dispatch.get(frame.channel)
+        if handler is None:
+            raise Rejected(f"unknown channel {frame.channel!r}")
+        try:
+            return handler(frame)
+        except msgspec.ValidationError as exc:
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
+        except ValueError as exc:  # a bad optional decimal string
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+
+    # -- helpers -------------------------------------------------------------------------
+    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
+        """(subject, symbol), cached per (type, instId)."""
+        key = (msg_type, native)
+        hit = self._names_cache.get(key)
+        if hit is None:
+            try:
+                symbol = symbols.to_symbol(native)
+            except ValueError as exc:
+                raise Rejected(str(exc)) from None
+            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
+            self._names_cache[key] = hit
+        return hit
+
+    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
+        subject, symbol = self._names(msg_type, native)
+        return Out(subject, f"okx:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+
+    @staticmethod
+    def _same(frame: Frame, arg: wire.Arg) -> None:
+        if arg.instId != frame.native_symbol:
+            raise Rejected(f"instId {arg.instId!r} on a frame for {frame.native_symbol!r}")
+
+    def contract(self, inst_id: str) -> Contract | None:
+        """None for spot; the cached spec for derivatives; Rejected when unknown."""
+        if inst_id.count("-") == 1:
+            return None
+        c = self.contracts.get(inst_id)
+        if c is None:
+            raise Rejected(f"contract size of {inst_id} unknown (no instruments frame yet)")
+        return c
+
+    @staticmethod
+    def base(c: Contract | None, price: float, sz: float) -> float:
+        if c is None:
+            return sz
+        if c.inverse:
+            return sz * c.size / price
+        return round(sz * c.size, 12)  # 3 * 0.1 -> 0.3, not 0.30000000000000004
+
+    def _levels(self, c: Contract | None, levels: list[wire.Level]) -> list[tuple[float, float]]:
+        if c is None:
+            return [(lv[0], lv[1]) for lv in levels]
+        base = self.base
+        return [(lv[0], base(c, lv[0], lv[1])) for lv in levels]
+
+    # -- trades / books ------------------------------------------------------------------
+    def _trades(self, frame: Frame) -> list[Out]:
+        f = _trades.decode(frame.data)
+        self._same(frame, f.arg)
+        c = self.contract(f.arg.instId)
+        out = []
+        for t in f.data:
+            if t.instId != f.arg.instId:
+                raise Rejected(f"trade for {t.instId!r} on {f.arg.instId!r}")
+            _, symbol = self._names("trade", t.instId)
+            side = t.side if t.side in ("buy", "sell") else "unknown"
+            msg = schemas.Trade(
+                venue=VENUE, symbol=symbol, ts_event=t.ts * MS, ts_recv=frame.ts_recv,
+                id=t.tradeId, price=t.px, size=self.base(c, t.px, t.sz), side=side,  # type: ignore[arg-type]
+            )  # fmt: skip
+            out.append(self._out("trade", t.instId, t.tradeId, msg))
+        return out
+
+    def _books(self, frame: Frame) -> list[Out]:
+        f = _books.decode(frame.data)
+        self._same(frame, f.arg)
+        if f.action not in ("snapshot", "update"):
+            raise Rejected(f"unknown books action {f.action!r}")
+        inst = f.arg.instId
+        c = self.contract(inst)
+        _, symbol = self._names("book", inst)
+        snapshot = f.action == "snapshot"
+        out = []
+        for d in f.data:
+            if d.seqId is None:
+                # Frames recorded before OKX added seqId: the RAW stream sequence orders them
+                # (deterministic on re-normalization); only the checksum guards continuity.
+                seq, prev, natural = frame.raw_seq, None, f"r{frame.raw_seq}"
+            else:
+                seq, prev, natural = d.seqId, d.prevSeqId, d.seqId
+                if not snapshot and seq == prev and not d.bids and not d.asks:
+                    continue  # OKX's keep-alive: same seqId, no change, nothing to publish
+            msg = schemas.Book(
+                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
+                snapshot=snapshot, bids=self._levels(c, d.bids), asks=self._levels(c, d.asks),
+                seq=seq, prev_seq=prev, checksum=d.checksum,
+            )  # fmt: skip
+            out.append(self._out("book", inst, f"snap{natural}" if snapshot else natural, msg))
+        return out
+
+    def _bbo(self, frame: Frame) -> list[Out]:
+        f = _books.decode(frame.data)
+        self._same(frame, f.arg)
+        inst = f.arg.instId
+        c = self.contract(inst)
+        _, symbol = self._names("bbo", inst)
+        out = []
+        for d in f.data:
+            if not d.bids or not d.asks:
+                continue  # one side empty: no best bid/offer to publish
+            b, a = d.bids[0], d.asks[0]
+            natural = d.seqId if d.seqId is not None else f"r{frame.raw_seq}"
+            msg = schemas.BBO(
+                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
+                bid_price=b[0], bid_size=self.base(c, b[0], b[1]),
+                ask_price=a[0], ask_size=self.base(c, a[0], a[1]), seq=d.seqId,
+            )  # fmt: skip
+            out.append(self._out("bbo", inst, natural, msg))
+        return out
+
+    # -- tickers / candles ---------------------------------------------------------------
+    def _tickers(self, frame: Frame) -> list[Out]:
+        f = _tickers.decode(frame.data)
+        self._same(frame, f.arg)
+        out = []
+        for t in f.data:
+            _, symbol = self._names("ticker", t.instId)
+            spot = t.instType == "SPOT"
+            msg = schemas.Ticker(
+                venue=VENUE, symbol=symbol, ts_event=t.ts * MS, ts_recv=frame.ts_recv,
+                last=_f(t.last), bid=_f(t.bidPx), ask=_f(t.askPx), open_24h=_f(t.open24h),
+                high_24h=_f(t.high24h), low_24h=_f(t.low24h),
+                volume_24h=_f(t.vol24h) if spot else _f(t.volCcy24h),
+                quote_volume_24h=_f(t.volCcy24h) if spot else None,
+            )  # fmt: skip
+            out.append(self._out("ticker", t.instId, t.ts, msg))
+        return out
+
+    def _candles(self, frame: Frame) -> list[Out]:
+        f = _candles.decode(frame.data)
+        self._same(frame, f.arg)
+        inst = f.arg.instId
+        spot = inst.count("-") == 1
+        interval = frame.channel.removeprefix("candle")
+        _, symbol = self._names("candle", inst)
+        out = []
+        for k in f.data:
+            if len(k) < 9:
+                raise Rejected(f"candle row with {len(k)} fields, expected 9")
+            ts_open = int(k[0])
+            # vol is contracts on derivatives; volCcy is then the base-currency volume
+            volume = float(k[5] if spot else k[6])
+            msg = schemas.Candle(
+                venue=VENUE, symbol=symbol, ts_event=frame.ts_recv, ts_recv=frame.ts_recv,
+                interval=interval, ts_open=ts_open * MS, open=float(k[1]), high=float(k[2]),
+                low=float(k[3]), close=float(k[4]), volume=volume, closed=k[8] == "1",
+            )  # fmt: skip
+            out.append(self._out("candle", inst, f"{interval}:{ts_open}:r{frame.raw_seq}", msg))
+        return out
+
+    # -- derivatives data ----------------------------------------------------------------
+    def _funding(self, frame: Frame) -> list[Out]:
+        f = _funding.decode(frame.data)
+        self._same(frame, f.arg)
+        out = []
+        for d in f.data:
+            _, symbol = self._names("funding", d.instId)
+            ts = int(d.ts) * MS if d.ts else frame.ts_recv
+            nxt = int(d.fundingTime) * MS if d.fundingTime else None
+            msg = schemas.Funding(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                rate=float(d.fundingRate), next_funding_ts=nxt,
+                predicted_rate=_f(d.nextFundingRate),
+            )  # fmt: skip
+            out.append(self._out("funding", d.instId, f"{d.fundingTime}:{ts}", msg))
+        return out
+
+    def _open_interest(self, frame: Frame) -> list[Out]:
+        f = _oi.decode(frame.data)
+        self._same(frame, f.arg)
+        out = []
+        for d in f.data:
+            _, symbol = self._names("open_interest", d.instId)
+            msg = schemas.OpenInterest(
+                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
+                open_interest=d.oiCcy, open_interest_value=_f(d.oiUsd),
+            )  # fmt: skip
+            out.append(self._out("open_interest", d.instId, d.ts, msg))
+        return out
+
+    def _liquidations(self, frame: Frame) -> list[Out]:
+        f = _liq.decode(frame.data)
+        out = []
+        for d in f.data:
+            c = self.contract(d.instId)
+            _, symbol = self._names("liquidation", d.instId)
+            for i, x in enumerate(d.details):
+                natural = f"{x.ts}:{x.side}:{x.posSide}:r{frame.raw_seq}:{i}"
+                side = x.side if x.side in ("buy", "sell") else "unknown"
+                msg = schemas.Liquidation(
+                    venue=VENUE, symbol=symbol, ts_event=x.ts * MS, ts_recv=frame.ts_recv,
+                    side=side, price=x.bkPx, size=self.base(c, x.bkPx, x.sz), id=natural,  # type: ignore[arg-type]
+                )  # fmt: skip
+                out.append(self._out("liquidation", d.instId, natural, msg))
+        return out
+
+    def _mark(self, frame: Frame) -> list[Out]:
+        f = _mark.decode(frame.data)
+        self._same(frame, f.arg)
+        out = []
+        for d in f.data:
+            _, symbol = self._names("mark", d.instId)
+            msg = schemas.Mark(
+                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
+                mark_price=d.markPx,
+            )  # fmt: skip
+            out.append(self._out("mark", d.instId, d.ts, msg))
+        return out
+
+    def _index(self, frame: Frame) -> list[Out]:
+        f = _index.decode(frame.data)
+        self._same(frame, f.arg)
+        out = []
+        for d in f.data:
+            _, symbol = self._names("mark", d.instId)
+            msg = schemas.Mark(
+                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
+                index_price=d.idxPx,
+            )  # fmt: skip
+            out.append(self._out("mark", d.instId, f"idx{d.ts}", msg))
+        return out
+
+    # -- reference data and connection events -----------------------------------------
+    def _instrument_rows(self, frame: Frame) -> list[Out]:
+        body = _instruments.decode(frame.data)
+        if body.code != "0":
+            raise Rejected(f"instruments error {body.code}: {body.msg}"[:300])
+        out = []
+        for i in body.data:
+            try:
+                symbol = symbols.to_symbol(i.instId)
+            except ValueError:
+                continue  # a shape outside our naming scheme
+            c = contract_of(i)
+            if c is not None:
+                self.contracts[i.instId] = c
+            base, quote = i.instId.split("-")[:2]
+            kind = {"SPOT": "spot", "SWAP": "perpetual", "FUTURES": "future"}.get(
+                i.instType, "option"
+            )
+            msg = schemas.Instrument(
+                venue=VENUE, symbol=symbol, ts_event=frame.ts_recv, ts_recv=frame.ts_recv,
+                native_symbol=i.instId, kind=kind, base=i.baseCcy or base,  # type: ignore[arg-type]
+                quote=i.quoteCcy or quote, settle=i.settleCcy or None,
+                tick_size=float(i.tickSz), lot_size=float(i.lotSz),
+                contract_size=c.size if c else 1.0,
+                expiry_ts=int(i.expTime) * MS if i.expTime else None,
+                strike=_f(i.stk),
+                option_type={"C": "call", "P": "put"}.get(i.optType),  # type: ignore[arg-type]
+                active=i.state == "live",
+            )  # fmt: skip
+            out.append(
+                Out(
+                    subjects.market("instrument", VENUE, symbol),
+                    f"okx:instrument:{symbol}:{frame.raw_seq}",
+                    _encode(msg),
+                )
+            )
+        return out
+
+    def _conn_event(self, frame: Frame) -> list[Out]:
+        ev = _conn.decode(frame.data)
+        if ev.event != "disconnected":
+            return []
+        out = []
+        for native in ev.symbols:
+            _, symbol = self._names("gap", native)
+            msg = schemas.Gap(
+                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
+                reason="reconnect", channel="ws",
+                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
+            )  # fmt: skip
+            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
+        return out

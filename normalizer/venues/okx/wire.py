@@ -1,0 +1,188 @@
+"""OKX v5 public frames as they arrive on the wire (WebSocket pushes and REST bodies).
+
+Decoded with ``strict=False`` so OKX's decimal strings become floats inside msgspec's C
+decoder. Fields OKX may send as ``""`` (no value yet: a new listing's funding, an
+option's empty ``ctType``) are kept as strings and converted where used.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
+Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
+PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+# [price, size, "0" (deprecated liquidated orders), number of orders]
+Level = tuple[Price, Size, Any, Any]
+
+
+class Arg(msgspec.Struct, gc=False):
+    channel: str
+    instId: str = ""
+    instType: str = ""
+
+
+class Trade(msgspec.Struct, gc=False):
+    instId: str
+    tradeId: str
+    px: Price
+    sz: PosSize
+    side: str  # taker side
+    ts: int
+
+
+class TradesFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[Trade]
+
+
+class BookData(msgspec.Struct, gc=False):
+    asks: list[Level]
+    bids: list[Level]
+    ts: int
+    checksum: int | None = None
+    seqId: int | None = None  # absent in frames recorded before 2022-06
+    prevSeqId: int | None = None
+
+
+class BooksFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[BookData]
+    action: str = "snapshot"  # books5 / bbo-tbt carry no action: every push is whole
+
+
+class Ticker(msgspec.Struct, gc=False):
+    instType: str
+    instId: str
+    ts: int
+    last: str = ""
+    bidPx: str = ""
+    askPx: str = ""
+    open24h: str = ""
+    high24h: str = ""
+    low24h: str = ""
+    vol24h: str = ""  # base units on spot, contracts on derivatives
+    volCcy24h: str = ""  # quote units on spot, base units on derivatives
+
+
+class TickersFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[Ticker]
+
+
+class CandlesFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
+    data: list[list[str]]
+
+
+class Funding(msgspec.Struct, gc=False):
+    instId: str
+    fundingRate: str
+    fundingTime: str = ""
+    nextFundingRate: str = ""
+    nextFundingTime: str = ""
+    ts: str = ""
+
+
+class FundingFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[Funding]
+
+
+class OpenInterest(msgspec.Struct, gc=False):
+    instId: str
+    oi: Size  # contracts
+    oiCcy: Size  # base units
+    ts: int
+    oiUsd: str = ""
+
+
+class OpenInterestFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[OpenInterest]
+
+
+class LiquidationDetail(msgspec.Struct, gc=False):
+    side: str
+    sz: PosSize  # contracts
+    bkPx: Price
+    ts: int
+    posSide: str = ""
+
+
+class Liquidation(msgspec.Struct, gc=False):
+    instId: str
+    details: list[LiquidationDetail]
+
+
+class LiquidationFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[Liquidation]
+
+
+class MarkPrice(msgspec.Struct, gc=False):
+    instId: str
+    markPx: Price
+    ts: int
+
+
+class MarkPriceFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[MarkPrice]
+
+
+class IndexTicker(msgspec.Struct, gc=False):
+    instId: str
+    idxPx: Price
+    ts: int
+
+
+class IndexTickersFrame(msgspec.Struct, gc=False):
+    arg: Arg
+    data: list[IndexTicker]
+
+
+class Instrument(msgspec.Struct, gc=False):
+    """One row of ``GET /api/v5/public/instruments`` (strings: many are "" for spot)."""
+
+    instId: str
+    instType: str
+    tickSz: str
+    lotSz: str
+    state: str = "live"
+    baseCcy: str = ""
+    quoteCcy: str = ""
+    settleCcy: str = ""
+    ctVal: str = ""
+    ctMult: str = ""
+    ctValCcy: str = ""
+    ctType: str = ""
+    expTime: str = ""
+    stk: str = ""
+    optType: str = ""
+    uly: str = ""
+    instFamily: str = ""
+
+
+class Instruments(msgspec.Struct, gc=False):
+    code: str
+    data: list[Instrument]
+    msg: str = ""
+
+
+class ConnEvent(msgspec.Struct):
+    """Written by our own collector to ``raw.okx.conn.ALL``."""
+
+    event: str
+    conn: str
+    ts: int
+    symbols: list[str] = []
+    reason: str = ""
+
+
+def decoder(kind: type) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(kind, strict=False)
