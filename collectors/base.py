@@ -13,13 +13,19 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import websockets
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from prometheus_client import Counter
+from websockets.asyncio.client import ClientConnection
 
 from streams import subjects
 from streams.provision import STREAM_RAW
+from streams.runtime import Worker
 from streams.settings import ReconnectSettings
 
 log = logging.getLogger("collectors")
@@ -152,3 +158,83 @@ class RawPublisher:
         for channel, n in self.counts.items():
             FRAMES.labels(self.venue, channel).inc(n)
         self.counts.clear()
+
+
+@dataclass(kw_only=True)
+class Link:
+    """One WebSocket connection's lifecycle state; venues add their own fields."""
+
+    url: str
+    backoff: Backoff
+    conn: str = ""
+    connected: bool = False
+    last_frame: float = 0.0
+    reconnects: int = 0
+    ws: ClientConnection | None = None
+    ended: list[str] = field(default_factory=list)  # why our watchdog closed it
+
+
+L = Any  # a Link subclass; the callbacks below take the venue's own type
+
+
+async def keep_connected(
+    w: Worker,
+    venue: str,
+    link: L,
+    session: Callable[[ClientConnection, L], Awaitable[str]],
+    conn_event: Callable[[L, str, str], Awaitable[None]],
+    total_reconnects: Callable[[], int],
+    *,
+    conn_prefix: str | None = None,
+    ping_interval: float | None = None,
+) -> None:
+    """Connect, run ``session`` until the connection ends, and reconnect with backoff until
+    the worker stops. Offline: one log line per retry. Each lost connection is counted and
+    recorded as a ``disconnected`` event (the normalizer turns it into gaps). The venue's
+    ping format decides ``ping_interval``: None when the venue wants its own ping message."""
+    while not w.stop.is_set():
+        link.conn = new_conn_id(conn_prefix or venue)
+        link.ended.clear()
+        try:
+            async with websockets.connect(
+                link.url,
+                ping_interval=ping_interval,
+                ping_timeout=ping_interval,
+                max_size=2**24,
+                max_queue=4096,
+                compression=None,
+                proxy=None,
+                open_timeout=10,
+            ) as ws:
+                link.connected = True
+                reason = await session(ws, link)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            if not link.connected:  # never got in: one line per retry, keep going
+                delay = link.backoff.next()
+                log.warning(
+                    f"{venue} connect failed, retrying",
+                    extra={"url": link.url, "error": reason, "retry_in_s": round(delay, 2)},
+                )
+                w.health.set("retrying", error=reason, reconnects=total_reconnects())
+                if await w.sleep(delay):
+                    return
+                continue
+        link.connected = False
+        link.ws = None
+        link.reconnects += 1
+        RECONNECTS.labels(venue, reason.split(":")[0][:40]).inc()
+        try:
+            await conn_event(link, "disconnected", reason)
+        except Exception as exc:
+            log.warning("cannot record disconnect", extra={"error": repr(exc)})
+        if w.stop.is_set():
+            return
+        delay = 0.0 if reason.startswith("rollover") else link.backoff.next()
+        log.warning(
+            f"{venue} connection lost, reconnecting",
+            extra={"conn": link.conn, "reason": reason, "retry_in_s": round(delay, 2)},
+        )
+        w.health.set("reconnecting", reason=reason, reconnects=total_reconnects())
+        if await w.sleep(delay):
+            return

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -37,7 +37,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import RECONNECTS, REST, Backoff, RawPublisher, new_conn_id
+from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
 from streams import subjects
 from streams.runtime import Worker
 from streams.settings import BinanceSettings
@@ -96,19 +96,12 @@ def _symbols_of(streams: list[str]) -> list[str]:
     return sorted({s.split("@", 1)[0].upper() for s in streams})
 
 
-@dataclass
-class Connection:
-    """One WebSocket connection's state (several exist past 1024 streams)."""
+@dataclass(kw_only=True)
+class Connection(Link):
+    """One WebSocket connection (several exist past 1024 streams)."""
 
-    url: str
     streams: list[str]
     depth_symbols: set[str]
-    conn: str = ""
-    connected: bool = False
-    last_frame: float = 0.0
-    reconnects: int = 0
-    backoff: Backoff | None = None
-    ended: list[str] = field(default_factory=list)
 
 
 class BinanceCollector:
@@ -124,8 +117,8 @@ class BinanceCollector:
         self.exchange.urls["api"]["public"] = cfg.rest_url.rstrip("/") + "/api/v3"
         self.symbol_map: dict[str, str] = {}  # BTC-USDT -> BTCUSDT, from exchangeInfo
         self.connections = [
-            Connection(u, s, set(_symbols_of(s)) if "depth" in cfg.channels else set(),
-                       backoff=Backoff(cfg.reconnect))
+            Connection(url=u, streams=s, backoff=Backoff(cfg.reconnect),
+                       depth_symbols=set(_symbols_of(s)) if "depth" in cfg.channels else set())
             for u, s in self.urls()
         ]  # fmt: skip
         self._background: set[asyncio.Task[None]] = set()
@@ -231,56 +224,13 @@ class BinanceCollector:
         await self.pub.publish("conn", "ALL", body, now, c.conn, durable=True)
 
     async def _connection_loop(self, c: Connection) -> None:
-        w = self.w
-        assert c.backoff is not None
-        while not w.stop.is_set():
-            c.conn = new_conn_id(VENUE)
-            c.ended.clear()
-            try:
-                async with websockets.connect(
-                    c.url,
-                    ping_interval=self.cfg.ping_interval_s,
-                    ping_timeout=self.cfg.ping_interval_s,
-                    max_size=2**24,
-                    max_queue=4096,
-                    compression=None,
-                    proxy=None,
-                    open_timeout=10,
-                ) as ws:
-                    reason = await self._session(ws, c)
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                if not c.connected:  # never got in: one line per retry, keep going
-                    delay = c.backoff.next()
-                    log.warning(
-                        "binance connect failed, retrying",
-                        extra={"url": c.url, "error": reason, "retry_in_s": round(delay, 2)},
-                    )
-                    w.health.set("retrying", error=reason, reconnects=self._reconnects())
-                    if await w.sleep(delay):
-                        return
-                    continue
-            c.connected = False
-            c.reconnects += 1
-            RECONNECTS.labels(VENUE, reason.split(":")[0][:40]).inc()
-            try:
-                await self._conn_event(c, "disconnected", reason)
-            except Exception as exc:
-                log.warning("cannot record disconnect", extra={"error": repr(exc)})
-            if w.stop.is_set():
-                return
-            delay = 0.0 if reason.startswith("rollover") else c.backoff.next()
-            log.warning(
-                "binance connection lost, reconnecting",
-                extra={"conn": c.conn, "reason": reason, "retry_in_s": round(delay, 2)},
-            )
-            w.health.set("reconnecting", reason=reason, reconnects=self._reconnects())
-            if await w.sleep(delay):
-                return
+        await keep_connected(
+            self.w, VENUE, c, self._session, self._conn_event, self._reconnects,
+            ping_interval=self.cfg.ping_interval_s,
+        )  # fmt: skip
 
     async def _session(self, ws: ClientConnection, c: Connection) -> str:
         """Read frames until the connection ends; returns why it ended."""
-        c.connected = True
         await self._conn_event(c, "connected")
         log.info("binance connected", extra={"conn": c.conn, "streams": len(c.streams)})
         need_snapshot = set(c.depth_symbols)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import RECONNECTS, REST, Backoff, RawPublisher, new_conn_id
+from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
 from streams import subjects
 from streams.runtime import Worker
 from streams.settings import VenueSettings
@@ -151,22 +151,14 @@ def _symbol(info: dict[str, Any], category: str) -> str:
     return f"{base}-{quote}-PERP"
 
 
-@dataclass
-class Connection:
+@dataclass(kw_only=True)
+class Connection(Link):
     """One category's WebSocket connection."""
 
     category: str
-    url: str
     topics: list[str]
     natives: list[str]
     pub: RawPublisher
-    conn: str = ""
-    connected: bool = False
-    last_frame: float = 0.0
-    reconnects: int = 0
-    backoff: Backoff | None = None
-    ws: ClientConnection | None = None
-    ended: list[str] = field(default_factory=list)
     req_id: int = 0
 
     def next_id(self) -> str:
@@ -192,8 +184,8 @@ class BybitCollector:
                 continue
             pub = RawPublisher(w.nc, w.js, f"{VENUE}_{cat}", flush_every)
             self.connections.append(
-                Connection(cat, category_url(cfg.ws_url, cat), tps, natives, pub,
-                           backoff=Backoff(cfg.reconnect))
+                Connection(category=cat, url=category_url(cfg.ws_url, cat), topics=tps,
+                           natives=natives, pub=pub, backoff=Backoff(cfg.reconnect))
             )  # fmt: skip
         if not self.connections:
             raise ValueError("collector.bybit: no topic to subscribe")
@@ -293,56 +285,14 @@ class BybitCollector:
         await c.pub.publish("conn", "ALL", body, now, c.conn, durable=True)
 
     async def _connection_loop(self, c: Connection) -> None:
-        w = self.w
-        assert c.backoff is not None
-        while not w.stop.is_set():
-            c.conn = new_conn_id(f"{VENUE}_{c.category}")
-            c.ended.clear()
-            try:
-                async with websockets.connect(
-                    c.url,
-                    ping_interval=None,  # Bybit wants its JSON ping; see _pinger
-                    max_size=2**24,
-                    max_queue=4096,
-                    compression=None,
-                    proxy=None,
-                    open_timeout=10,
-                ) as ws:
-                    reason = await self._session(ws, c)
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                if not c.connected:  # never got in: one line per retry, keep going
-                    delay = c.backoff.next()
-                    log.warning(
-                        "bybit connect failed, retrying",
-                        extra={"url": c.url, "error": reason, "retry_in_s": round(delay, 2)},
-                    )
-                    w.health.set("retrying", error=reason, reconnects=self._reconnects())
-                    if await w.sleep(delay):
-                        return
-                    continue
-            c.connected = False
-            c.ws = None
-            c.reconnects += 1
-            RECONNECTS.labels(VENUE, reason.split(":")[0][:40]).inc()
-            try:
-                await self._conn_event(c, "disconnected", reason)
-            except Exception as exc:
-                log.warning("cannot record disconnect", extra={"error": repr(exc)})
-            if w.stop.is_set():
-                return
-            delay = c.backoff.next()
-            log.warning(
-                "bybit connection lost, reconnecting",
-                extra={"conn": c.conn, "reason": reason, "retry_in_s": round(delay, 2)},
-            )
-            w.health.set("reconnecting", reason=reason, reconnects=self._reconnects())
-            if await w.sleep(delay):
-                return
+        # ping_interval None: Bybit wants its JSON ping; see _pinger
+        await keep_connected(
+            self.w, VENUE, c, self._session, self._conn_event, self._reconnects,
+            conn_prefix=f"{VENUE}_{c.category}",
+        )  # fmt: skip
 
     async def _session(self, ws: ClientConnection, c: Connection) -> str:
         """Subscribe, then read frames until the connection ends; returns why it ended."""
-        c.connected = True
         await self._conn_event(c, "connected")
         log.info("bybit connected", extra={"conn": c.conn, "category": c.category})
         for i in range(0, len(c.topics), MAX_ARGS_PER_REQUEST):

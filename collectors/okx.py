@@ -29,7 +29,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import RECONNECTS, REST, Backoff, RawPublisher, new_conn_id
+from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
 from streams import subjects
 from streams.runtime import Worker
 from streams.settings import VenueSettings
@@ -131,13 +131,7 @@ class OkxCollector:
         # proxy) keeps ccxt's rate limiting.
         self.exchange.urls["api"]["rest"] = cfg.rest_url.rstrip("/")
         self.args = subscription_args(cfg)
-        self.ws: ClientConnection | None = None
-        self.conn = ""
-        self.connected = False
-        self.last_frame = 0.0
-        self.reconnects = 0
-        self.ended: list[str] = []
-        self.backoff = Backoff(cfg.reconnect)
+        self.link = Link(url=cfg.ws_url, backoff=Backoff(cfg.reconnect))
 
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
@@ -200,7 +194,7 @@ class OkxCollector:
         if native not in self.cfg.symbols or "books" not in self.cfg.channels:
             await reply({"ok": False, "error": f"book not collected: {symbol}"})
             return
-        ws = self.ws
+        ws = self.link.ws
         if ws is None:
             await reply({"ok": False, "error": "not connected (a snapshot follows connecting)"})
             return
@@ -214,85 +208,43 @@ class OkxCollector:
         await reply({"ok": True, "instId": native})
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _conn_event(self, event: str, reason: str = "") -> None:
+    async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
         now = time.time_ns()
         body = orjson.dumps(
-            {"event": event, "conn": self.conn, "symbols": sorted(self.cfg.symbols),
+            {"event": event, "conn": link.conn, "symbols": sorted(self.cfg.symbols),
              "reason": reason, "ts": now}
         )  # fmt: skip
-        await self.pub.publish("conn", "ALL", body, now, self.conn, durable=True)
+        await self.pub.publish("conn", "ALL", body, now, link.conn, durable=True)
 
     async def _connection_loop(self) -> None:
-        w = self.w
-        while not w.stop.is_set():
-            self.conn = new_conn_id(VENUE)
-            self.ended.clear()
-            try:
-                async with websockets.connect(
-                    self.cfg.ws_url,
-                    ping_interval=None,  # OKX wants its text "ping" (sent by the watchdog)
-                    max_size=2**24,
-                    max_queue=4096,
-                    compression=None,
-                    proxy=None,
-                    open_timeout=10,
-                ) as ws:
-                    reason = await self._session(ws)
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                if not self.connected:  # never got in: one line per retry, keep going
-                    delay = self.backoff.next()
-                    log.warning(
-                        "okx connect failed, retrying",
-                        extra={"url": self.cfg.ws_url, "error": reason,
-                               "retry_in_s": round(delay, 2)},
-                    )  # fmt: skip
-                    w.health.set("retrying", error=reason, reconnects=self.reconnects)
-                    if await w.sleep(delay):
-                        return
-                    continue
-            self.ws = None
-            self.connected = False
-            self.reconnects += 1
-            RECONNECTS.labels(VENUE, reason.split(":")[0][:40]).inc()
-            try:
-                await self._conn_event("disconnected", reason)
-            except Exception as exc:
-                log.warning("cannot record disconnect", extra={"error": repr(exc)})
-            if w.stop.is_set():
-                return
-            delay = self.backoff.next()
-            log.warning(
-                "okx connection lost, reconnecting",
-                extra={"conn": self.conn, "reason": reason, "retry_in_s": round(delay, 2)},
-            )
-            w.health.set("reconnecting", reason=reason, reconnects=self.reconnects)
-            if await w.sleep(delay):
-                return
+        # ping_interval None: OKX wants its text "ping" (sent by the watchdog)
+        await keep_connected(
+            self.w, VENUE, self.link, self._session, self._conn_event,
+            lambda: self.link.reconnects,
+        )  # fmt: skip
 
-    async def _session(self, ws: ClientConnection) -> str:
+    async def _session(self, ws: ClientConnection, link: Link) -> str:
         """Subscribe, then read frames until the connection ends; returns why it ended."""
-        self.connected = True
-        await self._conn_event("connected")
+        await self._conn_event(link, "connected")
         for i in range(0, len(self.args), ARGS_PER_REQUEST):
             chunk = self.args[i : i + ARGS_PER_REQUEST]
             await ws.send(orjson.dumps({"op": "subscribe", "args": chunk}).decode())
-        self.ws = ws
-        log.info("okx connected", extra={"conn": self.conn, "subscriptions": len(self.args)})
+        self.link.ws = ws
+        log.info("okx connected", extra={"conn": self.link.conn, "subscriptions": len(self.args)})
         publish = self.pub.publish
         nats_epoch = self.pub.nats_epoch
         epoch = nats_epoch()
-        conn = self.conn
-        self.last_frame = time.monotonic()
+        conn = self.link.conn
+        self.link.last_frame = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws))
         try:
             while True:
                 try:
                     frame = await ws.recv(decode=False)
                 except websockets.ConnectionClosed as exc:
-                    return self.ended[0] if self.ended else f"closed by venue: {exc}"
+                    return self.link.ended[0] if self.link.ended else f"closed by venue: {exc}"
                 recv_ns = time.time_ns()
-                self.last_frame = time.monotonic()
+                self.link.last_frame = time.monotonic()
                 if isinstance(frame, str):
                     frame = frame.encode()
                 channel, target = route(frame)
@@ -312,12 +264,12 @@ class OkxCollector:
         pinged = 0.0
         while True:
             if await self.w.sleep(0.25):
-                self.ended.append("stopping")
+                self.link.ended.append("stopping")
                 break
             now = time.monotonic()
-            idle = now - self.last_frame
+            idle = now - self.link.last_frame
             if idle > self.cfg.stale_after_s:
-                self.ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
+                self.link.ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
                 break
             if idle > self.cfg.ping_interval_s and now - pinged > self.cfg.ping_interval_s:
                 pinged = now
@@ -332,13 +284,13 @@ class OkxCollector:
         while not await self.w.sleep(1.0):
             self.pub.flush_metrics()
             if (
-                self.connected
-                and time.monotonic() - self.last_frame < 5.0 + self.cfg.ping_interval_s
+                self.link.connected
+                and time.monotonic() - self.link.last_frame < 5.0 + self.cfg.ping_interval_s
             ):
-                self.backoff.reset()
+                self.link.backoff.reset()
                 self.w.health.set(
                     "ok", frames=self.pub.published, confirmed=self.pub.confirmed,
-                    reconnects=self.reconnects, unconfirmed=self.pub.unconfirmed,
+                    reconnects=self.link.reconnects, unconfirmed=self.pub.unconfirmed,
                 )  # fmt: skip
 
     async def run(self) -> None:
