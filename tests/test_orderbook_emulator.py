@@ -14,9 +14,9 @@ from nats.js import JetStreamContext
 
 from streams import schemas, subjects
 from streams.natsserver import NatsServer
-from streams.provision import STREAM_MARKET
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator
+from tests.test_orderbook_service import collect
 from tests.workers import Proc
 
 SYMBOLS = {"BTCUSDT": "BTC-USDT", "ETHUSDT": "ETH-USDT"}
@@ -81,7 +81,7 @@ async def test_books_equal_true_book_after_100k_deltas_per_symbol(
                 b = await wait_synced(nc, emu, native, timeout=120)
                 assert_true_book(b, emu, native)
                 if b["problems"]:
-                    gaps = await market(js, f"market.gap.binance.{SYMBOLS[native]}")
+                    gaps = await collect(js, f"market.gap.binance.{SYMBOLS[native]}", 2.0)
                     raise AssertionError(
                         [(g.reason, g.detail, g.expected_seq, g.got_seq) for g in gaps[:5]]
                     )  # type: ignore[attr-defined]
@@ -112,7 +112,7 @@ async def test_injected_faults_detected_resynced_and_never_published_invalid(
             for p in procs:
                 p.stop()
 
-    gaps = await market(js, "market.gap.binance.BTC-USDT")
+    gaps = await collect(js, "market.gap.binance.BTC-USDT", 2.0)
     # (the collector's own stop at the end is recorded as a reconnect gap: skip it)
     gaps = [g for g in gaps if isinstance(g, schemas.Gap) and "stopping" not in g.detail]
     reasons = [g.reason for g in gaps]
@@ -126,31 +126,15 @@ async def test_injected_faults_detected_resynced_and_never_published_invalid(
     ]
     hist = emu.sims["BTCUSDT"].history
     assert hist is not None
-    depth = [d for d in await market(js, "market.depth.binance.BTC-USDT")]
+    depth = [d for d in await collect(js, "market.depth.binance.BTC-USDT", 2.0)]
     assert len(depth) > 10
     for d in depth:  # every published depth equals the true book at its sequence
         assert isinstance(d, schemas.Depth)
         if d.seq in hist:
             assert (d.bids, d.asks) == hist[d.seq], d.seq
-    bbo = await market(js, "market.bbo.binance.BTC-USDT")
+    bbo = await collect(js, "market.bbo.binance.BTC-USDT", 2.0)
     for q in bbo:
         assert isinstance(q, schemas.BBO) and q.seq is not None
         if q.seq in hist:
             bids, asks = hist[q.seq]
             assert (q.bid_price, q.ask_price) == (bids[0][0], asks[0][0]), q.seq
-
-
-async def market(js: JetStreamContext, subject: str) -> list[schemas.Base]:
-    last = (await js.stream_info(STREAM_MARKET)).state.last_seq
-    sub = await js.subscribe(subject, stream=STREAM_MARKET, ordered_consumer=True)
-    out: list[schemas.Base] = []
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=2.0)
-            out.append(schemas.decode(msg.data))
-            if msg.metadata.sequence.stream >= last:
-                break
-    except Exception:  # timeout: no more messages on this subject
-        pass
-    await sub.unsubscribe()
-    return out

@@ -25,17 +25,18 @@ async def pub(js: JetStreamContext, m: schemas.Book) -> None:
     await js.publish(SUBJ, schemas.encode(m), stream=STREAM_MARKET)
 
 
-async def collect(js: JetStreamContext, subject: str) -> list[schemas.Base]:
-    info = await js.stream_info(STREAM_MARKET)
+async def collect(js: JetStreamContext, subject: str, wait: float = 1.0) -> list[schemas.Base]:
+    """Every MARKET message on ``subject`` stored so far, decoded, in stream order."""
+    last = (await js.stream_info(STREAM_MARKET)).state.last_seq
     sub = await js.subscribe(subject, stream=STREAM_MARKET, ordered_consumer=True)
     out: list[schemas.Base] = []
     try:
         while True:
-            msg = await sub.next_msg(timeout=1.0)
+            msg = await sub.next_msg(timeout=wait)
             out.append(schemas.decode(msg.data))
-            if msg.metadata.sequence.stream >= info.state.last_seq:
+            if msg.metadata.sequence.stream >= last:
                 break
-    except Exception:
+    except Exception:  # timeout: no more messages on this subject
         pass
     await sub.unsubscribe()
     return out
