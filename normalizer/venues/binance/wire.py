@@ -7,7 +7,7 @@ Constraints reject zero/negative prices, NaN and infinities at decode time.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -16,6 +16,14 @@ Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
 Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
 PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
 Level = tuple[Price, Size]
+E = TypeVar("E")
+
+
+class Envelope(msgspec.Struct, Generic[E], gc=False):
+    """A combined-stream frame: ``{"stream": "btcusdt@trade", "data": {...}}``."""
+
+    stream: str
+    data: E
 
 
 class TradeEvent(msgspec.Struct, gc=False):
@@ -48,21 +56,6 @@ class DepthEvent(msgspec.Struct, gc=False):
     last_id: int = msgspec.field(name="u")
     b: list[Level]
     a: list[Level]
-
-
-class TradeFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: TradeEvent
-
-
-class AggTradeFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: AggTradeEvent
-
-
-class DepthFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: DepthEvent
 
 
 class DepthSnapshot(msgspec.Struct, gc=False):
@@ -120,11 +113,6 @@ class FuturesDepthEvent(msgspec.Struct, gc=False):
     a: list[Level]
 
 
-class FuturesDepthFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: FuturesDepthEvent
-
-
 class FuturesDepthSnapshot(msgspec.Struct, gc=False):
     """REST ``GET /fapi/v1/depth`` body."""
 
@@ -146,11 +134,6 @@ class BookTickerEvent(msgspec.Struct, gc=False):
     event_time: int | None = msgspec.field(name="E", default=None)
 
 
-class BookTickerFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: BookTickerEvent
-
-
 class TickerEvent(msgspec.Struct, gc=False):
     """24hr rolling ticker (``<symbol>@ticker``)."""
 
@@ -165,11 +148,6 @@ class TickerEvent(msgspec.Struct, gc=False):
     q: Size
     b: Price | None = None  # spot only
     a: Price | None = None
-
-
-class TickerFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: TickerEvent
 
 
 class Kline(msgspec.Struct, gc=False):
@@ -191,11 +169,6 @@ class KlineEvent(msgspec.Struct, gc=False):
     k: Kline
 
 
-class KlineFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: KlineEvent
-
-
 class MarkPriceEvent(msgspec.Struct, gc=False):
     e: str
     event_time: int = msgspec.field(name="E")
@@ -204,11 +177,6 @@ class MarkPriceEvent(msgspec.Struct, gc=False):
     r: float  # funding rate (may be negative)
     T: int  # next funding time
     i: Price | None = None  # index
-
-
-class MarkPriceFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: MarkPriceEvent
 
 
 class ForceOrder(msgspec.Struct, gc=False):
@@ -225,11 +193,6 @@ class ForceOrderEvent(msgspec.Struct, gc=False):
     e: str
     event_time: int = msgspec.field(name="E")
     o: ForceOrder
-
-
-class ForceOrderFrame(msgspec.Struct, gc=False):
-    stream: str
-    data: ForceOrderEvent
 
 
 class OpenInterest(msgspec.Struct, gc=False):
