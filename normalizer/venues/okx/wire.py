@@ -7,7 +7,7 @@ option's empty ``ctType``) are kept as strings and converted where used.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -25,6 +25,16 @@ class Arg(msgspec.Struct, gc=False):
     instType: str = ""
 
 
+T = TypeVar("T")
+
+
+class Push(msgspec.Struct, Generic[T], gc=False):
+    """A data push: ``{"arg": {"channel": .., "instId": ..}, "data": [...]}``."""
+
+    arg: Arg
+    data: list[T]
+
+
 class Trade(msgspec.Struct, gc=False):
     instId: str
     tradeId: str
@@ -32,11 +42,6 @@ class Trade(msgspec.Struct, gc=False):
     sz: PosSize
     side: str  # taker side
     ts: int
-
-
-class TradesFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[Trade]
 
 
 class BookData(msgspec.Struct, gc=False):
@@ -68,11 +73,6 @@ class Ticker(msgspec.Struct, gc=False):
     volCcy24h: str = ""  # quote units on spot, base units on derivatives
 
 
-class TickersFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[Ticker]
-
-
 class CandlesFrame(msgspec.Struct, gc=False):
     arg: Arg
     # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
@@ -88,22 +88,12 @@ class Funding(msgspec.Struct, gc=False):
     ts: str = ""
 
 
-class FundingFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[Funding]
-
-
 class OpenInterest(msgspec.Struct, gc=False):
     instId: str
     oi: Size  # contracts
     oiCcy: Size  # base units
     ts: int
     oiUsd: str = ""
-
-
-class OpenInterestFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[OpenInterest]
 
 
 class LiquidationDetail(msgspec.Struct, gc=False):
@@ -119,31 +109,16 @@ class Liquidation(msgspec.Struct, gc=False):
     details: list[LiquidationDetail]
 
 
-class LiquidationFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[Liquidation]
-
-
 class MarkPrice(msgspec.Struct, gc=False):
     instId: str
     markPx: Price
     ts: int
 
 
-class MarkPriceFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[MarkPrice]
-
-
 class IndexTicker(msgspec.Struct, gc=False):
     instId: str
     idxPx: Price
     ts: int
-
-
-class IndexTickersFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[IndexTicker]
 
 
 class Instrument(msgspec.Struct, gc=False):
