@@ -1,0 +1,4 @@
+from normalizer.venues.deribit.parse import DeribitParser
+
+PARSERS = [DeribitParser]
+__all__ = ["PARSERS", "DeribitParser"]

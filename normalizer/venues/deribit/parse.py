@@ -1,0 +1,359 @@
+"""Deribit JSON-RPC v2 raw frames -> typed jetmarket messages.
+
+Channel map (raw channel, as the collector names it -> market type):
+
+| channel      | Deribit subscription              | market type                        |
+|--------------|-----------------------------------|------------------------------------|
+| trades       | trades.<instr>.<interval>         | trade (+ liquidation when flagged) |
+| book         | book.<instr>.<interval>           | book (seq = change_id, prev_seq)   |
+| quote        | quote.<instr>                     | bbo                                |
+| ticker       | ticker.<instr>.<interval>         | ticker, mark, open_interest, funding |
+| chart_trades | chart.trades.<instr>.<resolution> | candle                             |
+| instruments  | REST public/get_instruments       | instrument                         |
+| conn         | (ours) connection events          | gap (reconnect), per symbol        |
+| control      | JSON-RPC replies, heartbeats      | nothing                            |
+
+Sizes. Deribit's ``amount`` is in USD for inverse perpetuals and dated futures
+(``BTC-PERPETUAL``, ``ETH-27DEC24``: 10 USD / 1 USD contracts) and in the base coin for
+options, linear ``_USDC``/``_USDT`` contracts and spot. We publish base units, so inverse
+amounts are divided by the level's or trade's own price (the BTC that many USD buy there);
+open interest, stated in the same units, is divided by the mark price. Which rule applies is
+a function of the name alone (``symbols.inverse``), so no instrument frame is needed first.
+
+Funding. Deribit funds perpetuals continuously; a ticker carries ``funding_8h`` (the rate
+realised over the last 8 hours) and ``current_funding`` (the rate accruing now). We publish
+``rate = funding_8h`` (8-hour rates compare with other venues) and ``predicted_rate =
+current_funding`` (the next 8 hours' rate if nothing changes); ``next_funding_ts`` is None:
+there is no settlement instant.
+
+Candles. Deribit re-sends the current candle as it changes and never marks one final: the
+candle is published open on every push, and once a push for a later candle arrives the
+previous one is published again, closed, with its last values (state is kept per instrument
+and resolution, so re-normalizing RAW in order gives the same messages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.deribit import symbols, wire
+from streams import schemas, subjects
+
+VENUE = "deribit"
+MS = 1_000_000
+PERPETUAL_EXPIRY_MS = 32503708800000  # 3000-01-01: Deribit's "no expiry" for perpetuals
+# chart.trades resolutions -> our interval names
+INTERVALS = {
+    "1": "1m", "3": "3m", "5": "5m", "10": "10m", "15": "15m", "30": "30m", "60": "1h",
+    "120": "2h", "180": "3h", "360": "6h", "720": "12h", "1D": "1d",
+}  # fmt: skip
+
+_trades = wire.decoder(wire.Notification[list[wire.Trade]])
+_book = wire.decoder(wire.Notification[wire.Book])
+_quote = wire.decoder(wire.Notification[wire.Quote])
+_ticker = wire.decoder(wire.Notification[wire.Ticker])
+_candle = wire.decoder(wire.Notification[wire.Candle])
+_instruments = wire.decoder(wire.Instruments)
+_conn = wire.decoder(wire.ConnEvent)
+_encode = msgspec.json.Encoder().encode
+
+Handler = Callable[[Frame], list[Out]]
+OPTION_TYPES = {"call": "call", "put": "put"}
+
+
+class DeribitParser:
+    venue = "deribit"
+    channels: dict[str, str] = {
+        "trades": "trade+liquidation", "book": "book", "quote": "bbo",
+        "ticker": "ticker+mark+open_interest+funding", "chart_trades": "candle",
+        "instruments": "instrument", "conn": "gap", "control": "",
+    }  # fmt: skip
+
+    def __init__(self) -> None:
+        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._inverse: dict[str, bool] = {}
+        # (instrument, resolution) -> the last candle seen, to close it when the next opens
+        self._candles: dict[tuple[str, str], tuple[int, wire.Candle]] = {}
+        self._dispatch: dict[str, Handler] = {
+            "trades": self._trades, "book": self._book, "quote": self._quote,
+            "ticker": self._ticker, "chart_trades": self._chart,
+            "instruments": self._instrument_rows, "conn": self._conn_event,
+            "control": lambda frame: [],
+        }  # fmt: skip
+
+    def parse(self, frame: Frame) -> list[Out]:
+        handler = self._dispatch.get(frame.channel)
+        if handler is None:
+            raise Rejected(f"unknown channel {frame.channel!r}")
+        try:
+            return handler(frame)
+        except msgspec.ValidationError as exc:
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
+
+    # -- helpers -------------------------------------------------------------------------
+    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
+        """(subject, symbol), cached per (type, instrument)."""
+        key = (msg_type, native)
+        hit = self._names_cache.get(key)
+        if hit is None:
+            try:
+                symbol = symbols.to_symbol(native)
+            except ValueError as exc:
+                raise Rejected(str(exc)) from None
+            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
+            self._names_cache[key] = hit
+        return hit
+
+    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
+        subject, symbol = self._names(msg_type, native)
+        return Out(subject, f"deribit:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+
+    def _is_inverse(self, native: str) -> bool:
+        hit = self._inverse.get(native)
+        if hit is None:
+            hit = self._inverse[native] = symbols.inverse(native)
+        return hit
+
+    @staticmethod
+    def _same(frame: Frame, native: str) -> None:
+        if native != frame.native_symbol:
+            raise Rejected(f"instrument {native!r} on a frame for {frame.native_symbol!r}")
+
+    @staticmethod
+    def _notification(method: str) -> None:
+        if method != "subscription":
+            raise Rejected(f"not a subscription notification: method {method!r}")
+
+    def _levels(self, native: str, levels: list[wire.Level]) -> list[tuple[float, float]]:
+        if self._is_inverse(native):
+            return [(lv[1], lv[2] / lv[1]) for lv in levels]
+        return [(lv[1], lv[2]) for lv in levels]
+
+    # -- trades (and liquidations) -------------------------------------------------------
+    def _trades(self, frame: Frame) -> list[Out]:
+        f = _trades.decode(frame.data)
+        self._notification(f.method)
+        out = []
+        for t in f.params.data:
+            native = t.instrument_name
+            self._same(frame, native)
+            _, symbol = self._names("trade", native)
+            size = t.amount / t.price if self._is_inverse(native) else t.amount
+            side = t.direction if t.direction in ("buy", "sell") else "unknown"
+            ts = t.timestamp * MS
+            msg = schemas.Trade(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                id=t.trade_id, price=t.price, size=size, side=side,  # type: ignore[arg-type]
+            )  # fmt: skip
+            out.append(self._out("trade", native, t.trade_id, msg))
+            if t.liquidation:
+                out += self._liquidations(frame, t, symbol, size, side)
+        return out
+
+    def _liquidations(
+        self, frame: Frame, t: wire.Trade, symbol: str, size: float, side: str
+    ) -> list[Out]:
+        """One liquidation per liquidated party: ``T`` the taker (its order had the trade's
+        direction), ``M`` the maker (the opposite side); ``MT`` both."""
+        if not set(t.liquidation or "") <= {"M", "T"}:
+            raise Rejected(f"unknown liquidation flag {t.liquidation!r}")
+        other = {"buy": "sell", "sell": "buy"}.get(side, "unknown")
+        out = []
+        for who in ("T", "M"):
+            if who not in t.liquidation:  # type: ignore[operator]
+                continue
+            natural = f"{t.trade_id}:{who}"
+            msg = schemas.Liquidation(
+                venue=VENUE, symbol=symbol, ts_event=t.timestamp * MS, ts_recv=frame.ts_recv,
+                side=side if who == "T" else other, price=t.price, size=size, id=natural,  # type: ignore[arg-type]
+            )  # fmt: skip
+            out.append(self._out("liquidation", t.instrument_name, natural, msg))
+        return out
+
+    # -- book / quote --------------------------------------------------------------------
+    def _book(self, frame: Frame) -> list[Out]:
+        f = _book.decode(frame.data)
+        self._notification(f.method)
+        d = f.params.data
+        native = d.instrument_name
+        self._same(frame, native)
+        if d.type == "snapshot":
+            snapshot = True
+        elif d.type == "change":
+            snapshot = False
+            if d.prev_change_id is None:
+                raise Rejected("book change without prev_change_id")
+        else:
+            raise Rejected(f"unknown book type {d.type!r}")
+        _, symbol = self._names("book", native)
+        msg = schemas.Book(
+            venue=VENUE, symbol=symbol, ts_event=d.timestamp * MS, ts_recv=frame.ts_recv,
+            snapshot=snapshot, bids=self._levels(native, d.bids),
+            asks=self._levels(native, d.asks), seq=d.change_id,
+            prev_seq=None if snapshot else d.prev_change_id,
+        )  # fmt: skip
+        # a re-subscription can repeat a snapshot's change_id in a quiet book: the RAW
+        # sequence keeps the second one from being dropped as a duplicate
+        natural = f"snap{d.change_id}:r{frame.raw_seq}" if snapshot else d.change_id
+        return [self._out("book", native, natural, msg)]
+
+    def _quote(self, frame: Frame) -> list[Out]:
+        f = _quote.decode(frame.data)
+        self._notification(f.method)
+        q = f.params.data
+        native = q.instrument_name
+        self._same(frame, native)
+        bp, bs, ap, asz = q.best_bid_price, q.best_bid_amount, q.best_ask_price, q.best_ask_amount
+        if not (bp and ap) or bs is None or asz is None:
+            return []  # one side empty: no best bid/offer to publish
+        if self._is_inverse(native):
+            bs, asz = bs / bp, asz / ap
+        _, symbol = self._names("bbo", native)
+        msg = schemas.BBO(
+            venue=VENUE, symbol=symbol, ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
+            bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz,
+        )  # fmt: skip
+        return [self._out("bbo", native, f"{q.timestamp}:r{frame.raw_seq}", msg)]
+
+    # -- ticker: ticker, mark/index, open interest, funding ------------------------------
+    def _ticker(self, frame: Frame) -> list[Out]:
+        f = _ticker.decode(frame.data)
+        self._notification(f.method)
+        t = f.params.data
+        native = t.instrument_name
+        self._same(frame, native)
+        ts, recv = t.timestamp * MS, frame.ts_recv
+        _, symbol = self._names("ticker", native)
+        s = t.stats
+        out = [
+            self._out("ticker", native, t.timestamp, schemas.Ticker(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=t.last_price,
+                bid=t.best_bid_price or None, ask=t.best_ask_price or None, high_24h=s.high,
+                low_24h=s.low, volume_24h=s.volume, quote_volume_24h=s.volume_usd,
+            ))
+        ]  # fmt: skip
+        if t.mark_price is not None or t.index_price is not None:
+            out.append(self._out("mark", native, t.timestamp, schemas.Mark(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
+                mark_price=t.mark_price, index_price=t.index_price,
+            )))  # fmt: skip
+        oi = t.open_interest
+        if oi is not None:
+            value: float | None = None
+            if self._is_inverse(native):
+                value = oi  # already USD
+                oi = oi / t.mark_price if t.mark_price else None
+            elif t.mark_price is not None and native.count("-") == 1:
+                value = oi * t.mark_price  # linear perpetual/future: quote currency
+            if oi is not None:
+                out.append(self._out("open_interest", native, t.timestamp, schemas.OpenInterest(
+                    venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, open_interest=oi,
+                    open_interest_value=value,
+                )))  # fmt: skip
+        if t.funding_8h is not None:
+            out.append(self._out("funding", native, t.timestamp, schemas.Funding(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, rate=t.funding_8h,
+                predicted_rate=t.current_funding,
+            )))  # fmt: skip
+        return out
+
+    # -- candles -------------------------------------------------------------------------
+    def _chart(self, frame: Frame) -> list[Out]:
+        f = _candle.decode(frame.data)
+        self._notification(f.method)
+        parts = f.params.channel.split(".")
+        if len(parts) != 4 or parts[:2] != ["chart", "trades"]:
+            raise Rejected(f"not a chart.trades channel: {f.params.channel!r}")
+        native, resolution = parts[2], parts[3]
+        self._same(frame, native)
+        interval = INTERVALS.get(resolution)
+        if interval is None:
+            raise Rejected(f"unknown chart resolution {resolution!r}")
+        k = f.params.data
+        key = (native, resolution)
+        out = []
+        prev = self._candles.get(key)
+        if prev is not None and prev[1].tick < k.tick:
+            out.append(self._candle(frame, native, interval, prev[1], prev[0], True))
+        if prev is None or prev[1].tick <= k.tick:
+            self._candles[key] = (frame.ts_recv, k)
+        out.append(self._candle(frame, native, interval, k, frame.ts_recv, False))
+        return out
+
+    def _candle(
+        self, frame: Frame, native: str, interval: str, k: wire.Candle, ts: int, closed: bool
+    ) -> Out:
+        _, symbol = self._names("candle", native)
+        msg = schemas.Candle(
+            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, interval=interval,
+            ts_open=k.tick * MS, open=k.open, high=k.high, low=k.low, close=k.close,
+            volume=k.volume, closed=closed,
+        )  # fmt: skip
+        natural = (
+            f"{interval}:{k.tick}:closed" if closed else f"{interval}:{k.tick}:r{frame.raw_seq}"
+        )
+        return self._out("candle", native, natural, msg)
+
+    # -- reference data and connection events -----------------------------------------
+    def _instrument_rows(self, frame: Frame) -> list[Out]:
+        body = _instruments.decode(frame.data)
+        if body.error is not None or body.result is None:
+            err = body.error
+            raise Rejected(f"instruments error {err.code}: {err.message}"[:300] if err else
+                           "instruments body without result")  # fmt: skip
+        out = []
+        for i in body.result:
+            try:
+                symbol = symbols.to_symbol(i.instrument_name)
+            except ValueError:
+                continue  # combos and spreads: not single instruments
+            perpetual = i.settlement_period == "perpetual"
+            kind = {"spot": "spot", "option": "option"}.get(
+                i.kind, "perpetual" if perpetual else "future"
+            )
+            if i.kind not in ("spot", "option", "future"):
+                continue
+            base, quote = symbol.split("-")[:2]
+            expiry = i.expiration_timestamp
+            inverse = symbols.inverse(i.instrument_name) or i.future_type == "reversed"
+            msg = schemas.Instrument(
+                venue=VENUE, symbol=symbol, ts_event=frame.ts_recv, ts_recv=frame.ts_recv,
+                native_symbol=i.instrument_name, kind=kind, base=base, quote=quote,  # type: ignore[arg-type]
+                settle=i.settlement_currency or (i.base_currency if inverse or kind == "option"
+                                                 else i.quote_currency),
+                tick_size=i.tick_size, lot_size=i.min_trade_amount,
+                contract_size=i.contract_size,
+                expiry_ts=None if perpetual or not expiry or expiry >= PERPETUAL_EXPIRY_MS
+                else expiry * MS,
+                strike=i.strike if kind == "option" else None,
+                option_type=OPTION_TYPES.get(i.option_type or "") if kind == "option" else None,  # type: ignore[arg-type]
+                active=i.is_active,
+            )  # fmt: skip
+            out.append(
+                Out(
+                    subjects.market("instrument", VENUE, symbol),
+                    f"deribit:instrument:{symbol}:{frame.raw_seq}",
+                    _encode(msg),
+                )
+            )
+        return out
+
+    def _conn_event(self, frame: Frame) -> list[Out]:
+        ev = _conn.decode(frame.data)
+        if ev.event != "disconnected":
+            return []
+        out = []
+        for native in ev.symbols:
+            _, symbol = self._names("gap", native)
+            msg = schemas.Gap(
+                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
+                reason="reconnect", channel="ws",
+                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
+            )  # fmt: skip
+            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
+        return out
