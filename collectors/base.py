@@ -20,7 +20,7 @@ from typing import Any
 import websockets
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from websockets.asyncio.client import ClientConnection
 
 from streams import subjects
@@ -36,6 +36,11 @@ RECONNECTS = Counter(
 )
 REST = Counter(
     "jetmarket_collector_rest_requests_total", "REST requests", ["venue", "endpoint", "status"]
+)
+LAST_FRAME = Gauge(
+    "jetmarket_collector_last_frame_timestamp_seconds",
+    "unix time of the newest raw frame published (updated once a second)",
+    ["venue", "channel"],
 )
 BARRIER_FAILURES = Counter(
     "jetmarket_collector_unconfirmed_total", "acked raw publishes that failed", ["venue"]
@@ -155,8 +160,10 @@ class RawPublisher:
             self.last_barrier = time.monotonic()
 
     def flush_metrics(self) -> None:
+        now = time.time()
         for channel, n in self.counts.items():
             FRAMES.labels(self.venue, channel).inc(n)
+            LAST_FRAME.labels(self.venue, channel).set(now)
         self.counts.clear()
 
 

@@ -39,6 +39,11 @@ BATCH_SECONDS = Histogram(
     "jetmarket_normalizer_batch_seconds", "time to normalize, publish and ack one batch"
 )
 LAG = Gauge("jetmarket_normalizer_lag", "raw messages not yet normalized (consumer pending)")
+LATENCY = Histogram(
+    "jetmarket_normalizer_latency_seconds",
+    "collector receive -> market message confirmed, for the last frame of each batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 PUBLISH_FAILURES = PCounter(
     "jetmarket_normalizer_publish_failures_total", "batches whose publish was not confirmed"
 )
@@ -128,6 +133,10 @@ class NormalizerWorker:
             OUT.labels("all").inc(len(outs))
         self.totals.update(frames=len(msgs), published=len(outs), dlq=len(dead))
         BATCH.observe(len(msgs))
+        # one sample per batch (the newest frame) keeps this off the per-message path
+        recv = (msgs[-1].headers or {}).get(subjects.H_RECV_NS)
+        if recv and recv.isdigit():
+            LATENCY.observe(max(0.0, time.time_ns() - int(recv)) / 1e9)
         BATCH_SECONDS.observe(time.perf_counter() - t0)
         self.w.health.set("ok", **self.totals)
 

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import ssl
 from typing import Any
 
 import nats
 from nats.aio.client import Client
 
+from streams import secrets
 from streams.settings import NatsSettings
 
 log = logging.getLogger("streams.connect")
-
-
-def _secret(path: str) -> str:
-    p = Path(path)
-    if p.stat().st_mode & 0o077:
-        raise PermissionError(f"{p}: secrets file must not be readable by group/others (chmod 600)")
-    return p.read_text().strip()
 
 
 async def connect(cfg: NatsSettings, name: str, **extra: Any) -> Client:
@@ -55,8 +49,15 @@ async def connect(cfg: NatsSettings, name: str, **extra: Any) -> Client:
     if cfg.user:
         opts["user"] = cfg.user
         if cfg.password_file:
-            opts["password"] = _secret(cfg.password_file)
+            opts["password"] = secrets.read_file(cfg.password_file)
     if cfg.creds_file:
         opts["user_credentials"] = cfg.creds_file
+    if cfg.tls_ca:
+        # verify the server against our CA; a client certificate when the server asks for one
+        tls = ssl.create_default_context(cafile=cfg.tls_ca)
+        if cfg.tls_cert and cfg.tls_key:
+            tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        opts["tls"] = tls
+        opts["tls_hostname"] = cfg.tls_hostname or None
     opts.update(extra)
     return await nats.connect(**opts)

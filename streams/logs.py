@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -12,8 +13,40 @@ import orjson
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+# Values registered by streams.secrets; matched literally wherever they appear in a line.
+_SECRETS: set[str] = set()
+_secret_re: re.Pattern[str] | None = None
+# Credentials by shape, for secrets that were never registered (e.g. a key pasted into a
+# URL by a library): query parameters and JSON/header fields whose names say "secret".
+_SHAPES = re.compile(
+    r"(?i)((?:api[-_]?key|apikey|secret|password|passphrase|signature|token|x-mbx-apikey)"
+    r"(?:\\*[\"'])?\s*[:=]\s*(?:\\*[\"'])?)([^\s\"'\\&,}]+)"
+)
+MASK = "***"
+
+
+def register_secret(value: str) -> None:
+    """Never print ``value``: log lines and ``redact`` replace it with ``***``."""
+    global _secret_re
+    if len(value) < 4:  # masking 1-3 characters would mangle ordinary text
+        return
+    _SECRETS.add(value)
+    _secret_re = re.compile("|".join(re.escape(s) for s in sorted(_SECRETS, key=len, reverse=True)))
+
+
+def redact(text: str) -> str:
+    """``text`` with registered secrets and credential-shaped values masked."""
+    if _secret_re is not None:
+        text = _secret_re.sub(MASK, text)
+    return _SHAPES.sub(lambda m: m.group(1) + MASK, text)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # the whole line, extras and tracebacks included, so nothing escapes the mask
+        return redact(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",

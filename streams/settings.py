@@ -47,7 +47,10 @@ class NatsSettings(_S):
     user: str | None = None
     password_file: str | None = None
     creds_file: str | None = None
-    tls_ca: str | None = None
+    tls_ca: str | None = None  # set: TLS to the server, verified against this CA file
+    tls_cert: str | None = None  # client certificate and key, for servers that verify clients
+    tls_key: str | None = None
+    tls_hostname: str | None = None  # name on the server certificate, if not the URL's host
     connect_timeout_s: float = 2.0
     server: NatsServerSettings = msgspec.field(default_factory=NatsServerSettings)
 
@@ -165,6 +168,18 @@ class CollectorSettings(_S):
             ["BTC-PERPETUAL"], ["trades", "book", "ticker"],
         )
     )  # fmt: skip
+    coinbase: VenueSettings = msgspec.field(
+        default_factory=lambda: _venue(
+            "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com",
+            ["BTC-USD"], ["market_trades", "level2", "ticker"],
+        )
+    )  # fmt: skip
+    kraken: VenueSettings = msgspec.field(
+        default_factory=lambda: _venue(
+            "wss://ws.kraken.com/v2", "https://api.kraken.com",
+            ["BTC/USD"], ["trade", "book", "ticker"],
+        )
+    )  # fmt: skip
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
     flush_every: int = 2000
 
@@ -188,6 +203,10 @@ class NormalizerSettings(_S):
     consumer: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(durable="normalizer")
     )
+    # Re-normalization (``jetmarket renormalize``): when set, read the raw frames replayed
+    # under ``replay.<replay_name>.raw.>`` from that replay's stream and write everything
+    # under ``replay.<replay_name>.`` into it; empty means live RAW -> MARKET.
+    replay_name: str = ""
 
 
 class SinkSettings(_S):
@@ -230,6 +249,77 @@ class OrderbookSettings(_S):
             raise SettingsError(f"{prefix}.depth_interval_ms must be >= 10")
 
 
+class InstrumentSpec(_S):
+    """Precision of one instrument for the paper venue (ccxt venues load their own)."""
+
+    tick: str = "0.01"  # price increment, a decimal string
+    lot: str = "0.00001"  # quantity increment in base units
+    min_notional: float = 0.0
+    contract_size: float = 1.0
+
+
+class RiskSettings(_S):
+    max_order_notional: float = 1_000_000.0  # quote currency
+    # Absolute position per symbol in base units after the order fully fills; "*" = default.
+    max_position: dict[str, float] = msgspec.field(default_factory=lambda: {"*": 1_000_000.0})
+    max_open_orders: int = 200
+    max_orders_per_s: float = 100.0
+    allow_symbols: list[str] = msgspec.field(default_factory=list)  # empty: every symbol
+
+    def _check(self, prefix: str) -> None:
+        if self.max_open_orders < 1 or self.max_orders_per_s <= 0:
+            raise SettingsError(f"{prefix}: max_open_orders and max_orders_per_s must be > 0")
+
+
+class AccountSettings(_S):
+    """One trading account: ``exec.cmd.<account>`` goes to this venue.
+    ``venue = "paper"`` fills against MARKET data of ``market_venue``; ``venue = "ccxt"``
+    trades on ccxt exchange ``exchange`` with keys from the environment variables named by
+    ``api_key_env``/``secret_env`` or a JSON ``secrets_file`` (mode 0600)."""
+
+    venue: Literal["paper", "ccxt"] = "paper"
+    market_venue: str = "binance"
+    exchange: str = ""
+    urls: dict[str, str] = msgspec.field(default_factory=dict)  # ccxt urls['api'] overrides
+    options: dict[str, Any] = msgspec.field(default_factory=dict)  # ccxt options
+    api_key_env: str = ""
+    secret_env: str = ""
+    secrets_file: str | None = None
+    request_timeout_s: float = 10.0
+    maker_fee: float = 0.001  # paper fee rates, fraction of notional
+    taker_fee: float = 0.001
+    # Order timeouts in seconds, most specific key first: "SYMBOL:type", "SYMBOL", "type", "*".
+    timeouts: dict[str, float] = msgspec.field(default_factory=lambda: {"market": 30.0})
+    instruments: dict[str, InstrumentSpec] = msgspec.field(default_factory=dict)
+    # An unknown submission not found at the venue after this long is declared rejected.
+    unknown_grace_s: float = 5.0
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+
+    def _check(self, prefix: str) -> None:
+        if self.venue == "ccxt" and not self.exchange:
+            raise SettingsError(f"{prefix}.exchange must name a ccxt exchange id")
+
+
+class ExecutorSettings(_S):
+    accounts: dict[str, AccountSettings] = msgspec.field(
+        default_factory=lambda: {"paper": AccountSettings()}
+    )
+    consumer: ConsumerSettings = msgspec.field(
+        default_factory=lambda: ConsumerSettings(
+            durable="executor", batch=200, fetch_timeout_s=0.05
+        )
+    )
+    reconcile_interval_s: float = 5.0
+    timer_interval_s: float = 0.1
+    position_interval_s: float = 1.0
+    # Market subjects are read under this prefix: "" live, "replay.<name>." for a backtest.
+    market_prefix: str = ""
+
+    def _check(self, prefix: str) -> None:
+        if not self.accounts:
+            raise SettingsError(f"{prefix}.accounts must not be empty")
+
+
 class MetricsSettings(_S):
     host: str = "127.0.0.1"
     # 0 disables the endpoint (tests run many workers side by side).
@@ -245,6 +335,24 @@ class MetricsSettings(_S):
     health_interval_s: float = 10.0
 
 
+class ReplaySettings(_S):
+    """``jetmarket replay`` / ``streams.replay``: history back onto the bus or into Python."""
+
+    # JetStream source: messages are put in (ts_recv, stream seq) order within this window
+    # of receive time; one stored later than that behind its successors comes out late
+    # (deterministically, and counted).
+    reorder_window_s: float = 2.0
+    # ClickHouse source: rows per query page (a sql.query reply is also capped in bytes).
+    page_rows: int = 20_000
+    progress: bool = True
+
+    def _check(self, prefix: str) -> None:
+        if self.reorder_window_s < 0:
+            raise SettingsError(f"{prefix}.reorder_window_s must be >= 0")
+        if self.page_rows < 100:
+            raise SettingsError(f"{prefix}.page_rows must be >= 100")
+
+
 class LogSettings(_S):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -257,8 +365,10 @@ class Settings(_S):
     normalizer: NormalizerSettings = msgspec.field(default_factory=NormalizerSettings)
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
     orderbook: OrderbookSettings = msgspec.field(default_factory=OrderbookSettings)
+    executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

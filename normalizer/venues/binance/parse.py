@@ -37,10 +37,6 @@ MS = 1_000_000
 
 _trade = wire.decoder(wire.Envelope[wire.TradeEvent])
 _agg = wire.decoder(wire.Envelope[wire.AggTradeEvent])
-_depth = wire.decoder(wire.Envelope[wire.DepthEvent])
-_fdepth = wire.decoder(wire.Envelope[wire.FuturesDepthEvent])
-_snapshot = wire.decoder(wire.DepthSnapshot)
-_fsnapshot = wire.decoder(wire.FuturesDepthSnapshot)
 _book_ticker = wire.decoder(wire.Envelope[wire.BookTickerEvent])
 _ticker = wire.decoder(wire.Envelope[wire.TickerEvent])
 _kline = wire.decoder(wire.Envelope[wire.KlineEvent])
@@ -62,6 +58,8 @@ def _side(maker_is_buyer: bool) -> str:
 class _Binance:
     venue = "binance"
     to_symbol: Callable[[str], str] = staticmethod(symbols.binance_spot)
+    depth_decoder: msgspec.json.Decoder = wire.decoder(wire.Envelope[wire.DepthEvent])
+    snapshot_decoder: msgspec.json.Decoder = wire.decoder(wire.DepthSnapshot)
     channels: dict[str, str] = {}
 
     def __init__(self) -> None:
@@ -134,7 +132,7 @@ class _Binance:
 
     # -- book ----------------------------------------------------------------------------
     def _depth(self, frame: Frame) -> list[Out]:
-        d = _depth.decode(frame.data).data
+        d = self.depth_decoder.decode(frame.data).data
         self._event(d.e, "depthUpdate", "depth")
         self._same(frame, d.s)
         if d.first_id > d.last_id:
@@ -143,16 +141,18 @@ class _Binance:
         msg = schemas.Book(
             venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
             snapshot=False, bids=d.b, asks=d.a, seq=d.last_id, first_seq=d.first_id,
+            prev_seq=getattr(d, "prev_id", None),  # futures only (pu)
         )  # fmt: skip
         return [self._out("book", d.s, d.last_id, msg)]
 
     def _snapshot(self, frame: Frame) -> list[Out]:
-        d = _snapshot.decode(frame.data)
+        d = self.snapshot_decoder.decode(frame.data)
         _, symbol = self._names("book", frame.native_symbol)
+        # spot REST depth carries no exchange time: the receive time is the best we have
+        event_ms = getattr(d, "event_time", None)
         msg = schemas.Book(
             venue=VENUE, symbol=symbol,
-            # spot REST depth carries no exchange time: the receive time is the best we have
-            ts_event=frame.ts_recv, ts_recv=frame.ts_recv,
+            ts_event=event_ms * MS if event_ms else frame.ts_recv, ts_recv=frame.ts_recv,
             snapshot=True, bids=d.bids, asks=d.asks, seq=d.lastUpdateId,
         )  # fmt: skip
         return [self._out("book", frame.native_symbol, f"snap{d.lastUpdateId}", msg)]
@@ -253,33 +253,12 @@ class BinanceSpotParser(_Binance):
 class BinanceUsdmParser(_Binance):
     venue = "binanceusdm"
     to_symbol = staticmethod(symbols.binance_usdm)
+    depth_decoder = wire.decoder(wire.Envelope[wire.FuturesDepthEvent])  # requires pu
+    snapshot_decoder = wire.decoder(wire.FuturesDepthSnapshot)
     channels = {
         **BinanceSpotParser.channels,
         "markPrice": "mark+funding", "forceOrder": "liquidation", "openInterest": "open_interest",
     }  # fmt: skip
-
-    def _depth(self, frame: Frame) -> list[Out]:
-        d = _fdepth.decode(frame.data).data
-        self._event(d.e, "depthUpdate", "depth")
-        self._same(frame, d.s)
-        if d.first_id > d.last_id:
-            raise Rejected(f"depth update with U {d.first_id} > u {d.last_id}")
-        _, symbol = self._names("book", d.s)
-        msg = schemas.Book(
-            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
-            snapshot=False, bids=d.b, asks=d.a, seq=d.last_id, first_seq=d.first_id,
-            prev_seq=d.prev_id,
-        )  # fmt: skip
-        return [self._out("book", d.s, d.last_id, msg)]
-
-    def _snapshot(self, frame: Frame) -> list[Out]:
-        d = _fsnapshot.decode(frame.data)
-        _, symbol = self._names("book", frame.native_symbol)
-        msg = schemas.Book(
-            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
-            snapshot=True, bids=d.bids, asks=d.asks, seq=d.lastUpdateId,
-        )  # fmt: skip
-        return [self._out("book", frame.native_symbol, f"snap{d.lastUpdateId}", msg)]
 
     def _markPrice(self, frame: Frame) -> list[Out]:
         d = _mark.decode(frame.data).data
