@@ -147,6 +147,46 @@ def _venue(ws: str, rest: str, symbols: list[str], channels: list[str]) -> Venue
     return VenueSettings(ws_url=ws, rest_url=rest, symbols=symbols, channels=channels)
 
 
+class CcxtExchangeSettings(_S):
+    """One exchange polled through ccxt (collectors/ccxt_poller.py). ``symbols`` are ccxt
+    unified symbols (``BTC/USDT``, ``BTC/USDT:USDT``); ``channels`` any of trades, ticker,
+    ohlcv. ``api_url`` replaces every entry of ccxt's ``urls['api']`` (emulators, proxies);
+    ``rate_limit_ms`` replaces ccxt's ``rateLimit`` (ms per unit of request cost): leave it
+    unset against a real exchange, ccxt's own value is the venue's published limit."""
+
+    symbols: list[str]
+    channels: list[str] = msgspec.field(default_factory=lambda: ["trades", "ticker", "ohlcv"])
+    timeframe: str = "1m"
+    trades_interval_s: float = 5.0
+    ticker_interval_s: float = 10.0
+    ohlcv_interval_s: float = 30.0
+    trades_limit: int = 1000
+    api_url: str | None = None
+    rate_limit_ms: float | None = None
+    timeout_ms: int = 10_000
+
+    def _check(self, prefix: str) -> None:
+        if not self.symbols:
+            raise SettingsError(f"{prefix}.symbols must not be empty")
+        unknown = set(self.channels) - {"trades", "ticker", "ohlcv"}
+        if unknown or not self.channels:
+            raise SettingsError(f"{prefix}.channels must be some of trades, ticker, ohlcv")
+        if min(self.trades_interval_s, self.ticker_interval_s, self.ohlcv_interval_s) <= 0:
+            raise SettingsError(f"{prefix}: poll intervals must be > 0")
+        if self.rate_limit_ms is not None and self.rate_limit_ms <= 0:
+            raise SettingsError(f"{prefix}.rate_limit_ms must be > 0")
+
+
+class CcxtSettings(_S):
+    """ccxt exchange id -> what to poll; started as ``python -m collectors ccxt:<id>``."""
+
+    exchanges: dict[str, CcxtExchangeSettings] = msgspec.field(default_factory=dict)
+
+    def _check(self, prefix: str) -> None:
+        for name, ex in self.exchanges.items():  # the settings walk does not enter dicts
+            ex._check(f"{prefix}.exchanges.{name}")
+
+
 class CollectorSettings(_S):
     venues: list[str] = msgspec.field(default_factory=lambda: ["binance"])
     binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
@@ -180,6 +220,7 @@ class CollectorSettings(_S):
             ["BTC/USD"], ["trade", "book", "ticker"],
         )
     )  # fmt: skip
+    ccxt: CcxtSettings = msgspec.field(default_factory=CcxtSettings)
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
     flush_every: int = 2000
 
