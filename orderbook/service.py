@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from prometheus_client import Counter, Gauge
 
-from orderbook.sync import BookState, Problem, rule_for
+from orderbook.sync import BookState, Problem, rule_for, wants_instruments
 from streams import schemas, subjects
 from streams.provision import STREAM_MARKET
 from streams.runtime import Worker
@@ -33,6 +33,7 @@ VALID = Gauge("jetmarket_orderbook_books_valid", "books currently valid")
 BOOKS = Gauge("jetmarket_orderbook_books", "books tracked")
 
 _decode_book = msgspec.json.Decoder(schemas.Book).decode
+_decode_instrument = msgspec.json.Decoder(schemas.Instrument).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -45,6 +46,9 @@ class OrderBookService:
         self.last_bbo: dict[tuple[str, str], tuple[object, object]] = {}
         self.resync_at: dict[tuple[str, str], float] = {}
         self.unsupported: set[str] = set()
+        # instrument specs for venues whose checksum needs them (OKX derivatives)
+        self.instruments: dict[tuple[str, str], schemas.Instrument] = {}
+        self._wants: dict[str, bool] = {}
         self._pending_publishes = 0
 
     # -- state -------------------------------------------------------------------------
@@ -52,7 +56,7 @@ class OrderBookService:
         key = (venue, symbol)
         st = self.books.get(key)
         if st is None:
-            rule = rule_for(venue, symbol)
+            rule = rule_for(venue, symbol, self.instruments.get(key))
             if rule is None:
                 if venue not in self.unsupported:
                     self.unsupported.add(venue)
@@ -63,6 +67,44 @@ class OrderBookService:
             st = self.books[key] = BookState(rule, max_buffer=self.cfg.max_buffer)
             BOOKS.set(len(self.books))
         return st
+
+    def on_instrument(self, inst: schemas.Instrument) -> None:
+        """Keep the spec of instruments whose venue's rule uses it; a book already tracked
+        gets the fuller rule from its next message on (same state, same validity)."""
+        wants = self._wants.get(inst.venue)
+        if wants is None:
+            wants = self._wants[inst.venue] = wants_instruments(inst.venue)
+        if not wants:
+            return
+        key = (inst.venue, inst.symbol)
+        self.instruments[key] = inst
+        st = self.books.get(key)
+        if st is not None:
+            rule = rule_for(inst.venue, inst.symbol, inst)
+            if rule is not None:
+                st.rule = rule
+
+    async def _instrument_loop(self) -> None:
+        assert self.w.js is not None
+        sub = await self.w.js.subscribe(
+            subjects.market_filter("instrument"),
+            stream=STREAM_MARKET,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            pending_msgs_limit=200_000,
+        )
+        try:
+            while not self.w.stop.is_set():
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except Exception:  # nats TimeoutError: idle
+                    continue
+                try:
+                    self.on_instrument(_decode_instrument(msg.data))
+                except msgspec.DecodeError as exc:
+                    log.warning("undecodable instrument", extra={"error": str(exc)[:200]})
+        finally:
+            await sub.unsubscribe()
 
     async def on_book(self, m: schemas.Book) -> None:
         st = self.state(m.venue, m.symbol)
@@ -211,6 +253,7 @@ class OrderBookService:
             pending_msgs_limit=200_000,
         )
         depth_task = asyncio.create_task(self._depth_loop())
+        instrument_task = asyncio.create_task(self._instrument_loop())
         w.health.set("ok", books=0)
         try:
             while not w.stop.is_set():
@@ -226,6 +269,7 @@ class OrderBookService:
                 await self.on_book(m)
         finally:
             depth_task.cancel()
+            instrument_task.cancel()
             await sub.unsubscribe()
             await self._barrier()
 

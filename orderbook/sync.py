@@ -14,7 +14,7 @@ from collections import deque
 from typing import NamedTuple, Protocol
 
 from orderbook.book import L2Book
-from streams.schemas import Book
+from streams.schemas import Book, Instrument
 
 
 class Problem(NamedTuple):
@@ -42,14 +42,26 @@ class ChecksumRule(Rule, Protocol):
     def verify(self, book: L2Book, m: Book) -> str | None: ...  # mismatch detail, or None
 
 
-def rule_for(venue: str, symbol: str) -> Rule | None:
+def rule_for(venue: str, symbol: str, instrument: Instrument | None = None) -> Rule | None:
     """The sequencing rule of a venue's book, from ``orderbook/venues/<venue>.py``
-    (``rule_for(symbol)``): one module per venue, found by name."""
+    (``rule_for(symbol)``): one module per venue, found by name. A venue whose checksum
+    needs the instrument's specification (contract size, precisions) also defines
+    ``rule_with(symbol, instrument)``, used once the instrument message has been seen."""
     try:
         mod = importlib.import_module(f"orderbook.venues.{venue}")
     except ModuleNotFoundError:
         return None
+    if instrument is not None and hasattr(mod, "rule_with"):
+        return mod.rule_with(symbol, instrument)
     return mod.rule_for(symbol)
+
+
+def wants_instruments(venue: str) -> bool:
+    try:
+        mod = importlib.import_module(f"orderbook.venues.{venue}")
+    except ModuleNotFoundError:
+        return False
+    return hasattr(mod, "rule_with")
 
 
 class BookState:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from orderbook.book import L2Book
 from orderbook.sync import Rule
-from streams.schemas import Book
+from streams.schemas import Book, Instrument
 
 DEPTH = 25
 
@@ -101,3 +101,20 @@ def rule_for(symbol: str) -> Rule:
     if symbol.count("-") == 1:  # spot: sizes are OKX's own, the checksum is exact
         return OkxChecksum()
     return OkxSequence()
+
+
+def contract_of(inst: Instrument) -> Contract:
+    """The contract spec the normalizer converted sizes with, from the instrument message:
+    inverse contracts settle in the base currency (BTC-USD-SWAP settles in BTC)."""
+    inverse = inst.settle == inst.base and inst.base != inst.quote
+    exponent = Decimal(repr(inst.lot_size)).normalize().as_tuple().exponent
+    lot_decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+    return Contract(inst.contract_size, inverse, lot_decimals)
+
+
+def rule_with(symbol: str, inst: Instrument) -> Rule:
+    """Derivatives get the checksum too once their contract spec is known: base-unit sizes
+    are turned back into the contract counts OKX summed."""
+    if symbol.count("-") == 1 or inst.kind == "spot":
+        return OkxChecksum()
+    return OkxChecksum(contract_of(inst))

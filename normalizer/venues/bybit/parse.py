@@ -74,7 +74,7 @@ class _Bybit:
     category = "linear"
     inverse = False
     channels: dict[str, str] = {
-        "publicTrade": "trade", "orderbook": "book|bbo", "tickers": "ticker+mark+funding+oi",
+        "publicTrade": "trade", "orderbook": "book|bbo", "tickers": "ticker+mark+funding+open_interest",
         "kline": "candle", "allLiquidation": "liquidation", "instruments": "instrument",
         "conn": "gap", "control": "",
     }  # fmt: skip
