@@ -1,0 +1,327 @@
+"""Coinbase Advanced Trade public raw frames -> typed jetmarket messages.
+
+Channel map (raw channel token -> market type). The raw token is the *subscription*
+channel name; Coinbase labels level2 messages ``l2_data`` and the collector files them
+under ``level2``.
+
+| channel       | market type  | notes                                                  |
+|---------------|--------------|--------------------------------------------------------|
+| market_trades | trade        | id = trade_id; taker side (Coinbase sends the maker's) |
+| level2        | book         | snapshot/update; seq = sequence_num; first_seq: below  |
+| ticker        | bbo + ticker | bbo from best_bid/ask(+_quantity); last, 24 h, volume  |
+| candles       | candle       | five-minute buckets ("5m"), never marked closed        |
+| instruments   | instrument   | REST products body (spot rows)                         |
+| conn          | gap          | reconnect / stale, per collected symbol                |
+| heartbeats    | nothing      | but counted in the connection sequence                 |
+| control       | nothing      | subscriptions acks and errors (also counted)           |
+| (none)        | funding, open_interest, liquidation, mark: not offered (spot venue)   |
+
+Sequence numbers. ``sequence_num`` counts every message of a *connection*, across all
+channels (heartbeats and acks included), so one product's level2 messages are not
+consecutive and the order-book service, which sees only book messages, cannot tell a
+harmless hole (somebody else's trade) from a lost level2 update. This parser sees every
+frame of the connection in RAW order, so it checks the connection's rule: each message is
+exactly the previous one + 1. ``first_seq`` of a book message is the first message of
+the unbroken run it belongs to: every message from ``first_seq`` to ``seq`` arrived,
+once, in order. After any break (a hole, a repeat, a step back) the run restarts, so a
+book whose last message is older than ``first_seq`` knows it may have lost an update
+(orderbook/venues/coinbase.py). A ``connected`` event starts a fresh run. A frame that
+cannot be decoded is rejected before it is counted, so it shows up as a hole too.
+
+Trade side: Coinbase's public trades carry the resting (maker) order's side, like the
+legacy ``matches`` channel; the taker side we store is the opposite.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable
+
+import msgspec
+
+from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.coinbase import symbols, wire
+from streams import schemas, subjects
+
+VENUE = "coinbase"
+CANDLE_INTERVAL = "5m"
+TAKER = {"BUY": "sell", "SELL": "buy"}  # maker side on the wire -> taker side
+UNSUPPORTED = {
+    "funding": "spot venue", "open_interest": "spot venue", "liquidation": "spot venue",
+    "mark": "spot venue",
+}  # fmt: skip
+
+_trades = wire.decoder(wire.Envelope[wire.TradesEvent])
+_l2 = wire.decoder(wire.Envelope[wire.L2Event])
+_ticker = wire.decoder(wire.Envelope[wire.TickerEvent])
+_candles = wire.decoder(wire.Envelope[wire.CandlesEvent])
+_probe = wire.decoder(wire.Probe)
+_products = wire.decoder(wire.Products)
+_conn = wire.decoder(wire.ConnEvent)
+_encode = msgspec.json.Encoder().encode
+
+Handler = Callable[[Frame], list[Out]]
+_seconds: dict[str, int] = {}
+
+
+def to_ns(ts: str) -> int:
+    """RFC 3339 UTC (``2023-02-09T20:32:50.714964855Z``) -> ns. The whole-second part is
+    cached: every message of a second shares it, and the fraction is plain digits."""
+    head = ts[:19]
+    base = _seconds.get(head)
+    if base is None:
+        if len(head) != 19 or head[4] != "-" or head[10] != "T" or head[13] != ":":
+            raise ValueError(f"bad timestamp {ts!r}")
+        base = calendar.timegm(
+            (int(head[:4]), int(head[5:7]), int(head[8:10]), int(head[11:13]),
+             int(head[14:16]), int(head[17:19]), 0, 0, 0)
+        ) * 1_000_000_000  # fmt: skip
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        _seconds[head] = base
+    tail = ts[19:]
+    if tail == "Z":
+        return base
+    if tail[:1] != "." or tail[-1:] != "Z" or not tail[1:-1].isdigit():
+        raise ValueError(f"bad timestamp {ts!r}")
+    return base + int(tail[1:-1][:9].ljust(9, "0"))
+
+
+def _f(s: str) -> float | None:
+    return float(s) if s else None
+
+
+class CoinbaseParser:
+    venue = "coinbase"
+    channels: dict[str, str] = {
+        "market_trades": "trade", "level2": "book", "ticker": "bbo+ticker",
+        "candles": "candle", "instruments": "instrument", "conn": "gap",
+        "heartbeats": "", "control": "",
+    }  # fmt: skip
+
+    def __init__(self) -> None:
+        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self.last_seq: int | None = None  # last sequence_num of the current connection
+        self.run_start = 0  # first message of the unbroken run ending at last_seq
+        self.breaks = 0  # sequence breaks seen (holes, repeats, steps back)
+        self._dispatch: dict[str, Handler] = {
+            "market_trades": self._trades, "level2": self._level2, "ticker": self._ticker,
+            "candles": self._candles, "instruments": self._instruments,
+            "conn": self._conn_event, "heartbeats": self._control, "control": self._control,
+        }  # fmt: skip
+
+    def parse(self, frame: Frame) -> list[Out]:
+        handler = self._dispatch.get(frame.channel)
+        if handler is None:
+            raise Rejected(f"unknown channel {frame.channel!r}")
+        try:
+            return handler(frame)
+        except msgspec.ValidationError as exc:
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
+        except ValueError as exc:  # a bad timestamp or optional decimal string
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+
+    # -- connection sequence ----------------------------------------------------------
+    def track(self, seq: int) -> int:
+        """Count one message of the connection; returns the start of its unbroken run."""
+        last = self.last_seq
+        if last is None:
+            self.run_start = seq  # first message seen on this connection
+        elif seq != last + 1:
+            self.breaks += 1
+            # a hole: the run restarts here; a repeat or a step back: nothing before the
+            # next message can be vouched for (a step back means something came late)
+            self.run_start = seq if seq > last else last + 1
+            if seq <= last:
+                return self.run_start
+        self.last_seq = seq
+        return self.run_start
+
+    def _reset(self) -> None:
+        self.last_seq = None
+
+    # -- helpers -------------------------------------------------------------------------
+    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
+        key = (msg_type, native)
+        hit = self._names_cache.get(key)
+        if hit is None:
+            try:
+                symbol = symbols.to_symbol(native)
+            except ValueError as exc:
+                raise Rejected(str(exc)) from None
+            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
+            self._names_cache[key] = hit
+        return hit
+
+    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
+        subject, symbol = self._names(msg_type, native)
+        return Out(subject, f"coinbase:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+
+    @staticmethod
+    def _channel(env: wire.Envelope, want: str) -> None:
+        if env.channel != want:
+            raise Rejected(f"channel {env.channel!r} on a {want} frame")
+
+    # -- channels ------------------------------------------------------------------------
+    def _trades(self, frame: Frame) -> list[Out]:
+        env = _trades.decode(frame.data)
+        self._channel(env, "market_trades")
+        rows = []
+        for ev in env.events:
+            for t in ev.trades:
+                _, symbol = self._names("trade", t.product_id)
+                rows.append((t, symbol, to_ns(t.time)))
+        self.track(env.sequence_num)
+        out = []
+        for t, symbol, ts in rows:
+            msg = schemas.Trade(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, id=t.trade_id,
+                price=t.price, size=t.size, side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
+            )  # fmt: skip
+            out.append(self._out("trade", t.product_id, t.trade_id, msg))
+        return out
+
+    def _level2(self, frame: Frame) -> list[Out]:
+        env = _l2.decode(frame.data)
+        self._channel(env, "l2_data")
+        ts = to_ns(env.timestamp)
+        # one Book per product per message: they share the message's sequence_num, so two
+        # would look like a repeat to the book; a snapshot drops what came before it
+        books: dict[str, tuple[bool, list[schemas.Level], list[schemas.Level]]] = {}
+        for ev in env.events:
+            if ev.type not in ("snapshot", "update"):
+                raise Rejected(f"unknown level2 event type {ev.type!r}")
+            self._names("book", ev.product_id)
+            prior = books.get(ev.product_id)
+            if ev.type == "snapshot" or prior is None:
+                prior = (ev.type == "snapshot", [], [])
+                books[ev.product_id] = prior
+            _, bids, asks = prior
+            for u in ev.updates:
+                if u.side == "bid":
+                    bids.append((u.price_level, u.new_quantity))
+                elif u.side == "offer":
+                    asks.append((u.price_level, u.new_quantity))
+                else:
+                    raise Rejected(f"unknown level2 side {u.side!r}")
+        seq = env.sequence_num
+        first = self.track(seq)
+        out = []
+        for product, (snapshot, bids, asks) in books.items():
+            _, symbol = self._names("book", product)
+            msg = schemas.Book(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                snapshot=snapshot, bids=bids, asks=asks, seq=seq, first_seq=first,
+            )  # fmt: skip
+            natural = f"snap{seq}r{frame.raw_seq}" if snapshot else f"{seq}r{frame.raw_seq}"
+            out.append(self._out("book", product, natural, msg))
+        return out
+
+    def _ticker(self, frame: Frame) -> list[Out]:
+        env = _ticker.decode(frame.data)
+        self._channel(env, "ticker")
+        ts = to_ns(env.timestamp)
+        rows = []
+        for ev in env.events:
+            for t in ev.tickers:
+                self._names("ticker", t.product_id)
+                bb, ba = _f(t.best_bid), _f(t.best_ask)
+                bq, aq = _f(t.best_bid_quantity), _f(t.best_ask_quantity)
+                nums = (_f(t.price), _f(t.high_24_h), _f(t.low_24_h), _f(t.volume_24_h))
+                rows.append((t.product_id, bb, bq, ba, aq, nums))
+        seq = env.sequence_num
+        self.track(seq)
+        out = []
+        for i, (product, bb, bq, ba, aq, (last, high, low, vol)) in enumerate(rows):
+            natural = f"r{frame.raw_seq}:{i}"
+            _, symbol = self._names("ticker", product)
+            if bb is not None and ba is not None and bq is not None and aq is not None:
+                bbo = schemas.BBO(
+                    venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                    bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
+                )  # fmt: skip
+                out.append(self._out("bbo", product, natural, bbo))
+            tk = schemas.Ticker(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, last=last,
+                bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
+            )  # fmt: skip
+            out.append(self._out("ticker", product, natural, tk))
+        return out
+
+    def _candles(self, frame: Frame) -> list[Out]:
+        env = _candles.decode(frame.data)
+        self._channel(env, "candles")
+        ts = to_ns(env.timestamp)
+        rows = [c for ev in env.events for c in ev.candles]
+        for c in rows:
+            self._names("candle", c.product_id)
+        self.track(env.sequence_num)
+        out = []
+        for c in rows:
+            _, symbol = self._names("candle", c.product_id)
+            msg = schemas.Candle(
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                interval=CANDLE_INTERVAL, ts_open=c.start * 1_000_000_000, open=c.open,
+                high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
+            )  # fmt: skip
+            natural = f"{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
+            out.append(self._out("candle", c.product_id, natural, msg))
+        return out
+
+    def _control(self, frame: Frame) -> list[Out]:
+        """Heartbeats, subscription acks, errors: nothing to publish, but they are part
+        of the connection's sequence."""
+        p = _probe.decode(frame.data)
+        if p.sequence_num is not None:
+            self.track(p.sequence_num)
+        elif p.type != "error":
+            raise Rejected("control frame with neither sequence_num nor type error")
+        return []
+
+    # -- reference data and connection events -----------------------------------------
+    def _instruments(self, frame: Frame) -> list[Out]:
+        body = _products.decode(frame.data)
+        out = []
+        for p in body.products:
+            if p.product_type != "SPOT":
+                continue  # CDE/INTX derivatives are not collected by this venue module
+            try:
+                symbol = symbols.to_symbol(p.product_id)
+            except ValueError:
+                continue  # a shape outside our naming scheme
+            base, quote = p.product_id.split("-")
+            msg = schemas.Instrument(
+                venue=VENUE, symbol=symbol, ts_event=frame.ts_recv, ts_recv=frame.ts_recv,
+                native_symbol=p.product_id, kind="spot", base=p.base_currency_id or base,
+                quote=p.quote_currency_id or quote, settle=None,
+                tick_size=float(p.price_increment or p.quote_increment),
+                lot_size=float(p.base_increment), contract_size=1.0,
+                active=p.status == "online" and not p.trading_disabled and not p.is_disabled,
+            )  # fmt: skip
+            out.append(
+                Out(
+                    subjects.market("instrument", VENUE, symbol),
+                    f"coinbase:instrument:{symbol}:{frame.raw_seq}",
+                    _encode(msg),
+                )
+            )
+        return out
+
+    def _conn_event(self, frame: Frame) -> list[Out]:
+        ev = _conn.decode(frame.data)
+        self._reset()  # a new connection numbers its messages from 0 again
+        if ev.event != "disconnected":
+            return []
+        reason = "stale" if ev.reason.startswith("stale") else "reconnect"
+        out = []
+        for native in ev.symbols:
+            _, symbol = self._names("gap", native)
+            msg = schemas.Gap(
+                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
+                reason=reason, channel="ws",  # type: ignore[arg-type]
+                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
+            )  # fmt: skip
+            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
+        return out
