@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from streams.settings import NatsServerSettings
 
@@ -100,6 +103,137 @@ class NatsServer:
             self.proc.wait()
 
     def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+CLUSTER_CONFIG = CONFIG.parent / "cluster" / "nats-server.conf"
+
+
+class ClusterNode(NatsServer):
+    """One node of a :class:`NatsCluster`: a ``NatsServer`` plus its route settings."""
+
+    def __init__(
+        self,
+        cfg: NatsServerSettings,
+        *,
+        name: str,
+        cluster_name: str,
+        cluster_port: int,
+        routes: list[str],
+        log_file: str | os.PathLike[str] | None = None,
+        config: Path = CLUSTER_CONFIG,
+    ) -> None:
+        super().__init__(cfg, name=name, log_file=log_file, config=config)
+        self.cluster_name = cluster_name
+        self.cluster_port = cluster_port
+        self.routes = routes
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **super().env(),
+            "JM_NATS_CLUSTER_NAME": self.cluster_name,
+            "JM_NATS_CLUSTER_HOST": self.cfg.host,
+            "JM_NATS_CLUSTER_PORT": str(self.cluster_port),
+        }
+        for i, route in enumerate(self.routes, 1):
+            env[f"JM_NATS_ROUTE_{i}"] = route
+        return env
+
+    def jsz(self) -> dict[str, Any]:
+        """This node's JetStream monitoring report (``/jsz``)."""
+        url = f"http://{self.cfg.host}:{self.cfg.monitor_port}/jsz"
+        with urllib.request.urlopen(url, timeout=2.0) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+
+class NatsCluster:
+    """Three (or five) ``nats-server`` processes on loopback routes, each with its own store.
+
+    ``start()`` returns once every node listens and all of them agree on a JetStream meta
+    leader, i.e. streams with replicas can be created. ``url`` lists every node, which is
+    what ``nats.url`` takes, so clients fail over when a node dies."""
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        size: int = 3,
+        host: str = "127.0.0.1",
+        name: str = "jetmarket",
+        client_ports: list[int] | None = None,
+        cluster_ports: list[int] | None = None,
+        monitor_ports: list[int] | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        base = Path(base_dir)
+        client_ports = client_ports or [free_port() for _ in range(size)]
+        cluster_ports = cluster_ports or [free_port() for _ in range(size)]
+        monitor_ports = monitor_ports or [free_port() for _ in range(size)]
+        if not len(client_ports) == len(cluster_ports) == len(monitor_ports) == size:
+            raise ValueError("one client, cluster and monitor port per node")
+        routes = [f"nats-route://{host}:{p}" for p in cluster_ports]
+        self.nodes = [
+            ClusterNode(
+                NatsServerSettings(
+                    host=host,
+                    port=client_ports[i],
+                    monitor_port=monitor_ports[i],
+                    store_dir=str(base / f"n{i + 1}"),
+                ),
+                name=f"{name}-n{i + 1}",
+                cluster_name=name,
+                cluster_port=cluster_ports[i],
+                routes=routes,
+                log_file=Path(log_dir) / f"n{i + 1}.log" if log_dir else None,
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return ",".join(n.url for n in self.nodes)
+
+    def node(self, server_name: str) -> ClusterNode:
+        for n in self.nodes:
+            if n.name == server_name:
+                return n
+        raise KeyError(f"no node named {server_name!r}")
+
+    def start(self, timeout: float = 30.0) -> NatsCluster:
+        for n in self.nodes:
+            n.start(timeout)
+        self.wait_meta_leader(timeout)
+        return self
+
+    def wait_meta_leader(self, timeout: float = 30.0) -> str:
+        """Block until every running node reports the same JetStream meta leader."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            leaders = set()
+            for n in self.nodes:
+                if n.proc is None or n.proc.poll() is not None:
+                    continue
+                try:
+                    leaders.add((n.jsz().get("meta_cluster") or {}).get("leader", ""))
+                except OSError as exc:
+                    leaders.add("")
+                    last = repr(exc)
+            if len(leaders) == 1 and "" not in leaders:
+                return leaders.pop()
+            last = f"leaders seen: {sorted(leaders)}"
+            time.sleep(0.1)
+        raise TimeoutError(f"no JetStream meta leader within {timeout}s ({last})")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for n in self.nodes:
+            n.stop(timeout)
+
+    def __enter__(self) -> NatsCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
