@@ -1,4 +1,5 @@
-"""``python -m collectors [venue ...]``: one collector process for the given venues.
+"""``python -m collectors [venue ...] [ccxt:<exchange id> ...]``: one collector process for
+the given venues (``ccxt:<id>`` polls any ccxt exchange, see collectors/ccxt_poller.py).
 
 A venue is a module ``collectors/<venue>.py`` with ``async def run(w: Worker)``; this
 entry point finds them by name, so adding a venue touches no other file.
@@ -31,12 +32,20 @@ def main(argv: list[str]) -> None:
 
     async def body(w: Worker) -> None:
         chosen = chosen_args or w.settings.collector.venues
+        # ``ccxt:<exchange id>``: the generic REST poller, settings in collector.ccxt
+        polled = [v.split(":", 1)[1] for v in chosen if v.startswith("ccxt:")]
+        chosen = [v for v in chosen if not v.startswith("ccxt:")]
         known = venues()
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             raise SystemExit(f"unknown venue(s) {unknown}; this collector speaks {known}")
         modules = [importlib.import_module(f"collectors.{v}") for v in chosen]
-        await asyncio.gather(*(m.run(w) for m in modules))
+        pollers = []
+        if polled:
+            from collectors import ccxt_poller
+
+            pollers = [ccxt_poller.run(w, x) for x in polled]
+        await asyncio.gather(*(m.run(w) for m in modules), *pollers)
 
     run("collector", body)
 
