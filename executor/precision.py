@@ -1,0 +1,61 @@
+"""Exact decimal rounding to an instrument's increments, with ccxt's own helper.
+
+Quantities are truncated to the lot (a venue rejects or silently cuts a size that is not a
+multiple of its step, and rounding up could exceed what the user asked for); prices are
+rounded to the nearest tick, as ccxt's ``price_to_precision`` does for every venue.
+Decimal work happens here once per command, never per market message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from ccxt.base.decimal_to_precision import (
+    NO_PADDING,
+    ROUND,
+    TICK_SIZE,
+    TRUNCATE,
+    decimal_to_precision,
+)
+
+
+class PrecisionError(ValueError):
+    pass
+
+
+def parse_decimal(name: str, value: str | None) -> Decimal:
+    if value is None or value == "":
+        raise PrecisionError(f"{name} is required")
+    try:
+        d = Decimal(value)
+    except (InvalidOperation, TypeError):
+        raise PrecisionError(f"{name} {value!r} is not a decimal number") from None
+    if not d.is_finite():
+        raise PrecisionError(f"{name} {value!r} is not finite")
+    if d <= 0:
+        raise PrecisionError(f"{name} {value!r} must be > 0")
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """Increments of one instrument as decimal strings; quantities in venue units
+    (contracts for derivatives: base units = contracts * contract_size)."""
+
+    tick: str
+    lot: str
+    min_notional: float = 0.0
+    contract_size: float = 1.0
+
+    def round_qty(self, value: Decimal) -> str:
+        out = decimal_to_precision(str(value), TRUNCATE, self.lot, TICK_SIZE, NO_PADDING)
+        if Decimal(out) == 0:
+            raise PrecisionError(f"quantity {value} rounds to 0 at lot size {self.lot}")
+        return out
+
+    def round_price(self, value: Decimal) -> str:
+        out = decimal_to_precision(str(value), ROUND, self.tick, TICK_SIZE, NO_PADDING)
+        if Decimal(out) == 0:
+            raise PrecisionError(f"price {value} rounds to 0 at tick size {self.tick}")
+        return out

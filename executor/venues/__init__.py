@@ -1,0 +1,1 @@
+"""Venues the executor trades on: ``paper`` (simulated on MARKET data) and ``ccxt``."""

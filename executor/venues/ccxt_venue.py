@@ -1,0 +1,208 @@
+"""Any ccxt exchange as a venue, through ccxt.async_support with ccxt's rate limiter.
+
+Client order ids go to the exchange (``clientOrderId``), so every lookup, cancel and
+reconciliation finds orders by the id the executor chose. Keys come from environment
+variables or a JSON secrets file readable by the owner only; they are handed to ccxt and
+never logged or put into messages. A timeout or dropped connection during a request
+raises VenueUnknown: the caller must look the order up before doing anything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+from ccxt.base import errors as cx
+from ccxt.base.decimal_to_precision import TICK_SIZE
+
+from executor.model import Order, VenueFill, VenueRejected, VenueReport, VenueUnknown
+from executor.precision import Spec
+from streams.settings import AccountSettings
+
+_STATUS = {"open": "new", "closed": "filled", "canceled": "canceled", "expired": "expired",
+           "rejected": "rejected", "canceling": "pending_cancel"}  # fmt: skip
+
+
+def load_keys(cfg: AccountSettings, env: dict[str, str] | None = None) -> dict[str, str]:
+    """apiKey/secret (and password when the exchange needs one) from env or the file."""
+    env = dict(os.environ) if env is None else env
+    keys: dict[str, str] = {}
+    if cfg.secrets_file:
+        p = Path(cfg.secrets_file)
+        mode = p.stat().st_mode
+        if stat.S_IMODE(mode) & 0o077:
+            raise PermissionError(f"{p}: secrets file must not be readable by others (chmod 600)")
+        data = json.loads(p.read_text())
+        keys.update({k: str(data[k]) for k in ("apiKey", "secret", "password") if k in data})
+    if cfg.api_key_env and env.get(cfg.api_key_env):
+        keys["apiKey"] = env[cfg.api_key_env]
+    if cfg.secret_env and env.get(cfg.secret_env):
+        keys["secret"] = env[cfg.secret_env]
+    return keys
+
+
+def our_symbol(m: dict[str, Any]) -> str | None:
+    base, quote = m.get("base"), m.get("quote")
+    if m.get("spot"):
+        return f"{base}-{quote}"
+    if m.get("swap"):
+        return f"{base}-{quote}-PERP"
+    if m.get("future") and m.get("expiry"):
+        day = dt.datetime.fromtimestamp(m["expiry"] / 1000, tz=dt.UTC).strftime("%Y%m%d")
+        return f"{base}-{quote}-{day}"
+    return None
+
+
+class CcxtVenue:
+    write_ahead = True
+
+    def __init__(self, cfg: AccountSettings) -> None:
+        self.cfg = cfg
+        self.ex: Any = None
+        self.symbols: dict[str, str] = {}  # ours -> ccxt unified
+
+    async def start(self) -> None:
+        klass = getattr(ccxt_async, self.cfg.exchange, None)
+        if klass is None:
+            raise ValueError(f"ccxt has no exchange {self.cfg.exchange!r}")
+        self.ex = klass({
+            **load_keys(self.cfg), "enableRateLimit": True,
+            "timeout": int(self.cfg.request_timeout_s * 1000),
+            "options": dict(self.cfg.options),
+        })  # fmt: skip
+        if self.cfg.urls:
+            api = self.ex.urls.get("api")
+            self.ex.urls["api"] = {**api, **self.cfg.urls} if isinstance(api, dict) else dict(
+                self.cfg.urls)  # fmt: skip
+        await self.ex.load_markets()
+        for m in self.ex.markets.values():
+            ours = our_symbol(m)
+            if ours and m.get("active", True) is not False:
+                self.symbols.setdefault(ours, m["symbol"])
+
+    async def close(self) -> None:
+        if self.ex is not None:
+            await self.ex.close()
+
+    def _sym(self, symbol: str) -> str:
+        try:
+            return self.symbols[symbol]
+        except KeyError:
+            raise VenueRejected(f"{self.cfg.exchange} has no market {symbol}") from None
+
+    async def spec(self, venue: str, symbol: str) -> Spec:
+        m = self.ex.market(self._sym(symbol))
+        limits = m.get("limits") or {}
+        cost_min = (limits.get("cost") or {}).get("min") or 0.0
+        prec = m["precision"]
+
+        def tick(v: Any) -> str:
+            # TICK_SIZE mode stores increments; the digit-count modes store decimals
+            if self.ex.precisionMode == TICK_SIZE:
+                return str(self.ex.number_to_string(v))
+            return f"{Decimal(10) ** -int(v):f}"
+
+        return Spec(tick(prec["price"]), tick(prec["amount"]), float(cost_min),
+                    float(m.get("contractSize") or 1.0))  # fmt: skip
+
+    def _report(self, o: dict[str, Any], cid: str, fills: list[VenueFill] | None = None,
+                contract: float = 1.0) -> VenueReport:  # fmt: skip
+        status = _STATUS.get(o.get("status") or "", "new")
+        filled = float(o.get("filled") or 0.0) * contract
+        if status == "new" and filled > 0:
+            status = "partially_filled"
+        avg = o.get("average")
+        return VenueReport(
+            client_order_id=cid, status=status, venue_order_id=str(o.get("id")),  # type: ignore[arg-type]
+            filled=filled, avg_price=float(avg) if avg else None, fills=fills or [],
+        )  # fmt: skip
+
+    async def submit(self, order: Order) -> VenueReport:
+        sym = self._sym(order.symbol)
+        params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+        kind = "market" if order.order_type in ("market", "stop", "take_profit") else "limit"
+        if order.order_type in ("stop", "stop_limit"):
+            params["triggerPrice"] = order.stop_str
+        elif order.order_type == "take_profit":
+            params["takeProfitPrice"] = order.stop_str
+        if order.time_in_force == "POST_ONLY":
+            params["postOnly"] = True
+        elif kind == "limit":
+            params["timeInForce"] = order.time_in_force
+        if order.reduce_only:
+            params["reduceOnly"] = True
+        try:
+            o = await self.ex.create_order(
+                sym,
+                kind,
+                order.side,
+                order.qty_str,
+                order.price_str if kind == "limit" else None,
+                params,
+            )
+        except (cx.RequestTimeout, cx.NetworkError) as exc:
+            # NetworkError covers disconnects and ExchangeNotAvailable (5xx): the venue may
+            # have accepted the order, so only a lookup can say
+            raise VenueUnknown(f"{type(exc).__name__}") from None
+        except cx.BaseError as exc:
+            raise VenueRejected(_reason(exc)) from None
+        return await self._with_fills(o, order)
+
+    async def cancel(self, order: Order) -> VenueReport | None:
+        sym = self._sym(order.symbol)
+        try:
+            o = await self.ex.cancel_order(None, sym, {"origClientOrderId": order.client_order_id}
+                                           if order.venue_order_id is None else {})  # fmt: skip
+        except cx.OrderNotFound:
+            return None
+        except (cx.RequestTimeout, cx.NetworkError) as exc:
+            raise VenueUnknown(type(exc).__name__) from None
+        except cx.BaseError as exc:
+            raise VenueRejected(_reason(exc)) from None
+        return self._report(o, order.client_order_id)
+
+    async def lookup(self, order: Order) -> VenueReport | None:
+        sym = self._sym(order.symbol)
+        try:
+            o = await self.ex.fetch_order(None, sym, {"origClientOrderId": order.client_order_id})
+        except cx.OrderNotFound:
+            return None
+        except (cx.RequestTimeout, cx.NetworkError) as exc:
+            raise VenueUnknown(type(exc).__name__) from None
+        return await self._with_fills(o, order)
+
+    async def _with_fills(self, o: dict[str, Any], order: Order) -> VenueReport:
+        contract = float(self.ex.market(self._sym(order.symbol)).get("contractSize") or 1.0)
+        fills: list[VenueFill] = []
+        if float(o.get("filled") or 0) > 0 and o.get("id"):
+            try:
+                trades = await self.ex.fetch_my_trades(
+                    self._sym(order.symbol), params={"orderId": o["id"]})  # fmt: skip
+            except (cx.RequestTimeout, cx.NetworkError) as exc:
+                raise VenueUnknown(type(exc).__name__) from None
+            for t in trades:
+                if str(t.get("order")) != str(o["id"]):
+                    continue
+                fee = t.get("fee") or {}
+                fills.append(VenueFill(
+                    trade_id=str(t["id"]), price=float(t["price"]),
+                    size=float(t["amount"]) * contract, fee=float(fee.get("cost") or 0.0),
+                    fee_currency=str(fee.get("currency") or ""),
+                    liquidity=t.get("takerOrMaker") or "unknown",
+                    ts_ns=int(t.get("timestamp") or 0) * 1_000_000,
+                ))  # fmt: skip
+        return self._report(o, order.client_order_id, fills, contract)
+
+    def restore(self, order: Order) -> None:
+        return None  # the exchange holds its own orders
+
+
+def _reason(exc: BaseException) -> str:
+    # ccxt messages are "<exchange> <body>": the venue's own words, no credentials
+    return f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -1,0 +1,219 @@
+"""The executor process: NATS wiring around one Engine per account.
+
+Commands arrive on ``exec.cmd.<account>`` (durable consumer, acked after the command's
+events are stored) and as requests on ``ctl.exec.<account>`` (answered synchronously,
+then recorded on ``exec.cmd``, where the consumer sees them as duplicates). At start the
+state is rebuilt from the account's EXEC history, then reconciled with the venue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+import orjson
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from executor import metrics as m
+from executor.engine import Engine, Marks, command_msg_id
+from executor.venues.base import Venue
+from executor.venues.ccxt_venue import CcxtVenue
+from executor.venues.paper import PaperVenue
+from streams import schemas, subjects
+from streams.consumer import BatchConsumer
+from streams.provision import STREAM_EXEC
+from streams.runtime import Worker
+from streams.schemas import ExecBase, OrderCommand
+from streams.settings import AccountSettings
+
+log = logging.getLogger("executor")
+MARKET_TYPES = ("depth", "bbo", "trade", "mark", "instrument")
+
+
+class JsPublisher:
+    """Acked JetStream publishes with a Nats-Msg-Id, so a redelivered command or a restart
+    that re-emits an event cannot store it twice."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def publish(self, subject: str, msg: ExecBase, msg_id: str) -> None:
+        await self.js.publish(subject, schemas.encode(msg), headers={subjects.H_MSG_ID: msg_id})
+
+    async def dlq(self, data: bytes, reason: str) -> None:
+        m.DLQ.inc()
+        await self.js.publish(
+            subjects.dlq("executor"), data, headers={subjects.H_REASON: reason[:500]}
+        )
+
+
+async def read_history(js: JetStreamContext, account: str) -> list[object]:
+    """This account's commands and order events, in stream order."""
+    cfg = ConsumerConfig(
+        filter_subjects=[subjects.exec_cmd(account), subjects.exec_evt(account, "*", "*")],
+        ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
+    )  # fmt: skip
+    psub = await js.pull_subscribe("", stream=STREAM_EXEC, config=cfg)
+    out: list[object] = []
+    try:
+        left = int((await psub.consumer_info()).num_pending or 0)
+        while left > 0:
+            for msg in await psub.fetch(min(left, 1000), timeout=5.0):
+                left -= 1
+                try:
+                    out.append(schemas.decode_exec(msg.data))
+                except msgspec.DecodeError:
+                    continue  # a foreign message on our subjects is not our history
+    finally:
+        await psub.unsubscribe()
+    return out
+
+
+def make_venue(cfg: AccountSettings) -> Venue:
+    return PaperVenue(cfg) if cfg.venue == "paper" else CcxtVenue(cfg)
+
+
+class Executor:
+    def __init__(self, w: Worker) -> None:
+        assert w.js is not None and w.nc is not None
+        self.w = w
+        self.cfg = w.settings.executor
+        self.js = w.js
+        self.nc = w.nc
+        self.pub = JsPublisher(self.js)
+        self.marks = Marks()
+        self.engines: dict[str, Engine] = {}
+        self.papers: list[tuple[PaperVenue, Engine]] = []
+
+    def _clock(self, venue: Venue) -> Callable[[], float]:
+        if isinstance(venue, PaperVenue) and self.cfg.market_prefix.startswith("replay."):
+            return lambda: venue.now_ns / 1e9  # a backtest runs on the replayed time
+        return time.time
+
+    async def start(self) -> None:
+        for account, acfg in self.cfg.accounts.items():
+            venue = make_venue(acfg)
+            await venue.start()
+            e = Engine(account, acfg, venue, self.pub, self.marks, self._clock(venue))
+            e.restore(await read_history(self.js, account))
+            self.engines[account] = e
+            if isinstance(venue, PaperVenue):
+                self.papers.append((venue, e))
+        for kind in MARKET_TYPES:
+            await self.nc.subscribe(
+                f"{self.cfg.market_prefix}{subjects.market_filter(kind, '*', '*')}",
+                cb=self._on_market,
+            )  # fmt: skip
+        for account in self.engines:
+            await self.nc.subscribe(subjects.exec_req(account), cb=self._on_request)
+        await self.nc.subscribe(subjects.EXEC_HALT, cb=self._on_halt)
+        try:
+            last = await self.js.get_last_msg(STREAM_EXEC, subjects.EXEC_HALT)
+            await self._halt(last.data or b"{}")
+        except NotFoundError:
+            pass
+        for e in self.engines.values():
+            await e.reconcile(restart=True)
+
+    async def _on_market(self, msg: Msg) -> None:
+        try:
+            data = schemas.decode(msg.data)
+        except msgspec.DecodeError:
+            return  # the normalizer dead-letters bad market data; nothing to add here
+        self.marks.on_market(data)
+        for venue, e in self.papers:
+            reports = venue.on_market(data)
+            if reports:
+                await e.on_reports(reports)
+
+    async def _on_request(self, msg: Msg) -> None:
+        try:
+            cmd = schemas.decode_exec(msg.data)
+            if not isinstance(cmd, OrderCommand):
+                raise msgspec.ValidationError(f"expected an order_command, got {type(cmd)}")
+        except msgspec.DecodeError as exc:
+            await msg.respond(orjson.dumps({"accepted": False, "reason": f"bad command: {exc}"}))
+            await self.pub.dlq(msg.data, f"bad command: {exc}")
+            return
+        e = self.engines.get(cmd.account)
+        if e is None:
+            await msg.respond(orjson.dumps({"accepted": False, "reason": "unknown account"}))
+            return
+        reply = await e.handle(cmd)
+        await msg.respond(msgspec.json.encode(reply))
+        if not reply.duplicate:
+            await self.js.publish(subjects.exec_cmd(cmd.account), msg.data,
+                                  headers={subjects.H_MSG_ID: command_msg_id(cmd)})  # fmt: skip
+
+    async def _on_halt(self, msg: Msg) -> None:
+        await self._halt(msg.data)
+
+    async def _halt(self, data: bytes) -> None:
+        try:
+            body = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            body = {}
+        on = bool(body.get("halt", True)) if isinstance(body, dict) else True
+        reason = str(body.get("reason") or "kill switch") if isinstance(body, dict) else ""
+        for e in self.engines.values():
+            done = await e.halt(reason if on else None)
+            extra = {"account": e.account, "reason": reason, "cancelled": len(done)}
+            log.warning("halt" if on else "resume", extra=extra)
+
+    async def handle_batch(self, batch: list[Msg]) -> None:
+        for msg in batch:
+            try:
+                cmd = schemas.decode_exec(msg.data)
+                if not isinstance(cmd, OrderCommand):
+                    raise msgspec.ValidationError(f"expected an order_command, got {type(cmd)}")
+            except msgspec.DecodeError as exc:
+                if msg.subject.startswith("exec.cmd."):
+                    await self.pub.dlq(msg.data, f"bad command: {exc}")
+                continue
+            e = self.engines.get(cmd.account)
+            if e is None:
+                await self.pub.dlq(msg.data, f"account {cmd.account} not served by this executor")
+                continue
+            await e.handle(cmd)
+
+    async def close(self) -> None:
+        for e in self.engines.values():
+            await e.venue.close()
+
+
+async def main(w: Worker) -> None:
+    ex = Executor(w)
+    await ex.start()
+    cfg = ex.cfg
+    consumer = BatchConsumer(ex.js, STREAM_EXEC, cfg.consumer, filter_subject="exec.cmd.>")
+    await consumer.start()
+    w.health.set("ok", accounts=sorted(ex.engines))
+    next_reconcile = time.monotonic() + cfg.reconcile_interval_s
+    next_position = time.monotonic() + cfg.position_interval_s
+    try:
+        while not w.stop.is_set():
+            batch = await consumer.fetch(timeout=cfg.timer_interval_s)
+            if batch:
+                await ex.handle_batch(batch)
+                await consumer.ack_through(batch[-1])
+            for e in ex.engines.values():
+                await e.tick()
+            now = time.monotonic()
+            if now >= next_reconcile:
+                next_reconcile = now + cfg.reconcile_interval_s
+                for e in ex.engines.values():
+                    await e.reconcile()
+            if now >= next_position:
+                next_position = now + cfg.position_interval_s
+                for e in ex.engines.values():
+                    for key in list(e.positions):
+                        await e.emit_position(key, periodic=True)
+                w.health.set(open={a: len(e.active) for a, e in ex.engines.items()})
+    finally:
+        await consumer.stop()
+        await ex.close()
