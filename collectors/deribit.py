@@ -16,7 +16,8 @@ CHANNELS (setting name -> Deribit channel -> raw subject):
 serves ``raw`` only to authenticated connections, and this collector is public);
 ``chart_resolution`` (default ``1``, minutes or ``1D``); ``stale_channels`` (default
 ``book,ticker``): channels that push continuously, so silence on one of them for
-``stale_after_s`` means a dead feed even while heartbeats still arrive.
+``stale_after_s`` means a dead feed even while heartbeats still arrive; ``heartbeat_s``
+(default ``max(10, ping_interval_s)``) for ``public/set_heartbeat``.
 
 Venue rules honoured: after connecting we call ``public/set_heartbeat`` (interval
 ``ping_interval_s``, Deribit's minimum is 10 s) and answer every ``test_request`` with
@@ -281,9 +282,11 @@ class DeribitCollector:
     async def _session(self, ws: ClientConnection, link: Link) -> str:
         """Heartbeat, subscribe, then read frames until the connection ends."""
         await self._conn_event(link, "connected")
-        heartbeat = max(MIN_HEARTBEAT_S, int(self.cfg.ping_interval_s))
-        heartbeat = int(self.cfg.options.get("heartbeat_s", heartbeat))
-        await self._call(ws, "public/set_heartbeat", {"interval": heartbeat})
+        heartbeat = float(
+            self.cfg.options.get("heartbeat_s", max(MIN_HEARTBEAT_S, self.cfg.ping_interval_s))
+        )
+        interval = int(heartbeat) if heartbeat.is_integer() else heartbeat
+        await self._call(ws, "public/set_heartbeat", {"interval": interval})
         self.link.ws = ws
         now = time.monotonic()
         self.link.last_frame = now
