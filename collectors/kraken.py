@@ -1,0 +1,324 @@
+"""Kraken spot WebSocket v2 public collector: one connection, explicit subscribes, REST
+instruments (AssetPairs via ccxt).
+
+CHANNELS (setting name = Kraken v2 channel -> subscribe params -> raw subject):
+  trade, ticker                {"channel", "symbol": [..]}         raw.kraken.<channel>.<BTC/USD>
+  book                         + "depth" (options.depth, 10)       raw.kraken.book.<BTC/USD>
+  ohlc                         + "interval" (options.interval, 1)  raw.kraken.ohlc.<BTC/USD>
+  instrument                   {"channel": "instrument"}           raw.kraken.instrument.ALL
+  (REST)  GET /0/public/AssetPairs                                 raw.kraken.instruments.ALL
+  (ours)  connection events                                        raw.kraken.conn.ALL
+  (venue) acks/errors, pong, heartbeat, status                     raw.kraken.control.ALL
+  (venue) anything unroutable                                      raw.kraken.unknown.ALL
+Frames are published byte for byte. Venue rules honoured: symbols are batched per subscribe
+request (``SYMBOLS_PER_REQUEST``); Kraken pushes ``{"channel":"heartbeat"}`` every second
+while subscribed, and we send ``{"method":"ping"}`` after ping_interval_s of silence;
+books come as a WebSocket snapshot then updates, so a resync (``ctl.snapshot.kraken.
+<BTC-USD>``) is an unsubscribe + subscribe of that book, whose fresh snapshot arrives
+through the stream. Stale feeds: no frame at all for stale_after_s, or none on a channel
+listed in ``options.stale_channels`` (default ``book``) for stale_after_s, ends the
+connection (a ``disconnected`` event, so gaps are recorded) and reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Any
+
+import ccxt.async_support as ccxt
+import orjson
+import websockets
+from nats.aio.msg import Msg
+from websockets.asyncio.client import ClientConnection
+
+from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
+from streams import subjects
+from streams.runtime import Worker
+from streams.settings import VenueSettings
+
+log = logging.getLogger("collectors.kraken")
+
+VENUE = "kraken"
+PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
+CHANNELS = frozenset((*PER_SYMBOL, "instrument"))
+DEPTHS = (10, 25, 100, 500, 1000)
+INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+INSTRUMENTS_REFRESH_S = 3600.0
+# Kraken documents no per-request symbol cap; small batches keep each ack burst short.
+SYMBOLS_PER_REQUEST = 50
+_CHANNEL = b'{"channel":"'
+_SYMBOL = b'"symbol":"'
+
+
+def route(frame: bytes) -> tuple[str, str]:
+    """(channel, pair) of a frame by slicing bytes: Kraken writes ``channel`` first and
+    the pair as the first ``symbol`` of ``data``; the normalizer parses properly."""
+    if frame.startswith(_CHANNEL):
+        end = frame.find(b'"', len(_CHANNEL), 40)
+        channel = frame[len(_CHANNEL) : end].decode("ascii", "replace") if end > 0 else ""
+        if channel in ("heartbeat", "status"):
+            return "control", "ALL"
+        if channel == "instrument":
+            return "instrument", "ALL"
+        if channel in PER_SYMBOL:
+            i = frame.find(_SYMBOL, end, 400)
+            if i > 0:
+                j = frame.find(b'"', i + len(_SYMBOL), i + len(_SYMBOL) + 40)
+                pair = frame[i + len(_SYMBOL) : j].decode("utf-8", "replace") if j > 0 else ""
+                if pair and "/" in pair and subjects.token(pair) == pair:
+                    return channel, pair
+        return "unknown", "ALL"
+    if frame.startswith(b'{"method":') or (frame.startswith(b"{") and b'"method":"' in frame):
+        return "control", "ALL"
+    return "unknown", "ALL"
+
+
+def _params(cfg: VenueSettings, channel: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if channel == "book":
+        extra["depth"] = int(cfg.options.get("depth", "10"))
+    elif channel == "ohlc":
+        extra["interval"] = int(cfg.options.get("interval", "1"))
+    return extra
+
+
+def subscriptions(cfg: VenueSettings) -> list[dict[str, Any]]:
+    """The subscribe requests' ``params``, symbols batched per channel."""
+    out: list[dict[str, Any]] = []
+    for ch in cfg.channels:
+        if ch == "instrument":
+            out.append({"channel": "instrument"})
+            continue
+        for i in range(0, len(cfg.symbols), SYMBOLS_PER_REQUEST):
+            chunk = cfg.symbols[i : i + SYMBOLS_PER_REQUEST]
+            out.append({"channel": ch, "symbol": chunk, **_params(cfg, ch)})
+    return out
+
+
+def check(cfg: VenueSettings) -> None:
+    unknown = set(cfg.channels) - CHANNELS
+    if unknown:
+        raise ValueError(f"collector.kraken.channels: unknown channels {sorted(unknown)}")
+    if int(cfg.options.get("depth", "10")) not in DEPTHS:
+        raise ValueError(f"collector.kraken.options.depth must be one of {DEPTHS}")
+    if int(cfg.options.get("interval", "1")) not in INTERVALS:
+        raise ValueError(f"collector.kraken.options.interval must be one of {INTERVALS}")
+    bad = [s for s in cfg.symbols if s.count("/") != 1 or "-" in s]
+    if bad:
+        raise ValueError(f"collector.kraken.symbols: not Kraken v2 pairs (BTC/USD): {bad}")
+
+
+class KrakenCollector:
+    def __init__(self, w: Worker, cfg: VenueSettings, flush_every: int) -> None:
+        assert w.nc is not None and w.js is not None
+        check(cfg)
+        self.w = w
+        self.cfg = cfg
+        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.rest_lock = asyncio.Lock()
+        # ONE ccxt client per venue: its rate limiter spaces every REST call of this venue
+        self.exchange = ccxt.kraken({"enableRateLimit": True})
+        self.exchange.urls["api"]["public"] = cfg.rest_url.rstrip("/")
+        self.subs = subscriptions(cfg)
+        self.stale_channels = [
+            c.strip()
+            for c in cfg.options.get("stale_channels", "book").split(",")
+            if c.strip() in cfg.channels
+        ]
+        self.last_seen: dict[str, float] = {}
+        self.req_ids = itertools.count(1)
+        self.link = Link(url=cfg.ws_url, backoff=Backoff(cfg.reconnect))
+
+    def _request(self, method: str, params: dict[str, Any] | None = None) -> str:
+        body: dict[str, Any] = {"method": method, "req_id": next(self.req_ids)}
+        if params is not None:
+            body["params"] = params
+        return orjson.dumps(body).decode()
+
+    # -- REST ----------------------------------------------------------------------------
+    async def fetch_instruments(self) -> None:
+        async with self.rest_lock:  # last_http_response belongs to the last request
+            try:
+                await self.exchange.public_get_assetpairs()
+            except Exception as exc:
+                REST.labels(VENUE, "AssetPairs", "error").inc()
+                raise RuntimeError(f"AssetPairs: {type(exc).__name__}: {exc}") from None
+            body = self.exchange.last_http_response
+            recv = time.time_ns()
+        REST.labels(VENUE, "AssetPairs", "ok").inc()
+        data = body.encode() if isinstance(body, str) else body
+        await self.pub.publish("instruments", "ALL", data, recv, "rest", durable=True)
+
+    async def _instruments_until_ok(self) -> bool:
+        """Instruments go to RAW before the first data frame: retry until done."""
+        backoff = Backoff(self.cfg.reconnect)
+        while not self.w.stop.is_set():
+            try:
+                await self.fetch_instruments()
+                return True
+            except Exception as exc:
+                wait = backoff.next()
+                log.warning(
+                    "kraken AssetPairs failed, retrying",
+                    extra={"error": str(exc)[:300], "retry_in_s": round(wait, 2)},
+                )
+                self.w.health.set("retrying", error=str(exc)[:300])
+                if await self.w.sleep(wait):
+                    return False
+        return False
+
+    async def _instruments_refresh(self) -> None:
+        while not await self.w.sleep(INSTRUMENTS_REFRESH_S):
+            await self._instruments_until_ok()
+
+    # -- resync --------------------------------------------------------------------------
+    async def _on_ctl_snapshot(self, msg: Msg) -> None:
+        """``ctl.snapshot.kraken.<BTC-USD>``: re-subscribe that book for a new snapshot."""
+
+        async def reply(body: dict[str, Any]) -> None:
+            if msg.reply:
+                try:
+                    await msg.respond(orjson.dumps(body))
+                except Exception as exc:  # the requester went away; nothing to undo
+                    log.debug("ctl reply failed", extra={"error": repr(exc)})
+
+        symbol = msg.subject.split(".")[-1]
+        native = symbol.replace("-", "/", 1)
+        if native not in self.cfg.symbols or "book" not in self.cfg.channels:
+            await reply({"ok": False, "error": f"book not collected: {symbol}"})
+            return
+        ws = self.link.ws
+        if ws is None:
+            await reply({"ok": False, "error": "not connected (a snapshot follows connecting)"})
+            return
+        params = {"channel": "book", "symbol": [native], **_params(self.cfg, "book")}
+        try:
+            await ws.send(self._request("unsubscribe", params))
+            await ws.send(self._request("subscribe", params))
+        except Exception as exc:
+            await reply({"ok": False, "error": str(exc)[:300]})
+            return
+        await reply({"ok": True, "symbol": native})
+
+    # -- WebSocket -----------------------------------------------------------------------
+    async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
+        now = time.time_ns()
+        body = orjson.dumps(
+            {"event": event, "conn": link.conn, "symbols": sorted(self.cfg.symbols),
+             "reason": reason, "ts": now}
+        )  # fmt: skip
+        await self.pub.publish("conn", "ALL", body, now, link.conn, durable=True)
+
+    async def _session(self, ws: ClientConnection, link: Link) -> str:
+        """Subscribe, then read frames until the connection ends; returns why it ended."""
+        await self._conn_event(link, "connected")
+        for params in self.subs:
+            await ws.send(self._request("subscribe", params))
+        link.ws = ws
+        log.info("kraken connected", extra={"conn": link.conn, "requests": len(self.subs)})
+        publish = self.pub.publish
+        nats_epoch = self.pub.nats_epoch
+        epoch = nats_epoch()
+        conn = link.conn
+        now = time.monotonic()
+        link.last_frame = now
+        last_seen = self.last_seen
+        for ch in self.stale_channels:
+            last_seen[ch] = now  # each watched channel gets a full period from connecting
+        watchdog = asyncio.create_task(self._watchdog(ws))
+        try:
+            while True:
+                try:
+                    frame = await ws.recv(decode=False)
+                except websockets.ConnectionClosed as exc:
+                    return link.ended[0] if link.ended else f"closed by venue: {exc}"
+                recv_ns = time.time_ns()
+                link.last_frame = now = time.monotonic()
+                if isinstance(frame, str):
+                    frame = frame.encode()
+                channel, target = route(frame)
+                last_seen[channel] = now
+                await publish(channel, target, frame, recv_ns, conn)
+                if channel == "control" and b'"success":false' in frame:
+                    log.warning(
+                        "kraken request failed",
+                        extra={"frame": frame[:300].decode("utf-8", "replace")},
+                    )
+                if nats_epoch() != epoch:
+                    return "nats reconnected: frames sent before it may be lost"
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        """Pings after ping_interval_s of silence; closes the connection when stopping, when
+        nothing came for stale_after_s, or a watched channel went quiet that long."""
+        pinged = 0.0
+        stale = self.cfg.stale_after_s
+        while True:
+            if await self.w.sleep(0.25):
+                self.link.ended.append("stopping")
+                break
+            now = time.monotonic()
+            idle = now - self.link.last_frame
+            if idle > stale:
+                self.link.ended.append(f"stale: no frame for {stale}s")
+                break
+            quiet = [c for c in self.stale_channels if now - self.last_seen.get(c, now) > stale]
+            if quiet:
+                self.link.ended.append(f"stale: no {quiet[0]} frame for {stale}s")
+                break
+            if idle > self.cfg.ping_interval_s and now - pinged > self.cfg.ping_interval_s:
+                pinged = now
+                try:
+                    await ws.send(self._request("ping"))
+                except Exception:  # closing: the reader reports why
+                    break
+        await ws.close()
+
+    async def _report_loop(self) -> None:
+        """Once a second: metrics, backoff reset and health while frames flow."""
+        while not await self.w.sleep(1.0):
+            self.pub.flush_metrics()
+            if (
+                self.link.connected
+                and time.monotonic() - self.link.last_frame < 5.0 + self.cfg.ping_interval_s
+            ):
+                self.link.backoff.reset()
+                self.w.health.set(
+                    "ok", frames=self.pub.published, confirmed=self.pub.confirmed,
+                    reconnects=self.link.reconnects, unconfirmed=self.pub.unconfirmed,
+                )  # fmt: skip
+
+    async def run(self) -> None:
+        w = self.w
+        assert w.nc is not None
+        sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
+        reporter = asyncio.create_task(self._report_loop())
+        refresher: asyncio.Task[None] | None = None
+        try:
+            if await self._instruments_until_ok():
+                refresher = asyncio.create_task(self._instruments_refresh())
+                # ping_interval None: Kraken wants its JSON ping (sent by the watchdog)
+                await keep_connected(
+                    w, VENUE, self.link, self._session, self._conn_event,
+                    lambda: self.link.reconnects,
+                )  # fmt: skip
+        finally:
+            reporter.cancel()
+            if refresher is not None:
+                refresher.cancel()
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already closing
+                pass
+            self.pub.flush_metrics()
+            await self.exchange.close()
+
+
+async def run(w: Worker) -> None:
+    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    settings = w.settings.collector
+    await KrakenCollector(w, settings.kraken, settings.flush_every).run()
