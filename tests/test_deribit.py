@@ -496,3 +496,276 @@ def test_injected_faults_detected_and_healed_by_a_snapshot(fault: str, reason: s
     for i in range(50):  # healed: the chain continues from the fresh snapshot
         assert _feed(n, st, sim, sim.change(START), 400 + i) is None
     assert st.book.levels() == _true(sim)
+
+
+# -- the emulator's protocol -----------------------------------------------------------
+async def test_emulator_protocol() -> None:
+    async with (
+        DeribitEmulator(["BTC-PERPETUAL"], seed=5, min_heartbeat_s=0.2) as emu,
+        websockets.connect(emu.ws_url) as ws,
+    ):
+
+        async def call(req_id: int, method: str, params: dict) -> dict:
+            await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": req_id, "method": method,
+                                        "params": params}).decode())  # fmt: skip
+            return orjson.loads(await ws.recv())
+
+        assert (await call(1, "public/set_heartbeat", {"interval": 0.1}))["error"]["code"] == -32602
+        assert (await call(2, "public/set_heartbeat", {"interval": 0.3}))["result"] == "ok"
+        rep = await call(
+            3,
+            "public/subscribe",
+            {"channels": ["book.BTC-PERPETUAL.100ms", "book.NOPE-PERPETUAL.100ms"]},
+        )
+        assert rep["id"] == 3 and rep["result"] == ["book.BTC-PERPETUAL.100ms"]
+        snap = orjson.loads(await ws.recv())
+        d = snap["params"]["data"]
+        assert snap["params"]["channel"] == "book.BTC-PERPETUAL.100ms" and d["type"] == "snapshot"
+        assert len(d["bids"]) == 59 and all(lv[0] == "new" for lv in d["bids"] + d["asks"])
+        beat = orjson.loads(await ws.recv())
+        assert beat == {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}
+        assert (await call(4, "public/test", {}))["result"] == {"version": "1.2.26"}
+        await ws.send("{bad json")
+        assert orjson.loads(await ws.recv())["error"]["code"] == -32700
+        assert (await call(5, "public/buy", {}))["error"]["code"] == -32601
+        await emu.emit(4, books_every=2)
+        frames = [orjson.loads(await ws.recv())["params"]["data"] for _ in range(2)]
+        assert frames[0]["prev_change_id"] == d["change_id"]
+        assert frames[1]["prev_change_id"] == frames[0]["change_id"] > d["change_id"]
+        # a heartbeat left unanswered: Deribit (and the emulator) closes the connection
+        with pytest.raises(websockets.ConnectionClosed):
+            for _ in range(50):
+                await asyncio.wait_for(ws.recv(), 2)
+
+
+# -- the collector against the emulator, into ClickHouse -------------------------------
+def collector_settings(tmp_path: Path, url: str, emu: DeribitEmulator, **cfg: Any) -> Settings:
+    venue = {
+        "ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": list(emu.sims),
+        "channels": ["trades", "book", "quote", "ticker", "chart.trades"],
+        "reconnect": {"min_s": 0.1, "max_s": 0.5}, **cfg,
+    }  # fmt: skip
+    return make_settings(
+        tmp_path, url, collector={"deribit": venue, "flush_every": 500},
+        sink={"flush_interval_s": 0.2}, orderbook={"depth_interval_ms": 50,
+                                                    "snapshot_retry_s": 0.3},
+    )  # fmt: skip
+
+
+async def take(sub: Any, n: int, timeout: float = 20.0) -> list:
+    out: list = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(out) < n and asyncio.get_running_loop().time() < deadline:
+        try:
+            out.append(await sub.next_msg(timeout=0.5))
+        except Exception:
+            continue
+    return out
+
+
+async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
+    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
+    try:
+        return await take(sub, n, timeout)
+    finally:
+        await sub.unsubscribe()
+
+
+async def rows(nc: Client, query: str, want: int, timeout: float = 30) -> list:
+    deadline = asyncio.get_running_loop().time() + timeout
+    got: list = []
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            got = (await sql.query(nc, query, timeout=5, max_rows=100_000)).rows
+        except Exception:
+            got = []
+        if len(got) >= want:
+            return got
+        await asyncio.sleep(0.3)
+    return got
+
+
+async def test_collector_normalizer_sink_end_to_end(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    from sinks.clickhouse.worker import main as sink_main
+
+    insts = ["BTC-PERPETUAL", "BTC-27DEC24-100000-C"]
+    async with DeribitEmulator(insts, seed=3) as emu:
+        settings = collector_settings(tmp_path, nats_server.url, emu)
+        market = await js.subscribe(
+            subjects.market_filter("book", "deribit"), stream=STREAM_MARKET, ordered_consumer=True
+        )
+        async with (
+            inprocess("sink", sink_main, settings),
+            inprocess("normalizer", normalizer_main, settings),
+            inprocess("collector", collector_main, settings),
+        ):
+            await emu.wait_subscribed(10, timeout=15)
+            await emu.emit(1000, books_every=2, tickers_every=10)
+
+            by_kind: dict[str, list[bytes]] = {}
+            for k, _, f in emu.sent:
+                by_kind.setdefault(k, []).append(f)
+            got = await raw_messages(js, "raw.deribit.trades.>", len(by_kind["trades"]))
+            assert [m.data for m in got] == by_kind["trades"]  # once, in order, untouched
+            assert {m.subject for m in got} == {f"raw.deribit.trades.{i}" for i in insts}
+            assert len({m.headers[subjects.H_CONN] for m in got}) == 1
+            books = await raw_messages(js, "raw.deribit.book.>", len(by_kind["book"]))
+            assert [m.data for m in books] == by_kind["book"]
+            info = await raw_messages(js, "raw.deribit.instruments.BTC", 2)
+            assert len(info) == 2 and emu.rest_calls == {"BTC:future": 1, "BTC:option": 1}
+            first = min(m.metadata.sequence.stream for m in got + books)
+            assert max(m.metadata.sequence.stream for m in info) < first  # instruments first
+            control = [orjson.loads(m.data) for m in await raw_messages(
+                js, "raw.deribit.control.ALL", 2)]  # fmt: skip
+            assert control[0]["result"] == "ok"  # set_heartbeat
+            assert len(control[1]["result"]) == 10  # one batched subscribe, all accepted
+
+            # MARKET books rebuild the emulator's true books (inverse amounts / price)
+            msgs = [schemas.decode(m.data) for m in await take(market, len(by_kind["book"]))]
+            assert len(msgs) == len(by_kind["book"])
+            states: dict[str, BookState] = {}
+            for m in msgs:
+                assert isinstance(m, schemas.Book)
+                st = states.setdefault(m.symbol, BookState(rule_for(m.symbol)))
+                assert st.feed(m) is None
+            for i in insts:
+                assert states[to_symbol(i)].book.levels() == _true(emu.sims[i])
+
+            # ClickHouse: exact counts and values
+            trades = [orjson.loads(f)["params"]["data"][0] for f in by_kind["trades"]]
+            want = {(to_symbol(t["instrument_name"]), t["trade_id"], t["price"],
+                     t["amount"] / t["price"] if DEFAULT_SPECS[t["instrument_name"]].inverse
+                     else t["amount"], t["direction"]) for t in trades}  # fmt: skip
+            got_rows = await rows(nc, "SELECT symbol, id, price, size, side FROM trades "
+                                  "WHERE venue = 'deribit'", len(want))  # fmt: skip
+            assert len(got_rows) == len(want) == 1000
+            assert {tuple(r) for r in got_rows} == want
+            liq = sum(len(t.get("liquidation", "")) for t in trades)
+            assert liq > 0
+            counts = {
+                "liquidations": liq,
+                "book_updates": len(by_kind["book"]),
+                "bbo": len(by_kind["quote"]),
+                "tickers": len(by_kind["ticker"]),
+                "marks": len(by_kind["ticker"]),
+                "open_interest": len(by_kind["ticker"]),
+                "funding": sum(b"PERPETUAL" in f[:90] for f in by_kind["ticker"]),
+                "instruments": 2,
+            }
+            for table, n in counts.items():
+                r = await rows(nc, f"SELECT count() FROM {table} WHERE venue = 'deribit' "
+                               f"HAVING count() >= {n}", 1)  # fmt: skip
+                assert r and r[0][0] == n, (table, r, n)
+            candles = await rows(nc, "SELECT symbol, ts_open, closed, close, volume FROM candles "
+                                 "WHERE venue = 'deribit' AND closed", 1)  # fmt: skip
+            assert candles  # the simulated clock crossed minutes: closed candles exist
+            inst = await rows(
+                nc,
+                "SELECT symbol, kind, contract_size, strike, option_type "
+                "FROM instruments WHERE venue = 'deribit' ORDER BY symbol",
+                2,
+            )
+            assert [tuple(r) for r in inst] == [
+                ("BTC-USD-20241227-100000-C", "option", 1.0, 100000.0, "call"),
+                ("BTC-USD-PERP", "perpetual", 10.0, None, None)]  # fmt: skip
+        await market.unsubscribe()
+
+
+async def test_collector_heartbeats_and_reconnects_on_a_stale_channel(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    async with DeribitEmulator(["BTC-PERPETUAL"], seed=4, min_heartbeat_s=0.2) as emu:
+        settings = collector_settings(
+            tmp_path, nats_server.url, emu, channels=["trades", "book"], stale_after_s=1.5,
+            options={"heartbeat_s": "0.3", "stale_channels": "book"},
+        )  # fmt: skip
+        async with inprocess("collector", collector_main, settings) as w:
+            await emu.wait_subscribed(2, timeout=15)
+            await emu.wait_for(lambda: any(c.tests >= 3 for c in emu.clients), timeout=10)
+            # heartbeats flow and are answered, but the book is silent: stale -> reconnect
+            await emu.wait_for(lambda: not emu.clients, timeout=10)
+            await emu.wait_subscribed(2, timeout=15)
+            conn = [orjson.loads(m.data) for m in await raw_messages(js, "raw.deribit.conn.ALL", 3)]
+            assert [c["event"] for c in conn] == ["connected", "disconnected", "connected"]
+            assert conn[1]["reason"] == "stale: no book frame for 1.5s"
+            assert conn[1]["symbols"] == ["BTC-PERPETUAL"]
+            snaps = await raw_messages(js, "raw.deribit.book.BTC-PERPETUAL", 2)
+            assert [b'"type":"snapshot"' in m.data for m in snaps] == [True, True]
+            # a connection dropped by the venue: reconnect and resubscribe too
+            await emu.emit(20)
+            await emu.drop_connections()
+            await emu.wait_subscribed(2, timeout=15)
+            conn = [orjson.loads(m.data) for m in await raw_messages(js, "raw.deribit.conn.ALL", 5)]
+            assert [c["event"] for c in conn][3:] == ["disconnected", "connected"]
+            assert w.health.state in ("ok", "reconnecting", "starting")
+    n = Normalizer()
+    out = n.normalize("raw.deribit.conn.ALL", orjson.dumps(conn[1]), RECV, 1)
+    assert not isinstance(out, Dead)
+    [gap] = [schemas.decode(o.data) for o in out]
+    assert isinstance(gap, schemas.Gap) and (gap.symbol, gap.reason) == ("BTC-USD-PERP",
+                                                                         "reconnect")  # fmt: skip
+
+
+async def test_orderbook_service_detects_faults_and_resyncs_through_the_stream(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    """collector -> normalizer -> orderbook in-process: every wire fault becomes a gap, the
+    service's ctl.snapshot makes the collector re-subscribe, and the book heals."""
+    from orderbook.service import main as orderbook_main
+
+    inst, symbol = "BTC-PERPETUAL", "BTC-USD-PERP"
+
+    async def synced(timeout: float = 15) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
+        b: dict = {}
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                msg = await nc.request(subjects.book_get("deribit", symbol), b"", timeout=2)
+                b = orjson.loads(msg.data)
+            except Exception:
+                b = {}
+            if b.get("valid") and b.get("seq") == emu.sims[inst].change_id:
+                return b
+            if not b.get("valid"):
+                await emu.emit(4)  # the service asks for a snapshot when a change finds it invalid
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not synced: {b.get('valid')} {b.get('seq')}")
+
+    def as_lists(levels: tuple[list, list]) -> tuple[list, list]:
+        return [list(x) for x in levels[0]], [list(x) for x in levels[1]]
+
+    gaps = await js.subscribe(
+        subjects.market_filter("gap", "deribit"), stream=STREAM_MARKET, ordered_consumer=True
+    )
+    async with DeribitEmulator([inst], seed=8) as emu:
+        settings = collector_settings(tmp_path, nats_server.url, emu, channels=["book"])
+        async with (
+            inprocess("orderbook", orderbook_main, settings),
+            inprocess("normalizer", normalizer_main, settings),
+            inprocess("collector", collector_main, settings),
+        ):
+            await emu.wait_subscribed(1, timeout=15)
+            await emu.emit(2000)
+            b = await synced()
+            assert (b["bids"], b["asks"]) == as_lists(_true(emu.sims[inst]))
+            for fault, reason in (("drop", "sequence"), ("reorder", "sequence"),
+                                  ("corrupt", "sequence"), ("cross", "crossed")):  # fmt: skip
+                subs = sum(r["method"] == "public/subscribe" for r in emu.requests)
+                await emu.emit(200, fault=fault)
+                [gap] = await take(gaps, 1, timeout=10)
+                g = schemas.decode(gap.data)
+                assert isinstance(g, schemas.Gap) and g.reason == reason, (fault, g)
+                b = await synced()
+                assert (b["bids"], b["asks"]) == as_lists(_true(emu.sims[inst])), fault
+                assert sum(r["method"] == "public/subscribe" for r in emu.requests) > subs
+            # a duplicate is harmless: JetStream drops the second copy (same Nats-Msg-Id)
+            await emu.emit(200, fault="duplicate")
+            b = await synced()
+            assert await take(gaps, 1, timeout=1.0) == []
+            ops = [r["method"] for r in emu.requests if "subscribe" in r["method"]]
+            assert ops[-2:] == ["public/unsubscribe", "public/subscribe"]
+            bad = await nc.request("ctl.snapshot.deribit.ETH-USD-PERP", b"{}", timeout=5)
+            assert orjson.loads(bad.data)["ok"] is False
+    await gaps.unsubscribe()
