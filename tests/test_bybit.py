@@ -492,3 +492,69 @@ def test_topic_plan_per_category() -> None:
                               channels=["orderbook.50", "orderbook.200"])  # fmt: skip
     with pytest.raises(ValueError):
         topics(two_books, "linear")
+
+
+async def test_orderbook_service_faults_resync_and_100k_deltas(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    """collector -> normalizer -> orderbook in-process against the emulator's true book:
+    each injected fault is detected (a duplicate is dropped by JetStream's Nats-Msg-Id
+    dedup before the book sees it), recorded as a gap, healed through ctl.snapshot, and
+    after 100k more deltas the served book is exactly the venue's."""
+    from orderbook.service import main as orderbook_main
+
+    async def synced(timeout: float = 20) -> dict:
+        sim = emu.sim("BTCUSDT")
+        deadline = asyncio.get_running_loop().time() + timeout
+        b: dict = {}
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                msg = await nc.request(subjects.book_get("bybit", "BTC-USDT-PERP"), b"", timeout=2)
+                b = orjson.loads(msg.data)
+            except Exception:
+                b = {}
+            if b.get("valid") and b.get("seq") == sim.u:
+                assert (
+                    [tuple(x) for x in b["bids"]],
+                    [tuple(x) for x in b["asks"]],
+                ) == sim.true_book(50)
+                return b
+            if not b.get("valid"):  # keep the venue moving so the resync can complete
+                await emu.emit(5, "BTCUSDT", trades=False)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not synced: valid={b.get('valid')} seq={b.get('seq')}")
+
+    gaps = await js.subscribe(
+        subjects.market_filter("gap", "bybit"), stream=STREAM_MARKET, ordered_consumer=True
+    )
+    async with BybitEmulator({"linear": ["BTCUSDT"]}, seed=21) as emu:
+        cfg = {"ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": ["linear:BTCUSDT"],
+               "channels": ["orderbook.50"], "reconnect": {"min_s": 0.1, "max_s": 0.5}}  # fmt: skip
+        settings = make_settings(
+            tmp_path, nats_server.url, collector={"bybit": cfg},
+            orderbook={"depth_interval_ms": 50, "snapshot_retry_s": 0.3},
+        )  # fmt: skip
+        async with (
+            inprocess("orderbook", orderbook_main, settings),
+            inprocess("normalizer", normalizer_main, settings),
+            inprocess("collector", collector_main, settings),
+        ):
+            await emu.wait_subscribed("orderbook.50.BTCUSDT", timeout=15)
+            await emu.emit(300, "BTCUSDT", trades=False)
+            await synced()
+            faults = (("drop", "sequence"), ("duplicate", None), ("reorder", "sequence"),
+                      ("cross", "crossed"))  # fmt: skip
+            for fault, reason in faults:
+                await emu.emit(200, "BTCUSDT", trades=False, fault=fault)
+                got = await _drain(gaps, [], 1, timeout=10 if reason else 1.5)
+                if reason is None:
+                    assert got == [], [schemas.decode(g.data) for g in got]
+                else:
+                    g = schemas.decode(got[0].data)
+                    assert isinstance(g, schemas.Gap) and g.reason == reason, (fault, g)
+                await synced()
+            for _ in range(10):
+                await emu.emit(10_000, "BTCUSDT", trades=False)
+            b = await synced(timeout=120)
+            assert b["updates"] >= 100_000 and b["problems"] == 3, b["problems"]
+    await gaps.unsubscribe()

@@ -195,9 +195,12 @@ class BybitEmulator:
     async def emit(self, n: int, native: str | None = None, *, category: str = "linear",
                    trades: bool = True, fault: str | None = None) -> None:  # fmt: skip
         """``n`` events on one symbol (or all): a trade each (when ``trades``) and a book
-        step every ``depth_every``. ``fault="drop"`` loses one book delta halfway."""
+        step every ``depth_every``. ``fault`` spoils one book delta halfway: ``drop`` (never
+        sent), ``duplicate`` (sent twice), ``reorder`` (sent after the next one), ``cross``
+        (a corrupted level: an extra bid at the best ask, which the true book never had)."""
         sims = [self.sims[(category, native)]] if native else list(self.sims.values())
-        dropped = False
+        done = False
+        held: list[tuple[str, dict]] = []
         for i in range(n):
             sim = self.rnd.choice(sims)
             now = int(time.time() * 1000)
@@ -206,12 +209,25 @@ class BybitEmulator:
                 frame = {"topic": topic, "type": "snapshot", "ts": now, "data": [sim.trade(now)]}
                 await self._send(sim, topic, frame)
             if not trades or i % self.depth_every == 0:
-                deltas = sim.deltas(now)
-                if fault == "drop" and not dropped and i >= n // 2:
-                    dropped = True  # the venue moved on; this update never reaches anyone
-                    continue
-                for depth, frame in deltas.items():
-                    await self._send(sim, f"orderbook.{depth}.{sim.native}", frame)
+                out = [(f"orderbook.{d}.{sim.native}", f) for d, f in sim.deltas(now).items()]
+                if fault and not done and i >= n // 2:
+                    done = True
+                    if fault == "drop":  # the venue moved on; this update reaches no one
+                        continue
+                    if fault == "reorder":
+                        held = out
+                        continue
+                    if fault == "duplicate":
+                        out = out + out
+                    elif fault == "cross":
+                        for _, f in out:
+                            f["data"]["b"].append([_fmt(min(sim.asks), PRICE_DECIMALS), "1"])
+                    else:
+                        raise ValueError(f"unknown fault {fault!r}")
+                elif held:
+                    out, held = out + held, []
+                for topic, frame in out:
+                    await self._send(sim, topic, frame)
             if i % 100 == 99:
                 await asyncio.sleep(0)
 

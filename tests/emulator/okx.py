@@ -256,11 +256,13 @@ class OkxEmulator:
     ) -> None:
         """``n`` trades across instruments, a books update every ``books_every`` trades.
         ``fault`` changes the middle books update of ``inst``: ``drop`` (never sent),
-        ``corrupt`` (a level's size is wrong but the checksum is the true one),
-        ``heartbeat`` (an extra no-change keep-alive is sent after it)."""
+        ``duplicate`` (sent twice), ``reorder`` (sent after the next one), ``corrupt`` (a
+        level's size is wrong but the checksum is the true one), ``heartbeat`` (an extra
+        no-change keep-alive is sent after it)."""
         sims = [self.sims[inst]] if inst else list(self.sims.values())
         batch: list[tuple[str, str, bytes]] = []
         updates = n // books_every
+        held: bytes | None = None  # a reordered update, sent after the next one
         for i in range(n):
             sim = self.rnd.choice(sims)
             now = int(time.time() * 1000)
@@ -273,7 +275,12 @@ class OkxEmulator:
             if fault and k == updates // 2:
                 if fault == "drop":
                     continue
-                if fault == "corrupt":
+                if fault == "reorder":
+                    held = self._frame("books", iid, [u], "update")
+                    continue
+                if fault == "duplicate":
+                    batch.append(("books", iid, self._frame("books", iid, [u], "update")))
+                elif fault == "corrupt":
                     side = u["bids"] or u["asks"]
                     side[0] = [side[0][0], sim.sz(123457), "0", "1"]
                 elif fault == "heartbeat":
@@ -282,6 +289,9 @@ class OkxEmulator:
                 else:
                     raise ValueError(f"unknown fault {fault!r}")
             batch.append(("books", iid, self._frame("books", iid, [u], "update")))
+            if held is not None and k != updates // 2:
+                batch.append(("books", iid, held))
+                held = None
         await self._broadcast(batch)
 
     async def _broadcast(self, batch: list[tuple[str, str, bytes]]) -> None:
