@@ -88,7 +88,7 @@ def route(frame: bytes) -> tuple[str, str]:
         return channel, "ALL"
     start = frame.find(_PRODUCT)
     if start < 0:
-        return "unknown", "ALL"
+        return channel, "ALL"  # no product in it (an empty trades snapshot)
     start += len(_PRODUCT)
     end = frame.find(b'"', start, start + 40)
     product = frame[start:end]

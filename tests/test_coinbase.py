@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from collectors.coinbase import route, stale_limits, subscribe_messages
 from collectors.coinbase import run as collector_main
 from normalizer.core import Dead, Normalizer
+from normalizer.venues.base import Frame
 from normalizer.venues.coinbase.parse import CoinbaseParser, to_ns
 from normalizer.venues.coinbase.symbols import to_native, to_symbol
 from normalizer.worker import main as normalizer_main
@@ -74,6 +75,8 @@ def test_route_slices_channel_and_product() -> None:
     assert route(b'{"sequence_num":1,"channel":"ticker","events":[{"tickers":'
                  b'[{"product_id":"SOL-USD"}]}]}') == ("ticker", "SOL-USD")  # fmt: skip
     assert route(env("user", [])) == ("unknown", "ALL")
+    assert route(env("market_trades", [{"type": "snapshot", "trades": []}])) == (
+        "market_trades", "ALL")  # fmt: skip
     assert route(env("candles", [{"candles": [{"product_id": "A.B"}]}])) == ("unknown", "ALL")
     assert route(b"{broken") == ("unknown", "ALL")
     assert route(bytes(range(256))) == ("unknown", "ALL")
@@ -331,8 +334,6 @@ class Feed:
     def deliver(self, frame: bytes) -> list:
         self.raw += 1
         ch, target = route(frame)
-        from normalizer.venues.base import Frame
-
         outs = self.parser.parse(Frame(ch, target, frame, 1, self.raw))
         msgs = [schemas.decode(o.data) for o in outs]
         for m in msgs:
@@ -435,3 +436,231 @@ def test_rule_needs_an_unbroken_run_covering_the_last_message() -> None:
     assert not r.continues(10, book(17, 11))  # the run restarted after our last message
     assert not r.continues(10, book(10, 0)) and not r.continues(10, book(12, None))
     assert r.bridges(5, book(9, 5)) and r.stale(9, book(9, 0)) and not r.stale(9, book(10, 0))
+
+
+# -- the emulator's protocol, then the collector against it on a real nats-server -------
+async def test_emulator_protocol() -> None:
+    async with (
+        CoinbaseEmulator(["BTC-USD"], seed=2, heartbeat_s=0.1) as emu,
+        websockets.connect(emu.ws_url) as ws,
+    ):
+        await ws.send('{"type":"subscribe","channel":"heartbeats"}')
+        ack = orjson.loads(await ws.recv())
+        assert ack["channel"] == "subscriptions" and ack["sequence_num"] == 0
+        await ws.send('{"type":"subscribe","product_ids":["BTC-USD"],"channel":"level2"}')
+        seen = [orjson.loads(await ws.recv()) for _ in range(4)]
+        chans = [m["channel"] for m in seen]
+        assert "l2_data" in chans and chans.count("subscriptions") == 1
+        assert [m["sequence_num"] for m in seen] == [1, 2, 3, 4]  # one count, all channels
+        snap = next(m for m in seen if m["channel"] == "l2_data")["events"][0]
+        assert snap["type"] == "snapshot" and len(snap["updates"]) == 158
+        await ws.send('{"type":"subscribe","product_ids":["NOPE-USD"],"channel":"level2"}')
+        await ws.send("{bad json")
+        errors = []
+        while len(errors) < 2:
+            m = orjson.loads(await ws.recv())
+            if m.get("type") == "error":
+                errors.append(m["message"])
+        assert "bad product_ids" in errors[0] and "Failed to parse" in errors[1]
+
+
+def pipeline_settings(tmp_path: Path, url: str, emu: CoinbaseEmulator, **cb: Any) -> Settings:
+    cfg = {"ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": list(emu.sims),
+           "channels": ["level2", "market_trades", "ticker", "candles"],
+           "reconnect": {"min_s": 0.1, "max_s": 0.5}, **cb}  # fmt: skip
+    return make_settings(
+        tmp_path, url, collector={"venues": ["coinbase"], "coinbase": cfg, "flush_every": 500},
+        sink={"flush_interval_s": 0.2}, orderbook={"depth_interval_ms": 50,
+        "snapshot_retry_s": 0.3}, log={"level": "WARNING"},
+    )  # fmt: skip
+
+
+async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
+    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
+    out: list = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while len(out) < n and asyncio.get_running_loop().time() < deadline:
+            try:
+                out.append(await sub.next_msg(timeout=0.5))
+            except Exception:
+                continue
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def rows(nc: Client, q: str, want: int, timeout: float = 60) -> list:
+    """Poll the sink until ``q`` returns ``want`` rows (then once more for late extras)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    got: list = []
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            got = (await sql.query(nc, q, timeout=5, max_rows=100_000)).rows
+        except Exception:  # the sink is still starting
+            got = []
+        if len(got) >= want:
+            await asyncio.sleep(0.5)
+            return (await sql.query(nc, q, timeout=5, max_rows=100_000)).rows
+        await asyncio.sleep(0.3)
+    return got
+
+
+async def test_collector_to_clickhouse_exact(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    async with CoinbaseEmulator(["BTC-USD", "ETH-USD"], seed=3) as emu:
+        settings = pipeline_settings(tmp_path, nats_server.url, emu)
+        sink = Proc("sinks", settings, "clickhouse", log=tmp_path / "sink.log").start()
+        try:
+            async with (
+                inprocess("collector", collector_main, settings),
+                inprocess("normalizer", normalizer_main, settings),
+            ):
+                await emu.wait_subscribed(9, timeout=15)  # 4 channels x 2 + heartbeats
+                await emu.emit(400, trades_every=4)
+                [client] = emu.clients
+                sent = [f for f in client.sent if f.startswith(b'{"channel":"market_trades"')]
+                got = await raw_messages(js, "raw.coinbase.market_trades.>", len(sent))
+                assert [m.data for m in got] == sent  # every frame once, in order, untouched
+                assert len({m.headers[subjects.H_CONN] for m in got}) == 1
+                info = await raw_messages(js, "raw.coinbase.instruments.ALL", 1)
+                assert [r["product_id"] for r in orjson.loads(info[0].data)["products"]] == [
+                    "BTC-USD", "ETH-USD"]  # fmt: skip
+                assert emu.rest_calls == 1
+
+                trades = [t for s in emu.sims.values() for t in s.trades]
+                assert len(trades) == 100
+                want = sorted(
+                    (t["product_id"], t["trade_id"], float(t["price"]), float(t["size"]),
+                     "buy" if t["side"] == "SELL" else "sell") for t in trades
+                )  # fmt: skip
+                q = ("SELECT symbol, id, price, size, side FROM trades WHERE venue='coinbase' "
+                     "ORDER BY symbol, id")  # fmt: skip
+                assert sorted(tuple(r) for r in await rows(nc, q, 100)) == want
+                counts = {
+                    "book_updates": 402, "bbo": 102, "tickers": 102, "candles": 100,
+                    "instruments": 2,
+                }  # fmt: skip
+                for table, n in counts.items():
+                    got_rows = await rows(nc, f"SELECT 1 FROM {table} WHERE venue='coinbase'", n)
+                    assert len(got_rows) == n, table
+                snaps = await rows(
+                    nc, "SELECT symbol, length(bids), length(asks) FROM book_updates "
+                    "WHERE venue='coinbase' AND snapshot ORDER BY symbol", 2)  # fmt: skip
+                assert [tuple(r) for r in snaps] == [("BTC-USD", 79, 79), ("ETH-USD", 79, 79)]
+                last = await rows(nc, "SELECT bid_price, ask_price FROM bbo WHERE venue="
+                                  "'coinbase' AND symbol='ETH-USD' ORDER BY ts_event DESC, "
+                                  "bid_price LIMIT 1", 1)  # fmt: skip
+                eth = emu.sims["ETH-USD"]
+                tick = orjson.loads(
+                    [f for f in client.sent if b'"ticker"' in f[:20] and b"ETH-USD" in f][-1]
+                )
+                row = tick["events"][0]["tickers"][0]
+                assert tuple(last[0]) == (float(row["best_bid"]), float(row["best_ask"]))
+                assert eth.trades
+        finally:
+            assert sink.stop() == 0
+
+
+async def test_orderbook_service_resyncs_every_fault(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    """collector -> normalizer -> orderbook in-process: each wire fault becomes a gap, the
+    service's ctl.snapshot makes the collector re-subscribe, and the book heals."""
+    from orderbook.service import main as orderbook_main
+
+    async def served(symbol: str) -> dict:
+        try:
+            msg = await nc.request(subjects.book_get("coinbase", symbol), b"", timeout=2)
+        except Exception:
+            return {}
+        return orjson.loads(msg.data)
+
+    async def healed(product: str, timeout: float = 20) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        b: dict = {}
+        while asyncio.get_running_loop().time() < deadline:
+            b = await served(product)
+            bids, asks = emu.true_book(product)
+            if b.get("valid") and [tuple(x) for x in b["bids"]] == bids and [
+                    tuple(x) for x in b["asks"]] == asks:  # fmt: skip
+                return
+            if not b.get("valid"):
+                await emu.emit(5, product=product)  # traffic makes the service ask again
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{product} not healed: valid={b.get('valid')}")
+
+    gaps = await js.subscribe(
+        subjects.market_filter("gap", "coinbase"), stream=STREAM_MARKET, ordered_consumer=True
+    )
+    async with CoinbaseEmulator(["BTC-USD"], seed=8) as emu:
+        settings = pipeline_settings(tmp_path, nats_server.url, emu, channels=["level2"])
+        async with (
+            inprocess("orderbook", orderbook_main, settings),
+            inprocess("normalizer", normalizer_main, settings),
+            inprocess("collector", collector_main, settings),
+        ):
+            await emu.wait_subscribed(2, timeout=15)
+            await emu.emit(300)
+            await healed("BTC-USD")
+            subscribes = len([r for r in emu.requests if r["type"] == "subscribe"])
+            for fault, reason in (("drop", "sequence"), ("duplicate", "sequence"),
+                                  ("reorder", "sequence"), ("corrupt", "sequence"),
+                                  ("cross", "crossed")):  # fmt: skip
+                await emu.emit(100, fault=fault)
+                msg = await gaps.next_msg(timeout=10)
+                g = schemas.decode(msg.data)
+                assert isinstance(g, schemas.Gap) and g.reason == reason, (fault, g)
+                await healed("BTC-USD")
+            resubs = [r for r in emu.requests if r["type"] == "subscribe"][subscribes:]
+            assert len(resubs) >= 5 and all(r["channel"] == "level2" for r in resubs)
+            dlq = await raw_dlq(js)
+            assert any("Expected `float` >= 0.0" in d for d in dlq)  # the corrupted frame
+    await gaps.unsubscribe()
+
+
+async def raw_dlq(js: JetStreamContext) -> list[str]:
+    sub = await js.subscribe(subjects.dlq("normalizer"), ordered_consumer=True)
+    out = []
+    try:
+        while True:
+            m = await sub.next_msg(timeout=1.0)
+            out.append(m.headers.get(subjects.H_REASON, ""))
+    except Exception:
+        pass
+    await sub.unsubscribe()
+    return out
+
+
+async def test_silent_channel_reconnects_and_records_a_stale_gap(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    async with CoinbaseEmulator(["BTC-USD"], seed=4, heartbeat_s=0.1) as emu:
+        # a quiet book is allowed 30 s; heartbeats (every 0.1 s here) only 0.8 s
+        settings = pipeline_settings(tmp_path, nats_server.url, emu, channels=["level2"],
+                                     stale_after_s=0.8,
+                                     options={"stale_after_s.level2": "30"})  # fmt: skip
+        async with inprocess("collector", collector_main, settings) as w:
+            await emu.wait_subscribed(2, timeout=15)
+            await asyncio.sleep(1.5)
+            assert emu.connections == 1  # heartbeats flow: the quiet level2 is within limit
+            emu.stall()  # nothing at all now: heartbeats stop too
+            await emu.wait_for(lambda: emu.connections >= 2, timeout=10)
+            emu.stall(False)
+            await emu.wait_subscribed(2, timeout=15)
+            conn = [
+                orjson.loads(m.data) for m in await raw_messages(js, "raw.coinbase.conn.ALL", 3)
+            ]
+            assert [c["event"] for c in conn] == ["connected", "disconnected", "connected"]
+            assert conn[1]["reason"] == "stale: no heartbeats frame for 0.8s"
+            hb = await raw_messages(js, "raw.coinbase.heartbeats.ALL", 3)
+            assert len(hb) == 3
+            for _ in range(30):
+                if w.health.state == "ok":
+                    break
+                await asyncio.sleep(0.1)
+    out = Normalizer().normalize("raw.coinbase.conn.ALL", orjson.dumps(conn[1]), RECV, 1)
+    assert not isinstance(out, Dead)
+    [gap] = [schemas.decode(o.data) for o in out]
+    assert isinstance(gap, schemas.Gap) and (gap.symbol, gap.reason) == ("BTC-USD", "stale")
