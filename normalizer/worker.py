@@ -14,7 +14,10 @@ import logging
 import time
 from collections import Counter
 
+import msgspec
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from prometheus_client import Counter as PCounter
 from prometheus_client import Gauge, Histogram
 
@@ -24,6 +27,7 @@ from streams import subjects
 from streams.consumer import BatchConsumer, stream_seq
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
 from streams.runtime import Worker
+from streams.settings import ConsumerSettings, NormalizerSettings
 
 log = logging.getLogger("normalizer")
 
@@ -57,12 +61,39 @@ def _header_value(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")[:1000]
 
 
+class PartitionConsumer(BatchConsumer):
+    """A durable consumer with several filter subjects (one partition of RAW)."""
+
+    def __init__(
+        self, js: JetStreamContext, stream: str, cfg: ConsumerSettings, filters: list[str]
+    ) -> None:
+        super().__init__(js, stream, cfg)
+        self.filters = filters
+
+    def _config(self, start_seq: int | None, deliver_subject: str) -> ConsumerConfig:
+        cfg = super()._config(start_seq, deliver_subject)
+        cfg.filter_subjects = self.filters
+        return cfg
+
+
+def raw_consumer(js: JetStreamContext, cfg: NormalizerSettings) -> tuple[BatchConsumer, str]:
+    """RAW consumer of this instance and the subject suffix of the frames it publishes for
+    ("" = all). Partitioned (docs/scaling.md): its own partition, plus the venue-wide
+    frames of the others, which it parses only to keep parser state (e.g. contract sizes)."""
+    if cfg.partitions <= 1:
+        return BatchConsumer(js, STREAM_RAW, cfg.consumer, subjects.RAW_ALL), ""
+    consumer_cfg = msgspec.structs.replace(cfg.consumer, durable=cfg.partition_durable())
+    filters = subjects.raw_partition_filters(cfg.partitions, cfg.partition)
+    suffix = subjects.raw_partition_suffix(cfg.partitions, cfg.partition)
+    return PartitionConsumer(js, STREAM_RAW, consumer_cfg, filters), suffix
+
+
 class NormalizerWorker:
     def __init__(self, w: Worker) -> None:
         self.w = w
         self.cfg = w.settings.normalizer
         self.core = Normalizer()
-        self.consumer = BatchConsumer(w.js, STREAM_RAW, self.cfg.consumer, subjects.RAW_ALL)  # type: ignore[arg-type]
+        self.consumer, self.own_suffix = raw_consumer(w.js, self.cfg)  # type: ignore[arg-type]
         self.totals: Counter[str] = Counter()
 
     async def run(self) -> None:
@@ -116,9 +147,12 @@ class NormalizerWorker:
         dead: list[tuple[Dead, int]] = []
         per_venue: Counter[str] = Counter()
         normalize = self.core.normalize
+        suffix = self.own_suffix
         for m in msgs:
             seq = stream_seq(m)
             res = normalize(m.subject, m.data, m.headers, seq)
+            if suffix and not m.subject.endswith(suffix):
+                continue  # another partition's venue-wide frame: its owner publishes this
             if isinstance(res, Dead):
                 dead.append((res, seq))
             else:

@@ -10,7 +10,13 @@ from __future__ import annotations
 import logging
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    SubjectTransform,
+)
 from nats.js.errors import NotFoundError
 
 from streams import subjects
@@ -27,14 +33,26 @@ STREAM_DLQ = "DLQ"
 def stream_configs(settings: Settings) -> list[StreamConfig]:
     s = settings.streams
     return [
-        _config(STREAM_RAW, subjects.RAW_ALL, s.raw),
+        _config(STREAM_RAW, subjects.RAW_ALL, s.raw, _raw_transform(settings)),
         _config(STREAM_MARKET, subjects.MARKET_ALL, s.market),
         _config(STREAM_EXEC, subjects.EXEC_ALL, s.exec),
         _config(STREAM_DLQ, subjects.DLQ_ALL, s.dlq),
     ]
 
 
-def _config(name: str, subject: str, lim: StreamLimits) -> StreamConfig:
+def _raw_transform(settings: Settings) -> SubjectTransform | None:
+    # Parallel normalizers: RAW stores raw subjects with their partition appended
+    # (streams/subjects.py, docs/scaling.md); one partition keeps today's subjects.
+    n = settings.normalizer.partitions
+    if n <= 1:
+        return None
+    src, dest = subjects.raw_partition_transform(n)
+    return SubjectTransform(src=src, dest=dest)
+
+
+def _config(
+    name: str, subject: str, lim: StreamLimits, transform: SubjectTransform | None = None
+) -> StreamConfig:
     return StreamConfig(
         name=name,
         subjects=[subject],
@@ -45,6 +63,7 @@ def _config(name: str, subject: str, lim: StreamLimits) -> StreamConfig:
         duplicate_window=lim.duplicate_window_s,
         num_replicas=lim.replicas,
         discard=DiscardPolicy.OLD,
+        subject_transform=transform,
     )
 
 

@@ -248,6 +248,25 @@ class NormalizerSettings(_S):
     # under ``replay.<replay_name>.raw.>`` from that replay's stream and write everything
     # under ``replay.<replay_name>.`` into it; empty means live RAW -> MARKET.
     replay_name: str = ""
+    # Parallel normalizers (docs/scaling.md). ``partitions`` > 1 makes the RAW stream append
+    # ``.<partitions>.<p>`` to each raw subject (p = NATS partition() of the symbol token),
+    # so it must be the same in every component's config (each provisions the stream);
+    # ``partition`` is this instance's p, usually set per process via the environment.
+    partitions: int = 1
+    partition: int = 0
+
+    def _check(self, prefix: str) -> None:
+        if not 1 <= self.partitions <= 1024:
+            raise SettingsError(f"{prefix}.partitions must be in [1, 1024]")
+        if not 0 <= self.partition < self.partitions:
+            raise SettingsError(f"{prefix}.partition must be in [0, partitions)")
+
+    def partition_durable(self, partition: int | None = None) -> str:
+        """The durable consumer of a partition (this instance's by default); the plain
+        ``consumer.durable`` when RAW is not partitioned."""
+        p = self.partition if partition is None else partition
+        base = self.consumer.durable
+        return base if self.partitions <= 1 else f"{base}-p{p}of{self.partitions}"
 
 
 class SinkSettings(_S):

@@ -37,8 +37,9 @@ async def workers(nc: Client, wait: float = 0.5) -> list[dict[str, Any]]:
 async def lags(js: JetStreamContext, settings: Settings) -> list[tuple[str, str, int, int]]:
     """(stream, durable, pending, ack_pending) for the pipeline's durable consumers."""
     out = []
+    norm = settings.normalizer
     for stream, durable in (
-        (STREAM_RAW, settings.normalizer.consumer.durable),
+        *((STREAM_RAW, norm.partition_durable(p)) for p in range(norm.partitions)),
         (STREAM_MARKET, settings.sink.market.durable),
         (STREAM_RAW, settings.sink.raw.durable),
     ):

@@ -88,9 +88,44 @@ class MarketSubject(NamedTuple):
 
 def parse_raw(subject: str) -> RawSubject:
     parts = subject.split(".")
+    if len(parts) == 6 and parts[4].isdigit() and parts[5].isdigit():
+        del parts[4:]  # stored by a partitioned RAW stream: raw.<v>.<c>.<sym>.<N>.<p>
     if len(parts) != 4 or parts[0] != "raw":
         raise ValueError(f"not a raw subject: {subject!r}")
     return RawSubject(parts[1], parts[2], parts[3])
+
+
+# Parallel normalizers (docs/scaling.md). With N > 1 partitions the RAW stream rewrites
+# ``raw.<venue>.<channel>.<native>`` to ``raw.<venue>.<channel>.<native>.<N>.<p>`` on
+# ingest, p = NATS ``partition(N)`` of the venue and symbol tokens: every frame of one
+# venue/symbol lands in one partition, in stream order. N is a token of its own so the
+# consumers of a later re-partitioning never match frames stored under an earlier one.
+# Venue-wide frames (symbol token ``ALL``: instrument lists, connection events) feed
+# parser state that every partition needs, so each partition reads all of them and only
+# the owner of the frame's partition publishes what they produce.
+RAW_VENUE_WIDE = "ALL"
+
+
+def raw_partition_transform(partitions: int) -> tuple[str, str]:
+    """(source, destination) of the RAW stream's subject transform for ``partitions``."""
+    w = "{{wildcard(%d)}}"
+    dest = f"raw.{w % 1}.{w % 2}.{w % 3}.{partitions}.{{{{partition({partitions},1,3)}}}}"
+    return "raw.*.*.*", dest
+
+
+def raw_partition_filters(partitions: int, partition: int) -> list[str]:
+    """Consumer filter subjects of one partition: its own frames plus the venue-wide frames
+    of every other partition (disjoint, as JetStream requires of a consumer's filters)."""
+    own = f"raw.*.*.*.{partitions}.{partition}"
+    others = [
+        f"raw.*.*.{RAW_VENUE_WIDE}.{partitions}.{q}" for q in range(partitions) if q != partition
+    ]
+    return [own, *others]
+
+
+def raw_partition_suffix(partitions: int, partition: int) -> str:
+    """The tail of every stored raw subject that ``partition`` owns."""
+    return f".{partitions}.{partition}"
 
 
 def parse_market(subject: str) -> MarketSubject:

@@ -166,7 +166,8 @@ class ClickHouseSink:
             if seq <= mark:
                 SKIPPED.labels(table).inc()
                 continue
-            parts = m.subject.split(".", 3)
+            # at most 4 splits: a partitioned RAW's ``.<N>.<p>`` tail stays out of the symbol
+            parts = m.subject.split(".", 4)
             h = m.headers or {}
             try:
                 recv = int(h.get(subjects.H_RECV_NS, "0"))
