@@ -49,7 +49,7 @@ def bench() -> list[tuple[str, float, float]]:
         parser = CoinbaseParser()
         wrapped = [Frame(channel, "BTC-USD", f, 1, i) for i, f in enumerate(frames)]
 
-        def run_parser(wrapped: list[Frame] = wrapped, parse=parser.parse) -> None:  # noqa: ANN001
+        def run_parser(wrapped: list[Frame] = wrapped, parse=parser.parse) -> None:
             for fr in wrapped:
                 parse(fr)
 
