@@ -248,6 +248,10 @@ class NormalizerSettings(_S):
     # under ``replay.<replay_name>.raw.>`` from that replay's stream and write everything
     # under ``replay.<replay_name>.`` into it; empty means live RAW -> MARKET.
     replay_name: str = ""
+    # Re-normalization (``jetmarket renormalize``): when set, read the raw frames replayed
+    # under ``replay.<replay_name>.raw.>`` from that replay's stream and write everything
+    # under ``replay.<replay_name>.`` into it; empty means live RAW -> MARKET.
+    replay_name: str = ""
     # Parallel normalizers (docs/scaling.md). ``partitions`` > 1 makes the RAW stream append
     # ``.<partitions>.<p>`` to each raw subject (p = NATS partition() of the symbol token),
     # so it must be the same in every component's config (each provisions the stream);
@@ -413,6 +417,24 @@ class ReplaySettings(_S):
             raise SettingsError(f"{prefix}.page_rows must be >= 100")
 
 
+class ReplaySettings(_S):
+    """``jetmarket replay`` / ``streams.replay``: history back onto the bus or into Python."""
+
+    # JetStream source: messages are put in (ts_recv, stream seq) order within this window
+    # of receive time; one stored later than that behind its successors comes out late
+    # (deterministically, and counted).
+    reorder_window_s: float = 2.0
+    # ClickHouse source: rows per query page (a sql.query reply is also capped in bytes).
+    page_rows: int = 20_000
+    progress: bool = True
+
+    def _check(self, prefix: str) -> None:
+        if self.reorder_window_s < 0:
+            raise SettingsError(f"{prefix}.reorder_window_s must be >= 0")
+        if self.page_rows < 100:
+            raise SettingsError(f"{prefix}.page_rows must be >= 100")
+
+
 class LogSettings(_S):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -428,6 +450,7 @@ class Settings(_S):
     executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
     replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
 
 

@@ -74,6 +74,11 @@ def replay(name: str, original_subject: str) -> str:
     return f"replay.{token(name)}.{original_subject}"
 
 
+def replay_prefix(name: str) -> str:
+    """``replay.<name>.``: what ``replay()`` puts in front of an original subject."""
+    return f"replay.{token(name)}."
+
+
 class RawSubject(NamedTuple):
     venue: str
     channel: str
@@ -141,3 +146,6 @@ H_CONN = "Jm-Conn"
 H_MSG_ID = "Nats-Msg-Id"
 H_REASON = "Jm-Reason"
 H_SOURCE = "Jm-Source-Subject"
+# On a replayed message: its stream sequence in the stream it was replayed from (the
+# normalizer's frame identity when re-normalizing, so output ids match the original).
+H_REPLAY_SEQ = "Jm-Replay-Seq"

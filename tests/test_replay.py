@@ -1,0 +1,161 @@
+"""Replay from JetStream: deterministic order, filters, ranges, speed (real nats-server)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from streams import schemas, subjects
+from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.replay import ReplayClock, ReplayMsg, replay, select
+from streams.replay.order import Reorder
+from streams.settings import Settings
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+
+def digest(msgs: list[ReplayMsg]) -> str:
+    h = hashlib.sha256()
+    for m in msgs:
+        for part in (m.subject.encode(), str(m.seq).encode(), str(m.ts_recv).encode(), m.data):
+            h.update(len(part).to_bytes(4, "big") + part)
+    return h.hexdigest()
+
+
+def trade(venue: str, symbol: str, i: int, ts_recv: int) -> schemas.Trade:
+    return schemas.Trade(venue=venue, symbol=symbol, ts_event=ts_recv - MS, ts_recv=ts_recv,
+                         id=str(i), price=100.0 + i / 100, size=0.5, side="buy")  # fmt: skip
+
+
+def ts_of(i: int) -> int:
+    return T0 + (i // 3) * MS - (50 * MS if i % 97 == 5 else 0)
+
+
+async def publish_mixed(nc: Client, js: JetStreamContext, n: int) -> None:
+    """Raw frames and trades on several subjects, receive times with ties and stored out of
+    order (a frame stamped up to 50 ms before frames stored ahead of it)."""
+    for i in range(n):
+        ts = ts_of(i)
+        venue = ("binance", "okx")[i % 2]
+        sym = ("BTC-USDT", "ETH-USDT", "SOL-USDT")[i % 3]
+        hdr = {subjects.H_RECV_NS: str(ts), subjects.H_CONN: f"{venue}-1"}
+        await nc.publish(subjects.raw(venue, "trade", sym.replace("-", "")), b"%d" % i, headers=hdr)
+        t = trade(venue, sym, i, ts)
+        await nc.publish(subjects.market("trade", venue, sym), schemas.encode(t))
+    # acked publishes on the same connection: both streams hold everything before them
+    await js.publish("raw.test.sync.X", b"", headers={subjects.H_RECV_NS: str(T0 - 10**12)})
+    early = trade("test", "SYNC", -1, T0 - 10**12)
+    await js.publish(subjects.market("trade", "test", "SYNC"), schemas.encode(early))
+
+
+async def collect(settings: Settings, **kw: object) -> list[ReplayMsg]:
+    # receive times here are from 2023, stored now: "auto" would rightly pick ClickHouse
+    kw.setdefault("source", "jetstream")
+    return [m async for m in replay(settings, progress=False, **kw)]
+
+
+async def test_two_replays_identical_and_in_key_order(
+    settings: Settings, nc: Client, js: JetStreamContext
+) -> None:
+    await publish_mixed(nc, js, 3000)
+    kw = {"subjects": ["raw.>", "market.>"], "start": T0 - 10**9, "end": T0 + 2000 * MS}
+    first = await collect(settings, **kw)
+    second = await collect(settings, **kw, nc=nc)
+    assert len(first) == 6000  # the sync frames are outside the range
+    assert digest(first) == digest(second)
+    keys = [m.key() for m in first]
+    assert keys == sorted(keys)  # ts_recv, RAW before MARKET, then sequence
+    assert {m.stream for m in first} == {STREAM_RAW, STREAM_MARKET}
+    market = [m for m in first if m.stream == STREAM_MARKET]
+    assert all(isinstance(m.msg, schemas.Trade) and m.msg.ts_recv == m.ts_recv for m in market)
+    assert all(m.msg is None and m.headers for m in first if m.stream == STREAM_RAW)
+
+
+async def test_filters_range_and_start_sequence(
+    settings: Settings, nc: Client, js: JetStreamContext
+) -> None:
+    await publish_mixed(nc, js, 600)
+    got = await collect(settings, subjects="market.>", venues=["okx"], symbols=["BTC-USDT"])
+    assert got and all(m.subject == "market.trade.okx.BTC-USDT" for m in got)
+    assert len(got) == 100  # i odd and i % 3 == 0
+    ranged = await collect(
+        settings, subjects=["raw.*.trade.>"], start=T0 + 10 * MS, end=T0 + 20 * MS
+    )
+    assert ranged and all(T0 + 10 * MS <= m.ts_recv < T0 + 20 * MS for m in ranged)
+    assert len(ranged) == sum(1 for i in range(600) if T0 + 10 * MS <= ts_of(i) < T0 + 20 * MS)
+    by_seq = await collect(settings, subjects="raw.>", start_seq=500, order="stream")
+    assert [m.seq for m in by_seq] == list(range(500, 602))  # stream order, sync frame too
+
+
+def test_selection_tokens() -> None:
+    sel = select(["market.>", "market.trade.>"], venues=["binance", "okx"], types=["trade"])
+    assert sel.subjects(STREAM_MARKET) == ["market.trade.binance.*", "market.trade.okx.*"]
+    assert select("raw.binance.>", types=["depth"]).subjects(STREAM_RAW) == ["raw.binance.depth.*"]
+    assert select(">").streams == [STREAM_RAW, STREAM_MARKET]
+    with pytest.raises(ValueError, match="select nothing"):
+        select("market.trade.>", types=["book"])
+    with pytest.raises(ValueError, match="4 tokens"):
+        select("market.trade.binance.BTC.x")
+
+
+def test_reorder_window_is_deterministic_and_counts_late() -> None:
+    def msg(seq: int, ts: int) -> ReplayMsg:
+        return ReplayMsg("raw.a.b.c", STREAM_RAW, seq, ts, b"")
+
+    stream = [msg(1, 100), msg(2, 90), msg(3, 100), msg(4, 300), msg(5, 50), msg(6, 310)]
+    outs = []
+    for split in (1, 2, 6):  # chunking must not matter
+        r = Reorder(window_ns=20)
+        out: list[ReplayMsg] = []
+        for k in range(0, len(stream), split):
+            out += r.push(stream[k : k + split])
+        out += r.drain()
+        outs.append(([m.seq for m in out], r.late))
+    assert outs[0] == outs[1] == outs[2] == ([2, 1, 3, 5, 4, 6], 1)
+
+
+async def test_clock_sleepers_wake_on_replay_time() -> None:
+    clock = ReplayClock()
+    woke: list[int] = []
+
+    async def sleeper(at: int) -> None:
+        await clock.sleep_until(at)
+        woke.append(at)
+
+    import asyncio
+
+    tasks = [asyncio.create_task(sleeper(t)) for t in (30, 10, 20)]
+    await asyncio.sleep(0)
+    clock.advance(15)
+    await asyncio.sleep(0)
+    assert woke == [10] and clock.now_ns() == 15
+    clock.advance(5)  # never moves back
+    assert clock.now_ns() == 15
+    clock.advance(25)
+    await asyncio.sleep(0)
+    assert woke == [10, 20]
+    clock.close()
+    await asyncio.gather(*tasks)
+    assert woke == [10, 20, 30]
+
+
+async def test_speed_10x_plays_60s_in_6s(
+    settings: Settings, nc: Client, js: JetStreamContext
+) -> None:
+    # 601 frames 100 ms apart in receive time: a 60 s recording
+    for i in range(601):
+        hdr = {subjects.H_RECV_NS: str(T0 + i * 100 * MS)}
+        await nc.publish("raw.binance.trade.BTCUSDT", b"%d" % i, headers=hdr)
+    await js.publish(
+        "raw.binance.trade.BTCUSDT", b"end", headers={subjects.H_RECV_NS: str(T0 + 61 * 10**9)}
+    )
+    t0 = time.perf_counter()
+    got = await collect(settings, subjects="raw.>", end=T0 + 60 * 10**9 + 1, speed="10x", nc=nc)
+    took = time.perf_counter() - t0
+    assert len(got) == 601
+    assert 5.4 <= took <= 6.6, took
