@@ -27,6 +27,7 @@ from executor.venues.base import Venue
 from streams import subjects
 from streams.schemas import (
     BBO,
+    Depth,
     ExecBase,
     Fill,
     Mark,
@@ -75,6 +76,10 @@ class Marks:
             key = (msg.venue, msg.symbol)
             if key not in self._has_mark:
                 self.prices[key] = (msg.bid_price + msg.ask_price) / 2
+        elif isinstance(msg, Depth) and msg.bids and msg.asks:
+            key = (msg.venue, msg.symbol)
+            if key not in self._has_mark:
+                self.prices[key] = (msg.bids[0][0] + msg.asks[0][0]) / 2
         elif isinstance(msg, Trade):
             key = (msg.venue, msg.symbol)
             if key not in self._has_mark:
@@ -264,6 +269,9 @@ class Engine:
             return "side and order_type are required"
         if not cmd.symbol:
             return "symbol is required"
+        allow = self.cfg.risk.allow_symbols
+        if allow and cmd.symbol not in allow:
+            return f"symbol {cmd.symbol} not in the allow-list"
         if self.cfg.venue != "paper" and cmd.venue != self.cfg.market_venue:
             return f"account {self.account} trades on {self.cfg.market_venue}, not {cmd.venue}"
         kind = cmd.order_type

@@ -37,7 +37,7 @@ class Risk:
         signed = quantity if side == "buy" else -quantity
         if reduce_only and (position == 0 or (position > 0) == (signed > 0)
                             or abs(signed) > abs(position) + 1e-12):  # fmt: skip
-            return f"reduce-only {side} {quantity} would not reduce position {position}"
+            return f"reduce-only {side} {quantity:g} would not reduce position {position:g}"
         if ref_price is None:
             return f"no price for {symbol} to check notional (no limit price, no market data)"
         notional = quantity * ref_price

@@ -80,7 +80,11 @@ class CcxtVenue:
             api = self.ex.urls.get("api")
             self.ex.urls["api"] = {**api, **self.cfg.urls} if isinstance(api, dict) else dict(
                 self.cfg.urls)  # fmt: skip
-        await self.ex.load_markets()
+        try:
+            await self.ex.load_markets()
+        except BaseException:
+            await self.ex.close()
+            raise
         for m in self.ex.markets.values():
             ours = our_symbol(m)
             if ours and m.get("active", True) is not False:
@@ -157,8 +161,7 @@ class CcxtVenue:
     async def cancel(self, order: Order) -> VenueReport | None:
         sym = self._sym(order.symbol)
         try:
-            o = await self.ex.cancel_order(None, sym, {"origClientOrderId": order.client_order_id}
-                                           if order.venue_order_id is None else {})  # fmt: skip
+            o = await self.ex.cancel_order(None, sym, {"origClientOrderId": order.client_order_id})
         except cx.OrderNotFound:
             return None
         except (cx.RequestTimeout, cx.NetworkError) as exc:
