@@ -384,6 +384,77 @@ class ExecutorSettings(_S):
             raise SettingsError(f"{prefix}.accounts must not be empty")
 
 
+class InstrumentSpec(_S):
+    """Precision of one instrument for the paper venue (ccxt venues load their own)."""
+
+    tick: str = "0.01"  # price increment, a decimal string
+    lot: str = "0.00001"  # quantity increment in base units
+    min_notional: float = 0.0
+    contract_size: float = 1.0
+
+
+class RiskSettings(_S):
+    max_order_notional: float = 1_000_000.0  # quote currency
+    # Absolute position per symbol in base units after the order fully fills; "*" = default.
+    max_position: dict[str, float] = msgspec.field(default_factory=lambda: {"*": 1_000_000.0})
+    max_open_orders: int = 200
+    max_orders_per_s: float = 100.0
+    allow_symbols: list[str] = msgspec.field(default_factory=list)  # empty: every symbol
+
+    def _check(self, prefix: str) -> None:
+        if self.max_open_orders < 1 or self.max_orders_per_s <= 0:
+            raise SettingsError(f"{prefix}: max_open_orders and max_orders_per_s must be > 0")
+
+
+class AccountSettings(_S):
+    """One trading account: ``exec.cmd.<account>`` goes to this venue.
+    ``venue = "paper"`` fills against MARKET data of ``market_venue``; ``venue = "ccxt"``
+    trades on ccxt exchange ``exchange`` with keys from the environment variables named by
+    ``api_key_env``/``secret_env`` or a JSON ``secrets_file`` (mode 0600)."""
+
+    venue: Literal["paper", "ccxt"] = "paper"
+    market_venue: str = "binance"
+    exchange: str = ""
+    urls: dict[str, str] = msgspec.field(default_factory=dict)  # ccxt urls['api'] overrides
+    options: dict[str, Any] = msgspec.field(default_factory=dict)  # ccxt options
+    api_key_env: str = ""
+    secret_env: str = ""
+    secrets_file: str | None = None
+    request_timeout_s: float = 10.0
+    maker_fee: float = 0.001  # paper fee rates, fraction of notional
+    taker_fee: float = 0.001
+    # Order timeouts in seconds, most specific key first: "SYMBOL:type", "SYMBOL", "type", "*".
+    timeouts: dict[str, float] = msgspec.field(default_factory=lambda: {"market": 30.0})
+    instruments: dict[str, InstrumentSpec] = msgspec.field(default_factory=dict)
+    # An unknown submission not found at the venue after this long is declared rejected.
+    unknown_grace_s: float = 5.0
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+
+    def _check(self, prefix: str) -> None:
+        if self.venue == "ccxt" and not self.exchange:
+            raise SettingsError(f"{prefix}.exchange must name a ccxt exchange id")
+
+
+class ExecutorSettings(_S):
+    accounts: dict[str, AccountSettings] = msgspec.field(
+        default_factory=lambda: {"paper": AccountSettings()}
+    )
+    consumer: ConsumerSettings = msgspec.field(
+        default_factory=lambda: ConsumerSettings(
+            durable="executor", batch=200, fetch_timeout_s=0.05
+        )
+    )
+    reconcile_interval_s: float = 5.0
+    timer_interval_s: float = 0.1
+    position_interval_s: float = 1.0
+    # Market subjects are read under this prefix: "" live, "replay.<name>." for a backtest.
+    market_prefix: str = ""
+
+    def _check(self, prefix: str) -> None:
+        if not self.accounts:
+            raise SettingsError(f"{prefix}.accounts must not be empty")
+
+
 class MetricsSettings(_S):
     host: str = "127.0.0.1"
     # 0 disables the endpoint (tests run many workers side by side).
@@ -447,6 +518,7 @@ class Settings(_S):
     normalizer: NormalizerSettings = msgspec.field(default_factory=NormalizerSettings)
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
     orderbook: OrderbookSettings = msgspec.field(default_factory=OrderbookSettings)
+    executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
     executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)

@@ -70,6 +70,13 @@ def exec_pos(account: str) -> str:
     return f"exec.pos.{token(account)}"
 
 
+def exec_req(account: str) -> str:
+    """Core request/reply: an OrderCommand in, a synchronous accept/reject out. Outside
+    ``exec.>`` on purpose: a request into a stream's subjects is answered by JetStream's
+    PubAck first. The executor records each request's command on ``exec_cmd`` itself."""
+    return f"ctl.exec.{token(account)}"
+
+
 def replay(name: str, original_subject: str) -> str:
     return f"replay.{token(name)}.{original_subject}"
 
