@@ -15,7 +15,25 @@ import contextlib
 from tests.emulator.binance import BinanceEmulator
 
 
+async def _run_coinbase(args: argparse.Namespace) -> None:
+    """Coinbase Advanced Trade: ``--symbols BTC-USD,ETH-USD``; ``--rate`` level2 updates/s."""
+    from tests.emulator.coinbase import CoinbaseEmulator
+
+    emu = CoinbaseEmulator(args.symbols.split(","), seed=args.seed, port=args.port)
+    await emu.start()
+    print(f"coinbase emulator on {emu.ws_url} (REST {emu.rest_url})", flush=True)
+    try:
+        while args.rate > 0:
+            await emu.emit(max(1, int(args.rate // 10)))
+            await asyncio.sleep(0.1)
+        await asyncio.Event().wait()
+    finally:
+        await emu.stop()
+
+
 async def _run(args: argparse.Namespace) -> None:
+    if args.venue == "coinbase":
+        return await _run_coinbase(args)
     emu = BinanceEmulator(args.symbols.split(","), seed=args.seed, port=args.port)
     await emu.start()
     print(f"binance emulator on {emu.ws_url} (REST {emu.rest_url})", flush=True)
@@ -34,7 +52,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.emulator")
-    p.add_argument("venue", choices=["binance"])
+    p.add_argument("venue", choices=["binance", "coinbase"])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
     p.add_argument(
