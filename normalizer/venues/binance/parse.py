@@ -77,7 +77,8 @@ class _Binance:
             return handler(frame)
         except msgspec.ValidationError as exc:
             raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # not UTF-8, or nested deeper than the decoder recurses: malformed all the same
             raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
 
     def _names(self, msg_type: str, native: str) -> tuple[str, str]:

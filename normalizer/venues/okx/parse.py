@@ -112,7 +112,8 @@ class OkxParser:
             return handler(frame)
         except msgspec.ValidationError as exc:
             raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # RecursionError: nested deeper than the decoder recurses, malformed all the same
             raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
         except ValueError as exc:  # a bad optional decimal string
             raise Rejected(f"invalid {frame.channel} frame: {exc}") from None

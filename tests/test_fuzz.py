@@ -1,0 +1,172 @@
+"""Fuzz every venue parser (and exec commands, when the executor validates them) with
+adversarial frames; strategies and the property live in tests/fuzz.py.
+
+CI runs the ``ci`` profile (120 examples per test); ``make fuzz`` runs the ``fuzz`` profile
+(``JM_FUZZ_PROFILE=fuzz``: 3000 per test, over 100k cases in total)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from normalizer.core import Normalizer
+from normalizer.venues.base import Out
+from streams import schemas, subjects
+from tests import fuzz
+
+TOKENS = sorted(fuzz.venue_parsers())
+KINDS: dict[str, Callable[[str], st.SearchStrategy[fuzz.Case]]] = {
+    "wire": fuzz.wire_frames,
+    "mutated": fuzz.mutated_frames,
+    "bytes": fuzz.byte_frames,
+    "crossed": fuzz.crossed_frames,
+}
+CASES = {"n": 0}
+
+
+def _run(token: str, strategy: st.SearchStrategy[fuzz.Case]) -> None:
+    norm = Normalizer()
+
+    @fuzz.profile()
+    @given(strategy)
+    def prop(case: fuzz.Case) -> None:
+        CASES["n"] += 1
+        fuzz.check(norm, token, case)
+
+    prop()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("token", TOKENS)
+def test_parser_survives_adversarial_frames(token: str, kind: str) -> None:
+    if kind in ("mutated",) and not fuzz.seeds(token):
+        pytest.skip(f"no seed frames for {token} (no emulator generator, no recorded traffic)")
+    _run(token, KINDS[kind](token))
+
+
+def test_every_registered_parser_and_channel_is_fuzzed() -> None:
+    assert {"binance", "okx"} <= set(TOKENS)
+    for token in TOKENS:
+        assert fuzz.channels(token), f"{token} declares no channels"
+        assert fuzz.decoder_types(token) or fuzz.seeds(token), f"nothing to shape {token} frames"
+
+
+# -- the property itself can fail ----------------------------------------------------------
+def test_check_flags_non_finite_negative_and_misrouted_output() -> None:
+    trade = schemas.Trade(venue="binance", symbol="BTC-USDT", ts_event=1, ts_recv=1,
+                          id="1", price=float("nan"), size=1.0, side="buy")  # fmt: skip
+    subject = subjects.market("trade", "binance", "BTC-USDT")
+    with pytest.raises(fuzz.Finding, match="price"):
+        fuzz.check_out(Out(subject, "x", schemas.encode(trade)))
+    neg = msgspec.structs.replace(trade, price=1.0, size=-1.0)
+    with pytest.raises(fuzz.Finding, match="size"):
+        fuzz.check_out(Out(subject, "x", schemas.encode(neg)))
+    ok = msgspec.structs.replace(trade, price=1.0)
+    with pytest.raises(fuzz.Finding, match="subject"):
+        fuzz.check_out(Out(subject.replace("BTC", "ETH"), "x", schemas.encode(ok)))
+    assert fuzz.check_out(Out(subject, "x", schemas.encode(ok))) == ok
+
+
+def test_check_flags_a_parser_exception() -> None:
+    class Boom:
+        venue = "boom"
+        channels = {"trade": "trade"}
+
+        def parse(self, frame: Any) -> list[Out]:
+            raise KeyError("p")
+
+    norm = Normalizer()
+    norm.parsers["boom"] = Boom()  # type: ignore[assignment]
+    with pytest.raises(fuzz.Finding, match="parser error"):
+        fuzz.check(norm, "boom", ("trade", "X", b"{}"))
+    assert "unknown" in str(fuzz.check(Normalizer(), "binance", ("nope", "BTCUSDT", b"{}")))
+
+
+def test_encode_writes_bare_tokens() -> None:
+    assert fuzz.encode({"p": fuzz.raw_token("NaN"), "q": 2**70}) == (
+        b'{"p":NaN,"q":1180591620717411303424}'
+    )
+
+
+# -- exec commands -------------------------------------------------------------------------
+def test_exec_commands_rejected_with_a_reason() -> None:
+    validate = fuzz.command_validator()
+    if validate is None:
+        pytest.skip("HOOK: executor exposes no command validation function yet (see fuzz.py)")
+
+    @fuzz.profile()
+    @given(fuzz.order_commands)
+    def prop(data: bytes) -> None:
+        CASES["n"] += 1
+        try:
+            cmd = schemas.decode_exec(data)
+        except msgspec.DecodeError:
+            return  # rejected at decode time with msgspec's reason
+        try:
+            reason = validate(cmd)
+        except (ValueError, msgspec.ValidationError) as exc:
+            reason = str(exc)
+            assert reason, f"rejection without a reason for {data!r}"
+        assert reason is None or (isinstance(reason, str) and reason), data
+
+    prop()
+
+
+# -- regressions found by the fuzzer -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("token", "channel", "native", "data"),
+    [
+        # deep nesting raised RecursionError through the parsers (caught only by the core's
+        # catch-all): now a rejection with a reason
+        ("binance", "trade", "BTCUSDT", b"[" * 50_000 + b"]" * 50_000),
+        ("okx", "trades", "BTC-USDT", b'{"data":' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+        ("bybit_linear", "publicTrade", "BTCUSDT", b"[" * 50_000 + b"]" * 50_000),
+    ],
+)
+def test_regressions(token: str, channel: str, native: str, data: bytes) -> None:
+    res = fuzz.check(Normalizer(), token, (channel, native, data))
+    assert isinstance(res, str) and res  # a dead letter with its reason
+
+
+DEEP = b'{"a":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+
+
+def _not_utf8(token: str) -> list[bytes]:
+    """Seed frames with a byte that is not UTF-8 at the start of each string value."""
+    out = []
+    for _, _, data in fuzz.seeds(token)[:20]:
+        at = data.find(b'":"')
+        while at > 0 and len(out) < 200:
+            out.append(data[: at + 3] + b"\xf3" + data[at + 4 :])
+            at = data.find(b'":"', at + 3)
+    return out
+
+
+@pytest.mark.parametrize("token", sorted(fuzz.KNOWN_FINDINGS))
+def test_known_findings_still_reproduce(token: str) -> None:
+    """Each tolerated finding is real today; when its owner fixes it this fails, and the
+    entry in fuzz.KNOWN_FINDINGS goes."""
+    if token not in fuzz.venue_parsers():
+        pytest.skip(f"{token} parser not present")
+    norm = Normalizer()
+    reasons = set()
+    for channel in fuzz.channels(token):
+        for data in (DEEP, *_not_utf8(token)):
+            res = norm.normalize(subjects.raw(token, channel, fuzz.natives(token)[0]), data,
+                                 {subjects.H_RECV_NS: "1"}, 1)  # fmt: skip
+            reason = getattr(res, "reason", "")
+            if reason.startswith(fuzz.PARSER_ERROR):
+                reasons.add(reason.split()[2].rstrip(":"))
+    assert reasons == set(fuzz.KNOWN_FINDINGS[token]), reasons
+
+
+def test_zz_cases_counted() -> None:
+    # not an assertion on speed: proves the property ran many times in this session
+    if CASES["n"]:
+        assert CASES["n"] >= len(TOKENS) * fuzz.examples()
+        print(f"\nfuzz: {CASES['n']} cases through the parsers and the property")
