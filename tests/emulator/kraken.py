@@ -399,9 +399,11 @@ class KrakenEmulator:
             k = (i + 1) // books_every
             depths = self._depths(s) or {10}
             views = {d: sim.view(d) for d in depths}
-            sim.mutate()
-            for d, before in views.items():
-                u = sim.update(d, before)
+            updates: dict[int, dict | None] = {}
+            while not any(updates.values()):  # a move nobody sees would hide a fault
+                sim.mutate()
+                updates = {d: sim.update(d, before) for d, before in views.items()}
+            for d, u in updates.items():
                 if u is None:
                     continue
                 item = ("book", s, {"depth": d}, b"")
