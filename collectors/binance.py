@@ -62,18 +62,20 @@ MAX_INFO_SYMBOLS = 100
 _PREFIX = b'{"stream":"'
 
 
-def stream_names(cfg: BinanceSettings) -> list[str]:
+def stream_names(cfg: BinanceSettings, channels: dict[str, str] = CHANNELS) -> list[str]:
     names = []
     for sym in cfg.symbols:
         for ch in cfg.channels:
-            pattern = CHANNELS[ch]
+            if ch not in channels:
+                continue  # a REST-polled channel (USDⓈ-M openInterest)
+            pattern = channels[ch]
             if ch == "depth" and cfg.depth_interval_ms == 1000:
                 pattern = "{s}@depth"
             names.append(pattern.format(s=sym.lower()))
     return names
 
 
-def route(frame: bytes) -> tuple[str, str]:
+def route(frame: bytes, channels: dict[str, str] = CHANNELS) -> tuple[str, str]:
     """(channel, SYMBOL) of a combined-stream frame, by slicing the ``stream`` value out of
     the bytes. Binance always writes ``{"stream":"...","data":...}`` in that order, so the
     name sits at a fixed offset; a full JSON parse of every frame here would cost more CPU
@@ -85,7 +87,7 @@ def route(frame: bytes) -> tuple[str, str]:
             sym, _, kind = frame[len(_PREFIX) : end].decode("ascii", "replace").partition("@")
             base = kind.split("@", 1)[0]
             channel = "kline" if base.startswith("kline_") else base
-            if channel in CHANNELS and sym.isalnum():
+            if channel in channels and sym.isalnum():
                 return channel, sym.upper()
     if frame.startswith((b'{"result"', b'{"error"', b'{"id"')):
         return "control", "ALL"
@@ -105,16 +107,24 @@ class Connection(Link):
 
 
 class BinanceCollector:
+    """Spot; ``collectors/binanceusdm.py`` subclasses it for USDⓈ-M futures, which speak
+    the same protocol on other hosts, REST paths and a few more channels."""
+
+    venue = VENUE  # the raw subject's venue token (ccxt's exchange id)
+    channels = CHANNELS
+    ccxt_class: type[ccxt.Exchange] = ccxt.binance
+    api = ("public", "/api/v3")  # ccxt's urls["api"] entry for public REST, and its path
+
     def __init__(self, w: Worker, cfg: BinanceSettings, flush_every: int) -> None:
         assert w.nc is not None and w.js is not None
         self.w = w
         self.cfg = cfg
-        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = RawPublisher(w.nc, w.js, self.venue, flush_every)
         self.rest_lock = asyncio.Lock()
-        self.exchange = ccxt.binance({"enableRateLimit": True})
+        self.exchange = self.ccxt_class({"enableRateLimit": True})
         # ccxt builds every public request from this URL; pointing it elsewhere swaps the
         # venue (the emulator, a proxy) without touching ccxt's rate limiting.
-        self.exchange.urls["api"]["public"] = cfg.rest_url.rstrip("/") + "/api/v3"
+        self.exchange.urls["api"][self.api[0]] = cfg.rest_url.rstrip("/") + self.api[1]
         self.symbol_map: dict[str, str] = {}  # BTC-USDT -> BTCUSDT, from exchangeInfo
         self.connections = [
             Connection(url=u, streams=s, backoff=Backoff(cfg.reconnect),
@@ -130,11 +140,11 @@ class BinanceCollector:
             try:
                 await call(params)
             except Exception as exc:
-                REST.labels(VENUE, endpoint, "error").inc()
+                REST.labels(self.venue, endpoint, "error").inc()
                 raise RuntimeError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
             body = self.exchange.last_http_response
             recv = time.time_ns()
-        REST.labels(VENUE, endpoint, "ok").inc()
+        REST.labels(self.venue, endpoint, "ok").inc()
         return (body.encode() if isinstance(body, str) else body), recv
 
     def _conn_for(self, native: str) -> str:
@@ -143,17 +153,26 @@ class BinanceCollector:
                 return c.conn
         return "rest"
 
+    def _depth_call(self) -> Any:
+        return self.exchange.public_get_depth
+
+    def _info_call(self) -> Any:
+        return self.exchange.public_get_exchangeinfo
+
+    def owns(self, symbol: str) -> bool:
+        """Whether ``ctl.snapshot.binance.<symbol>`` is this collector's: spot and USDⓈ-M
+        books share the venue name ``binance`` and are told apart by the symbol."""
+        return symbol.count("-") == 1
+
     async def fetch_snapshot(self, native: str) -> int:
-        """GET /api/v3/depth, published untouched; returns its lastUpdateId."""
+        """GET <api>/depth, published untouched; returns its lastUpdateId."""
         body, recv = await self._rest(
-            "depth",
-            self.exchange.public_get_depth,
-            {"symbol": native, "limit": self.cfg.snapshot_limit},
+            "depth", self._depth_call(), {"symbol": native, "limit": self.cfg.snapshot_limit}
         )
         last = int(orjson.loads(body)["lastUpdateId"])
         await self.pub.publish(
             "snapshot", native, body, recv, self._conn_for(native),
-            msg_id=f"binance:snapshot:{native}:{last}", durable=True,
+            msg_id=f"{self.venue}:snapshot:{native}:{last}", durable=True,
         )  # fmt: skip
         return last
 
@@ -162,7 +181,7 @@ class BinanceCollector:
         params = {}
         if len(self.cfg.symbols) <= MAX_INFO_SYMBOLS:
             params["symbols"] = orjson.dumps(self.cfg.symbols).decode()
-        body, recv = await self._rest("exchangeInfo", self.exchange.public_get_exchangeinfo, params)
+        body, recv = await self._rest("exchangeInfo", self._info_call(), params)
         for s in orjson.loads(body).get("symbols", []):
             self.symbol_map[f"{s['baseAsset']}-{s['quoteAsset']}"] = s["symbol"]
         await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
@@ -177,7 +196,7 @@ class BinanceCollector:
             except Exception as exc:
                 wait = backoff.next()
                 log.warning(
-                    "binance exchangeInfo failed, retrying",
+                    f"{self.venue} exchangeInfo failed, retrying",
                     extra={"error": str(exc)[:300], "retry_in_s": round(wait, 2)},
                 )
             if await self.w.sleep(wait):
@@ -194,7 +213,9 @@ class BinanceCollector:
                     log.debug("ctl reply failed", extra={"error": repr(exc)})
 
         symbol = msg.subject.split(".")[-1]
-        native = self.symbol_map.get(symbol) or symbol.replace("-", "").upper()
+        if not self.owns(symbol):
+            return  # the other Binance market's collector answers it
+        native = self.symbol_map.get(symbol) or self.native_of(symbol)
         if native not in self.cfg.symbols:
             await reply({"ok": False, "error": f"not collected: {symbol}"})
             return
@@ -205,9 +226,12 @@ class BinanceCollector:
             return
         await reply({"ok": True, "lastUpdateId": last})
 
+    def native_of(self, symbol: str) -> str:
+        return symbol.replace("-", "").upper()
+
     # -- WebSocket -----------------------------------------------------------------------
     def urls(self) -> list[tuple[str, list[str]]]:
-        names = stream_names(self.cfg)
+        names = stream_names(self.cfg, self.channels)
         chunks = [
             names[i : i + MAX_STREAMS_PER_CONNECTION]
             for i in range(0, len(names), MAX_STREAMS_PER_CONNECTION)
@@ -223,21 +247,26 @@ class BinanceCollector:
         )  # fmt: skip
         await self.pub.publish("conn", "ALL", body, now, c.conn, durable=True)
 
+    def extra_loops(self) -> list[Any]:
+        """Coroutines a market adds (USDⓈ-M polls open interest over REST)."""
+        return []
+
     async def _connection_loop(self, c: Connection) -> None:
         await keep_connected(
-            self.w, VENUE, c, self._session, self._conn_event, self._reconnects,
+            self.w, self.venue, c, self._session, self._conn_event, self._reconnects,
             ping_interval=self.cfg.ping_interval_s,
         )  # fmt: skip
 
     async def _session(self, ws: ClientConnection, c: Connection) -> str:
         """Read frames until the connection ends; returns why it ended."""
         await self._conn_event(c, "connected")
-        log.info("binance connected", extra={"conn": c.conn, "streams": len(c.streams)})
+        log.info(f"{self.venue} connected", extra={"conn": c.conn, "streams": len(c.streams)})
         need_snapshot = set(c.depth_symbols)
         publish = self.pub.publish
         nats_epoch = self.pub.nats_epoch
         epoch = nats_epoch()
         conn = c.conn
+        channels = self.channels
         c.last_frame = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws, c))
         try:
@@ -250,7 +279,7 @@ class BinanceCollector:
                 c.last_frame = time.monotonic()
                 if isinstance(frame, str):
                     frame = frame.encode()
-                channel, sym = route(frame)
+                channel, sym = route(frame, channels)
                 await publish(channel, sym, frame, recv_ns, conn)
                 if nats_epoch() != epoch:
                     return "nats reconnected: frames sent before it may be lost"
@@ -284,7 +313,9 @@ class BinanceCollector:
         try:
             await self.fetch_snapshot(native)
         except Exception as exc:
-            log.warning("binance snapshot failed", extra={"symbol": native, "error": str(exc)})
+            log.warning(
+                f"{self.venue} snapshot failed", extra={"symbol": native, "error": str(exc)}
+            )
 
     def _reconnects(self) -> int:
         return sum(c.reconnects for c in self.connections)
@@ -313,6 +344,7 @@ class BinanceCollector:
         assert w.nc is not None
         sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
         tasks = [asyncio.create_task(self._instruments_loop())]
+        tasks += [asyncio.create_task(t) for t in self.extra_loops()]
         tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
         reporter = asyncio.create_task(self._report_loop())
         try:

@@ -8,6 +8,7 @@ book seen). Serves ``book.get.<venue>.<symbol>`` with the full current book.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -104,7 +105,8 @@ class OrderBookService:
                 except msgspec.DecodeError as exc:
                     log.warning("undecodable instrument", extra={"error": str(exc)[:200]})
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):  # the connection may already be draining
+                await sub.unsubscribe()
 
     async def on_book(self, m: schemas.Book) -> None:
         st = self.state(m.venue, m.symbol)

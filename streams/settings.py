@@ -111,14 +111,34 @@ class BinanceSettings(_S):
     stale_after_s: float = 60.0
     reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
 
+    # The channels collectors/binance.py CHANNELS knows (and the normalizer parses).
+    KNOWN_CHANNELS = frozenset({"trade", "aggTrade", "depth", "bookTicker", "ticker", "kline"})
+
     def _check(self, prefix: str) -> None:
         if not self.symbols:
             raise SettingsError(f"{prefix}.symbols must not be empty")
-        # The channels collectors/binance.py CHANNELS knows (and the normalizer parses).
-        known = {"trade", "aggTrade", "depth", "bookTicker", "ticker", "kline"}
-        unknown = set(self.channels) - known
+        unknown = set(self.channels) - self.KNOWN_CHANNELS
         if unknown:
             raise SettingsError(f"{prefix}.channels has unknown channels {sorted(unknown)}")
+
+
+class BinanceUsdmSettings(BinanceSettings):
+    """Binance USDⓈ-M futures (collectors/binanceusdm.py): the spot protocol on other
+    hosts, plus mark price/funding, liquidations and open interest (polled over REST)."""
+
+    KNOWN_CHANNELS = BinanceSettings.KNOWN_CHANNELS | {"markPrice", "forceOrder", "openInterest"}
+    ws_url: str = "wss://fstream.binance.com"
+    rest_url: str = "https://fapi.binance.com"
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT"])
+    channels: list[str] = msgspec.field(
+        default_factory=lambda: ["aggTrade", "depth", "markPrice", "forceOrder", "openInterest"]
+    )
+    open_interest_interval_s: float = 10.0
+
+    def _check(self, prefix: str) -> None:
+        super()._check(prefix)
+        if self.open_interest_interval_s <= 0:
+            raise SettingsError(f"{prefix}.open_interest_interval_s must be > 0")
 
 
 class VenueSettings(_S):
@@ -190,6 +210,7 @@ class CcxtSettings(_S):
 class CollectorSettings(_S):
     venues: list[str] = msgspec.field(default_factory=lambda: ["binance"])
     binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
+    binanceusdm: BinanceUsdmSettings = msgspec.field(default_factory=BinanceUsdmSettings)
     okx: VenueSettings = msgspec.field(
         default_factory=lambda: _venue(
             "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com",
@@ -244,10 +265,6 @@ class NormalizerSettings(_S):
     consumer: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(durable="normalizer")
     )
-    # Re-normalization (``jetmarket renormalize``): when set, read the raw frames replayed
-    # under ``replay.<replay_name>.raw.>`` from that replay's stream and write everything
-    # under ``replay.<replay_name>.`` into it; empty means live RAW -> MARKET.
-    replay_name: str = ""
     # Re-normalization (``jetmarket renormalize``): when set, read the raw frames replayed
     # under ``replay.<replay_name>.raw.>`` from that replay's stream and write everything
     # under ``replay.<replay_name>.`` into it; empty means live RAW -> MARKET.
@@ -384,77 +401,6 @@ class ExecutorSettings(_S):
             raise SettingsError(f"{prefix}.accounts must not be empty")
 
 
-class InstrumentSpec(_S):
-    """Precision of one instrument for the paper venue (ccxt venues load their own)."""
-
-    tick: str = "0.01"  # price increment, a decimal string
-    lot: str = "0.00001"  # quantity increment in base units
-    min_notional: float = 0.0
-    contract_size: float = 1.0
-
-
-class RiskSettings(_S):
-    max_order_notional: float = 1_000_000.0  # quote currency
-    # Absolute position per symbol in base units after the order fully fills; "*" = default.
-    max_position: dict[str, float] = msgspec.field(default_factory=lambda: {"*": 1_000_000.0})
-    max_open_orders: int = 200
-    max_orders_per_s: float = 100.0
-    allow_symbols: list[str] = msgspec.field(default_factory=list)  # empty: every symbol
-
-    def _check(self, prefix: str) -> None:
-        if self.max_open_orders < 1 or self.max_orders_per_s <= 0:
-            raise SettingsError(f"{prefix}: max_open_orders and max_orders_per_s must be > 0")
-
-
-class AccountSettings(_S):
-    """One trading account: ``exec.cmd.<account>`` goes to this venue.
-    ``venue = "paper"`` fills against MARKET data of ``market_venue``; ``venue = "ccxt"``
-    trades on ccxt exchange ``exchange`` with keys from the environment variables named by
-    ``api_key_env``/``secret_env`` or a JSON ``secrets_file`` (mode 0600)."""
-
-    venue: Literal["paper", "ccxt"] = "paper"
-    market_venue: str = "binance"
-    exchange: str = ""
-    urls: dict[str, str] = msgspec.field(default_factory=dict)  # ccxt urls['api'] overrides
-    options: dict[str, Any] = msgspec.field(default_factory=dict)  # ccxt options
-    api_key_env: str = ""
-    secret_env: str = ""
-    secrets_file: str | None = None
-    request_timeout_s: float = 10.0
-    maker_fee: float = 0.001  # paper fee rates, fraction of notional
-    taker_fee: float = 0.001
-    # Order timeouts in seconds, most specific key first: "SYMBOL:type", "SYMBOL", "type", "*".
-    timeouts: dict[str, float] = msgspec.field(default_factory=lambda: {"market": 30.0})
-    instruments: dict[str, InstrumentSpec] = msgspec.field(default_factory=dict)
-    # An unknown submission not found at the venue after this long is declared rejected.
-    unknown_grace_s: float = 5.0
-    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
-
-    def _check(self, prefix: str) -> None:
-        if self.venue == "ccxt" and not self.exchange:
-            raise SettingsError(f"{prefix}.exchange must name a ccxt exchange id")
-
-
-class ExecutorSettings(_S):
-    accounts: dict[str, AccountSettings] = msgspec.field(
-        default_factory=lambda: {"paper": AccountSettings()}
-    )
-    consumer: ConsumerSettings = msgspec.field(
-        default_factory=lambda: ConsumerSettings(
-            durable="executor", batch=200, fetch_timeout_s=0.05
-        )
-    )
-    reconcile_interval_s: float = 5.0
-    timer_interval_s: float = 0.1
-    position_interval_s: float = 1.0
-    # Market subjects are read under this prefix: "" live, "replay.<name>." for a backtest.
-    market_prefix: str = ""
-
-    def _check(self, prefix: str) -> None:
-        if not self.accounts:
-            raise SettingsError(f"{prefix}.accounts must not be empty")
-
-
 class MetricsSettings(_S):
     host: str = "127.0.0.1"
     # 0 disables the endpoint (tests run many workers side by side).
@@ -488,24 +434,6 @@ class ReplaySettings(_S):
             raise SettingsError(f"{prefix}.page_rows must be >= 100")
 
 
-class ReplaySettings(_S):
-    """``jetmarket replay`` / ``streams.replay``: history back onto the bus or into Python."""
-
-    # JetStream source: messages are put in (ts_recv, stream seq) order within this window
-    # of receive time; one stored later than that behind its successors comes out late
-    # (deterministically, and counted).
-    reorder_window_s: float = 2.0
-    # ClickHouse source: rows per query page (a sql.query reply is also capped in bytes).
-    page_rows: int = 20_000
-    progress: bool = True
-
-    def _check(self, prefix: str) -> None:
-        if self.reorder_window_s < 0:
-            raise SettingsError(f"{prefix}.reorder_window_s must be >= 0")
-        if self.page_rows < 100:
-            raise SettingsError(f"{prefix}.page_rows must be >= 100")
-
-
 class LogSettings(_S):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -519,10 +447,8 @@ class Settings(_S):
     sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
     orderbook: OrderbookSettings = msgspec.field(default_factory=OrderbookSettings)
     executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
-    executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
-    replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
     replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
 
 

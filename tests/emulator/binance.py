@@ -153,10 +153,7 @@ class BinanceEmulator:
         app.router.add_get("/stream", self._ws_handler)
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/ws/{streams}", self._ws_handler)
-        app.router.add_get("/api/v3/depth", self._rest_depth)
-        app.router.add_get("/api/v3/exchangeInfo", self._rest_info)
-        app.router.add_get("/api/v3/ping", self._rest_ping)
-        app.router.add_get("/api/v3/time", self._rest_time)
+        self.add_rest_routes(app)
         app.router.add_post("/_emu/emit", self._ctl_emit)
         app.router.add_post("/_emu/drop", self._ctl_drop)
         app.router.add_post("/_emu/raw", self._ctl_raw)
@@ -167,6 +164,13 @@ class BinanceEmulator:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
+
+    def add_rest_routes(self, app: web.Application) -> None:
+        """The venue's REST paths (the USDⓈ-M emulator serves /fapi/v1 instead)."""
+        app.router.add_get("/api/v3/depth", self._rest_depth)
+        app.router.add_get("/api/v3/exchangeInfo", self._rest_info)
+        app.router.add_get("/api/v3/ping", self._rest_ping)
+        app.router.add_get("/api/v3/time", self._rest_time)
 
     async def stop(self) -> None:
         await self.drop_connections()
