@@ -53,27 +53,46 @@ _CHANNEL = b'{"channel":"'
 _SYMBOL = b'"symbol":"'
 
 
+def _classify(channel: str, pair: Any) -> tuple[str, str]:
+    if channel in ("heartbeat", "status"):
+        return "control", "ALL"
+    if channel == "instrument":
+        return "instrument", "ALL"
+    if (
+        channel in PER_SYMBOL
+        and isinstance(pair, str)
+        and pair.count("/") == 1
+        and subjects.token(pair) == pair
+    ):
+        return channel, pair
+    return "unknown", "ALL"
+
+
 def route(frame: bytes) -> tuple[str, str]:
-    """(channel, pair) of a frame by slicing bytes: Kraken writes ``channel`` first and
-    the pair as the first ``symbol`` of ``data``; the normalizer parses properly."""
+    """(channel, pair) of a frame. Kraken writes ``channel`` first and the pair as the
+    first ``symbol`` of ``data``, so slicing bytes routes data frames without a parse (the
+    normalizer parses properly); anything else (acks, other key orders: rare) is decoded."""
     if frame.startswith(_CHANNEL):
         end = frame.find(b'"', len(_CHANNEL), 40)
-        channel = frame[len(_CHANNEL) : end].decode("ascii", "replace") if end > 0 else ""
-        if channel in ("heartbeat", "status"):
-            return "control", "ALL"
-        if channel == "instrument":
-            return "instrument", "ALL"
-        if channel in PER_SYMBOL:
+        if end > 0:
+            channel = frame[len(_CHANNEL) : end].decode("ascii", "replace")
+            if channel not in PER_SYMBOL:
+                return _classify(channel, None)
             i = frame.find(_SYMBOL, end, 400)
-            if i > 0:
-                j = frame.find(b'"', i + len(_SYMBOL), i + len(_SYMBOL) + 40)
-                pair = frame[i + len(_SYMBOL) : j].decode("utf-8", "replace") if j > 0 else ""
-                if pair and "/" in pair and subjects.token(pair) == pair:
-                    return channel, pair
+            j = frame.find(b'"', i + len(_SYMBOL), i + len(_SYMBOL) + 40) if i > 0 else -1
+            if j > 0:
+                return _classify(channel, frame[i + len(_SYMBOL) : j].decode("utf-8", "replace"))
+    try:
+        body = orjson.loads(frame)
+    except orjson.JSONDecodeError:
         return "unknown", "ALL"
-    if frame.startswith(b'{"method":') or (frame.startswith(b"{") and b'"method":"' in frame):
+    if not isinstance(body, dict):
+        return "unknown", "ALL"
+    if "method" in body:
         return "control", "ALL"
-    return "unknown", "ALL"
+    data = body.get("data")
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    return _classify(str(body.get("channel", "")), first.get("symbol"))
 
 
 def _params(cfg: VenueSettings, channel: str) -> dict[str, Any]:

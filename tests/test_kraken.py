@@ -100,6 +100,10 @@ def test_route_slices_channel_and_pair() -> None:
     assert route(b'{"channel":"trade","type":"update","data":[{"symbol":"A.B/C"}]}') == (
         "unknown", "ALL")  # fmt: skip
     assert route(b'{"channel":"nope","data":[]}') == ("unknown", "ALL")
+    # another key order takes the decoding path to the same answer
+    assert route(b'{"type":"update","data":[{"symbol":"BTC/USD"}],"channel":"trade"}') == (
+        "trade", "BTC/USD")  # fmt: skip
+    assert route(b'{"success":true,"method":"subscribe"}') == ("control", "ALL")
     assert route(b'[1234,{"a":[]},"book-10","XBT/USD"]') == ("unknown", "ALL")  # v1
     assert route(bytes(range(256))) == ("unknown", "ALL")
 
