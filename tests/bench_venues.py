@@ -96,7 +96,8 @@ def _okx() -> dict[str, list[Frame]]:
         add("tickers", "BTC-USDT", [{"instType": "SPOT", "instId": "BTC-USDT", "last": bp,
             "lastSz": "0.1", "askPx": ap, "askSz": asz, "bidPx": bp, "bidSz": bs,
             "open24h": "64000.1", "high24h": "66000", "low24h": "63000", "volCcy24h": "1e8",
-            "vol24h": "1500.2", "sodUtc0": "64000", "sodUtc8": "64100", "ts": str(now)}], i)  # fmt: skip
+            "vol24h": "1500.2", "sodUtc0": "64000", "sodUtc8": "64100",
+            "ts": str(now)}], i)  # fmt: skip
     return out
 
 
