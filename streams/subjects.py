@@ -70,6 +70,11 @@ def exec_pos(account: str) -> str:
     return f"exec.pos.{token(account)}"
 
 
+def exec_evt_filter(account: str) -> str:
+    """Every order update and fill of one account."""
+    return f"exec.evt.{token(account)}.>"
+
+
 def exec_req(account: str) -> str:
     """Core request/reply: an OrderCommand in, a synchronous accept/reject out. Outside
     ``exec.>`` on purpose: a request into a stream's subjects is answered by JetStream's
