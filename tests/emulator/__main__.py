@@ -31,9 +31,28 @@ async def _run_coinbase(args: argparse.Namespace) -> None:
         await emu.stop()
 
 
+async def _run_kraken(args: argparse.Namespace) -> None:
+    """Kraken v2: ``--symbols BTC/USD,ETH/USD``; ``--rate`` steps/s (a trade each, a book
+    move every second step)."""
+    from tests.emulator.kraken import KrakenEmulator
+
+    emu = KrakenEmulator(args.symbols.split(","), seed=args.seed, port=args.port)
+    await emu.start()
+    print(f"kraken emulator on {emu.ws_url} (REST {emu.rest_url})", flush=True)
+    try:
+        while args.rate > 0:
+            await emu.emit(max(2, int(args.rate // 10)))
+            await asyncio.sleep(0.1)
+        await asyncio.Event().wait()
+    finally:
+        await emu.stop()
+
+
 async def _run(args: argparse.Namespace) -> None:
     if args.venue == "coinbase":
         return await _run_coinbase(args)
+    if args.venue == "kraken":
+        return await _run_kraken(args)
     emu = BinanceEmulator(args.symbols.split(","), seed=args.seed, port=args.port)
     await emu.start()
     print(f"binance emulator on {emu.ws_url} (REST {emu.rest_url})", flush=True)
@@ -52,7 +71,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.emulator")
-    p.add_argument("venue", choices=["binance", "coinbase"])
+    p.add_argument("venue", choices=["binance", "coinbase", "kraken"])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
     p.add_argument(
