@@ -488,6 +488,9 @@ class Engine:
         except VenueUnknown:
             o.since = self.clock()
             return
+        log.info("resolved by lookup", extra={
+            "account": self.account, "client_order_id": o.client_order_id, "state": o.state,
+            "found": rep.status if rep is not None else None, "restart": restart})  # fmt: skip
         if rep is not None:
             o.reason = ""
             await self._apply(o, rep)

@@ -55,7 +55,7 @@ class JsPublisher:
 async def read_history(js: JetStreamContext, account: str) -> list[object]:
     """This account's commands and order events, in stream order."""
     cfg = ConsumerConfig(
-        filter_subjects=[subjects.exec_cmd(account), subjects.exec_evt(account, "*", "*")],
+        filter_subjects=[subjects.exec_cmd(account), subjects.exec_evt_filter(account)],
         ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
     )  # fmt: skip
     psub = await js.pull_subscribe("", stream=STREAM_EXEC, config=cfg)
@@ -100,7 +100,10 @@ class Executor:
             venue = make_venue(acfg)
             await venue.start()
             e = Engine(account, acfg, venue, self.pub, self.marks, self._clock(venue))
-            e.restore(await read_history(self.js, account))
+            history = await read_history(self.js, account)
+            e.restore(history)
+            log.info("state rebuilt", extra={"account": account, "messages": len(history),
+                                             "open": len(e.active)})  # fmt: skip
             self.engines[account] = e
             if isinstance(venue, PaperVenue):
                 self.papers.append((venue, e))

@@ -9,7 +9,7 @@ create, GET query, DELETE cancel), ``openOrders`` (GET, DELETE), ``myTrades``,
 -2010 duplicate client order id), so ccxt raises its usual exception classes.
 
 Orders rest until a test fills them (``fill``) except market orders, which fill at
-``prices[symbol]``. Faults on demand: ``delay_s`` before every private answer,
+``prices[symbol]``. Faults on demand: ``delay_s`` before every private answer (after acting),
 ``drop_creates`` (accept the order, never answer), ``fail_creates`` (HTTP 503 before
 accepting: outcome unknown to the client, no order), ``reject_creates`` (a -2010).
 """
@@ -103,8 +103,8 @@ class MockBinance:
     async def start(self) -> MockBinance:
         app = web.Application()
         r = app.router
-        r.add_get("/api/v3/ping", lambda _: web.json_response({}))
-        r.add_get("/api/v3/time", lambda _: web.json_response({"serverTime": _ms()}))
+        r.add_get("/api/v3/ping", self._ping)
+        r.add_get("/api/v3/time", self._time)
         r.add_get("/api/v3/exchangeInfo", self._exchange_info)
         r.add_post("/api/v3/order", self._private(self._create))
         r.add_get("/api/v3/order", self._private(self._query))
@@ -170,11 +170,18 @@ class MockBinance:
             want = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(sig, want):
                 return self._error(-1022, "Signature for this request is not valid.", 400)
-            if self.delay_s:
+            answer = await handler(dict(parse_qsl(payload)))
+            if self.delay_s:  # the venue has acted; only its answer is late
                 await asyncio.sleep(self.delay_s)
-            return await handler(dict(parse_qsl(payload)))
+            return answer
 
         return wrapped
+
+    async def _ping(self, _: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def _time(self, _: web.Request) -> web.Response:
+        return web.json_response({"serverTime": _ms()})
 
     async def _exchange_info(self, _: web.Request) -> web.Response:
         syms = [{
