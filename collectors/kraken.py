@@ -2,7 +2,8 @@
 instruments (AssetPairs via ccxt).
 
 CHANNELS (setting name = Kraken v2 channel -> subscribe params -> raw subject):
-  trade, ticker                {"channel", "symbol": [..]}         raw.kraken.<channel>.<BTC/USD>
+  ticker                       {"channel", "symbol": [..]}         raw.kraken.ticker.<BTC/USD>
+  trade                        + "snapshot" (options.trade_snapshot, false)  raw.kraken.trade.<..>
   book                         + "depth" (options.depth, 10)       raw.kraken.book.<BTC/USD>
   ohlc                         + "interval" (options.interval, 1)  raw.kraken.ohlc.<BTC/USD>
   instrument                   {"channel": "instrument"}           raw.kraken.instrument.ALL
@@ -101,6 +102,11 @@ def _params(cfg: VenueSettings, channel: str) -> dict[str, Any]:
         extra["depth"] = int(cfg.options.get("depth", "10"))
     elif channel == "ohlc":
         extra["interval"] = int(cfg.options.get("interval", "1"))
+    elif channel == "trade":
+        # Kraken's trade snapshot replays the last 50 trades on every (re)connect; on a
+        # quiet pair those can be older than the MARKET duplicate window and would show up
+        # twice downstream, so it is off unless options.trade_snapshot = "true".
+        extra["snapshot"] = cfg.options.get("trade_snapshot", "false") == "true"
     return extra
 
 

@@ -118,6 +118,8 @@ def test_subscriptions_are_batched_with_params() -> None:
         ("book", 50), ("book", 50), ("book", 20), ("ohlc", 50), ("ohlc", 50), ("ohlc", 20),
         ("instrument", 0)]  # fmt: skip
     assert subs[0]["depth"] == 25 and subs[3]["interval"] == 5
+    cfg.channels = ["trade"]
+    assert subscriptions(cfg)[0]["snapshot"] is False  # no replayed trades on reconnect
     assert [p for s in subs[:3] for p in s["symbol"]] == pairs
 
 
