@@ -9,7 +9,7 @@ FORMAT ?= table
 VENUE  ?= binance
 SYMBOL ?= BTC-USDT
 
-.PHONY: up down status test lint fmt demo bench nats provision collector normalizer sink orderbook book sql clean distclean venv
+.PHONY: up down status test lint fmt demo bench nats provision collector normalizer sink orderbook executor book sql clean distclean venv
 
 venv: $(STAMP)
 
@@ -66,6 +66,9 @@ sink: $(STAMP)
 
 orderbook: $(STAMP)
 	$(PY) -m orderbook
+
+executor: $(STAMP)
+	$(PY) -m executor
 
 book: $(STAMP)
 	$(PY) -m streams book $(VENUE) $(SYMBOL)
