@@ -26,3 +26,7 @@ STALE = Counter(
     "venue reports ignored because they would move an order backwards", ["account"],
 )  # fmt: skip
 DLQ = Counter("jetmarket_executor_dlq_total", "commands sent to dlq.executor", [])
+RECORD_FAILURES = Counter(
+    "jetmarket_executor_record_failures_total",
+    "request-path commands whose record on exec.cmd was not stored", [],
+)  # fmt: skip

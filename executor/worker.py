@@ -8,9 +8,11 @@ state is rebuilt from the account's EXEC history, then reconciled with the venue
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import orjson
@@ -72,6 +74,11 @@ async def read_history(js: JetStreamContext, account: str) -> list[object]:
     finally:
         await psub.unsubscribe()
     return out
+
+
+def _record_done(fut: asyncio.Future[Any]) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        m.RECORD_FAILURES.inc()
 
 
 def make_venue(cfg: AccountSettings) -> Venue:
@@ -150,8 +157,13 @@ class Executor:
         reply = await e.handle(cmd)
         await msg.respond(msgspec.json.encode(reply))
         if not reply.duplicate:
-            await self.js.publish(subjects.exec_cmd(cmd.account), msg.data,
-                                  headers={subjects.H_MSG_ID: command_msg_id(cmd)})  # fmt: skip
+            # The record only: the order's events are already stored, so its ack is not
+            # awaited here (that would delay the next request by a round trip).
+            fut = await self.js.publish_async(
+                subjects.exec_cmd(cmd.account), msg.data,
+                headers={subjects.H_MSG_ID: command_msg_id(cmd)},
+            )  # fmt: skip
+            fut.add_done_callback(_record_done)
 
     async def _on_halt(self, msg: Msg) -> None:
         await self._halt(msg.data)
