@@ -382,9 +382,9 @@ class AccountSettings(_S):
 
 
 class ExecutorSettings(_S):
-    accounts: dict[str, AccountSettings] = msgspec.field(
-        default_factory=lambda: {"paper": AccountSettings()}
-    )
+    # Empty means one paper account named "paper" (a configured set replaces it, since
+    # configured dicts merge into the defaults key by key).
+    accounts: dict[str, AccountSettings] = msgspec.field(default_factory=dict)
     consumer: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(
             durable="executor", batch=200, fetch_timeout_s=0.05
@@ -396,9 +396,12 @@ class ExecutorSettings(_S):
     # Market subjects are read under this prefix: "" live, "replay.<name>." for a backtest.
     market_prefix: str = ""
 
+    def active_accounts(self) -> dict[str, AccountSettings]:
+        return self.accounts or {"paper": AccountSettings()}
+
     def _check(self, prefix: str) -> None:
-        if not self.accounts:
-            raise SettingsError(f"{prefix}.accounts must not be empty")
+        for name, account in self.accounts.items():  # dict values are not walked otherwise
+            _walk_checks(account, f"{prefix}.accounts.{name}")
 
 
 class MetricsSettings(_S):
