@@ -103,7 +103,7 @@ class Executor:
         return time.time
 
     async def start(self) -> None:
-        for account, acfg in self.cfg.accounts.items():
+        for account, acfg in self.cfg.active_accounts().items():
             venue = make_venue(acfg)
             await venue.start()
             e = Engine(account, acfg, venue, self.pub, self.marks, self._clock(venue))

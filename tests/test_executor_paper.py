@@ -4,6 +4,7 @@ computed fills and PnL, idempotent commands, timeouts, every risk rejection, the
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -280,3 +281,29 @@ async def test_kill_switch_cancels_everything_and_blocks_new_orders(
         r = await request(nc, cmd("k10", side="buy", order_type="limit", quantity="0.1",
                                   price="90"))  # fmt: skip
         assert r["accepted"], r
+
+
+async def test_restart_restores_resting_orders_and_positions(
+    paper_settings: Any, nc: Client, js: JetStreamContext
+) -> None:
+    async with running(paper_settings):
+        await market(nc, depth([(99.0, 5.0)], [(100.0, 5.0)]))
+        await request(nc, cmd("p1", side="buy", order_type="market", quantity="1"))
+        r = await request(nc, cmd("p2", side="sell", order_type="limit", quantity="1",
+                                  price="110"))  # fmt: skip
+        assert r["state"] == "new", r
+    async with running(paper_settings):  # a new process: state from the EXEC stream
+        again = await request(nc, cmd("p2", side="sell", order_type="limit", quantity="1",
+                                      price="110"))  # fmt: skip
+        assert again["duplicate"] and again["state"] == "new", again
+        await market(nc, trade(111.0, 3.0, "z1"))
+        log = await wait_until(functools.partial(_filled, js, "p2"))
+    pos = last_position(log)
+    assert pos.size == 0 and pos.fees == pytest.approx(100 * 0.002 + 110 * 0.001)
+    assert pos.realized_pnl == pytest.approx(10.0 - pos.fees)
+
+
+async def _filled(js: JetStreamContext, cid: str) -> list[Any]:
+    log = await exec_log(js)
+    ups = updates(log, cid)
+    return log if ups and ups[-1].state == "filled" else []

@@ -4,7 +4,9 @@ rounding, position accounting, and the paper venue's order types."""
 from __future__ import annotations
 
 import itertools
+import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,9 @@ from executor import state as sm
 from executor.model import Order, VenueRejected
 from executor.positions import Pos, fee_in_quote
 from executor.precision import PrecisionError, Spec, parse_decimal
+from executor.venues.ccxt_venue import load_keys
 from executor.venues.paper import PaperVenue
+from streams import settings as settings_mod
 from streams.schemas import Depth, Trade
 from streams.settings import AccountSettings
 
@@ -127,3 +131,27 @@ async def test_paper_order_types() -> None:
     assert (await v.cancel(_order("tp", "sell", "take_profit", 1.0))) is None  # already done
     with pytest.raises(VenueRejected, match="no book"):
         await PaperVenue(AccountSettings()).submit(_order("m", "buy", "market", 1.0))
+
+
+def test_keys_from_env_or_owner_only_secrets_file(tmp_path: Path) -> None:
+    cfg = AccountSettings(venue="ccxt", exchange="binance", api_key_env="K", secret_env="S")
+    assert load_keys(cfg, {"K": "k1", "S": "s1"}) == {"apiKey": "k1", "secret": "s1"}
+    f = tmp_path / "keys.json"
+    f.write_text(json.dumps({"apiKey": "fk", "secret": "fs", "other": "x"}))
+    f.chmod(0o644)
+    loose = AccountSettings(venue="ccxt", exchange="binance", secrets_file=str(f))
+    with pytest.raises(PermissionError, match="chmod 600"):
+        load_keys(loose, {})
+    f.chmod(0o600)
+    assert load_keys(loose, {}) == {"apiKey": "fk", "secret": "fs"}
+    both = AccountSettings(venue="ccxt", exchange="binance", secrets_file=str(f), api_key_env="K")
+    assert load_keys(both, {"K": "envk"}) == {"apiKey": "envk", "secret": "fs"}
+
+
+def test_settings_default_to_one_paper_account_and_ccxt_needs_an_exchange() -> None:
+    s = settings_mod.load(env={})
+    assert list(s.executor.active_accounts()) == ["paper"]
+    s = settings_mod.load(env={"JETMARKET_EXECUTOR__ACCOUNTS": '{"desk": {"venue": "paper"}}'})
+    assert list(s.executor.active_accounts()) == ["desk"]
+    with pytest.raises(settings_mod.SettingsError, match="exchange must name a ccxt exchange"):
+        settings_mod.load(env={"JETMARKET_EXECUTOR__ACCOUNTS": '{"x": {"venue": "ccxt"}}'})
