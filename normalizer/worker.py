@@ -135,11 +135,23 @@ class NormalizerWorker:
                 if await w.sleep(backoff):
                     return
                 backoff = min(backoff * 2, 10.0)
-                try:
-                    await self.consumer.stop()
-                    await self.consumer.start()
-                except Exception as exc2:
-                    log.warning("consumer restart failed", extra={"error": repr(exc2)})
+                if not await self._restart_consumer():
+                    return
+
+    async def _restart_consumer(self) -> bool:
+        """Re-create the consumer at its ack floor, retrying while JetStream cannot (e.g.
+        during a stream leader election in a cluster); False when asked to stop."""
+        backoff = 0.5
+        while True:
+            try:
+                await self.consumer.stop()
+                await self.consumer.start()
+                return True
+            except Exception as exc:
+                log.warning("consumer restart failed, retrying", extra={"error": repr(exc)})
+            if await self.w.sleep(backoff):
+                return False
+            backoff = min(backoff * 2, 10.0)
 
     async def process(self, msgs: list[Msg]) -> None:
         t0 = time.perf_counter()

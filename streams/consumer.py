@@ -49,6 +49,9 @@ class BatchConsumer:
         self._buffer: list[Msg] = []
         self._arrived = asyncio.Event()
         self._high = 0  # highest stream sequence handed to this process since start()
+        # Where the durable resumes, kept across a start() that deleted it and then failed
+        # to re-add it (a cluster mid-election): the next start() must not begin at seq 1.
+        self._resume: int | None = None
 
     def _config(self, start_seq: int | None, deliver_subject: str) -> ConsumerConfig:
         return ConsumerConfig(
@@ -82,10 +85,11 @@ class BatchConsumer:
         try:
             info = await self.js.consumer_info(self.stream, durable)
         except NotFoundError:
-            pass
+            start_seq = self._resume
         else:
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
             start_seq = floor + 1 if floor else None
+            self._resume = start_seq
             await self.js.delete_consumer(self.stream, durable)
         deliver = self.js._nc.new_inbox()
         cfg = self._config(start_seq, deliver)
