@@ -49,6 +49,10 @@ bench: $(STAMP)
 nats: $(STAMP)
 	$(PY) -m streams nats
 
+## a 3-node JetStream cluster on loopback in the foreground (docs/scaling.md)
+cluster: $(STAMP)
+	$(PY) -m streams cluster
+
 status: $(STAMP)
 	$(PY) -m streams status
 

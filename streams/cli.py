@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("down", help="stop a running `jetmarket up`")
     sub.add_parser("nats", help="run the embedded nats-server in the foreground")
+    sub.add_parser("cluster", help="run a 3-node JetStream cluster on loopback (docs/scaling.md)")
     sub.add_parser("provision", help="create or update the JetStream streams")
     sub.add_parser("status", help="workers, consumer lag, freshness of raw data per channel")
     for name in WORKERS:
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return down()
     if args.cmd == "nats":
         return _run_nats(settings)
+    if args.cmd == "cluster":
+        return _run_cluster(settings)
     if args.cmd == "provision":
         return asyncio.run(_provision(settings))
     if args.cmd == "status":
@@ -109,6 +112,40 @@ def _run_nats(settings: Settings) -> int:
     except KeyboardInterrupt:
         srv.stop()
         return 0
+
+
+def _run_cluster(settings: Settings) -> int:
+    """Three nodes: client ports nats.server.port + 0..2, routes 6222.., monitors
+    nats.server.monitor_port + 0..2, stores <store_dir>/cluster/n1..n3."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from streams.natsserver import NatsCluster
+
+    srv = settings.nats.server
+    base = Path(srv.store_dir) / "cluster"
+    cluster = NatsCluster(
+        base,
+        host=srv.host,
+        client_ports=[srv.port + i for i in range(3)],
+        cluster_ports=[6222 + i for i in range(3)],
+        monitor_ports=[srv.monitor_port + i for i in range(3)],
+        log_dir=base,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: cluster.stop())
+    try:
+        cluster.start()
+        print(f"3-node JetStream cluster up, logs in {base}; point workers at it with")
+        print(f"  JETMARKET_NATS__URL={cluster.url}")
+        print("  JETMARKET_STREAMS__RAW__REPLICAS=3 (and MARKET, EXEC, DLQ) for R3 streams")
+        while all(n.proc is not None and n.proc.poll() is None for n in cluster.nodes):
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
 
 
 async def _status(settings: Settings) -> int:
