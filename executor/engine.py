@@ -494,6 +494,8 @@ class Engine:
         if rep is not None:
             o.reason = ""
             await self._apply(o, rep)
+            if self.halted is not None and o.live:
+                await self._cancel(o, f"halted: {self.halted}")
             return
         if restart and o.state == "pending_new":
             # stored but the process died before (or while) sending; the venue has no such

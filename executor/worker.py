@@ -154,7 +154,12 @@ class Executor:
         if e is None:
             await msg.respond(orjson.dumps({"accepted": False, "reason": "unknown account"}))
             return
-        reply = await e.handle(cmd)
+        try:
+            reply = await e.handle(cmd)
+        except Exception as exc:  # a bug or a venue surprise must not stop the executor
+            log.exception("command failed", extra={"client_order_id": cmd.client_order_id})
+            await msg.respond(orjson.dumps({"accepted": False, "reason": f"internal: {exc}"}))
+            return
         await msg.respond(msgspec.json.encode(reply))
         if not reply.duplicate:
             # The record only: the order's events are already stored, so its ack is not
@@ -194,7 +199,11 @@ class Executor:
             if e is None:
                 await self.pub.dlq(msg.data, f"account {cmd.account} not served by this executor")
                 continue
-            await e.handle(cmd)
+            try:
+                await e.handle(cmd)
+            except Exception as exc:  # a bug or a venue surprise must not stop the executor
+                log.exception("command failed", extra={"client_order_id": cmd.client_order_id})
+                await self.pub.dlq(msg.data, f"command failed: {exc}")
 
     async def close(self) -> None:
         for e in self.engines.values():
@@ -216,13 +225,17 @@ async def main(w: Worker) -> None:
             if batch:
                 await ex.handle_batch(batch)
                 await consumer.ack_through(batch[-1])
-            for e in ex.engines.values():
-                await e.tick()
             now = time.monotonic()
-            if now >= next_reconcile:
+            reconcile = now >= next_reconcile
+            if reconcile:
                 next_reconcile = now + cfg.reconcile_interval_s
-                for e in ex.engines.values():
-                    await e.reconcile()
+            for e in ex.engines.values():
+                try:
+                    await e.tick()
+                    if reconcile:
+                        await e.reconcile()
+                except Exception:  # retried at the next round
+                    log.exception("timers/reconciliation failed", extra={"account": e.account})
             if now >= next_position:
                 next_position = now + cfg.position_interval_s
                 for e in ex.engines.values():

@@ -213,12 +213,15 @@ async def test_restart_with_open_orders_reconciles_states_positions_and_clickhou
             "WHERE account = 'live' GROUP BY client_order_id ORDER BY client_order_id"
         )
         assert await wait_rows(nc, "SELECT count() FROM positions WHERE account = 'live'", 2, 60)
+        ups = [u for u in log if isinstance(u, OrderUpdate)]
+        stored = await wait_rows(nc, "SELECT count() FROM orders WHERE account = 'live'",
+                                 len(ups), 60)  # fmt: skip
+        assert stored == len(ups)
         res = await sql.query(nc, q)
         assert res.rows == [["o1", "filled"], ["o2", "partially_filled"], ["o3", "canceled"],
                             ["o4", "new"]]  # fmt: skip
         res = await sql.query(nc, "SELECT count() FROM order_commands WHERE account = 'live'")
         assert res.rows[0][0] >= 4
-        ups = [u for u in log if isinstance(u, OrderUpdate)]
         assert len({(u.client_order_id, u.state, u.filled) for u in ups}) == len(ups)
     finally:
         ex.proc.kill9()

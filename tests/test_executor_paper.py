@@ -307,3 +307,24 @@ async def _filled(js: JetStreamContext, cid: str) -> list[Any]:
     log = await exec_log(js)
     ups = updates(log, cid)
     return log if ups and ups[-1].state == "filled" else []
+
+
+async def test_replace_and_cancel_all(
+    paper_settings: Any, nc: Client, js: JetStreamContext
+) -> None:
+    async with running(paper_settings):
+        await market(nc, depth([(99.0, 5.0)], [(100.0, 5.0)]))
+        await request(nc, cmd("rp", side="buy", order_type="limit", quantity="1", price="95"))
+        r = await request(nc, cmd("rp", "replace", price="96.5", quantity="2"))
+        assert r["accepted"] and r["client_order_id"] == "rp.r1" and r["related"] == ["rp"], r
+        r = await request(nc, cmd("rp", "replace", price="97"))
+        assert not r["accepted"] and r["reason"] == "cannot replace: order canceled", r
+        await request(nc, cmd("x1", side="sell", order_type="limit", quantity="1", price="120"))
+        r = await request(nc, cmd("all-1", "cancel_all", symbol="*"))
+        assert sorted(r["related"]) == ["rp.r1", "x1"], r
+        log = await exec_log(js)
+    old, new = updates(log, "rp")[-1], updates(log, "rp.r1")
+    assert old.state == "canceled" and old.reason == "replaced by rp.r1"
+    assert (new[0].state, new[0].price, new[0].quantity) == ("new", 96.5, 2.0)
+    assert new[-1].state == "canceled" and new[-1].reason == "cancel-all"
+    assert updates(log, "x1")[-1].state == "canceled"

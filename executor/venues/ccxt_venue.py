@@ -176,7 +176,7 @@ class CcxtVenue:
             o = await self.ex.fetch_order(None, sym, {"origClientOrderId": order.client_order_id})
         except cx.OrderNotFound:
             return None
-        except (cx.RequestTimeout, cx.NetworkError) as exc:
+        except cx.BaseError as exc:  # any other failure: the order's fate is still unknown
             raise VenueUnknown(type(exc).__name__) from None
         return await self._with_fills(o, order)
 
@@ -187,7 +187,7 @@ class CcxtVenue:
             try:
                 trades = await self.ex.fetch_my_trades(
                     self._sym(order.symbol), params={"orderId": o["id"]})  # fmt: skip
-            except (cx.RequestTimeout, cx.NetworkError) as exc:
+            except cx.BaseError as exc:
                 raise VenueUnknown(type(exc).__name__) from None
             for t in trades:
                 if str(t.get("order")) != str(o["id"]):
