@@ -16,7 +16,7 @@ from streams import settings as settings_mod
 from streams.connect import connect
 from streams.natsserver import NatsServer, free_port
 from streams.provision import provision
-from streams.settings import NatsServerSettings, Settings
+from streams.settings import MetricsSettings, NatsServerSettings, Settings
 
 SHARED_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "frames"
 
@@ -45,7 +45,9 @@ def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "nats": {"url": nats_url},
         "clickhouse": {"dsn": f"chdb://{tmp_path / 'clickhouse'}"},
-        "metrics": {"ports": {}, "health_interval_s": 5.0},
+        # 0 disables a worker's endpoint (an empty dict would merge with the defaults and
+        # have every test worker fight over ports 9101-9105)
+        "metrics": {"ports": dict.fromkeys(MetricsSettings().ports, 0), "health_interval_s": 5.0},
     }
     return settings_mod.from_mapping(settings_mod._merge(base, overrides))
 
