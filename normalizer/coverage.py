@@ -35,8 +35,11 @@ def types_of(becomes: str) -> set[str]:
 
 def coverage() -> dict[str, dict[str, list[str]]]:
     """venue -> message type -> the native channels that produce it."""
+    from normalizer.venues.ccxt import CcxtParser  # the long tail: any ccxt exchange id
+
     out: dict[str, dict[str, list[str]]] = {}
-    for venue, parser in sorted(parsers().items()):
+    rows = [*sorted(parsers().items()), ("any ccxt id (REST poller)", CcxtParser("any"))]
+    for venue, parser in rows:
         row: dict[str, list[str]] = {t: [] for t in TYPES}
         for channel, becomes in parser.channels.items():
             for t in types_of(becomes):
