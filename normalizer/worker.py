@@ -26,6 +26,7 @@ from normalizer.venues.base import Out
 from streams import subjects
 from streams.consumer import BatchConsumer, stream_seq
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
+from streams.replay.output import replay_stream
 from streams.runtime import Worker
 from streams.settings import ConsumerSettings, NormalizerSettings
 
@@ -56,6 +57,11 @@ DLQ_SUBJECT = subjects.dlq("normalizer")
 BURST = 4000  # core publishes between acked ones; nats-server's ingest queue holds 10k+
 
 
+def _replayed_seq(m: Msg, default: int) -> int:
+    value = (m.headers or {}).get(subjects.H_REPLAY_SEQ, "")
+    return int(value) if value.isdigit() else default
+
+
 def _header_value(text: str) -> str:
     # NATS headers are single-line; keep reasons readable and bounded.
     return text.replace("\r", " ").replace("\n", " ")[:1000]
@@ -80,6 +86,11 @@ def raw_consumer(js: JetStreamContext, cfg: NormalizerSettings) -> tuple[BatchCo
     """RAW consumer of this instance and the subject suffix of the frames it publishes for
     ("" = all). Partitioned (docs/scaling.md): its own partition, plus the venue-wide
     frames of the others, which it parses only to keep parser state (e.g. contract sizes)."""
+    if cfg.replay_name:
+        # re-normalization: frames replayed under replay.<name>.raw.> into that replay's stream
+        durable = msgspec.structs.replace(cfg.consumer, durable=f"renormalize-{cfg.replay_name}")
+        raw_all = subjects.replay(cfg.replay_name, subjects.RAW_ALL)
+        return BatchConsumer(js, replay_stream(cfg.replay_name), durable, raw_all), ""
     if cfg.partitions <= 1:
         return BatchConsumer(js, STREAM_RAW, cfg.consumer, subjects.RAW_ALL), ""
     consumer_cfg = msgspec.structs.replace(cfg.consumer, durable=cfg.partition_durable())
@@ -94,6 +105,10 @@ class NormalizerWorker:
         self.cfg = w.settings.normalizer
         self.core = Normalizer()
         self.consumer, self.own_suffix = raw_consumer(w.js, self.cfg)  # type: ignore[arg-type]
+        # re-normalization writes everything under replay.<name>. into that replay's stream
+        name = self.cfg.replay_name
+        self.prefix = subjects.replay_prefix(name) if name else ""
+        self.out_stream = replay_stream(name) if name else STREAM_MARKET
         self.totals: Counter[str] = Counter()
 
     async def run(self) -> None:
@@ -160,16 +175,21 @@ class NormalizerWorker:
         per_venue: Counter[str] = Counter()
         normalize = self.core.normalize
         suffix = self.own_suffix
+        cut = len(self.prefix)
         for m in msgs:
             seq = stream_seq(m)
-            res = normalize(m.subject, m.data, m.headers, seq)
-            if suffix and not m.subject.endswith(suffix):
+            subject = m.subject
+            if cut:
+                # a replayed frame: its RAW sequence is part of some messages' identity
+                subject, seq = subject[cut:], _replayed_seq(m, seq)
+            res = normalize(subject, m.data, m.headers, seq)
+            if suffix and not subject.endswith(suffix):
                 continue  # another partition's venue-wide frame: its owner publishes this
             if isinstance(res, Dead):
                 dead.append((res, seq))
             else:
                 outs.extend(res)
-            per_venue[m.subject.split(".", 2)[1]] += 1
+            per_venue[subject.split(".", 2)[1]] += 1
         await self._publish(outs)
         await self._dead_letters(dead)
         await self.consumer.ack_through(msgs[-1])
@@ -192,21 +212,22 @@ class NormalizerWorker:
         nc, js = self.w.nc, self.w.js
         assert nc is not None and js is not None
         publish = nc.publish
+        pre, stream = self.prefix, self.out_stream
         for i, o in enumerate(outs[:-1], 1):
             headers = {subjects.H_MSG_ID: o.msg_id}
             if i % BURST == 0:
                 # an acked publish inside long bursts (an instrument list can expand to
                 # thousands of messages) keeps the stream's ingest queue from overflowing:
                 # nats-server drops core publishes beyond it without telling anyone
-                await js.publish(o.subject, o.data, headers=headers, stream=STREAM_MARKET)
+                await js.publish(pre + o.subject, o.data, headers=headers, stream=stream)
             else:
-                await publish(o.subject, o.data, headers=headers)
+                await publish(pre + o.subject, o.data, headers=headers)
         last = outs[-1]
         await js.publish(
-            last.subject,
+            pre + last.subject,
             last.data,
             headers={subjects.H_MSG_ID: last.msg_id},
-            stream=STREAM_MARKET,
+            stream=stream,
             timeout=10.0,
         )
 
@@ -223,6 +244,10 @@ class NormalizerWorker:
             if d.recv_ns:
                 headers[subjects.H_RECV_NS] = _header_value(d.recv_ns)
             # Dead letters are rare: one acked publish each keeps the code obvious.
+            if self.prefix:  # re-normalization keeps its dead letters with its output
+                await js.publish(self.prefix + DLQ_SUBJECT, d.data, headers=headers,
+                                 stream=self.out_stream, timeout=10.0)  # fmt: skip
+                continue
             await js.publish(DLQ_SUBJECT, d.data, headers=headers, stream=STREAM_DLQ, timeout=10.0)
         if dead:
             log.warning(

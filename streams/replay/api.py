@@ -113,9 +113,10 @@ class Replay:
             return "clickhouse"
         if first_ts is None:
             return "clickhouse"
-        if self.start_ns is None:
-            return "jetstream" if first_seq <= 1 else "clickhouse"
-        return "jetstream" if self.start_ns >= first_ts else "clickhouse"
+        if first_seq <= 1:
+            return "jetstream"  # nothing has expired yet: the stream holds all there is
+        start = self.start_ns if self.start_ns is not None else -1
+        return "jetstream" if start >= first_ts else "clickhouse"
 
     async def _fetcher(self, nc: Client) -> Fetch:
         dsn = self.settings.clickhouse.dsn

@@ -26,6 +26,7 @@ from nats.aio.client import Client
 
 from streams import schemas, sql, subjects
 from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.replay.jetstream import unpartition
 from streams.replay.model import ReplayMsg
 from streams.replay.order import merge
 from streams.replay.select import Selection
@@ -211,7 +212,7 @@ class ClickHouseSource:
             if conv is None:
                 out = [
                     ReplayMsg(
-                        r[0], stream, int(r[4]), int(r[1]), base64.b64decode(r[3]),
+                        unpartition(r[0]), stream, int(r[4]), int(r[1]), base64.b64decode(r[3]),
                         {H_RECV: str(r[1]), H_CONN: r[2]} if r[2] else {H_RECV: str(r[1])},
                     )
                     for r in rows

@@ -25,6 +25,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from streams import schemas, subjects
+from streams.provision import STREAM_RAW
 from streams.replay.model import ReplayMsg, ReplayStats, parse_iso_ns
 from streams.replay.order import Reorder
 
@@ -52,6 +53,15 @@ async def stream_bounds(js: JetStreamContext, stream: str) -> tuple[int, int, in
     return int(state.get("first_seq", 0)), int(state.get("last_seq", 0)), ts
 
 
+def unpartition(subject: str) -> str:
+    """``raw.<v>.<c>.<sym>`` of a subject a partitioned RAW stored as ``raw.<v>.<c>.<sym>.<N>.<p>``
+    (streams/subjects.py): replays show, and republish, the subject the collector used."""
+    parts = subject.split(".")
+    if len(parts) == 6 and parts[0] == "raw" and parts[4].isdigit() and parts[5].isdigit():
+        return ".".join(parts[:4])
+    return subject
+
+
 def _decoder(subject: str) -> Callable[[bytes], Any] | None:
     if subject.startswith("market."):
         return schemas.decode
@@ -66,6 +76,8 @@ def to_replay(m: Msg, stream: str, seq: int, strip: int, stats: ReplayStats) -> 
     headers = m.headers
     decode = _decoder(subject)
     if decode is None:
+        if subject.count(".") == 5:
+            subject = unpartition(subject)
         recv = headers.get(subjects.H_RECV_NS, "") if headers else ""
         # a frame without a usable receive time sorts first (the sink stores 0 too)
         ts = int(recv) if recv.isdigit() and len(recv) < 20 else 0
@@ -126,8 +138,12 @@ class JetStreamSource:
             cfg.opt_start_time = datetime.fromtimestamp(at, UTC)
         else:
             cfg.deliver_policy = DeliverPolicy.ALL
-        if len(self.filters) > 1:
-            cfg.filter_subjects = self.filters
+        filters = self.filters
+        if self.stream == STREAM_RAW:
+            # a partitioned RAW appends .<N>.<p>; the 4- and 6-token forms never overlap
+            filters = [*filters, *(f + ".>" for f in filters if not f.endswith(">"))]
+        if len(filters) > 1:
+            cfg.filter_subjects = filters
         self._sub = await self.js.subscribe(
             self.filters[0],
             stream=self.stream,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,3 +105,29 @@ def format_ns(ns: int | None) -> str:
         return "-"
     dt = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
+
+
+class Digest:
+    """sha256 over a message sequence: subject, data and, optionally, sequence, receive time
+    and the Nats-Msg-Id header; each part length-prefixed so boundaries cannot shift."""
+
+    def __init__(self, *, seq: bool = True, msg_id: bool = False) -> None:
+        self.h = hashlib.sha256()
+        self.count = 0
+        self.seq, self.msg_id = seq, msg_id
+
+    def update(self, msgs: Iterable[ReplayMsg]) -> None:
+        h = self.h
+        for m in msgs:
+            parts = [m.subject.encode(), m.data]
+            if self.seq:
+                parts += [b"%d" % m.seq, b"%d" % m.ts_recv]
+            if self.msg_id:
+                parts.append(((m.headers or {}).get("Nats-Msg-Id", "")).encode())
+            for part in parts:
+                h.update(len(part).to_bytes(4, "big"))
+                h.update(part)
+            self.count += 1
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()

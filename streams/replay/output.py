@@ -17,6 +17,15 @@ from streams import subjects
 from streams.replay.model import ReplayMsg
 
 BURST = 4000
+# Stored with a message that was published with expectations (``js.publish(stream=...)``
+# sets Nats-Expected-Stream): sent again they would make the server refuse the copy, and a
+# refused core publish is dropped without a word.
+EXPECT_HEADERS = (
+    "Nats-Expected-Stream",
+    "Nats-Expected-Last-Sequence",
+    "Nats-Expected-Last-Subject-Sequence",
+    "Nats-Expected-Last-Msg-Id",
+)
 
 
 def replay_stream(name: str) -> str:
@@ -55,25 +64,33 @@ class Republisher:
     """``prefix + original subject``; headers kept, plus the original sequence."""
 
     def __init__(
-        self, nc: Client, prefix: str, *, stream: str | None = None, add_seq: bool = True
+        self,
+        nc: Client,
+        prefix: str,
+        *,
+        stream: str | None = None,
+        add_seq: bool = True,
+        keep_msg_id: bool = True,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=10.0)
         self.prefix = prefix
         self.stream = stream
         self.add_seq = add_seq
+        # without: raw frames and the market messages made from them share one stream's
+        # dedup window in re-normalization, and an id may well be spelled the same
+        self.drop = EXPECT_HEADERS if keep_msg_id else (*EXPECT_HEADERS, subjects.H_MSG_ID)
         self.sent = 0
+        self.last_seq = 0  # stream sequence of the last message, once confirmed
         self._held: tuple[str, bytes, dict[str, str] | None] | None = None
 
     def _wire(self, m: ReplayMsg) -> tuple[str, bytes, dict[str, str] | None]:
-        headers = m.headers
+        headers = dict(m.headers) if m.headers else {}
+        for k in self.drop:
+            headers.pop(k, None)
         if self.add_seq:
-            headers = (
-                {**headers, subjects.H_REPLAY_SEQ: str(m.seq)}
-                if headers
-                else {subjects.H_REPLAY_SEQ: str(m.seq)}
-            )
-        return self.prefix + m.subject, m.data, headers
+            headers[subjects.H_REPLAY_SEQ] = str(m.seq)
+        return self.prefix + m.subject, m.data, headers or None
 
     async def send(self, msgs: list[ReplayMsg]) -> None:
         publish = self.nc.publish
@@ -96,7 +113,8 @@ class Republisher:
             self.sent += 1
             subject, data, headers = held
             if self.stream:
-                await self.js.publish(subject, data, headers=headers, stream=self.stream)
+                ack = await self.js.publish(subject, data, headers=headers, stream=self.stream)
+                self.last_seq = ack.seq
             else:
                 await self.nc.publish(subject, data, headers=headers)
         await self.nc.flush(timeout=30)
