@@ -58,6 +58,7 @@ def test_the_alerts_operators_need_exist() -> None:
         "JetmarketBookGaps",
         "JetmarketSinkFailing",
         "JetmarketWorkerDown",
+        "JetmarketExecutorRejects",
     }
     assert need <= names, need - names
 

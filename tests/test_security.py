@@ -145,3 +145,32 @@ def test_secrets_never_reach_the_logs(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "request failed with key ***" in text
     # error texts sent back to users go through the same mask
     assert logs.redact(f"auth failed for {from_env}") == "auth failed for ***"
+
+
+def test_exchange_keys_are_masked_wherever_they_surface(tmp_path: Path) -> None:
+    """Executor keys from a 0600 JSON file and the environment: an exception text that
+    carries them (as ccxt's do, with the request URL and headers) logs only ``***``."""
+    from executor.venues.ccxt_venue import load_keys
+    from streams.settings import AccountSettings
+
+    f = tmp_path / "binance.json"
+    f.write_text('{"apiKey": "FileApiKey-77aa", "secret": "FileSecret-88bb"}')
+    f.chmod(0o644)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        load_keys(AccountSettings(venue="ccxt", exchange="binance", secrets_file=str(f)))
+    f.chmod(0o600)
+    keys = load_keys(
+        AccountSettings(venue="ccxt", exchange="binance", secrets_file=str(f),
+                        secret_env="JM_TEST_EXEC_SECRET"),
+        env={"JM_TEST_EXEC_SECRET": "EnvSecret-99cc"},
+    )  # fmt: skip
+    assert keys == {"apiKey": "FileApiKey-77aa", "secret": "EnvSecret-99cc"}
+    err = (
+        'binance {"code":-2014,"msg":"API-key format invalid."} POST '
+        "http://127.0.0.1/api/v3/order headers X-MBX-APIKEY: FileApiKey-77aa "
+        "signed with EnvSecret-99cc, file secret FileSecret-88bb"
+    )
+    text = logs.redact(err)
+    for leaked in ("FileApiKey-77aa", "EnvSecret-99cc", "FileSecret-88bb"):
+        assert leaked not in text, text
+    assert "API-key format invalid" in text  # the useful part survives

@@ -12,9 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import stat
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -23,6 +21,7 @@ from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from executor.model import Order, VenueFill, VenueRejected, VenueReport, VenueUnknown
 from executor.precision import Spec
+from streams import logs, secrets
 from streams.settings import AccountSettings
 
 _STATUS = {"open": "new", "closed": "filled", "canceled": "canceled", "expired": "expired",
@@ -34,16 +33,16 @@ def load_keys(cfg: AccountSettings, env: dict[str, str] | None = None) -> dict[s
     env = dict(os.environ) if env is None else env
     keys: dict[str, str] = {}
     if cfg.secrets_file:
-        p = Path(cfg.secrets_file)
-        mode = p.stat().st_mode
-        if stat.S_IMODE(mode) & 0o077:
-            raise PermissionError(f"{p}: secrets file must not be readable by others (chmod 600)")
-        data = json.loads(p.read_text())
+        data = json.loads(secrets.read_file(cfg.secrets_file))  # refused unless mode 0600
+        for value in data.values():  # every value in a secrets file is one, used or not
+            logs.register_secret(str(value))
         keys.update({k: str(data[k]) for k in ("apiKey", "secret", "password") if k in data})
     if cfg.api_key_env and env.get(cfg.api_key_env):
         keys["apiKey"] = env[cfg.api_key_env]
     if cfg.secret_env and env.get(cfg.secret_env):
         keys["secret"] = env[cfg.secret_env]
+    for value in keys.values():  # whatever ccxt or we print later, these show as ***
+        logs.register_secret(value)
     return keys
 
 
