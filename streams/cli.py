@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.add_argument("--max-rows", type=int, default=10_000)
     sql.add_argument("--timeout", type=float, default=30.0)
+    from streams.replay import cli as replay_cli
+
+    replay_cli.add_commands(sub)  # replay, record, renormalize
     return p
 
 
@@ -95,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_sql(settings, args))
     if args.cmd == "book":
         return asyncio.run(_book(settings, args.venue, args.symbol, args.levels))
+    if args.cmd in ("replay", "record", "renormalize"):
+        from streams.replay import cli as replay_cli
+
+        return replay_cli.run(settings, args)
     raise AssertionError(args.cmd)
 
 

@@ -70,8 +70,11 @@ class Replay:
         order: Literal["time", "stream"] = "time",
         from_replay: str | None = None,
         clickhouse: Literal["auto", "sink", "direct"] = "auto",
+        from_file: str | None = None,
     ) -> None:
         self.settings = settings
+        if subjects is None and from_file:
+            subjects = ">"  # a recording plays back whole unless told otherwise
         self.selection: Selection = select(subjects, venues, symbols, types)
         now = time.time_ns()
         self.start_ns = parse_time(start, now)
@@ -85,6 +88,7 @@ class Replay:
         self.order = order
         self.from_replay = from_replay
         self.clickhouse = clickhouse
+        self.from_file = from_file
         if order == "stream" and len(self.selection.filters) != 1:
             raise ValueError('order="stream" needs subjects of a single stream')
         if from_replay and source == "clickhouse":
@@ -137,7 +141,14 @@ class Replay:
             self._closers.append(fetch.close)
             return fetch
 
-    async def _open(self) -> tuple[list[AsyncIterator[list[ReplayMsg]]], int]:
+    async def _open(self) -> tuple[list[AsyncIterator[list[ReplayMsg]]], int | None]:
+        if self.from_file:
+            from streams.record import file_chunks, read_header
+
+            head = read_header(self.from_file)
+            self.stats.source = f"file:{self.from_file}"
+            chunks = file_chunks(self.from_file, self.selection, self.start_ns, self.end_ns)
+            return [chunks], head.get("messages")
         nc = await self._client()
         window = int(self.settings.replay.reorder_window_s * 1e9)
         sources: list[AsyncIterator[list[ReplayMsg]]] = []
@@ -238,11 +249,16 @@ class Replay:
                 clock.advance(m.ts_recv)
                 yield m
 
-    async def publish(self, name: str, *, stream: str | None = None) -> ReplayStats:
+    async def publish(self, name: str | None, *, stream: str | None = None) -> ReplayStats:
         """Republish under ``replay.<name>.<original subject>``, paced; into ``stream``
-        (acked in bursts) when given, else core NATS."""
+        (acked in bursts) when given, else core NATS. ``name=None`` publishes on the
+        original subjects (a recording back onto RAW), confirmed by the stream that holds
+        them; then the frames are new frames, without ``Jm-Replay-Seq``."""
         nc = await self._client()
-        out = Republisher(nc, subjects.replay_prefix(name), stream=stream)
+        if name is None:
+            out = Republisher(nc, "", add_seq=False, acked=True)
+        else:
+            out = Republisher(nc, subjects.replay_prefix(name), stream=stream)
         own, self._own_nc = self._own_nc, False  # keep the connection until flushed
         try:
             if self.clock.speed is None:

@@ -71,11 +71,14 @@ class Republisher:
         stream: str | None = None,
         add_seq: bool = True,
         keep_msg_id: bool = True,
+        acked: bool = False,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=10.0)
         self.prefix = prefix
         self.stream = stream
+        # confirm in bursts: into ``stream``, or (acked) into whichever stream holds each subject
+        self.acked = acked or stream is not None
         self.add_seq = add_seq
         # without: raw frames and the market messages made from them share one stream's
         # dedup window in re-normalization, and an id may well be spelled the same
@@ -101,7 +104,7 @@ class Republisher:
                 continue
             self.sent += 1
             subject, data, headers = held
-            if self.stream and self.sent % BURST == 0:
+            if self.acked and self.sent % BURST == 0:
                 await self.js.publish(subject, data, headers=headers, stream=self.stream)
             else:
                 await publish(subject, data, headers=headers)
@@ -112,7 +115,7 @@ class Republisher:
         if held is not None:
             self.sent += 1
             subject, data, headers = held
-            if self.stream:
+            if self.acked:
                 ack = await self.js.publish(subject, data, headers=headers, stream=self.stream)
                 self.last_seq = ack.seq
             else:
