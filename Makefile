@@ -9,7 +9,7 @@ FORMAT ?= table
 VENUE  ?= binance
 SYMBOL ?= BTC-USDT
 
-.PHONY: up down status test lint fmt demo bench nats provision collector normalizer sink orderbook executor book sql clean distclean venv
+.PHONY: up down status test lint fmt demo bench faults fuzz nats provision collector normalizer sink orderbook executor book sql clean distclean venv
 
 venv: $(STAMP)
 
@@ -45,6 +45,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tests.bench
 
+## fault suite on the full pipeline (kill -9, nats restart, drops/stalls, insert outage); table
+faults: $(STAMP)
+	$(PY) -m tests.faults
+
+## fuzz every venue parser and exec commands: >= 100k adversarial cases
+fuzz: $(STAMP)
+	JM_FUZZ_PROFILE=fuzz $(PY) -m pytest -q -s tests/test_fuzz.py
+
 ## one worker in the foreground each
 nats: $(STAMP)
 	$(PY) -m streams nats
@@ -76,6 +84,14 @@ executor: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m streams book $(VENUE) $(SYMBOL)
+
+## history from a ccxt exchange into RAW, resumable: make backfill VENUE=bitfinex SYMBOL=BTC-USD
+##   SINCE=2024-05-01 [UNTIL=2024-05-02] [TIMEFRAME=1m] [TRADES=1] (re-run the same to resume)
+.PHONY: backfill
+backfill: $(STAMP)
+	$(if $(SINCE),,$(error SINCE is required, e.g. make backfill SINCE=2024-05-01T00:00:00Z))
+	$(PY) -m collectors.backfill --venue $(VENUE) --symbol $(SYMBOL) --since $(SINCE) \
+		$(if $(UNTIL),--until $(UNTIL)) --timeframe $(or $(TIMEFRAME),1m) $(if $(TRADES),--trades)
 
 sql: $(STAMP)
 	$(PY) -m streams sql --format $(FORMAT) "$(Q)"

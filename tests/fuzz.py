@@ -51,7 +51,7 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
 )  # fmt: skip
 settings.register_profile(
-    "fuzz", max_examples=3000, deadline=None, database=None,
+    "fuzz", max_examples=4000, deadline=None, database=None,
     suppress_health_check=list(HealthCheck),
 )  # fmt: skip
 
@@ -78,10 +78,11 @@ RECORDED = {
 }  # fmt: skip
 PARSER_ERROR = "parser error"  # normalizer.core's catch-all: a parser raised, not rejected
 # Findings in parsers other engineers own, reported to them rather than edited here: the
-# property tolerates exactly these exception names for exactly these venues, and
-# test_fuzz.test_known_findings_still_reproduce fails once one is fixed (then delete it).
+# property tolerates exactly these exception names (raised through the parser) and these
+# property violations, for exactly these venues; test_fuzz.test_known_findings_still_
+# reproduce fails once one is fixed (then delete it).
 KNOWN_FINDINGS: dict[str, tuple[str, ...]] = {
-    "deribit": ("RecursionError", "UnicodeDecodeError"),
+    "deribit": ("RecursionError", "UnicodeDecodeError", "ticker.volume_24h = -"),
     "coinbase": ("RecursionError",),
     "kraken": ("RecursionError",),
 }
@@ -539,7 +540,12 @@ def check(norm: Normalizer, token: str, case: Case) -> list[schemas.MarketMessag
         ):
             raise Finding(f"{token}/{channel}: {res.reason[:300]} for {data[:300]!r}")
         return res.reason
-    return [check_out(o) for o in res]
+    try:
+        return [check_out(o) for o in res]
+    except Finding as exc:
+        if any(k in str(exc) for k in KNOWN_FINDINGS.get(token, ())):
+            return f"known finding: {exc}"
+        raise
 
 
 # -- exec commands -------------------------------------------------------------------------

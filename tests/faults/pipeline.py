@@ -1,0 +1,117 @@
+"""The pipeline under test: nats-server, emulator, four worker subprocesses, a client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import orjson
+from nats.aio.client import Client
+
+from streams import sql, subjects
+from streams.connect import connect
+from streams.natsserver import NatsServer, free_port
+from streams.settings import NatsServerSettings, Settings
+from tests.conftest import make_settings
+from tests.faults.emulator import LedgerEmulator
+from tests.workers import Proc
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+OURS = {"BTCUSDT": "BTC-USDT", "ETHUSDT": "ETH-USDT"}
+WORKERS = {
+    "collector": ("collectors", "binance"),
+    "normalizer": ("normalizer",),
+    "sink": ("sinks", "clickhouse"),
+    "orderbook": ("orderbook",),
+}
+STALE_AFTER_S = 1.5
+
+
+class Pipeline:
+    def __init__(self, workdir: Path, rate: float, seed: int = 8) -> None:
+        self.dir = workdir
+        self.rate = rate
+        self.fail_file = workdir / "fail-inserts"
+        cfg = NatsServerSettings(
+            port=free_port(), monitor_port=free_port(), store_dir=str(workdir / "nats")
+        )
+        self.nats = NatsServer(cfg, log_file=workdir / "nats.log")
+        self.emu = LedgerEmulator(symbols=SYMBOLS, seed=seed)
+        self.procs: dict[str, Proc] = {}
+        self.nc: Client | None = None
+        self.settings: Settings | None = None
+        self._load: asyncio.Task[None] | None = None
+        self._loading = False
+
+    async def start(self) -> None:
+        self.nats.start()
+        await self.emu.start()
+        self.settings = make_settings(
+            self.dir, self.nats.url,
+            collector={"binance": {
+                "ws_url": self.emu.ws_url, "rest_url": self.emu.rest_url, "symbols": SYMBOLS,
+                "stale_after_s": STALE_AFTER_S, "reconnect": {"min_s": 0.2, "max_s": 1.0},
+            }},
+            sink={"flush_interval_s": 0.2, "fail_inserts_file": str(self.fail_file),
+                  "retry_max_s": 1.0},
+            orderbook={"snapshot_retry_s": 0.5},
+            log={"level": "WARNING"},
+        )  # fmt: skip
+        for name, args in WORKERS.items():
+            self.procs[name] = Proc(
+                args[0], self.settings, *args[1:], log=self.dir / f"{name}.log"
+            ).start()
+        self.nc = await connect(self.settings.nats, "faults")
+        await self.emu.wait_connected(1, timeout=60)
+
+    def start_load(self) -> None:
+        self._loading = True
+        self._load = asyncio.create_task(self._steady())
+
+    async def _steady(self) -> None:
+        # half-second slices at the offered rate, forever until stop_load
+        while self._loading:
+            await self.emu.emit_trades(max(1, int(self.rate / 2)), rate=self.rate, chunk=50)
+
+    async def stop_load(self) -> None:
+        self._loading = False
+        if self._load is not None:
+            await self._load
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop_load()
+        for p in reversed(list(self.procs.values())):
+            try:
+                p.stop(timeout=20)
+            except Exception:
+                p.kill9()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        await self.emu.stop()
+        self.nats.stop()
+
+    # -- queries -------------------------------------------------------------------------
+    async def query(self, q: str, max_rows: int = 10_000, timeout: float = 3.0) -> list[list]:
+        assert self.nc is not None
+        res = await sql.query(self.nc, q, max_rows=max_rows, timeout=timeout)
+        return res.rows
+
+    async def newest_trade_ms(self) -> int:
+        try:
+            rows = await self.query("SELECT toUnixTimestamp64Milli(max(ts_event)) FROM trades")
+            return int(rows[0][0] or 0)
+        except Exception:  # sink restarting or nats down: not yet
+            return 0
+
+    async def book(self, native: str) -> dict | None:
+        assert self.nc is not None
+        try:
+            msg = await self.nc.request(
+                subjects.book_get("binance", OURS[native]), b"", timeout=1.0
+            )
+        except Exception:
+            return None
+        return orjson.loads(msg.data)

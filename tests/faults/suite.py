@@ -1,0 +1,337 @@
+"""The faults, their order, the exact accounting (see the package docstring) and the table."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.faults.emulator import Key
+from tests.faults.pipeline import OURS, STALE_AFTER_S, SYMBOLS, Pipeline
+
+GAP_SLACK_S = 5.0  # a gap is found after the hole (next depth event, next connection)
+
+
+@dataclass
+class Phase:
+    fault: str
+    start: float  # wall seconds; owns the trades generated from here to the next phase
+    count: int = 0
+    recovery_s: list[float] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    fault: str
+    count: int
+    offered: int = 0
+    stored: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    unoffered: int = 0  # generated while no collector connection was being served
+    in_flight: int = 0  # written to a socket that then died, before the collector read it
+    uncovered: int = 0  # unoffered or in flight, with no gap recorded for the hole
+    gaps: int = 0
+    recovery_s: float = 0.0
+    crashes: list[str] = field(default_factory=list)  # workers that died on their own
+
+
+class Suite:
+    def __init__(self, p: Pipeline, short: bool, seed: int = 2026) -> None:
+        self.p = p
+        self.short = short
+        self.rnd = random.Random(seed)
+        self.phases: list[Phase] = [Phase("warm-up", 0.0)]
+        self.book_ok: dict[str, str] = {}
+        self.down: set[str] = set()  # workers we are killing or restarting on purpose
+
+    async def supervise(self) -> None:
+        """What ``make up``'s supervisor does: restart a worker that exited on its own;
+        every such exit is recorded against the fault in progress, with its last error."""
+        while True:
+            await asyncio.sleep(0.2)
+            for name, proc in self.p.procs.items():
+                if name in self.down or proc.alive():
+                    continue
+                self.phases[-1].crashes.append(f"{name}: {last_error(proc.log)}")
+                proc.start()
+
+    # -- fault driver --------------------------------------------------------------------
+    async def _recovered(self, since: float, timeout: float = 90.0) -> float:
+        """Seconds from ``since`` until a trade generated after it is in ClickHouse."""
+        mark_ms = int(since * 1000) + 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self.p.newest_trade_ms() >= mark_ms:
+                return time.time() - since
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"no trade after the fault reached ClickHouse in {timeout}s")
+
+    async def _book_valid(self, since: float, timeout: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            books = [await self.p.book(s) for s in SYMBOLS]
+            if all(b is not None and b.get("valid") for b in books):
+                return time.time() - since
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"order book not valid again within {timeout}s")
+
+    async def run_fault(self, name: str, times: int, act: Callable[[], Awaitable[float]]) -> None:
+        phase = Phase(name, time.time())
+        self.phases.append(phase)
+        for _ in range(times):
+            await asyncio.sleep(self.rnd.uniform(0.2, 1.2))  # a random point of the stream
+            phase.count += 1
+            phase.recovery_s.append(await act())
+
+    def kill(self, worker: str) -> Callable[[], Awaitable[float]]:
+        async def act() -> float:
+            proc = self.p.procs[worker]
+            self.down.add(worker)
+            proc.kill9()
+            await asyncio.sleep(self.rnd.uniform(0.0, 0.5))
+            proc.start()
+            self.down.discard(worker)
+            t = time.time()
+            if worker == "orderbook":
+                return await self._book_valid(t)
+            return await self._recovered(t)
+
+        return act
+
+    async def nats_restart(self) -> float:
+        self.p.nats.stop()
+        await asyncio.sleep(self.rnd.uniform(0.2, 1.0))
+        self.p.nats.start()
+        return await self._recovered(time.time())
+
+    async def drop(self) -> float:
+        await self.p.emu.drop_connections()
+        t = time.time()
+        await self.p.emu.wait_connected(1, timeout=30)
+        await self._recovered(t)
+        return await self._book_valid(t)
+
+    async def stall(self) -> float:
+        self.p.emu.stall()
+        t = time.time()
+        # stale detection closes it, the collector reconnects, a new connection is served
+        await self._recovered(t + STALE_AFTER_S)
+        return await self._book_valid(t)
+
+    def insert_outage(self, seconds: float) -> Callable[[], Awaitable[float]]:
+        async def act() -> float:
+            self.p.fail_file.touch()
+            await asyncio.sleep(seconds)
+            self.p.fail_file.unlink()
+            return await self._recovered(time.time())
+
+        return act
+
+    async def run(self) -> None:
+        n = 1 if self.short else 10
+        await asyncio.sleep(2.0)  # warm-up: books synced, every worker flowing
+        for worker in ("collector", "normalizer", "sink", "orderbook"):
+            await self.run_fault(f"kill -9 {worker}", n, self.kill(worker))
+        await self.run_fault("nats-server restart", 1 if self.short else 3, self.nats_restart)
+        await self.run_fault("venue drops connection", 1 if self.short else 3, self.drop)
+        await self.run_fault("venue stalls connection", 1 if self.short else 3, self.stall)
+        outage = 5.0 if self.short else 60.0
+        await self.run_fault(f"insert failures {outage:.0f}s", 1, self.insert_outage(outage))
+        self.phases.append(Phase("tail (no fault)", time.time()))
+        await asyncio.sleep(1.0)
+
+    # -- the end: drain, books, accounting -------------------------------------------------
+    async def drain(self, timeout: float = 120.0) -> None:
+        await self.p.stop_load()
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            try:
+                rows = await self.p.query("SELECT count() FROM trades")
+                got = int(rows[0][0])
+            except Exception:
+                got = -1
+            if got == last and got > 0:
+                break  # nothing more arriving
+            last = got
+            await asyncio.sleep(1.5)
+        for native in SYMBOLS:
+            self.book_ok[native] = await self._book_matches(native)
+
+    async def _book_matches(self, native: str, timeout: float = 20.0) -> str:
+        """ "ok", or how the service's book differs from the emulator's true book."""
+        bids, asks = self.p.emu.true_book(native)
+        deadline = time.monotonic() + timeout
+        why = "no answer from book.get"
+        while time.monotonic() < deadline:
+            book = await self.p.book(native)
+            if book is not None and book.get("valid"):
+                got_b = [tuple(x) for x in book["bids"]]
+                got_a = [tuple(x) for x in book["asks"]]
+                if got_b == bids and got_a == asks:
+                    return "ok"
+                why = (f"valid, seq {book.get('seq')} vs venue {self.p.emu.sims[native].u}; "
+                       f"top bid {got_b[:1]} vs {bids[:1]}, top ask {got_a[:1]} vs {asks[:1]}, "
+                       f"levels {len(got_b)}/{len(got_a)} vs {len(bids)}/{len(asks)}")  # fmt: skip
+            elif book is not None:
+                why = f"not valid: {str(book)[:200]}"
+            await asyncio.sleep(0.5)
+        return why
+
+    async def account(self) -> list[Row]:
+        emu = self.p.emu
+        emu.close_gone()
+        rows = await self.p.query(
+            "SELECT symbol, toUInt64(id), count() FROM trades GROUP BY symbol, id",
+            max_rows=10_000_000, timeout=60,
+        )  # fmt: skip
+        stored: dict[Key, int] = {(s, int(i)): int(c) for s, i, c in rows}
+        gap_rows = await self.p.query(
+            "SELECT symbol, toUnixTimestamp64Nano(ts_recv) FROM gaps WHERE venue = 'binance'",
+            max_rows=1_000_000, timeout=30,
+        )  # fmt: skip
+        gaps: dict[str, list[float]] = {}
+        for sym, ns in gap_rows:
+            gaps.setdefault(sym, []).append(int(ns) / 1e9)
+        for v in gaps.values():
+            v.sort()
+
+        # where each offered trade sits in its connection's ledger
+        verdict: dict[Key, str] = {}
+        for led in emu.ledgers:
+            last = max((i for i, k in enumerate(led.keys) if k in stored), default=-1)
+            for i, k in enumerate(led.keys):
+                if k in stored:
+                    verdict[k] = "stored"
+                elif i < last or not led.closed:
+                    verdict.setdefault(k, "lost")
+                else:
+                    verdict.setdefault(k, "in_flight")
+        starts = [ph.start for ph in self.phases]
+        table = {ph.fault: Row(ph.fault, ph.count) for ph in self.phases}
+        for ph in self.phases:
+            if ph.recovery_s:
+                table[ph.fault].recovery_s = max(ph.recovery_s)
+            table[ph.fault].crashes = ph.crashes
+        for sym, times in gaps.items():
+            del sym
+            for t in times:
+                table[self.phases[bisect.bisect_right(starts, t) - 1].fault].gaps += 1
+
+        by_symbol: dict[str, list[tuple[int, float]]] = {}
+        for (sym, tid), t in emu.generated.items():
+            by_symbol.setdefault(sym, []).append((tid, t))
+        for sym, seq in by_symbol.items():
+            seq.sort()
+            stored_times = [t for tid, t in seq if (sym, tid) in stored]
+            for tid, t in seq:
+                key = (sym, tid)
+                row = table[self.phases[bisect.bisect_right(starts, t) - 1].fault]
+                v = verdict.get(key, "unoffered")
+                if v != "unoffered":
+                    row.offered += 1
+                if key in stored:
+                    row.stored += 1
+                    row.duplicated += stored[key] - 1
+                    continue
+                if v == "lost":
+                    row.lost += 1
+                    continue
+                setattr(row, v, getattr(row, v) + 1)
+                if not self._covered(t, stored_times, gaps.get(sym, [])):
+                    row.uncovered += 1
+                    if v == "in_flight":
+                        row.lost += 1  # a tail nobody marked: indistinguishable from loss
+        stray = set(stored) - set(emu.generated)
+        if stray:
+            table["tail (no fault)"].duplicated += len(stray)  # rows the venue never made
+        return [r for r in table.values() if r.offered or r.count]
+
+    @staticmethod
+    def _covered(t: float, stored_times: list[float], gap_times: list[float]) -> bool:
+        """A gap recorded between the stored trade before ``t`` and the one after it."""
+        i = bisect.bisect_left(stored_times, t)
+        lo = stored_times[i - 1] - 0.5 if i > 0 else 0.0
+        hi = (stored_times[i] if i < len(stored_times) else time.time()) + GAP_SLACK_S
+        j = bisect.bisect_left(gap_times, lo)
+        return j < len(gap_times) and gap_times[j] <= hi
+
+
+HEAD = ("fault", "count", "offered", "stored", "lost", "dup", "unoffered", "in flight",
+        "uncovered", "gaps", "recovery s", "crashes")  # fmt: skip
+
+
+def table(rows: list[Row]) -> str:
+    cells = [HEAD] + [
+        (r.fault, str(r.count), str(r.offered), str(r.stored), str(r.lost), str(r.duplicated),
+         str(r.unoffered), str(r.in_flight), str(r.uncovered), str(r.gaps),
+         f"{r.recovery_s:.2f}" if r.count else "-", str(len(r.crashes)))
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEAD))]
+    lines = []
+    for n, c in enumerate(cells):
+        pairs = enumerate(zip(c, widths, strict=True))
+        lines.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in pairs))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    total = Row("total", sum(r.count for r in rows))
+    for r in rows:
+        for f in ("offered", "stored", "lost", "duplicated", "unoffered", "in_flight",
+                  "uncovered", "gaps"):  # fmt: skip
+            setattr(total, f, getattr(total, f) + getattr(r, f))
+    lines.append(
+        f"total: offered {total.offered}, stored {total.stored}, lost {total.lost}, "
+        f"duplicated {total.duplicated}, unoffered {total.unoffered} (gap-covered "
+        f"{total.unoffered + total.in_flight - total.uncovered} of "
+        f"{total.unoffered + total.in_flight} not delivered by the venue)"
+    )
+    for r in rows:
+        lines += [f"crash during {r.fault!r}: {c}" for c in r.crashes]
+    return "\n".join(lines)
+
+
+async def run_suite(workdir: Path, *, short: bool, rate: float | None = None) -> Result:
+    p = Pipeline(workdir, rate or (800.0 if short else 1500.0))
+    suite = Suite(p, short)
+    t0 = time.monotonic()
+    await p.start()
+    watchdog = asyncio.create_task(suite.supervise())
+    try:
+        p.start_load()
+        await suite.run()
+        await suite.drain()
+        rows = await suite.account()
+    finally:
+        watchdog.cancel()
+        await p.stop()
+    return Result(rows, dict(suite.book_ok), time.monotonic() - t0, OURS)
+
+
+@dataclass
+class Result:
+    rows: list[Row]
+    books_ok: dict[str, str]
+    seconds: float
+    symbols: dict[str, str]
+
+    def row(self, prefix: str) -> Row:
+        return next(r for r in self.rows if r.fault.startswith(prefix))
+
+
+def last_error(log: Path) -> str:
+    """The last traceback's final line (or last line) of a worker's log."""
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "?"
+    for line in reversed(lines):
+        if line and not line.startswith((" ", "Traceback", "{")):
+            return line[:200]
+    return lines[-1][:200] if lines else "?"
