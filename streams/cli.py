@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("venue")
     book.add_argument("symbol")
     book.add_argument("--levels", type=int, default=10)
+    # its options belong to collectors.backfill (parsed there, passed through as they are)
+    sub.add_parser(
+        "backfill", add_help=False,
+        help="candles or trades history from a ccxt exchange into RAW (--help for options)",
+    )  # fmt: skip
     sql = sub.add_parser("sql", help="run SQL on ClickHouse (through the sink when chdb)")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -66,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.cmd != "backfill":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.config:
         os.environ["JETMARKET_CONFIG"] = args.config
     try:
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.log.level)
     if args.cmd in WORKERS:
         return _exec_module([*WORKERS[args.cmd], *args.args])
+    if args.cmd == "backfill":
+        return _exec_module(["collectors.backfill", *extra])
     if args.cmd == "up":
         from streams.supervisor import Supervisor, default_workers
 
