@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -159,3 +160,28 @@ async def test_speed_10x_plays_60s_in_6s(
     took = time.perf_counter() - t0
     assert len(got) == 601
     assert 5.4 <= took <= 6.6, took
+
+
+async def test_republished_under_replay_name_with_original_sequence(
+    settings: Settings, nc: Client, js: JetStreamContext
+) -> None:
+    await publish_mixed(nc, js, 300)
+    got: list = []
+
+    async def take(m: object) -> None:
+        got.append(m)
+
+    sub = await nc.subscribe("replay.bt1.>", cb=take)  # type: ignore[arg-type]
+    await nc.flush()
+    r = replay(settings, subjects="market.trade.okx.>", source="jetstream", progress=False)
+    stats = await r.publish("bt1")
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    await sub.unsubscribe()
+    assert stats.messages == 150 == len(got)
+    assert all(m.subject.startswith("replay.bt1.market.trade.okx.") for m in got)
+    seqs = [int(m.headers[subjects.H_REPLAY_SEQ]) for m in got]
+    ts = [schemas.decode(m.data).ts_recv for m in got]
+    pairs = list(zip(ts, seqs, strict=True))
+    assert sorted(pairs) == pairs  # replay order on the bus
+    assert r.clock.now_ns() == max(ts)
