@@ -42,6 +42,7 @@ def default_workers(settings: Settings, venues: list[str] | None = None) -> list
         Child("normalizer", [py, "-m", "normalizer"]),
         Child("sink", [py, "-m", "sinks", "clickhouse"]),
         Child("orderbook", [py, "-m", "orderbook"]),
+        Child("executor", [py, "-m", "executor"]),  # paper account unless configured
     ]
 
 

@@ -62,7 +62,7 @@ def test_up_offline_health_lines_restart_and_clean_stop(tmp_path: Path) -> None:
 
     try:
         deadline = time.monotonic() + 60
-        workers = ("collector", "normalizer", "sink", "orderbook")
+        workers = ("collector", "normalizer", "sink", "orderbook", "executor")
         while time.monotonic() < deadline and not all(health(w) for w in workers):
             time.sleep(0.2)
         assert all(health(w) for w in workers), [x for x in lines if "worker" in x][-20:]
@@ -95,5 +95,5 @@ def test_up_offline_health_lines_restart_and_clean_stop(tmp_path: Path) -> None:
         t.join(5)
     assert code == 0
     stopped = {x["worker"]: x["code"] for x in lines if x.get("msg") == "worker stopped"}
-    assert stopped == {"collector": 0, "normalizer": 0, "sink": 0, "orderbook": 0}
+    assert stopped == {"collector": 0, "normalizer": 0, "sink": 0, "orderbook": 0, "executor": 0}
     assert any(x.get("msg") == "nats-server stopped" for x in lines)
