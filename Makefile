@@ -96,6 +96,26 @@ backfill: $(STAMP)
 sql: $(STAMP)
 	$(PY) -m streams sql --format $(FORMAT) "$(Q)"
 
+## history back onto the bus: make replay SINCE=1h [UNTIL=...] [SUBJECTS='market.trade.>']
+##   [SPEED=10x] [NAME=bt1: republish under replay.bt1.>] [FILE=rec.jmrec: a recording onto RAW]
+.PHONY: replay record renormalize
+replay: $(STAMP)
+	$(PY) -m streams replay $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL)) \
+		$(if $(SUBJECTS),--subjects $(SUBJECTS)) --speed $(or $(SPEED),max) \
+		$(if $(NAME),--name $(NAME)) $(if $(FILE),--from-file $(FILE))
+
+## raw frames of a range into a compressed file: make record FILE=rec.jmrec SINCE=1h [UNTIL=...]
+record: $(STAMP)
+	$(if $(FILE),,$(error FILE is required, e.g. make record FILE=rec.jmrec SINCE=1h))
+	$(PY) -m streams record $(FILE) $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL))
+
+## RAW through the normalizer into replay.<PREFIX>.>, compared with MARKET:
+##   make renormalize SINCE=2h [UNTIL=...] [PREFIX=renorm1]
+renormalize: $(STAMP)
+	$(if $(SINCE),,$(error SINCE is required, e.g. make renormalize SINCE=2h))
+	$(PY) -m streams renormalize --since $(SINCE) $(if $(UNTIL),--until $(UNTIL)) \
+		$(if $(PREFIX),--prefix $(PREFIX)) --compare
+
 clean:
 	rm -rf var .pytest_cache .ruff_cache
 
