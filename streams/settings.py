@@ -404,6 +404,21 @@ class ExecutorSettings(_S):
             _walk_checks(account, f"{prefix}.accounts.{name}")
 
 
+class BacktestSettings(_S):
+    """``jetmarket backtest``: the paper account a strategy trades on and how results are kept.
+    Results go to EXEC under account ``<account_prefix><run_id>`` (the sink stores them)."""
+
+    account: AccountSettings = msgspec.field(default_factory=AccountSettings)
+    account_prefix: str = "bt-"
+    # PnL curve: one position row per symbol every this many seconds of replayed time.
+    curve_interval_s: float = 60.0
+    publish_batch: int = 1000  # acked EXEC publishes in flight when storing results
+
+    def _check(self, prefix: str) -> None:
+        if self.curve_interval_s <= 0 or self.publish_batch < 1:
+            raise SettingsError(f"{prefix}: curve_interval_s and publish_batch must be > 0")
+
+
 class MetricsSettings(_S):
     host: str = "127.0.0.1"
     # 0 disables the endpoint (tests run many workers side by side).
@@ -453,6 +468,7 @@ class Settings(_S):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
+    backtest: BacktestSettings = msgspec.field(default_factory=BacktestSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
