@@ -86,6 +86,8 @@ KNOWN_FINDINGS: dict[str, tuple[str, ...]] = {
     "coinbase": ("RecursionError",),
     "kraken": ("RecursionError",),
 }
+# executor findings reported to its owner (reproduced by test_fuzz.HUGE_QTY)
+KNOWN_EXEC_FINDINGS = ("Expected `float`, got `null` - at `$.quantity`",)
 RecvNs = 1_700_000_000_000_000_000
 
 # -- leaves --------------------------------------------------------------------------------
@@ -549,41 +551,77 @@ def check(norm: Normalizer, token: str, case: Case) -> list[schemas.MarketMessag
 
 
 # -- exec commands -------------------------------------------------------------------------
-def command_validator() -> Any | None:
-    """HOOK: the executor's command validation function, when it exposes one.
+class Recorder:
+    """The executor engine's publisher, in memory: what it would put on EXEC and DLQ."""
 
-    Looked up by name so this file works before and after the executor lands: a callable
-    ``executor.validate_command(cmd) -> str | None`` (None = accepted, else the reason) or
-    one raising an exception whose message is the reason. Returns None when absent."""
-    for mod_name, attr in (("executor", "validate_command"), ("executor.validate", "validate"),
-                           ("executor.commands", "validate_command")):  # fmt: skip
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        fn = getattr(mod, attr, None)
-        if callable(fn):
-            return fn
-    return None
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, str]] = []
+        self.dead: list[tuple[bytes, str]] = []
+
+    async def publish(self, subject: str, msg: schemas.ExecBase, msg_id: str) -> None:
+        self.published.append((subject, schemas.encode(msg), msg_id))
+
+    async def dlq(self, data: bytes, reason: str) -> None:
+        self.dead.append((data, reason))
 
 
-order_commands = st.fixed_dictionaries(
-    {
-        "type": st.just("order_command"),
-        "account": st.one_of(st.just("paper"), text),
-        "venue": st.one_of(st.sampled_from(["paper", "binance"]), text),
-        "symbol": st.one_of(st.sampled_from(["BTC-USDT", "ETH-USDT"]), text),
-        "ts_event": st.one_of(st.just(1), adversarial_leaf),
-        "ts_recv": st.one_of(st.just(1), adversarial_leaf),
-        "action": st.one_of(st.sampled_from(["new", "cancel", "replace", "cancel_all"]), text),
-        "client_order_id": st.one_of(st.text(min_size=1, max_size=40), adversarial_leaf),
-    },
-    optional={
-        "side": st.one_of(st.sampled_from(["buy", "sell"]), adversarial_leaf),
-        "order_type": st.one_of(st.sampled_from(["market", "limit", "stop"]), adversarial_leaf),
-        "quantity": st.one_of(st.sampled_from(NUMERIC_STRINGS), adversarial_leaf),
-        "price": st.one_of(st.sampled_from(NUMERIC_STRINGS), adversarial_leaf),
-        "time_in_force": st.one_of(st.sampled_from(["GTC", "IOC", "FOK"]), adversarial_leaf),
-        "timeout_s": adversarial_leaf,
-    },
-).map(encode)
+def exec_engine() -> tuple[Any, Recorder] | None:
+    """The executor's command path (``executor.engine.Engine.handle``, the function its
+    worker calls per command) on the paper venue with market data for BTC-USDT; None when
+    the executor package is not there. HOOK: if the executor grows a pure validation
+    function, fuzz that here as well."""
+    try:
+        from executor.engine import Engine, Marks
+        from executor.venues.paper import PaperVenue
+    except ImportError:
+        return None
+    from streams.settings import AccountSettings
+
+    cfg = AccountSettings()
+    marks, venue, rec = Marks(), PaperVenue(cfg), Recorder()
+    depth = schemas.Depth(
+        venue="binance", symbol="BTC-USDT", ts_event=1, ts_recv=1,
+        bids=[(64999.0, 1.0)], asks=[(65001.0, 1.0)], seq=1, levels=1,
+    )  # fmt: skip
+    marks.on_market(depth)
+    venue.on_market(depth)
+    return Engine("paper", cfg, venue, rec, marks, clock=lambda: 1_700_000_000.0), rec
+
+
+QTY = ["0.001", "0.5", "1", "0", "-1", "1e-9", "1e30", "0.0000001", "100000000", "0.00001"]
+PRICES = ["65000", "64000.5", "65001", "0.001", "1e15", "-5", "0", "65000.123456789"]
+
+
+@st.composite
+def order_commands(draw: st.DrawFn) -> bytes:
+    """A plausible command (odd but well-typed values), then 0-2 fields broken or removed:
+    one bad field per command reaches deeper into validation than many."""
+    cmd: dict[str, Any] = {
+        "type": "order_command", "account": "paper", "venue": "binance",
+        "symbol": draw(st.sampled_from(["BTC-USDT", "BTC-USDT", "ETH-USDT", "XRP-USDT"])),
+        "ts_event": 1, "ts_recv": 1,
+        "action": draw(st.sampled_from(["new", "new", "new", "cancel", "replace", "cancel_all"])),
+        "client_order_id": draw(st.one_of(st.sampled_from(["c1", "c2", "c3", "c4"]),
+                                          st.text(min_size=1, max_size=40))),
+        "side": draw(st.sampled_from(["buy", "sell"])),
+        "order_type": draw(st.sampled_from(["market", "limit", "limit", "stop", "stop_limit",
+                                            "take_profit"])),
+        "quantity": draw(st.sampled_from(QTY + NUMERIC_STRINGS)),
+        "price": draw(st.sampled_from(PRICES + NUMERIC_STRINGS)),
+        "time_in_force": draw(st.sampled_from(["GTC", "IOC", "FOK", "POST_ONLY"])),
+        "reduce_only": draw(st.booleans()),
+    }  # fmt: skip
+    for key in ("price", "stop_price", "timeout_s", "side", "order_type"):
+        if draw(st.integers(0, 3)) == 0:
+            cmd.pop(key, None)
+    if draw(st.booleans()):
+        cmd["stop_price"] = draw(st.sampled_from(PRICES))
+    if draw(st.booleans()):
+        cmd["timeout_s"] = draw(st.sampled_from([0.5, 30.0, -1.0, 0.0, 1e308]))
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from(sorted(cmd)))
+        if draw(st.booleans()):
+            cmd[key] = draw(adversarial_leaf)
+        else:
+            cmd.pop(key)
+    return encode(cmd)

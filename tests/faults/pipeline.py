@@ -99,6 +99,30 @@ class Pipeline:
         res = await sql.query(self.nc, q, max_rows=max_rows, timeout=timeout)
         return res.rows
 
+    async def stored_trades(self, page: int = 50_000) -> dict[tuple[str, int], int]:
+        """(symbol, id) -> rows in ClickHouse, read in id pages (a reply is size-capped)."""
+        out: dict[tuple[str, int], int] = {}
+        top: dict[str, int] = {}
+        for sym, tid in self.emu.generated:
+            top[sym] = max(top.get(sym, 0), tid)
+        for sym, hi in top.items():
+            for lo in range(0, hi + 1, page):
+                assert self.nc is not None
+                res = await sql.query(
+                    self.nc,
+                    f"SELECT toUInt64(id), count() FROM trades WHERE symbol = '{sym}' AND "
+                    f"toUInt64(id) >= {lo} AND toUInt64(id) < {lo + page} GROUP BY id",
+                    max_rows=page + 1, timeout=60,
+                )  # fmt: skip
+                if res.truncated:
+                    raise RuntimeError("sql reply truncated: use a smaller page")
+                for tid, n in res.rows:
+                    out[(sym, int(tid))] = int(n)
+        res = await sql.query(self.nc, "SELECT count() FROM trades", timeout=30)  # type: ignore[arg-type]
+        if int(res.rows[0][0]) != sum(out.values()):
+            raise RuntimeError("rows outside the venue's ids: trades the venue never made")
+        return out
+
     async def newest_trade_ms(self) -> int:
         try:
             rows = await self.query("SELECT toUnixTimestamp64Milli(max(ts_event)) FROM trades")
