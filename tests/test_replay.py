@@ -185,3 +185,18 @@ async def test_republished_under_replay_name_with_original_sequence(
     pairs = list(zip(ts, seqs, strict=True))
     assert sorted(pairs) == pairs  # replay order on the bus
     assert r.clock.now_ns() == max(ts)
+
+
+async def test_undecodable_messages_are_skipped_counted_and_explained(
+    settings: Settings, nc: Client, js: JetStreamContext
+) -> None:
+    await publish_mixed(nc, js, 30)
+    await js.publish("market.trade.okx.BTC-USDT", b'{"type":"trade","venue":1}')
+    r = replay(settings, subjects="market.>", source="jetstream", progress=False)
+    got = [m async for m in r]
+    assert len(got) == 31  # 30 + the sync trade; the broken one is not among them
+    assert r.stats.bad == 1 and "market.trade.okx.BTC-USDT" in r.stats.first_bad
+    assert "Expected `str`, got `int`" in r.stats.first_bad
+    with pytest.raises(RuntimeError, match="no stream REPLAY_NOPE"):
+        async for _ in replay(settings, from_replay="nope", progress=False):
+            pass

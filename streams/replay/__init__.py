@@ -19,8 +19,8 @@ _WHERE = {
     "ReplayStats": "model",
     "Digest": "model",
     "parse_time": "model",
-    "Selection": "select",
-    "select": "select",
+    "Selection": "selection",
+    "select": "selection",
 }
 __all__ = sorted(_WHERE)
 

@@ -28,7 +28,7 @@ from streams.replay.jetstream import JetStreamSource, stream_bounds
 from streams.replay.model import ReplayMsg, ReplayStats, parse_time
 from streams.replay.order import merge
 from streams.replay.output import Republisher
-from streams.replay.select import Selection, select
+from streams.replay.selection import Selection, select
 from streams.settings import Settings
 
 log = logging.getLogger("streams.replay")

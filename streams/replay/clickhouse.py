@@ -29,7 +29,7 @@ from streams.provision import STREAM_MARKET, STREAM_RAW
 from streams.replay.jetstream import unpartition
 from streams.replay.model import ReplayMsg
 from streams.replay.order import merge
-from streams.replay.select import Selection
+from streams.replay.selection import Selection
 
 # message type -> table; the same mapping as sinks/clickhouse/tables.py (a test keeps them
 # equal: streams/ must not import a component)

@@ -127,7 +127,10 @@ class JetStreamSource:
 
     async def open(self) -> int:
         """Create the consumer; returns how many messages it will go through (for ETA)."""
-        _, self._last_seq, _ = await stream_bounds(self.js, self.stream)
+        try:
+            _, self._last_seq, _ = await stream_bounds(self.js, self.stream)
+        except NotFoundError:
+            raise RuntimeError(f"no stream {self.stream} on this server") from None
         cfg = ConsumerConfig(inactive_threshold=60.0)
         if self.start_seq:
             cfg.deliver_policy = DeliverPolicy.BY_START_SEQUENCE

@@ -14,8 +14,8 @@ messages decide the order.
 
 from __future__ import annotations
 
+import bisect
 import heapq
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from streams.replay.model import ReplayMsg
@@ -66,48 +66,47 @@ class Reorder:
 
 async def merge(
     sources: list[AsyncIterator[list[ReplayMsg]]],
-    chunk: int = 2000,
     key: Callable[[ReplayMsg], tuple[int, ...]] | None = None,
 ) -> AsyncIterator[list[ReplayMsg]]:
-    """k-way merge of sorted chunk streams by ``key`` (``ReplayMsg.key()``), in chunks."""
+    """Merge sorted chunk streams by ``key`` (``ReplayMsg.key()``), chunk by chunk.
+
+    Everything up to the smallest last key buffered by a source that is not finished is
+    final: no source can still deliver anything below it. That part of every buffer is
+    merged in one sort (k sorted runs: timsort merges them in C), instead of a heap
+    operation per message; keys are unique, so the result never depends on chunking."""
     key = key or ReplayMsg.key
     if len(sources) == 1:
         async for batch in sources[0]:
             if batch:
                 yield batch
         return
-    bufs: list[deque[ReplayMsg]] = [deque() for _ in sources]
+    bufs: list[list[ReplayMsg]] = [[] for _ in sources]
+    live = [True] * len(sources)
 
     async def refill(i: int) -> None:
-        while True:
+        while live[i] and not bufs[i]:
             try:
-                batch = await anext(sources[i])
+                bufs[i] = await anext(sources[i])
             except StopAsyncIteration:
-                return
-            if batch:
-                bufs[i].extend(batch)
-                return
+                live[i] = False
 
-    heap: list[tuple[tuple[int, ...], int]] = []
-    for i in range(len(sources)):
-        await refill(i)
-        if bufs[i]:
-            heap.append((key(bufs[i][0]), i))
-    heapq.heapify(heap)
-    out: list[ReplayMsg] = []
-    while heap:
-        _, i = heapq.heappop(heap)
-        buf = bufs[i]
-        out.append(buf.popleft())
-        if not buf:
-            if out:
-                yield out
-                out = []
+    while True:
+        for i in range(len(sources)):
             await refill(i)
-        if buf:
-            heapq.heappush(heap, (key(buf[0]), i))
-        if len(out) >= chunk:
-            yield out
-            out = []
-    if out:
+        limits = [key(bufs[i][-1]) for i in range(len(sources)) if live[i]]
+        if not limits:  # every source finished: what is left is final
+            rest = [m for b in bufs for m in b]
+            if rest:
+                rest.sort(key=key)
+                yield rest
+            return
+        horizon = min(limits)
+        out: list[ReplayMsg] = []
+        for i, buf in enumerate(bufs):
+            if buf:
+                cut = bisect.bisect_right(buf, horizon, key=key)
+                if cut:
+                    out.extend(buf[:cut])
+                    bufs[i] = buf[cut:]
+        out.sort(key=key)
         yield out
