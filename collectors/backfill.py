@@ -13,9 +13,10 @@ JetStream acked; a kill -9 loses at most the page in flight. Re-running a page i
 - candle pages lie on a fixed grid from ``since`` (``limit`` candles each) and trade pages
   follow the venue's own paging from a cursor (time + ids seen at that ms), so the same page
   has the same bytes and the same ``Nats-Msg-Id`` and RAW drops the copy (duplicate window);
-- each frame carries the job (``Jm-Backfill``) and the position after it (``Jm-Cursor``); at
-  start the newest frame in RAW on the job's subject moves a lagging checkpoint forward, so a
-  page acked just before a kill is not sent again even after the duplicate window;
+- each frame carries the job (``Jm-Backfill``) and its position before and after
+  (``Jm-Backfill-From``, ``Jm-Cursor``); at start, when the newest frame in RAW on the job's
+  subject starts where the checkpoint stands, the checkpoint moves past it, so a page acked
+  just before a kill is not sent again even after the duplicate window;
 - downstream, closed candles and trades keep their natural ids (``1m:<open>:c``, trade id)
   whichever process published them.
 A job whose checkpoint says done publishes nothing; delete the checkpoint to fetch again.
@@ -62,6 +63,7 @@ from streams.settings import CcxtExchangeSettings, Settings, SettingsError, load
 log = logging.getLogger("collectors.backfill")
 
 H_JOB = "Jm-Backfill"
+H_FROM = "Jm-Backfill-From"  # the job's position before the frame (H_CURSOR: after it)
 CH_HIST_TRADES = "ccxt-hist-trades"
 DEFAULT_DIR = Path("var/backfill")
 MINUTE_MS = 60_000
@@ -343,21 +345,24 @@ class Backfill:
         except NotFoundError:
             return
         h = last.headers or {}
-        if h.get(H_JOB) != self.ck.job() or H_CURSOR not in h:
+        if h.get(H_JOB) != self.ck.job() or h.get(H_FROM) != self.position() or H_CURSOR not in h:
             return
         if self.ck.kind == "trades":
-            c, mine = Cursor.parse(h[H_CURSOR]), Cursor(self.ck.next_ms, frozenset(self.ck.ids))
-            ahead = c.ms > mine.ms or (c.ms == mine.ms and c.ids > mine.ids)
+            c = Cursor.parse(h[H_CURSOR])
             pos, ids = c.ms, sorted(c.ids)
         else:
             pos, ids = int(h[H_CURSOR]), []
-            ahead = pos > self.ck.next_ms
-        if ahead:
-            log.info(
-                "checkpoint behind RAW by one page; continuing after it",
-                extra={"checkpoint": str(self.path), "position": pos},
-            )
-            self.advance(pos, ids, len(orjson.loads(last.data)))
+        log.warning(
+            "checkpoint one page behind RAW (killed between ack and checkpoint); skipping it",
+            extra={"checkpoint": str(self.path), "position": pos},
+        )
+        self.advance(pos, ids, len(orjson.loads(last.data)))
+
+    def position(self) -> str:
+        """Where the job stands, as the frame headers spell it."""
+        if self.ck.kind == "trades":
+            return Cursor(self.ck.next_ms, frozenset(self.ck.ids)).header()
+        return str(self.ck.next_ms)
 
     async def run(self) -> None:
         data = market_frame(self.ex, self.ck.symbol)  # instrument first: contract sizes
@@ -385,7 +390,7 @@ class Backfill:
                     self.channel,
                     data,
                     f"hist-ohlcv-{tf}:{content_id(ck.symbol, start, data)}",
-                    **{H_JOB: ck.job(), H_CURSOR: str(end)},
+                    **{H_JOB: ck.job(), H_FROM: str(start), H_CURSOR: str(end)},
                 )
             self.advance(end, [], len(rows))
 
@@ -424,9 +429,8 @@ class Backfill:
                 nxt = cursor.advance(inside)
                 data = orjson.dumps(inside)
                 msg_id = f"hist-trades:{content_id(ck.symbol, cursor.header(), data)}"
-                await self.publish(
-                    self.channel, data, msg_id, **{H_JOB: ck.job(), H_CURSOR: nxt.header()}
-                )
+                hdrs = {H_JOB: ck.job(), H_FROM: cursor.header(), H_CURSOR: nxt.header()}
+                await self.publish(self.channel, data, msg_id, **hdrs)
                 cursor = nxt
                 self.advance(cursor.ms, sorted(cursor.ids), len(inside))
             elif new or len(got) < self.limit:
