@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from streams import schemas, subjects
-from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.natsserver import NatsServer
+from streams.provision import STREAM_MARKET, STREAM_RAW, provision
 from streams.replay import ReplayClock, ReplayMsg, replay, select
 from streams.replay.order import Reorder
 from streams.settings import Settings
+from tests.conftest import make_settings
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -200,3 +203,21 @@ async def test_undecodable_messages_are_skipped_counted_and_explained(
     with pytest.raises(RuntimeError, match="no stream REPLAY_NOPE"):
         async for _ in replay(settings, from_replay="nope", progress=False):
             pass
+
+
+async def test_partitioned_raw_replays_collector_subjects(
+    tmp_path: Path, nats_server: NatsServer, nc: Client
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, normalizer={"partitions": 3})
+    js = nc.jetstream(timeout=10.0)
+    await provision(js, settings)  # RAW appends .<N>.<p> to every subject it stores
+    for i in range(60):
+        sym = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ALL")[i % 4]
+        await nc.publish(subjects.raw("binance", "trade", sym), b"%d" % i,
+                         headers={subjects.H_RECV_NS: str(T0 + i)})  # fmt: skip
+    await js.publish("raw.binance.trade.BTCUSDT", b"end", headers={subjects.H_RECV_NS: str(T0)})
+    stored = (await js.stream_info(STREAM_RAW, subjects_filter=">")).state.subjects or {}
+    assert all(s.count(".") == 5 for s in stored)
+    got = await collect(settings, subjects="raw.binance.*.BTCUSDT")
+    assert len(got) == 16 and {m.subject for m in got} == {"raw.binance.trade.BTCUSDT"}
+    assert len(await collect(settings, subjects="raw.>")) == 61

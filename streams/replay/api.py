@@ -157,7 +157,7 @@ class Replay:
         to_ch: dict[str, tuple[tuple[str, ...], ...]] = {}
         for stream in self.selection.streams:
             where = await self._choose(nc, stream)
-            chosen[stream] = where
+            chosen[stream if not self.from_replay else f"replay.{self.from_replay}"] = where
             if where == "clickhouse":
                 to_ch[stream] = self.selection.filters[stream]
                 continue
