@@ -306,12 +306,15 @@ class Backfill:
         path: Path,
         limit: int,
         bar: tqdm,
+        partitioned: bool = False,
     ) -> None:
         self.ex, self.js, self.fetch, self.ck, self.path = ex, js, fetch, ck, path
         self.stop, self.limit, self.bar = fetch.stop, limit, bar
         self.conn = new_conn_id(f"backfill-{ck.venue}")
         self.channel = CH_HIST_TRADES if ck.kind == "trades" else ohlcv_channel(ck.timeframe, True)
-        self.subject = subjects.raw(ck.venue, self.channel, ck.symbol)
+        self.last_subject = subjects.raw(ck.venue, self.channel, ck.symbol)
+        if partitioned:  # RAW stores the subject with its partition appended
+            self.last_subject += ".*.*"
         self.stored = self.duplicates = 0
 
     async def publish(self, channel: str, data: bytes, msg_id: str, **extra: str) -> None:
@@ -341,7 +344,7 @@ class Backfill:
         """Move the checkpoint past a page RAW holds but the checkpoint missed (kill -9
         between the ack and the checkpoint write)."""
         try:
-            last = await self.js.get_last_msg(STREAM_RAW, self.subject)
+            last = await self.js.get_last_msg(STREAM_RAW, self.last_subject)
         except NotFoundError:
             return
         h = last.headers or {}
@@ -514,7 +517,7 @@ async def _run(
             "[{elapsed}<{remaining}{postfix}]",
         )  # fmt: skip
         limit = args.limit or _default_limit(ex, ck.kind)
-        job = Backfill(ex, js, fetch, ck, path, limit, bar)
+        job = Backfill(ex, js, fetch, ck, path, limit, bar, settings.normalizer.partitions > 1)
         t0 = time.monotonic()
         try:
             await job.run()
