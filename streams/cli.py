@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "backfill", add_help=False,
         help="candles or trades history from a ccxt exchange into RAW (--help for options)",
     )  # fmt: skip
+    # options belong to executor.backtest (streams/ must not import the executor)
+    sub.add_parser(
+        "backtest", add_help=False,
+        help="run a strategy on the paper venue over replayed data (--help for options)",
+    )  # fmt: skip
     sql = sub.add_parser("sql", help="run SQL on ClickHouse (through the sink when chdb)")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -73,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.cmd != "backfill":
+    if extra and args.cmd not in ("backfill", "backtest"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.config:
         os.environ["JETMARKET_CONFIG"] = args.config
@@ -87,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return _exec_module([*WORKERS[args.cmd], *args.args])
     if args.cmd == "backfill":
         return _exec_module(["collectors.backfill", *extra])
+    if args.cmd == "backtest":
+        return _exec_module(["executor.backtest", *extra])
     if args.cmd == "up":
         from streams.supervisor import Supervisor, default_workers
 

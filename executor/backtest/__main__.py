@@ -1,0 +1,108 @@
+"""``python -m executor.backtest`` (``jetmarket backtest``): run a strategy over replayed data,
+store the results on EXEC under ``bt-<run_id>`` and print the summary."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import msgspec
+import orjson
+from nats.js.errors import NotFoundError
+
+from executor.backtest.runner import DEFAULT_TYPES, Backtest, BacktestError, load_strategy
+from streams import logs
+from streams.connect import connect
+from streams.provision import STREAM_EXEC
+from streams.settings import Settings, SettingsError, load
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jetmarket backtest", description=__doc__.splitlines()[0])
+    p.add_argument("--strategy", required=True, help="FILE.py:Class or module:Class")
+    p.add_argument("--venue", required=True, help="market venue, e.g. binance")
+    p.add_argument("--symbol", action="append", required=True, help="repeat for several")
+    p.add_argument("--start", help="ISO-8601, epoch s/ns, or a duration before now (2h)")
+    p.add_argument("--end", help="same forms as --start (exclusive)")
+    p.add_argument("--source", choices=["auto", "jetstream", "clickhouse"], default="auto")
+    p.add_argument("--types", default=",".join(DEFAULT_TYPES), help="market types to replay")
+    p.add_argument("--run-id", help="default: a random id; results go to account bt-<run_id>")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="strategy parameter (typed like the class default)")  # fmt: skip
+    p.add_argument("--curve-interval-s", type=float, help="PnL curve step (replayed seconds)")
+    p.add_argument("--no-store", action="store_true", help="do not publish results on EXEC")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def parse_params(cls: Any, items: list[str]) -> dict[str, Any]:
+    defaults = cls.parameters()
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise BacktestError(f"--param {item!r}: expected NAME=VALUE, NAME one of: {known}")
+        kind = type(defaults[name])
+        try:
+            if kind is bool:
+                if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(text)
+                out[name] = text.lower() in ("1", "true", "yes")
+            else:
+                out[name] = kind(text)
+        except ValueError:
+            raise BacktestError(f"--param {name}: {text!r} is not a {kind.__name__}") from None
+    return out
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    cls = load_strategy(args.strategy)
+    cfg = settings.backtest
+    if args.curve_interval_s is not None:
+        cfg = msgspec.structs.replace(cfg, curve_interval_s=args.curve_interval_s)
+    bt = Backtest(cls, venue=args.venue, symbols=args.symbol, run_id=args.run_id,
+                  params=parse_params(cls, args.param), cfg=cfg)  # fmt: skip
+    nc = await connect(settings.nats, "backtest", max_reconnect_attempts=3)
+    try:
+        types = [t for t in args.types.split(",") if t]
+        summary = await bt.run_replay(settings, start=args.start, end=args.end,
+                                      source=args.source, types=types, nc=nc)  # fmt: skip
+        if not args.no_store:
+            js = nc.jetstream(timeout=10.0)
+            try:
+                await js.stream_info(STREAM_EXEC)
+            except NotFoundError:
+                raise BacktestError("no EXEC stream: run `jetmarket provision` first") from None
+            await bt.store(js)
+    finally:
+        await nc.close()
+    if args.json:
+        print(orjson.dumps(summary.as_dict()).decode())
+    else:
+        print(summary.text())
+        if summary.stored:
+            print(f"  query        jetmarket sql \"SELECT * FROM fills WHERE account = "
+                  f"'{summary.account}' ORDER BY ts_event\"")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"jetmarket backtest: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log.level)
+    try:
+        return asyncio.run(run(settings, args))
+    except (BacktestError, ValueError) as exc:
+        print(f"jetmarket backtest: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
