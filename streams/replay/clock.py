@@ -6,6 +6,11 @@ holds; always 0 at max speed) and then ``advance(ts)``. Anything simulated on re
 data (the paper venue in a backtest) reads ``now_ns()`` instead of the system clock and
 waits with ``sleep_until``/``sleep``, which complete when the replay reaches that time, so
 a backtest behaves the same at 1x and at max speed.
+
+In one process, pass the same clock to ``Replay(clock=...)`` and to the simulation. A
+component in another process that reads a replay from ``replay.<name>.>`` keeps its own
+``ReplayClock()`` (max speed: no pacing of its own) and calls ``advance(msg.ts_recv)`` for
+every message it takes: the replay publishes in ``ts_recv`` order, so both clocks agree.
 """
 
 from __future__ import annotations
