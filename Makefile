@@ -41,6 +41,12 @@ fmt: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tests.demo
 
+## offline: emulator -> pipeline -> the example strategy backtested twice on the replayed
+## stream (identical digests), results in ClickHouse under bt-<run_id>; see executor/backtest
+.PHONY: backtest
+backtest: $(STAMP)
+	$(PY) examples/backtest_demo.py
+
 ## benchmarks, results written to BENCHMARKS.md
 bench: $(STAMP)
 	$(PY) -m tests.bench
