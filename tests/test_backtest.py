@@ -279,5 +279,12 @@ async def test_cli_results_land_in_clickhouse_under_the_run_id_on_replay_time(
         # another run is separable by account
         res = await sql.query(nc, "SELECT DISTINCT account FROM fills")
         assert res.rows == [["bt-ch1"]]
+        # the same range replayed from ClickHouse (through the sink) is the same backtest
+        assert await wait_rows(nc, "SELECT count() FROM trades", 1201, 30) == 1201
+        assert await wait_rows(nc, "SELECT count() FROM depth", 400, 30) == 400
+        ch = Backtest(SMA, venue="binance", symbols=["BTC-USDT"], run_id="ch2",
+                      params={"fast": 3, "slow": 8}, cfg=cfg(curve_interval_s=10))  # fmt: skip
+        got = await ch.run_replay(settings, start=start, end=end, source="clickhouse", nc=nc)
+        assert got.messages == s.messages and got.digest == s.digest
     finally:
         assert sink.stop() == 0
