@@ -47,7 +47,7 @@ from normalizer.venues.base import Out
 from streams import schemas, subjects
 
 settings.register_profile(
-    "ci", max_examples=120, deadline=None, derandomize=True, database=None,
+    "ci", max_examples=80, deadline=None, derandomize=True, database=None,
     suppress_health_check=list(HealthCheck),
 )  # fmt: skip
 settings.register_profile(
@@ -606,8 +606,10 @@ def order_commands(draw: st.DrawFn) -> bytes:
         "side": draw(st.sampled_from(["buy", "sell"])),
         "order_type": draw(st.sampled_from(["market", "limit", "limit", "stop", "stop_limit",
                                             "take_profit"])),
-        "quantity": draw(st.sampled_from(QTY + NUMERIC_STRINGS)),
-        "price": draw(st.sampled_from(PRICES + NUMERIC_STRINGS)),
+        "quantity": draw(st.one_of(st.sampled_from(["0.001", "0.5", "1"]),
+                                   st.sampled_from(QTY + NUMERIC_STRINGS))),
+        "price": draw(st.one_of(st.sampled_from(["65000", "64000.5"]),
+                                st.sampled_from(PRICES + NUMERIC_STRINGS))),
         "time_in_force": draw(st.sampled_from(["GTC", "IOC", "FOK", "POST_ONLY"])),
         "reduce_only": draw(st.booleans()),
     }  # fmt: skip

@@ -1,7 +1,7 @@
 """Fuzz every venue parser (and exec commands, when the executor validates them) with
 adversarial frames; strategies and the property live in tests/fuzz.py.
 
-CI runs the ``ci`` profile (120 examples per test); ``make fuzz`` runs the ``fuzz`` profile
+CI runs the ``ci`` profile (80 examples per test); ``make fuzz`` runs the ``fuzz`` profile
 (``JM_FUZZ_PROFILE=fuzz``: 4000 per test, over 100k cases in total)."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ and each fault owns the trades the venue sent from its injection to the next fau
 * ``nats-server restart`` (SIGTERM, start again on the same port and store);
 * ``venue drops connection`` (the emulator closes the socket);
 * ``venue stalls connection`` (open socket, nothing sent: stale detection must fire);
-* ``insert failures`` (the sink's ``fail_inserts_file`` exists for 60 s, 5 s short).
+* ``insert failures`` (the sink's ``fail_inserts_file`` exists for 60 s, 3 s short).
 
 Accounting, exactly, by trade id (the emulator ids trades per symbol, 1, 2, 3 ...):
 

@@ -25,7 +25,7 @@ def verdict(res: Result) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m tests.faults")
-    ap.add_argument("--short", action="store_true", help="one of each fault, 5 s outage (CI)")
+    ap.add_argument("--short", action="store_true", help="one of each fault, 3 s outage (CI)")
     ap.add_argument("--rate", type=float, default=None, help="offered trades/s")
     ap.add_argument("--keep", type=Path, default=None, help="work dir to keep (logs, stores)")
     args = ap.parse_args()

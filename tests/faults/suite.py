@@ -85,7 +85,10 @@ class Suite:
         phase = Phase(name, time.time())
         self.phases.append(phase)
         for _ in range(times):
-            await asyncio.sleep(self.rnd.uniform(0.2, 1.2))  # a random point of the stream
+            # a random point of the stream
+            await asyncio.sleep(
+                self.rnd.uniform(0.1, 0.5) if self.short else self.rnd.uniform(0.2, 1.2)
+            )
             phase.count += 1
             phase.recovery_s.append(await act())
 
@@ -135,13 +138,13 @@ class Suite:
 
     async def run(self) -> None:
         n = 1 if self.short else 10
-        await asyncio.sleep(2.0)  # warm-up: books synced, every worker flowing
+        await asyncio.sleep(1.5)  # warm-up: books synced, every worker flowing
         for worker in ("collector", "normalizer", "sink", "orderbook"):
             await self.run_fault(f"kill -9 {worker}", n, self.kill(worker))
         await self.run_fault("nats-server restart", 1 if self.short else 3, self.nats_restart)
         await self.run_fault("venue drops connection", 1 if self.short else 3, self.drop)
         await self.run_fault("venue stalls connection", 1 if self.short else 3, self.stall)
-        outage = 5.0 if self.short else 60.0
+        outage = 3.0 if self.short else 60.0
         await self.run_fault(f"insert failures {outage:.0f}s", 1, self.insert_outage(outage))
         self.phases.append(Phase("tail (no fault)", time.time()))
         await asyncio.sleep(1.0)
@@ -160,7 +163,7 @@ class Suite:
             if got == last and got > 0:
                 break  # nothing more arriving
             last = got
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(0.8)
         for native in SYMBOLS:
             self.book_ok[native] = await self._book_matches(native)
 
