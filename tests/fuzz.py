@@ -82,12 +82,17 @@ PARSER_ERROR = "parser error"  # normalizer.core's catch-all: a parser raised, n
 # property violations, for exactly these venues; test_fuzz.test_known_findings_still_
 # reproduce fails once one is fixed (then delete it).
 KNOWN_FINDINGS: dict[str, tuple[str, ...]] = {
-    "deribit": ("RecursionError", "UnicodeDecodeError", "ticker.volume_24h = -"),
+    "deribit": (
+        "RecursionError",
+        "UnicodeDecodeError",
+        "ticker.volume_24h = -",
+        "open_interest.open_interest = -",
+    ),
     "coinbase": ("RecursionError",),
     "kraken": ("RecursionError",),
 }
-# executor findings reported to its owner (reproduced by test_fuzz.HUGE_QTY)
-KNOWN_EXEC_FINDINGS = ("Expected `float`, got `null` - at `$.quantity`",)
+# executor findings reported to its owner (reproduced by test_fuzz.HUGE_QTY and EMPTY_VENUE)
+KNOWN_EXEC_FINDINGS = ("Expected `float`, got `null` - at `$.quantity`", "empty subject token")
 RecvNs = 1_700_000_000_000_000_000
 
 # -- leaves --------------------------------------------------------------------------------
