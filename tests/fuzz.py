@@ -82,17 +82,13 @@ PARSER_ERROR = "parser error"  # normalizer.core's catch-all: a parser raised, n
 # property violations, for exactly these venues; test_fuzz.test_known_findings_still_
 # reproduce fails once one is fixed (then delete it).
 KNOWN_FINDINGS: dict[str, tuple[str, ...]] = {
-    "deribit": (
-        "RecursionError",
-        "UnicodeDecodeError",
-        "ticker.volume_24h = -",
-        "open_interest.open_interest = -",
-    ),
+    "deribit": ("RecursionError", "UnicodeDecodeError"),
     "coinbase": ("RecursionError",),
     "kraken": ("RecursionError",),
 }
-# executor findings reported to its owner (reproduced by test_fuzz.HUGE_QTY and EMPTY_VENUE)
-KNOWN_EXEC_FINDINGS = ("Expected `float`, got `null` - at `$.quantity`", "empty subject token")
+# executor findings reported to its owner and not fixed yet (none open: the two found,
+# an inf quantity and an empty venue, are regression tests in test_fuzz)
+KNOWN_EXEC_FINDINGS: tuple[str, ...] = ()
 RecvNs = 1_700_000_000_000_000_000
 
 # -- leaves --------------------------------------------------------------------------------
@@ -590,6 +586,12 @@ def exec_engine() -> tuple[Any, Recorder] | None:
     )  # fmt: skip
     marks.on_market(depth)
     venue.on_market(depth)
+    for symbol in ("BTC-USDT", "ETH-USDT"):  # precision, as the worker learns it from MARKET
+        venue.on_market(schemas.Instrument(
+            venue="binance", symbol=symbol, ts_event=1, ts_recv=1,
+            native_symbol=symbol.replace("-", ""), kind="spot", base=symbol[:3],
+            quote="USDT", tick_size=0.01, lot_size=0.00001,
+        ))  # fmt: skip
     return Engine("paper", cfg, venue, rec, marks, clock=lambda: 1_700_000_000.0), rec
 
 
