@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -43,6 +44,15 @@ log = logging.getLogger("executor")
 CID = re.compile(r"^[A-Za-z0-9._:/-]{1,36}$")  # what Binance and most venues accept
 CANCEL_RETRY_S = 1.0
 UNKNOWN_RETRY_S = 0.5
+
+
+def _subject_ok(account: str, cmd: OrderCommand) -> bool:
+    """Whether the order's events have a subject (venue and symbol are subject tokens)."""
+    try:
+        subjects.exec_evt(account, cmd.venue, cmd.symbol)
+    except ValueError:
+        return False
+    return True
 
 
 class Publisher(Protocol):
@@ -247,12 +257,19 @@ class Engine:
     async def _reject(self, cmd: OrderCommand, reason: str) -> Reply:
         """A refused new order: recorded as ``rejected`` when it can be described as an
         order (so a resend gets the same answer), else dead-lettered."""
-        if cmd.side is None or cmd.order_type is None or not CID.match(cmd.client_order_id):
+        if (
+            cmd.side is None
+            or cmd.order_type is None
+            or not CID.match(cmd.client_order_id)
+            or not _subject_ok(self.account, cmd)
+        ):
             await self.pub.dlq(encode(cmd), reason)
             return Reply(accepted=False, client_order_id=cmd.client_order_id, reason=reason)
         try:
             qty = float(Decimal(cmd.quantity or "0"))
         except Exception:
+            qty = 0.0
+        if not math.isfinite(qty):  # a refused absurd quantity must still encode
             qty = 0.0
         o = Order(self.account, cmd.venue, cmd.symbol, cmd.client_order_id, cmd.side,
                   cmd.order_type, qty, reason=reason)  # fmt: skip

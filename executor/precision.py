@@ -24,6 +24,9 @@ class PrecisionError(ValueError):
     pass
 
 
+MAX_EXPONENT = 15
+
+
 def parse_decimal(name: str, value: str | None) -> Decimal:
     if value is None or value == "":
         raise PrecisionError(f"{name} is required")
@@ -33,6 +36,8 @@ def parse_decimal(name: str, value: str | None) -> Decimal:
         raise PrecisionError(f"{name} {value!r} is not a decimal number") from None
     if not d.is_finite():
         raise PrecisionError(f"{name} {value!r} is not finite")
+    if d.adjusted() > MAX_EXPONENT:  # beyond any market, and beyond float's exact integers
+        raise PrecisionError(f"{name} {value[:40]!r} is too large")
     if d <= 0:
         raise PrecisionError(f"{name} {value!r} must be > 0")
     return d

@@ -64,8 +64,8 @@ class Quote(msgspec.Struct, gc=False):
 
 
 class Stats(msgspec.Struct, gc=False):
-    volume: float | None = None  # base coin
-    volume_usd: float | None = None
+    volume: Size | None = None  # base coin
+    volume_usd: Size | None = None
     high: float | None = None
     low: float | None = None
     price_change: float | None = None  # percent
@@ -80,7 +80,7 @@ class Ticker(msgspec.Struct, gc=False):
     best_ask_price: float | None = None
     mark_price: float | None = None
     index_price: float | None = None
-    open_interest: float | None = None  # same units as amounts (USD on inverse)
+    open_interest: Size | None = None  # same units as amounts (USD on inverse)
     current_funding: float | None = None  # perpetuals only
     funding_8h: float | None = None  # perpetuals only
     state: str = "open"
@@ -92,7 +92,7 @@ class Candle(msgspec.Struct, gc=False):
     high: float
     low: float
     close: float
-    volume: float  # base coin
+    volume: Size  # base coin
     cost: float | None = None  # quote currency
 
 
