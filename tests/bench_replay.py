@@ -38,7 +38,8 @@ def _settings(tmp: Path, url: str) -> Settings:
 
 
 async def _fill(settings: Settings, n: int) -> None:
-    """n raw Binance trade frames and n typed trades, 10 µs apart in receive time."""
+    """n raw Binance trade frames and n typed trades, 100 µs apart in receive time (a busy
+    feed: 10k frames/s)."""
     from tests.bench import gen_trades
 
     nc = await connect(settings.nats, "bench-fill")
@@ -47,7 +48,7 @@ async def _fill(settings: Settings, n: int) -> None:
     frames = gen_trades(n)
     subject = subjects.raw("binance", "trade", "BTCUSDT")
     for i, frame in enumerate(frames):
-        ts = T0 + i * 10_000
+        ts = T0 + i * 100_000
         hdr = {subjects.H_RECV_NS: str(ts), subjects.H_CONN: "bench"}
         t = schemas.Trade(venue="binance", symbol="BTC-USDT", ts_event=ts, ts_recv=ts,
                           id=str(i), price=65000.1 + i % 100, size=0.5, side="buy")  # fmt: skip

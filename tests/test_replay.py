@@ -121,6 +121,40 @@ def test_reorder_window_is_deterministic_and_counts_late() -> None:
         out += r.drain()
         outs.append(([m.seq for m in out], r.late))
     assert outs[0] == outs[1] == outs[2] == ([2, 1, 3, 5, 4, 6], 1)
+    r = Reorder(window_ns=10**9, max_held=2)  # a dense feed: the oldest go out early
+    out = r.push([msg(m.seq, m.ts_recv) for m in stream])
+    assert [m.seq for m in out] == [2, 1, 3, 5]  # 5 is late (1 went out early): after 3
+    assert (out[-1].ts_recv, out[-1].key()[0]) == (50, 100)  # ordered at 100, keeps its time
+    assert [m.seq for m in r.drain()] == [4, 6] and r.late == 1
+
+
+async def test_merge_of_streams_with_late_messages_ignores_chunking() -> None:
+    import random
+
+    from streams.replay.order import merge
+
+    rnd = random.Random(5)
+
+    def stream_of(name: str, n: int) -> list[ReplayMsg]:
+        # receive times mostly rising, some 2-10 units behind: late for a window of 1
+        ts = [i * 3 + (-rnd.randint(2, 10) if rnd.random() < 0.1 else 0) for i in range(n)]
+        return [ReplayMsg(f"{name}.x", name, i + 1, t, b"") for i, t in enumerate(ts)]
+
+    async def chunked(msgs: list[ReplayMsg], size: int):  # type: ignore[no-untyped-def]
+        r = Reorder(window_ns=1)
+        fresh = [ReplayMsg(m.subject, m.stream, m.seq, m.ts_recv, m.data) for m in msgs]
+        for k in range(0, len(fresh), size):
+            yield r.push(fresh[k : k + size])
+        yield r.drain()
+
+    raw, market = stream_of(STREAM_RAW, 500), stream_of(STREAM_MARKET, 700)
+    runs = []
+    for a, b in ((1, 1), (7, 300), (500, 3), (64, 64)):
+        merged = [m async for c in merge([chunked(raw, a), chunked(market, b)]) for m in c]
+        runs.append([(m.stream, m.seq) for m in merged])
+        keys = [m.key() for m in merged]
+        assert keys == sorted(keys) and len(merged) == 1200
+    assert runs[0] == runs[1] == runs[2] == runs[3]
 
 
 async def test_clock_sleepers_wake_on_replay_time() -> None:

@@ -35,16 +35,21 @@ class ReplayMsg(msgspec.Struct, gc=False):
     data: bytes
     headers: dict[str, str] | None = None
     msg: Any = None
+    # set on a message stored later than the reorder window behind its successors: the
+    # receive time it is ordered by (the latest one already replayed), so every stream's
+    # output stays sorted and merging streams never depends on how they were chunked
+    order_ts: int | None = None
 
     def key(self) -> tuple[int, int, int]:
         """The replay order: receive time, then stream, then stream sequence."""
-        return (self.ts_recv, RANK.get(self.stream, 9), self.seq)
+        ts = self.ts_recv if self.order_ts is None else self.order_ts
+        return (ts, RANK.get(self.stream, 9), self.seq)
 
 
 class ReplayStats(msgspec.Struct):
     source: str = ""
     messages: int = 0
-    late: int = 0  # came out after a message with a later key (beyond the reorder window)
+    late: int = 0  # came out after messages received later (beyond the reorder window)
     bad: int = 0  # undecodable typed messages, skipped
     first_bad: str = ""
     seconds: float = 0.0

@@ -6,7 +6,10 @@ order book's messages stored a little after the normalizer's). ``Reorder`` holds
 for ``window_ns`` of receive time and releases them sorted. It decides only from the
 messages themselves, never from when they arrived, so the same stored messages give the
 same output every time, however the network delivers them. A message later than the
-window comes out as soon as it is seen (counted as late) rather than being lost.
+window is not lost: it is counted as late and ordered as if received at the latest time
+already released (``ReplayMsg.order_ts``), so each stream's output stays sorted. At most
+``max_held`` messages are held (a dense feed can put millions in a window): past that the
+oldest are released early, again decided by the messages alone.
 
 Several streams, each already sorted, are then merged by ``merge``; again only the
 messages decide the order.
@@ -22,8 +25,9 @@ from streams.replay.model import ReplayMsg
 
 
 class Reorder:
-    def __init__(self, window_ns: int) -> None:
+    def __init__(self, window_ns: int, max_held: int = 100_000) -> None:
         self.window_ns = window_ns
+        self.max_held = max_held
         self._heap: list[tuple[int, int, ReplayMsg]] = []
         self._max_ts = -(2**63)
         self._last_ts = -(2**63)
@@ -41,15 +45,14 @@ class Reorder:
             ts = m.ts_recv
             if ts < last_ts:
                 # already past its place (sequences only grow within a stream, so equal
-                # times are fine): release now, in stream order among the late
+                # times are fine): next in line, at the latest time released
                 self.late += 1
-                out.append(m)
-                continue
+                ts = m.order_ts = last_ts
             push(heap, (ts, m.seq, m))
             if ts > max_ts:
                 max_ts = ts
             horizon = max_ts - window
-            while heap and heap[0][0] < horizon:
+            while heap and (heap[0][0] < horizon or len(heap) > self.max_held):
                 last_ts, _, m0 = pop(heap)
                 out.append(m0)
         self._last_ts = last_ts
@@ -108,5 +111,7 @@ async def merge(
                 if cut:
                     out.extend(buf[:cut])
                     bufs[i] = buf[cut:]
+        if not out:  # only if a source broke its promise to be sorted: fail, never spin
+            raise RuntimeError("replay merge: a source delivered out of order")
         out.sort(key=key)
         yield out
