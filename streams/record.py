@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from streams.replay.model import ReplayMsg
-from streams.replay.select import Selection
+from streams.replay.selection import Selection
 
 FORMAT = "jetmarket-record"
 VERSION = 1
