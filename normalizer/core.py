@@ -42,5 +42,9 @@ class Normalizer:
             return parser.parse(Frame(channel, native, data, ts_recv, raw_seq))
         except Rejected as exc:
             return Dead(subject, data, str(exc), recv)
+        except RecursionError:  # JSON nested deeper than any venue writes: hostile input
+            return Dead(subject, data, "frame nested too deeply to decode", recv)
+        except UnicodeDecodeError as exc:
+            return Dead(subject, data, f"frame is not UTF-8 text: {exc.reason}", recv)
         except Exception as exc:  # a parser bug must not stop the pipeline; the frame is kept
             return Dead(subject, data, f"parser error {type(exc).__name__}: {exc}", recv)

@@ -81,11 +81,7 @@ PARSER_ERROR = "parser error"  # normalizer.core's catch-all: a parser raised, n
 # property tolerates exactly these exception names (raised through the parser) and these
 # property violations, for exactly these venues; test_fuzz.test_known_findings_still_
 # reproduce fails once one is fixed (then delete it).
-KNOWN_FINDINGS: dict[str, tuple[str, ...]] = {
-    "deribit": ("RecursionError", "UnicodeDecodeError"),
-    "coinbase": ("RecursionError",),
-    "kraken": ("RecursionError",),
-}
+KNOWN_FINDINGS: dict[str, tuple[str, ...]] = {}
 # executor findings reported to its owner and not fixed yet (none open: the two found,
 # an inf quantity and an empty venue, are regression tests in test_fuzz)
 KNOWN_EXEC_FINDINGS: tuple[str, ...] = ()
