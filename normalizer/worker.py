@@ -24,7 +24,7 @@ from prometheus_client import Gauge, Histogram
 from normalizer.core import Dead, Normalizer
 from normalizer.venues.base import Out
 from streams import subjects
-from streams.consumer import BatchConsumer, stream_seq
+from streams.consumer import BatchConsumer, publish_batch
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
 from streams.replay.output import replay_stream
 from streams.runtime import Worker
@@ -176,8 +176,7 @@ class NormalizerWorker:
         normalize = self.core.normalize
         suffix = self.own_suffix
         cut = len(self.prefix)
-        for m in msgs:
-            seq = stream_seq(m)
+        for m, seq in zip(msgs, self.consumer.seqs, strict=True):
             subject = m.subject
             if cut:
                 # a replayed frame: its RAW sequence is part of some messages' identity
@@ -185,11 +184,11 @@ class NormalizerWorker:
             res = normalize(subject, m.data, m.headers, seq)
             if suffix and not subject.endswith(suffix):
                 continue  # another partition's venue-wide frame: its owner publishes this
-            if isinstance(res, Dead):
-                dead.append((res, seq))
+            if res.__class__ is list:
+                outs += res
             else:
-                outs.extend(res)
-            per_venue[subject.split(".", 2)[1]] += 1
+                dead.append((res, seq))  # type: ignore[arg-type]
+            per_venue[subject[4 : subject.find(".", 4)]] += 1  # raw.<venue>.…
         await self._publish(outs)
         await self._dead_letters(dead)
         await self.consumer.ack_through(msgs[-1])
@@ -211,17 +210,16 @@ class NormalizerWorker:
             return
         nc, js = self.w.nc, self.w.js
         assert nc is not None and js is not None
-        publish = nc.publish
         pre, stream = self.prefix, self.out_stream
-        for i, o in enumerate(outs[:-1], 1):
+        # an acked publish inside long bursts (an instrument list can expand to thousands
+        # of messages) keeps the stream's ingest queue from overflowing: nats-server drops
+        # core publishes beyond it without telling anyone
+        for start in range(BURST, len(outs), BURST):
+            await publish_batch(nc, outs[start - BURST : start - 1], pre)
+            o = outs[start - 1]
             headers = {subjects.H_MSG_ID: o.msg_id}
-            if i % BURST == 0:
-                # an acked publish inside long bursts (an instrument list can expand to
-                # thousands of messages) keeps the stream's ingest queue from overflowing:
-                # nats-server drops core publishes beyond it without telling anyone
-                await js.publish(pre + o.subject, o.data, headers=headers, stream=stream)
-            else:
-                await publish(pre + o.subject, o.data, headers=headers)
+            await js.publish(pre + o.subject, o.data, headers=headers, stream=stream)
+        await publish_batch(nc, outs[(len(outs) - 1) // BURST * BURST : -1], pre)
         last = outs[-1]
         await js.publish(
             pre + last.subject,

@@ -22,7 +22,7 @@ import orjson
 from normalizer.core import Normalizer
 from normalizer.worker import NormalizerWorker
 from streams import subjects
-from streams.consumer import BatchConsumer
+from streams.consumer import BatchConsumer, publish_batch
 from streams.natsserver import NatsServer, free_port
 from streams.provision import STREAM_MARKET, STREAM_RAW
 from streams.runtime import Worker, start_worker
@@ -114,8 +114,7 @@ async def _relay(w: Worker, n: int) -> None:
         msgs = await c.fetch()
         if not msgs:
             continue
-        for m in msgs[:-1]:
-            await w.nc.publish("relay.out", m.data)
+        await publish_batch(w.nc, [("relay.out", None, m.data) for m in msgs[:-1]])
         await w.js.publish("relay.out", msgs[-1].data, stream="RELAY")
         await c.ack_through(msgs[-1])
         done += len(msgs)
