@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+import msgspec
+
 
 class Out(NamedTuple):
     """One typed message ready to publish: subject, Nats-Msg-Id, encoded JSON."""
@@ -17,7 +19,10 @@ class Rejected(Exception):
     """A frame that cannot be normalized; the message is the reason sent to the DLQ."""
 
 
-class Frame(NamedTuple):
+class Frame(msgspec.Struct, frozen=True, gc=False):
+    """One raw frame as a parser sees it. A Struct: built once per frame, and a NamedTuple
+    costs ~4x more to construct (its ``__new__`` is Python code)."""
+
     channel: str
     native_symbol: str
     data: bytes
