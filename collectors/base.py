@@ -17,17 +17,21 @@ frame arrives after newer ones, which the order book sees as a sequence gap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import websockets
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
@@ -346,3 +350,138 @@ async def keep_connected(
         w.health.set("reconnecting", reason=reason, reconnects=total_reconnects())
         if await w.sleep(delay):
             return
+
+
+# -- pieces every venue collector shares ----------------------------------------------------
+async def rest_body(
+    exchange: Any,
+    lock: asyncio.Lock,
+    venue: str,
+    endpoint: str,
+    call: Callable[[dict[str, Any]], Awaitable[Any]],
+    params: dict[str, Any] | None = None,
+) -> tuple[bytes, int]:
+    """One REST call through ccxt (so through its rate limiter); returns the untouched body
+    and its receive time. ccxt keeps only the last response's body, so ``lock`` (one per
+    ccxt client) pairs each call with its own. A failure is counted and raised as a
+    RuntimeError naming the endpoint."""
+    async with lock:
+        try:
+            await call(params or {})
+        except Exception as exc:
+            REST.labels(venue, endpoint, "error").inc()
+            raise RuntimeError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
+        body = exchange.last_http_response
+        recv = time.time_ns()
+    REST.labels(venue, endpoint, "ok").inc()
+    return (body.encode() if isinstance(body, str) else body), recv
+
+
+async def retry_until_ok(
+    w: Worker, cfg: ReconnectSettings, what: str, attempt: Callable[[], Awaitable[object]]
+) -> bool:
+    """Run ``attempt`` until it succeeds (True) or the worker stops (False), backing off
+    between tries with one log line each and ``retrying`` health meanwhile."""
+    backoff = Backoff(cfg)
+    while not w.stop.is_set():
+        try:
+            await attempt()
+            return True
+        except Exception as exc:
+            wait = backoff.next()
+            log.warning(
+                f"{what} failed, retrying",
+                extra={"error": str(exc)[:300], "retry_in_s": round(wait, 2)},
+            )
+            w.health.set("retrying", error=str(exc)[:300])
+            if await w.sleep(wait):
+                return False
+    return False
+
+
+async def instruments_first(
+    w: Worker,
+    cfg: ReconnectSettings,
+    what: str,
+    fetch: Callable[[], Awaitable[object]],
+    then: Callable[[], Awaitable[None]],
+    refresh_s: float,
+) -> None:
+    """Instruments (contract sizes, ticks) must be on RAW before the first data frame:
+    retry ``fetch`` until it works, then run ``then`` while it is repeated every
+    ``refresh_s``."""
+    if not await retry_until_ok(w, cfg, what, fetch):
+        return
+
+    async def refresh() -> None:
+        while not await w.sleep(refresh_s):
+            await retry_until_ok(w, cfg, what, fetch)
+
+    refresher = asyncio.create_task(refresh())
+    try:
+        await then()
+    finally:
+        refresher.cancel()
+
+
+# the answer to a resync request while the venue connection is down
+NOT_CONNECTED = {"ok": False, "error": "not connected (a snapshot follows connecting)"}
+
+
+async def ctl_reply(msg: Msg, body: dict[str, Any]) -> None:
+    """Answer a ``ctl.snapshot`` request when it wants an answer."""
+    if msg.reply:
+        try:
+            await msg.respond(orjson.dumps(body))
+        except Exception as exc:  # the requester went away; nothing to undo
+            log.debug("ctl reply failed", extra={"error": repr(exc)})
+
+
+async def publish_conn_event(
+    pub: RawPublisher, conn: str, event: str, reason: str, **fields: Any
+) -> None:
+    """A ``connected``/``disconnected`` event on ``raw.<venue>.conn.ALL``, acked: the
+    normalizer turns a disconnect into gaps. ``fields`` say what the connection carried."""
+    now = time.time_ns()
+    body = orjson.dumps({"event": event, "conn": conn, **fields, "reason": reason, "ts": now})
+    await pub.publish("conn", "ALL", body, now, conn, durable=True)
+
+
+async def report_link(w: Worker, pub: RawPublisher, link: Link, fresh_s: float) -> None:
+    """Once a second: metrics; and while frames flow on the one connection (the newest
+    within ``fresh_s``), a backoff reset and ``ok`` health."""
+    while not await w.sleep(1.0):
+        pub.flush_metrics()
+        if link.connected and time.monotonic() - link.last_frame < fresh_s:
+            link.backoff.reset()
+            w.health.set(
+                "ok", frames=pub.published, confirmed=pub.confirmed,
+                reconnects=link.reconnects, unconfirmed=pub.unconfirmed,
+            )  # fmt: skip
+
+
+@asynccontextmanager
+async def collector_running(
+    w: Worker,
+    venue: str,
+    on_ctl_snapshot: Callable[[Msg], Awaitable[None]],
+    report: Callable[[], Coroutine[Any, Any, None]],
+    pubs: list[RawPublisher],
+    exchange: Any,
+) -> AsyncIterator[None]:
+    """Around a collector's body: answer ``ctl.snapshot.<venue>.*`` and run ``report``;
+    on the way out stop both, flush the last metrics and close the ccxt client."""
+    assert w.nc is not None
+    sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(venue), cb=on_ctl_snapshot)
+    reporter = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        reporter.cancel()
+        try:
+            await sub.unsubscribe()
+        except Exception:  # connection already closing
+            pass
+        for pub in pubs:
+            pub.flush_metrics()
+        await exchange.close()
