@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -42,8 +43,19 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
-from streams import subjects
+from collectors.base import (
+    NOT_CONNECTED,
+    Backoff,
+    Link,
+    RawPublisher,
+    collector_running,
+    ctl_reply,
+    instruments_first,
+    keep_connected,
+    publish_conn_event,
+    report_link,
+    rest_body,
+)
 from streams.runtime import Worker
 from streams.settings import VenueSettings
 
@@ -187,41 +199,13 @@ class DeribitCollector:
     async def fetch_instruments(self) -> None:
         """One instruments body per (currency, kind), published untouched."""
         for params in instruments_queries(self.cfg.symbols):
-            async with self.rest_lock:  # last_http_response belongs to the last request
-                try:
-                    await self.exchange.public_get_get_instruments(params)
-                except Exception as exc:
-                    REST.labels(VENUE, "get_instruments", "error").inc()
-                    raise RuntimeError(f"instruments: {type(exc).__name__}: {exc}") from None
-                body = self.exchange.last_http_response
-                recv = time.time_ns()
-            REST.labels(VENUE, "get_instruments", "ok").inc()
-            data = body.encode() if isinstance(body, str) else body
+            body, recv = await rest_body(
+                self.exchange, self.rest_lock, VENUE, "get_instruments",
+                self.exchange.public_get_get_instruments, params,
+            )  # fmt: skip
             await self.pub.publish(
-                "instruments", params["currency"], data, recv, "rest", durable=True
+                "instruments", params["currency"], body, recv, "rest", durable=True
             )
-
-    async def _instruments_until_ok(self) -> bool:
-        """Instruments reach RAW before the first data frame: retry until done."""
-        backoff = Backoff(self.cfg.reconnect)
-        while not self.w.stop.is_set():
-            try:
-                await self.fetch_instruments()
-                return True
-            except Exception as exc:
-                wait = backoff.next()
-                log.warning(
-                    "deribit instruments failed, retrying",
-                    extra={"error": str(exc)[:300], "retry_in_s": round(wait, 2)},
-                )
-                self.w.health.set("retrying", error=str(exc)[:300])
-                if await self.w.sleep(wait):
-                    return False
-        return False
-
-    async def _instruments_refresh(self) -> None:
-        while not await self.w.sleep(INSTRUMENTS_REFRESH_S):
-            await self._instruments_until_ok()
 
     # -- JSON-RPC ------------------------------------------------------------------------
     async def _call(self, ws: ClientConnection, method: str, params: dict[str, Any]) -> None:
@@ -239,38 +223,28 @@ class DeribitCollector:
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.deribit.<BTC-USD-PERP>``: re-subscribe that book for a snapshot."""
 
-        async def reply(body: dict[str, Any]) -> None:
-            if msg.reply:
-                try:
-                    await msg.respond(orjson.dumps(body))
-                except Exception as exc:  # the requester went away; nothing to undo
-                    log.debug("ctl reply failed", extra={"error": repr(exc)})
-
         native = to_native(msg.subject.split(".")[-1])
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
-            await reply({"ok": False, "error": f"book not collected: {native}"})
+            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {native}"})
             return
         ws = self.link.ws
         if ws is None:
-            await reply({"ok": False, "error": "not connected (a snapshot follows connecting)"})
+            await ctl_reply(msg, NOT_CONNECTED)
             return
         channel = [f"book.{native}.{self.cfg.options.get('interval', '100ms')}"]
         try:
             await self._call(ws, "public/unsubscribe", {"channels": channel})
             await self._call(ws, "public/subscribe", {"channels": channel})
         except Exception as exc:
-            await reply({"ok": False, "error": str(exc)[:300]})
+            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
             return
-        await reply({"ok": True, "instrument": native})
+        await ctl_reply(msg, {"ok": True, "instrument": native})
 
     # -- WebSocket -----------------------------------------------------------------------
     async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
-        now = time.time_ns()
-        body = orjson.dumps(
-            {"event": event, "conn": link.conn, "symbols": sorted(self.cfg.symbols),
-             "reason": reason, "ts": now}
-        )  # fmt: skip
-        await self.pub.publish("conn", "ALL", body, now, link.conn, durable=True)
+        await publish_conn_event(
+            self.pub, link.conn, event, reason, symbols=sorted(self.cfg.symbols)
+        )
 
     async def _connection_loop(self) -> None:
         # ping_interval None: Deribit's keep-alive is its JSON-RPC heartbeat
@@ -346,39 +320,18 @@ class DeribitCollector:
                 break
         await ws.close()
 
-    async def _report_loop(self) -> None:
-        """Once a second: metrics, backoff reset and health while frames flow."""
-        while not await self.w.sleep(1.0):
-            self.pub.flush_metrics()
-            if self.link.connected and time.monotonic() - self.link.last_frame < 5.0 + max(
-                MIN_HEARTBEAT_S, self.cfg.ping_interval_s
-            ):
-                self.link.backoff.reset()
-                self.w.health.set(
-                    "ok", frames=self.pub.published, confirmed=self.pub.confirmed,
-                    reconnects=self.link.reconnects, unconfirmed=self.pub.unconfirmed,
-                )  # fmt: skip
-
     async def run(self) -> None:
         w = self.w
-        assert w.nc is not None
-        sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
-        reporter = asyncio.create_task(self._report_loop())
-        refresher: asyncio.Task[None] | None = None
-        try:
-            if await self._instruments_until_ok():
-                refresher = asyncio.create_task(self._instruments_refresh())
-                await self._connection_loop()
-        finally:
-            reporter.cancel()
-            if refresher is not None:
-                refresher.cancel()
-            try:
-                await sub.unsubscribe()
-            except Exception:  # connection already closing
-                pass
-            self.pub.flush_metrics()
-            await self.exchange.close()
+        # at least a heartbeat every interval while the connection lives
+        fresh_s = 5.0 + max(MIN_HEARTBEAT_S, self.cfg.ping_interval_s)
+        report = partial(report_link, w, self.pub, self.link, fresh_s)
+        async with collector_running(
+            w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
+        ):
+            await instruments_first(
+                w, self.cfg.reconnect, "deribit instruments", self.fetch_instruments,
+                self._connection_loop, INSTRUMENTS_REFRESH_S,
+            )  # fmt: skip
 
 
 async def run(w: Worker) -> None:
