@@ -37,8 +37,16 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
-from streams import subjects
+from collectors.base import (
+    Backoff,
+    Link,
+    RawPublisher,
+    collector_running,
+    ctl_reply,
+    keep_connected,
+    publish_conn_event,
+    rest_body,
+)
 from streams.runtime import Worker
 from streams.settings import BinanceSettings
 
@@ -136,16 +144,7 @@ class BinanceCollector:
     # -- REST ----------------------------------------------------------------------------
     async def _rest(self, endpoint: str, call: Any, params: dict[str, Any]) -> tuple[bytes, int]:
         """One REST call through ccxt; returns the untouched body and its receive time."""
-        async with self.rest_lock:  # last_http_response belongs to the last request
-            try:
-                await call(params)
-            except Exception as exc:
-                REST.labels(self.venue, endpoint, "error").inc()
-                raise RuntimeError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
-            body = self.exchange.last_http_response
-            recv = time.time_ns()
-        REST.labels(self.venue, endpoint, "ok").inc()
-        return (body.encode() if isinstance(body, str) else body), recv
+        return await rest_body(self.exchange, self.rest_lock, self.venue, endpoint, call, params)
 
     def _conn_for(self, native: str) -> str:
         for c in self.connections:
@@ -204,27 +203,19 @@ class BinanceCollector:
 
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.binance.<BTC-USDT>``: fetch and publish a fresh snapshot."""
-
-        async def reply(body: dict[str, Any]) -> None:
-            if msg.reply:
-                try:
-                    await msg.respond(orjson.dumps(body))
-                except Exception as exc:  # the requester went away; nothing to undo
-                    log.debug("ctl reply failed", extra={"error": repr(exc)})
-
         symbol = msg.subject.split(".")[-1]
         if not self.owns(symbol):
             return  # the other Binance market's collector answers it
         native = self.symbol_map.get(symbol) or self.native_of(symbol)
         if native not in self.cfg.symbols:
-            await reply({"ok": False, "error": f"not collected: {symbol}"})
+            await ctl_reply(msg, {"ok": False, "error": f"not collected: {symbol}"})
             return
         try:
             last = await self.fetch_snapshot(native)
         except Exception as exc:
-            await reply({"ok": False, "error": str(exc)[:300]})
+            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
             return
-        await reply({"ok": True, "lastUpdateId": last})
+        await ctl_reply(msg, {"ok": True, "lastUpdateId": last})
 
     def native_of(self, symbol: str) -> str:
         return symbol.replace("-", "").upper()
@@ -240,12 +231,9 @@ class BinanceCollector:
         return [(f"{base}/stream?streams={'/'.join(c)}", c) for c in chunks]
 
     async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
-        now = time.time_ns()
-        body = orjson.dumps(
-            {"event": event, "conn": c.conn, "streams": c.streams,
-             "symbols": _symbols_of(c.streams), "reason": reason, "ts": now}
-        )  # fmt: skip
-        await self.pub.publish("conn", "ALL", body, now, c.conn, durable=True)
+        await publish_conn_event(
+            self.pub, c.conn, event, reason, streams=c.streams, symbols=_symbols_of(c.streams)
+        )
 
     def extra_loops(self) -> list[Any]:
         """Coroutines a market adds (USDⓈ-M polls open interest over REST)."""
@@ -341,24 +329,18 @@ class BinanceCollector:
 
     async def run(self) -> None:
         w = self.w
-        assert w.nc is not None
-        sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
-        tasks = [asyncio.create_task(self._instruments_loop())]
-        tasks += [asyncio.create_task(t) for t in self.extra_loops()]
-        tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
-        reporter = asyncio.create_task(self._report_loop())
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            reporter.cancel()
-            for t in list(self._background):
-                t.cancel()
+        # ctl.snapshot.binance.*: spot and USDⓈ-M share the venue name (see owns())
+        async with collector_running(
+            w, VENUE, self._on_ctl_snapshot, self._report_loop, [self.pub], self.exchange
+        ):
+            tasks = [asyncio.create_task(self._instruments_loop())]
+            tasks += [asyncio.create_task(t) for t in self.extra_loops()]
+            tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
             try:
-                await sub.unsubscribe()
-            except Exception:  # connection already closing
-                pass
-            self.pub.flush_metrics()
-            await self.exchange.close()
+                await asyncio.gather(*tasks)
+            finally:
+                for t in list(self._background):
+                    t.cancel()
 
 
 async def run(w: Worker) -> None:

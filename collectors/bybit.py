@@ -31,8 +31,16 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import REST, Backoff, Link, RawPublisher, keep_connected
-from streams import subjects
+from collectors.base import (
+    Backoff,
+    Link,
+    RawPublisher,
+    collector_running,
+    ctl_reply,
+    keep_connected,
+    publish_conn_event,
+    rest_body,
+)
 from streams.runtime import Worker
 from streams.settings import VenueSettings
 
@@ -191,19 +199,6 @@ class BybitCollector:
             raise ValueError("collector.bybit: no topic to subscribe")
 
     # -- REST ----------------------------------------------------------------------------
-    async def _rest(self, endpoint: str, call: Any, params: dict[str, Any]) -> tuple[bytes, int]:
-        """One REST call through ccxt; returns the untouched body and its receive time."""
-        async with self.rest_lock:  # last_http_response belongs to the last request
-            try:
-                await call(params)
-            except Exception as exc:
-                REST.labels(VENUE, endpoint, "error").inc()
-                raise RuntimeError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
-            body = self.exchange.last_http_response
-            recv = time.time_ns()
-        REST.labels(VENUE, endpoint, "ok").inc()
-        return (body.encode() if isinstance(body, str) else body), recv
-
     async def fetch_instruments(self, c: Connection) -> None:
         """GET /v5/market/instruments-info for a category, every page published untouched."""
         cursor = ""
@@ -213,9 +208,10 @@ class BybitCollector:
                 params["limit"] = 1000
             if cursor:
                 params["cursor"] = cursor
-            body, recv = await self._rest(
-                "instruments-info", self.exchange.public_get_v5_market_instruments_info, params
-            )
+            body, recv = await rest_body(
+                self.exchange, self.rest_lock, VENUE, "instruments-info",
+                self.exchange.public_get_v5_market_instruments_info, params,
+            )  # fmt: skip
             result = orjson.loads(body).get("result") or {}
             for info in result.get("list", []):
                 try:
@@ -247,42 +243,33 @@ class BybitCollector:
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.bybit.<symbol>``: re-subscribe the book topic; Bybit answers a
         subscribe with a fresh snapshot, which flows like any other frame."""
-
-        async def reply(body: dict[str, Any]) -> None:
-            if msg.reply:
-                try:
-                    await msg.respond(orjson.dumps(body))
-                except Exception as exc:  # the requester went away; nothing to undo
-                    log.debug("ctl reply failed", extra={"error": repr(exc)})
-
         symbol = msg.subject.split(".")[-1]
         category, native = self.symbol_map.get(symbol) or _guess_native(symbol)
         c = next((c for c in self.connections if c.category == category), None)
         book = [t for t in (c.topics if c else []) if t.startswith("orderbook.")]
         book = [t for t in book if not t.startswith("orderbook.1.") and t.endswith("." + native)]
         if c is None or not book:
-            await reply({"ok": False, "error": f"book not collected: {symbol}"})
+            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
             return
         ws = c.ws
         if ws is None or not c.connected:
-            await reply({"ok": False, "error": "not connected; a snapshot follows the connect"})
+            await ctl_reply(
+                msg, {"ok": False, "error": "not connected; a snapshot follows the connect"}
+            )
             return
         try:
             await ws.send(_op("unsubscribe", book, c.next_id()))
             await ws.send(_op("subscribe", book, c.next_id()))
         except Exception as exc:
-            await reply({"ok": False, "error": str(exc)[:300]})
+            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
             return
-        await reply({"ok": True, "topics": book})
+        await ctl_reply(msg, {"ok": True, "topics": book})
 
     # -- WebSocket -----------------------------------------------------------------------
     async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
-        now = time.time_ns()
-        body = orjson.dumps(
-            {"event": event, "conn": c.conn, "category": c.category, "topics": c.topics,
-             "symbols": c.natives, "reason": reason, "ts": now}
-        )  # fmt: skip
-        await c.pub.publish("conn", "ALL", body, now, c.conn, durable=True)
+        await publish_conn_event(
+            c.pub, c.conn, event, reason, category=c.category, topics=c.topics, symbols=c.natives
+        )
 
     async def _connection_loop(self, c: Connection) -> None:
         # ping_interval None: Bybit wants its JSON ping; see _pinger
@@ -372,27 +359,18 @@ class BybitCollector:
 
     async def run(self) -> None:
         w = self.w
-        assert w.nc is not None
-        sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(VENUE), cb=self._on_ctl_snapshot)
-        tasks = []
-        # Instruments first, so the normalizer knows every contract before the first trade.
-        for c in self.connections:
-            backoff = Backoff(self.cfg.reconnect)
-            wait = await self._instruments_once(c, backoff)
-            tasks.append(asyncio.create_task(self._instruments_loop(c, backoff, wait)))
-        tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
-        reporter = asyncio.create_task(self._report_loop())
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            reporter.cancel()
-            try:
-                await sub.unsubscribe()
-            except Exception:  # connection already closing
-                pass
+        pubs = [c.pub for c in self.connections]
+        async with collector_running(
+            w, VENUE, self._on_ctl_snapshot, self._report_loop, pubs, self.exchange
+        ):
+            tasks = []
+            # Instruments first, so the normalizer knows every contract before the first trade.
             for c in self.connections:
-                c.pub.flush_metrics()
-            await self.exchange.close()
+                backoff = Backoff(self.cfg.reconnect)
+                wait = await self._instruments_once(c, backoff)
+                tasks.append(asyncio.create_task(self._instruments_loop(c, backoff, wait)))
+            tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
+            await asyncio.gather(*tasks)
 
 
 def _guess_native(symbol: str) -> tuple[str, str]:

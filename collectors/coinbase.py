@@ -159,7 +159,6 @@ class CoinbaseCollector:
     # -- resync --------------------------------------------------------------------------
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.coinbase.<BTC-USD>``: re-subscribe that product's level2."""
-
         product = msg.subject.split(".")[-1]  # spot symbols are Coinbase's product ids
         if product not in self.cfg.symbols or "level2" not in self.cfg.channels:
             await ctl_reply(msg, {"ok": False, "error": f"book not collected: {product}"})

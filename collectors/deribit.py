@@ -222,7 +222,6 @@ class DeribitCollector:
     # -- resync --------------------------------------------------------------------------
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.deribit.<BTC-USD-PERP>``: re-subscribe that book for a snapshot."""
-
         native = to_native(msg.subject.split(".")[-1])
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
             await ctl_reply(msg, {"ok": False, "error": f"book not collected: {native}"})

@@ -186,7 +186,6 @@ class KrakenCollector:
     # -- resync --------------------------------------------------------------------------
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.kraken.<BTC-USD>``: re-subscribe that book for a new snapshot."""
-
         symbol = msg.subject.split(".")[-1]
         native = symbol.replace("-", "/", 1)
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
