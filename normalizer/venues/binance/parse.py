@@ -271,6 +271,8 @@ class BinanceUsdmParser(_Binance):
             venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
             mark_price=d.p, index_price=d.i,
         )  # fmt: skip
+        if d.r == "":  # a dated contract: a mark price, but no funding
+            return [self._out("mark", d.s, d.event_time, mark)]
         funding = schemas.Funding(
             venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
             rate=d.r, next_funding_ts=d.T * MS if d.T else None,

@@ -7,7 +7,7 @@ Constraints reject zero/negative prices, NaN and infinities at decode time.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -174,7 +174,7 @@ class MarkPriceEvent(msgspec.Struct, gc=False):
     event_time: int = msgspec.field(name="E")
     s: str
     p: Price  # mark
-    r: float  # funding rate (may be negative)
+    r: float | Literal[""]  # funding rate (may be negative); "" on delivery contracts
     T: int  # next funding time
     i: Price | None = None  # index
 

@@ -245,14 +245,16 @@ class _Bybit:
         oi = _f(g("openInterest"))
         if "openInterest" in changed and oi is not None:
             mark_price = _f(g("markPrice"))
+            value = _f(g("openInterestValue"))  # linear: in the quote currency (USDT/USDC)
             if self.inverse:  # USD contracts -> base at the mark price
                 if not mark_price:
                     raise Rejected("inverse open interest before any mark price")
-                oi = oi / mark_price
+                # openInterestValue is in the coin here; the USD value is the contract count
+                oi, value = oi / mark_price, oi
             _, symbol = self._names("open_interest", d.symbol)
             msg_oi = schemas.OpenInterest(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
-                open_interest=oi, open_interest_value=_f(g("openInterestValue")),
+                open_interest=oi, open_interest_value=value,
             )  # fmt: skip
             out.append(self._out("open_interest", d.symbol, f.ts, msg_oi))
         return out
