@@ -49,12 +49,13 @@ _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
 _days: dict[str, int] = {}
+_secs: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ns, already validated
+_FRAC_SCALE = [10 ** (9 - k) for k in range(10)]  # fraction digits -> ns per unit
 
 
-def ts_ns(s: str) -> int:
-    """RFC 3339 UTC (``2023-09-25T07:48:36.925533Z``, 0-9 fraction digits) -> epoch ns,
-    by slicing: a datetime per message would cost more than the rest of the parse."""
-    if len(s) < 20 or s[-1] != "Z" or s[10] != "T" or s[13] != ":" or s[16] != ":":
+def _whole_seconds(s: str) -> int:
+    """Epoch ns of the validated ``YYYY-MM-DDTHH:MM:SS`` prefix of ``s``."""
+    if len(s) < 20 or s[10] != "T" or s[13] != ":" or s[16] != ":":
         raise ValueError(f"bad timestamp {s!r}")
     day = _days.get(s[:10])
     if day is None:
@@ -65,11 +66,28 @@ def ts_ns(s: str) -> int:
     clock = s[11:13], s[14:16], s[17:19]
     if not all(c.isdigit() for c in clock):
         raise ValueError(f"bad timestamp {s!r}")
-    secs = day * 86400 + int(clock[0]) * 3600 + int(clock[1]) * 60 + int(clock[2])
+    return (day * 86400 + int(clock[0]) * 3600 + int(clock[1]) * 60 + int(clock[2])) * NS
+
+
+def ts_ns(s: str) -> int:
+    """RFC 3339 UTC (``2023-09-25T07:48:36.925533Z``, 0-9 fraction digits) -> epoch ns,
+    by slicing: a datetime per message would cost more than the rest of the parse. The
+    whole-second prefix is cached (frames of one second share it): validating it was
+    half of an ohlc frame's parse in a profile."""
+    base = _secs.get(s[:19])
+    if base is None:
+        base = _whole_seconds(s)
+        if len(_secs) > 10_000:
+            _secs.clear()
+        _secs[s[:19]] = base
+    if len(s) <= 20:  # a cached prefix says nothing about what follows it
+        if len(s) < 20 or s[19] != "Z":
+            raise ValueError(f"bad timestamp {s!r}")
+        return base
     frac = s[20:-1]
-    if len(s) > 20 and (s[19] != "." or not frac.isdigit() or len(frac) > 9):
+    if s[19] != "." or s[-1] != "Z" or not frac.isdigit() or len(frac) > 9:
         raise ValueError(f"bad timestamp {s!r}")
-    return secs * NS + (int(frac.ljust(9, "0")) if frac else 0)
+    return base + int(frac) * _FRAC_SCALE[len(frac)]
 
 
 class KrakenParser:
