@@ -37,16 +37,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import (
-    Backoff,
-    Link,
-    RawPublisher,
-    collector_running,
-    ctl_reply,
-    keep_connected,
-    publish_conn_event,
-    rest_body,
-)
+from collectors import base
 from streams.runtime import Worker
 from streams.settings import BinanceSettings
 
@@ -95,7 +86,7 @@ def route(frame: bytes, channels: dict[str, str] = CHANNELS) -> tuple[str, str]:
             sym, _, kind = frame[len(_PREFIX) : end].decode("ascii", "replace").partition("@")
             base = kind.split("@", 1)[0]
             channel = "kline" if base.startswith("kline_") else base
-            if channel in channels and sym.isalnum():
+            if channel in channels and sym.replace("_", "").isalnum():  # BTCUSDT_250627
                 return channel, sym.upper()
     if frame.startswith((b'{"result"', b'{"error"', b'{"id"')):
         return "control", "ALL"
@@ -107,7 +98,7 @@ def _symbols_of(streams: list[str]) -> list[str]:
 
 
 @dataclass(kw_only=True)
-class Connection(Link):
+class Connection(base.Link):
     """One WebSocket connection (several exist past 1024 streams)."""
 
     streams: list[str]
@@ -127,7 +118,7 @@ class BinanceCollector:
         assert w.nc is not None and w.js is not None
         self.w = w
         self.cfg = cfg
-        self.pub = RawPublisher(w.nc, w.js, self.venue, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, self.venue, flush_every)
         self.rest_lock = asyncio.Lock()
         self.exchange = self.ccxt_class({"enableRateLimit": True})
         # ccxt builds every public request from this URL; pointing it elsewhere swaps the
@@ -135,7 +126,7 @@ class BinanceCollector:
         self.exchange.urls["api"][self.api[0]] = cfg.rest_url.rstrip("/") + self.api[1]
         self.symbol_map: dict[str, str] = {}  # BTC-USDT -> BTCUSDT, from exchangeInfo
         self.connections = [
-            Connection(url=u, streams=s, backoff=Backoff(cfg.reconnect),
+            Connection(url=u, streams=s, backoff=base.Backoff(cfg.reconnect),
                        depth_symbols=set(_symbols_of(s)) if "depth" in cfg.channels else set())
             for u, s in self.urls()
         ]  # fmt: skip
@@ -144,7 +135,9 @@ class BinanceCollector:
     # -- REST ----------------------------------------------------------------------------
     async def _rest(self, endpoint: str, call: Any, params: dict[str, Any]) -> tuple[bytes, int]:
         """One REST call through ccxt; returns the untouched body and its receive time."""
-        return await rest_body(self.exchange, self.rest_lock, self.venue, endpoint, call, params)
+        return await base.rest_body(
+            self.exchange, self.rest_lock, self.venue, endpoint, call, params
+        )
 
     def _conn_for(self, native: str) -> str:
         for c in self.connections:
@@ -186,7 +179,7 @@ class BinanceCollector:
         await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
 
     async def _instruments_loop(self) -> None:
-        backoff = Backoff(self.cfg.reconnect)
+        backoff = base.Backoff(self.cfg.reconnect)
         while not self.w.stop.is_set():
             try:
                 await self.fetch_instruments()
@@ -208,14 +201,14 @@ class BinanceCollector:
             return  # the other Binance market's collector answers it
         native = self.symbol_map.get(symbol) or self.native_of(symbol)
         if native not in self.cfg.symbols:
-            await ctl_reply(msg, {"ok": False, "error": f"not collected: {symbol}"})
+            await base.ctl_reply(msg, {"ok": False, "error": f"not collected: {symbol}"})
             return
         try:
             last = await self.fetch_snapshot(native)
         except Exception as exc:
-            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
+            await base.ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
             return
-        await ctl_reply(msg, {"ok": True, "lastUpdateId": last})
+        await base.ctl_reply(msg, {"ok": True, "lastUpdateId": last})
 
     def native_of(self, symbol: str) -> str:
         return symbol.replace("-", "").upper()
@@ -231,7 +224,7 @@ class BinanceCollector:
         return [(f"{base}/stream?streams={'/'.join(c)}", c) for c in chunks]
 
     async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
-        await publish_conn_event(
+        await base.publish_conn_event(
             self.pub, c.conn, event, reason, streams=c.streams, symbols=_symbols_of(c.streams)
         )
 
@@ -240,7 +233,7 @@ class BinanceCollector:
         return []
 
     async def _connection_loop(self, c: Connection) -> None:
-        await keep_connected(
+        await base.keep_connected(
             self.w, self.venue, c, self._session, self._conn_event, self._reconnects,
             ping_interval=self.cfg.ping_interval_s,
         )  # fmt: skip
@@ -330,7 +323,7 @@ class BinanceCollector:
     async def run(self) -> None:
         w = self.w
         # ctl.snapshot.binance.*: spot and USDⓈ-M share the venue name (see owns())
-        async with collector_running(
+        async with base.collector_running(
             w, VENUE, self._on_ctl_snapshot, self._report_loop, [self.pub], self.exchange
         ):
             tasks = [asyncio.create_task(self._instruments_loop())]

@@ -74,7 +74,8 @@ class _Bybit:
     category = "linear"
     inverse = False
     channels: dict[str, str] = {
-        "publicTrade": "trade", "orderbook": "book|bbo", "tickers": "ticker+mark+funding+open_interest",
+        "publicTrade": "trade", "orderbook": "book|bbo",
+        "tickers": "ticker+mark+funding+open_interest",
         "kline": "candle", "allLiquidation": "liquidation", "instruments": "instrument",
         "conn": "gap", "control": "",
     }  # fmt: skip
