@@ -437,6 +437,23 @@ async def ctl_reply(msg: Msg, body: dict[str, Any]) -> None:
             log.debug("ctl reply failed", extra={"error": repr(exc)})
 
 
+async def resubscribe(
+    msg: Msg, ws: ClientConnection | None, requests: list[str], ok: dict[str, Any]
+) -> None:
+    """A resync where the venue sends a fresh book snapshot on subscribe: send
+    ``requests`` (an unsubscribe and a subscribe) and answer ``msg`` with ``ok`` or why not."""
+    if ws is None:
+        await ctl_reply(msg, NOT_CONNECTED)
+        return
+    try:
+        for text in requests:
+            await ws.send(text)
+    except Exception as exc:
+        await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
+        return
+    await ctl_reply(msg, ok)
+
+
 async def publish_conn_event(
     pub: RawPublisher, conn: str, event: str, reason: str, **fields: Any
 ) -> None:
@@ -445,6 +462,15 @@ async def publish_conn_event(
     now = time.time_ns()
     body = orjson.dumps({"event": event, "conn": conn, **fields, "reason": reason, "ts": now})
     await pub.publish("conn", "ALL", body, now, conn, durable=True)
+
+
+def conn_events(pub: RawPublisher, **fields: Any) -> Callable[[Link, str, str], Awaitable[None]]:
+    """``keep_connected``'s ``conn_event`` for a venue whose events carry fixed ``fields``."""
+
+    async def conn_event(link: Link, event: str, reason: str = "") -> None:
+        await publish_conn_event(pub, link.conn, event, reason, **fields)
+
+    return conn_event
 
 
 async def report_link(w: Worker, pub: RawPublisher, link: Link, fresh_s: float) -> None:

@@ -31,16 +31,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import (
-    Backoff,
-    Link,
-    RawPublisher,
-    collector_running,
-    ctl_reply,
-    keep_connected,
-    publish_conn_event,
-    rest_body,
-)
+from collectors import base
 from streams.runtime import Worker
 from streams.settings import VenueSettings
 
@@ -160,13 +151,13 @@ def _symbol(info: dict[str, Any], category: str) -> str:
 
 
 @dataclass(kw_only=True)
-class Connection(Link):
+class Connection(base.Link):
     """One category's WebSocket connection."""
 
     category: str
     topics: list[str]
     natives: list[str]
-    pub: RawPublisher
+    pub: base.RawPublisher
     req_id: int = 0
 
     def next_id(self) -> str:
@@ -190,10 +181,10 @@ class BybitCollector:
             tps, natives = topics(cfg, cat)
             if not tps:
                 continue
-            pub = RawPublisher(w.nc, w.js, f"{VENUE}_{cat}", flush_every)
+            pub = base.RawPublisher(w.nc, w.js, f"{VENUE}_{cat}", flush_every)
             self.connections.append(
                 Connection(category=cat, url=category_url(cfg.ws_url, cat), topics=tps,
-                           natives=natives, pub=pub, backoff=Backoff(cfg.reconnect))
+                           natives=natives, pub=pub, backoff=base.Backoff(cfg.reconnect))
             )  # fmt: skip
         if not self.connections:
             raise ValueError("collector.bybit: no topic to subscribe")
@@ -208,7 +199,7 @@ class BybitCollector:
                 params["limit"] = 1000
             if cursor:
                 params["cursor"] = cursor
-            body, recv = await rest_body(
+            body, recv = await base.rest_body(
                 self.exchange, self.rest_lock, VENUE, "instruments-info",
                 self.exchange.public_get_v5_market_instruments_info, params,
             )  # fmt: skip
@@ -223,7 +214,7 @@ class BybitCollector:
             if not cursor:
                 return
 
-    async def _instruments_once(self, c: Connection, backoff: Backoff) -> float:
+    async def _instruments_once(self, c: Connection, backoff: base.Backoff) -> float:
         try:
             await self.fetch_instruments(c)
             backoff.reset()
@@ -236,7 +227,7 @@ class BybitCollector:
             )
             return wait
 
-    async def _instruments_loop(self, c: Connection, backoff: Backoff, wait: float) -> None:
+    async def _instruments_loop(self, c: Connection, backoff: base.Backoff, wait: float) -> None:
         while not await self.w.sleep(wait):
             wait = await self._instruments_once(c, backoff)
 
@@ -249,31 +240,22 @@ class BybitCollector:
         book = [t for t in (c.topics if c else []) if t.startswith("orderbook.")]
         book = [t for t in book if not t.startswith("orderbook.1.") and t.endswith("." + native)]
         if c is None or not book:
-            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
+            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
             return
-        ws = c.ws
-        if ws is None or not c.connected:
-            await ctl_reply(
-                msg, {"ok": False, "error": "not connected; a snapshot follows the connect"}
-            )
-            return
-        try:
-            await ws.send(_op("unsubscribe", book, c.next_id()))
-            await ws.send(_op("subscribe", book, c.next_id()))
-        except Exception as exc:
-            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
-            return
-        await ctl_reply(msg, {"ok": True, "topics": book})
+        requests = [_op(op, book, c.next_id()) for op in ("unsubscribe", "subscribe")]
+        await base.resubscribe(
+            msg, c.ws if c.connected else None, requests, {"ok": True, "topics": book}
+        )
 
     # -- WebSocket -----------------------------------------------------------------------
     async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
-        await publish_conn_event(
+        await base.publish_conn_event(
             c.pub, c.conn, event, reason, category=c.category, topics=c.topics, symbols=c.natives
         )
 
     async def _connection_loop(self, c: Connection) -> None:
         # ping_interval None: Bybit wants its JSON ping; see _pinger
-        await keep_connected(
+        await base.keep_connected(
             self.w, VENUE, c, self._session, self._conn_event, self._reconnects,
             conn_prefix=f"{VENUE}_{c.category}",
         )  # fmt: skip
@@ -360,13 +342,13 @@ class BybitCollector:
     async def run(self) -> None:
         w = self.w
         pubs = [c.pub for c in self.connections]
-        async with collector_running(
+        async with base.collector_running(
             w, VENUE, self._on_ctl_snapshot, self._report_loop, pubs, self.exchange
         ):
             tasks = []
             # Instruments first, so the normalizer knows every contract before the first trade.
             for c in self.connections:
-                backoff = Backoff(self.cfg.reconnect)
+                backoff = base.Backoff(self.cfg.reconnect)
                 wait = await self._instruments_once(c, backoff)
                 tasks.append(asyncio.create_task(self._instruments_loop(c, backoff, wait)))
             tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]

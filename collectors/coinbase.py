@@ -39,19 +39,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import (
-    NOT_CONNECTED,
-    Backoff,
-    Link,
-    RawPublisher,
-    collector_running,
-    ctl_reply,
-    instruments_first,
-    keep_connected,
-    publish_conn_event,
-    report_link,
-    rest_body,
-)
+from collectors import base
 from streams.runtime import Worker
 from streams.settings import VenueSettings
 
@@ -136,7 +124,8 @@ class CoinbaseCollector:
             raise ValueError(f"collector.coinbase.channels: unknown channels {sorted(unknown)}")
         self.w = w
         self.cfg = cfg
-        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         self.exchange = ccxt.coinbase({"enableRateLimit": True})
         # ccxt builds every request from this URL: pointing it at the emulator (or a proxy)
@@ -145,12 +134,12 @@ class CoinbaseCollector:
         self.requests = subscribe_messages(cfg)
         self.limits = stale_limits(cfg)
         self.last: dict[str, float] = {}
-        self.link = Link(url=cfg.ws_url, backoff=Backoff(cfg.reconnect))
+        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
 
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
         params = {"product_type": "SPOT", "product_ids": list(self.cfg.symbols)}
-        body, recv = await rest_body(
+        body, recv = await base.rest_body(
             self.exchange, self.rest_lock, VENUE, "products",
             self.exchange.v3PublicGetBrokerageMarketProducts, params,
         )  # fmt: skip
@@ -161,28 +150,16 @@ class CoinbaseCollector:
         """``ctl.snapshot.coinbase.<BTC-USD>``: re-subscribe that product's level2."""
         product = msg.subject.split(".")[-1]  # spot symbols are Coinbase's product ids
         if product not in self.cfg.symbols or "level2" not in self.cfg.channels:
-            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {product}"})
+            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {product}"})
             return
-        ws = self.link.ws
-        if ws is None:
-            await ctl_reply(msg, NOT_CONNECTED)
-            return
-        try:
-            for kind in ("unsubscribe", "subscribe"):
-                req = {"type": kind, "product_ids": [product], "channel": "level2"}
-                await ws.send(orjson.dumps(req).decode())
-        except Exception as exc:
-            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
-            return
-        await ctl_reply(msg, {"ok": True, "product_id": product})
+        requests = [
+            orjson.dumps({"type": kind, "product_ids": [product], "channel": "level2"}).decode()
+            for kind in ("unsubscribe", "subscribe")
+        ]
+        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "product_id": product})
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
-        await publish_conn_event(
-            self.pub, link.conn, event, reason, symbols=sorted(self.cfg.symbols)
-        )
-
-    async def _session(self, ws: ClientConnection, link: Link) -> str:
+    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
         """Subscribe, then read frames until the connection ends; returns why it ended."""
         await self._conn_event(link, "connected")
         start = time.monotonic()
@@ -203,7 +180,7 @@ class CoinbaseCollector:
         finally:
             watchdog.cancel()
 
-    async def _read(self, ws: ClientConnection, link: Link) -> str:
+    async def _read(self, ws: ClientConnection, link: base.Link) -> str:
         publish = self.pub.publish
         nats_epoch = self.pub.nats_epoch
         epoch = nats_epoch()
@@ -251,11 +228,11 @@ class CoinbaseCollector:
     async def run(self) -> None:
         w = self.w
         # heartbeats come every second
-        report = partial(report_link, w, self.pub, self.link, 5.0)
-        async with collector_running(
+        report = partial(base.report_link, w, self.pub, self.link, 5.0)
+        async with base.collector_running(
             w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
         ):
-            await instruments_first(
+            await base.instruments_first(
                 w, self.cfg.reconnect, "coinbase products", self.fetch_instruments,
                 self._connection_loop, INSTRUMENTS_REFRESH_S,
             )  # fmt: skip
@@ -263,7 +240,7 @@ class CoinbaseCollector:
     async def _connection_loop(self) -> None:
         # WebSocket pings too: Coinbase answers them, and a dead TCP path is found even on
         # a quiet connection
-        await keep_connected(
+        await base.keep_connected(
             self.w, VENUE, self.link, self._session, self._conn_event,
             lambda: self.link.reconnects, ping_interval=self.cfg.ping_interval_s,
         )  # fmt: skip

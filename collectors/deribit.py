@@ -43,19 +43,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import (
-    NOT_CONNECTED,
-    Backoff,
-    Link,
-    RawPublisher,
-    collector_running,
-    ctl_reply,
-    instruments_first,
-    keep_connected,
-    publish_conn_event,
-    report_link,
-    rest_body,
-)
+from collectors import base
 from streams.runtime import Worker
 from streams.settings import VenueSettings
 
@@ -186,12 +174,13 @@ class DeribitCollector:
             for c in cfg.options.get("stale_channels", "book,ticker").split(",")
             if c in cfg.channels
         ]
-        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         # one ccxt instance: its rate limiter is the venue's single REST limiter
         self.exchange = ccxt.deribit({"enableRateLimit": True})
         self.exchange.urls["api"]["rest"] = cfg.rest_url.rstrip("/")
-        self.link = Link(url=cfg.ws_url, backoff=Backoff(cfg.reconnect))
+        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
         self.ids = itertools.count(1)
         self.last_by_channel: dict[str, float] = {}
 
@@ -199,7 +188,7 @@ class DeribitCollector:
     async def fetch_instruments(self) -> None:
         """One instruments body per (currency, kind), published untouched."""
         for params in instruments_queries(self.cfg.symbols):
-            body, recv = await rest_body(
+            body, recv = await base.rest_body(
                 self.exchange, self.rest_lock, VENUE, "get_instruments",
                 self.exchange.public_get_get_instruments, params,
             )  # fmt: skip
@@ -208,9 +197,12 @@ class DeribitCollector:
             )
 
     # -- JSON-RPC ------------------------------------------------------------------------
-    async def _call(self, ws: ClientConnection, method: str, params: dict[str, Any]) -> None:
+    def _rpc(self, method: str, params: dict[str, Any]) -> str:
         body = {"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params}
-        await ws.send(orjson.dumps(body).decode())
+        return orjson.dumps(body).decode()
+
+    async def _call(self, ws: ClientConnection, method: str, params: dict[str, Any]) -> None:
+        await ws.send(self._rpc(method, params))
 
     async def _subscribe(self, ws: ClientConnection, channels: list[str]) -> None:
         for i in range(0, len(channels), CHANNELS_PER_REQUEST):
@@ -224,35 +216,23 @@ class DeribitCollector:
         """``ctl.snapshot.deribit.<BTC-USD-PERP>``: re-subscribe that book for a snapshot."""
         native = to_native(msg.subject.split(".")[-1])
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
-            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {native}"})
-            return
-        ws = self.link.ws
-        if ws is None:
-            await ctl_reply(msg, NOT_CONNECTED)
+            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {native}"})
             return
         channel = [f"book.{native}.{self.cfg.options.get('interval', '100ms')}"]
-        try:
-            await self._call(ws, "public/unsubscribe", {"channels": channel})
-            await self._call(ws, "public/subscribe", {"channels": channel})
-        except Exception as exc:
-            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
-            return
-        await ctl_reply(msg, {"ok": True, "instrument": native})
+        requests = [
+            self._rpc(f"public/{op}", {"channels": channel}) for op in ("unsubscribe", "subscribe")
+        ]
+        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "instrument": native})
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
-        await publish_conn_event(
-            self.pub, link.conn, event, reason, symbols=sorted(self.cfg.symbols)
-        )
-
     async def _connection_loop(self) -> None:
         # ping_interval None: Deribit's keep-alive is its JSON-RPC heartbeat
-        await keep_connected(
+        await base.keep_connected(
             self.w, VENUE, self.link, self._session, self._conn_event,
             lambda: self.link.reconnects,
         )  # fmt: skip
 
-    async def _session(self, ws: ClientConnection, link: Link) -> str:
+    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
         """Heartbeat, subscribe, then read frames until the connection ends."""
         await self._conn_event(link, "connected")
         heartbeat = float(
@@ -323,11 +303,11 @@ class DeribitCollector:
         w = self.w
         # at least a heartbeat every interval while the connection lives
         fresh_s = 5.0 + max(MIN_HEARTBEAT_S, self.cfg.ping_interval_s)
-        report = partial(report_link, w, self.pub, self.link, fresh_s)
-        async with collector_running(
+        report = partial(base.report_link, w, self.pub, self.link, fresh_s)
+        async with base.collector_running(
             w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
         ):
-            await instruments_first(
+            await base.instruments_first(
                 w, self.cfg.reconnect, "deribit instruments", self.fetch_instruments,
                 self._connection_loop, INSTRUMENTS_REFRESH_S,
             )  # fmt: skip

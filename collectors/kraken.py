@@ -36,19 +36,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import (
-    NOT_CONNECTED,
-    Backoff,
-    Link,
-    RawPublisher,
-    collector_running,
-    ctl_reply,
-    instruments_first,
-    keep_connected,
-    publish_conn_event,
-    report_link,
-    rest_body,
-)
+from collectors import base
 from streams import subjects
 from streams.runtime import Worker
 from streams.settings import VenueSettings
@@ -155,7 +143,8 @@ class KrakenCollector:
         check(cfg)
         self.w = w
         self.cfg = cfg
-        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         # ONE ccxt client per venue: its rate limiter spaces every REST call of this venue
         self.exchange = ccxt.kraken({"enableRateLimit": True})
@@ -168,7 +157,7 @@ class KrakenCollector:
         ]
         self.last_seen: dict[str, float] = {}
         self.req_ids = itertools.count(1)
-        self.link = Link(url=cfg.ws_url, backoff=Backoff(cfg.reconnect))
+        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
 
     def _request(self, method: str, params: dict[str, Any] | None = None) -> str:
         body: dict[str, Any] = {"method": method, "req_id": next(self.req_ids)}
@@ -178,7 +167,7 @@ class KrakenCollector:
 
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
-        body, recv = await rest_body(
+        body, recv = await base.rest_body(
             self.exchange, self.rest_lock, VENUE, "AssetPairs", self.exchange.public_get_assetpairs
         )
         await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
@@ -189,28 +178,14 @@ class KrakenCollector:
         symbol = msg.subject.split(".")[-1]
         native = symbol.replace("-", "/", 1)
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
-            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
-            return
-        ws = self.link.ws
-        if ws is None:
-            await ctl_reply(msg, NOT_CONNECTED)
+            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
             return
         params = {"channel": "book", "symbol": [native], **_params(self.cfg, "book")}
-        try:
-            await ws.send(self._request("unsubscribe", params))
-            await ws.send(self._request("subscribe", params))
-        except Exception as exc:
-            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
-            return
-        await ctl_reply(msg, {"ok": True, "symbol": native})
+        requests = [self._request("unsubscribe", params), self._request("subscribe", params)]
+        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "symbol": native})
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
-        await publish_conn_event(
-            self.pub, link.conn, event, reason, symbols=sorted(self.cfg.symbols)
-        )
-
-    async def _session(self, ws: ClientConnection, link: Link) -> str:
+    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
         """Subscribe, then read frames until the connection ends; returns why it ended."""
         await self._conn_event(link, "connected")
         for params in self.subs:
@@ -280,18 +255,18 @@ class KrakenCollector:
         w = self.w
         # a heartbeat every second while subscribed, a pong after our ping otherwise
         fresh_s = 5.0 + self.cfg.ping_interval_s
-        report = partial(report_link, w, self.pub, self.link, fresh_s)
-        async with collector_running(
+        report = partial(base.report_link, w, self.pub, self.link, fresh_s)
+        async with base.collector_running(
             w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
         ):
-            await instruments_first(
+            await base.instruments_first(
                 w, self.cfg.reconnect, "kraken AssetPairs", self.fetch_instruments,
                 self._connection_loop, INSTRUMENTS_REFRESH_S,
             )  # fmt: skip
 
     async def _connection_loop(self) -> None:
         # ping_interval None: Kraken wants its JSON ping (sent by the watchdog)
-        await keep_connected(
+        await base.keep_connected(
             self.w, VENUE, self.link, self._session, self._conn_event,
             lambda: self.link.reconnects,
         )  # fmt: skip

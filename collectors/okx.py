@@ -29,19 +29,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
-from collectors.base import (
-    NOT_CONNECTED,
-    Backoff,
-    Link,
-    RawPublisher,
-    collector_running,
-    ctl_reply,
-    instruments_first,
-    keep_connected,
-    publish_conn_event,
-    report_link,
-    rest_body,
-)
+from collectors import base
 from streams import subjects
 from streams.runtime import Worker
 from streams.settings import VenueSettings
@@ -136,14 +124,15 @@ class OkxCollector:
             raise ValueError(f"collector.okx.channels: unknown channels {sorted(unknown)}")
         self.w = w
         self.cfg = cfg
-        self.pub = RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         self.exchange = ccxt.okx({"enableRateLimit": True})
         # ccxt builds every request from this URL: pointing it elsewhere (the emulator, a
         # proxy) keeps ccxt's rate limiting.
         self.exchange.urls["api"]["rest"] = cfg.rest_url.rstrip("/")
         self.args = subscription_args(cfg)
-        self.link = Link(url=cfg.ws_url, backoff=Backoff(cfg.reconnect))
+        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
 
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
@@ -156,7 +145,7 @@ class OkxCollector:
                 params["instFamily"] = "-".join(inst.split("-")[:2])
             queries[orjson.dumps(params).decode()] = params
         for params in queries.values():
-            body, recv = await rest_body(
+            body, recv = await base.rest_body(
                 self.exchange, self.rest_lock, VENUE, "instruments",
                 self.exchange.public_get_public_instruments, params,
             )  # fmt: skip
@@ -168,35 +157,23 @@ class OkxCollector:
         symbol = msg.subject.split(".")[-1]
         native = to_native(symbol)
         if native not in self.cfg.symbols or "books" not in self.cfg.channels:
-            await ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
-            return
-        ws = self.link.ws
-        if ws is None:
-            await ctl_reply(msg, NOT_CONNECTED)
+            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
             return
         arg = [{"channel": "books", "instId": native}]
-        try:
-            await ws.send(orjson.dumps({"op": "unsubscribe", "args": arg}).decode())
-            await ws.send(orjson.dumps({"op": "subscribe", "args": arg}).decode())
-        except Exception as exc:
-            await ctl_reply(msg, {"ok": False, "error": str(exc)[:300]})
-            return
-        await ctl_reply(msg, {"ok": True, "instId": native})
+        requests = [
+            orjson.dumps({"op": op, "args": arg}).decode() for op in ("unsubscribe", "subscribe")
+        ]
+        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "instId": native})
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _conn_event(self, link: Link, event: str, reason: str = "") -> None:
-        await publish_conn_event(
-            self.pub, link.conn, event, reason, symbols=sorted(self.cfg.symbols)
-        )
-
     async def _connection_loop(self) -> None:
         # ping_interval None: OKX wants its text "ping" (sent by the watchdog)
-        await keep_connected(
+        await base.keep_connected(
             self.w, VENUE, self.link, self._session, self._conn_event,
             lambda: self.link.reconnects,
         )  # fmt: skip
 
-    async def _session(self, ws: ClientConnection, link: Link) -> str:
+    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
         """Subscribe, then read frames until the connection ends; returns why it ended."""
         await self._conn_event(link, "connected")
         for i in range(0, len(self.args), ARGS_PER_REQUEST):
@@ -256,11 +233,11 @@ class OkxCollector:
         w = self.w
         # a pong at least every ping_interval_s while the connection lives
         fresh_s = 5.0 + self.cfg.ping_interval_s
-        report = partial(report_link, w, self.pub, self.link, fresh_s)
-        async with collector_running(
+        report = partial(base.report_link, w, self.pub, self.link, fresh_s)
+        async with base.collector_running(
             w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
         ):
-            await instruments_first(
+            await base.instruments_first(
                 w, self.cfg.reconnect, "okx instruments", self.fetch_instruments,
                 self._connection_loop, INSTRUMENTS_REFRESH_S,
             )  # fmt: skip
