@@ -28,7 +28,7 @@ from collections.abc import Callable
 import msgspec
 
 from normalizer import symbols
-from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.base import Frame, Out, Rejected, new_out
 from normalizer.venues.binance import wire
 from streams import schemas, subjects
 
@@ -49,10 +49,6 @@ _conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
-
-
-def _side(maker_is_buyer: bool) -> str:
-    return "sell" if maker_is_buyer else "buy"  # the taker took the other side
 
 
 class _Binance:
@@ -109,27 +105,37 @@ class _Binance:
         return Out(subject, f"binance:{msg_type}:{symbol}:{natural_id}", _encode(msg))
 
     # -- trades ------------------------------------------------------------------------
+    # The hottest channels are written out flat: a helper call per check cost more than the
+    # typed decode in a profile (checks still run; only their failure path is a call).
     def _trade(self, frame: Frame) -> list[Out]:
         d = _trade.decode(frame.data).data
-        self._event(d.e, "trade", "trade")
-        self._same(frame, d.s)
-        _, symbol = self._names("trade", d.s)
+        if d.e != "trade":
+            self._event(d.e, "trade", "trade")
+        s = d.s
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        subject, symbol = self._names_cache.get(("trade", s)) or self._names("trade", s)
+        tid = str(d.t)
         msg = schemas.Trade(
             venue=VENUE, symbol=symbol, ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
-            id=str(d.t), price=d.p, size=d.q, side=_side(d.m),
+            id=tid, price=d.p, size=d.q, side="sell" if d.m else "buy",  # m: the maker bought
         )  # fmt: skip
-        return [self._out("trade", d.s, d.t, msg)]
+        return [new_out((subject, f"binance:trade:{symbol}:{tid}", _encode(msg)))]
 
     def _aggTrade(self, frame: Frame) -> list[Out]:  # handler names follow the channel names
         d = _agg.decode(frame.data).data
-        self._event(d.e, "aggTrade", "aggTrade")
-        self._same(frame, d.s)
-        _, symbol = self._names("trade", d.s)
+        if d.e != "aggTrade":
+            self._event(d.e, "aggTrade", "aggTrade")
+        s = d.s
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        subject, symbol = self._names_cache.get(("trade", s)) or self._names("trade", s)
+        tid = f"a{d.a}"
         msg = schemas.Trade(
             venue=VENUE, symbol=symbol, ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
-            id=f"a{d.a}", price=d.p, size=d.q, side=_side(d.m), aggregated=True,
+            id=tid, price=d.p, size=d.q, side="sell" if d.m else "buy", aggregated=True,
         )  # fmt: skip
-        return [self._out("trade", d.s, f"a{d.a}", msg)]
+        return [new_out((subject, f"binance:trade:{symbol}:{tid}", _encode(msg)))]
 
     # -- book ----------------------------------------------------------------------------
     def _depth(self, frame: Frame) -> list[Out]:
@@ -160,14 +166,16 @@ class _Binance:
 
     def _bookTicker(self, frame: Frame) -> list[Out]:
         d = _book_ticker.decode(frame.data).data
-        self._same(frame, d.s)
-        _, symbol = self._names("bbo", d.s)
+        s = d.s
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        subject, symbol = self._names_cache.get(("bbo", s)) or self._names("bbo", s)
         ts = d.event_time * MS if d.event_time else frame.ts_recv
         msg = schemas.BBO(
             venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
             bid_price=d.b, bid_size=d.B, ask_price=d.a, ask_size=d.A, seq=d.u,
         )  # fmt: skip
-        return [self._out("bbo", d.s, d.u, msg)]
+        return [new_out((subject, f"binance:bbo:{symbol}:{d.u}", _encode(msg)))]
 
     # -- ticker / candles ----------------------------------------------------------------
     def _ticker(self, frame: Frame) -> list[Out]:
