@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import platform
 import random
 import subprocess
@@ -498,12 +499,24 @@ async def bench_recv_to_market(rate: int, seconds: int) -> dict[str, float]:
         async def on_raw(m) -> None:  # type: ignore[no-untyped-def]
             raw.append((now(), m.headers.get(subjects.H_RECV_NS, "0")))
 
+        jitter: list[float] = []
+
+        async def probe() -> None:
+            # how late this process wakes from a 1 ms sleep: the scheduling noise every
+            # arrival stamp above carries on a shared, loaded 2-core box
+            while True:
+                t = time.perf_counter()
+                await asyncio.sleep(0.001)
+                jitter.append((time.perf_counter() - t - 0.001) * 1000)
+
         await pl.nc.subscribe("market.trade.binance.>", cb=on_market)
         await pl.nc.subscribe("raw.binance.trade.>", cb=on_raw)
+        prober = asyncio.create_task(probe())
         await pl.emit(n, rate, max(1, rate // 1000))
         deadline = time.monotonic() + 30
         while len(market) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        prober.cancel()
     skip = n // 10  # the first second warms caches and connections
     lat = sorted((t - orjson.loads(d)["ts_recv"]) / 1e6 for t, d in market[skip:])
     base = sorted((t - int(r)) / 1e6 for t, r in raw[skip:])
@@ -515,6 +528,9 @@ async def bench_recv_to_market(rate: int, seconds: int) -> dict[str, float]:
         "samples": float(len(lat)), "received": float(len(market)), "offered": float(n),
         "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "max": lat[-1] if lat else float("nan"),
         "raw_p50": pct(base, 0.5), "raw_p99": pct(base, 0.99),
+        "jitter_samples": float(len(jitter)), "jitter_p50": pct(sorted(jitter), 0.5),
+        "jitter_p99": pct(sorted(jitter), 0.99),
+        "loadavg": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -533,8 +549,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     nats_v = subprocess.run(
         [str(Path(sys.executable).parent / "nats-server"), "--version"],
         capture_output=True,
@@ -740,6 +754,11 @@ def main() -> None:
         f" {r2m['p50']:.2f} ms | {r2m['p99']:.2f} ms | {r2m['max']:.1f} ms |",
         f"| baseline: recv -> RAW frame at a subscriber | {r2m['samples']:,.0f} |"
         f" {r2m['raw_p50']:.2f} ms | {r2m['raw_p99']:.2f} ms | |",
+        f"| noise: the subscriber's wake-up lateness after a 1 ms sleep |"
+        f" {r2m['jitter_samples']:,.0f} | {r2m['jitter_p50']:.2f} ms |"
+        f" {r2m['jitter_p99']:.2f} ms | |",
+        "",
+        f"1-minute load average at the end: {r2m['loadavg']:.1f} on 2 cores.",
         "",
         f"## Order book: validated level updates ({ob_levels:,} levels in 200,000 deltas)",
         "",
