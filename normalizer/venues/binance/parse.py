@@ -101,8 +101,9 @@ class _Binance:
             raise Rejected(f"unexpected event {got!r} on the {channel} channel")
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        subject, symbol = self._names(msg_type, native)
-        return Out(subject, f"binance:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+        # the cache hit inline and no NamedTuple __new__: this runs once per output message
+        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
+        return new_out((names[0], f"binance:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     # -- trades ------------------------------------------------------------------------
     # The hottest channels are written out flat: a helper call per check cost more than the

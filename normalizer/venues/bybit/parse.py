@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.base import Frame, Out, Rejected, new_out
 from normalizer.venues.bybit import symbols, wire
 from streams import schemas, subjects
 
@@ -141,8 +141,9 @@ class _Bybit:
             raise Rejected(f"symbol {s!r} in a frame published for {frame.native_symbol!r}")
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        subject, symbol = self._names(msg_type, native)
-        return Out(subject, f"bybit:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+        # the cache hit inline and no NamedTuple __new__: this runs once per output message
+        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
+        return new_out((names[0], f"bybit:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     # -- trades --------------------------------------------------------------------------
     def _publicTrade(self, frame: Frame) -> list[Out]:  # handler names follow the channels

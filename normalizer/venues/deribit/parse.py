@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.base import Frame, Out, Rejected, new_out
 from normalizer.venues.deribit import symbols, wire
 from streams import schemas, subjects
 
@@ -110,8 +110,9 @@ class DeribitParser:
         return hit
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        subject, symbol = self._names(msg_type, native)
-        return Out(subject, f"deribit:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+        # the cache hit inline and no NamedTuple __new__: this runs once per output message
+        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
+        return new_out((names[0], f"deribit:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     def _is_inverse(self, native: str) -> bool:
         hit = self._inverse.get(native)

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.venues.base import Frame, Out, Rejected, new_out
 from normalizer.venues.okx import symbols, wire
 from streams import schemas, subjects
 
@@ -133,8 +133,9 @@ class OkxParser:
         return hit
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        subject, symbol = self._names(msg_type, native)
-        return Out(subject, f"okx:{msg_type}:{symbol}:{natural_id}", _encode(msg))
+        # the cache hit inline and no NamedTuple __new__: this runs once per output message
+        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
+        return new_out((names[0], f"okx:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     @staticmethod
     def _same(frame: Frame, arg: wire.Arg) -> None:
