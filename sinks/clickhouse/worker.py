@@ -59,6 +59,7 @@ class Pipe:
         self.consumer = BatchConsumer(sink.w.js, stream, cfg, filt)  # type: ignore[arg-type]
         self.limit = min(sink.cfg.max_batch_rows, max(cfg.batch * 4, 10_000))
         self.pending: list[Msg] = []
+        self.pending_seqs: list[int] = []  # their stream sequences (read once, on arrival)
         self.first_at = 0.0
 
     async def run(self) -> None:
@@ -72,6 +73,7 @@ class Pipe:
                     if not self.pending:
                         self.first_at = time.monotonic()
                     self.pending.extend(msgs)
+                    self.pending_seqs.extend(self.consumer.seqs)
                 due = self.pending and (
                     len(self.pending) >= self.limit
                     or time.monotonic() - self.first_at >= cfg.flush_interval_s
@@ -90,12 +92,13 @@ class Pipe:
 
     async def flush(self) -> None:
         msgs, self.pending = self.pending, []
+        seqs, self.pending_seqs = self.pending_seqs, []
         if self.stream == STREAM_RAW:
-            groups = self.sink.raw_columns(msgs)
+            groups = self.sink.raw_columns(msgs, seqs)
         elif self.stream == STREAM_EXEC:
-            groups = await self.sink.market_columns(msgs, schemas.decode_exec)
+            groups = await self.sink.market_columns(msgs, schemas.decode_exec, seqs)
         else:
-            groups = await self.sink.market_columns(msgs)
+            groups = await self.sink.market_columns(msgs, seqs=seqs)
         for table, (names, data, first, last) in groups.items():
             await self.sink.insert(table, names, data, first, last)
         await self.consumer.ack_through(msgs[-1])
@@ -114,14 +117,16 @@ class ClickHouseSink:
 
     # -- batches -> columns --------------------------------------------------------------
     async def market_columns(
-        self, msgs: list[Msg], decode: Callable[[bytes], object] = schemas.decode
+        self,
+        msgs: list[Msg],
+        decode: Callable[[bytes], object] = schemas.decode,
+        seqs: list[int] | None = None,
     ) -> dict[str, tuple]:
         """Typed messages (MARKET, or EXEC with ``decode=schemas.decode_exec``) -> columns."""
         by_cls: dict[type, tuple[list, list[int]]] = {}
         dead = []
         by_seq: dict[int, Msg] = {}
-        for m in msgs:
-            seq = stream_seq(m)
+        for m, seq in zip(msgs, seqs or [stream_seq(m) for m in msgs], strict=True):
             by_seq[seq] = m
             try:
                 obj = decode(m.data)
@@ -156,13 +161,12 @@ class ClickHouseSink:
             await self._dead_letters(dead)
         return out
 
-    def raw_columns(self, msgs: list[Msg]) -> dict[str, tuple]:
+    def raw_columns(self, msgs: list[Msg], seqs: list[int] | None = None) -> dict[str, tuple]:
         table = tables.RAW_TABLE
         mark = self.watermarks.get(table, 0)
         cols: list[list] = [[] for _ in tables.RAW_COLUMNS]
         venue, channel, symbol, ts, conn, subj, payload, seqs = cols
-        for m in msgs:
-            seq = stream_seq(m)
+        for m, seq in zip(msgs, seqs or [stream_seq(m) for m in msgs], strict=True):
             if seq <= mark:
                 SKIPPED.labels(table).inc()
                 continue
