@@ -23,6 +23,7 @@ from executor import state as sm
 from executor.model import Order, Reply, VenueFill, VenueRejected, VenueReport, VenueUnknown
 from executor.positions import Pos, fee_in_quote
 from executor.precision import PrecisionError, parse_decimal
+from executor.reconcile import Reconciler
 from executor.risk import Risk
 from executor.venues.base import Venue
 from streams import subjects
@@ -131,6 +132,7 @@ class Engine:
         self.cancel_alls: set[str] = set()
         self.halted: str | None = None
         self.lock = asyncio.Lock()
+        self.recon = Reconciler(self)
 
     # -- publishing ------------------------------------------------------------------------
     def _ts(self) -> int:
@@ -524,22 +526,14 @@ class Engine:
             await self._emit(o)
 
     async def reconcile(self, restart: bool = False) -> None:
-        """Match every non-terminal order with the venue's view, by client order id."""
+        """Match our orders with the venue's open orders and recent fills, by client order
+        id (executor/reconcile.py), then publish positions that moved."""
         async with self.lock:
-            for o in list(self.active.values()):
-                if o.state in ("pending_new", "unknown"):
-                    await self._resolve(o, restart=restart)
-                    continue
-                try:
-                    rep = await self.venue.lookup(o)
-                except VenueUnknown:
-                    continue
-                if rep is None:
-                    o.reason = "not found at the venue during reconciliation"
-                    o.move("canceled" if not o.timed_out else "expired", self.clock())
-                    await self._emit(o)
-                else:
-                    await self._apply(o, rep)
+            await self.recon.resolve(restart=restart)
+        listing = await self.recon.fetch()
+        async with self.lock:
+            if listing is not None:
+                await self.recon.apply(listing)
             for key in list(self.positions):
                 await self.emit_position(key, periodic=True)
 

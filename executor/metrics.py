@@ -30,3 +30,13 @@ RECORD_FAILURES = Counter(
     "jetmarket_executor_record_failures_total",
     "request-path commands whose record on exec.cmd was not stored", [],
 )  # fmt: skip
+ADOPTED = Counter(
+    "jetmarket_executor_adopted_orders_total",
+    "venue orders under our client-id prefix that reconciliation found unrecorded and adopted",
+    ["account"],
+)  # fmt: skip
+FOREIGN = Gauge(
+    "jetmarket_executor_foreign_orders",
+    "orders at the venue with another client's id, seen by reconciliation and left alone",
+    ["account"],
+)  # fmt: skip

@@ -34,6 +34,31 @@ class VenueReport:
     reason: str = ""
 
 
+@dataclass(slots=True)
+class VenueOrder:
+    """An order as a venue lists it in bulk: the report plus the terms, so an order the
+    executor has no record of can be adopted."""
+
+    report: VenueReport
+    symbol: str  # ours
+    side: Side
+    order_type: OrderType
+    quantity: float  # base units
+    price: float | None = None
+    stop_price: float | None = None
+    time_in_force: str = "GTC"
+
+
+@dataclass(slots=True)
+class VenueTrade:
+    """One of the account's fills as a venue lists it in bulk (by order, not by client id:
+    Binance's myTrades, like most venues' fill lists, carries only the venue order id)."""
+
+    symbol: str  # ours
+    venue_order_id: str
+    fill: VenueFill
+
+
 class VenueRejected(Exception):
     """The venue (or the paper venue's rules) refused the request; the message says why."""
 

@@ -241,7 +241,9 @@ async def main(w: Worker) -> None:
                 for e in ex.engines.values():
                     for key in list(e.positions):
                         await e.emit_position(key, periodic=True)
-                w.health.set(open={a: len(e.active) for a, e in ex.engines.items()})
+                w.health.set(open={a: len(e.active) for a, e in ex.engines.items()},
+                             foreign_orders={a: len(e.recon.foreign)
+                                             for a, e in ex.engines.items()})  # fmt: skip
     finally:
         await consumer.stop()
         await ex.close()

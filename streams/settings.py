@@ -374,6 +374,12 @@ class AccountSettings(_S):
     instruments: dict[str, InstrumentSpec] = msgspec.field(default_factory=dict)
     # An unknown submission not found at the venue after this long is declared rejected.
     unknown_grace_s: float = 5.0
+    # Reconciliation adopts venue orders the executor has no record of when their client
+    # order id starts with this prefix (ours, e.g. lost records or a previous instance);
+    # empty: nothing is adopted, since any other order on the account may be someone else's.
+    client_id_prefix: str = ""
+    # How far back the first reconciliation after a start asks for fills.
+    reconcile_lookback_s: float = 86400.0
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
 
     def _check(self, prefix: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from executor.model import Order, VenueReport
+from executor.model import Order, VenueOrder, VenueReport, VenueTrade
 from executor.precision import Spec
 
 
@@ -31,6 +31,19 @@ class Venue(Protocol):
 
     async def lookup(self, order: Order) -> VenueReport | None:
         """The order as the venue has it, found by client order id; None if never seen."""
+        ...
+
+    async def open_orders(self, symbols: list[str]) -> list[VenueOrder]:
+        """Every open order of the account on these symbols, ours or not."""
+        ...
+
+    async def recent_fills(self, symbols: list[str], since_ms: int) -> list[VenueTrade]:
+        """The account's fills on these symbols since ``since_ms`` (epoch milliseconds)."""
+        ...
+
+    async def order_by_id(self, symbol: str, venue_order_id: str) -> VenueOrder | None:
+        """An order found by the venue's id (a fill of an order we have no record of);
+        None if the venue does not know it."""
         ...
 
     def restore(self, order: Order) -> None:

@@ -19,13 +19,28 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as cx
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
-from executor.model import Order, VenueFill, VenueRejected, VenueReport, VenueUnknown
+from executor.model import (
+    Order,
+    VenueFill,
+    VenueOrder,
+    VenueRejected,
+    VenueReport,
+    VenueTrade,
+    VenueUnknown,
+)
 from executor.precision import Spec
 from streams import logs, secrets
 from streams.settings import AccountSettings
 
 _STATUS = {"open": "new", "closed": "filled", "canceled": "canceled", "expired": "expired",
            "rejected": "rejected", "canceling": "pending_cancel"}  # fmt: skip
+# ccxt's unified order types (lower-cased venue names) -> ours, for adopted orders
+_TYPES = {"market": "market", "limit": "limit", "limit_maker": "limit", "stop": "stop",
+          "stop_market": "stop", "stop_loss": "stop", "stop_limit": "stop_limit",
+          "stop_loss_limit": "stop_limit", "take_profit": "take_profit",
+          "take_profit_market": "take_profit", "take_profit_limit": "take_profit"}  # fmt: skip
+TRADES_PAGE = 1000  # Binance's maximum myTrades page; others cap lower and return fewer
+MAX_PAGES = 20  # one reconciliation round never loops on a venue that ignores `since`
 
 
 def load_keys(cfg: AccountSettings, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -65,6 +80,7 @@ class CcxtVenue:
         self.cfg = cfg
         self.ex: Any = None
         self.symbols: dict[str, str] = {}  # ours -> ccxt unified
+        self.ours: dict[str, str] = {}  # ccxt unified -> ours
 
     async def start(self) -> None:
         klass = getattr(ccxt_async, self.cfg.exchange, None)
@@ -88,6 +104,7 @@ class CcxtVenue:
             ours = our_symbol(m)
             if ours and m.get("active", True) is not False:
                 self.symbols.setdefault(ours, m["symbol"])
+                self.ours.setdefault(m["symbol"], ours)
 
     async def close(self) -> None:
         if self.ex is not None:
@@ -179,30 +196,96 @@ class CcxtVenue:
             raise VenueUnknown(type(exc).__name__) from None
         return await self._with_fills(o, order)
 
+    def _contract(self, symbol: str) -> float:
+        return float(self.ex.market(self._sym(symbol)).get("contractSize") or 1.0)
+
     async def _with_fills(self, o: dict[str, Any], order: Order) -> VenueReport:
-        contract = float(self.ex.market(self._sym(order.symbol)).get("contractSize") or 1.0)
+        return await self._filled_report(o, order.symbol, order.client_order_id)
+
+    async def _filled_report(self, o: dict[str, Any], symbol: str, cid: str) -> VenueReport:
+        contract = self._contract(symbol)
         fills: list[VenueFill] = []
         if float(o.get("filled") or 0) > 0 and o.get("id"):
             try:
                 trades = await self.ex.fetch_my_trades(
-                    self._sym(order.symbol), params={"orderId": o["id"]})  # fmt: skip
+                    self._sym(symbol), params={"orderId": o["id"]})  # fmt: skip
             except cx.BaseError as exc:
                 raise VenueUnknown(type(exc).__name__) from None
-            for t in trades:
-                if str(t.get("order")) != str(o["id"]):
-                    continue
-                fee = t.get("fee") or {}
-                fills.append(VenueFill(
-                    trade_id=str(t["id"]), price=float(t["price"]),
-                    size=float(t["amount"]) * contract, fee=float(fee.get("cost") or 0.0),
-                    fee_currency=str(fee.get("currency") or ""),
-                    liquidity=t.get("takerOrMaker") or "unknown",
-                    ts_ns=int(t.get("timestamp") or 0) * 1_000_000,
-                ))  # fmt: skip
-        return self._report(o, order.client_order_id, fills, contract)
+            fills = [_fill(t, contract) for t in trades if str(t.get("order")) == str(o["id"])]
+        return self._report(o, cid, fills, contract)
+
+    # -- bulk reconciliation ---------------------------------------------------------------
+    def _listed(self, o: dict[str, Any], symbol: str, fills: list[VenueFill]) -> VenueOrder:
+        contract = self._contract(symbol)
+        kind = str(o.get("type") or "limit").lower()
+        tif = "POST_ONLY" if o.get("postOnly") else str(o.get("timeInForce") or "GTC")
+        price, stop = o.get("price"), o.get("triggerPrice") or o.get("stopPrice")
+        return VenueOrder(
+            report=self._report(o, str(o.get("clientOrderId") or ""), fills, contract),
+            symbol=symbol, side="sell" if o.get("side") == "sell" else "buy",
+            order_type=_TYPES.get(kind, "limit"),  # type: ignore[arg-type]
+            quantity=float(o.get("amount") or 0.0) * contract,
+            price=float(price) if price else None, stop_price=float(stop) if stop else None,
+            time_in_force=tif if tif in ("GTC", "IOC", "FOK", "POST_ONLY") else "GTC",
+        )  # fmt: skip
+
+    async def open_orders(self, symbols: list[str]) -> list[VenueOrder]:
+        out: list[VenueOrder] = []
+        for symbol in symbols:
+            if symbol not in self.symbols:
+                continue  # not traded on this exchange: nothing can be open there
+            try:
+                listed = await self.ex.fetch_open_orders(self.symbols[symbol])
+            except cx.BaseError as exc:
+                raise VenueUnknown(type(exc).__name__) from None
+            # fills of open orders come from recent_fills in the same round
+            out.extend(self._listed(o, symbol, []) for o in listed)
+        return out
+
+    async def recent_fills(self, symbols: list[str], since_ms: int) -> list[VenueTrade]:
+        out: list[VenueTrade] = []
+        for symbol in symbols:
+            if symbol not in self.symbols:
+                continue
+            contract, since, seen = self._contract(symbol), since_ms, set()
+            for _ in range(MAX_PAGES):
+                try:
+                    page = await self.ex.fetch_my_trades(self.symbols[symbol], since,
+                                                         TRADES_PAGE)  # fmt: skip
+                except cx.BaseError as exc:
+                    raise VenueUnknown(type(exc).__name__) from None
+                for t in page:
+                    if str(t["id"]) not in seen and t.get("order") is not None:
+                        seen.add(str(t["id"]))
+                        out.append(VenueTrade(symbol, str(t["order"]), _fill(t, contract)))
+                last = max((int(t.get("timestamp") or 0) for t in page), default=since)
+                if len(page) < TRADES_PAGE or last <= since:
+                    break
+                since = last  # the overlap at `last` is removed by trade id
+        return out
+
+    async def order_by_id(self, symbol: str, venue_order_id: str) -> VenueOrder | None:
+        try:
+            o = await self.ex.fetch_order(venue_order_id, self._sym(symbol))
+        except cx.OrderNotFound:
+            return None
+        except cx.BaseError as exc:
+            raise VenueUnknown(type(exc).__name__) from None
+        report = await self._filled_report(o, symbol, str(o.get("clientOrderId") or ""))
+        return self._listed(o, symbol, report.fills)
 
     def restore(self, order: Order) -> None:
         return None  # the exchange holds its own orders
+
+
+def _fill(t: dict[str, Any], contract: float) -> VenueFill:
+    fee = t.get("fee") or {}
+    return VenueFill(
+        trade_id=str(t["id"]), price=float(t["price"]), size=float(t["amount"]) * contract,
+        fee=float(fee.get("cost") or 0.0), fee_currency=str(fee.get("currency") or ""),
+        liquidity=t.get("takerOrMaker") or "unknown",
+        ts_ns=int(t.get("timestamp") or 0) * 1_000_000,
+    )  # fmt: skip
 
 
 def _reason(exc: BaseException) -> str:

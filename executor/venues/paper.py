@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from executor.model import Order, VenueFill, VenueRejected, VenueReport
+from executor.model import Order, VenueFill, VenueOrder, VenueRejected, VenueReport, VenueTrade
 from executor.precision import Spec
 from streams.schemas import BBO, Depth, Instrument, Level, Trade
 from streams.settings import AccountSettings, InstrumentSpec
@@ -121,6 +121,30 @@ class PaperVenue:
     async def lookup(self, order: Order) -> VenueReport | None:
         p = self.orders.get(order.client_order_id)
         return p.report() if p is not None else None
+
+    # -- bulk reconciliation: the paper venue's own book of orders -----------------------
+    def _listed(self, p: _Paper) -> VenueOrder:
+        o = p.order
+        return VenueOrder(p.report(), o.symbol, o.side, o.order_type, o.quantity, o.price,
+                          o.stop_price, o.time_in_force)  # fmt: skip
+
+    async def open_orders(self, symbols: list[str]) -> list[VenueOrder]:
+        return [
+            self._listed(p) for p in self.orders.values()
+            if p.status in ("new", "partially_filled") and p.order.symbol in symbols
+        ]  # fmt: skip
+
+    async def recent_fills(self, symbols: list[str], since_ms: int) -> list[VenueTrade]:
+        since_ns = since_ms * 1_000_000
+        return [
+            VenueTrade(p.order.symbol, "paper-" + p.order.client_order_id, f)
+            for p in self.orders.values() if p.order.symbol in symbols
+            for f in p.fills if f.ts_ns >= since_ns
+        ]  # fmt: skip
+
+    async def order_by_id(self, symbol: str, venue_order_id: str) -> VenueOrder | None:
+        p = self.orders.get(venue_order_id.removeprefix("paper-"))
+        return self._listed(p) if p is not None and p.order.symbol == symbol else None
 
     def restore(self, order: Order) -> None:
         """Re-rest a live order after a restart, with what it had already filled."""
