@@ -216,7 +216,11 @@ async def main(w: Worker) -> None:
     cfg = ex.cfg
     consumer = BatchConsumer(ex.js, STREAM_EXEC, cfg.consumer, filter_subject="exec.cmd.>")
     await consumer.start()
-    w.health.set("ok", accounts=sorted(ex.engines))
+    w.health.set(
+        "ok",
+        accounts=sorted(ex.engines),
+        foreign_orders={a: len(e.recon.foreign) for a, e in ex.engines.items()},
+    )
     next_reconcile = time.monotonic() + cfg.reconcile_interval_s
     next_position = time.monotonic() + cfg.position_interval_s
     try:
