@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from tests.emulator.base import EmulatorServer
 
 PRICE_DECIMALS = 2
 QTY_DECIMALS = 5
@@ -120,7 +122,10 @@ class Client:
     streams: set[str] = field(default_factory=set)
 
 
-class BinanceEmulator:
+class BinanceEmulator(EmulatorServer):
+    clients: list[Client]
+    ws_path = ""
+
     def __init__(
         self,
         symbols: list[str] | tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
@@ -136,20 +141,16 @@ class BinanceEmulator:
             s: SymbolSim(s, self.rnd, 6_500_000 if s.startswith("BTC") else 350_000)
             for s in symbols
         }
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.depth_every = depth_every
         self.ping_interval_s = ping_interval_s
-        self.clients: list[Client] = []
         self.emitted_trades: dict[tuple[str, str], tuple[str, str, str, str]] = {}
         self.frames_sent = 0
         self.rest_calls: dict[str, int] = {}
-        self._runner: web.AppRunner | None = None
-        self._connected = asyncio.Condition()
         self._events = 0
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> BinanceEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/stream", self._ws_handler)
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/ws/{streams}", self._ws_handler)
@@ -158,12 +159,6 @@ class BinanceEmulator:
         app.router.add_post("/_emu/drop", self._ctl_drop)
         app.router.add_post("/_emu/raw", self._ctl_raw)
         app.router.add_get("/_emu/stats", self._ctl_stats)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
     def add_rest_routes(self, app: web.Application) -> None:
         """The venue's REST paths (the USDⓈ-M emulator serves /fapi/v1 instead)."""
@@ -172,34 +167,12 @@ class BinanceEmulator:
         app.router.add_get("/api/v3/ping", self._rest_ping)
         app.router.add_get("/api/v3/time", self._rest_time)
 
-    async def stop(self) -> None:
-        await self.drop_connections()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> BinanceEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     @property
     def connections(self) -> int:
         return len(self.clients)
 
     async def wait_connected(self, n: int = 1, timeout: float = 10.0) -> None:
-        async with self._connected:
-            await asyncio.wait_for(
-                self._connected.wait_for(lambda: self._subscribed() >= n), timeout
-            )
+        await self.wait_for(lambda: self._subscribed() >= n, timeout)
 
     def _subscribed(self) -> int:
         return sum(1 for c in self.clients if c.streams)
@@ -297,20 +270,6 @@ class BinanceEmulator:
             except (ConnectionError, RuntimeError):
                 pass  # the client went away; its handler cleans up
 
-    async def send_raw(self, payload: str | bytes) -> None:
-        """Send an arbitrary frame (malformed JSON, garbage, unknown events) to every client."""
-        for c in list(self.clients):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                if isinstance(payload, bytes):
-                    await c.ws.send_bytes(payload)
-                else:
-                    await c.ws.send_str(payload)
-
-    async def drop_connections(self) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=1001, message=b"emulator dropped the connection")
-
     # -- WebSocket -----------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
@@ -318,19 +277,7 @@ class BinanceEmulator:
         combined = request.path == "/stream"
         streams = request.query.get("streams", "") or request.match_info.get("streams", "")
         client = Client(ws, combined, {s for s in streams.split("/") if s})
-        self.clients.append(client)
-        async with self._connected:
-            self._connected.notify_all()
-        pinger = asyncio.create_task(self._pinger(ws))
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_method(client, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            pinger.cancel()
-            self.clients.remove(client)
+        await self.serve(client, self._on_method, self._pinger(ws))
         return ws
 
     async def _pinger(self, ws: web.WebSocketResponse) -> None:
@@ -350,8 +297,7 @@ class BinanceEmulator:
         if method == "SUBSCRIBE":
             c.streams.update(params)
             await c.ws.send_str(orjson.dumps({"result": None, "id": rid}).decode())
-            async with self._connected:
-                self._connected.notify_all()
+            await self._notify()
         elif method == "UNSUBSCRIBE":
             c.streams.difference_update(params)
             await c.ws.send_str(orjson.dumps({"result": None, "id": rid}).decode())

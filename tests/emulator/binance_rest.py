@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.emulator.base import EmulatorServer
+
 API_KEY = "mock-key"
 SECRET = "mock-secret"
 
@@ -65,7 +67,7 @@ class MockOrder:
 
 
 @dataclass
-class MockBinance:
+class MockBinance(EmulatorServer):
     symbols: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {"BTCUSDT": ("BTC", "USDT"), "ETHUSDT": ("ETH", "USDT")}
     )
@@ -84,24 +86,21 @@ class MockBinance:
     reject_creates: int = 0
     requests: list[str] = field(default_factory=list)
 
+    access_log = False
+
     def __post_init__(self) -> None:
-        self._runner: web.AppRunner | None = None
+        super().__init__(port=self.port)
         self._next_id = 1000
         self._next_trade = 5000
         self._hold = asyncio.Event()  # set at stop: releases dropped requests
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def ccxt_urls(self) -> dict[str, str]:
         """``urls['api']`` overrides pointing ccxt's binance at this mock."""
         base = f"{self.url}/api"
         return {"public": f"{base}/v3", "private": f"{base}/v3", "v1": f"{base}/v1"}
 
-    # -- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> MockBinance:
-        app = web.Application()
+    # -- routes ----------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/api/v3/ping", self._ping)
         r.add_get("/api/v3/time", self._time)
@@ -113,17 +112,10 @@ class MockBinance:
         r.add_delete("/api/v3/openOrders", self._private(self._cancel_all))
         r.add_get("/api/v3/myTrades", self._private(self._my_trades))
         r.add_get("/api/v3/account", self._private(self._account))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
     async def stop(self) -> None:
         self._hold.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # -- test controls ---------------------------------------------------------------------
     def by_client_id(self, cid: str) -> MockOrder | None:

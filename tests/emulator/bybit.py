@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from tests.emulator.base import EmulatorServer
 
 PRICE_DECIMALS = 2
 QTY_DECIMALS = {"spot": 6, "linear": 3, "inverse": 0}  # inverse: whole USD contracts
@@ -120,7 +122,10 @@ class Client:
     last_ping: float = field(default_factory=time.monotonic)
 
 
-class BybitEmulator:
+class BybitEmulator(EmulatorServer):
+    clients: list[Client]
+    ws_path = "/v5/public/linear"
+
     def __init__(
         self,
         symbols: dict[str, list[str]] | None = None,
@@ -138,48 +143,19 @@ class BybitEmulator:
             for cat, natives in symbols.items()
             for s in natives
         }
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.depth_every = depth_every
         self.require_ping_s = require_ping_s
-        self.clients: list[Client] = []
         self.requests: list[dict] = []  # every op received, in order
         self.sent: list[tuple[str, str, bytes]] = []  # data frames sent: (category, topic, bytes)
         self.rest_calls: dict[str, int] = {}
         self.pings = 0
-        self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
         self._conns = 0
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> BybitEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v5/public/{category}", self._ws_handler)
         app.router.add_get("/v5/market/instruments-info", self._rest_instruments)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        await self.drop_connections()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> BybitEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/v5/public/linear"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def sim(self, native: str, category: str = "linear") -> SymbolSim:
         return self.sims[(category, native)]
@@ -188,8 +164,7 @@ class BybitEmulator:
         def ready() -> bool:
             return sum(topic in c.topics for c in self.clients) >= n
 
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+        await self.wait_for(ready, timeout)
 
     # -- market generation ---------------------------------------------------------------
     async def emit(self, n: int, native: str | None = None, *, category: str = "linear",
@@ -240,19 +215,6 @@ class BybitEmulator:
                     await c.ws.send_str(text)
                     self.sent.append((c.category, topic, data))
 
-    async def send_raw(self, payload: str | bytes) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                if isinstance(payload, bytes):
-                    await c.ws.send_bytes(payload)
-                else:
-                    await c.ws.send_str(payload)
-
-    async def drop_connections(self) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=1001, message=b"emulator dropped the connection")
-
     # -- WebSocket -----------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         category = request.match_info["category"]
@@ -262,20 +224,8 @@ class BybitEmulator:
         await ws.prepare(request)
         self._conns += 1
         client = Client(ws, category, f"emu-{self._conns}")
-        self.clients.append(client)
-        guard = asyncio.create_task(self._ping_guard(client)) if self.require_ping_s else None
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_op(client, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            if guard is not None:
-                guard.cancel()
-            self.clients.remove(client)
-            async with self._changed:
-                self._changed.notify_all()
+        guard = [self._ping_guard(client)] if self.require_ping_s else []
+        await self.serve(client, self._on_op, *guard)
         return ws
 
     async def _ping_guard(self, c: Client) -> None:
@@ -325,8 +275,7 @@ class BybitEmulator:
                     snap = sim.snapshot(int(depth), int(time.time() * 1000))
                     await c.ws.send_str(orjson.dumps(snap).decode())
                     self.sent.append((c.category, a, orjson.dumps(snap)))
-            async with self._changed:
-                self._changed.notify_all()
+            await self._notify()
         elif op == "unsubscribe":
             c.topics.difference_update(args)
             await c.ws.send_str(self._ack(c, op, rid))

@@ -28,6 +28,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.emulator.base import EmulatorServer
+
 T0_MS = 1_700_000_000_000 - 1_700_000_000_000 % 60_000  # on the minute grid
 # (ccxt unified symbol, venue id, first price in ticks of 0.1)
 MARKETS = [("BTC/USD", "tBTCUSD", 650_001), ("ETH/USD", "tETHUSD", 35_002)]
@@ -63,45 +65,25 @@ def _generate(rnd: random.Random, first_id: int, price: int, n: int) -> Tape:
     return tape
 
 
-class BitfinexEmulator:
+class BitfinexEmulator(EmulatorServer):
+    access_log = False
+
     def __init__(self, trades_per_symbol: int = 3000, seed: int = 1, port: int = 0) -> None:
+        super().__init__(port=port)
         rnd = random.Random(seed)
         self.tapes: dict[str, Tape] = {}
         for n, (_, vid, price) in enumerate([*MARKETS, PERP]):
             self.tapes[vid] = _generate(rnd, 10_000_000 * (n + 1), price, trades_per_symbol)
         self.now_ms = max(t.ms[-1] for t in self.tapes.values())
-        self.port = port
         self.requests: list[tuple[float, str, dict[str, str]]] = []
         self.break_next: list[bytes] = []  # bodies served (status 200) instead of the answer
-        self._runner: web.AppRunner | None = None
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> BitfinexEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2/conf/{config}", self._conf)
         app.router.add_get("/v2/trades/{symbol}/hist", self._trades)
         app.router.add_get(r"/v2/candles/trade:{tf}:{symbol:.+}/hist", self._candles)
         app.router.add_get("/v2/ticker/{symbol}", self._ticker)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> BitfinexEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- what a test checks against ------------------------------------------------------
     def visible(self, vid: str, start: int = 0, end: int | None = None) -> list[list[Any]]:

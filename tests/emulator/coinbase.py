@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from tests.emulator.base import EmulatorServer
 
 CHANNELS = {"level2", "market_trades", "ticker", "candles", "heartbeats"}
 WIRE_NAME = {"level2": "l2_data"}  # channel name on data messages when it differs
@@ -188,7 +190,10 @@ class Client:
 DEFAULT_MIDS = {"BTC-USD": 6_500_000, "ETH-USD": 350_000, "SOL-USD": 15_000}
 
 
-class CoinbaseEmulator:
+class CoinbaseEmulator(EmulatorServer):
+    clients: list[Client]
+    ws_path = "/"
+
     def __init__(
         self,
         product_ids: list[str] | tuple[str, ...] = ("BTC-USD", "ETH-USD"),
@@ -201,60 +206,23 @@ class CoinbaseEmulator:
     ) -> None:
         self.rnd = random.Random(seed)
         self.sims = {p: ProductSim(p, self.rnd, DEFAULT_MIDS.get(p, 100_000)) for p in product_ids}
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.heartbeat_s = heartbeat_s
         self.subscribe_deadline_s = subscribe_deadline_s
-        self.clients: list[Client] = []
         self.requests: list[dict[str, Any]] = []
         self.rest_calls = 0
         self.stalled = False
         self.connections = 0
-        self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
         self._hb = 0
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> CoinbaseEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._ws_handler)
         app.router.add_get("/api/v3/brokerage/market/products", self._rest_products)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        await self.drop_connections()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> CoinbaseEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def wait_for(self, pred: Any, timeout: float = 10.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(pred), timeout)
 
     async def wait_subscribed(self, n: int, timeout: float = 10.0) -> None:
         """Until some client holds at least ``n`` (channel, product) subscriptions."""
         await self.wait_for(lambda: any(len(c.subs) >= n for c in self.clients), timeout)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     # -- market generation ---------------------------------------------------------------
     async def emit(
@@ -343,11 +311,6 @@ class CoinbaseEmulator:
     def stall(self, on: bool = True) -> None:
         self.stalled = on
 
-    async def drop_connections(self) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=1001, message=b"emulator dropped the connection")
-
     def true_book(
         self, product: str
     ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -359,19 +322,7 @@ class CoinbaseEmulator:
         await ws.prepare(request)
         self.connections += 1
         client = Client(ws)
-        self.clients.append(client)
-        beats = asyncio.create_task(self._heartbeats(client))
-        await self._notify()
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_text(client, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            beats.cancel()
-            self.clients.remove(client)
-            await self._notify()
+        await self.serve(client, self._on_text, self._heartbeats(client))
         return ws
 
     async def _heartbeats(self, c: Client) -> None:

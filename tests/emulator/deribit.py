@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from tests.emulator.base import EmulatorServer
 
 START_MS = 1_700_000_000_000
 
@@ -243,7 +245,10 @@ def _kind_inst(channel: str) -> tuple[str, str] | None:
     return None
 
 
-class DeribitEmulator:
+class DeribitEmulator(EmulatorServer):
+    clients: list[Client]
+    ws_path = "/ws/api/v2"
+
     def __init__(
         self,
         instruments: list[str] | tuple[str, ...] = ("BTC-PERPETUAL", "BTC-27DEC24-100000-C"),
@@ -255,59 +260,22 @@ class DeribitEmulator:
     ) -> None:
         self.rnd = random.Random(seed)
         self.sims = {i: InstrumentSim(DEFAULT_SPECS[i], self.rnd) for i in instruments}
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.min_heartbeat_s = min_heartbeat_s
-        self.clients: list[Client] = []
         self.sent: list[tuple[str, str, bytes]] = []  # (kind, inst, frame) sent to client 0
         self.rest_calls: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
         self.stalled = False  # data frames withheld (heartbeats continue)
         self.clock_ms = START_MS
-        self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> DeribitEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws/api/v2", self._ws_handler)
         app.router.add_get("/api/v2/public/get_instruments", self._rest_instruments)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        await self.drop_connections()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> DeribitEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws/api/v2"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def wait_for(self, pred: Any, timeout: float = 10.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(pred), timeout)
 
     async def wait_subscribed(self, n: int, timeout: float = 10.0) -> None:
         """Until some client holds at least ``n`` subscriptions."""
         await self.wait_for(lambda: any(len(c.subs) >= n for c in self.clients), timeout)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     def true_book(self, inst: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         return self.sims[inst].true_book()
@@ -407,32 +375,17 @@ class DeribitEmulator:
         await asyncio.sleep(0)
 
     async def send_raw(self, payload: str | bytes) -> None:
+        """Deribit writes text frames only, so bytes go out as text too."""
         for c in list(self.clients):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await c.ws.send_str(payload.decode() if isinstance(payload, bytes) else payload)
-
-    async def drop_connections(self) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=1001, message=b"emulator dropped the connection")
 
     # -- WebSocket -----------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 22)
         await ws.prepare(request)
         client = Client(ws)
-        self.clients.append(client)
-        beat = asyncio.create_task(self._heartbeats(client))
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_text(client, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            beat.cancel()
-            self.clients.remove(client)
-            await self._notify()
+        await self.serve(client, self._on_text, self._heartbeats(client))
         return ws
 
     async def _heartbeats(self, c: Client) -> None:

@@ -30,8 +30,10 @@ from operator import neg
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from sortedcontainers import SortedDict
+
+from tests.emulator.base import EmulatorServer
 
 CHANNELS = {"trade", "book", "ticker", "ohlc", "instrument"}
 DEPTHS = (10, 25, 100, 500, 1000)
@@ -272,7 +274,10 @@ def push(channel: str, kind: str, data: Any, **top: Any) -> bytes:
     return orjson.dumps({"channel": channel, "type": kind, **top, "data": data})
 
 
-class KrakenEmulator:
+class KrakenEmulator(EmulatorServer):
+    clients: list[Client]
+    ws_path = "/v2"
+
     def __init__(
         self,
         symbols: list[str] | tuple[str, ...] = ("BTC/USD",),
@@ -284,50 +289,17 @@ class KrakenEmulator:
     ) -> None:
         self.rnd = random.Random(seed)
         self.sims = {s: PairSim(DEFAULT_SPECS[s], self.rnd) for s in symbols}
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.heartbeat_s = heartbeat_s
-        self.clients: list[Client] = []
         self.sent: list[tuple[str, str, bytes]] = []  # (channel, pair, frame) data broadcast
         self.rest_calls = 0
         self.requests: list[dict] = []  # every request frame received (pings included)
-        self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
         self._n = 0
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> KrakenEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2", self._ws_handler)
         app.router.add_get("/0/public/AssetPairs", self._rest_asset_pairs)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        await self.drop_connections()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> KrakenEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/v2"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def wait_for(self, pred: Any, timeout: float = 10.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(pred), timeout)
 
     async def wait_subscribed(self, n: int, timeout: float = 10.0) -> None:
         """Until some client holds at least ``n`` subscriptions."""
@@ -443,49 +415,21 @@ class KrakenEmulator:
         self.sent.extend((ch, pair, f) for ch, pair, _, f in batch)
         await asyncio.sleep(0)
 
-    async def send_raw(self, payload: str | bytes) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                if isinstance(payload, bytes):
-                    await c.ws.send_bytes(payload)
-                else:
-                    await c.ws.send_str(payload)
-
-    async def drop_connections(self) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=1001, message=b"emulator dropped the connection")
-
     def stall(self, on: bool = True) -> None:
         """Connected clients get nothing more (no data, heartbeats or pongs) until undone."""
         for c in self.clients:
             c.stalled = on
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
         await ws.prepare(request)
         self._n += 1
         client = Client(ws, 10_000_000_000_000_000 + self._n)
-        self.clients.append(client)
         await self._send(client, {"channel": "status", "type": "update", "data": [
             {"version": "2.0.9", "system": "online", "api_version": "v2",
              "connection_id": client.conn_id}]})  # fmt: skip
-        beat = asyncio.create_task(self._heartbeat(client))
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_text(client, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            beat.cancel()
-            self.clients.remove(client)
-            await self._notify()
+        await self.serve(client, self._on_text, self._heartbeat(client))
         return ws
 
     async def _heartbeat(self, c: Client) -> None:

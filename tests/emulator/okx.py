@@ -21,7 +21,9 @@ import zlib
 from dataclasses import dataclass, field
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from tests.emulator.base import EmulatorServer
 
 CHANNELS = {"trades", "books", "bbo-tbt", "tickers"}
 
@@ -172,7 +174,10 @@ class Client:
     pings: int = 0
 
 
-class OkxEmulator:
+class OkxEmulator(EmulatorServer):
+    clients: list[Client]
+    ws_path = "/ws/v5/public"
+
     def __init__(
         self,
         inst_ids: list[str] | tuple[str, ...] = ("BTC-USDT", "BTC-USDT-SWAP"),
@@ -189,58 +194,21 @@ class OkxEmulator:
             )
             for i in inst_ids
         }
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.idle_timeout_s = idle_timeout_s
-        self.clients: list[Client] = []
         self.sent: list[bytes] = []  # every data frame broadcast, in order
         self.rest_calls: dict[str, int] = {}
         self.requests: list[dict] = []  # subscribe/unsubscribe requests received
-        self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
         self._n = 0
 
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> OkxEmulator:
-        app = web.Application()
+    # -- routes --------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws/v5/public", self._ws_handler)
         app.router.add_get("/api/v5/public/instruments", self._rest_instruments)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        await self.drop_connections()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> OkxEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws/v5/public"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     async def wait_subscribed(self, n: int, timeout: float = 10.0) -> None:
         """Until some client holds at least ``n`` subscriptions."""
-        async with self._changed:
-            await asyncio.wait_for(
-                self._changed.wait_for(lambda: any(len(c.subs) >= n for c in self.clients)),
-                timeout,
-            )
-
-    async def wait_for(self, pred: object, timeout: float = 10.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(pred), timeout)  # type: ignore[arg-type]
+        await self.wait_for(lambda: any(len(c.subs) >= n for c in self.clients), timeout)
 
     # -- market generation ---------------------------------------------------------------
     @staticmethod
@@ -305,45 +273,16 @@ class OkxEmulator:
         self.sent.extend(f for _, _, f in batch)
         await asyncio.sleep(0)
 
-    async def send_raw(self, payload: str | bytes) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                if isinstance(payload, bytes):
-                    await c.ws.send_bytes(payload)
-                else:
-                    await c.ws.send_str(payload)
-
-    async def drop_connections(self) -> None:
-        for c in list(self.clients):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=1001, message=b"emulator dropped the connection")
-
     def true_book(self, inst: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         return self.sims[inst].true_book()
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
         await ws.prepare(request)
         self._n += 1
         client = Client(ws, f"emu{self._n:08x}")
-        self.clients.append(client)
-        idle = asyncio.create_task(self._idle_cut(client))
-        try:
-            async for msg in ws:
-                client.last_in = time.monotonic()
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_text(client, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            idle.cancel()
-            self.clients.remove(client)
-            await self._notify()
+        await self.serve(client, self._on_text, self._idle_cut(client))
         return ws
 
     async def _idle_cut(self, c: Client) -> None:
@@ -361,6 +300,7 @@ class OkxEmulator:
         await self._send(c, {"event": "error", "code": code, "msg": msg, "connId": c.conn_id})
 
     async def _on_text(self, c: Client, text: str) -> None:
+        c.last_in = time.monotonic()
         if text == "ping":
             c.pings += 1
             await c.ws.send_str("pong")
