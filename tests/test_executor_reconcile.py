@@ -18,14 +18,17 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from executor.engine import Engine, Marks
+from executor.venues.paper import PaperVenue
 from streams import sql, subjects
 from streams.natsserver import NatsServer
-from streams.schemas import Fill, OrderUpdate
+from streams.schemas import Depth, ExecBase, Fill, OrderUpdate, Trade
+from streams.settings import AccountSettings, InstrumentSpec
 from tests.conftest import make_settings
 from tests.emulator.binance_rest import MockBinance, MockOrder
 from tests.test_e2e_pipeline import wait_rows
 from tests.test_executor_ccxt import ACCOUNT, Executor, final, limit, posts
-from tests.test_executor_paper import exec_log, last_position, request, updates, wait_until
+from tests.test_executor_paper import cmd, exec_log, last_position, request, updates, wait_until
 from tests.workers import Proc
 
 PREFIX = "jm-"
@@ -173,3 +176,41 @@ async def test_fills_while_stopped_are_recorded_once_across_rounds_and_restarts(
         assert len({(u.client_order_id, u.state, u.filled) for u in ups}) == len(ups)
     finally:
         ex.proc.kill9()
+
+
+class Recorder:
+    """The engine's publisher, keeping what it would store on EXEC (keyed like Nats-Msg-Id
+    would dedup it, so a double emit shows up as a second entry under a new id only)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ExecBase]] = []
+
+    async def publish(self, subject: str, msg: ExecBase, msg_id: str) -> None:
+        self.sent.append((msg_id, msg))
+
+    async def dlq(self, data: bytes, reason: str) -> None:
+        raise AssertionError(reason)
+
+
+async def test_paper_venue_rounds_add_nothing_already_recorded() -> None:
+    cfg = AccountSettings(instruments={"BTC-USDT": InstrumentSpec()}, client_id_prefix=PREFIX)
+    venue, rec = PaperVenue(cfg), Recorder()
+    e = Engine("paper", cfg, venue, rec, Marks(), clock=lambda: venue.now_ns / 1e9)
+    venue.on_market(Depth(venue="binance", symbol="BTC-USDT", ts_event=10**18, ts_recv=10**18,
+                          bids=[(99.0, 1.0)], asks=[(101.0, 1.0)], seq=1, levels=1))  # fmt: skip
+    r = await e.handle(cmd("jm-p1", side="buy", order_type="limit", quantity="2", price="100"))
+    assert r.state == "new", r
+    hit = Trade(venue="binance", symbol="BTC-USDT", ts_event=10**18 + 1, ts_recv=10**18 + 1,
+                id="x", price=99.5, size=0.5, side="sell")  # fmt: skip
+    await e.on_reports(venue.on_market(hit))
+    assert [x.symbol for x in await venue.open_orders(["BTC-USDT"])] == ["BTC-USDT"]
+    assert [t.fill.size for t in await venue.recent_fills(["BTC-USDT"], 0)] == [0.5]
+    assert await venue.order_by_id("BTC-USDT", "paper-jm-p1") is not None
+    before = len(rec.sent)
+    for _ in range(2):
+        await e.reconcile()
+    fills = [m for _, m in rec.sent if isinstance(m, Fill)]
+    assert [f.size for f in fills] == [0.5]
+    # only periodic position marks may follow; no order update or fill is emitted again
+    assert all(not isinstance(m, (Fill, OrderUpdate)) for _, m in rec.sent[before:])
+    assert e.orders["jm-p1"].state == "partially_filled" and e.recon.rounds == 2
