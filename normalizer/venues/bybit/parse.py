@@ -83,7 +83,7 @@ class _Bybit:
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         # Per-symbol state, a deterministic function of the raw frames in stream order:
-        self.tickers: dict[str, dict[str, str]] = {}  # last known ticker fields
+        self.tickers: dict[str, dict[str, float | None]] = {}  # last known ticker fields
         self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
         self.known: dict[str, int] = {}  # inverse: native -> delivery ms (0 = perpetual)
         self._dispatch: dict[str, Handler] = {
@@ -206,8 +206,12 @@ class _Bybit:
         f = _ticker.decode(frame.data)
         d = f.data
         self._same(frame, d.symbol)
+        # numbers parsed once, as they change (a bad one rejects the frame before it can
+        # enter the state); every output below reads floats (None: unknown)
         changed = {
-            k: v for k in d.__struct_fields__ if k != "symbol" and (v := getattr(d, k)) is not None
+            k: _f(v)
+            for k in d.__struct_fields__
+            if k != "symbol" and (v := getattr(d, k)) is not None
         }
         state = self.tickers.setdefault(d.symbol, {})
         if f.type == "snapshot":
@@ -218,36 +222,36 @@ class _Bybit:
         out = []
         if changed.keys() & TICKER_FIELDS:
             _, symbol = self._names("ticker", d.symbol)
-            vol, turnover = _f(g("volume24h")), _f(g("turnover24h"))
+            vol, turnover = g("volume24h"), g("turnover24h")
             if self.inverse:  # volume24h counts USD contracts, turnover24h is in the base coin
                 vol, turnover = turnover, vol
             msg = schemas.Ticker(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
-                last=_f(g("lastPrice")), bid=_f(g("bid1Price")), ask=_f(g("ask1Price")),
-                open_24h=_f(g("prevPrice24h")), high_24h=_f(g("highPrice24h")),
-                low_24h=_f(g("lowPrice24h")), volume_24h=vol, quote_volume_24h=turnover,
+                last=g("lastPrice"), bid=g("bid1Price"), ask=g("ask1Price"),
+                open_24h=g("prevPrice24h"), high_24h=g("highPrice24h"),
+                low_24h=g("lowPrice24h"), volume_24h=vol, quote_volume_24h=turnover,
             )  # fmt: skip
             out.append(self._out("ticker", d.symbol, f.ts, msg))
         if changed.keys() & MARK_FIELDS:
             _, symbol = self._names("mark", d.symbol)
             mark = schemas.Mark(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
-                mark_price=_f(g("markPrice")), index_price=_f(g("indexPrice")),
+                mark_price=g("markPrice"), index_price=g("indexPrice"),
             )  # fmt: skip
             out.append(self._out("mark", d.symbol, f.ts, mark))
-        rate = _f(g("fundingRate")) if g("fundingRate") is not None else None
+        rate = g("fundingRate")
         if changed.keys() & FUNDING_FIELDS and rate is not None:
             _, symbol = self._names("funding", d.symbol)
-            nxt = _f(g("nextFundingTime"))
+            nxt = g("nextFundingTime")
             funding = schemas.Funding(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, rate=rate,
                 next_funding_ts=int(nxt) * MS if nxt else None,
             )  # fmt: skip
             out.append(self._out("funding", d.symbol, f.ts, funding))
-        oi = _f(g("openInterest"))
+        oi = g("openInterest")
         if "openInterest" in changed and oi is not None:
-            mark_price = _f(g("markPrice"))
-            value = _f(g("openInterestValue"))  # linear: in the quote currency (USDT/USDC)
+            mark_price = g("markPrice")
+            value = g("openInterestValue")  # linear: in the quote currency (USDT/USDC)
             if self.inverse:  # USD contracts -> base at the mark price
                 if not mark_price:
                     raise Rejected("inverse open interest before any mark price")
