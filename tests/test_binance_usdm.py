@@ -24,8 +24,8 @@ from streams.natsserver import NatsServer
 from streams.settings import BinanceUsdmSettings
 from tests.conftest import make_settings
 from tests.emulator.binance_usdm import BinanceUsdmEmulator
-from tests.test_deribit import rows
-from tests.workers import inprocess
+from tests.helpers import rows
+from tests.workers import inprocess, inprocess_all
 
 
 def test_streams_routes_and_settings() -> None:
@@ -56,10 +56,8 @@ async def test_collector_to_clickhouse_and_validated_book(
                                        "open_interest_interval_s": 0.3}},
             sink={"flush_interval_s": 0.2}, orderbook={"depth_interval_ms": 50},
         )  # fmt: skip
-        async with (
-            inprocess("sink", sink_main, settings),
-            inprocess("orderbook", orderbook_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
+        async with inprocess_all(
+            settings, sink=sink_main, orderbook=orderbook_main, normalizer=normalizer_main
         ):
             async with inprocess("collector", collector_main, settings):
                 await emu.wait_connected(1, timeout=15)
@@ -78,7 +76,12 @@ async def test_collector_to_clickhouse_and_validated_book(
                     bids, asks = sim.true_book()
                     assert ([tuple(x) for x in b["bids"]], [tuple(x) for x in b["asks"]]) == (
                         bids, asks)  # fmt: skip
-                await asyncio.sleep(1.0)  # a few open-interest polls
+                # a few open-interest polls (every 0.3 s); a fixed sleep saw only one on a
+                # loaded machine
+                for _ in range(150):
+                    if len(emu.oi_served) >= 6:
+                        break
+                    await asyncio.sleep(0.1)
             # one snapshot per symbol at start, plus any the service asked for while the
             # first ones were in flight (ctl.snapshot.binance.<PERP> reaches this collector)
             assert emu.rest_calls["depth"] >= 2 and emu.rest_calls["exchangeInfo"] == 1

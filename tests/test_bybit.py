@@ -26,7 +26,8 @@ from streams.provision import STREAM_MARKET, STREAM_RAW
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.bybit import BybitEmulator
-from tests.workers import inprocess
+from tests.helpers import expect_gap, served_book, take
+from tests.workers import inprocess_all
 
 RECV = {subjects.H_RECV_NS: "1700000000000000001"}
 TS = 1700000000123
@@ -325,17 +326,6 @@ def test_rule_consecutive_u_and_a_dropped_delta() -> None:
 
 
 # -- the collector against the emulator ------------------------------------------------
-async def _drain(sub: object, out: list, until: int, timeout: float = 20.0) -> list:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(out) < until and loop.time() < deadline:
-        try:
-            out.append(await sub.next_msg(timeout=0.5))  # type: ignore[attr-defined]
-        except Exception:
-            continue
-    return out
-
-
 async def test_collector_end_to_end_against_the_emulator(
     tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
 ) -> None:
@@ -348,10 +338,7 @@ async def test_collector_end_to_end_against_the_emulator(
                "reconnect": {"min_s": 0.1, "max_s": 0.5}}  # fmt: skip
         settings = make_settings(tmp_path, nats_server.url,
                                  collector={"bybit": cfg, "flush_every": 200})  # fmt: skip
-        async with (
-            inprocess("collector", collector_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-        ):
+        async with inprocess_all(settings, collector=collector_main, normalizer=normalizer_main):
             await emu.wait_subscribed("orderbook.50.BTCUSDT", n=2, timeout=15)
             await emu.wait_subscribed("publicTrade.ETHUSDT", n=1, timeout=15)
             await emu.emit(1500, category="linear")
@@ -363,25 +350,25 @@ async def test_collector_end_to_end_against_the_emulator(
                 want = [d for c, t, d in emu.sent if c == cat and t == "publicTrade.BTCUSDT"]
                 sub = await js.subscribe(f"raw.bybit_{cat}.publicTrade.BTCUSDT",
                                          stream=STREAM_RAW, ordered_consumer=True)  # fmt: skip
-                got = await _drain(sub, [], len(want))
+                got = await take(sub, len(want))
                 await sub.unsubscribe()
                 assert [m.data for m in got] == want and len(want) > 100
             sub = await js.subscribe("raw.bybit_linear.orderbook.BTCUSDT", stream=STREAM_RAW,
                                      ordered_consumer=True)  # fmt: skip
             want = [d for c, t, d in emu.sent if c == "linear" and t == "orderbook.50.BTCUSDT"]
-            got = await _drain(sub, [], len(want))
+            got = await take(sub, len(want))
             await sub.unsubscribe()
             assert [m.data for m in got] == want
             assert emu.pings >= 4
             sub = await js.subscribe("raw.*.conn.ALL", stream=STREAM_RAW,
                                      ordered_consumer=True)  # fmt: skip
-            conn = [orjson.loads(m.data) for m in await _drain(sub, [], 3, timeout=2)]
+            conn = [orjson.loads(m.data) for m in await take(sub, 3, timeout=2)]
             await sub.unsubscribe()
             assert [c["event"] for c in conn] == ["connected", "connected"]  # never dropped
             assert {r["op"] for r in emu.requests} == {"subscribe", "ping"}
             sub = await js.subscribe("raw.bybit_linear.control.ALL", stream=STREAM_RAW,
                                      ordered_consumer=True)  # fmt: skip
-            ctl = [orjson.loads(m.data) for m in await _drain(sub, [], 3, timeout=3)]
+            ctl = [orjson.loads(m.data) for m in await take(sub, 3, timeout=3)]
             await sub.unsubscribe()
             assert ctl[0]["op"] == "subscribe" and ctl[0]["success"] is True
             assert ctl[1]["op"] == "pong"
@@ -390,7 +377,7 @@ async def test_collector_end_to_end_against_the_emulator(
             n_trades = sum(1 for c, t, _ in emu.sent if t.startswith("publicTrade"))
             sub = await js.subscribe("market.trade.bybit.*", stream=STREAM_MARKET,
                                      ordered_consumer=True)  # fmt: skip
-            trades = [schemas.decode(m.data) for m in await _drain(sub, [], n_trades)]
+            trades = [schemas.decode(m.data) for m in await take(sub, n_trades)]
             await sub.unsubscribe()
             assert len(trades) == n_trades
             sim = emu.sim("BTCUSDT")
@@ -406,7 +393,7 @@ async def test_collector_end_to_end_against_the_emulator(
                 problems = []
                 while st.seq != u or not st.valid:
                     before = len(seen)
-                    await _drain(books, seen, before + 1, timeout=5)
+                    seen.extend(await take(books, 1, timeout=5))
                     assert len(seen) > before, f"book stuck at {st.seq}, want {u}"
                     p = st.feed(schemas.decode(seen[-1].data))  # type: ignore[arg-type]
                     if p is not None:
@@ -418,9 +405,8 @@ async def test_collector_end_to_end_against_the_emulator(
             spot = await js.subscribe("market.book.bybit.BTC-USDT", stream=STREAM_MARKET,
                                       ordered_consumer=True)  # fmt: skip
             sst, ssim = BookState(BybitV5()), emu.sim("BTCUSDT", "spot")
-            for m in await _drain(
+            for m in await take(
                 spot,
-                [],
                 sum(1 for c, t, _ in emu.sent if c == "spot" and t.startswith("orderbook")),
             ):
                 assert sst.feed(schemas.decode(m.data)) is None  # type: ignore[arg-type]
@@ -432,7 +418,7 @@ async def test_collector_end_to_end_against_the_emulator(
             st_problems: list[Problem] = []
             while st.valid or st.seq is None or st.seq < last - 1:
                 before = len(seen)
-                await _drain(books, seen, before + 1, timeout=5)
+                seen.extend(await take(books, 1, timeout=5))
                 assert len(seen) > before
                 if (p := st.feed(schemas.decode(seen[-1].data))) is not None:  # type: ignore[arg-type]
                     st_problems.append(p)
@@ -508,11 +494,7 @@ async def test_orderbook_service_faults_resync_and_100k_deltas(
         deadline = asyncio.get_running_loop().time() + timeout
         b: dict = {}
         while asyncio.get_running_loop().time() < deadline:
-            try:
-                msg = await nc.request(subjects.book_get("bybit", "BTC-USDT-PERP"), b"", timeout=2)
-                b = orjson.loads(msg.data)
-            except Exception:
-                b = {}
+            b = await served_book(nc, "bybit", "BTC-USDT-PERP")
             if b.get("valid") and b.get("seq") == sim.u:
                 assert (
                     [tuple(x) for x in b["bids"]],
@@ -534,10 +516,8 @@ async def test_orderbook_service_faults_resync_and_100k_deltas(
             tmp_path, nats_server.url, collector={"bybit": cfg},
             orderbook={"depth_interval_ms": 50, "snapshot_retry_s": 0.3},
         )  # fmt: skip
-        async with (
-            inprocess("orderbook", orderbook_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, orderbook=orderbook_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed("orderbook.50.BTCUSDT", timeout=15)
             await emu.emit(300, "BTCUSDT", trades=False)
@@ -546,12 +526,7 @@ async def test_orderbook_service_faults_resync_and_100k_deltas(
                       ("cross", "crossed"))  # fmt: skip
             for fault, reason in faults:
                 await emu.emit(200, "BTCUSDT", trades=False, fault=fault)
-                got = await _drain(gaps, [], 1, timeout=10 if reason else 1.5)
-                if reason is None:
-                    assert got == [], [schemas.decode(g.data) for g in got]
-                else:
-                    g = schemas.decode(got[0].data)
-                    assert isinstance(g, schemas.Gap) and g.reason == reason, (fault, g)
+                await expect_gap(gaps, reason, fault)
                 await synced()
             for _ in range(10):
                 await emu.emit(10_000, "BTCUSDT", trades=False)

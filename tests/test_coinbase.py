@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,20 @@ from normalizer.venues.coinbase.symbols import to_native, to_symbol
 from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.coinbase import CoinbaseConnectionSequence, rule_for
-from streams import schemas, sql, subjects
+from streams import schemas, subjects
 from streams.natsserver import NatsServer
-from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.coinbase import CoinbaseEmulator, ProductSim, Wire, rfc3339
-from tests.workers import Proc, inprocess
+from tests.helpers import raw_messages, rows, served_book, venue_cfg
+from tests.workers import Proc, inprocess, inprocess_all
 
 RECV = {subjects.H_RECV_NS: "1700000000000000001"}
+# the ClickHouse checks here are exact: after the wanted count, look again a little later so
+# extra rows would show
+settled_rows = partial(rows, timeout=60, settle_s=0.5)
 
 
 def norm(n: Normalizer, frame: bytes, seq: int = 1, channel: str | None = None) -> Any:
@@ -466,45 +471,12 @@ async def test_emulator_protocol() -> None:
 
 
 def pipeline_settings(tmp_path: Path, url: str, emu: CoinbaseEmulator, **cb: Any) -> Settings:
-    cfg = {"ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": list(emu.sims),
-           "channels": ["level2", "market_trades", "ticker", "candles"],
-           "reconnect": {"min_s": 0.1, "max_s": 0.5}, **cb}  # fmt: skip
+    cfg = venue_cfg(emu, ["level2", "market_trades", "ticker", "candles"], **cb)
     return make_settings(
         tmp_path, url, collector={"venues": ["coinbase"], "coinbase": cfg, "flush_every": 500},
         sink={"flush_interval_s": 0.2}, orderbook={"depth_interval_ms": 50,
         "snapshot_retry_s": 0.3}, log={"level": "WARNING"},
     )  # fmt: skip
-
-
-async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
-    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
-    out: list = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while len(out) < n and asyncio.get_running_loop().time() < deadline:
-            try:
-                out.append(await sub.next_msg(timeout=0.5))
-            except Exception:
-                continue
-    finally:
-        await sub.unsubscribe()
-    return out
-
-
-async def rows(nc: Client, q: str, want: int, timeout: float = 60) -> list:
-    """Poll the sink until ``q`` returns ``want`` rows (then once more for late extras)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    got: list = []
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            got = (await sql.query(nc, q, timeout=5, max_rows=100_000)).rows
-        except Exception:  # the sink is still starting
-            got = []
-        if len(got) >= want:
-            await asyncio.sleep(0.5)
-            return (await sql.query(nc, q, timeout=5, max_rows=100_000)).rows
-        await asyncio.sleep(0.3)
-    return got
 
 
 async def test_collector_to_clickhouse_exact(
@@ -514,9 +486,8 @@ async def test_collector_to_clickhouse_exact(
         settings = pipeline_settings(tmp_path, nats_server.url, emu)
         sink = Proc("sinks", settings, "clickhouse", log=tmp_path / "sink.log").start()
         try:
-            async with (
-                inprocess("collector", collector_main, settings),
-                inprocess("normalizer", normalizer_main, settings),
+            async with inprocess_all(
+                settings, collector=collector_main, normalizer=normalizer_main
             ):
                 await emu.wait_subscribed(9, timeout=15)  # 4 channels x 2 + heartbeats
                 await emu.emit(400, trades_every=4)
@@ -538,19 +509,21 @@ async def test_collector_to_clickhouse_exact(
                 )  # fmt: skip
                 q = ("SELECT symbol, id, price, size, side FROM trades WHERE venue='coinbase' "
                      "ORDER BY symbol, id")  # fmt: skip
-                assert sorted(tuple(r) for r in await rows(nc, q, 100)) == want
+                assert sorted(tuple(r) for r in await settled_rows(nc, q, 100)) == want
                 counts = {
                     "book_updates": 402, "bbo": 102, "tickers": 102, "candles": 100,
                     "instruments": 2,
                 }  # fmt: skip
                 for table, n in counts.items():
-                    got_rows = await rows(nc, f"SELECT 1 FROM {table} WHERE venue='coinbase'", n)
+                    got_rows = await settled_rows(
+                        nc, f"SELECT 1 FROM {table} WHERE venue='coinbase'", n
+                    )
                     assert len(got_rows) == n, table
-                snaps = await rows(
+                snaps = await settled_rows(
                     nc, "SELECT symbol, length(bids), length(asks) FROM book_updates "
                     "WHERE venue='coinbase' AND snapshot ORDER BY symbol", 2)  # fmt: skip
                 assert [tuple(r) for r in snaps] == [("BTC-USD", 79, 79), ("ETH-USD", 79, 79)]
-                last = await rows(nc, "SELECT bid_price, ask_price FROM bbo WHERE venue="
+                last = await settled_rows(nc, "SELECT bid_price, ask_price FROM bbo WHERE venue="
                                   "'coinbase' AND symbol='ETH-USD' ORDER BY ts_event DESC, "
                                   "bid_price LIMIT 1", 1)  # fmt: skip
                 eth = emu.sims["ETH-USD"]
@@ -571,18 +544,11 @@ async def test_orderbook_service_resyncs_every_fault(
     service's ctl.snapshot makes the collector re-subscribe, and the book heals."""
     from orderbook.service import main as orderbook_main
 
-    async def served(symbol: str) -> dict:
-        try:
-            msg = await nc.request(subjects.book_get("coinbase", symbol), b"", timeout=2)
-        except Exception:
-            return {}
-        return orjson.loads(msg.data)
-
     async def healed(product: str, timeout: float = 20) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         b: dict = {}
         while asyncio.get_running_loop().time() < deadline:
-            b = await served(product)
+            b = await served_book(nc, "coinbase", product)
             bids, asks = emu.true_book(product)
             if b.get("valid") and [tuple(x) for x in b["bids"]] == bids and [
                     tuple(x) for x in b["asks"]] == asks:  # fmt: skip
@@ -597,10 +563,8 @@ async def test_orderbook_service_resyncs_every_fault(
     )
     async with CoinbaseEmulator(["BTC-USD"], seed=8) as emu:
         settings = pipeline_settings(tmp_path, nats_server.url, emu, channels=["level2"])
-        async with (
-            inprocess("orderbook", orderbook_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, orderbook=orderbook_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed(2, timeout=15)
             await emu.emit(300)

@@ -17,10 +17,10 @@ from collectors.binance import run as collector_main
 from streams import subjects
 from streams.connect import connect
 from streams.natsserver import NatsServer, free_port
-from streams.provision import STREAM_RAW
 from streams.settings import Settings
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator
+from tests.helpers import raw_messages
 from tests.workers import Proc, inprocess
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -30,21 +30,6 @@ def collector_settings(tmp_path: Path, url: str, ws: str, rest: str, **binance: 
     cfg = {"ws_url": ws, "rest_url": rest, "symbols": SYMBOLS,
            "reconnect": {"min_s": 0.1, "max_s": 0.5}, **binance}  # fmt: skip
     return make_settings(tmp_path, url, collector={"binance": cfg, "flush_every": 500})
-
-
-async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
-    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
-    out = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while len(out) < n and asyncio.get_running_loop().time() < deadline:
-            try:
-                out.append(await sub.next_msg(timeout=1.0))
-            except Exception:
-                continue
-    finally:
-        await sub.unsubscribe()
-    return out
 
 
 def test_route_slices_the_stream_name() -> None:

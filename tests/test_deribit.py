@@ -24,14 +24,15 @@ from normalizer.venues.deribit.symbols import currency, inverse, kind, to_native
 from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.deribit import DeribitChangeId, rule_for
-from streams import schemas, sql, subjects
+from streams import schemas, subjects
 from streams.natsserver import NatsServer
-from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.deribit import DEFAULT_SPECS, DeribitEmulator, InstrumentSim
-from tests.workers import inprocess
+from tests.helpers import raw_messages, rows, served_book, take, venue_cfg
+from tests.workers import inprocess, inprocess_all
 
 RECV = {subjects.H_RECV_NS: "1700000000000000001"}
 MS = 1_000_000
@@ -540,49 +541,12 @@ async def test_emulator_protocol() -> None:
 
 # -- the collector against the emulator, into ClickHouse -------------------------------
 def collector_settings(tmp_path: Path, url: str, emu: DeribitEmulator, **cfg: Any) -> Settings:
-    venue = {
-        "ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": list(emu.sims),
-        "channels": ["trades", "book", "quote", "ticker", "chart.trades"],
-        "reconnect": {"min_s": 0.1, "max_s": 0.5}, **cfg,
-    }  # fmt: skip
+    venue = venue_cfg(emu, ["trades", "book", "quote", "ticker", "chart.trades"], **cfg)
     return make_settings(
         tmp_path, url, collector={"deribit": venue, "flush_every": 500},
         sink={"flush_interval_s": 0.2}, orderbook={"depth_interval_ms": 50,
                                                     "snapshot_retry_s": 0.3},
     )  # fmt: skip
-
-
-async def take(sub: Any, n: int, timeout: float = 20.0) -> list:
-    out: list = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(out) < n and asyncio.get_running_loop().time() < deadline:
-        try:
-            out.append(await sub.next_msg(timeout=0.5))
-        except Exception:
-            continue
-    return out
-
-
-async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
-    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
-    try:
-        return await take(sub, n, timeout)
-    finally:
-        await sub.unsubscribe()
-
-
-async def rows(nc: Client, query: str, want: int, timeout: float = 30) -> list:
-    deadline = asyncio.get_running_loop().time() + timeout
-    got: list = []
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            got = (await sql.query(nc, query, timeout=5, max_rows=100_000)).rows
-        except Exception:
-            got = []
-        if len(got) >= want:
-            return got
-        await asyncio.sleep(0.3)
-    return got
 
 
 async def test_collector_normalizer_sink_end_to_end(
@@ -596,10 +560,8 @@ async def test_collector_normalizer_sink_end_to_end(
         market = await js.subscribe(
             subjects.market_filter("book", "deribit"), stream=STREAM_MARKET, ordered_consumer=True
         )
-        async with (
-            inprocess("sink", sink_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, sink=sink_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed(10, timeout=15)
             await emu.emit(1000, books_every=2, tickers_every=10)
@@ -721,11 +683,7 @@ async def test_orderbook_service_detects_faults_and_resyncs_through_the_stream(
         deadline = asyncio.get_running_loop().time() + timeout
         b: dict = {}
         while asyncio.get_running_loop().time() < deadline:
-            try:
-                msg = await nc.request(subjects.book_get("deribit", symbol), b"", timeout=2)
-                b = orjson.loads(msg.data)
-            except Exception:
-                b = {}
+            b = await served_book(nc, "deribit", symbol)
             if b.get("valid") and b.get("seq") == emu.sims[inst].change_id:
                 return b
             if not b.get("valid"):
@@ -741,10 +699,8 @@ async def test_orderbook_service_detects_faults_and_resyncs_through_the_stream(
     )
     async with DeribitEmulator([inst], seed=8) as emu:
         settings = collector_settings(tmp_path, nats_server.url, emu, channels=["book"])
-        async with (
-            inprocess("orderbook", orderbook_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, orderbook=orderbook_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed(1, timeout=15)
             await emu.emit(2000)

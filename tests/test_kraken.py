@@ -24,14 +24,15 @@ from normalizer.worker import main as normalizer_main
 from orderbook.book import L2Book
 from orderbook.sync import BookState, Problem
 from orderbook.venues.kraken import KrakenV2, checksum, crc, rule_for
-from streams import schemas, sql, subjects
+from streams import schemas, subjects
 from streams.natsserver import NatsServer
-from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.kraken import DEFAULT_SPECS, KrakenEmulator, PairSim, push
-from tests.workers import inprocess
+from tests.helpers import raw_messages, reconnect_gap, rows, served_book, take, venue_cfg
+from tests.workers import inprocess, inprocess_all
 
 RECV = {subjects.H_RECV_NS: "1700000000000000001"}
 T0 = "2023-09-25T07:48:36.925533Z"
@@ -465,43 +466,7 @@ def test_malformed_frames_are_rejected_with_a_reason(channel: str, frame: bytes,
 
 # -- the collector against the emulator ------------------------------------------------
 def collector_cfg(emu: KrakenEmulator, **kw: Any) -> dict[str, Any]:
-    return {"ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": list(emu.sims),
-            "channels": ["trade", "book", "ticker", "ohlc", "instrument"],
-            "reconnect": {"min_s": 0.1, "max_s": 0.5}, **kw}  # fmt: skip
-
-
-async def take(sub: Any, n: int, timeout: float = 20.0) -> list:
-    out: list = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(out) < n and asyncio.get_running_loop().time() < deadline:
-        try:
-            out.append(await sub.next_msg(timeout=0.5))
-        except Exception:
-            continue
-    return out
-
-
-async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
-    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
-    try:
-        return await take(sub, n, timeout)
-    finally:
-        await sub.unsubscribe()
-
-
-async def rows(nc: Client, query: str, want: int, timeout: float = 30) -> list[list]:
-    """Poll the sink's sql.query until ``query`` returns ``want`` rows (or time runs out)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    got: list[list] = []
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            got = (await sql.query(nc, query, timeout=3.0)).rows
-            if len(got) >= want:
-                return got
-        except Exception:  # the sink is still starting
-            pass
-        await asyncio.sleep(0.3)
-    return got
+    return venue_cfg(emu, ["trade", "book", "ticker", "ohlc", "instrument"], **kw)
 
 
 async def test_end_to_end_into_clickhouse(
@@ -514,10 +479,8 @@ async def test_end_to_end_into_clickhouse(
                                  collector={"kraken": collector_cfg(emu, options={"depth": "25"}),
                                             "flush_every": 300},
                                  sink={"flush_interval_s": 0.2})  # fmt: skip
-        async with (
-            inprocess("sink", sink_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, sink=sink_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed(9, timeout=15)  # 4 channels x 2 pairs + instrument
             await emu.emit(1200, books_every=2)
@@ -641,10 +604,7 @@ async def test_pings_stale_channels_and_reconnects(
             assert len(first) >= 4
             assert all(b'"type":"snapshot"' in d[:40] for d in first.values())
     # the normalizer turns a disconnect into a reconnect gap per pair
-    out = Normalizer().normalize("raw.kraken.conn.ALL", orjson.dumps(events[1]), RECV, 1)
-    assert not isinstance(out, Dead)
-    [gap] = [schemas.decode(o.data) for o in out]
-    assert isinstance(gap, schemas.Gap) and (gap.symbol, gap.reason) == ("BTC-USD", "reconnect")
+    assert reconnect_gap("kraken", events[1]).symbol == "BTC-USD"
 
 
 async def test_emulator_protocol() -> None:
@@ -695,11 +655,7 @@ async def test_orderbook_service_resyncs_through_the_stream(
         deadline = asyncio.get_running_loop().time() + timeout
         b: dict = {}
         while asyncio.get_running_loop().time() < deadline:
-            try:
-                msg = await nc.request(subjects.book_get("kraken", "BTC-USD"), b"", timeout=2)
-                b = orjson.loads(msg.data)
-            except Exception:
-                b = {}
+            b = await served_book(nc, "kraken", "BTC-USD")
             truth = [[list(x) for x in side] for side in sim.true_book(10)]
             if b.get("valid") and [b["bids"], b["asks"]] == truth:
                 return b
@@ -717,10 +673,8 @@ async def test_orderbook_service_resyncs_through_the_stream(
             collector={"kraken": collector_cfg(emu, channels=["book"])},
             orderbook={"depth_interval_ms": 50, "snapshot_retry_s": 0.3},
         )  # fmt: skip
-        async with (
-            inprocess("orderbook", orderbook_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, orderbook=orderbook_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed(1, timeout=15)
             await emu.emit(400, trades=False)

@@ -26,12 +26,13 @@ from orderbook.sync import BookState, Problem
 from orderbook.venues.okx import Contract, OkxChecksum, OkxSequence, fmt, rule_for
 from streams import schemas, subjects
 from streams.natsserver import NatsServer
-from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.okx import DEFAULT_SPECS, InstrumentSim, OkxEmulator
-from tests.workers import inprocess
+from tests.helpers import expect_gap, raw_messages, reconnect_gap, served_book, take, venue_cfg
+from tests.workers import inprocess, inprocess_all
 
 RECV = {subjects.H_RECV_NS: "1700000000000000001"}
 LINEAR = Contract(0.01, False, 0)  # BTC-USDT-SWAP in the emulator
@@ -306,30 +307,8 @@ def test_book_rule_detects_drop_and_corruption_offline() -> None:
 
 # -- the collector against the emulator ------------------------------------------------
 def collector_settings(tmp_path: Path, url: str, emu: OkxEmulator, **okx: object) -> Settings:
-    cfg = {
-        "ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": list(emu.sims),
-        "channels": ["trades", "books"], "reconnect": {"min_s": 0.1, "max_s": 0.5}, **okx,
-    }  # fmt: skip
+    cfg = venue_cfg(emu, ["trades", "books"], **okx)
     return make_settings(tmp_path, url, collector={"okx": cfg, "flush_every": 500})
-
-
-async def take(sub: Any, n: int, timeout: float = 20.0) -> list:
-    out: list = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(out) < n and asyncio.get_running_loop().time() < deadline:
-        try:
-            out.append(await sub.next_msg(timeout=1.0))
-        except Exception:
-            continue
-    return out
-
-
-async def raw_messages(js: JetStreamContext, subject: str, n: int, timeout: float = 20) -> list:
-    sub = await js.subscribe(subject, stream=STREAM_RAW, ordered_consumer=True)
-    try:
-        return await take(sub, n, timeout)
-    finally:
-        await sub.unsubscribe()
 
 
 def _true(emu: OkxEmulator, inst: str) -> tuple[list, list]:
@@ -352,10 +331,7 @@ async def test_collector_raw_market_and_rebuilt_books(
         market = await js.subscribe(
             subjects.market_filter("book", "okx"), stream=STREAM_MARKET, ordered_consumer=True
         )
-        async with (
-            inprocess("collector", collector_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-        ):
+        async with inprocess_all(settings, collector=collector_main, normalizer=normalizer_main):
             await emu.wait_subscribed(4, timeout=15)
             await emu.emit(3000, books_every=2)
 
@@ -456,11 +432,7 @@ async def test_collector_pings_when_idle_and_reconnects(
                 await asyncio.sleep(0.1)
             assert w.health.state == "ok"
     # the normalizer turns the disconnect into a reconnect gap
-    n = Normalizer()
-    out = n.normalize("raw.okx.conn.ALL", orjson.dumps(conn[1]), RECV, 1)
-    assert not isinstance(out, Dead)
-    [gap] = [schemas.decode(o.data) for o in out]
-    assert isinstance(gap, schemas.Gap) and (gap.symbol, gap.reason) == ("BTC-USDT", "reconnect")
+    assert reconnect_gap("okx", conn[1]).symbol == "BTC-USDT"
 
 
 async def test_emulator_protocol() -> None:
@@ -501,18 +473,11 @@ async def test_orderbook_service_resyncs_through_the_stream(
     ctl.snapshot makes the collector re-subscribe, and the book heals to the true book."""
     from orderbook.service import main as orderbook_main
 
-    async def served(symbol: str) -> dict:
-        try:
-            msg = await nc.request(subjects.book_get("okx", symbol), b"", timeout=2)
-        except Exception:
-            return {}
-        return orjson.loads(msg.data)
-
     async def synced(inst: str, symbol: str, timeout: float = 15) -> dict:
         deadline = asyncio.get_running_loop().time() + timeout
         b: dict = {}
         while asyncio.get_running_loop().time() < deadline:
-            b = await served(symbol)
+            b = await served_book(nc, "okx", symbol)
             if b.get("valid") and b.get("seq") == emu.sims[inst].seq:
                 return b
             # OKX keeps pushing; the service asks for a snapshot (at most every
@@ -532,10 +497,8 @@ async def test_orderbook_service_resyncs_through_the_stream(
                                "symbols": ["BTC-USDT"], "channels": ["books"]}},
             orderbook={"depth_interval_ms": 50, "snapshot_retry_s": 0.3},
         )  # fmt: skip
-        async with (
-            inprocess("orderbook", orderbook_main, settings),
-            inprocess("normalizer", normalizer_main, settings),
-            inprocess("collector", collector_main, settings),
+        async with inprocess_all(
+            settings, orderbook=orderbook_main, normalizer=normalizer_main, collector=collector_main
         ):
             await emu.wait_subscribed(1, timeout=15)
             await emu.emit(400)
@@ -548,12 +511,7 @@ async def test_orderbook_service_resyncs_through_the_stream(
                       ("corrupt", "checksum"))  # fmt: skip
             for fault, reason in faults:
                 await emu.emit(200, fault=fault)
-                got = await take(gaps, 1, timeout=10 if reason else 1.5)
-                if reason is None:
-                    assert got == [], [schemas.decode(g.data) for g in got]
-                else:
-                    g = schemas.decode(got[0].data)
-                    assert isinstance(g, schemas.Gap) and g.reason == reason, (fault, g)
+                await expect_gap(gaps, reason, fault)
                 b = await synced("BTC-USDT", "BTC-USDT")
                 assert (b["bids"], b["asks"]) == tuple(map(lambda s: [list(x) for x in s],
                                                            _true(emu, "BTC-USDT")))  # fmt: skip

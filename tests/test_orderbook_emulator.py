@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import orjson
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from streams import schemas, subjects
+from streams import schemas
 from streams.natsserver import NatsServer
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator
+from tests.helpers import served_book
 from tests.test_orderbook_service import collect
 from tests.workers import Proc
 
@@ -37,21 +37,13 @@ def start_pipeline(tmp_path: Path, url: str, emu: BinanceEmulator) -> list[Proc]
     ]
 
 
-async def book(nc: Client, symbol: str) -> dict:
-    try:
-        msg = await nc.request(subjects.book_get("binance", symbol), b"", timeout=2)
-    except Exception:
-        return {}
-    return orjson.loads(msg.data)
-
-
 async def wait_synced(nc: Client, emu: BinanceEmulator, native: str, timeout: float = 60) -> dict:
     """Until the service's book is valid at the emulator's latest update id."""
     sim = emu.sims[native]
     deadline = asyncio.get_running_loop().time() + timeout
     b: dict = {}
     while asyncio.get_running_loop().time() < deadline:
-        b = await book(nc, SYMBOLS[native])
+        b = await served_book(nc, "binance", SYMBOLS[native])
         if b.get("valid") and b.get("seq") == sim.u:
             return b
         await asyncio.sleep(0.1)

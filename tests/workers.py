@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from streams.runtime import Worker, start_worker
@@ -31,6 +31,18 @@ async def inprocess(
         await asyncio.wait_for(task, 30)
         if w.nc is not None:
             await w.nc.drain()
+
+
+@asynccontextmanager
+async def inprocess_all(
+    settings: Settings, **bodies: Callable[[Worker], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """Several in-process workers, started in the order given (name=body) and stopped in
+    reverse, like nested ``inprocess`` blocks."""
+    async with AsyncExitStack() as stack:
+        for name, body in bodies.items():
+            await stack.enter_async_context(inprocess(name, body, settings))
+        yield
 
 
 class Proc:
