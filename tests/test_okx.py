@@ -13,6 +13,7 @@ import pytest
 import websockets
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 from collectors.okx import route, subscription_args
 from collectors.okx import run as collector_main
@@ -401,6 +402,29 @@ async def test_collector_raw_market_and_rebuilt_books(
                     found.append(p)
             assert found and found[0].reason == "checksum" and not spot.valid
         await market.unsubscribe()
+
+
+async def test_collector_retries_instruments_before_connecting(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    """The venue's REST is down at start: instruments are retried with backoff, each
+    failure counted and none published, and the WebSocket opens only once they are on RAW."""
+
+    def errors() -> float:
+        labels = {"venue": "okx", "endpoint": "instruments", "status": "error"}
+        return REGISTRY.get_sample_value("jetmarket_collector_rest_requests_total", labels) or 0
+
+    async with OkxEmulator(["BTC-USDT"], seed=6) as emu:
+        emu.rest_unavailable = 2
+        settings = collector_settings(tmp_path, nats_server.url, emu)
+        before = errors()
+        async with inprocess("collector", collector_main, settings):
+            await emu.wait_subscribed(2, timeout=15)
+            assert emu.rest_calls == {"SPOT": 3} and errors() - before == 2
+            [info] = await raw_messages(js, "raw.okx.instruments.ALL", 2, timeout=2)
+            assert orjson.loads(info.data)["data"][0]["instId"] == "BTC-USDT"
+            [connected] = await raw_messages(js, "raw.okx.conn.ALL", 1)
+            assert info.metadata.sequence.stream < connected.metadata.sequence.stream
 
 
 async def test_collector_pings_when_idle_and_reconnects(

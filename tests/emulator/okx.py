@@ -199,6 +199,7 @@ class OkxEmulator(EmulatorServer):
         self.sent: list[bytes] = []  # every data frame broadcast, in order
         self.rest_calls: dict[str, int] = {}
         self.requests: list[dict] = []  # subscribe/unsubscribe requests received
+        self.rest_unavailable = 0  # instruments requests to answer 503 before serving again
         self._n = 0
 
     # -- routes --------------------------------------------------------------------------
@@ -339,6 +340,9 @@ class OkxEmulator(EmulatorServer):
     async def _rest_instruments(self, request: web.Request) -> web.Response:
         kind = request.query.get("instType", "")
         self.rest_calls[kind] = self.rest_calls.get(kind, 0) + 1
+        if self.rest_unavailable > 0:
+            self.rest_unavailable -= 1
+            return web.Response(status=503, text="Service Unavailable")
         if kind not in ("SPOT", "SWAP", "FUTURES", "OPTION"):
             body = {"code": "51000", "msg": "Parameter instType error", "data": []}
             return web.Response(body=orjson.dumps(body), status=400,
