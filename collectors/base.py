@@ -1,4 +1,6 @@
-"""Venue-agnostic collector parts: reconnect backoff, connection ids, raw publishing.
+"""Venue-agnostic collector parts: reconnect backoff, connection ids, raw publishing, and
+the pieces every venue module uses the same way (REST bodies through ccxt, instruments
+retried before the first frame, ctl.snapshot answers, connection events, health).
 
 Raw frames are published with core NATS publishes (a JetStream ack per frame would cap a
 collector at the ~28k msg/s of acked publishes); every ``flush_every`` frames, and at
@@ -484,7 +486,7 @@ async def publish_conn_event(
     await pub.publish("conn", "ALL", body, now, conn, durable=True)
 
 
-def conn_events(pub: RawPublisher, **fields: Any) -> Callable[[Link, str, str], Awaitable[None]]:
+def conn_events(pub: RawPublisher, **fields: Any) -> Callable[..., Awaitable[None]]:
     """``keep_connected``'s ``conn_event`` for a venue whose events carry fixed ``fields``."""
 
     async def conn_event(link: Link, event: str, reason: str = "") -> None:
