@@ -669,7 +669,10 @@ def main() -> None:
     venues = list(bench_venues.all_venues())
     n = 200_000
     print(f"raw -> market over NATS, {n} trade frames ...", flush=True)
-    norm, relay = uvloop.run(bench_over_nats(n))
+    # three rounds, each relay then normalizer on a fresh server: the box's load swings
+    # between rounds, so the figure is the round with the median ratio (all are listed)
+    rounds = [uvloop.run(bench_over_nats(n)) for _ in range(3)]
+    norm, relay = sorted(rounds, key=lambda r: r[0] / r[1])[1]
     print("collector raw publishing ...", flush=True)
     coll, coll_base = uvloop.run(bench_collector_publish(n))
     print("order book ...", flush=True)
@@ -766,12 +769,16 @@ def main() -> None:
         "AckAll) and publish each batch as one write of core publishes plus one acked",
         "JetStream publish; the relay republishes bytes untouched (no headers), the",
         "normalizer parses, validates, encodes and sets `Nats-Msg-Id` on every message.",
-        "Goals: >= 0.80 of the relay and >= 60k msg/s.",
+        "Goals: >= 0.80 of the relay and >= 60k msg/s. Three rounds (relay, then normalizer,",
+        "on a fresh nats-server each); the goals table uses the round with the median ratio.",
         "",
-        "| pipeline | msg/s | ratio to relay |",
-        "|---|---:|---:|",
-        f"| do-nothing relay (RAW -> RELAY stream) | {relay:,.0f} | 1.00 |",
-        f"| normalizer worker (RAW -> MARKET stream) | {norm:,.0f} | {norm / relay:.2f} |",
+        "| round | do-nothing relay (RAW -> RELAY) msg/s | normalizer (RAW -> MARKET) msg/s |"
+        " ratio to relay |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {i} | {r:,.0f} | {m:,.0f} | {m / r:.2f}{' (median)' if m == norm else ''} |"
+            for i, (m, r) in enumerate(rounds, 1)
+        ],
         "",
         f"## End to end throughput: emulator -> collector -> normalizer -> sink ({e2e_rate:,}"
         f" trades/s offered for {e2e_s} s)",
