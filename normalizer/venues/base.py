@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import msgspec
+
+from streams import schemas, subjects
 
 
 class Out(NamedTuple):
@@ -24,6 +26,42 @@ new_out: Callable[[tuple[str, str, bytes]], Out] = partial(tuple.__new__, Out)  
 
 class Rejected(Exception):
     """A frame that cannot be normalized; the message is the reason sent to the DLQ."""
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Naming:
+    """Subjects, symbols and message ids of a venue's output, shared by the parsers.
+
+    ``(subject, symbol)`` is cached per (message type, native symbol): subjects are built
+    once per symbol, not per frame. ``Nats-Msg-Id`` is ``<venue>:<type>:<symbol>:<id>``.
+    A parser sets ``market_venue`` and ``to_symbol`` and creates ``_names_cache``."""
+
+    market_venue: ClassVar[str]
+    _names_cache: dict[tuple[str, str], tuple[str, str]]
+
+    def to_symbol(self, native: str) -> str:  # ValueError for a name outside our scheme
+        raise NotImplementedError
+
+    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
+        key = (msg_type, native)
+        hit = self._names_cache.get(key)
+        if hit is None:
+            try:
+                symbol = self.to_symbol(native)
+            except ValueError as exc:
+                raise Rejected(str(exc)) from None
+            hit = (subjects.market(msg_type, self.market_venue, symbol), symbol)
+            self._names_cache[key] = hit
+        return hit
+
+    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
+        # the cache hit inline and no NamedTuple __new__: this runs once per output message
+        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
+        return new_out(
+            (names[0], f"{self.market_venue}:{msg_type}:{names[1]}:{natural_id}", _encode(msg))
+        )
 
 
 class Frame(msgspec.Struct, frozen=True, gc=False):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import msgspec
 
 from normalizer import symbols
-from normalizer.venues.base import Frame, Out, Rejected, new_out
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.binance import wire
 from streams import schemas, subjects
 
@@ -51,7 +51,8 @@ _encode = msgspec.json.Encoder().encode
 Handler = Callable[[Frame], list[Out]]
 
 
-class _Binance:
+class _Binance(Naming):
+    market_venue = VENUE
     venue = "binance"
     to_symbol: Callable[[str], str] = staticmethod(symbols.binance_spot)
     depth_decoder: msgspec.json.Decoder = wire.decoder(wire.Envelope[wire.DepthEvent])
@@ -77,19 +78,6 @@ class _Binance:
             # not UTF-8, or nested deeper than the decoder recurses: malformed all the same
             raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
 
-    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        """(subject, symbol), cached: subjects are built once per symbol, not per frame."""
-        key = (msg_type, native)
-        hit = self._names_cache.get(key)
-        if hit is None:
-            try:
-                symbol = self.to_symbol(native)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._names_cache[key] = hit
-        return hit
-
     @staticmethod
     def _same(frame: Frame, s: str) -> None:
         if s != frame.native_symbol:
@@ -99,11 +87,6 @@ class _Binance:
     def _event(got: str, want: str, channel: str) -> None:
         if got != want:
             raise Rejected(f"unexpected event {got!r} on the {channel} channel")
-
-    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        # the cache hit inline and no NamedTuple __new__: this runs once per output message
-        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
-        return new_out((names[0], f"binance:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     # -- trades ------------------------------------------------------------------------
     # The hottest channels are written out flat: a helper call per check cost more than the

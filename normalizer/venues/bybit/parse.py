@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected, new_out
+from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.bybit import symbols, wire
 from streams import schemas, subjects
 
@@ -69,7 +69,8 @@ def _f(text: str | None) -> float | None:
     return v
 
 
-class _Bybit:
+class _Bybit(Naming):
+    market_venue = VENUE
     venue = "bybit_linear"
     category = "linear"
     inverse = False
@@ -114,19 +115,6 @@ class _Bybit:
             )
         return symbols.inverse(native, expiry or None)
 
-    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        """(subject, symbol), cached: subjects are built once per symbol, not per frame."""
-        key = (msg_type, native)
-        hit = self._names_cache.get(key)
-        if hit is None:
-            try:
-                symbol = self.to_symbol(native)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._names_cache[key] = hit
-        return hit
-
     def _size(self, qty: float, price: float) -> float:
         return qty / price if self.inverse else qty
 
@@ -139,11 +127,6 @@ class _Bybit:
     def _same(frame: Frame, s: str) -> None:
         if s != frame.native_symbol:
             raise Rejected(f"symbol {s!r} in a frame published for {frame.native_symbol!r}")
-
-    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        # the cache hit inline and no NamedTuple __new__: this runs once per output message
-        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
-        return new_out((names[0], f"bybit:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     # -- trades --------------------------------------------------------------------------
     def _publicTrade(self, frame: Frame) -> list[Out]:  # handler names follow the channels

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected, new_out
+from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.coinbase import symbols, wire
 from streams import schemas, subjects
 
@@ -91,7 +91,9 @@ def _f(s: str) -> float | None:
     return float(s) if s else None
 
 
-class CoinbaseParser:
+class CoinbaseParser(Naming):
+    market_venue = VENUE
+    to_symbol = staticmethod(symbols.to_symbol)
     venue = "coinbase"
     channels: dict[str, str] = {
         "market_trades": "trade", "level2": "book", "ticker": "bbo+ticker",
@@ -143,22 +145,6 @@ class CoinbaseParser:
         self.last_seq = None
 
     # -- helpers -------------------------------------------------------------------------
-    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        key = (msg_type, native)
-        hit = self._names_cache.get(key)
-        if hit is None:
-            try:
-                symbol = symbols.to_symbol(native)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._names_cache[key] = hit
-        return hit
-
-    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        # the cache hit inline and no NamedTuple __new__: this runs once per output message
-        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
-        return new_out((names[0], f"coinbase:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     @staticmethod
     def _channel(env: wire.Envelope, want: str) -> None:

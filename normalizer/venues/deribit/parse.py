@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected, new_out
+from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.deribit import symbols, wire
 from streams import schemas, subjects
 
@@ -64,7 +64,9 @@ Handler = Callable[[Frame], list[Out]]
 OPTION_TYPES = {"call": "call", "put": "put"}
 
 
-class DeribitParser:
+class DeribitParser(Naming):
+    market_venue = VENUE
+    to_symbol = staticmethod(symbols.to_symbol)
     venue = "deribit"
     channels: dict[str, str] = {
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
@@ -96,23 +98,6 @@ class DeribitParser:
             raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
 
     # -- helpers -------------------------------------------------------------------------
-    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        """(subject, symbol), cached per (type, instrument)."""
-        key = (msg_type, native)
-        hit = self._names_cache.get(key)
-        if hit is None:
-            try:
-                symbol = symbols.to_symbol(native)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._names_cache[key] = hit
-        return hit
-
-    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        # the cache hit inline and no NamedTuple __new__: this runs once per output message
-        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
-        return new_out((names[0], f"deribit:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     def _is_inverse(self, native: str) -> bool:
         hit = self._inverse.get(native)

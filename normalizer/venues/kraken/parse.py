@@ -26,7 +26,7 @@ from datetime import date
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected, new_out
+from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.kraken import symbols, wire
 from streams import schemas, subjects
 
@@ -90,7 +90,9 @@ def ts_ns(s: str) -> int:
     return base + int(frac) * _FRAC_SCALE[len(frac)]
 
 
-class KrakenParser:
+class KrakenParser(Naming):
+    market_venue = VENUE
+    to_symbol = staticmethod(symbols.to_symbol)
     venue = "kraken"
     channels: dict[str, str] = {
         "trade": "trade", "book": "book", "ticker": "bbo+ticker", "ohlc": "candle",
@@ -121,23 +123,6 @@ class KrakenParser:
             raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
 
     # -- helpers -------------------------------------------------------------------------
-    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        """(subject, symbol), cached per (type, pair)."""
-        key = (msg_type, native)
-        hit = self._names_cache.get(key)
-        if hit is None:
-            try:
-                symbol = symbols.to_symbol(native)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._names_cache[key] = hit
-        return hit
-
-    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        # the cache hit inline and no NamedTuple __new__: this runs once per output message
-        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
-        return new_out((names[0], f"kraken:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     @staticmethod
     def _same(frame: Frame, symbol: str) -> None:

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected, new_out
+from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.okx import symbols, wire
 from streams import schemas, subjects
 
@@ -79,7 +79,9 @@ def contract_of(i: wire.Instrument) -> Contract | None:
     raise Rejected(f"{i.instId}: contract value currency {i.ctValCcy!r} is neither base nor quote")
 
 
-class OkxParser:
+class OkxParser(Naming):
+    market_venue = VENUE
+    to_symbol = staticmethod(symbols.to_symbol)
     venue = "okx"
     channels: dict[str, str] = {
         "trades": "trade", "books": "book", "bbo-tbt": "bbo", "tickers": "ticker",
@@ -119,23 +121,6 @@ class OkxParser:
             raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
 
     # -- helpers -------------------------------------------------------------------------
-    def _names(self, msg_type: str, native: str) -> tuple[str, str]:
-        """(subject, symbol), cached per (type, instId)."""
-        key = (msg_type, native)
-        hit = self._names_cache.get(key)
-        if hit is None:
-            try:
-                symbol = symbols.to_symbol(native)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, VENUE, symbol), symbol)
-            self._names_cache[key] = hit
-        return hit
-
-    def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
-        # the cache hit inline and no NamedTuple __new__: this runs once per output message
-        names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
-        return new_out((names[0], f"okx:{msg_type}:{names[1]}:{natural_id}", _encode(msg)))
 
     @staticmethod
     def _same(frame: Frame, arg: wire.Arg) -> None:
