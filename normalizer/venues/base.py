@@ -31,6 +31,19 @@ class Rejected(Exception):
 _encode = msgspec.json.Encoder().encode
 
 
+class ConnEvent(msgspec.Struct):
+    """Written by our own collectors to ``raw.<venue>.conn.ALL`` (collectors/base.py)."""
+
+    event: str  # "connected" | "disconnected"
+    conn: str
+    ts: int
+    symbols: list[str] = []
+    reason: str = ""
+
+
+_conn_event = msgspec.json.Decoder(ConnEvent).decode
+
+
 class Naming:
     """Subjects, symbols and message ids of a venue's output, shared by the parsers.
 
@@ -55,6 +68,33 @@ class Naming:
             hit = (subjects.market(msg_type, self.market_venue, symbol), symbol)
             self._names_cache[key] = hit
         return hit
+
+    def reconnect_gaps(
+        self, frame: Frame, *, skip_unknown: bool = False, stale: bool = False
+    ) -> list[Out]:
+        """A ``disconnected`` event: a ``reconnect`` gap (``stale`` when the collector cut a
+        silent feed and ``stale`` is asked for) for every symbol the connection carried:
+        frames may have been missed until the next connection's snapshot. ``skip_unknown``:
+        symbols the parser cannot name produced nothing, so they get no gap either."""
+        ev = _conn_event(frame.data)
+        if ev.event != "disconnected":
+            return []
+        reason = "stale" if stale and ev.reason.startswith("stale") else "reconnect"
+        out = []
+        for native in ev.symbols:
+            try:
+                _, symbol = self._names("gap", native)
+            except Rejected:
+                if skip_unknown:
+                    continue
+                raise
+            msg = schemas.Gap(
+                venue=self.market_venue, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
+                reason=reason, channel="ws",  # type: ignore[arg-type]
+                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
+            )  # fmt: skip
+            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
+        return out
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
         # the cache hit inline and no NamedTuple __new__: this runs once per output message

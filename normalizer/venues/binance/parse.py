@@ -45,7 +45,6 @@ _force = wire.decoder(wire.Envelope[wire.ForceOrderEvent])
 _oi = wire.decoder(wire.OpenInterest)
 _info = wire.decoder(wire.ExchangeInfo)
 _finfo = wire.decoder(wire.FuturesExchangeInfo)
-_conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
@@ -213,19 +212,7 @@ class _Binance(Naming):
         )
 
     def _conn(self, frame: Frame) -> list[Out]:
-        ev = _conn.decode(frame.data)
-        if ev.event != "disconnected":
-            return []
-        out = []
-        for native in ev.symbols:
-            _, symbol = self._names("gap", native)
-            msg = schemas.Gap(
-                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
-                reason="reconnect", channel="ws",
-                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
-            )  # fmt: skip
-            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
-        return out
+        return self.reconnect_gaps(frame)
 
 
 def _tick_lot(filters: list[wire.SymbolFilter]) -> tuple[float | None, float | None]:

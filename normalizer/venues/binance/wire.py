@@ -87,17 +87,6 @@ class ExchangeInfo(msgspec.Struct):
     symbols: list[SymbolInfo]
 
 
-class ConnEvent(msgspec.Struct):
-    """Written by our own collector to ``raw.binance.conn.ALL``."""
-
-    event: str
-    conn: str
-    ts: int
-    symbols: list[str] = []
-    streams: list[str] = []
-    reason: str = ""
-
-
 def decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind, strict=False)
 

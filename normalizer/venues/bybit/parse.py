@@ -46,7 +46,6 @@ _ticker = wire.decoder(wire.TickerFrame)
 _kline = wire.decoder(wire.KlineFrame)
 _liq = wire.decoder(wire.LiquidationFrame)
 _instruments = wire.decoder(wire.Instruments)
-_conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
@@ -321,22 +320,7 @@ class _Bybit(Naming):
         return out
 
     def _conn(self, frame: Frame) -> list[Out]:
-        ev = _conn.decode(frame.data)
-        if ev.event != "disconnected":
-            return []
-        out = []
-        for native in ev.symbols:
-            try:
-                _, symbol = self._names("gap", native)
-            except Rejected:
-                continue  # an inverse symbol never described: it produced nothing to gap
-            msg = schemas.Gap(
-                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
-                reason="reconnect", channel="ws",
-                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
-            )  # fmt: skip
-            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
-        return out
+        return self.reconnect_gaps(frame, skip_unknown=True)  # never-described inverse
 
 
 class BybitSpotParser(_Bybit):

@@ -57,7 +57,6 @@ _ticker = wire.decoder(wire.Envelope[wire.TickerEvent])
 _candles = wire.decoder(wire.Envelope[wire.CandlesEvent])
 _probe = wire.decoder(wire.Probe)
 _products = wire.decoder(wire.Products)
-_conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
@@ -297,18 +296,5 @@ class CoinbaseParser(Naming):
         return out
 
     def _conn_event(self, frame: Frame) -> list[Out]:
-        ev = _conn.decode(frame.data)
         self._reset()  # a new connection numbers its messages from 0 again
-        if ev.event != "disconnected":
-            return []
-        reason = "stale" if ev.reason.startswith("stale") else "reconnect"
-        out = []
-        for native in ev.symbols:
-            _, symbol = self._names("gap", native)
-            msg = schemas.Gap(
-                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
-                reason=reason, channel="ws",  # type: ignore[arg-type]
-                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
-            )  # fmt: skip
-            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
-        return out
+        return self.reconnect_gaps(frame, stale=True)

@@ -123,15 +123,5 @@ class Products(msgspec.Struct, gc=False):
     num_products: int | None = None
 
 
-class ConnEvent(msgspec.Struct):
-    """Written by our own collector to ``raw.coinbase.conn.ALL``."""
-
-    event: str
-    conn: str
-    ts: int
-    symbols: list[str] = []
-    reason: str = ""
-
-
 def decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind, strict=False)

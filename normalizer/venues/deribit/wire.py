@@ -126,15 +126,5 @@ class Instruments(msgspec.Struct, gc=False):
     error: RpcError | None = None
 
 
-class ConnEvent(msgspec.Struct):
-    """Written by our own collector to ``raw.deribit.conn.ALL``."""
-
-    event: str
-    conn: str
-    ts: int
-    symbols: list[str] = []
-    reason: str = ""
-
-
 def decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind)

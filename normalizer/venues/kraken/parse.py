@@ -44,7 +44,6 @@ _ohlc = wire.decoder(wire.Push[wire.Ohlc])
 _instrument = wire.decoder(wire.InstrumentFrame)
 _asset_pairs = wire.decoder(wire.AssetPairs)
 _control = wire.decoder(wire.Control)
-_conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
@@ -280,16 +279,4 @@ class KrakenParser(Naming):
         return []
 
     def _conn_event(self, frame: Frame) -> list[Out]:
-        ev = _conn.decode(frame.data)
-        if ev.event != "disconnected":
-            return []
-        out = []
-        for native in ev.symbols:
-            _, symbol = self._names("gap", native)
-            msg = schemas.Gap(
-                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
-                reason="reconnect", channel="ws",
-                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
-            )  # fmt: skip
-            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
-        return out
+        return self.reconnect_gaps(frame)

@@ -137,15 +137,5 @@ class Control(msgspec.Struct, gc=False):
     symbol: str = ""
 
 
-class ConnEvent(msgspec.Struct):
-    """Written by our own collector to ``raw.kraken.conn.ALL``."""
-
-    event: str
-    conn: str
-    ts: int
-    symbols: list[str] = []
-    reason: str = ""
-
-
 def decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind)

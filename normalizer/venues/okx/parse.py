@@ -50,7 +50,6 @@ _liq = wire.decoder(wire.Push[wire.Liquidation])
 _mark = wire.decoder(wire.Push[wire.MarkPrice])
 _index = wire.decoder(wire.Push[wire.IndexTicker])
 _instruments = wire.decoder(wire.Instruments)
-_conn = wire.decoder(wire.ConnEvent)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
@@ -366,16 +365,4 @@ class OkxParser(Naming):
         return out
 
     def _conn_event(self, frame: Frame) -> list[Out]:
-        ev = _conn.decode(frame.data)
-        if ev.event != "disconnected":
-            return []
-        out = []
-        for native in ev.symbols:
-            _, symbol = self._names("gap", native)
-            msg = schemas.Gap(
-                venue=VENUE, symbol=symbol, ts_event=ev.ts, ts_recv=frame.ts_recv,
-                reason="reconnect", channel="ws",
-                detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
-            )  # fmt: skip
-            out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
-        return out
+        return self.reconnect_gaps(frame)

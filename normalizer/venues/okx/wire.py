@@ -149,15 +149,5 @@ class Instruments(msgspec.Struct, gc=False):
     msg: str = ""
 
 
-class ConnEvent(msgspec.Struct):
-    """Written by our own collector to ``raw.okx.conn.ALL``."""
-
-    event: str
-    conn: str
-    ts: int
-    symbols: list[str] = []
-    reason: str = ""
-
-
 def decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind, strict=False)
