@@ -52,10 +52,9 @@ class Naming:
     A parser sets ``market_venue`` and ``to_symbol`` and creates ``_names_cache``."""
 
     market_venue: ClassVar[str]
+    # native name -> jetmarket symbol; ValueError for a name outside our scheme
+    to_symbol: Callable[[str], str]
     _names_cache: dict[tuple[str, str], tuple[str, str]]
-
-    def to_symbol(self, native: str) -> str:  # ValueError for a name outside our scheme
-        raise NotImplementedError
 
     def _names(self, msg_type: str, native: str) -> tuple[str, str]:
         key = (msg_type, native)
@@ -95,6 +94,15 @@ class Naming:
             )  # fmt: skip
             out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
         return out
+
+    def instrument_out(self, msg: schemas.Instrument, frame: Frame) -> Out:
+        """An instrument message, identified by the raw frame it came from: a venue's list
+        is republished on every refresh, and each refresh is a new row in ``instruments``."""
+        return new_out((
+            subjects.market("instrument", self.market_venue, msg.symbol),
+            f"{self.market_venue}:instrument:{msg.symbol}:{frame.raw_seq}",
+            _encode(msg),
+        ))  # fmt: skip
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
         # the cache hit inline and no NamedTuple __new__: this runs once per output message

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, Self
 
@@ -17,7 +18,7 @@ class HasWs(Protocol):
     ws: web.WebSocketResponse
 
 
-class EmulatorServer:
+class EmulatorServer(ABC):
     """Subclasses add their routes in ``routes`` and keep connected clients (anything with
     a ``ws``) in ``clients``; ``ws_path`` is where their WebSocket is served."""
 
@@ -31,8 +32,9 @@ class EmulatorServer:
         # notified whenever clients come, go or change what they subscribed
         self._changed = asyncio.Condition()
 
+    @abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add the venue's WebSocket and REST routes to ``app``."""
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> Self:
