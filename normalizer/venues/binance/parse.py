@@ -30,7 +30,7 @@ import msgspec
 from normalizer import symbols
 from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.binance import wire
-from streams import schemas, subjects
+from streams import schemas
 
 VENUE = "binance"
 MS = 1_000_000
@@ -200,16 +200,8 @@ class _Binance(Naming):
                 kind="spot", base=s.baseAsset, quote=s.quoteAsset, tick_size=tick,
                 lot_size=lot, active=s.status == "TRADING",
             )  # fmt: skip
-            out.append(self._instrument_out(msg, frame))
+            out.append(self.instrument_out(msg, frame))
         return out
-
-    @staticmethod
-    def _instrument_out(msg: schemas.Instrument, frame: Frame) -> Out:
-        return Out(
-            subjects.market("instrument", VENUE, msg.symbol),
-            f"binance:instrument:{msg.symbol}:{frame.raw_seq}",
-            _encode(msg),
-        )
 
     def _conn(self, frame: Frame) -> list[Out]:
         return self.reconnect_gaps(frame)
@@ -305,5 +297,5 @@ class BinanceUsdmParser(_Binance):
                 expiry_ts=None if perp else s.deliveryDate * MS,
                 active=s.status == "TRADING",
             )  # fmt: skip
-            out.append(self._instrument_out(msg, frame))
+            out.append(self.instrument_out(msg, frame))
         return out

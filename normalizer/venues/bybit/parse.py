@@ -31,7 +31,7 @@ import msgspec
 
 from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.bybit import symbols, wire
-from streams import schemas, subjects
+from streams import schemas
 
 VENUE = "bybit"
 MS = 1_000_000
@@ -313,10 +313,7 @@ class _Bybit(Naming):
                 expiry_ts=s.deliveryTime * MS if future and s.deliveryTime else None,
                 active=s.status == "Trading",
             )  # fmt: skip
-            out.append(
-                Out(subjects.market("instrument", VENUE, symbol),
-                    f"bybit:instrument:{symbol}:{frame.raw_seq}", _encode(msg))
-            )  # fmt: skip
+            out.append(self.instrument_out(msg, frame))
         return out
 
     def _conn(self, frame: Frame) -> list[Out]:

@@ -41,7 +41,7 @@ import msgspec
 
 from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.coinbase import symbols, wire
-from streams import schemas, subjects
+from streams import schemas
 
 VENUE = "coinbase"
 CANDLE_INTERVAL = "5m"
@@ -286,13 +286,7 @@ class CoinbaseParser(Naming):
                 lot_size=float(p.base_increment), contract_size=1.0,
                 active=p.status == "online" and not p.trading_disabled and not p.is_disabled,
             )  # fmt: skip
-            out.append(
-                Out(
-                    subjects.market("instrument", VENUE, symbol),
-                    f"coinbase:instrument:{symbol}:{frame.raw_seq}",
-                    _encode(msg),
-                )
-            )
+            out.append(self.instrument_out(msg, frame))
         return out
 
     def _conn_event(self, frame: Frame) -> list[Out]:

@@ -40,7 +40,7 @@ import msgspec
 
 from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.deribit import symbols, wire
-from streams import schemas, subjects
+from streams import schemas
 
 VENUE = "deribit"
 MS = 1_000_000
@@ -319,13 +319,7 @@ class DeribitParser(Naming):
                 option_type=OPTION_TYPES.get(i.option_type or "") if kind == "option" else None,  # type: ignore[arg-type]
                 active=i.is_active,
             )  # fmt: skip
-            out.append(
-                Out(
-                    subjects.market("instrument", VENUE, symbol),
-                    f"deribit:instrument:{symbol}:{frame.raw_seq}",
-                    _encode(msg),
-                )
-            )
+            out.append(self.instrument_out(msg, frame))
         return out
 
     def _conn_event(self, frame: Frame) -> list[Out]:

@@ -237,11 +237,7 @@ class KrakenParser(Naming):
             native_symbol=native, kind="spot", base=base, quote=quote, settle=None,
             tick_size=tick, lot_size=lot, contract_size=1.0, active=active,
         )  # fmt: skip
-        return Out(
-            subjects.market("instrument", VENUE, symbol),
-            f"kraken:instrument:{symbol}:{frame.raw_seq}",
-            _encode(msg),
-        )
+        return self.instrument_out(msg, frame)
 
     def _instrument(self, frame: Frame) -> list[Out]:
         f = _instrument.decode(frame.data)

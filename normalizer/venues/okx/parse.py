@@ -34,7 +34,7 @@ import msgspec
 
 from normalizer.venues.base import Frame, Naming, Out, Rejected
 from normalizer.venues.okx import symbols, wire
-from streams import schemas, subjects
+from streams import schemas
 
 VENUE = "okx"
 MS = 1_000_000
@@ -355,13 +355,7 @@ class OkxParser(Naming):
                 option_type={"C": "call", "P": "put"}.get(i.optType),  # type: ignore[arg-type]
                 active=i.state == "live",
             )  # fmt: skip
-            out.append(
-                Out(
-                    subjects.market("instrument", VENUE, symbol),
-                    f"okx:instrument:{symbol}:{frame.raw_seq}",
-                    _encode(msg),
-                )
-            )
+            out.append(self.instrument_out(msg, frame))
         return out
 
     def _conn_event(self, frame: Frame) -> list[Out]:
