@@ -26,7 +26,7 @@ from datetime import date
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.kraken import symbols, wire
 from streams import schemas, subjects
 
@@ -47,6 +47,8 @@ _control = wire.decoder(wire.Control)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
+# (raw subject token, symbol, market subject, "kraken:<type>:<symbol>:") of one native pair
+Names = tuple[str, str, str, str]
 _days: dict[str, int] = {}
 _secs: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ns, already validated
 _FRAC_SCALE = [10 ** (9 - k) for k in range(10)]  # fraction digits -> ns per unit
@@ -79,6 +81,11 @@ def ts_ns(s: str) -> int:
         if len(_secs) > 10_000:
             _secs.clear()
         _secs[s[:19]] = base
+    # Kraken writes microseconds: one slice and no scale lookup for the usual shape
+    if len(s) == 27 and s[19] == "." and s[26] == "Z":
+        frac = s[20:26]
+        if frac.isdigit():
+            return base + int(frac) * 1000
     if len(s) <= 20:  # a cached prefix says nothing about what follows it
         if len(s) < 20 or s[19] != "Z":
             raise ValueError(f"bad timestamp {s!r}")
@@ -87,6 +94,21 @@ def ts_ns(s: str) -> int:
     if s[19] != "." or s[-1] != "Z" or not frac.isdigit() or len(frac) > 9:
         raise ValueError(f"bad timestamp {s!r}")
     return base + int(frac) * _FRAC_SCALE[len(frac)]
+
+
+_bounds: dict[str, int] = {}
+
+
+def bound_ns(s: str) -> int:
+    """``ts_ns`` of a candle's ``interval_begin``/``timestamp``: whole-minute instants that
+    every push of the candle repeats, so the whole string is cached."""
+    hit = _bounds.get(s)
+    if hit is None:
+        hit = ts_ns(s)
+        if len(_bounds) > 10_000:
+            _bounds.clear()
+        _bounds[s] = hit
+    return hit
 
 
 class KrakenParser(Naming):
@@ -101,6 +123,8 @@ class KrakenParser(Naming):
 
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # per message type: native pair -> (raw subject token, symbol, subject, msg-id prefix)
+        self._pre: dict[str, dict[str, Names]] = {}
         self._dispatch: dict[str, Handler] = {
             "trade": self._trade, "book": self._book, "ticker": self._ticker,
             "ohlc": self._ohlc, "instrument": self._instrument,
@@ -123,6 +147,19 @@ class KrakenParser(Naming):
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _pair(self, msg_type: str, native: str, frame: Frame) -> Names:
+        """The cached names of ``native`` for ``msg_type``, after the same checks in the same
+        order as ``_same`` then ``_names``: hot paths look the cache up inline and call this
+        only on a miss, so the subject token and message-id prefix are built once per pair."""
+        self._same(frame, native)
+        _, symbol = self._names(msg_type, native)
+        names = (
+            subjects.token(native), symbol, subjects.market(msg_type, VENUE, symbol),
+            f"{VENUE}:{msg_type}:{symbol}:",
+        )  # fmt: skip
+        self._pre.setdefault(msg_type, {})[native] = names
+        return names
+
     @staticmethod
     def _same(frame: Frame, symbol: str) -> None:
         # the raw subject token is the pair with '.' made '_' (subjects.token)
@@ -138,16 +175,19 @@ class KrakenParser(Naming):
     def _trade(self, frame: Frame) -> list[Out]:
         f = _trades.decode(frame.data)
         self._channel(frame, f.channel)
+        cache = self._pre.get("trade") or {}
         out = []
         for t in f.data:
-            self._same(frame, t.symbol)
-            _, symbol = self._names("trade", t.symbol)
+            names = cache.get(t.symbol)
+            if names is None or names[0] != frame.native_symbol:
+                names = self._pair("trade", t.symbol, frame)
+            tid = str(t.trade_id)
             msg = schemas.Trade(
-                venue=VENUE, symbol=symbol, ts_event=ts_ns(t.timestamp), ts_recv=frame.ts_recv,
-                id=str(t.trade_id), price=t.price, size=t.qty,
+                venue=VENUE, symbol=names[1], ts_event=ts_ns(t.timestamp),
+                ts_recv=frame.ts_recv, id=tid, price=t.price, size=t.qty,
                 side=t.side if t.side in ("buy", "sell") else "unknown",  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(self._out("trade", t.symbol, t.trade_id, msg))
+            out.append(new_out((names[2], names[3] + tid, _encode(msg))))
         return out
 
     def _book(self, frame: Frame) -> list[Out]:
@@ -157,39 +197,45 @@ class KrakenParser(Naming):
             # one entry per frame is what Kraken sends; two would need two sequence numbers
             raise Rejected(f"book frame with {len(f.data)} entries, expected 1")
         d = f.data[0]
-        self._same(frame, d.symbol)
-        _, symbol = self._names("book", d.symbol)
+        names = (self._pre.get("book") or {}).get(d.symbol)
+        if names is None or names[0] != frame.native_symbol:
+            names = self._pair("book", d.symbol, frame)
         snapshot = f.type == "snapshot"
         msg = schemas.Book(
-            venue=VENUE, symbol=symbol,
+            venue=VENUE, symbol=names[1],
             ts_event=ts_ns(d.timestamp) if d.timestamp else frame.ts_recv, ts_recv=frame.ts_recv,
             snapshot=snapshot, bids=[(lv.price, lv.qty) for lv in d.bids],
             asks=[(lv.price, lv.qty) for lv in d.asks], seq=frame.raw_seq,
             checksum=d.checksum,
         )  # fmt: skip
-        natural = f"snap{frame.raw_seq}" if snapshot else frame.raw_seq
-        return [self._out("book", d.symbol, natural, msg)]
+        natural = f"snap{frame.raw_seq}" if snapshot else str(frame.raw_seq)
+        return [new_out((names[2], names[3] + natural, _encode(msg)))]
 
     def _ticker(self, frame: Frame) -> list[Out]:
         f = _tickers.decode(frame.data)
         self._channel(frame, f.channel)
+        bbos = self._pre.get("bbo") or {}
         out = []
         for t in f.data:
-            self._same(frame, t.symbol)
-            _, symbol = self._names("ticker", t.symbol)
+            names = bbos.get(t.symbol)
+            if names is None or names[0] != frame.native_symbol:
+                names = self._pair("bbo", t.symbol, frame)
+                tnames = self._pair("ticker", t.symbol, frame)
+            else:
+                tnames = self._pre["ticker"][t.symbol]
             ts = ts_ns(t.timestamp) if t.timestamp else frame.ts_recv
             natural = f"r{frame.raw_seq}"
             bbo = schemas.BBO(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
                 bid_price=t.bid, bid_size=t.bid_qty, ask_price=t.ask, ask_size=t.ask_qty,
             )  # fmt: skip
             ticker = schemas.Ticker(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
                 last=t.last, bid=t.bid, ask=t.ask, high_24h=t.high, low_24h=t.low,
                 volume_24h=t.volume,
             )  # fmt: skip
-            out.append(self._out("bbo", t.symbol, natural, bbo))
-            out.append(self._out("ticker", t.symbol, natural, ticker))
+            out.append(new_out((names[2], names[3] + natural, _encode(bbo))))
+            out.append(new_out((tnames[2], tnames[3] + natural, _encode(ticker))))
         return out
 
     def _ohlc(self, frame: Frame) -> list[Out]:
@@ -197,24 +243,29 @@ class KrakenParser(Naming):
         self._channel(frame, f.channel)
         frame_ts = ts_ns(f.timestamp) if f.timestamp else frame.ts_recv
         # a snapshot lists past candles then the open one: all but the newest are closed
-        newest = max((k.interval_begin for k in f.data), default="")
+        snapshot = f.type == "snapshot"
+        newest = max((k.interval_begin for k in f.data), default="") if snapshot else ""
+        cache = self._pre.get("candle") or {}
         out = []
         for k in f.data:
-            self._same(frame, k.symbol)
+            names = cache.get(k.symbol)
+            if names is None or names[0] != frame.native_symbol:
+                self._same(frame, k.symbol)
             interval = INTERVALS.get(k.interval)
             if interval is None:
                 raise Rejected(f"unknown ohlc interval {k.interval} minutes")
-            _, symbol = self._names("candle", k.symbol)
-            ts_open = ts_ns(k.interval_begin)
-            ts = ts_ns(k.timestamp) if k.timestamp else frame_ts
+            if names is None or names[0] != frame.native_symbol:
+                names = self._pair("candle", k.symbol, frame)
+            ts_open = bound_ns(k.interval_begin)
+            ts = bound_ns(k.timestamp) if k.timestamp else frame_ts
             msg = schemas.Candle(
-                venue=VENUE, symbol=symbol, ts_event=ts,
+                venue=VENUE, symbol=names[1], ts_event=ts,
                 ts_recv=frame.ts_recv, interval=interval, ts_open=ts_open, open=k.open,
                 high=k.high, low=k.low, close=k.close, volume=k.volume,
-                closed=f.type == "snapshot" and k.interval_begin != newest, trades=k.trades,
+                closed=snapshot and k.interval_begin != newest, trades=k.trades,
             )  # fmt: skip
             natural = f"{interval}:{ts_open}:r{frame.raw_seq}"
-            out.append(self._out("candle", k.symbol, natural, msg))
+            out.append(new_out((names[2], names[3] + natural, _encode(msg))))
         return out
 
     # -- reference data ------------------------------------------------------------------
