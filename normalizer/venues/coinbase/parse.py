@@ -39,9 +39,9 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.coinbase import symbols, wire
-from streams import schemas
+from streams import schemas, subjects
 
 VENUE = "coinbase"
 CANDLE_INTERVAL = "5m"
@@ -60,6 +60,8 @@ _products = wire.decoder(wire.Products)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
+# (symbol, market subject, "coinbase:<type>:<symbol>:") of one product
+Names = tuple[str, str, str]
 _seconds: dict[str, int] = {}
 
 
@@ -68,6 +70,11 @@ def to_ns(ts: str) -> int:
     cached: every message of a second shares it, and the fraction is plain digits."""
     head = ts[:19]
     base = _seconds.get(head)
+    # nanoseconds, as Coinbase writes them: one slice, no padding
+    if base is not None and len(ts) == 30 and ts[19] == "." and ts[29] == "Z":
+        frac = ts[20:29]
+        if frac.isdigit():
+            return base + int(frac)
     if base is None:
         if len(head) != 19 or head[4] != "-" or head[10] != "T" or head[13] != ":":
             raise ValueError(f"bad timestamp {ts!r}")
@@ -86,10 +93,6 @@ def to_ns(ts: str) -> int:
     return base + int(tail[1:-1][:9].ljust(9, "0"))
 
 
-def _f(s: str) -> float | None:
-    return float(s) if s else None
-
-
 class CoinbaseParser(Naming):
     market_venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
@@ -102,6 +105,8 @@ class CoinbaseParser(Naming):
 
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # per message type: product id -> Names, filled by _product on a miss
+        self._pre: dict[str, dict[str, Names]] = {}
         self.last_seq: int | None = None  # last sequence_num of the current connection
         self.run_start = 0  # first message of the unbroken run ending at last_seq
         self.breaks = 0  # sequence breaks seen (holes, repeats, steps back)
@@ -144,6 +149,13 @@ class CoinbaseParser(Naming):
         self.last_seq = None
 
     # -- helpers -------------------------------------------------------------------------
+    def _product(self, msg_type: str, product: str) -> Names:
+        """The cached names of ``product`` (Rejected when it is not a spot product id): hot
+        paths look the cache up inline, so the subject and msg-id prefix are built once."""
+        _, symbol = self._names(msg_type, product)
+        names = (symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:")
+        self._pre.setdefault(msg_type, {})[product] = names
+        return names
 
     @staticmethod
     def _channel(env: wire.Envelope, want: str) -> None:
@@ -153,38 +165,48 @@ class CoinbaseParser(Naming):
     # -- channels ------------------------------------------------------------------------
     def _trades(self, frame: Frame) -> list[Out]:
         env = _trades.decode(frame.data)
-        self._channel(env, "market_trades")
+        if env.channel != "market_trades":
+            self._channel(env, "market_trades")
+        cache = self._pre.get("trade") or {}
         rows = []
+        # names and times of every trade first: a rejected frame must not count in track()
         for ev in env.events:
             for t in ev.trades:
-                _, symbol = self._names("trade", t.product_id)
-                rows.append((t, symbol, to_ns(t.time)))
-        self.track(env.sequence_num)
+                names = cache.get(t.product_id) or self._product("trade", t.product_id)
+                rows.append((t, names, to_ns(t.time)))
+        seq = env.sequence_num
+        last = self.last_seq
+        if last is None or seq != last + 1:  # else the run goes on: track() inline
+            self.track(seq)
+        else:
+            self.last_seq = seq
         out = []
-        for t, symbol, ts in rows:
+        for t, names, ts in rows:
             msg = schemas.Trade(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, id=t.trade_id,
+                venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv, id=t.trade_id,
                 price=t.price, size=t.size, side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(self._out("trade", t.product_id, t.trade_id, msg))
+            out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
         return out
 
     def _level2(self, frame: Frame) -> list[Out]:
         env = _l2.decode(frame.data)
-        self._channel(env, "l2_data")
+        if env.channel != "l2_data":
+            self._channel(env, "l2_data")
         ts = to_ns(env.timestamp)
+        cache = self._pre.get("book") or {}
         # one Book per product per message: they share the message's sequence_num, so two
         # would look like a repeat to the book; a snapshot drops what came before it
-        books: dict[str, tuple[bool, list[schemas.Level], list[schemas.Level]]] = {}
+        books: dict[str, tuple[bool, list[schemas.Level], list[schemas.Level], Names]] = {}
         for ev in env.events:
-            if ev.type not in ("snapshot", "update"):
+            if ev.type != "update" and ev.type != "snapshot":
                 raise Rejected(f"unknown level2 event type {ev.type!r}")
-            self._names("book", ev.product_id)
+            names = cache.get(ev.product_id) or self._product("book", ev.product_id)
             prior = books.get(ev.product_id)
             if ev.type == "snapshot" or prior is None:
-                prior = (ev.type == "snapshot", [], [])
+                prior = (ev.type == "snapshot", [], [], names)
                 books[ev.product_id] = prior
-            _, bids, asks = prior
+            bids, asks = prior[1], prior[2]
             for u in ev.updates:
                 if u.side == "bid":
                     bids.append((u.price_level, u.new_quantity))
@@ -193,67 +215,97 @@ class CoinbaseParser(Naming):
                 else:
                     raise Rejected(f"unknown level2 side {u.side!r}")
         seq = env.sequence_num
-        first = self.track(seq)
+        last = self.last_seq
+        if last is None or seq != last + 1:  # else the run goes on: track() inline
+            first = self.track(seq)
+        else:
+            self.last_seq = seq
+            first = self.run_start
         out = []
-        for product, (snapshot, bids, asks) in books.items():
-            _, symbol = self._names("book", product)
+        for snapshot, bids, asks, names in books.values():
             msg = schemas.Book(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
                 snapshot=snapshot, bids=bids, asks=asks, seq=seq, first_seq=first,
             )  # fmt: skip
             natural = f"snap{seq}r{frame.raw_seq}" if snapshot else f"{seq}r{frame.raw_seq}"
-            out.append(self._out("book", product, natural, msg))
+            out.append(new_out((names[1], names[2] + natural, _encode(msg))))
         return out
 
     def _ticker(self, frame: Frame) -> list[Out]:
         env = _ticker.decode(frame.data)
-        self._channel(env, "ticker")
+        if env.channel != "ticker":
+            self._channel(env, "ticker")
         ts = to_ns(env.timestamp)
+        bbos = self._pre.get("bbo") or {}
         rows = []
         for ev in env.events:
             for t in ev.tickers:
-                self._names("ticker", t.product_id)
-                bb, ba = _f(t.best_bid), _f(t.best_ask)
-                bq, aq = _f(t.best_bid_quantity), _f(t.best_ask_quantity)
-                nums = (_f(t.price), _f(t.high_24_h), _f(t.low_24_h), _f(t.volume_24_h))
-                rows.append((t.product_id, bb, bq, ba, aq, nums))
+                names = bbos.get(t.product_id)
+                if names is None:
+                    names = self._product("bbo", t.product_id)
+                    tnames = self._product("ticker", t.product_id)
+                else:
+                    tnames = self._pre["ticker"][t.product_id]
+                # "" = no value (new listings); float() of anything else, or Rejected
+                bb = float(t.best_bid) if t.best_bid else None
+                ba = float(t.best_ask) if t.best_ask else None
+                bq = float(t.best_bid_quantity) if t.best_bid_quantity else None
+                aq = float(t.best_ask_quantity) if t.best_ask_quantity else None
+                last = float(t.price) if t.price else None
+                high = float(t.high_24_h) if t.high_24_h else None
+                low = float(t.low_24_h) if t.low_24_h else None
+                vol = float(t.volume_24_h) if t.volume_24_h else None
+                rows.append((names, tnames, bb, bq, ba, aq, last, high, low, vol))
         seq = env.sequence_num
-        self.track(seq)
+        last = self.last_seq
+        if last is None or seq != last + 1:  # else the run goes on: track() inline
+            self.track(seq)
+        else:
+            self.last_seq = seq
         out = []
-        for i, (product, bb, bq, ba, aq, (last, high, low, vol)) in enumerate(rows):
+        recv = frame.ts_recv
+        for i, (names, tnames, bb, bq, ba, aq, last, high, low, vol) in enumerate(rows):
             natural = f"r{frame.raw_seq}:{i}"
-            _, symbol = self._names("ticker", product)
+            symbol = names[0]
             if bb is not None and ba is not None and bq is not None and aq is not None:
                 bbo = schemas.BBO(
-                    venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                    venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
                     bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
                 )  # fmt: skip
-                out.append(self._out("bbo", product, natural, bbo))
+                out.append(new_out((names[1], names[2] + natural, _encode(bbo))))
             tk = schemas.Ticker(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, last=last,
+                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=last,
                 bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
             )  # fmt: skip
-            out.append(self._out("ticker", product, natural, tk))
+            out.append(new_out((tnames[1], tnames[2] + natural, _encode(tk))))
         return out
 
     def _candles(self, frame: Frame) -> list[Out]:
         env = _candles.decode(frame.data)
-        self._channel(env, "candles")
+        if env.channel != "candles":
+            self._channel(env, "candles")
         ts = to_ns(env.timestamp)
-        rows = [c for ev in env.events for c in ev.candles]
-        for c in rows:
-            self._names("candle", c.product_id)
-        self.track(env.sequence_num)
+        cache = self._pre.get("candle") or {}
+        rows = [
+            (c, cache.get(c.product_id) or self._product("candle", c.product_id))
+            for ev in env.events
+            for c in ev.candles
+        ]
+        seq = env.sequence_num
+        last = self.last_seq
+        if last is None or seq != last + 1:  # else the run goes on: track() inline
+            self.track(seq)
+        else:
+            self.last_seq = seq
         out = []
-        for c in rows:
-            _, symbol = self._names("candle", c.product_id)
+        for c, names in rows:
             msg = schemas.Candle(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
                 interval=CANDLE_INTERVAL, ts_open=c.start * 1_000_000_000, open=c.open,
                 high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
             )  # fmt: skip
             natural = f"{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
-            out.append(self._out("candle", c.product_id, natural, msg))
+            out.append(new_out((names[1], names[2] + natural, _encode(msg))))
         return out
 
     def _control(self, frame: Frame) -> list[Out]:
