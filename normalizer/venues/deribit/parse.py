@@ -38,9 +38,9 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.deribit import symbols, wire
-from streams import schemas
+from streams import schemas, subjects
 
 VENUE = "deribit"
 MS = 1_000_000
@@ -60,6 +60,11 @@ _instruments = wire.decoder(wire.Instruments)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
+# (symbol, market subject, "deribit:<type>:<symbol>:") of one instrument
+Names = tuple[str, str, str]
+# (symbol, inverse, linear, then subject and msg-id prefix of ticker, mark, open_interest,
+# funding): everything a ticker frame's four messages need, looked up once per frame
+TickerNames = tuple[str, bool, bool, str, str, str, str, str, str, str, str]
 OPTION_TYPES = {"call": "call", "put": "put"}
 
 
@@ -76,6 +81,11 @@ class DeribitParser(Naming):
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         self._inverse: dict[str, bool] = {}
+        # per message type: instrument -> Names, filled by _instr on a miss
+        self._pre: dict[str, dict[str, Names]] = {}
+        # chart.trades channel -> (instrument, resolution, interval), once validated
+        self._charts: dict[str, tuple[str, str, str]] = {}
+        self._tickers: dict[str, TickerNames] = {}
         # (instrument, resolution) -> the last candle seen, to close it when the next opens
         self._candles: dict[tuple[str, str], tuple[int, wire.Candle]] = {}
         self._dispatch: dict[str, Handler] = {
@@ -104,6 +114,14 @@ class DeribitParser(Naming):
             hit = self._inverse[native] = symbols.inverse(native)
         return hit
 
+    def _instr(self, msg_type: str, native: str) -> Names:
+        """The cached names of ``native`` (Rejected for a name we do not know): hot paths look
+        the cache up inline, so the subject and msg-id prefix are built once per instrument."""
+        _, symbol = self._names(msg_type, native)
+        names = (symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:")
+        self._pre.setdefault(msg_type, {})[native] = names
+        return names
+
     @staticmethod
     def _same(frame: Frame, native: str) -> None:
         if native != frame.native_symbol:
@@ -114,30 +132,30 @@ class DeribitParser(Naming):
         if method != "subscription":
             raise Rejected(f"not a subscription notification: method {method!r}")
 
-    def _levels(self, native: str, levels: list[wire.Level]) -> list[tuple[float, float]]:
-        if self._is_inverse(native):
-            return [(lv[1], lv[2] / lv[1]) for lv in levels]
-        return [(lv[1], lv[2]) for lv in levels]
-
     # -- trades (and liquidations) -------------------------------------------------------
     def _trades(self, frame: Frame) -> list[Out]:
         f = _trades.decode(frame.data)
-        self._notification(f.method)
+        if f.method != "subscription":
+            self._notification(f.method)
+        cache = self._pre.get("trade") or {}
         out = []
         for t in f.params.data:
             native = t.instrument_name
-            self._same(frame, native)
-            _, symbol = self._names("trade", native)
-            size = t.amount / t.price if self._is_inverse(native) else t.amount
+            if native != frame.native_symbol:
+                self._same(frame, native)
+            names = cache.get(native) or self._instr("trade", native)
+            inverse = self._inverse.get(native)
+            if inverse is None:
+                inverse = self._is_inverse(native)
+            size = t.amount / t.price if inverse else t.amount
             side = t.direction if t.direction in ("buy", "sell") else "unknown"
-            ts = t.timestamp * MS
             msg = schemas.Trade(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                venue=VENUE, symbol=names[0], ts_event=t.timestamp * MS, ts_recv=frame.ts_recv,
                 id=t.trade_id, price=t.price, size=size, side=side,  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(self._out("trade", native, t.trade_id, msg))
+            out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
             if t.liquidation:
-                out += self._liquidations(frame, t, symbol, size, side)
+                out += self._liquidations(frame, t, names[0], size, side)
         return out
 
     def _liquidations(
@@ -163,102 +181,140 @@ class DeribitParser(Naming):
     # -- book / quote --------------------------------------------------------------------
     def _book(self, frame: Frame) -> list[Out]:
         f = _book.decode(frame.data)
-        self._notification(f.method)
+        if f.method != "subscription":
+            self._notification(f.method)
         d = f.params.data
         native = d.instrument_name
-        self._same(frame, native)
-        if d.type == "snapshot":
-            snapshot = True
-        elif d.type == "change":
+        if native != frame.native_symbol:
+            self._same(frame, native)
+        if d.type == "change":
             snapshot = False
             if d.prev_change_id is None:
                 raise Rejected("book change without prev_change_id")
+        elif d.type == "snapshot":
+            snapshot = True
         else:
             raise Rejected(f"unknown book type {d.type!r}")
-        _, symbol = self._names("book", native)
+        names = (self._pre.get("book") or {}).get(native) or self._instr("book", native)
+        inverse = self._inverse.get(native)
+        if inverse is None:
+            inverse = self._is_inverse(native)
+        if inverse:
+            bids = [(lv[1], lv[2] / lv[1]) for lv in d.bids]
+            asks = [(lv[1], lv[2] / lv[1]) for lv in d.asks]
+        else:
+            bids = [(lv[1], lv[2]) for lv in d.bids]
+            asks = [(lv[1], lv[2]) for lv in d.asks]
         msg = schemas.Book(
-            venue=VENUE, symbol=symbol, ts_event=d.timestamp * MS, ts_recv=frame.ts_recv,
-            snapshot=snapshot, bids=self._levels(native, d.bids),
-            asks=self._levels(native, d.asks), seq=d.change_id,
+            venue=VENUE, symbol=names[0], ts_event=d.timestamp * MS, ts_recv=frame.ts_recv,
+            snapshot=snapshot, bids=bids, asks=asks, seq=d.change_id,
             prev_seq=None if snapshot else d.prev_change_id,
         )  # fmt: skip
         # a re-subscription can repeat a snapshot's change_id in a quiet book: the RAW
         # sequence keeps the second one from being dropped as a duplicate
-        natural = f"snap{d.change_id}:r{frame.raw_seq}" if snapshot else d.change_id
-        return [self._out("book", native, natural, msg)]
+        natural = f"snap{d.change_id}:r{frame.raw_seq}" if snapshot else str(d.change_id)
+        return [new_out((names[1], names[2] + natural, _encode(msg)))]
 
     def _quote(self, frame: Frame) -> list[Out]:
         f = _quote.decode(frame.data)
-        self._notification(f.method)
+        if f.method != "subscription":
+            self._notification(f.method)
         q = f.params.data
         native = q.instrument_name
-        self._same(frame, native)
+        if native != frame.native_symbol:
+            self._same(frame, native)
         bp, bs, ap, asz = q.best_bid_price, q.best_bid_amount, q.best_ask_price, q.best_ask_amount
         if not (bp and ap) or bs is None or asz is None:
             return []  # one side empty: no best bid/offer to publish
-        if self._is_inverse(native):
+        inverse = self._inverse.get(native)
+        if inverse is None:
+            inverse = self._is_inverse(native)
+        if inverse:
             bs, asz = bs / bp, asz / ap
-        _, symbol = self._names("bbo", native)
+        names = (self._pre.get("bbo") or {}).get(native) or self._instr("bbo", native)
         msg = schemas.BBO(
-            venue=VENUE, symbol=symbol, ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
+            venue=VENUE, symbol=names[0], ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
             bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz,
         )  # fmt: skip
-        return [self._out("bbo", native, f"{q.timestamp}:r{frame.raw_seq}", msg)]
+        natural = f"{q.timestamp}:r{frame.raw_seq}"
+        return [new_out((names[1], names[2] + natural, _encode(msg)))]
 
     # -- ticker: ticker, mark/index, open interest, funding ------------------------------
+    def _ticker_names(self, native: str) -> TickerNames:
+        tk, mark = self._instr("ticker", native), self._instr("mark", native)
+        oi, funding = self._instr("open_interest", native), self._instr("funding", native)
+        names = (tk[0], self._is_inverse(native), native.count("-") == 1,
+                 tk[1], tk[2], mark[1], mark[2], oi[1], oi[2], funding[1], funding[2])  # fmt: skip
+        self._tickers[native] = names
+        return names
+
     def _ticker(self, frame: Frame) -> list[Out]:
         f = _ticker.decode(frame.data)
-        self._notification(f.method)
+        if f.method != "subscription":
+            self._notification(f.method)
         t = f.params.data
         native = t.instrument_name
-        self._same(frame, native)
+        if native != frame.native_symbol:
+            self._same(frame, native)
         ts, recv = t.timestamp * MS, frame.ts_recv
-        _, symbol = self._names("ticker", native)
+        n = self._tickers.get(native) or self._ticker_names(native)
+        symbol = n[0]
+        natural = str(t.timestamp)
         s = t.stats
         out = [
-            self._out("ticker", native, t.timestamp, schemas.Ticker(
+            new_out((n[3], n[4] + natural, _encode(schemas.Ticker(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=t.last_price,
                 bid=t.best_bid_price or None, ask=t.best_ask_price or None, high_24h=s.high,
                 low_24h=s.low, volume_24h=s.volume, quote_volume_24h=s.volume_usd,
-            ))
+            ))))
         ]  # fmt: skip
-        if t.mark_price is not None or t.index_price is not None:
-            out.append(self._out("mark", native, t.timestamp, schemas.Mark(
+        mark = t.mark_price
+        if mark is not None or t.index_price is not None:
+            out.append(new_out((n[5], n[6] + natural, _encode(schemas.Mark(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
-                mark_price=t.mark_price, index_price=t.index_price,
-            )))  # fmt: skip
+                mark_price=mark, index_price=t.index_price,
+            )))))  # fmt: skip
         oi = t.open_interest
         if oi is not None:
             value: float | None = None
-            if self._is_inverse(native):
+            if n[1]:  # inverse
                 value = oi  # already USD
-                oi = oi / t.mark_price if t.mark_price else None
-            elif t.mark_price is not None and native.count("-") == 1:
-                value = oi * t.mark_price  # linear perpetual/future: quote currency
+                oi = oi / mark if mark else None
+            elif mark is not None and n[2]:
+                value = oi * mark  # linear perpetual/future: quote currency
             if oi is not None:
-                out.append(self._out("open_interest", native, t.timestamp, schemas.OpenInterest(
+                out.append(new_out((n[7], n[8] + natural, _encode(schemas.OpenInterest(
                     venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, open_interest=oi,
                     open_interest_value=value,
-                )))  # fmt: skip
+                )))))  # fmt: skip
         if t.funding_8h is not None:
-            out.append(self._out("funding", native, t.timestamp, schemas.Funding(
+            out.append(new_out((n[9], n[10] + natural, _encode(schemas.Funding(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, rate=t.funding_8h,
                 predicted_rate=t.current_funding,
-            )))  # fmt: skip
+            )))))  # fmt: skip
         return out
 
     # -- candles -------------------------------------------------------------------------
-    def _chart(self, frame: Frame) -> list[Out]:
-        f = _candle.decode(frame.data)
-        self._notification(f.method)
-        parts = f.params.channel.split(".")
+    def _chart_channel(self, frame: Frame, channel: str) -> tuple[str, str, str]:
+        parts = channel.split(".")
         if len(parts) != 4 or parts[:2] != ["chart", "trades"]:
-            raise Rejected(f"not a chart.trades channel: {f.params.channel!r}")
+            raise Rejected(f"not a chart.trades channel: {channel!r}")
         native, resolution = parts[2], parts[3]
         self._same(frame, native)
         interval = INTERVALS.get(resolution)
         if interval is None:
             raise Rejected(f"unknown chart resolution {resolution!r}")
+        self._charts[channel] = (native, resolution, interval)
+        return native, resolution, interval
+
+    def _chart(self, frame: Frame) -> list[Out]:
+        f = _candle.decode(frame.data)
+        if f.method != "subscription":
+            self._notification(f.method)
+        known = self._charts.get(f.params.channel)
+        if known is None or known[0] != frame.native_symbol:
+            known = self._chart_channel(frame, f.params.channel)
+        native, resolution, interval = known
         k = f.params.data
         key = (native, resolution)
         out = []
@@ -273,16 +329,16 @@ class DeribitParser(Naming):
     def _candle(
         self, frame: Frame, native: str, interval: str, k: wire.Candle, ts: int, closed: bool
     ) -> Out:
-        _, symbol = self._names("candle", native)
+        names = (self._pre.get("candle") or {}).get(native) or self._instr("candle", native)
         msg = schemas.Candle(
-            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, interval=interval,
+            venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv, interval=interval,
             ts_open=k.tick * MS, open=k.open, high=k.high, low=k.low, close=k.close,
             volume=k.volume, closed=closed,
         )  # fmt: skip
         natural = (
             f"{interval}:{k.tick}:closed" if closed else f"{interval}:{k.tick}:r{frame.raw_seq}"
         )
-        return self._out("candle", native, natural, msg)
+        return new_out((names[1], names[2] + natural, _encode(msg)))
 
     # -- reference data and connection events -----------------------------------------
     def _instrument_rows(self, frame: Frame) -> list[Out]:
