@@ -106,7 +106,9 @@ class CoinbaseParser(Naming):
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         # per message type: product id -> Names, filled by _product on a miss
-        self._pre: dict[str, dict[str, Names]] = {}
+        self._pre: dict[str, dict[str, Names]] = {
+            t: {} for t in ("trade", "book", "bbo", "ticker", "candle")
+        }
         self.last_seq: int | None = None  # last sequence_num of the current connection
         self.run_start = 0  # first message of the unbroken run ending at last_seq
         self.breaks = 0  # sequence breaks seen (holes, repeats, steps back)
@@ -154,7 +156,7 @@ class CoinbaseParser(Naming):
         paths look the cache up inline, so the subject and msg-id prefix are built once."""
         _, symbol = self._names(msg_type, product)
         names = (symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:")
-        self._pre.setdefault(msg_type, {})[product] = names
+        self._pre[msg_type][product] = names
         return names
 
     @staticmethod
@@ -167,7 +169,7 @@ class CoinbaseParser(Naming):
         env = _trades.decode(frame.data)
         if env.channel != "market_trades":
             self._channel(env, "market_trades")
-        cache = self._pre.get("trade") or {}
+        cache = self._pre["trade"]
         rows = []
         # names and times of every trade first: a rejected frame must not count in track()
         for ev in env.events:
@@ -194,7 +196,7 @@ class CoinbaseParser(Naming):
         if env.channel != "l2_data":
             self._channel(env, "l2_data")
         ts = to_ns(env.timestamp)
-        cache = self._pre.get("book") or {}
+        cache = self._pre["book"]
         # one Book per product per message: they share the message's sequence_num, so two
         # would look like a repeat to the book; a snapshot drops what came before it
         books: dict[str, tuple[bool, list[schemas.Level], list[schemas.Level], Names]] = {}
@@ -227,8 +229,11 @@ class CoinbaseParser(Naming):
                 venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
                 snapshot=snapshot, bids=bids, asks=asks, seq=seq, first_seq=first,
             )  # fmt: skip
-            natural = f"snap{seq}r{frame.raw_seq}" if snapshot else f"{seq}r{frame.raw_seq}"
-            out.append(new_out((names[1], names[2] + natural, _encode(msg))))
+            pre = names[2]
+            msg_id = (
+                f"{pre}snap{seq}r{frame.raw_seq}" if snapshot else f"{pre}{seq}r{frame.raw_seq}"
+            )
+            out.append(new_out((names[1], msg_id, _encode(msg))))
         return out
 
     def _ticker(self, frame: Frame) -> list[Out]:
@@ -236,7 +241,7 @@ class CoinbaseParser(Naming):
         if env.channel != "ticker":
             self._channel(env, "ticker")
         ts = to_ns(env.timestamp)
-        bbos = self._pre.get("bbo") or {}
+        bbos = self._pre["bbo"]
         rows = []
         for ev in env.events:
             for t in ev.tickers:
@@ -285,7 +290,7 @@ class CoinbaseParser(Naming):
         if env.channel != "candles":
             self._channel(env, "candles")
         ts = to_ns(env.timestamp)
-        cache = self._pre.get("candle") or {}
+        cache = self._pre["candle"]
         rows = [
             (c, cache.get(c.product_id) or self._product("candle", c.product_id))
             for ev in env.events
@@ -304,8 +309,8 @@ class CoinbaseParser(Naming):
                 interval=CANDLE_INTERVAL, ts_open=c.start * 1_000_000_000, open=c.open,
                 high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
             )  # fmt: skip
-            natural = f"{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
-            out.append(new_out((names[1], names[2] + natural, _encode(msg))))
+            msg_id = f"{names[2]}{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
+            out.append(new_out((names[1], msg_id, _encode(msg))))
         return out
 
     def _control(self, frame: Frame) -> list[Out]:

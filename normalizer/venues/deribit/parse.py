@@ -82,7 +82,10 @@ class DeribitParser(Naming):
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         self._inverse: dict[str, bool] = {}
         # per message type: instrument -> Names, filled by _instr on a miss
-        self._pre: dict[str, dict[str, Names]] = {}
+        self._pre: dict[str, dict[str, Names]] = {
+            t: {} for t in ("trade", "book", "bbo", "ticker", "mark", "open_interest", "funding",
+                            "candle", "liquidation")
+        }  # fmt: skip
         # chart.trades channel -> (instrument, resolution, interval), once validated
         self._charts: dict[str, tuple[str, str, str]] = {}
         self._tickers: dict[str, TickerNames] = {}
@@ -119,7 +122,7 @@ class DeribitParser(Naming):
         the cache up inline, so the subject and msg-id prefix are built once per instrument."""
         _, symbol = self._names(msg_type, native)
         names = (symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:")
-        self._pre.setdefault(msg_type, {})[native] = names
+        self._pre[msg_type][native] = names
         return names
 
     @staticmethod
@@ -137,7 +140,7 @@ class DeribitParser(Naming):
         f = _trades.decode(frame.data)
         if f.method != "subscription":
             self._notification(f.method)
-        cache = self._pre.get("trade") or {}
+        cache = self._pre["trade"]
         out = []
         for t in f.params.data:
             native = t.instrument_name
@@ -195,7 +198,7 @@ class DeribitParser(Naming):
             snapshot = True
         else:
             raise Rejected(f"unknown book type {d.type!r}")
-        names = (self._pre.get("book") or {}).get(native) or self._instr("book", native)
+        names = self._pre["book"].get(native) or self._instr("book", native)
         inverse = self._inverse.get(native)
         if inverse is None:
             inverse = self._is_inverse(native)
@@ -212,8 +215,9 @@ class DeribitParser(Naming):
         )  # fmt: skip
         # a re-subscription can repeat a snapshot's change_id in a quiet book: the RAW
         # sequence keeps the second one from being dropped as a duplicate
-        natural = f"snap{d.change_id}:r{frame.raw_seq}" if snapshot else str(d.change_id)
-        return [new_out((names[1], names[2] + natural, _encode(msg)))]
+        pre = names[2]
+        msg_id = f"{pre}snap{d.change_id}:r{frame.raw_seq}" if snapshot else f"{pre}{d.change_id}"
+        return [new_out((names[1], msg_id, _encode(msg)))]
 
     def _quote(self, frame: Frame) -> list[Out]:
         f = _quote.decode(frame.data)
@@ -231,13 +235,12 @@ class DeribitParser(Naming):
             inverse = self._is_inverse(native)
         if inverse:
             bs, asz = bs / bp, asz / ap
-        names = (self._pre.get("bbo") or {}).get(native) or self._instr("bbo", native)
+        names = self._pre["bbo"].get(native) or self._instr("bbo", native)
         msg = schemas.BBO(
             venue=VENUE, symbol=names[0], ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
             bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz,
         )  # fmt: skip
-        natural = f"{q.timestamp}:r{frame.raw_seq}"
-        return [new_out((names[1], names[2] + natural, _encode(msg)))]
+        return [new_out((names[1], f"{names[2]}{q.timestamp}:r{frame.raw_seq}", _encode(msg)))]
 
     # -- ticker: ticker, mark/index, open interest, funding ------------------------------
     def _ticker_names(self, native: str) -> TickerNames:
@@ -329,16 +332,19 @@ class DeribitParser(Naming):
     def _candle(
         self, frame: Frame, native: str, interval: str, k: wire.Candle, ts: int, closed: bool
     ) -> Out:
-        names = (self._pre.get("candle") or {}).get(native) or self._instr("candle", native)
+        names = self._pre["candle"].get(native) or self._instr("candle", native)
         msg = schemas.Candle(
             venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv, interval=interval,
             ts_open=k.tick * MS, open=k.open, high=k.high, low=k.low, close=k.close,
             volume=k.volume, closed=closed,
         )  # fmt: skip
-        natural = (
-            f"{interval}:{k.tick}:closed" if closed else f"{interval}:{k.tick}:r{frame.raw_seq}"
+        pre = names[2]
+        msg_id = (
+            f"{pre}{interval}:{k.tick}:closed"
+            if closed
+            else (f"{pre}{interval}:{k.tick}:r{frame.raw_seq}")
         )
-        return new_out((names[1], names[2] + natural, _encode(msg)))
+        return new_out((names[1], msg_id, _encode(msg)))
 
     # -- reference data and connection events -----------------------------------------
     def _instrument_rows(self, frame: Frame) -> list[Out]:

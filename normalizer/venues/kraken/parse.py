@@ -124,7 +124,9 @@ class KrakenParser(Naming):
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         # per message type: native pair -> (raw subject token, symbol, subject, msg-id prefix)
-        self._pre: dict[str, dict[str, Names]] = {}
+        self._pre: dict[str, dict[str, Names]] = {
+            t: {} for t in ("trade", "book", "bbo", "ticker", "candle")
+        }
         self._dispatch: dict[str, Handler] = {
             "trade": self._trade, "book": self._book, "ticker": self._ticker,
             "ohlc": self._ohlc, "instrument": self._instrument,
@@ -157,7 +159,7 @@ class KrakenParser(Naming):
             subjects.token(native), symbol, subjects.market(msg_type, VENUE, symbol),
             f"{VENUE}:{msg_type}:{symbol}:",
         )  # fmt: skip
-        self._pre.setdefault(msg_type, {})[native] = names
+        self._pre[msg_type][native] = names
         return names
 
     @staticmethod
@@ -174,8 +176,9 @@ class KrakenParser(Naming):
     # -- market data ---------------------------------------------------------------------
     def _trade(self, frame: Frame) -> list[Out]:
         f = _trades.decode(frame.data)
-        self._channel(frame, f.channel)
-        cache = self._pre.get("trade") or {}
+        if f.channel != frame.channel:
+            self._channel(frame, f.channel)
+        cache = self._pre["trade"]
         out = []
         for t in f.data:
             names = cache.get(t.symbol)
@@ -192,12 +195,13 @@ class KrakenParser(Naming):
 
     def _book(self, frame: Frame) -> list[Out]:
         f = _books.decode(frame.data)
-        self._channel(frame, f.channel)
+        if f.channel != frame.channel:
+            self._channel(frame, f.channel)
         if len(f.data) != 1:
             # one entry per frame is what Kraken sends; two would need two sequence numbers
             raise Rejected(f"book frame with {len(f.data)} entries, expected 1")
         d = f.data[0]
-        names = (self._pre.get("book") or {}).get(d.symbol)
+        names = self._pre["book"].get(d.symbol)
         if names is None or names[0] != frame.native_symbol:
             names = self._pair("book", d.symbol, frame)
         snapshot = f.type == "snapshot"
@@ -208,13 +212,14 @@ class KrakenParser(Naming):
             asks=[(lv.price, lv.qty) for lv in d.asks], seq=frame.raw_seq,
             checksum=d.checksum,
         )  # fmt: skip
-        natural = f"snap{frame.raw_seq}" if snapshot else str(frame.raw_seq)
-        return [new_out((names[2], names[3] + natural, _encode(msg)))]
+        msg_id = f"{names[3]}snap{frame.raw_seq}" if snapshot else f"{names[3]}{frame.raw_seq}"
+        return [new_out((names[2], msg_id, _encode(msg)))]
 
     def _ticker(self, frame: Frame) -> list[Out]:
         f = _tickers.decode(frame.data)
-        self._channel(frame, f.channel)
-        bbos = self._pre.get("bbo") or {}
+        if f.channel != frame.channel:
+            self._channel(frame, f.channel)
+        bbos = self._pre["bbo"]
         out = []
         for t in f.data:
             names = bbos.get(t.symbol)
@@ -240,12 +245,13 @@ class KrakenParser(Naming):
 
     def _ohlc(self, frame: Frame) -> list[Out]:
         f = _ohlc.decode(frame.data)
-        self._channel(frame, f.channel)
+        if f.channel != frame.channel:
+            self._channel(frame, f.channel)
         frame_ts = ts_ns(f.timestamp) if f.timestamp else frame.ts_recv
         # a snapshot lists past candles then the open one: all but the newest are closed
         snapshot = f.type == "snapshot"
         newest = max((k.interval_begin for k in f.data), default="") if snapshot else ""
-        cache = self._pre.get("candle") or {}
+        cache = self._pre["candle"]
         out = []
         for k in f.data:
             names = cache.get(k.symbol)
@@ -264,8 +270,8 @@ class KrakenParser(Naming):
                 high=k.high, low=k.low, close=k.close, volume=k.volume,
                 closed=snapshot and k.interval_begin != newest, trades=k.trades,
             )  # fmt: skip
-            natural = f"{interval}:{ts_open}:r{frame.raw_seq}"
-            out.append(new_out((names[2], names[3] + natural, _encode(msg))))
+            msg_id = f"{names[3]}{interval}:{ts_open}:r{frame.raw_seq}"
+            out.append(new_out((names[2], msg_id, _encode(msg))))
         return out
 
     # -- reference data ------------------------------------------------------------------
