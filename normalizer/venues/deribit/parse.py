@@ -62,6 +62,8 @@ _encode = msgspec.json.Encoder().encode
 Handler = Callable[[Frame], list[Out]]
 # (symbol, market subject, "deribit:<type>:<symbol>:") of one instrument
 Names = tuple[str, str, str]
+# a validated chart.trades channel: (instrument, interval, the candle Names)
+Chart = tuple[str, str, Names]
 # (symbol, inverse, linear, then subject and msg-id prefix of ticker, mark, open_interest,
 # funding): everything a ticker frame's four messages need, looked up once per frame
 TickerNames = tuple[str, bool, bool, str, str, str, str, str, str, str, str]
@@ -87,10 +89,11 @@ class DeribitParser(Naming):
                             "candle", "liquidation")
         }  # fmt: skip
         # chart.trades channel -> (instrument, resolution, interval), once validated
-        self._charts: dict[str, tuple[str, str, str]] = {}
+        self._charts: dict[str, Chart] = {}
         self._tickers: dict[str, TickerNames] = {}
-        # (instrument, resolution) -> the last candle seen, to close it when the next opens
-        self._candles: dict[tuple[str, str], tuple[int, wire.Candle]] = {}
+        # chart.trades channel (instrument + resolution) -> (ts_recv, the last candle seen),
+        # to close it when the next opens
+        self._candles: dict[str, tuple[int, wire.Candle]] = {}
         self._dispatch: dict[str, Handler] = {
             "trades": self._trades, "book": self._book, "quote": self._quote,
             "ticker": self._ticker, "chart_trades": self._chart,
@@ -298,7 +301,7 @@ class DeribitParser(Naming):
         return out
 
     # -- candles -------------------------------------------------------------------------
-    def _chart_channel(self, frame: Frame, channel: str) -> tuple[str, str, str]:
+    def _chart_channel(self, frame: Frame, channel: str) -> Chart:
         parts = channel.split(".")
         if len(parts) != 4 or parts[:2] != ["chart", "trades"]:
             raise Rejected(f"not a chart.trades channel: {channel!r}")
@@ -307,32 +310,31 @@ class DeribitParser(Naming):
         interval = INTERVALS.get(resolution)
         if interval is None:
             raise Rejected(f"unknown chart resolution {resolution!r}")
-        self._charts[channel] = (native, resolution, interval)
-        return native, resolution, interval
+        known = (native, interval, self._instr("candle", native))
+        self._charts[channel] = known
+        return known
 
     def _chart(self, frame: Frame) -> list[Out]:
         f = _candle.decode(frame.data)
         if f.method != "subscription":
             self._notification(f.method)
-        known = self._charts.get(f.params.channel)
+        channel = f.params.channel  # one per instrument and resolution: the state's key
+        known = self._charts.get(channel)
         if known is None or known[0] != frame.native_symbol:
-            known = self._chart_channel(frame, f.params.channel)
-        native, resolution, interval = known
+            known = self._chart_channel(frame, channel)
         k = f.params.data
-        key = (native, resolution)
         out = []
-        prev = self._candles.get(key)
+        prev = self._candles.get(channel)
         if prev is not None and prev[1].tick < k.tick:
-            out.append(self._candle(frame, native, interval, prev[1], prev[0], True))
+            out.append(self._candle(frame, known, prev[1], prev[0], True))
         if prev is None or prev[1].tick <= k.tick:
-            self._candles[key] = (frame.ts_recv, k)
-        out.append(self._candle(frame, native, interval, k, frame.ts_recv, False))
+            self._candles[channel] = (frame.ts_recv, k)
+        out.append(self._candle(frame, known, k, frame.ts_recv, False))
         return out
 
-    def _candle(
-        self, frame: Frame, native: str, interval: str, k: wire.Candle, ts: int, closed: bool
-    ) -> Out:
-        names = self._pre["candle"].get(native) or self._instr("candle", native)
+    @staticmethod
+    def _candle(frame: Frame, known: Chart, k: wire.Candle, ts: int, closed: bool) -> Out:
+        _, interval, names = known
         msg = schemas.Candle(
             venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv, interval=interval,
             ts_open=k.tick * MS, open=k.open, high=k.high, low=k.low, close=k.close,
@@ -342,7 +344,7 @@ class DeribitParser(Naming):
         msg_id = (
             f"{pre}{interval}:{k.tick}:closed"
             if closed
-            else (f"{pre}{interval}:{k.tick}:r{frame.raw_seq}")
+            else f"{pre}{interval}:{k.tick}:r{frame.raw_seq}"
         )
         return new_out((names[1], msg_id, _encode(msg)))
 
