@@ -301,6 +301,11 @@ class SinkSettings(_S):
         default_factory=lambda: ConsumerSettings(durable="sink-exec", batch=1000)
     )
     store_raw: bool = True
+    # Several sink processes sharing the work (docs/scaling.md): each stream is read through
+    # one durable ``<durable>-shared`` with a deliver group and explicit acks, and redelivered
+    # messages are checked against the table instead of a per-table high-water mark. Needs
+    # a ClickHouse server DSN when the instances are separate processes (chdb is one process).
+    shared: bool = False
     flush_interval_s: float = 0.5
     # Rows held before an insert; also bounded by the consumer's max_ack_pending (4x batch).
     max_batch_rows: int = 20000

@@ -76,6 +76,24 @@ class Store:
         rows = self._client_().query(f"SELECT max(stream_seq) FROM {table}").result_rows
         return int(rows[0][0] or 0)
 
+    def stored_seqs(self, table: str, seqs: list[int]) -> set[int]:
+        """Which of ``seqs`` already have a row in ``table``: the shared-durable sink's
+        check for messages another instance may have inserted before it died. It reads the
+        ``stream_seq`` column (delta-coded, cheap to scan) and runs only for redeliveries,
+        which are rare, so no extra index is kept for it."""
+        if not seqs:
+            return set()
+        rows = (
+            self._client_()
+            .query(
+                f"SELECT DISTINCT stream_seq FROM {table} WHERE stream_seq BETWEEN"
+                " {lo:UInt64} AND {hi:UInt64} AND has({seqs:Array(UInt64)}, stream_seq)",
+                parameters={"lo": min(seqs), "hi": max(seqs), "seqs": seqs},
+            )
+            .result_rows
+        )
+        return {int(r[0]) for r in rows}
+
     def column_types(self, table: str) -> dict[str, str]:
         rows = (
             self._client_()

@@ -6,6 +6,13 @@ commit ack the last message (AckAll). Redelivery after a crash starts at the con
 ack floor, in order (streams/consumer.py); rows carry their stream sequence, and a
 per-table high-water mark skips whatever was already stored. Plain ``count()`` never
 sees duplicates, no ``FINAL`` needed.
+
+With ``sink.shared`` several sink processes split the work through one shared durable per
+stream (streams/shared_consumer.py). A high-water mark means nothing with several writers
+(one instance may commit seq 5,000 while another still holds 4,000), so there the rule is:
+a message delivered for the first time cannot have been stored by anyone, and is inserted;
+a redelivered one (``delivered > 1``), or one older than the point where the shared durable
+took over from a single sink, is looked up in its table by ``stream_seq`` first.
 """
 
 from __future__ import annotations
@@ -13,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
+from array import array
 from collections import defaultdict
 from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
 from sinks.clickhouse import tables
@@ -28,8 +38,10 @@ from streams.consumer import BatchConsumer, stream_seq
 from streams.provision import STREAM_DLQ, STREAM_EXEC, STREAM_MARKET, STREAM_RAW
 from streams.runtime import Worker
 from streams.settings import ConsumerSettings
+from streams.shared_consumer import SharedConsumer
 
 log = logging.getLogger("sinks.clickhouse")
+META_CHECK_BELOW = "jm_check_below"  # shared durable metadata (Pipe.check_below)
 
 ROWS = Counter("jetmarket_sink_rows_total", "rows inserted", ["table"])
 SKIPPED = Counter(
@@ -56,15 +68,40 @@ class Pipe:
     def __init__(self, sink: ClickHouseSink, stream: str, cfg: ConsumerSettings, filt: str):
         self.sink = sink
         self.stream = stream
-        self.consumer = BatchConsumer(sink.w.js, stream, cfg, filt)  # type: ignore[arg-type]
+        self.shared = sink.cfg.shared
+        self.consumer: BatchConsumer | SharedConsumer = (
+            SharedConsumer if self.shared else BatchConsumer
+        )(sink.w.js, stream, cfg, filt)  # type: ignore[arg-type]
         self.limit = min(sink.cfg.max_batch_rows, max(cfg.batch * 4, 10_000))
         self.pending: list[Msg] = []
         self.pending_seqs: list[int] = []  # their stream sequences (read once, on arrival)
+        self.pending_suspect: list[bool] = []  # shared mode: may already be stored
+        self.flushing: list[Msg] = []
         self.first_at = 0.0
+        # shared mode: messages up to this stream sequence may have been stored by the
+        # single sink that ran before the shared durable existed (its metadata says)
+        self.check_below = 0
+        self.progress_at = time.monotonic()
+
+    async def start(self, start_seq: int | None, check_below: int) -> None:
+        if isinstance(self.consumer, SharedConsumer):
+            await self.consumer.start(start_seq, {META_CHECK_BELOW: str(check_below)})
+            self.check_below = int(self.consumer.metadata.get(META_CHECK_BELOW, "0"))
+        else:
+            await self.consumer.start()
+
+    async def _keepalive(self) -> None:
+        """Shared mode: ``+WPI`` for what this instance holds, so a batch waiting on a
+        slow or failing insert is not redelivered to another instance meanwhile."""
+        assert isinstance(self.consumer, SharedConsumer)
+        every = self.consumer.cfg.ack_wait_s / 4
+        while not await self.sink.w.sleep(every):
+            await self.consumer.progress([*self.flushing, *self.pending])
+            self.progress_at = time.monotonic()
 
     async def run(self) -> None:
         w, cfg = self.sink.w, self.sink.cfg
-        await self.consumer.start()
+        keepalive = asyncio.create_task(self._keepalive()) if self.shared else None
         try:
             while not w.stop.is_set():
                 room = self.limit - len(self.pending)
@@ -74,6 +111,14 @@ class Pipe:
                         self.first_at = time.monotonic()
                     self.pending.extend(msgs)
                     self.pending_seqs.extend(self.consumer.seqs)
+                    if isinstance(self.consumer, SharedConsumer):
+                        below = self.check_below
+                        self.pending_suspect.extend(
+                            d > 1 or s <= below
+                            for s, d in zip(
+                                self.consumer.seqs, self.consumer.delivered, strict=True
+                            )
+                        )
                 due = self.pending and (
                     len(self.pending) >= self.limit
                     or time.monotonic() - self.first_at >= cfg.flush_interval_s
@@ -88,21 +133,53 @@ class Pipe:
                 extra={"stream": self.stream},
             )
         finally:
+            if keepalive is not None:
+                keepalive.cancel()
             await self.consumer.stop()
 
     async def flush(self) -> None:
         msgs, self.pending = self.pending, []
         seqs, self.pending_seqs = self.pending_seqs, []
+        suspect, self.pending_suspect = self.pending_suspect, []
+        self.flushing = msgs
         if self.stream == STREAM_RAW:
             groups = self.sink.raw_columns(msgs, seqs)
         elif self.stream == STREAM_EXEC:
             groups = await self.sink.market_columns(msgs, schemas.decode_exec, seqs)
         else:
             groups = await self.sink.market_columns(msgs, seqs=seqs)
-        for table, (names, data, first, last) in groups.items():
-            await self.sink.insert(table, names, data, first, last)
-        await self.consumer.ack_through(msgs[-1])
+        if isinstance(self.consumer, SharedConsumer):
+            if time.monotonic() - self.progress_at > self.consumer.cfg.ack_wait_s * 0.75:
+                # the keepalive has not run for most of ack_wait (this process stalled):
+                # any of these may have been handed to another instance meanwhile
+                suspect = [True] * len(seqs)
+            await self._shared_flush(groups, {s for s, x in zip(seqs, suspect, strict=True) if x})
+            await self.consumer.ack(msgs, seqs)
+        else:
+            for table, (names, data, first, last) in groups.items():
+                await self.sink.insert(table, names, data, first, last)
+            await self.consumer.ack_through(msgs[-1])
+        self.flushing = []
         BATCH.observe(len(msgs))
+
+    async def _shared_flush(self, groups: dict[str, tuple], suspects: set[int]) -> None:
+        store = self.sink.store
+        for table, (names, data, _, _) in groups.items():
+            seqs = data[-1]
+            if suspects:
+                maybe = [s for s in seqs if s in suspects]
+                stored = await store.call(store.stored_seqs, table, maybe) if maybe else set()
+                if stored:
+                    SKIPPED.labels(table).inc(len(stored))
+                    data = tables.drop_rows(data, {i for i, s in enumerate(seqs) if s in stored})
+                    seqs = data[-1]
+                    if not seqs:
+                        continue
+            # several writers: first-last alone no longer names one set of rows
+            crc = zlib.crc32(array("Q", seqs).tobytes())
+            await self.sink.insert(
+                table, names, data, min(seqs), max(seqs), token=f"{len(seqs)}:{crc:08x}"
+            )
 
 
 class ClickHouseSink:
@@ -206,11 +283,12 @@ class ClickHouseSink:
 
     # -- inserts -------------------------------------------------------------------------
     async def insert(
-        self, table: str, names: list[str], data: list[list], first: int, last: int
-    ) -> None:
+        self, table: str, names: list[str], data: list[list], first: int, last: int,
+        token: str = "",
+    ) -> None:  # fmt: skip
         """Insert until it commits: retry with backoff forever, acking nothing meanwhile."""
         delay = 0.2
-        token = f"{table}:{first}-{last}"
+        token = f"{table}:{first}-{last}" + (f":{token}" if token else "")
         while True:
             t0 = time.perf_counter()
             try:
@@ -235,7 +313,8 @@ class ClickHouseSink:
         n = len(data[-1])
         ROWS.labels(table).inc(n)
         self.rows[table] += n
-        self.watermarks[table] = last
+        if not self.cfg.shared:
+            self.watermarks[table] = last
         self.w.health.set("ok", rows=dict(self.rows))
 
     # -- run -----------------------------------------------------------------------------
@@ -248,13 +327,20 @@ class ClickHouseSink:
             types = await self.store.call(self.store.column_types, table)
             self.limits[table] = tables.bounds(types)
         log.info("clickhouse ready", extra={"ddl": applied, "dsn": w.settings.clickhouse.dsn})
-        sql_sub = await w.nc.subscribe(subjects.SQL_QUERY, cb=SqlService(w.nc, self.store).handle)
+        # a queue group: with several sink instances, one of them answers each query
+        sql_sub = await w.nc.subscribe(
+            subjects.SQL_QUERY, queue="sink-sql", cb=SqlService(w.nc, self.store).handle
+        )
         pipes = [
             Pipe(self, STREAM_MARKET, self.cfg.market, subjects.MARKET_ALL),
             Pipe(self, STREAM_EXEC, self.cfg.exec, subjects.EXEC_ALL),
         ]
         if self.cfg.store_raw:
             pipes.append(Pipe(self, STREAM_RAW, self.cfg.raw, subjects.RAW_ALL))
+        for p in pipes:
+            await p.start(*await self._takeover(p))
+        if self.cfg.shared:
+            self.watermarks = {}  # meaningless with several writers (module docstring)
         w.health.set("ok", rows={})
         lag = asyncio.create_task(self._lag_loop(pipes))
         try:
@@ -263,6 +349,28 @@ class ClickHouseSink:
             lag.cancel()
             await sql_sub.unsubscribe()
             await self.store.aclose()
+
+    async def _takeover(self, p: Pipe) -> tuple[int | None, int]:
+        """Shared mode: where a new shared durable starts, and up to which sequence its
+        messages must be looked up before insert. A single sink that ran before has
+        stored everything up to its durable's ack floor, and possibly (inserted, not yet
+        acked) up to its tables' high-water mark: start after the floor, check up to the
+        mark. Used only by the instance that creates the durable; the others read the
+        result from its metadata. The single sink must be stopped first (docs/scaling.md)."""
+        if not self.cfg.shared:
+            return None, 0
+        own = {
+            STREAM_MARKET: tables.TABLES.values(),
+            STREAM_EXEC: tables.EXEC_TABLES.values(),
+            STREAM_RAW: [tables.RAW_TABLE],
+        }[p.stream]
+        mark = max((self.watermarks.get(t, 0) for t in own), default=0)
+        try:
+            info = await self.w.js.consumer_info(p.stream, p.consumer.cfg.durable)
+        except NotFoundError:
+            return None, mark  # no single sink ever ran (or its durable is gone): check all
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        return (floor + 1 if floor else None), mark
 
     async def _lag_loop(self, pipes: list[Pipe]) -> None:
         while not await self.w.sleep(5.0):

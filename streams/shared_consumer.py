@@ -1,0 +1,203 @@
+"""One durable consumer shared by several processes: a push consumer with a deliver group.
+
+``BatchConsumer`` (streams/consumer.py) is one process per durable: it re-creates the
+durable at its ack floor on every start and acks with AckAll, which is what keeps
+redelivery in order for the sink's per-table high-water mark. Several sink processes
+cannot work that way (each start would delete the others' consumer, and AckAll of one
+process would ack what another still holds). This consumer is for them:
+
+- the durable is created once, with a fixed deliver subject and a deliver group; every
+  instance binds to it with a queue subscription, and the server spreads messages across
+  the group (``docs/scaling.md``);
+- acks are explicit, one per message, sent in one write per batch;
+- each message's delivery count comes with it (``delivered``), so the caller knows what
+  may already have been handled by an instance that died before acking;
+- ``progress()`` sends ``+WPI`` for everything held, so a batch waiting for a slow or
+  failing insert is not handed to another instance after ``ack_wait``.
+
+No flow control or idle heartbeats: nats-server refuses them on a consumer with a deliver
+group. In-flight data stays bounded by ``max_ack_pending`` (shared by the group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from streams.consumer import publish_batch
+from streams.settings import ConsumerSettings
+
+log = logging.getLogger("streams.shared_consumer")
+
+
+def ack_position(reply: str) -> tuple[int, int]:
+    """(stream sequence, delivery count) from a JetStream ack subject:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`` or, with a
+    domain and account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>...``.
+    Read by hand for the same reason as ``stream_seq``: ``msg.metadata`` is costly."""
+    tokens = reply.split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5]), int(tokens[4])
+    if len(tokens) >= 12 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[7]), int(tokens[6])
+    raise ValueError(f"not a JetStream ack subject: {reply!r}")
+
+
+class SharedConsumer:
+    """``fetch()`` hands out batches; ``seqs`` and ``delivered`` describe the last one."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        cfg: ConsumerSettings,
+        filter_subject: str | None = None,
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.cfg = cfg
+        self.filter_subject = filter_subject
+        # a separate durable from the single-process one: its config (explicit acks, a
+        # deliver group) differs, and the two must never be bound at the same time
+        self.durable = f"{cfg.durable}-shared"
+        self.deliver_subject = f"_INBOX.jm.{stream}.{self.durable}"
+        self.max_ack_pending = max(cfg.batch * 4, 10_000)
+        self.metadata: dict[str, str] = {}
+        self._sub: object | None = None
+        self._buffer: list[Msg] = []
+        self._seqs: list[int] = []
+        self._delivered: list[int] = []
+        self.seqs: list[int] = []
+        self.delivered: list[int] = []
+        # stream sequences this process holds (buffered or handed out, not yet acked): a
+        # copy redelivered to this same process is dropped, not handled twice
+        self._held: set[int] = set()
+        self._arrived = asyncio.Event()
+
+    def _config(self, start_seq: int | None, metadata: dict[str, str]) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            deliver_subject=self.deliver_subject,
+            deliver_group=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.cfg.ack_wait_s,
+            max_ack_pending=self.max_ack_pending,
+            max_deliver=-1,
+            filter_subject=self.filter_subject,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+            opt_start_seq=start_seq,
+            metadata=metadata or None,
+        )
+
+    async def _info(self) -> ConsumerInfo | None:
+        try:
+            return await self.js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            return None
+
+    async def start(
+        self, start_seq: int | None = None, metadata: dict[str, str] | None = None
+    ) -> bool:
+        """Bind to the shared durable, creating it (at ``start_seq``, with ``metadata``) if
+        no instance has yet. Returns whether this call created it. ``self.metadata`` is the
+        durable's metadata as stored: the first creator's, whoever that was."""
+        info = await self._info()
+        created = False
+        if info is None:
+            try:
+                info = await self.js.add_consumer(
+                    self.stream, self._config(start_seq, metadata or {})
+                )
+                created = True
+            except NatsError:
+                # another instance created it first (with its own start point): use theirs
+                info = await self._info()
+                if info is None:
+                    raise
+        if info.config.deliver_group != self.durable:
+            raise RuntimeError(
+                f"consumer {self.stream}/{self.durable} exists without deliver group"
+                f" {self.durable!r}: not created by a shared sink"
+            )
+        self.metadata = dict(info.config.metadata or {})
+        if created:
+            log.info(
+                "shared consumer created",
+                extra={"stream": self.stream, "durable": self.durable, "from_seq": start_seq},
+            )
+        self._buffer, self._seqs, self._delivered = [], [], []
+        self.seqs, self.delivered = [], []
+        self._held = set()
+        self._arrived.clear()
+        self._sub = await self.js._nc.subscribe(
+            self.deliver_subject,
+            queue=self.durable,
+            cb=self._on_msg,
+            pending_msgs_limit=self.max_ack_pending * 2,
+            pending_bytes_limit=512 * 1024 * 1024,
+        )
+        return created
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if not msg.reply:
+            return  # not a stream message (no heartbeats are configured; defensive)
+        seq, delivered = ack_position(msg.reply)
+        if seq in self._held:
+            return  # ack_wait ran out while this process still holds it: one copy is enough
+        self._held.add(seq)
+        self._buffer.append(msg)
+        self._seqs.append(seq)
+        self._delivered.append(delivered)
+        self._arrived.set()
+
+    async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Msg]:
+        """Up to ``batch`` delivered messages, waiting up to ``timeout`` for the first."""
+        if not self._buffer:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout or self.cfg.fetch_timeout_s)
+            except TimeoutError:
+                self.seqs, self.delivered = [], []
+                return []
+        n = batch or self.cfg.batch
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        self.seqs, self._seqs = self._seqs[:n], self._seqs[n:]
+        self.delivered, self._delivered = self._delivered[:n], self._delivered[n:]
+        return out
+
+    async def ack(self, msgs: list[Msg], seqs: list[int]) -> None:
+        """Explicit acks for ``msgs``, one protocol write. Not awaited for a reply: a lost
+        ack is a redelivery with ``delivered > 1``, which the caller checks."""
+        try:
+            await publish_batch(self.js._nc, [(m.reply, None, b"") for m in msgs])
+        except NatsError as exc:
+            log.warning("acks not sent", extra={"durable": self.durable, "error": repr(exc)})
+        self._held.difference_update(seqs)
+
+    async def progress(self, msgs: list[Msg]) -> None:
+        """``+WPI`` for ``msgs`` and everything still buffered: restarts their ``ack_wait``."""
+        held = [*msgs, *self._buffer]
+        if held:
+            try:
+                await publish_batch(self.js._nc, [(m.reply, None, b"+WPI") for m in held])
+            except NatsError:
+                pass  # disconnected: the server redelivers after ack_wait; checked downstream
+
+    async def lag(self) -> int:
+        info = await self.js.consumer_info(self.stream, self.durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def stop(self) -> None:
+        """Leave the group; the durable stays for the other instances."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+            except Exception:  # connection already closing
+                pass
