@@ -9,7 +9,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from streams import secrets
+from streams import natsheaders, secrets
 from streams.settings import NatsSettings
 
 log = logging.getLogger("streams.connect")
@@ -60,4 +60,6 @@ async def connect(cfg: NatsSettings, name: str, **extra: Any) -> Client:
         opts["tls"] = tls
         opts["tls_hostname"] = cfg.tls_hostname or None
     opts.update(extra)
-    return await nats.connect(**opts)
+    nc = await nats.connect(**opts)
+    natsheaders.install(nc)
+    return nc
