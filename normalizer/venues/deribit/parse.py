@@ -60,8 +60,8 @@ _instruments = wire.decoder(wire.Instruments)
 _encode = msgspec.json.Encoder().encode
 
 Handler = Callable[[Frame], list[Out]]
-# (symbol, market subject, "deribit:<type>:<symbol>:") of one instrument
-Names = tuple[str, str, str]
+# (symbol, market subject, "deribit:<type>:<symbol>:", inverse) of one instrument
+Names = tuple[str, str, str, bool]
 # a validated chart.trades channel: (instrument, interval, the candle Names)
 Chart = tuple[str, str, Names]
 # (symbol, inverse, linear, then subject and msg-id prefix of ticker, mark, open_interest,
@@ -124,7 +124,10 @@ class DeribitParser(Naming):
         """The cached names of ``native`` (Rejected for a name we do not know): hot paths look
         the cache up inline, so the subject and msg-id prefix are built once per instrument."""
         _, symbol = self._names(msg_type, native)
-        names = (symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:")
+        names = (
+            symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:",
+            self._is_inverse(native),
+        )  # fmt: skip
         self._pre[msg_type][native] = names
         return names
 
@@ -150,10 +153,7 @@ class DeribitParser(Naming):
             if native != frame.native_symbol:
                 self._same(frame, native)
             names = cache.get(native) or self._instr("trade", native)
-            inverse = self._inverse.get(native)
-            if inverse is None:
-                inverse = self._is_inverse(native)
-            size = t.amount / t.price if inverse else t.amount
+            size = t.amount / t.price if names[3] else t.amount
             side = t.direction if t.direction in ("buy", "sell") else "unknown"
             msg = schemas.Trade(
                 venue=VENUE, symbol=names[0], ts_event=t.timestamp * MS, ts_recv=frame.ts_recv,
@@ -202,10 +202,7 @@ class DeribitParser(Naming):
         else:
             raise Rejected(f"unknown book type {d.type!r}")
         names = self._pre["book"].get(native) or self._instr("book", native)
-        inverse = self._inverse.get(native)
-        if inverse is None:
-            inverse = self._is_inverse(native)
-        if inverse:
+        if names[3]:  # inverse: USD amounts
             bids = [(lv[1], lv[2] / lv[1]) for lv in d.bids]
             asks = [(lv[1], lv[2] / lv[1]) for lv in d.asks]
         else:
@@ -233,12 +230,9 @@ class DeribitParser(Naming):
         bp, bs, ap, asz = q.best_bid_price, q.best_bid_amount, q.best_ask_price, q.best_ask_amount
         if not (bp and ap) or bs is None or asz is None:
             return []  # one side empty: no best bid/offer to publish
-        inverse = self._inverse.get(native)
-        if inverse is None:
-            inverse = self._is_inverse(native)
-        if inverse:
-            bs, asz = bs / bp, asz / ap
         names = self._pre["bbo"].get(native) or self._instr("bbo", native)
+        if names[3]:  # inverse: USD amounts
+            bs, asz = bs / bp, asz / ap
         msg = schemas.BBO(
             venue=VENUE, symbol=names[0], ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
             bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz,
