@@ -122,7 +122,8 @@ def _bybit() -> dict[str, list[Frame]]:
                      "bid1Price": "65000", "bid1Size": "1.2", "ask1Price": "65000.2",
                      "ask1Size": "0.8", "volume24h": "12345.6", "turnover24h": "8e8",
                      "price24hPcnt": "0.01", "highPrice24h": "66000",
-                     "lowPrice24h": "64000"}}, i)  # fmt: skip
+                     "lowPrice24h": "64000", "prevPrice24h": "64500.5",
+                     "openInterestValue": f"{(50000 + i) * 65000.3:.2f}"}}, i)  # fmt: skip
     return {("bybit_linear", k): v for k, v in out.items()}  # type: ignore[misc]
 
 

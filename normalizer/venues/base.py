@@ -43,6 +43,11 @@ class ConnEvent(msgspec.Struct):
 
 _conn_event = msgspec.json.Decoder(ConnEvent).decode
 
+# One native symbol's names for one message type: (subject, symbol, message-id prefix
+# ``<venue>:<type>:<symbol>:``). A hot handler appends the natural id to the prefix: one
+# concatenation instead of formatting four parts per message.
+Names = tuple[str, str, str]
+
 
 class Naming:
     """Subjects, symbols and message ids of a venue's output, shared by the parsers.
@@ -66,6 +71,21 @@ class Naming:
                 raise Rejected(str(exc)) from None
             hit = (subjects.market(msg_type, self.market_venue, symbol), symbol)
             self._names_cache[key] = hit
+        return hit
+
+    def names_of(self, msg_type: str) -> dict[str, Names]:
+        """The :data:`Names` of one message type by native symbol. A handler binds this dict
+        once (in ``__init__``) and looks a symbol up inline, falling back to
+        :meth:`names_miss`: a dict hit per message instead of a method call and a tuple key."""
+        typed: dict[str, dict[str, Names]] = self.__dict__.setdefault("_typed_names", {})
+        return typed.setdefault(msg_type, {})
+
+    def names_miss(self, msg_type: str, native: str) -> Names:
+        """First sight of ``native`` for ``msg_type``: name it (Rejected when it cannot be
+        named) and cache the result in :meth:`names_of`."""
+        subject, symbol = self._names(msg_type, native)
+        hit = (subject, symbol, f"{self.market_venue}:{msg_type}:{symbol}:")
+        self.names_of(msg_type)[native] = hit
         return hit
 
     def reconnect_gaps(

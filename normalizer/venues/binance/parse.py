@@ -46,6 +46,13 @@ _oi = wire.decoder(wire.OpenInterest)
 _info = wire.decoder(wire.ExchangeInfo)
 _finfo = wire.decoder(wire.FuturesExchangeInfo)
 _encode = msgspec.json.Encoder().encode
+# bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
+# tests/fuzz.py shapes frames from them)
+_trade_decode = _trade.decode
+_agg_decode = _agg.decode
+_book_ticker_decode = _book_ticker.decode
+_mark_decode = _mark.decode
+Trade, BBO, Mark, Funding = schemas.Trade, schemas.BBO, schemas.Mark, schemas.Funding
 
 Handler = Callable[[Frame], list[Out]]
 
@@ -60,6 +67,11 @@ class _Binance(Naming):
 
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # per-type names by native symbol, bound here for the hot handlers' inline hits
+        self._trade_names = self.names_of("trade")
+        self._bbo_names = self.names_of("bbo")
+        self._mark_names = self.names_of("mark")
+        self._funding_names = self.names_of("funding")
         self._dispatch: dict[str, Handler] = {
             ch: getattr(self, "_" + ch) for ch in self.channels if ch != "control"
         }
@@ -91,34 +103,32 @@ class _Binance(Naming):
     # The hottest channels are written out flat: a helper call per check cost more than the
     # typed decode in a profile (checks still run; only their failure path is a call).
     def _trade(self, frame: Frame) -> list[Out]:
-        d = _trade.decode(frame.data).data
+        d = _trade_decode(frame.data).data
+        s = d.s
         if d.e != "trade":
             self._event(d.e, "trade", "trade")
-        s = d.s
         if s != frame.native_symbol:
             self._same(frame, s)
-        subject, symbol = self._names_cache.get(("trade", s)) or self._names("trade", s)
+        names = self._trade_names.get(s) or self.names_miss("trade", s)
         tid = str(d.t)
-        msg = schemas.Trade(
-            venue=VENUE, symbol=symbol, ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
+        return [new_out((names[0], names[2] + tid, _encode(Trade(
+            venue=VENUE, symbol=names[1], ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
             id=tid, price=d.p, size=d.q, side="sell" if d.m else "buy",  # m: the maker bought
-        )  # fmt: skip
-        return [new_out((subject, f"binance:trade:{symbol}:{tid}", _encode(msg)))]
+        ))))]  # fmt: skip
 
     def _aggTrade(self, frame: Frame) -> list[Out]:  # handler names follow the channel names
-        d = _agg.decode(frame.data).data
+        d = _agg_decode(frame.data).data
+        s = d.s
         if d.e != "aggTrade":
             self._event(d.e, "aggTrade", "aggTrade")
-        s = d.s
         if s != frame.native_symbol:
             self._same(frame, s)
-        subject, symbol = self._names_cache.get(("trade", s)) or self._names("trade", s)
+        names = self._trade_names.get(s) or self.names_miss("trade", s)
         tid = f"a{d.a}"
-        msg = schemas.Trade(
-            venue=VENUE, symbol=symbol, ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
+        return [new_out((names[0], names[2] + tid, _encode(Trade(
+            venue=VENUE, symbol=names[1], ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
             id=tid, price=d.p, size=d.q, side="sell" if d.m else "buy", aggregated=True,
-        )  # fmt: skip
-        return [new_out((subject, f"binance:trade:{symbol}:{tid}", _encode(msg)))]
+        ))))]  # fmt: skip
 
     # -- book ----------------------------------------------------------------------------
     def _depth(self, frame: Frame) -> list[Out]:
@@ -148,17 +158,18 @@ class _Binance(Naming):
         return [self._out("book", frame.native_symbol, f"snap{d.lastUpdateId}", msg)]
 
     def _bookTicker(self, frame: Frame) -> list[Out]:
-        d = _book_ticker.decode(frame.data).data
+        d = _book_ticker_decode(frame.data).data
         s = d.s
         if s != frame.native_symbol:
             self._same(frame, s)
-        subject, symbol = self._names_cache.get(("bbo", s)) or self._names("bbo", s)
-        ts = d.event_time * MS if d.event_time else frame.ts_recv
-        msg = schemas.BBO(
-            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
-            bid_price=d.b, bid_size=d.B, ask_price=d.a, ask_size=d.A, seq=d.u,
-        )  # fmt: skip
-        return [new_out((subject, f"binance:bbo:{symbol}:{d.u}", _encode(msg)))]
+        names = self._bbo_names.get(s) or self.names_miss("bbo", s)
+        ts_recv = frame.ts_recv
+        u = d.u
+        return [new_out((names[0], names[2] + str(u), _encode(BBO(
+            venue=VENUE, symbol=names[1],
+            ts_event=d.event_time * MS if d.event_time else ts_recv, ts_recv=ts_recv,
+            bid_price=d.b, bid_size=d.B, ask_price=d.a, ask_size=d.A, seq=u,
+        ))))]  # fmt: skip
 
     # -- ticker / candles ----------------------------------------------------------------
     def _ticker(self, frame: Frame) -> list[Out]:
@@ -233,25 +244,25 @@ class BinanceUsdmParser(_Binance):
     }  # fmt: skip
 
     def _markPrice(self, frame: Frame) -> list[Out]:
-        d = _mark.decode(frame.data).data
-        self._event(d.e, "markPriceUpdate", "markPrice")
-        self._same(frame, d.s)
-        _, symbol = self._names("mark", d.s)
-        ts = d.event_time * MS
-        mark = schemas.Mark(
-            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+        d = _mark_decode(frame.data).data
+        s = d.s
+        if d.e != "markPriceUpdate":
+            self._event(d.e, "markPriceUpdate", "markPrice")
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        names = self._mark_names.get(s) or self.names_miss("mark", s)
+        ts, ts_recv, natural = d.event_time * MS, frame.ts_recv, str(d.event_time)
+        mark = new_out((names[0], names[2] + natural, _encode(Mark(
+            venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
             mark_price=d.p, index_price=d.i,
-        )  # fmt: skip
+        ))))  # fmt: skip
         if d.r == "":  # a dated contract: a mark price, but no funding
-            return [self._out("mark", d.s, d.event_time, mark)]
-        funding = schemas.Funding(
-            venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+            return [mark]
+        names = self._funding_names.get(s) or self.names_miss("funding", s)
+        return [mark, new_out((names[0], names[2] + natural, _encode(Funding(
+            venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
             rate=d.r, next_funding_ts=d.T * MS if d.T else None,
-        )  # fmt: skip
-        return [
-            self._out("mark", d.s, d.event_time, mark),
-            self._out("funding", d.s, d.event_time, funding),
-        ]
+        ))))]  # fmt: skip
 
     def _forceOrder(self, frame: Frame) -> list[Out]:
         d = _force.decode(frame.data).data

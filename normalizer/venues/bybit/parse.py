@@ -28,8 +28,9 @@ import math
 from collections.abc import Callable
 
 import msgspec
+from msgspec.structs import astuple
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.bybit import symbols, wire
 from streams import schemas
 
@@ -47,12 +48,31 @@ _kline = wire.decoder(wire.KlineFrame)
 _liq = wire.decoder(wire.LiquidationFrame)
 _instruments = wire.decoder(wire.Instruments)
 _encode = msgspec.json.Encoder().encode
+# bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
+# tests/fuzz.py shapes frames from them)
+_ticker_decode = _ticker.decode
+Ticker, Mark, Funding, OpenInterest = (
+    schemas.Ticker,
+    schemas.Mark,
+    schemas.Funding,
+    schemas.OpenInterest,
+)
 
 Handler = Callable[[Frame], list[Out]]
-TICKER_FIELDS = {"lastPrice", "bid1Price", "ask1Price", "highPrice24h", "lowPrice24h",
-                 "prevPrice24h", "volume24h", "turnover24h"}  # fmt: skip
-MARK_FIELDS = {"markPrice", "indexPrice"}
-FUNDING_FIELDS = {"fundingRate", "nextFundingTime"}
+# The ticker state is a list in FIELDS order (wire.TickerData's, after ``symbol``) of
+# floats or None (unknown): unpacked into locals by one C-level step per frame.
+FIELDS = (
+    "lastPrice", "bid1Price", "ask1Price", "highPrice24h", "lowPrice24h", "prevPrice24h",
+    "volume24h", "turnover24h", "markPrice", "indexPrice", "fundingRate", "nextFundingTime",
+    "openInterest", "openInterestValue",
+)  # fmt: skip
+if wire.TickerData.__struct_fields__ != ("symbol", *FIELDS):
+    raise ImportError("bybit: FIELDS must follow wire.TickerData's field order")
+_IX = {k: i for i, k in enumerate(FIELDS)}
+TICKER_IX = frozenset(_IX[k] for k in FIELDS[:8])  # last .. turnover24h
+MARK_IX = frozenset((_IX["markPrice"], _IX["indexPrice"]))
+FUNDING_IX = frozenset((_IX["fundingRate"], _IX["nextFundingTime"]))
+OI = _IX["openInterest"]
 
 
 def _f(text: str | None) -> float | None:
@@ -82,8 +102,12 @@ class _Bybit(Naming):
 
     def __init__(self) -> None:
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._ticker_names = self.names_of("ticker")
+        self._mark_names = self.names_of("mark")
+        self._funding_names = self.names_of("funding")
+        self._oi_names = self.names_of("open_interest")
         # Per-symbol state, a deterministic function of the raw frames in stream order:
-        self.tickers: dict[str, dict[str, float | None]] = {}  # last known ticker fields
+        self.tickers: dict[str, list[float | None]] = {}  # last known FIELDS
         self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
         self.known: dict[str, int] = {}  # inverse: native -> delivery ms (0 = perpetual)
         self._dispatch: dict[str, Handler] = {
@@ -185,66 +209,86 @@ class _Bybit(Naming):
 
     # -- tickers -------------------------------------------------------------------------
     def _tickers(self, frame: Frame) -> list[Out]:
-        f = _ticker.decode(frame.data)
+        f = _ticker_decode(frame.data)
         d = f.data
-        self._same(frame, d.symbol)
+        s = d.symbol
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        raw = astuple(d)[1:]
+        if None not in raw:
+            # Every field present (Bybit's full snapshot): one C-level map(float). "", junk
+            # or a non-finite number falls through to the per-field path, which rejects
+            # with the field's reason.
+            try:
+                nums: list[float | None] = list(map(float, raw))  # type: ignore[arg-type]
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(sum(nums)):  # type: ignore[arg-type]
+                    self.tickers[s] = nums
+                    return self._ticker_outs(frame, f.ts, s, nums, True, True, True, True)
         # numbers parsed once, as they change (a bad one rejects the frame before it can
-        # enter the state); every output below reads floats (None: unknown)
-        changed = {
-            k: _f(v)
-            for k in d.__struct_fields__
-            if k != "symbol" and (v := getattr(d, k)) is not None
-        }
-        state = self.tickers.setdefault(d.symbol, {})
-        if f.type == "snapshot":
-            state.clear()
-        state.update(changed)
-        ts = f.ts * MS
-        g = state.get
+        # enter the state); every output below reads floats (None: unknown). Bad input
+        # (junk, non-finite or overflowing) is parsed again by _f for its reason.
+        try:
+            changed = {i: float(v) if v else None for i, v in enumerate(raw) if v is not None}
+            if not math.isfinite(sum(filter(None, changed.values()))):  # type: ignore[arg-type]
+                raise ValueError
+        except ValueError:
+            changed = {i: _f(v) for i, v in enumerate(raw) if v is not None}
+        state = self.tickers.get(s)
+        if state is None or f.type == "snapshot":
+            state = self.tickers[s] = [None] * len(FIELDS)
+        for i, v in changed.items():
+            state[i] = v
+        return self._ticker_outs(
+            frame, f.ts, s, state, not TICKER_IX.isdisjoint(changed),
+            not MARK_IX.isdisjoint(changed), not FUNDING_IX.isdisjoint(changed), OI in changed,
+        )  # fmt: skip
+
+    def _ticker_outs(
+        self, frame: Frame, ts_ms: int, s: str, state: list[float | None],
+        ticker: bool, mark: bool, funding: bool, oi_changed: bool,
+    ) -> list[Out]:  # fmt: skip
+        """Ticker, mark, funding and open interest from the merged state, each when one of
+        its fields changed in this frame."""
+        (last, bid, ask, high, low, prev, vol, turnover,
+         mark_px, index_px, rate, nxt, oi, value) = state  # fmt: skip
+        ts, ts_recv, natural = ts_ms * MS, frame.ts_recv, str(ts_ms)
         out = []
-        if changed.keys() & TICKER_FIELDS:
-            _, symbol = self._names("ticker", d.symbol)
-            vol, turnover = g("volume24h"), g("turnover24h")
+        if ticker:
+            names = self._ticker_names.get(s) or self.names_miss("ticker", s)
             if self.inverse:  # volume24h counts USD contracts, turnover24h is in the base coin
                 vol, turnover = turnover, vol
-            msg = schemas.Ticker(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
-                last=g("lastPrice"), bid=g("bid1Price"), ask=g("ask1Price"),
-                open_24h=g("prevPrice24h"), high_24h=g("highPrice24h"),
-                low_24h=g("lowPrice24h"), volume_24h=vol, quote_volume_24h=turnover,
-            )  # fmt: skip
-            out.append(self._out("ticker", d.symbol, f.ts, msg))
-        if changed.keys() & MARK_FIELDS:
-            _, symbol = self._names("mark", d.symbol)
-            mark = schemas.Mark(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
-                mark_price=g("markPrice"), index_price=g("indexPrice"),
-            )  # fmt: skip
-            out.append(self._out("mark", d.symbol, f.ts, mark))
-        rate = g("fundingRate")
-        if changed.keys() & FUNDING_FIELDS and rate is not None:
-            _, symbol = self._names("funding", d.symbol)
-            nxt = g("nextFundingTime")
-            funding = schemas.Funding(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, rate=rate,
+            out.append(new_out((names[0], names[2] + natural, _encode(Ticker(
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
+                last=last, bid=bid, ask=ask, open_24h=prev, high_24h=high, low_24h=low,
+                volume_24h=vol, quote_volume_24h=turnover,
+            )))))  # fmt: skip
+        if mark:
+            names = self._mark_names.get(s) or self.names_miss("mark", s)
+            out.append(new_out((names[0], names[2] + natural, _encode(Mark(
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
+                mark_price=mark_px, index_price=index_px,
+            )))))  # fmt: skip
+        if funding and rate is not None:
+            names = self._funding_names.get(s) or self.names_miss("funding", s)
+            out.append(new_out((names[0], names[2] + natural, _encode(Funding(
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv, rate=rate,
                 next_funding_ts=int(nxt) * MS if nxt else None,
-            )  # fmt: skip
-            out.append(self._out("funding", d.symbol, f.ts, funding))
-        oi = g("openInterest")
-        if "openInterest" in changed and oi is not None:
-            mark_price = g("markPrice")
-            value = g("openInterestValue")  # linear: in the quote currency (USDT/USDC)
+            )))))  # fmt: skip
+        if oi_changed and oi is not None:
+            # linear: openInterestValue is in the quote currency (USDT/USDC)
             if self.inverse:  # USD contracts -> base at the mark price
-                if not mark_price:
+                if not mark_px:
                     raise Rejected("inverse open interest before any mark price")
                 # openInterestValue is in the coin here; the USD value is the contract count
-                oi, value = oi / mark_price, oi
-            _, symbol = self._names("open_interest", d.symbol)
-            msg_oi = schemas.OpenInterest(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+                oi, value = oi / mark_px, oi
+            names = self._oi_names.get(s) or self.names_miss("open_interest", s)
+            out.append(new_out((names[0], names[2] + natural, _encode(OpenInterest(
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
                 open_interest=oi, open_interest_value=value,
-            )  # fmt: skip
-            out.append(self._out("open_interest", d.symbol, f.ts, msg_oi))
+            )))))  # fmt: skip
         return out
 
     # -- candles / liquidations ----------------------------------------------------------
