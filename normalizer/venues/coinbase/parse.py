@@ -147,6 +147,15 @@ class CoinbaseParser(Naming):
         self.last_seq = seq
         return self.run_start
 
+    def _count(self, seq: int) -> None:
+        """``track`` for a message whose run start is not needed; the usual case (the next
+        message of the run) without track's branches."""
+        last = self.last_seq
+        if last is not None and seq == last + 1:
+            self.last_seq = seq
+        else:
+            self.track(seq)
+
     def _reset(self) -> None:
         self.last_seq = None
 
@@ -170,25 +179,17 @@ class CoinbaseParser(Naming):
         if env.channel != "market_trades":
             self._channel(env, "market_trades")
         cache = self._pre["trade"]
-        rows = []
-        # names and times of every trade first: a rejected frame must not count in track()
+        out = []
         for ev in env.events:
             for t in ev.trades:
                 names = cache.get(t.product_id) or self._product("trade", t.product_id)
-                rows.append((t, names, to_ns(t.time)))
-        seq = env.sequence_num
-        last = self.last_seq
-        if last is None or seq != last + 1:  # else the run goes on: track() inline
-            self.track(seq)
-        else:
-            self.last_seq = seq
-        out = []
-        for t, names, ts in rows:
-            msg = schemas.Trade(
-                venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv, id=t.trade_id,
-                price=t.price, size=t.size, side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
-            )  # fmt: skip
-            out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
+                msg = schemas.Trade(
+                    venue=VENUE, symbol=names[0], ts_event=to_ns(t.time), ts_recv=frame.ts_recv,
+                    id=t.trade_id, price=t.price, size=t.size,
+                    side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
+                )  # fmt: skip
+                out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
+        self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 
     def _level2(self, frame: Frame) -> list[Out]:
@@ -241,16 +242,16 @@ class CoinbaseParser(Naming):
         if env.channel != "ticker":
             self._channel(env, "ticker")
         ts = to_ns(env.timestamp)
-        bbos = self._pre["bbo"]
-        rows = []
+        bbos, tickers = self._pre["bbo"], self._pre["ticker"]
+        seq, recv, i = env.sequence_num, frame.ts_recv, 0
+        out = []
         for ev in env.events:
             for t in ev.tickers:
                 names = bbos.get(t.product_id)
                 if names is None:
                     names = self._product("bbo", t.product_id)
-                    tnames = self._product("ticker", t.product_id)
-                else:
-                    tnames = self._pre["ticker"][t.product_id]
+                    self._product("ticker", t.product_id)
+                tnames = tickers[t.product_id]
                 # "" = no value (new listings); float() of anything else, or Rejected
                 bb = float(t.best_bid) if t.best_bid else None
                 ba = float(t.best_ask) if t.best_ask else None
@@ -260,29 +261,21 @@ class CoinbaseParser(Naming):
                 high = float(t.high_24_h) if t.high_24_h else None
                 low = float(t.low_24_h) if t.low_24_h else None
                 vol = float(t.volume_24_h) if t.volume_24_h else None
-                rows.append((names, tnames, bb, bq, ba, aq, last, high, low, vol))
-        seq = env.sequence_num
-        last = self.last_seq
-        if last is None or seq != last + 1:  # else the run goes on: track() inline
-            self.track(seq)
-        else:
-            self.last_seq = seq
-        out = []
-        recv = frame.ts_recv
-        for i, (names, tnames, bb, bq, ba, aq, last, high, low, vol) in enumerate(rows):
-            natural = f"r{frame.raw_seq}:{i}"
-            symbol = names[0]
-            if bb is not None and ba is not None and bq is not None and aq is not None:
-                bbo = schemas.BBO(
-                    venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
-                    bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
+                natural = f"r{frame.raw_seq}:{i}"
+                i += 1
+                symbol = names[0]
+                if bb is not None and ba is not None and bq is not None and aq is not None:
+                    bbo = schemas.BBO(
+                        venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
+                        bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
+                    )  # fmt: skip
+                    out.append(new_out((names[1], names[2] + natural, _encode(bbo))))
+                tk = schemas.Ticker(
+                    venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=last,
+                    bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
                 )  # fmt: skip
-                out.append(new_out((names[1], names[2] + natural, _encode(bbo))))
-            tk = schemas.Ticker(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=last,
-                bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
-            )  # fmt: skip
-            out.append(new_out((tnames[1], tnames[2] + natural, _encode(tk))))
+                out.append(new_out((tnames[1], tnames[2] + natural, _encode(tk))))
+        self._count(seq)  # last: a rejected frame is not counted
         return out
 
     def _candles(self, frame: Frame) -> list[Out]:
@@ -291,26 +284,18 @@ class CoinbaseParser(Naming):
             self._channel(env, "candles")
         ts = to_ns(env.timestamp)
         cache = self._pre["candle"]
-        rows = [
-            (c, cache.get(c.product_id) or self._product("candle", c.product_id))
-            for ev in env.events
-            for c in ev.candles
-        ]
-        seq = env.sequence_num
-        last = self.last_seq
-        if last is None or seq != last + 1:  # else the run goes on: track() inline
-            self.track(seq)
-        else:
-            self.last_seq = seq
         out = []
-        for c, names in rows:
-            msg = schemas.Candle(
-                venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
-                interval=CANDLE_INTERVAL, ts_open=c.start * 1_000_000_000, open=c.open,
-                high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
-            )  # fmt: skip
-            msg_id = f"{names[2]}{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
-            out.append(new_out((names[1], msg_id, _encode(msg))))
+        for ev in env.events:
+            for c in ev.candles:
+                names = cache.get(c.product_id) or self._product("candle", c.product_id)
+                msg = schemas.Candle(
+                    venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
+                    interval=CANDLE_INTERVAL, ts_open=c.start * 1_000_000_000, open=c.open,
+                    high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
+                )  # fmt: skip
+                msg_id = f"{names[2]}{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
+                out.append(new_out((names[1], msg_id, _encode(msg))))
+        self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 
     def _control(self, frame: Frame) -> list[Out]:

@@ -219,15 +219,14 @@ class KrakenParser(Naming):
         f = _tickers.decode(frame.data)
         if f.channel != frame.channel:
             self._channel(frame, f.channel)
-        bbos = self._pre["bbo"]
+        bbos, tickers = self._pre["bbo"], self._pre["ticker"]
         out = []
         for t in f.data:
             names = bbos.get(t.symbol)
             if names is None or names[0] != frame.native_symbol:
                 names = self._pair("bbo", t.symbol, frame)
-                tnames = self._pair("ticker", t.symbol, frame)
-            else:
-                tnames = self._pre["ticker"][t.symbol]
+                self._pair("ticker", t.symbol, frame)
+            tnames = tickers[t.symbol]
             ts = ts_ns(t.timestamp) if t.timestamp else frame.ts_recv
             natural = f"r{frame.raw_seq}"
             bbo = schemas.BBO(
