@@ -207,14 +207,14 @@ class RawPublisher:
                     await self.nc.publish(subject, data, headers=headers)
         except Exception as exc:  # the "disconnected" gap still marks the hole
             log.warning(
-                "raw frames lost in a NATS reconnect could not be re-sent",
+                "raw frames lost in a NATS outage could not be re-sent",
                 extra={"venue": self.venue, "kept": len(kept), "error": repr(exc)},
             )
             return
         self.recovered += len(missing)
         if missing:
             log.warning(
-                "raw frames lost in a NATS reconnect were published again",
+                "raw frames lost in a NATS outage were published again",
                 extra={"venue": self.venue, "count": len(missing), "kept": len(kept)},
             )
 
@@ -250,6 +250,11 @@ class RawPublisher:
             )
         except Exception as exc:
             BARRIER_FAILURES.labels(self.venue).inc()
+            # No reconnect, yet frames may be gone: a stream leader election behind the node
+            # we are connected to drops core publishes without an error. The next good ack
+            # checks RAW for the kept frames, as after a reconnect.
+            if self._recover_after is None:
+                self._recover_after = self._acked_seq or 0
             if not self.unconfirmed:  # one line per outage, not per barrier
                 log.warning(
                     "raw publish not confirmed by JetStream; frames are buffered by the client",

@@ -1,7 +1,10 @@
 """A 3-node JetStream cluster on loopback, every stream R3. The RAW stream's leader is
-killed with SIGKILL while raw frames are being published (collectors/base.py RawPublisher)
-and the real normalizer worker runs; afterwards RAW holds every frame exactly once, MARKET
-every trade exactly once in per-symbol order, and the restarted node has caught up."""
+killed with SIGKILL while raw frames are being published by a collector's RawPublisher
+(collectors/base.py) connected to a surviving node, and the real normalizer worker runs.
+The frames dropped during the election are found and re-sent by RawPublisher itself;
+afterwards RAW holds every frame exactly once, MARKET every trade exactly once (the
+re-sent frames arrive late, but trade ids make each one once), and the restarted node has
+caught up."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import ServiceUnavailableError
 
@@ -65,43 +68,40 @@ async def leader(js: JetStreamContext, stream: str, timeout: float = 30.0) -> st
         await asyncio.sleep(0.2)
 
 
-async def publish_all(nc: Client, js: JetStreamContext, kill: callable) -> int:  # type: ignore[valid-type]
-    """Publish every frame like a collector does (core publishes, an acked barrier every
-    200), calling ``kill`` a third of the way in. A failed barrier or a reconnect means
-    frames since the last good barrier may be lost; they are sent again under the same
-    Nats-Msg-Id, so JetStream keeps each one once. Returns how many were re-sent."""
-    frames = [(s, i) for i in range(PER_SYMBOL) for s in SYMBOLS]
-    pub = RawPublisher(nc, js, "binance", flush_every=200, ack_timeout_s=2.0)
-    good = 0  # frames[:good] are known stored
-    epoch = pub.nats_epoch()
-    resent = 0
-    i = 0
-    while i < len(frames):
-        sym, tid = frames[i]
+async def publish_all(pub: RawPublisher, kill: callable) -> int:  # type: ignore[valid-type]
+    """Publish every frame as a live collector does (core publishes, an acked barrier every
+    200, no message ids: the venue's frames cannot be sent again by the test), calling
+    ``kill`` a third of the way in. Frames dropped while RAW had no leader are found and
+    re-sent by RawPublisher itself. Returns how many barriers failed."""
+    failed = 0
+    was = False
+    for i, (sym, tid) in enumerate((s, i) for i in range(PER_SYMBOL) for s in SYMBOLS):
         await pub.publish(
             "trade",
             sym,
             trade_frame(tid, f"{100 + tid}.5", "0.25", sym=sym),
-            time.time_ns(),
+            1_700_000_000_000_000_000 + i,  # unique: RawPublisher recognises stored frames by it
             "cluster-test-1",
-            msg_id=f"t:{sym}:{tid}",
-            durable=i == len(frames) - 1,
         )
-        i += 1
-        if i == KILL_AT:
+        if i + 1 == KILL_AT:
             kill()
-        if pub.confirmed == pub.published:
-            good = i
-        elif pub.unconfirmed or pub.nats_epoch() != epoch:
-            epoch = pub.nats_epoch()
-            resent += i - good
-            i = good
-            await asyncio.sleep(0.2)
+        failed += pub.unconfirmed and not was
+        was = pub.unconfirmed
         if i % 50 == 0:
-            await asyncio.sleep(0.001)  # a live feed, not one burst: the kill lands mid-stream
-    # the last frame was an acked publish; loop until it (and so everything) is confirmed
+            await asyncio.sleep(
+                0.02
+            )  # a live feed (~4 s), not one burst: the kill lands mid-stream
+    # a live collector keeps publishing; here its connection events stand in for the feed
+    # until a barrier is confirmed again (the election may outlast the trades)
+    for _ in range(60):
+        if pub.confirmed == pub.published:
+            break
+        await asyncio.sleep(0.5)
+        event = {"event": "connected", "conn": "cluster-test-1", "ts": time.time_ns()}
+        await pub.publish("conn", "ALL", orjson.dumps(event), time.time_ns(), "cluster-test-1",
+                          durable=True)  # fmt: skip
     assert pub.confirmed == pub.published
-    return resent
+    return failed
 
 
 async def drain(js: JetStreamContext, stream: str, subject: str, n: int) -> list:
@@ -148,25 +148,33 @@ async def test_stream_leader_killed_mid_stream_loses_nothing(
     assert raw_info.config.num_replicas == 3 and len(raw_info.cluster.replicas or []) == 2
     victim = cluster.node(await leader(js, STREAM_RAW))
     total = PER_SYMBOL * len(SYMBOLS)
+    # the collector sits on a node that survives: no reconnect, only failed barriers
+    survivor = next(n for n in cluster.nodes if n.name != victim.name)
+    coll_nc = await connect(cluster_settings(tmp_path, survivor.url).nats, "collector")
+    pub = RawPublisher(coll_nc, coll_nc.jetstream(timeout=5.0), "binance", 200, ack_timeout_s=2.0)
 
     async with inprocess("normalizer", normalizer_main, settings) as norm:
-        resent = await publish_all(nc, js, victim.kill)
+        failed = await publish_all(pub, victim.kill)
+        assert failed > 0 and pub.recovered > 0, "the kill cost no frame: nothing was proven"
         assert victim.proc is not None and victim.proc.returncode == -9
         new_leader = await leader(js, STREAM_RAW)
         assert new_leader != victim.name
-        assert await wait_count(js, STREAM_RAW, total) == total
+        conn_frames = pub.counts.get("conn", 0)
+        assert await wait_count(js, STREAM_RAW, total + conn_frames) == total + conn_frames
         assert await wait_count(js, STREAM_MARKET, total) == total
         await asyncio.sleep(1.0)  # a duplicate, if any, would have landed by now
         assert norm.health.state in ("ok", "degraded")
 
     # RAW: every frame exactly once, byte for byte
-    assert (await js.stream_info(STREAM_RAW)).state.messages == total
-    raw = await drain(js, STREAM_RAW, subjects.RAW_ALL, total)
-    by_id = {m.headers[subjects.H_MSG_ID]: m.data for m in raw}
-    assert len(by_id) == total
-    for key, data in by_id.items():
-        _, sym, tid = key.split(":")
-        assert data == trade_frame(int(tid), f"{100 + int(tid)}.5", "0.25", sym=sym)
+    assert (await js.stream_info(STREAM_RAW)).state.messages == total + conn_frames
+    raw = await drain(js, STREAM_RAW, "raw.binance.trade.*", total)
+    stored = {(m.subject, m.data) for m in raw}
+    assert len(stored) == total
+    assert stored == {
+        (subjects.raw("binance", "trade", sym), trade_frame(i, f"{100 + i}.5", "0.25", sym=sym))
+        for i in range(PER_SYMBOL)
+        for sym in SYMBOLS
+    }
 
     # MARKET: every trade once, and per symbol in trade-id order
     assert (await js.stream_info(STREAM_MARKET)).state.messages == total
@@ -191,6 +199,8 @@ async def test_stream_leader_killed_mid_stream_loses_nothing(
             break
         assert time.monotonic() < deadline, f"replicas not current: {peers}"
         await asyncio.sleep(0.2)
-    assert info.state.messages == total
-    print(f"killed {victim.name}, new leader {new_leader}, frames re-sent {resent}")
+    assert info.state.messages == total + conn_frames
+    print(f"killed {victim.name}, new leader {new_leader}, barriers failed {failed},"
+          f" frames re-sent {pub.recovered}")  # fmt: skip
+    await coll_nc.close()
     await nc.close()
