@@ -88,7 +88,7 @@ class DeribitParser(Naming):
             t: {} for t in ("trade", "book", "bbo", "ticker", "mark", "open_interest", "funding",
                             "candle", "liquidation")
         }  # fmt: skip
-        # chart.trades channel -> (instrument, resolution, interval), once validated
+        # chart.trades channel -> Chart, once its shape, instrument and resolution passed
         self._charts: dict[str, Chart] = {}
         self._tickers: dict[str, TickerNames] = {}
         # chart.trades channel (instrument + resolution) -> (ts_recv, the last candle seen),
