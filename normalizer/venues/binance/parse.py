@@ -52,7 +52,8 @@ _trade_decode = _trade.decode
 _agg_decode = _agg.decode
 _book_ticker_decode = _book_ticker.decode
 _mark_decode = _mark.decode
-Trade, BBO, Mark, Funding = schemas.Trade, schemas.BBO, schemas.Mark, schemas.Funding
+Trade, Book, BBO = schemas.Trade, schemas.Book, schemas.BBO
+Mark, Funding = schemas.Mark, schemas.Funding
 
 Handler = Callable[[Frame], list[Out]]
 
@@ -69,6 +70,7 @@ class _Binance(Naming):
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         # per-type names by native symbol, bound here for the hot handlers' inline hits
         self._trade_names = self.names_of("trade")
+        self._book_names = self.names_of("book")
         self._bbo_names = self.names_of("bbo")
         self._mark_names = self.names_of("mark")
         self._funding_names = self.names_of("funding")
@@ -133,17 +135,20 @@ class _Binance(Naming):
     # -- book ----------------------------------------------------------------------------
     def _depth(self, frame: Frame) -> list[Out]:
         d = self.depth_decoder.decode(frame.data).data
-        self._event(d.e, "depthUpdate", "depth")
-        self._same(frame, d.s)
-        if d.first_id > d.last_id:
-            raise Rejected(f"depth update with U {d.first_id} > u {d.last_id}")
-        _, symbol = self._names("book", d.s)
-        msg = schemas.Book(
-            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
-            snapshot=False, bids=d.b, asks=d.a, seq=d.last_id, first_seq=d.first_id,
+        s = d.s
+        if d.e != "depthUpdate":
+            self._event(d.e, "depthUpdate", "depth")
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        first, last = d.first_id, d.last_id
+        if first > last:
+            raise Rejected(f"depth update with U {first} > u {last}")
+        names = self._book_names.get(s) or self.names_miss("book", s)
+        return [new_out((names[0], names[2] + str(last), _encode(Book(
+            venue=VENUE, symbol=names[1], ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+            snapshot=False, bids=d.b, asks=d.a, seq=last, first_seq=first,
             prev_seq=getattr(d, "prev_id", None),  # futures only (pu)
-        )  # fmt: skip
-        return [self._out("book", d.s, d.last_id, msg)]
+        ))))]  # fmt: skip
 
     def _snapshot(self, frame: Frame) -> list[Out]:
         d = self.snapshot_decoder.decode(frame.data)

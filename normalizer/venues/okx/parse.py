@@ -56,7 +56,7 @@ _encode = msgspec.json.Encoder().encode
 _trades_decode = _trades.decode
 _books_decode = _books.decode
 _tickers_decode = _tickers.decode
-Trade, BBO, Ticker = schemas.Trade, schemas.BBO, schemas.Ticker
+Trade, Book, BBO, Ticker = schemas.Trade, schemas.Book, schemas.BBO, schemas.Ticker
 
 Handler = Callable[[Frame], list[Out]]
 
@@ -101,6 +101,7 @@ class OkxParser(Naming):
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         # per-type names by native symbol, bound here for the hot handlers' inline hits
         self._trade_names = self.names_of("trade")
+        self._book_names = self.names_of("book")
         self._bbo_names = self.names_of("bbo")
         self._ticker_names = self.names_of("ticker")
         handlers: dict[str, Handler] = {
@@ -187,13 +188,15 @@ class OkxParser(Naming):
 
     def _books(self, frame: Frame) -> list[Out]:
         f = _books_decode(frame.data)
-        self._same(frame, f.arg)
+        inst = f.arg.instId
+        if inst != frame.native_symbol:
+            self._same(frame, f.arg)
         if f.action not in ("snapshot", "update"):
             raise Rejected(f"unknown books action {f.action!r}")
-        inst = f.arg.instId
-        c = self.contract(inst)
-        _, symbol = self._names("book", inst)
+        c = None if inst.count("-") == 1 else self.contract(inst)
+        names = self._book_names.get(inst) or self.names_miss("book", inst)
         snapshot = f.action == "snapshot"
+        levels = self._levels
         out = []
         for d in f.data:
             if d.seqId is None:
@@ -204,12 +207,14 @@ class OkxParser(Naming):
                 seq, prev, natural = d.seqId, d.prevSeqId, d.seqId
                 if not snapshot and seq == prev and not d.bids and not d.asks:
                     continue  # OKX's keep-alive: same seqId, no change, nothing to publish
-            msg = schemas.Book(
-                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
-                snapshot=snapshot, bids=self._levels(c, d.bids), asks=self._levels(c, d.asks),
-                seq=seq, prev_seq=prev, checksum=d.checksum,
-            )  # fmt: skip
-            out.append(self._out("book", inst, f"snap{natural}" if snapshot else natural, msg))
+            out.append(new_out((
+                names[0], f"{names[2]}snap{natural}" if snapshot else f"{names[2]}{natural}",
+                _encode(Book(
+                    venue=VENUE, symbol=names[1], ts_event=d.ts * MS, ts_recv=frame.ts_recv,
+                    snapshot=snapshot, bids=levels(c, d.bids), asks=levels(c, d.asks),
+                    seq=seq, prev_seq=prev, checksum=d.checksum,
+                )),
+            )))  # fmt: skip
         return out
 
     def _bbo(self, frame: Frame) -> list[Out]:
