@@ -6,7 +6,9 @@ Delivery is push, into a callback that only appends to a buffer; ``fetch()`` han
 what has arrived. Measured on these machines with 100k stored messages: a pull
 ``fetch(5000)`` loop drains ~68k msg/s, because nats-py waits for every message of a
 pull batch with its own ``wait_for`` (a task per message); the push callback drains
-~287k msg/s. In-flight data stays bounded by the consumer's ``max_ack_pending``.
+~287k msg/s. The messages reach the callback straight from the client's read loop
+(streams/delivery.py: no queue, no task, headers parsed when read), so the consumer has
+no flow control or heartbeats; in-flight data stays bounded by ``max_ack_pending``.
 
 After a kill -9, JetStream would redeliver the unacked tail only after ``ack_wait`` and
 meanwhile hand out newer messages, breaking per-subject order and the sink's per-table
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,6 +33,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from streams import delivery
+from streams.delivery import Delivery
 from streams.settings import ConsumerSettings
 from streams.subjects import H_MSG_ID
 
@@ -49,8 +54,8 @@ class BatchConsumer:
         self.cfg = cfg
         self.filter_subject = filter_subject
         self.max_ack_pending = max(cfg.batch * 4, 10_000)
-        self._sub: JetStreamContext.PushSubscription | None = None
-        self._buffer: list[Msg] = []
+        self._sub: Any = None
+        self._buffer: list[Delivery] = []
         self._seqs: list[int] = []  # stream sequence of each buffered message
         # stream sequences of the batch the last fetch() returned, in the same order: read
         # once on arrival (the redelivery check needs it) instead of again by every worker
@@ -72,11 +77,9 @@ class BatchConsumer:
             filter_subject=self.filter_subject,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
             opt_start_seq=start_seq,
-            flow_control=True,
-            idle_heartbeat=5.0,
         )
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _on_msg(self, msg: Delivery) -> None:
         seq = stream_seq(msg)
         if seq <= self._high:
             # A redelivery after ack_wait of a message this process already holds (e.g.
@@ -100,30 +103,26 @@ class BatchConsumer:
             start_seq = floor + 1 if floor else None
             self._resume = start_seq
             await self.js.delete_consumer(self.stream, durable)
-        deliver = self.js._nc.new_inbox()
+        nc = self.js._nc
+        deliver = nc.new_inbox()
         cfg = self._config(start_seq, deliver)
+        await self._unsubscribe()
+        self._buffer = []
+        self._seqs = []
+        self.seqs = []
+        self._high = 0
+        self._arrived.clear()
+        # subscribed before the consumer exists, so its first push has somewhere to go
+        self._sub = await nc.subscribe(deliver, cb=_status_only)
+        delivery.attach(nc, self._sub._id, self._on_msg)
         await self.js.add_consumer(self.stream, cfg)
         if start_seq:
             log.info(
                 "consumer resumed at ack floor",
                 extra={"stream": self.stream, "durable": durable, "from_seq": start_seq},
             )
-        self._buffer = []
-        self._seqs = []
-        self.seqs = []
-        self._high = 0
-        self._arrived.clear()
-        self._sub = await self.js.subscribe_bind(
-            stream=self.stream,
-            config=cfg,
-            consumer=durable,
-            cb=self._on_msg,
-            manual_ack=True,
-            pending_msgs_limit=self.max_ack_pending * 2,
-            pending_bytes_limit=512 * 1024 * 1024,
-        )
 
-    async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Msg]:
+    async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Delivery]:
         """Up to ``batch`` delivered messages, waiting up to ``timeout`` for the first."""
         assert self._sub is not None, "start() first"
         if not self._buffer:
@@ -162,12 +161,20 @@ class BatchConsumer:
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def stop(self) -> None:
-        if self._sub is not None:
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            delivery.detach(self.js._nc, sub._id)
             try:
-                await self._sub.unsubscribe()
+                await sub.unsubscribe()
             except Exception:  # connection already closing
                 pass
-            self._sub = None
+
+
+async def _status_only(msg: Msg) -> None:
+    """What nats-py still delivers on a consumer's subscription: status messages only."""
 
 
 def stream_seq(msg: Msg) -> int:
