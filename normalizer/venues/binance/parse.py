@@ -52,8 +52,14 @@ _trade_decode = _trade.decode
 _agg_decode = _agg.decode
 _book_ticker_decode = _book_ticker.decode
 _mark_decode = _mark.decode
-Trade, Book, BBO = schemas.Trade, schemas.Book, schemas.BBO
-Mark, Funding = schemas.Mark, schemas.Funding
+_force_decode = _force.decode
+_kline_decode = _kline.decode
+_ticker_decode = _ticker.decode
+Trade, Book, BBO, Ticker, Candle = (
+    schemas.Trade, schemas.Book, schemas.BBO, schemas.Ticker, schemas.Candle
+)  # fmt: skip
+Mark, Funding, Liquidation = schemas.Mark, schemas.Funding, schemas.Liquidation
+LIQUIDATION_SIDE = {"BUY": "buy", "SELL": "sell"}
 
 Handler = Callable[[Frame], list[Out]]
 
@@ -74,6 +80,9 @@ class _Binance(Naming):
         self._bbo_names = self.names_of("bbo")
         self._mark_names = self.names_of("mark")
         self._funding_names = self.names_of("funding")
+        self._ticker_names = self.names_of("ticker")
+        self._candle_names = self.names_of("candle")
+        self._liquidation_names = self.names_of("liquidation")
         self._dispatch: dict[str, Handler] = {
             ch: getattr(self, "_" + ch) for ch in self.channels if ch != "control"
         }
@@ -178,29 +187,35 @@ class _Binance(Naming):
 
     # -- ticker / candles ----------------------------------------------------------------
     def _ticker(self, frame: Frame) -> list[Out]:
-        d = _ticker.decode(frame.data).data
-        self._event(d.e, "24hrTicker", "ticker")
-        self._same(frame, d.s)
-        _, symbol = self._names("ticker", d.s)
-        msg = schemas.Ticker(
-            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
+        d = _ticker_decode(frame.data).data
+        s = d.s
+        if d.e != "24hrTicker":
+            self._event(d.e, "24hrTicker", "ticker")
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        names = self._ticker_names.get(s) or self.names_miss("ticker", s)
+        event_ms = d.event_time
+        return [new_out((names[0], names[2] + str(event_ms), _encode(Ticker(
+            venue=VENUE, symbol=names[1], ts_event=event_ms * MS, ts_recv=frame.ts_recv,
             last=d.c, bid=d.b, ask=d.a, open_24h=d.o, high_24h=d.h, low_24h=d.l,
             volume_24h=d.v, quote_volume_24h=d.q,
-        )  # fmt: skip
-        return [self._out("ticker", d.s, d.event_time, msg)]
+        ))))]  # fmt: skip
 
     def _kline(self, frame: Frame) -> list[Out]:
-        d = _kline.decode(frame.data).data
-        self._event(d.e, "kline", "kline")
-        self._same(frame, d.s)
+        d = _kline_decode(frame.data).data
+        s = d.s
+        if d.e != "kline":
+            self._event(d.e, "kline", "kline")
+        if s != frame.native_symbol:
+            self._same(frame, s)
         k = d.k
-        _, symbol = self._names("candle", d.s)
-        msg = schemas.Candle(
-            venue=VENUE, symbol=symbol, ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
-            interval=k.i, ts_open=k.t * MS, open=k.o, high=k.h, low=k.l, close=k.c,
+        names = self._candle_names.get(s) or self.names_miss("candle", s)
+        event_ms, interval, open_ms = d.event_time, k.i, k.t
+        return [new_out((names[0], f"{names[2]}{interval}:{open_ms}:{event_ms}", _encode(Candle(
+            venue=VENUE, symbol=names[1], ts_event=event_ms * MS, ts_recv=frame.ts_recv,
+            interval=interval, ts_open=open_ms * MS, open=k.o, high=k.h, low=k.l, close=k.c,
             volume=k.v, closed=k.x, trades=k.n,
-        )  # fmt: skip
-        return [self._out("candle", d.s, f"{k.i}:{k.t}:{d.event_time}", msg)]
+        ))))]  # fmt: skip
 
     # -- reference data and connection events -----------------------------------------
     def _instruments(self, frame: Frame) -> list[Out]:
@@ -270,18 +285,20 @@ class BinanceUsdmParser(_Binance):
         ))))]  # fmt: skip
 
     def _forceOrder(self, frame: Frame) -> list[Out]:
-        d = _force.decode(frame.data).data
-        self._event(d.e, "forceOrder", "forceOrder")
+        d = _force_decode(frame.data).data
+        if d.e != "forceOrder":
+            self._event(d.e, "forceOrder", "forceOrder")
         o = d.o
-        self._same(frame, o.s)
-        _, symbol = self._names("liquidation", o.s)
-        side = {"BUY": "buy", "SELL": "sell"}.get(o.S, "unknown")
+        s = o.s
+        if s != frame.native_symbol:
+            self._same(frame, s)
+        names = self._liquidation_names.get(s) or self.names_miss("liquidation", s)
         natural = f"{o.T}:{o.S}:{frame.raw_seq}"
-        msg = schemas.Liquidation(
-            venue=VENUE, symbol=symbol, ts_event=o.T * MS, ts_recv=frame.ts_recv,
-            side=side, price=o.ap or o.p, size=o.z or o.q, id=natural,  # type: ignore[arg-type]
-        )  # fmt: skip
-        return [self._out("liquidation", o.s, natural, msg)]
+        return [new_out((names[0], names[2] + natural, _encode(Liquidation(
+            venue=VENUE, symbol=names[1], ts_event=o.T * MS, ts_recv=frame.ts_recv,
+            side=LIQUIDATION_SIDE.get(o.S, "unknown"),  # type: ignore[arg-type]
+            price=o.ap or o.p, size=o.z or o.q, id=natural,
+        ))))]  # fmt: skip
 
     def _openInterest(self, frame: Frame) -> list[Out]:
         d = _oi.decode(frame.data)
