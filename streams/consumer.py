@@ -113,7 +113,7 @@ class BatchConsumer:
         self._high = 0
         self._arrived.clear()
         # subscribed before the consumer exists, so its first push has somewhere to go
-        self._sub = await nc.subscribe(deliver, cb=_status_only)
+        self._sub = await nc.subscribe(deliver, cb=status_only)
         delivery.attach(nc, self._sub._id, self._on_msg)
         await self.js.add_consumer(self.stream, cfg)
         if start_seq:
@@ -173,7 +173,7 @@ class BatchConsumer:
                 pass
 
 
-async def _status_only(msg: Msg) -> None:
+async def status_only(msg: Msg) -> None:
     """What nats-py still delivers on a consumer's subscription: status messages only."""
 
 

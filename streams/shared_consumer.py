@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -30,7 +31,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from streams.consumer import publish_batch
+from streams import delivery
+from streams.consumer import publish_batch, status_only
+from streams.delivery import Delivery
 from streams.settings import ConsumerSettings
 
 log = logging.getLogger("streams.shared_consumer")
@@ -69,8 +72,8 @@ class SharedConsumer:
         self.deliver_subject = f"_INBOX.jm.{stream}.{self.durable}"
         self.max_ack_pending = max(cfg.batch * 4, 10_000)
         self.metadata: dict[str, str] = {}
-        self._sub: object | None = None
-        self._buffer: list[Msg] = []
+        self._sub: Any = None
+        self._buffer: list[Delivery] = []
         self._seqs: list[int] = []
         self._delivered: list[int] = []
         self.seqs: list[int] = []
@@ -135,16 +138,14 @@ class SharedConsumer:
         self.seqs, self.delivered = [], []
         self._held = set()
         self._arrived.clear()
-        self._sub = await self.js._nc.subscribe(
-            self.deliver_subject,
-            queue=self.durable,
-            cb=self._on_msg,
-            pending_msgs_limit=self.max_ack_pending * 2,
-            pending_bytes_limit=512 * 1024 * 1024,
-        )
+        nc = self.js._nc
+        # deliveries go straight to _on_msg (streams/delivery.py), as for BatchConsumer;
+        # what this process holds is bounded by max_ack_pending
+        self._sub = await nc.subscribe(self.deliver_subject, queue=self.durable, cb=status_only)
+        delivery.attach(nc, self._sub._id, self._on_msg)
         return created
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _on_msg(self, msg: Delivery) -> None:
         if not msg.reply:
             return  # not a stream message (no heartbeats are configured; defensive)
         seq, delivered = ack_position(msg.reply)
@@ -156,7 +157,7 @@ class SharedConsumer:
         self._delivered.append(delivered)
         self._arrived.set()
 
-    async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Msg]:
+    async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Delivery]:
         """Up to ``batch`` delivered messages, waiting up to ``timeout`` for the first."""
         if not self._buffer:
             self._arrived.clear()
@@ -197,6 +198,7 @@ class SharedConsumer:
         """Leave the group; the durable stays for the other instances."""
         sub, self._sub = self._sub, None
         if sub is not None:
+            delivery.detach(self.js._nc, sub._id)
             try:
                 await sub.unsubscribe()  # type: ignore[attr-defined]
             except Exception:  # connection already closing

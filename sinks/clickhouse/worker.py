@@ -35,12 +35,15 @@ from sinks.clickhouse.sqlservice import SqlService
 from sinks.clickhouse.store import Store
 from streams import schemas, subjects
 from streams.consumer import BatchConsumer, stream_seq
+from streams.delivery import Delivery
 from streams.provision import STREAM_DLQ, STREAM_EXEC, STREAM_MARKET, STREAM_RAW
 from streams.runtime import Worker
 from streams.settings import ConsumerSettings
 from streams.shared_consumer import SharedConsumer
 
 log = logging.getLogger("sinks.clickhouse")
+RECV_LINE = f"\r\n{subjects.H_RECV_NS}:".encode()
+CONN_LINE = f"\r\n{subjects.H_CONN}:".encode()
 META_CHECK_BELOW = "jm_check_below"  # shared durable metadata (Pipe.check_below)
 
 ROWS = Counter("jetmarket_sink_rows_total", "rows inserted", ["table"])
@@ -238,7 +241,7 @@ class ClickHouseSink:
             await self._dead_letters(dead)
         return out
 
-    def raw_columns(self, msgs: list[Msg], seqs: list[int] | None = None) -> dict[str, tuple]:
+    def raw_columns(self, msgs: list[Delivery], seqs: list[int] | None = None) -> dict[str, tuple]:
         table = tables.RAW_TABLE
         mark = self.watermarks.get(table, 0)
         cols: list[list] = [[] for _ in tables.RAW_COLUMNS]
@@ -249,18 +252,26 @@ class ClickHouseSink:
                 continue
             # at most 4 splits: a partitioned RAW's ``.<N>.<p>`` tail stays out of the symbol
             parts = m.subject.split(".", 4)
-            h = m.headers or {}
-            try:
-                recv = int(h.get(subjects.H_RECV_NS, "0"))
+            try:  # the two values straight from the raw header block: no dict per frame
+                recv = int(m.raw_header(RECV_LINE))
+                conn_id = m.raw_header(CONN_LINE).strip().decode("utf-8", "replace")
+            except KeyError:  # an odd block: the parsed headers, as nats-py reads them
+                h = m.headers or {}
+                conn_id = h.get(subjects.H_CONN, "")
+                try:
+                    recv = int(h.get(subjects.H_RECV_NS, "0"))
+                except ValueError:
+                    recv = 0  # kept anyway: the raw table stores what arrived
             except ValueError:
-                recv = 0  # kept anyway: the raw table stores what arrived
+                recv = 0
+                conn_id = (m.headers or {}).get(subjects.H_CONN, "")
             if not 0 <= recv < 2**63:
                 recv = 0  # a DateTime64 cannot hold it; the frame is still stored
             venue.append(parts[1] if len(parts) > 1 else "")
             channel.append(parts[2] if len(parts) > 2 else "")
             symbol.append(parts[3] if len(parts) > 3 else "")
             ts.append(recv)
-            conn.append(h.get(subjects.H_CONN, ""))
+            conn.append(conn_id)
             subj.append(m.subject)
             payload.append(m.data)
             seqs.append(seq)
