@@ -89,9 +89,10 @@ class _Binance(Naming):
         self._dispatch["control"] = lambda frame: []
 
     def parse(self, frame: Frame) -> list[Out]:
-        handler = self._dispatch.get(frame.channel)
-        if handler is None:
-            raise Rejected(f"unknown channel {frame.channel!r}")
+        try:  # a subscript, not .get(): no method call on every frame
+            handler = self._dispatch[frame.channel]
+        except KeyError:
+            raise Rejected(f"unknown channel {frame.channel!r}") from None
         try:
             return handler(frame)
         except msgspec.ValidationError as exc:

@@ -117,9 +117,10 @@ class OkxParser(Naming):
         self._dispatch = handlers
 
     def parse(self, frame: Frame) -> list[Out]:
-        handler = self._dispatch.get(frame.channel)
-        if handler is None:
-            raise Rejected(f"unknown channel {frame.channel!r}")
+        try:  # a subscript, not .get(): no method call on every frame
+            handler = self._dispatch[frame.channel]
+        except KeyError:
+            raise Rejected(f"unknown channel {frame.channel!r}") from None
         try:
             return handler(frame)
         except msgspec.ValidationError as exc:
@@ -207,11 +208,16 @@ class OkxParser(Naming):
                 seq, prev, natural = d.seqId, d.prevSeqId, d.seqId
                 if not snapshot and seq == prev and not d.bids and not d.asks:
                     continue  # OKX's keep-alive: same seqId, no change, nothing to publish
+            if c is None:  # spot: _levels' copy inline, no method call per side
+                bids = [(lv[0], lv[1]) for lv in d.bids]
+                asks = [(lv[0], lv[1]) for lv in d.asks]
+            else:
+                bids, asks = levels(c, d.bids), levels(c, d.asks)
             out.append(new_out((
                 names[0], f"{names[2]}snap{natural}" if snapshot else f"{names[2]}{natural}",
                 _encode(Book(
                     venue=VENUE, symbol=names[1], ts_event=d.ts * MS, ts_recv=frame.ts_recv,
-                    snapshot=snapshot, bids=levels(c, d.bids), asks=levels(c, d.asks),
+                    snapshot=snapshot, bids=bids, asks=asks,
                     seq=seq, prev_seq=prev, checksum=d.checksum,
                 )),
             )))  # fmt: skip
