@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import msgspec
 from nats.aio.msg import Msg
@@ -23,7 +23,7 @@ from nats.errors import (
     OutboundBufferLimitError,
 )
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, PubAck
 from prometheus_client import Counter as PCounter
 from prometheus_client import Gauge, Histogram
 
@@ -61,6 +61,7 @@ PUBLISH_FAILURES = PCounter(
 )
 
 DLQ_SUBJECT = subjects.dlq("normalizer")
+CONFIRM_TIMEOUT_S = 10.0  # an acked publish not confirmed by then: redeliver the batch
 BURST = 4000  # core publishes between acked ones; nats-server's ingest queue holds 10k+
 H_RECV = subjects.H_RECV_NS
 RECV_LINE = f"\r\n{H_RECV}:".encode()
@@ -133,6 +134,8 @@ class NormalizerWorker:
         self.out_stream = replay_stream(name) if name else STREAM_MARKET
         self.totals: Counter[str] = Counter()
         self._entries: dict[str, _Entry] = {}
+        # (confirmation of its outputs or None, its last raw message) per unacked batch
+        self._inflight: deque[tuple[asyncio.Future[PubAck] | None, Delivery]] = deque()
 
     async def run(self) -> None:
         w = self.w
@@ -150,8 +153,13 @@ class NormalizerWorker:
         lag_task = asyncio.create_task(self._lag_loop())
         try:
             await self._loop()
+            try:
+                await self._settle(0)  # a clean stop acks what is confirmed
+            except Exception as exc:
+                log.warning("stopping with unconfirmed batches", extra={"error": repr(exc)})
         finally:
             lag_task.cancel()
+            self._inflight.clear()  # unconfirmed: left unacked, redelivered on restart
             await self.consumer.stop()
 
     async def _loop(self) -> None:
@@ -159,10 +167,12 @@ class NormalizerWorker:
         w.health.set("ok", frames=0, published=0, dlq=0)
         backoff = 0.5
         while not w.stop.is_set():
-            msgs = await self.consumer.fetch()
-            if not msgs:
-                continue
             try:
+                if self._inflight and not self.consumer.buffered:
+                    await self._settle(0)  # caught up: nothing to overlap with, ack now
+                msgs = await self.consumer.fetch()
+                if not msgs:
+                    continue
                 await self.process(msgs)
                 backoff = 0.5
             except Exception as exc:
@@ -180,6 +190,7 @@ class NormalizerWorker:
         """Re-create the consumer at its ack floor, retrying while JetStream cannot (e.g.
         during a stream leader election in a cluster); False when asked to stop."""
         backoff = 0.5
+        self._inflight.clear()  # unconfirmed batches: redelivered from the ack floor
         while True:
             try:
                 await self.consumer.stop()
@@ -275,14 +286,16 @@ class NormalizerWorker:
                     # an acked publish inside long bursts (an instrument list can expand to
                     # thousands of messages) keeps the stream's ingest queue from
                     # overflowing: nats-server drops core publishes beyond it silently
-                    await self._confirm(parts, o)
+                    await asyncio.wait_for(await self._send(parts, o), 5.0)
                     sent += BURST
                     parts.clear()
         published = sent + len(parts) // 3
-        if parts:
-            await self._confirm(parts, last, timeout=10.0)  # type: ignore[arg-type]
+        confirmed = await self._send(parts, last) if parts else None  # type: ignore[arg-type]
         await self._dead_letters(dead)
-        await self.consumer.ack_through(msgs[-1])
+        # The raw batch is acked once its last output is confirmed; meanwhile the next
+        # batch is parsed (this process's CPU) while nats-server stores this one (its own).
+        await self._settle(1)
+        self._inflight.append((confirmed, msgs[-1]))
         self._count(msgs)
         if published:
             OUT.labels("all").inc(published)
@@ -307,10 +320,23 @@ class NormalizerWorker:
         for venue, n in per_venue.items():
             FRAMES.labels(venue).inc(n)
 
-    async def _confirm(self, parts: list[bytes], last: Out, timeout: float = 5.0) -> None:
+    async def _settle(self, keep: int) -> None:
+        """Ack raw batches, oldest first, until ``keep`` are in flight: each once the acked
+        publish of its last output is confirmed (a batch that had no output: at once). A
+        failed or late confirmation raises, and nothing from it on is acked."""
+        inflight = self._inflight
+        while len(inflight) > keep:
+            confirmed, last_raw = inflight[0]
+            if confirmed is not None:
+                await asyncio.wait_for(confirmed, CONFIRM_TIMEOUT_S)
+            inflight.popleft()
+            await self.consumer.ack_through(last_raw)
+
+    async def _send(self, parts: list[bytes], last: Out) -> asyncio.Future[PubAck]:
         """Core-publish ``parts`` but their final message (the three parts of ``last``),
-        then ``last`` with an acked JetStream publish: NATS keeps per-connection order, so
-        its ack proves the stream stored everything before it."""
+        then ``last`` with an acked JetStream publish, whose confirmation is returned to
+        await: NATS keeps per-connection order, so it proves the stream stored everything
+        before it."""
         nc, js = self.w.nc, self.w.js
         assert nc is not None and js is not None
         del parts[-3:]
@@ -327,12 +353,11 @@ class NormalizerWorker:
                     raise OutboundBufferLimitError
             await nc._send_command(blob)
             await nc._flush_pending()
-        await js.publish(
+        return await js.publish_async(
             self.prefix + last.subject,
             last.data,
             headers={subjects.H_MSG_ID: last.msg_id},
             stream=self.out_stream,
-            timeout=timeout,
         )
 
     async def _dead_letters(self, dead: list[tuple[Dead, int]]) -> None:

@@ -122,6 +122,11 @@ class BatchConsumer:
                 extra={"stream": self.stream, "durable": durable, "from_seq": start_seq},
             )
 
+    @property
+    def buffered(self) -> int:
+        """Messages delivered and not yet fetched."""
+        return len(self._buffer)
+
     async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Delivery]:
         """Up to ``batch`` delivered messages, waiting up to ``timeout`` for the first."""
         assert self._sub is not None, "start() first"

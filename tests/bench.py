@@ -15,10 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from nats.aio.msg import Msg
 
 from normalizer.core import Normalizer
 from normalizer.worker import NormalizerWorker
@@ -106,19 +108,32 @@ async def _wait_stream(js, stream: str, n: int) -> None:  # type: ignore[no-unty
 
 
 async def _relay(w: Worker, n: int) -> None:
-    """The do-nothing baseline: same consumer, same publish/ack pattern, bytes untouched."""
+    """The do-nothing baseline: same consumer, same publish/ack pattern as the normalizer
+    (a batch's raw messages acked once the acked publish of its last output is confirmed,
+    the next batch handled meanwhile), bytes untouched."""
     assert w.js is not None and w.nc is not None
     c = BatchConsumer(w.js, STREAM_RAW, ConsumerSettings(durable="relay", batch=2000), "raw.>")
     await c.start()
     done = 0
+    inflight: deque[tuple[asyncio.Future, Msg]] = deque()
+
+    async def settle(keep: int) -> None:
+        while len(inflight) > keep:
+            await asyncio.wait_for(inflight[0][0], 10.0)
+            await c.ack_through(inflight.popleft()[1])
+
     while done < n:
+        if inflight and not c.buffered:
+            await settle(0)
         msgs = await c.fetch()
         if not msgs:
             continue
         await publish_batch(w.nc, [("relay.out", None, m.data) for m in msgs[:-1]])
-        await w.js.publish("relay.out", msgs[-1].data, stream="RELAY")
-        await c.ack_through(msgs[-1])
+        confirmed = await w.js.publish_async("relay.out", msgs[-1].data, stream="RELAY")
+        await settle(1)
+        inflight.append((confirmed, msgs[-1]))
         done += len(msgs)
+    await settle(0)
     await c.stop()
 
 
