@@ -90,8 +90,8 @@ def to_ns(ts: str) -> int:
             _seconds.clear()
             _dot.clear()
         _seconds[head] = base
-        if ts[19:20] == ".":  # the hot paths' key
-            _dot[ts[:20]] = base
+    if ts[19:20] == "." and len(_dot) < 4096:  # the hot paths' key, next time
+        _dot[ts[:20]] = base
     tail = ts[19:]
     if tail == "Z":
         return base

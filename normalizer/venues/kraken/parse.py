@@ -93,8 +93,8 @@ def ts_ns(s: str) -> int:
             _secs.clear()
             _dot.clear()
         _secs[s[:19]] = base
-        if s[19] == ".":  # the hot paths' key (_whole_seconds checked the length)
-            _dot[s[:20]] = base
+    if s[19:20] == "." and len(_dot) < 10_000:  # the hot paths' key, next time
+        _dot[s[:20]] = base
     # Kraken writes microseconds: one slice and no scale lookup for the usual shape
     if len(s) == 27 and s[19] == "." and s[26] == "Z":
         frac = s[20:26]
@@ -286,15 +286,7 @@ class KrakenParser(Naming):
         f = _ohlc.decode(frame.data)
         if f.channel != frame.channel:
             self._channel(frame, f.channel)
-        ts = f.timestamp
-        if ts:  # ts_ns's usual case inline, as in _trade
-            base = _dot.get(ts[:20])
-            if base is not None and ts[26:] == "Z" and (frac := ts[20:26]).isdigit():
-                frame_ts = base + int(frac) * 1000
-            else:
-                frame_ts = ts_ns(ts)
-        else:
-            frame_ts = frame.ts_recv
+        frame_ts = ts_ns(f.timestamp) if f.timestamp else frame.ts_recv
         # a snapshot lists past candles then the open one: all but the newest are closed
         snapshot = f.type == "snapshot"
         newest = max((k.interval_begin for k in f.data), default="") if snapshot else ""
