@@ -60,7 +60,6 @@ _instruments = wire.decoder(wire.Instruments)
 _encode = msgspec.json.Encoder().encode
 # base.new_out without its partial's call: ``_new(Out, (subject, msg_id, data))``
 _new = tuple.__new__
-Candle = schemas.Candle
 
 Handler = Callable[[Frame], list[Out]]
 # (symbol, market subject, "deribit:<type>:<symbol>:", inverse) of one instrument
@@ -326,16 +325,7 @@ class DeribitParser(Naming):
             out.append(self._candle(frame, known, prev[1], prev[0], True))
         if prev is None or prev[1].tick <= k.tick:
             self._candles[channel] = (frame.ts_recv, k)
-        # _candle's open case inline: its call was a twentieth of a chart frame
-        _, interval, names = known
-        recv = frame.ts_recv
-        msg = Candle(
-            venue=VENUE, symbol=names[0], ts_event=recv, ts_recv=recv, interval=interval,
-            ts_open=k.tick * MS, open=k.open, high=k.high, low=k.low, close=k.close,
-            volume=k.volume, closed=False,
-        )  # fmt: skip
-        msg_id = f"{names[2]}{interval}:{k.tick}:r{frame.raw_seq}"
-        out.append(_new(Out, (names[1], msg_id, _encode(msg))))
+        out.append(self._candle(frame, known, k, frame.ts_recv, False))
         return out
 
     @staticmethod
