@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.coinbase import symbols, wire
 from streams import schemas, subjects
 
@@ -58,15 +58,11 @@ _candles = wire.decoder(wire.Envelope[wire.CandlesEvent])
 _probe = wire.decoder(wire.Probe)
 _products = wire.decoder(wire.Products)
 _encode = msgspec.json.Encoder().encode
-# base.new_out without its partial's call: ``_new(Out, (subject, msg_id, data))``
-_new = tuple.__new__
 
 Handler = Callable[[Frame], list[Out]]
 # (symbol, market subject, "coinbase:<type>:<symbol>:") of one product
 Names = tuple[str, str, str]
 _seconds: dict[str, int] = {}
-# "YYYY-MM-DDTHH:MM:SS." -> epoch ns: hot paths parse a nanosecond timestamp inline from it
-_dot: dict[str, int] = {}
 
 
 def to_ns(ts: str) -> int:
@@ -88,10 +84,7 @@ def to_ns(ts: str) -> int:
         ) * 1_000_000_000  # fmt: skip
         if len(_seconds) > 4096:
             _seconds.clear()
-            _dot.clear()
         _seconds[head] = base
-    if ts[19:20] == "." and len(_dot) < 4096:  # the hot paths' key, next time
-        _dot[ts[:20]] = base
     tail = ts[19:]
     if tail == "Z":
         return base
@@ -190,18 +183,12 @@ class CoinbaseParser(Naming):
         for ev in env.events:
             for t in ev.trades:
                 names = cache.get(t.product_id) or self._product("trade", t.product_id)
-                ts = t.time  # to_ns's usual case inline, as for the envelope's timestamp
-                base = _dot.get(ts[:20])
-                if base is not None and ts[29:] == "Z" and (frac := ts[20:29]).isdigit():
-                    ts_event = base + int(frac)
-                else:
-                    ts_event = to_ns(ts)
                 msg = schemas.Trade(
-                    venue=VENUE, symbol=names[0], ts_event=ts_event, ts_recv=frame.ts_recv,
+                    venue=VENUE, symbol=names[0], ts_event=to_ns(t.time), ts_recv=frame.ts_recv,
                     id=t.trade_id, price=t.price, size=t.size,
                     side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
                 )  # fmt: skip
-                out.append(_new(Out, (names[1], names[2] + t.trade_id, _encode(msg))))
+                out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
         self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 
@@ -209,12 +196,7 @@ class CoinbaseParser(Naming):
         env = _l2.decode(frame.data)
         if env.channel != "l2_data":
             self._channel(env, "l2_data")
-        ts = env.timestamp  # to_ns's usual case inline: fewer slices and no call
-        base = _dot.get(ts[:20])
-        if base is not None and ts[29:] == "Z" and (frac := ts[20:29]).isdigit():
-            ts = base + int(frac)
-        else:
-            ts = to_ns(ts)
+        ts = to_ns(env.timestamp)
         cache = self._pre["book"]
         # one Book per product per message: they share the message's sequence_num, so two
         # would look like a repeat to the book; a snapshot drops what came before it
@@ -252,19 +234,14 @@ class CoinbaseParser(Naming):
             msg_id = (
                 f"{pre}snap{seq}r{frame.raw_seq}" if snapshot else f"{pre}{seq}r{frame.raw_seq}"
             )
-            out.append(_new(Out, (names[1], msg_id, _encode(msg))))
+            out.append(new_out((names[1], msg_id, _encode(msg))))
         return out
 
     def _ticker(self, frame: Frame) -> list[Out]:
         env = _ticker.decode(frame.data)
         if env.channel != "ticker":
             self._channel(env, "ticker")
-        ts = env.timestamp  # to_ns's usual case inline: fewer slices and no call
-        base = _dot.get(ts[:20])
-        if base is not None and ts[29:] == "Z" and (frac := ts[20:29]).isdigit():
-            ts = base + int(frac)
-        else:
-            ts = to_ns(ts)
+        ts = to_ns(env.timestamp)
         bbos, tickers = self._pre["bbo"], self._pre["ticker"]
         seq, recv, i = env.sequence_num, frame.ts_recv, 0
         out = []
@@ -292,12 +269,12 @@ class CoinbaseParser(Naming):
                         venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
                         bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
                     )  # fmt: skip
-                    out.append(_new(Out, (names[1], names[2] + natural, _encode(bbo))))
+                    out.append(new_out((names[1], names[2] + natural, _encode(bbo))))
                 tk = schemas.Ticker(
                     venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=last,
                     bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
                 )  # fmt: skip
-                out.append(_new(Out, (tnames[1], tnames[2] + natural, _encode(tk))))
+                out.append(new_out((tnames[1], tnames[2] + natural, _encode(tk))))
         self._count(seq)  # last: a rejected frame is not counted
         return out
 
@@ -305,12 +282,7 @@ class CoinbaseParser(Naming):
         env = _candles.decode(frame.data)
         if env.channel != "candles":
             self._channel(env, "candles")
-        ts = env.timestamp  # to_ns's usual case inline: fewer slices and no call
-        base = _dot.get(ts[:20])
-        if base is not None and ts[29:] == "Z" and (frac := ts[20:29]).isdigit():
-            ts = base + int(frac)
-        else:
-            ts = to_ns(ts)
+        ts = to_ns(env.timestamp)
         cache = self._pre["candle"]
         out = []
         for ev in env.events:
@@ -322,7 +294,7 @@ class CoinbaseParser(Naming):
                     high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
                 )  # fmt: skip
                 msg_id = f"{names[2]}{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
-                out.append(_new(Out, (names[1], msg_id, _encode(msg))))
+                out.append(new_out((names[1], msg_id, _encode(msg))))
         self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 

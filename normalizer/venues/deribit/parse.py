@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected
+from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
 from normalizer.venues.deribit import symbols, wire
 from streams import schemas, subjects
 
@@ -58,8 +58,6 @@ _ticker = wire.decoder(wire.Notification[wire.Ticker])
 _candle = wire.decoder(wire.Notification[wire.Candle])
 _instruments = wire.decoder(wire.Instruments)
 _encode = msgspec.json.Encoder().encode
-# base.new_out without its partial's call: ``_new(Out, (subject, msg_id, data))``
-_new = tuple.__new__
 
 Handler = Callable[[Frame], list[Out]]
 # (symbol, market subject, "deribit:<type>:<symbol>:", inverse) of one instrument
@@ -161,7 +159,7 @@ class DeribitParser(Naming):
                 venue=VENUE, symbol=names[0], ts_event=t.timestamp * MS, ts_recv=frame.ts_recv,
                 id=t.trade_id, price=t.price, size=size, side=side,  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(_new(Out, (names[1], names[2] + t.trade_id, _encode(msg))))
+            out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
             if t.liquidation:
                 out += self._liquidations(frame, t, names[0], size, side)
         return out
@@ -219,7 +217,7 @@ class DeribitParser(Naming):
         # sequence keeps the second one from being dropped as a duplicate
         pre = names[2]
         msg_id = f"{pre}snap{d.change_id}:r{frame.raw_seq}" if snapshot else f"{pre}{d.change_id}"
-        return [_new(Out, (names[1], msg_id, _encode(msg)))]
+        return [new_out((names[1], msg_id, _encode(msg)))]
 
     def _quote(self, frame: Frame) -> list[Out]:
         f = _quote.decode(frame.data)
@@ -239,7 +237,7 @@ class DeribitParser(Naming):
             venue=VENUE, symbol=names[0], ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
             bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz,
         )  # fmt: skip
-        return [_new(Out, (names[1], f"{names[2]}{q.timestamp}:r{frame.raw_seq}", _encode(msg)))]
+        return [new_out((names[1], f"{names[2]}{q.timestamp}:r{frame.raw_seq}", _encode(msg)))]
 
     # -- ticker: ticker, mark/index, open interest, funding ------------------------------
     def _ticker_names(self, native: str) -> TickerNames:
@@ -264,7 +262,7 @@ class DeribitParser(Naming):
         natural = str(t.timestamp)
         s = t.stats
         out = [
-            _new(Out, (n[3], n[4] + natural, _encode(schemas.Ticker(
+            new_out((n[3], n[4] + natural, _encode(schemas.Ticker(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=t.last_price,
                 bid=t.best_bid_price or None, ask=t.best_ask_price or None, high_24h=s.high,
                 low_24h=s.low, volume_24h=s.volume, quote_volume_24h=s.volume_usd,
@@ -272,7 +270,7 @@ class DeribitParser(Naming):
         ]  # fmt: skip
         mark = t.mark_price
         if mark is not None or t.index_price is not None:
-            out.append(_new(Out, (n[5], n[6] + natural, _encode(schemas.Mark(
+            out.append(new_out((n[5], n[6] + natural, _encode(schemas.Mark(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
                 mark_price=mark, index_price=t.index_price,
             )))))  # fmt: skip
@@ -285,12 +283,12 @@ class DeribitParser(Naming):
             elif mark is not None and n[2]:
                 value = oi * mark  # linear perpetual/future: quote currency
             if oi is not None:
-                out.append(_new(Out, (n[7], n[8] + natural, _encode(schemas.OpenInterest(
+                out.append(new_out((n[7], n[8] + natural, _encode(schemas.OpenInterest(
                     venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, open_interest=oi,
                     open_interest_value=value,
                 )))))  # fmt: skip
         if t.funding_8h is not None:
-            out.append(_new(Out, (n[9], n[10] + natural, _encode(schemas.Funding(
+            out.append(new_out((n[9], n[10] + natural, _encode(schemas.Funding(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, rate=t.funding_8h,
                 predicted_rate=t.current_funding,
             )))))  # fmt: skip
@@ -342,7 +340,7 @@ class DeribitParser(Naming):
             if closed
             else f"{pre}{interval}:{k.tick}:r{frame.raw_seq}"
         )
-        return _new(Out, (names[1], msg_id, _encode(msg)))
+        return new_out((names[1], msg_id, _encode(msg)))
 
     # -- reference data and connection events -----------------------------------------
     def _instrument_rows(self, frame: Frame) -> list[Out]:
