@@ -45,23 +45,12 @@ _instrument = wire.decoder(wire.InstrumentFrame)
 _asset_pairs = wire.decoder(wire.AssetPairs)
 _control = wire.decoder(wire.Control)
 _encode = msgspec.json.Encoder().encode
-# ``new_out`` without its partial's call: ``_new(Out, (subject, msg_id, data))``
-_new = tuple.__new__
-Trade, Book, BBO, Ticker, Candle = (
-    schemas.Trade,
-    schemas.Book,
-    schemas.BBO,
-    schemas.Ticker,
-    schemas.Candle,
-)
 
 Handler = Callable[[Frame], list[Out]]
 # (raw subject token, symbol, market subject, "kraken:<type>:<symbol>:") of one native pair
 Names = tuple[str, str, str, str]
 _days: dict[str, int] = {}
 _secs: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ns, already validated
-# the same with the fraction's "." (hot paths' key: one slice checks the dot too)
-_dot: dict[str, int] = {}
 _FRAC_SCALE = [10 ** (9 - k) for k in range(10)]  # fraction digits -> ns per unit
 
 
@@ -91,10 +80,7 @@ def ts_ns(s: str) -> int:
         base = _whole_seconds(s)
         if len(_secs) > 10_000:
             _secs.clear()
-            _dot.clear()
         _secs[s[:19]] = base
-    if s[19:20] == "." and len(_dot) < 10_000:  # the hot paths' key, next time
-        _dot[s[:20]] = base
     # Kraken writes microseconds: one slice and no scale lookup for the usual shape
     if len(s) == 27 and s[19] == "." and s[26] == "Z":
         frac = s[20:26]
@@ -193,28 +179,18 @@ class KrakenParser(Naming):
         if f.channel != frame.channel:
             self._channel(frame, f.channel)
         cache = self._pre["trade"]
-        native, recv = frame.native_symbol, frame.ts_recv
         out = []
         for t in f.data:
             names = cache.get(t.symbol)
-            if names is None or names[0] != native:
+            if names is None or names[0] != frame.native_symbol:
                 names = self._pair("trade", t.symbol, frame)
             tid = str(t.trade_id)
-            # ts_ns's usual case inline (a cached "YYYY-MM-DDTHH:MM:SS." then six digits
-            # and Z): fewer slices and no call; anything else takes the full path
-            ts = t.timestamp
-            base = _dot.get(ts[:20])
-            if base is not None and ts[26:] == "Z" and (frac := ts[20:26]).isdigit():
-                ts_event = base + int(frac) * 1000
-            else:
-                ts_event = ts_ns(ts)
-            side = t.side
-            msg = Trade(
-                venue=VENUE, symbol=names[1], ts_event=ts_event, ts_recv=recv, id=tid,
-                price=t.price, size=t.qty,
-                side=side if side == "buy" or side == "sell" else "unknown",  # type: ignore[arg-type]
+            msg = schemas.Trade(
+                venue=VENUE, symbol=names[1], ts_event=ts_ns(t.timestamp),
+                ts_recv=frame.ts_recv, id=tid, price=t.price, size=t.qty,
+                side=t.side if t.side in ("buy", "sell") else "unknown",  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(_new(Out, (names[2], names[3] + tid, _encode(msg))))
+            out.append(new_out((names[2], names[3] + tid, _encode(msg))))
         return out
 
     def _book(self, frame: Frame) -> list[Out]:
@@ -228,58 +204,42 @@ class KrakenParser(Naming):
         names = self._pre["book"].get(d.symbol)
         if names is None or names[0] != frame.native_symbol:
             names = self._pair("book", d.symbol, frame)
-        recv, seq, ts = frame.ts_recv, frame.raw_seq, d.timestamp
-        if ts:  # ts_ns's usual case inline, as in _trade
-            base = _dot.get(ts[:20])
-            if base is not None and ts[26:] == "Z" and (frac := ts[20:26]).isdigit():
-                ts_event = base + int(frac) * 1000
-            else:
-                ts_event = ts_ns(ts)
-        else:
-            ts_event = recv
         snapshot = f.type == "snapshot"
-        msg = Book(
-            venue=VENUE, symbol=names[1], ts_event=ts_event, ts_recv=recv, snapshot=snapshot,
-            bids=[(lv.price, lv.qty) for lv in d.bids], asks=[(lv.price, lv.qty) for lv in d.asks],
-            seq=seq, checksum=d.checksum,
+        msg = schemas.Book(
+            venue=VENUE, symbol=names[1],
+            ts_event=ts_ns(d.timestamp) if d.timestamp else frame.ts_recv, ts_recv=frame.ts_recv,
+            snapshot=snapshot, bids=[(lv.price, lv.qty) for lv in d.bids],
+            asks=[(lv.price, lv.qty) for lv in d.asks], seq=frame.raw_seq,
+            checksum=d.checksum,
         )  # fmt: skip
-        msg_id = f"{names[3]}snap{seq}" if snapshot else names[3] + str(seq)
-        return [_new(Out, (names[2], msg_id, _encode(msg)))]
+        msg_id = f"{names[3]}snap{frame.raw_seq}" if snapshot else f"{names[3]}{frame.raw_seq}"
+        return [new_out((names[2], msg_id, _encode(msg)))]
 
     def _ticker(self, frame: Frame) -> list[Out]:
         f = _tickers.decode(frame.data)
         if f.channel != frame.channel:
             self._channel(frame, f.channel)
         bbos, tickers = self._pre["bbo"], self._pre["ticker"]
-        native, recv = frame.native_symbol, frame.ts_recv
-        natural = f"r{frame.raw_seq}"
         out = []
         for t in f.data:
             names = bbos.get(t.symbol)
-            if names is None or names[0] != native:
+            if names is None or names[0] != frame.native_symbol:
                 names = self._pair("bbo", t.symbol, frame)
                 self._pair("ticker", t.symbol, frame)
             tnames = tickers[t.symbol]
-            ts = t.timestamp
-            if ts:  # ts_ns's usual case inline, as in _trade
-                base = _dot.get(ts[:20])
-                if base is not None and ts[26:] == "Z" and (frac := ts[20:26]).isdigit():
-                    ts_event = base + int(frac) * 1000
-                else:
-                    ts_event = ts_ns(ts)
-            else:
-                ts_event = recv
-            symbol, bid, ask = names[1], t.bid, t.ask
-            bbo = BBO(
-                venue=VENUE, symbol=symbol, ts_event=ts_event, ts_recv=recv, bid_price=bid,
-                bid_size=t.bid_qty, ask_price=ask, ask_size=t.ask_qty,
+            ts = ts_ns(t.timestamp) if t.timestamp else frame.ts_recv
+            natural = f"r{frame.raw_seq}"
+            bbo = schemas.BBO(
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
+                bid_price=t.bid, bid_size=t.bid_qty, ask_price=t.ask, ask_size=t.ask_qty,
             )  # fmt: skip
-            ticker = Ticker(
-                venue=VENUE, symbol=symbol, ts_event=ts_event, ts_recv=recv, last=t.last, bid=bid,
-                ask=ask, high_24h=t.high, low_24h=t.low, volume_24h=t.volume,
+            ticker = schemas.Ticker(
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
+                last=t.last, bid=t.bid, ask=t.ask, high_24h=t.high, low_24h=t.low,
+                volume_24h=t.volume,
             )  # fmt: skip
-            out.append(_new(Out, (names[2], names[3] + natural, _encode(bbo))))
-            out.append(_new(Out, (tnames[2], tnames[3] + natural, _encode(ticker))))
+            out.append(new_out((names[2], names[3] + natural, _encode(bbo))))
+            out.append(new_out((tnames[2], tnames[3] + natural, _encode(ticker))))
         return out
 
     def _ohlc(self, frame: Frame) -> list[Out]:
