@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-
-import orjson
 
 from normalizer.venues.base import Frame
 from normalizer.venues.coinbase.parse import CoinbaseParser
+from tests.bench_parse import Row, per_channel
 from tests.emulator.coinbase import ProductSim, Wire, rfc3339
 
 N = 20_000
@@ -35,46 +33,13 @@ def _frames() -> dict[str, list[bytes]]:
     return out
 
 
-PASSES = 3
-
-
-def _rate(fn: Callable[[], Callable[[], None]], n: int) -> float:
-    """The best of ``PASSES`` timed runs: on a shared box, the run least disturbed by
-    other processes. ``fn`` is built anew per pass, so nothing warms between passes."""
-    best = float("inf")
-    for _ in range(PASSES):
-        run = fn()
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return n / best
-
-
-def bench() -> list[tuple[str, float, float]]:
+def bench() -> list[Row]:
     """(channel, parser msgs/s, orjson.loads msgs/s); the parser run includes the
     connection-sequence check and the typed encode of every output message."""
-    results = []
-    for channel, frames in _frames().items():
-        wrapped = [Frame(channel, "BTC-USD", f, 1, i) for i, f in enumerate(frames)]
-
-        def parser_pass(wrapped: list[Frame] = wrapped) -> Callable[[], None]:
-            parse = CoinbaseParser().parse  # a fresh parser per pass: no state carried over
-
-            def run() -> None:
-                for fr in wrapped:
-                    parse(fr)
-
-            return run
-
-        def orjson_pass(frames: list[bytes] = frames) -> Callable[[], None]:
-            def run() -> None:
-                for f in frames:
-                    orjson.loads(f)
-
-            return run
-
-        results.append((channel, _rate(parser_pass, len(frames)), _rate(orjson_pass, len(frames))))
-    return results
+    frames = _frames()
+    return per_channel(CoinbaseParser, {
+        ch: [Frame(ch, "BTC-USD", f, 1, i) for i, f in enumerate(fs)] for ch, fs in frames.items()
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,13 +4,10 @@ next to ``orjson.loads`` of the same frames. Frames come from the emulator's gen
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
-
-import orjson
 
 from normalizer.venues.base import Frame
 from normalizer.venues.deribit import DeribitParser
+from tests.bench_parse import Row, per_channel
 from tests.emulator.deribit import DEFAULT_SPECS, DeribitEmulator, InstrumentSim
 
 N = 20_000
@@ -37,34 +34,9 @@ def _frames(n: int) -> dict[str, list[Frame]]:
     return out
 
 
-PASSES = 3
-
-
-def _rate(make: Callable[[], Callable[[Frame], object]], frames: list[Frame]) -> float:
-    """The best of ``PASSES`` timed runs: on a shared box, the run least disturbed by
-    other processes. ``make`` is called per pass, so no parser state carries over."""
-    best = float("inf")
-    for _ in range(PASSES):
-        fn = make()
-        t = time.perf_counter()
-        for f in frames:
-            fn(f)
-        best = min(best, time.perf_counter() - t)
-    return len(frames) / best
-
-
-def _orjson(f: Frame) -> object:
-    return orjson.loads(f.data)
-
-
-def bench() -> list[tuple[str, float, float]]:
+def bench() -> list[Row]:
     """(channel, parser msgs/s, orjson.loads msgs/s) per Deribit channel."""
-    results = []
-    for channel, frames in _frames(N).items():
-        ours = _rate(lambda: DeribitParser().parse, frames)  # fresh: no warm caches shared
-        base = _rate(lambda: _orjson, frames)
-        results.append((channel, ours, base))
-    return results
+    return per_channel(DeribitParser, _frames(N))
 
 
 if __name__ == "__main__":
