@@ -696,7 +696,9 @@ def main() -> None:
     ob, ob_dict, ob_levels = bench_orderbook(200_000)
     print("sink: MARKET backlog -> chdb ...", flush=True)
     sink_rate, publish_rate = uvloop.run(bench_sink(n))
-    e2e_rate, e2e_s = 30_000, 30
+    # offered above the goal, so the sustained rate shows the pipeline's capacity rather
+    # than the offered rate (at exactly 30k, noise alone put it either side of the goal)
+    e2e_rate, e2e_s = 33_000, 30
     print(f"end to end throughput, {e2e_rate} trades/s offered for {e2e_s} s ...", flush=True)
     e2e = uvloop.run(bench_e2e_throughput(e2e_rate, e2e_s))
     print("end to end throughput again, sink.store_raw off ...", flush=True)
@@ -831,7 +833,8 @@ def main() -> None:
         "(WebSocket, 1 ms bursts), `python -m collectors binance`, `python -m normalizer`,",
         "`python -m sinks clickhouse` (chdb, `store_raw` on as in `make up`: every trade is",
         "also a `raw_frames` row). Every offered trade is then looked up: lost = offered -",
-        "distinct stored, dup = stored rows - distinct. Goal: >= 30k msg/s, 0 lost, 0 dup.",
+        "distinct stored, dup = stored rows - distinct. Goal: >= 30k msg/s, 0 lost, 0 dup;",
+        "more than that is offered, so the sustained rate is what the pipeline keeps up with.",
         "Sustained is the slope of the stored-row count from 10% to 90% of the trades (the",
         "steady state); overall divides all trades by first send -> last row visible, so it",
         "also carries the fixed delay at both ends (sink flush interval 0.5 s, polling).",
