@@ -439,6 +439,17 @@ class Pipeline:
                 await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # the collector's REST snapshot/instruments settle
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds so far of each process of the pipeline."""
+        pids = {"emulator": self.emu.pid, "nats-server": self.srv.proc.pid}  # type: ignore[union-attr]
+        pids.update({" ".join(w.cmd[2:]): w.p.pid for w in self.workers})  # type: ignore[union-attr]
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, pid in pids.items():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        return out
+
     async def emit(self, n: int, rate: float, chunk: int) -> tuple[int, int]:
         """Offer n trades at rate; (first, last) send time in ns."""
         import aiohttp
@@ -472,6 +483,7 @@ async def bench_e2e_throughput(rate: int, seconds: int, store_raw: bool = True) 
     n = rate * seconds
     async with Pipeline("e2e", store_raw=store_raw) as pl:
         polls: list[tuple[int, int]] = []
+        cpu0 = pl.cpu_seconds()
         emit = asyncio.create_task(pl.emit(n, rate, max(1, rate // 1000)))
         stall = time.monotonic()
         while True:
@@ -489,6 +501,7 @@ async def bench_e2e_throughput(rate: int, seconds: int, store_raw: bool = True) 
         ta, ca = next(((t, c) for t, c in polls if c >= n // 10), polls[0])
         tb, cb = next(((t, c) for t, c in polls if c >= n * 9 // 10), polls[-1])
         at_send_end = max((c for t, c in polls if t <= t1), default=0)
+        cpu1 = pl.cpu_seconds()
         await asyncio.sleep(1.0)  # anything late or duplicated shows up too
         stored, distinct = map(
             int, await pl.count("SELECT count(), uniqExact(symbol, id) FROM trades")
@@ -502,6 +515,8 @@ async def bench_e2e_throughput(rate: int, seconds: int, store_raw: bool = True) 
         "dup": float(stored - distinct), "raw_rows": float(raw),
         "backlog_at_send_end": float(n - at_send_end), "drain_s": (done_ns - t1) / 1e9,
         "loadavg": load,
+        # CPU microseconds per offered trade, per process, from first send to last row
+        **{f"cpu_us:{k}": (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0},
     }  # fmt: skip
 
 
@@ -854,6 +869,25 @@ def main() -> None:
         "the sink consumes MARKET only), to show how much of the box the raw copy takes.",
         f"1-minute load average at the end of each: {e2e['loadavg']:.1f} and"
         f" {e2e_nr['loadavg']:.1f} on 2 cores.",
+        "",
+        "Where the 2 cores went: CPU time of each process from the first trade sent to the",
+        "last row visible, per offered trade (user + system, /proc), and the trades/s one",
+        "core could carry at that cost. The sink's figure includes chdb, the ClickHouse",
+        "engine running inside it.",
+        "",
+        "| process | CPU us/trade, `store_raw` on | trades/s per core | `store_raw` off |"
+        " trades/s per core |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| {k[7:]} | {e2e[k]:.1f} | {1e6 / e2e[k]:,.0f} | {e2e_nr[k]:.1f} |"
+            f" {1e6 / e2e_nr[k]:,.0f} |"
+            for k in e2e
+            if k.startswith("cpu_us:") and e2e[k] > 0 and e2e_nr.get(k, 0) > 0
+        ],
+        f"| all | {sum(v for k, v in e2e.items() if k.startswith('cpu_us:')):.1f} |"
+        f" {1e6 / sum(v for k, v in e2e.items() if k.startswith('cpu_us:')):,.0f} |"
+        f" {sum(v for k, v in e2e_nr.items() if k.startswith('cpu_us:')):.1f} |"
+        f" {1e6 / sum(v for k, v in e2e_nr.items() if k.startswith('cpu_us:')):,.0f} |",
         "",
         f"## recv -> market latency at {r2m_rate:,} trades/s for {r2m_s} s",
         "",

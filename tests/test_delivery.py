@@ -142,3 +142,95 @@ def test_raw_header_agrees_with_the_parsed_headers_on_random_blocks() -> None:
             slow = Delivery(None, "s", "", b"", block)  # type: ignore[arg-type]
             assert value.strip().decode("utf-8", "replace") == (slow.headers or {})[name]
     assert answered > 1000  # the fast path did answer, not only decline
+
+
+class _Recorder:
+    """What a client sees from its protocol parser: every message and control line."""
+
+    def __init__(self, routed: set[int]) -> None:
+        self.events: list[tuple] = []
+        self.stats = {"in_msgs": 0, "in_bytes": 0}
+        self._jm_routes = {sid: self._routed for sid in routed}
+
+    def _routed(self, m: Delivery) -> None:
+        raw = m._raw_headers or None
+        self.events.append(("msg", m.subject, m.reply, m.data, raw))
+
+    async def _process_msg(self, sid, subject, reply, data, headers) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("msg", subject.decode(), reply.decode(), data, headers or None))
+
+    async def _process_ping(self) -> None:
+        self.events.append(("ping",))
+
+    async def _process_pong(self) -> None:
+        self.events.append(("pong",))
+
+    async def _process_info(self, info: dict) -> None:
+        self.events.append(("info", info))
+
+    async def _process_err(self, err: str) -> None:
+        self.events.append(("err", err))
+
+
+CONTROL = [b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b'INFO {"server_id":"x"}\r\n',
+           b"-ERR 'slow consumer'\r\n"]  # fmt: skip
+
+
+def _protocol(rnd: random.Random, n: int) -> bytes:
+    out = []
+    for i in range(n):
+        kind = rnd.random()
+        sid = rnd.choice([1, 2, 3])
+        reply = rnd.choice(["", f"$JS.ACK.RAW.c.1.{i}.{i}.1700000000000000000.0"])
+        sep = rnd.choice([" ", " ", "  ", "\t"])
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40)))
+        if kind < 0.45:
+            hdr = rnd.choice([
+                b"NATS/1.0\r\nJm-Recv-Ns: 17\r\nJm-Conn: c\r\n\r\n",
+                b"NATS/1.0 100 Idle Heartbeat\r\n\r\n",  # a status: nats-py's path
+                b"NATS/1.0\r\n\r\n",
+            ])  # fmt: skip
+            args = sep.join(x for x in ("HMSG", f"s.{i}", str(sid), reply) if x)
+            out.append(f"{args}{sep}{len(hdr)}{sep}{len(hdr) + len(data)}\r\n".encode())
+            out.append(hdr + data + b"\r\n")
+        elif kind < 0.85:
+            args = sep.join(x for x in ("MSG", f"s.{i}", str(sid), reply) if x)
+            out.append(f"{args}{sep}{len(data)}\r\n".encode() + data + b"\r\n")
+        else:
+            out.append(rnd.choice(CONTROL))
+    return b"".join(out)
+
+
+async def test_routed_parser_reads_what_nats_py_reads_in_any_chunking() -> None:
+    """The same protocol bytes, cut at random points, through nats-py's parser and through
+    the routed one (sids 1 and 2 routed): the same messages and control lines, in order."""
+    from nats.protocol.parser import Parser
+
+    from streams.delivery import _RoutedParser
+
+    rnd = random.Random(5)
+    for _ in range(60):
+        stream = _protocol(rnd, rnd.randint(1, 120))
+        ref, ours = _Recorder(set()), _Recorder({1, 2})
+        p_ref, p_ours = Parser(ref), _RoutedParser(ours)
+        await p_ref.parse(stream)
+        pos = 0
+        while pos < len(stream):
+            step = rnd.choice([1, 2, 7, 50, 300, 5000])
+            await p_ours.parse(stream[pos : pos + step])
+            pos += step
+        assert ours.events == ref.events
+        assert len(p_ours.buf) == 0
+    # a consumer's connection as it usually reads: its own messages in socket-sized chunks
+    hdr = b"NATS/1.0\r\nJm-Conn: c\r\n\r\n"
+    routed_only = b"".join(
+        b"HMSG s.%d 1 $JS.ACK.RAW.c.1.%d.%d.1.0 %d %d\r\n%sabc\r\n"
+        % (i, i, i, len(hdr), len(hdr) + 3, hdr)
+        for i in range(2000)
+    )
+    ours = _Recorder({1})
+    p_ours = _RoutedParser(ours)
+    for pos in range(0, len(routed_only), 65536):
+        await p_ours.parse(routed_only[pos : pos + 65536])
+    assert len(ours.events) == 2000
+    assert ours.stats["in_msgs"] >= 1990  # all but the few cut at a chunk's end: fast path
