@@ -187,11 +187,10 @@ def stream_seq(msg: Msg) -> int:
     ``msg.metadata`` builds several objects per call and showed up at ~9% of the sink's
     CPU in a py-spy profile. ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...`` (9
     tokens) or, with a domain and account hash, 12+ tokens with sseq at index 7."""
-    reply = msg.reply
-    tokens = reply.split(".", 9)
+    tokens = msg.reply.split(".")
     if len(tokens) >= 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
         try:
-            return int(tokens[5] if reply.count(".") == 8 else tokens[7])
+            return int(tokens[5] if len(tokens) == 9 else tokens[7])
         except ValueError:
             pass
     return int(msg.metadata.sequence.stream)

@@ -34,7 +34,12 @@ _HDR_LINE = b"NATS/1.0\r\n"
 
 
 class Delivery(Msg):
-    """A ``Msg`` built without the dataclass ``__init__``, headers parsed on first use."""
+    """A ``Msg`` built without the dataclass ``__init__``, headers parsed on first use.
+
+    Only what differs per message is set: ``_metadata``, ``_ackd`` and ``_sid`` keep the
+    dataclass's class-level defaults until nats-py's own methods assign them."""
+
+    _parsed: dict[str, str] | None = None
 
     def __init__(self, client: Client, subject: str, reply: str, data: bytes, raw: bytes) -> None:
         self._client = client
@@ -42,10 +47,6 @@ class Delivery(Msg):
         self.reply = reply
         self.data = data
         self._raw_headers = raw
-        self._parsed: dict[str, str] | None = None
-        self._metadata = None
-        self._ackd = False
-        self._sid = None
 
     @property  # type: ignore[override]
     def headers(self) -> dict[str, str] | None:

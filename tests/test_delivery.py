@@ -234,3 +234,15 @@ async def test_routed_parser_reads_what_nats_py_reads_in_any_chunking() -> None:
         await p_ours.parse(routed_only[pos : pos + 65536])
     assert len(ours.events) == 2000
     assert ours.stats["in_msgs"] >= 1990  # all but the few cut at a chunk's end: fast path
+
+
+def test_stream_seq_reads_what_nats_py_metadata_reads() -> None:
+    from streams.consumer import stream_seq
+
+    for reply in [
+        "$JS.ACK.RAW.sink-raw.1.5.1.1700000000000000000.0",  # v1: 9 tokens
+        "$JS.ACK.hub.ACCHASH.RAW.sink-raw.2.77.3.1700000000000000000.0.r1",  # v2: domain
+        "$JS.ACK._.ACCHASH.RAW.sink-raw.1.123456789.9.1700000000000000000.4",
+    ]:
+        m = Delivery(None, "raw.binance.trade.BTCUSDT", reply, b"", b"")  # type: ignore[arg-type]
+        assert stream_seq(m) == m.metadata.sequence.stream
