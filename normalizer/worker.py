@@ -169,7 +169,13 @@ class NormalizerWorker:
         while not w.stop.is_set():
             try:
                 if self._inflight and not self.consumer.buffered:
-                    await self._settle(0)  # caught up: nothing to overlap with, ack now
+                    # caught up: ack the batch in flight once confirmed, unless new frames
+                    # arrive first (they are not kept waiting behind a round trip)
+                    confirmed = self._inflight[-1][0]
+                    if confirmed is not None:
+                        await self.consumer.arrival_or(confirmed)
+                    if not self.consumer.buffered:
+                        await self._settle(0)
                 msgs = await self.consumer.fetch()
                 if not msgs:
                     continue

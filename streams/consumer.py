@@ -127,6 +127,17 @@ class BatchConsumer:
         """Messages delivered and not yet fetched."""
         return len(self._buffer)
 
+    async def arrival_or(self, other: asyncio.Future[object]) -> None:
+        """Wait until a message is buffered or ``other`` is done, whichever comes first."""
+        if self._buffer or other.done():
+            return
+        self._arrived.clear()
+        arrived = asyncio.ensure_future(self._arrived.wait())
+        try:
+            await asyncio.wait((arrived, other), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+
     async def fetch(self, batch: int | None = None, timeout: float | None = None) -> list[Delivery]:
         """Up to ``batch`` delivered messages, waiting up to ``timeout`` for the first."""
         assert self._sub is not None, "start() first"
