@@ -70,7 +70,7 @@ class Normalizer:
         self, subject: str, data: bytes, headers: dict[str, str] | None, raw_seq: int
     ) -> list[Out] | Dead:
         recv = headers.get(subjects.H_RECV_NS, "") if headers else ""
-        route = self._routes.get(subject) or self.route(subject)
+        route = self.route(subject)
         if isinstance(route, str):
             return Dead(subject, data, route, recv)
         parse, channel, native = route

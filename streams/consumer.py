@@ -27,8 +27,13 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    MaxPayloadError,
+    OutboundBufferLimitError,
+)
 from nats.errors import Error as NatsError
-from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -36,7 +41,6 @@ from nats.js.errors import NotFoundError
 from streams import delivery
 from streams.delivery import Delivery
 from streams.settings import ConsumerSettings
-from streams.subjects import H_MSG_ID
 
 log = logging.getLogger("streams.consumer")
 
@@ -218,14 +222,8 @@ async def publish_batch(
     header dict's bytes with a regex per key and queues one command each: ~30% of the
     normalizer's CPU in a py-spy profile. Subjects here come from ``streams.subjects``
     builders (tokens already sanitised). Durability is still proven by the caller's acked
-    publish after the batch on the same connection. While the connection is not up (or is
-    draining), falls back to ``nc.publish`` so nats-py's reconnect buffering applies."""
+    publish after the batch on the same connection."""
     if not msgs:
-        return
-    if not nc.is_connected or nc.is_draining_pubs:
-        for subject, msg_id, data in msgs:
-            headers = {H_MSG_ID: msg_id} if msg_id is not None else None
-            await nc.publish(prefix + subject, data, headers=headers)
         return
     limit = nc.max_payload
     parts: list[bytes] = []
@@ -251,5 +249,20 @@ async def publish_batch(
             raise MaxPayloadError  # as nc.publish would; nats-server drops the link otherwise
         add(data)
         add(b"\r\n")
-    await nc._send_command(b"".join(parts))
+    await send_commands(nc, b"".join(parts))
+
+
+async def send_commands(nc: Client, blob: bytes) -> None:
+    """Queue already-encoded PUB/HPUB commands as one write, with the checks ``nc.publish``
+    makes first: closed or draining fails; while reconnecting the commands wait in nats-py's
+    reconnect buffer, up to its limit (the whole write or nothing)."""
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
+    if not nc.is_connected:
+        pending_max = nc._max_pending_size
+        if pending_max <= 0 or len(blob) + nc._pending_data_size > pending_max:
+            raise OutboundBufferLimitError
+    await nc._send_command(blob)
     await nc._flush_pending()

@@ -255,16 +255,13 @@ class ClickHouseSink:
             try:  # the two values straight from the raw header block: no dict per frame
                 recv = int(m.raw_header(RECV_LINE))
                 conn_id = m.raw_header(CONN_LINE).strip().decode("utf-8", "replace")
-            except KeyError:  # an odd block: the parsed headers, as nats-py reads them
+            except (KeyError, ValueError):  # an odd block: the headers as nats-py reads them
                 h = m.headers or {}
                 conn_id = h.get(subjects.H_CONN, "")
                 try:
                     recv = int(h.get(subjects.H_RECV_NS, "0"))
                 except ValueError:
                     recv = 0  # kept anyway: the raw table stores what arrived
-            except ValueError:
-                recv = 0
-                conn_id = (m.headers or {}).get(subjects.H_CONN, "")
             if not 0 <= recv < 2**63:
                 recv = 0  # a DateTime64 cannot hold it; the frame is still stored
             venue.append(parts[1] if len(parts) > 1 else "")
