@@ -9,42 +9,27 @@ from __future__ import annotations
 
 import importlib
 import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import orjson
 
 from normalizer.registry import parsers
 from normalizer.venues.base import Frame
+from tests.bench_parse import Row, parser_vs_orjson
 from tests.emulator.binance_usdm import FuturesSim
 from tests.emulator.bybit import SymbolSim as BybitSim
 from tests.emulator.okx import DEFAULT_SPECS, InstrumentSim, OkxEmulator
 
 N = 20_000
 T0 = 1_700_000_000_000
-Row = tuple[str, float, float]  # (channel, parser msgs/s, orjson.loads msgs/s)
-
-
-def _rates(parse: Callable[[Frame], object], frames: list[Frame]) -> tuple[float, float]:
-    """Best of 3 for both sides, the parser's and orjson's rounds interleaved: a burst of load
-    on a shared box then slows one round of each side, not all of one side's rounds."""
-    sides = (parse, lambda f: orjson.loads(f.data))
-    best = [float("inf"), float("inf")]
-    for _ in range(3):
-        for i, fn in enumerate(sides):
-            t = time.perf_counter()
-            for f in frames:
-                fn(f)
-            best[i] = min(best[i], time.perf_counter() - t)
-    return len(frames) / best[0], len(frames) / best[1]
 
 
 def _measure(venue: str, frames: dict[str, list[Frame]]) -> list[Row]:
     out = []
     for channel, fs in frames.items():
-        parse = type(parsers()[venue])().parse  # a fresh parser per channel: no shared caches
-        assert parse(fs[0]), f"{venue}/{channel}: the bench frame does not parse"
-        out.append((channel, *_rates(parse, fs)))
+        new_parser = type(parsers()[venue])  # a fresh parser per pass: no shared caches
+        assert new_parser().parse(fs[0]), f"{venue}/{channel}: the bench frame does not parse"
+        out.append((channel, *parser_vs_orjson(new_parser, fs)))
     return out
 
 
