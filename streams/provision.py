@@ -62,9 +62,31 @@ def _config(
         max_bytes=lim.max_bytes,
         duplicate_window=lim.duplicate_window_s,
         num_replicas=lim.replicas,
-        discard=DiscardPolicy.OLD,
+        # per stream (settings.StreamLimits.discard): RAW/MARKET/DLQ drop their oldest
+        # (consumed) messages at max_bytes, EXEC refuses new ones so history is never cut
+        discard=DiscardPolicy.OLD if lim.discard == "old" else DiscardPolicy.NEW,
         subject_transform=transform,
     )
+
+
+def stream_limits(settings: Settings) -> dict[str, StreamLimits]:
+    """Each stream's limits by stream name."""
+    s = settings.streams
+    return {STREAM_RAW: s.raw, STREAM_MARKET: s.market, STREAM_EXEC: s.exec, STREAM_DLQ: s.dlq}
+
+
+async def stream_fill(js: JetStreamContext, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(bytes held, max_bytes) of each named stream that answers (one STREAM.INFO each):
+    what the fill gauge and the collectors' "store nearly full" health are made of."""
+    out: dict[str, tuple[int, int]] = {}
+    for name in names:
+        try:
+            info = await js.stream_info(name)
+        except Exception:  # not provisioned yet or server away: the next poll tells
+            continue
+        limit = info.config.max_bytes or -1
+        out[name] = (int(info.state.bytes or 0), int(limit))
+    return out
 
 
 async def provision(js: JetStreamContext, settings: Settings) -> list[str]:

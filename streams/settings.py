@@ -58,7 +58,17 @@ class NatsSettings(_S):
 class StreamLimits(_S):
     max_age_s: float
     duplicate_window_s: float = 120.0
-    max_bytes: int = -1
+    # Bytes the stream may hold; the four streams' sum must fit nats-server's store (see
+    # StreamsSettings.store_bytes). -1 (unlimited) is refused: a stream without max_bytes
+    # fills the whole store and then every stream's publishes fail (503, err 10023).
+    max_bytes: int = 1_000_000_000
+    # What JetStream does at max_bytes: "old" drops the oldest messages (already consumed
+    # in a healthy pipeline), "new" refuses the publish (the writer sees the error). Per
+    # stream, documented in docs/security_parts/loss.md.
+    discard: Literal["old", "new"] = "old"
+    # Above this fraction of max_bytes the stream gauge's alert fires and the collectors
+    # report degraded health.
+    warn_fraction: float = 0.9
     replicas: int = 1
     storage: Literal["file", "memory"] = "file"
 
@@ -69,15 +79,48 @@ class StreamLimits(_S):
             raise SettingsError(f"{prefix}.duplicate_window_s must be in [0, max_age_s]")
         if self.replicas not in (1, 3, 5):
             raise SettingsError(f"{prefix}.replicas must be 1, 3 or 5")
+        if self.max_bytes < 1_000_000:
+            raise SettingsError(f"{prefix}.max_bytes must be >= 1000000 (unlimited is refused)")
+        if not 0 < self.warn_fraction < 1:
+            raise SettingsError(f"{prefix}.warn_fraction must be in (0, 1)")
 
 
 class StreamsSettings(_S):
-    raw: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=72 * 3600))
-    market: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=7 * 86400))
+    """The four streams. Defaults fit the 20 GB ``max_file_store`` of infra/nats/*.conf
+    with 10% left for replay streams: RAW 12 GB (the source of truth, ~72 h of a busy
+    feed), MARKET 4 GB, EXEC 1 GB, DLQ 1 GB."""
+
+    raw: StreamLimits = msgspec.field(
+        default_factory=lambda: StreamLimits(max_age_s=72 * 3600, max_bytes=12_000_000_000)
+    )
+    market: StreamLimits = msgspec.field(
+        default_factory=lambda: StreamLimits(max_age_s=7 * 86400, max_bytes=4_000_000_000)
+    )
+    # EXEC is the order history the executor rebuilds its state from: never drop the old
+    # part of it; a full EXEC refuses new events (the executor sees the error) instead.
     exec: StreamLimits = msgspec.field(
-        default_factory=lambda: StreamLimits(max_age_s=365 * 86400, duplicate_window_s=600)
+        default_factory=lambda: StreamLimits(
+            max_age_s=365 * 86400, duplicate_window_s=600, discard="new"
+        )
     )
     dlq: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=30 * 86400))
+    # nats-server's jetstream max_file_store / max_memory_store (infra/nats/*.conf; 20GB is
+    # read as 20 * 1000**3 or 1024**3 depending on the server version: take the smaller).
+    # The streams' max_bytes must sum to at most 90% of it (replays need room too).
+    store_bytes: int = 20_000_000_000
+    memory_store_bytes: int = 512_000_000
+
+    def _check(self, prefix: str) -> None:
+        streams = {"raw": self.raw, "market": self.market, "exec": self.exec, "dlq": self.dlq}
+        stores = (("file", "store_bytes", self.store_bytes),
+                  ("memory", "memory_store_bytes", self.memory_store_bytes))  # fmt: skip
+        for storage, key, store in stores:
+            used = {k: v.max_bytes for k, v in streams.items() if v.storage == storage}
+            if sum(used.values()) > 0.9 * store:
+                raise SettingsError(
+                    f"{prefix}: max_bytes of {'+'.join(used)} = {sum(used.values())} exceed "
+                    f"90% of the nats-server {storage} store ({prefix}.{key} = {store})"
+                )
 
 
 class ClickHouseSettings(_S):
@@ -351,10 +394,24 @@ class RiskSettings(_S):
     max_open_orders: int = 200
     max_orders_per_s: float = 100.0
     allow_symbols: list[str] = msgspec.field(default_factory=list)  # empty: every symbol
+    # Price collar per symbol ("*" = default), a fraction of the mark: a limit buy above
+    # mark * (1 + collar) or a limit sell below mark * (1 - collar) is refused (a stop-limit's
+    # limit is measured from its stop price). 1.0 all but disables it.
+    price_collar: dict[str, float] = msgspec.field(default_factory=lambda: {"*": 0.05})
+    # Refuse orders on a symbol whose mark (mark price, BBO/depth mid or last trade from
+    # market.>) the executor has not seen: without one neither the collar nor the notional
+    # at the price an order can really fill at can be checked. Set false only for an
+    # account whose venue is not collected; limit orders are then valued at their limit.
+    require_mark: bool = True
 
     def _check(self, prefix: str) -> None:
         if self.max_open_orders < 1 or self.max_orders_per_s <= 0:
             raise SettingsError(f"{prefix}: max_open_orders and max_orders_per_s must be > 0")
+        for symbol, collar in self.price_collar.items():
+            if not 0 < collar <= 1:
+                raise SettingsError(
+                    f"{prefix}.price_collar.{symbol} must be a fraction in (0, 1], got {collar}"
+                )
 
 
 class AccountSettings(_S):
@@ -392,6 +449,9 @@ class AccountSettings(_S):
             raise SettingsError(f"{prefix}.exchange must name a ccxt exchange id")
 
 
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class ExecutorSettings(_S):
     # Empty means one paper account named "paper" (a configured set replaces it, since
     # configured dicts merge into the defaults key by key).
@@ -412,6 +472,11 @@ class ExecutorSettings(_S):
 
     def _check(self, prefix: str) -> None:
         for name, account in self.accounts.items():  # dict values are not walked otherwise
+            # the account is the subject token of exec.cmd.<account>: it must be one as is
+            if not ACCOUNT_NAME.fullmatch(name):
+                raise SettingsError(
+                    f"{prefix}.accounts.{name}: an account name is 1-64 of A-Z a-z 0-9 _ -"
+                )
             _walk_checks(account, f"{prefix}.accounts.{name}")
 
 
