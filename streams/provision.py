@@ -19,7 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from streams import subjects
+from streams import bigframes, subjects
 from streams.settings import Settings, StreamLimits
 
 log = logging.getLogger("streams.provision")
@@ -72,7 +72,8 @@ def _config(
 def stream_limits(settings: Settings) -> dict[str, StreamLimits]:
     """Each stream's limits by stream name."""
     s = settings.streams
-    return {STREAM_RAW: s.raw, STREAM_MARKET: s.market, STREAM_EXEC: s.exec, STREAM_DLQ: s.dlq}
+    return {STREAM_RAW: s.raw, STREAM_MARKET: s.market, STREAM_EXEC: s.exec, STREAM_DLQ: s.dlq,
+            bigframes.FRAMES_STREAM: s.frames}  # fmt: skip
 
 
 async def stream_fill(js: JetStreamContext, names: list[str]) -> dict[str, tuple[int, int]]:
@@ -104,5 +105,9 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         except Exception as exc:  # the server says which field cannot change
             raise RuntimeError(f"stream {cfg.name}: cannot apply settings: {exc}") from exc
         report.append(f"{cfg.name}: updated")
+    try:
+        report.append(await bigframes.ensure_bucket(js, settings.streams.frames))
+    except Exception as exc:
+        raise RuntimeError(f"object store {bigframes.FRAMES_BUCKET}: {exc}") from exc
     log.info("streams provisioned", extra={"streams": report})
     return report

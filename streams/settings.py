@@ -87,11 +87,12 @@ class StreamLimits(_S):
 
 class StreamsSettings(_S):
     """The four streams. Defaults fit the 20 GB ``max_file_store`` of infra/nats/*.conf
-    with 10% left for replay streams: RAW 12 GB (the source of truth, ~72 h of a busy
-    feed), MARKET 4 GB, EXEC 1 GB, DLQ 1 GB."""
+    with 10% left for replay streams: RAW 11 GB (the source of truth, ~72 h of a busy
+    feed), MARKET 4 GB, EXEC 1 GB, DLQ 1 GB, and 1 GB for frames over max_payload stored
+    by reference (the JM_FRAMES object store, streams/bigframes.py)."""
 
     raw: StreamLimits = msgspec.field(
-        default_factory=lambda: StreamLimits(max_age_s=72 * 3600, max_bytes=12_000_000_000)
+        default_factory=lambda: StreamLimits(max_age_s=72 * 3600, max_bytes=11_000_000_000)
     )
     market: StreamLimits = msgspec.field(
         default_factory=lambda: StreamLimits(max_age_s=7 * 86400, max_bytes=4_000_000_000)
@@ -104,6 +105,11 @@ class StreamsSettings(_S):
         )
     )
     dlq: StreamLimits = msgspec.field(default_factory=lambda: StreamLimits(max_age_s=30 * 86400))
+    # an object store bucket (it refuses a put when full: the collector records the loss);
+    # max_age as RAW's so a reference never outlives its frame
+    frames: StreamLimits = msgspec.field(
+        default_factory=lambda: StreamLimits(max_age_s=72 * 3600, discard="new")
+    )
     # nats-server's jetstream max_file_store / max_memory_store (infra/nats/*.conf; 20GB is
     # read as 20 * 1000**3 or 1024**3 depending on the server version: take the smaller).
     # The streams' max_bytes must sum to at most 90% of it (replays need room too).
@@ -111,7 +117,8 @@ class StreamsSettings(_S):
     memory_store_bytes: int = 512_000_000
 
     def _check(self, prefix: str) -> None:
-        streams = {"raw": self.raw, "market": self.market, "exec": self.exec, "dlq": self.dlq}
+        streams = {"raw": self.raw, "market": self.market, "exec": self.exec, "dlq": self.dlq,
+                   "frames": self.frames}  # fmt: skip
         stores = (("file", "store_bytes", self.store_bytes),
                   ("memory", "memory_store_bytes", self.memory_store_bytes))  # fmt: skip
         for storage, key, store in stores:
