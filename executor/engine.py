@@ -130,6 +130,9 @@ class Engine:
         self.positions: dict[tuple[str, str], Pos] = {}
         self.marked: dict[tuple[str, str], float | None] = {}  # mark last published
         self.cancel_alls: set[str] = set()
+        # quantity still to fill of open orders per (venue, symbol, side), for max_position
+        self.working: dict[tuple[str, str, str], float] = {}
+        self._left: dict[str, float] = {}  # each open order's part of ``working``
         self.halted: str | None = None
         self.lock = asyncio.Lock()
         self.recon = Reconciler(self)
@@ -143,6 +146,7 @@ class Engine:
             self.active.pop(o.client_order_id, None)
         else:
             self.active[o.client_order_id] = o
+        self._track(o)
         m.OPEN.labels(self.account).set(len(self.active))
         await self.pub.publish(
             subjects.exec_evt(self.account, o.venue, o.symbol), o.update(self._ts()),
@@ -348,9 +352,11 @@ class Engine:
         o = terms.order
         pos = self.positions.get((o.venue, o.symbol))
         why = self.risk.check(
-            symbol=o.symbol, side=o.side, quantity=o.quantity, ref_price=terms.ref_price,
-            position=pos.size if pos else 0.0, open_orders=len(self.active),
-            reduce_only=o.reduce_only, halted=self.halted, now=self.clock(),
+            symbol=o.symbol, side=o.side, order_type=o.order_type, quantity=o.quantity,
+            price=o.price, stop_price=o.stop_price, mark=self.marks.get(o.venue, o.symbol),
+            position=pos.size if pos else 0.0, working=self._working(o),
+            open_orders=len(self.active), reduce_only=o.reduce_only, halted=self.halted,
+            now=self.clock(),
         )  # fmt: skip
         if why is not None:
             m.RISK_REJECTS.labels(self.account).inc()
@@ -361,6 +367,24 @@ class Engine:
             await self._emit(o)  # durable before it leaves: a crash now is found at restart
         await self._submit(o)
         return self._reply(o)
+
+    def _working(self, new: Order) -> float:
+        """Signed quantity still to fill of the open orders on ``new``'s symbol and side."""
+        left = self.working.get((new.venue, new.symbol, new.side), 0.0)
+        if left < 1e-12:
+            return 0.0
+        return left if new.side == "buy" else -left
+
+    def _track(self, o: Order) -> None:
+        """Keep ``working`` in step with one order's state and fills. Kept per change, not
+        summed per command: a sum over open orders costs ~0.7 ms per command at 4k orders."""
+        key = (o.venue, o.symbol, o.side)
+        before = self._left.pop(o.client_order_id, 0.0)
+        now = 0.0 if o.done else max(o.quantity - o.filled, 0.0)
+        if now:
+            self._left[o.client_order_id] = now
+        if now != before:
+            self.working[key] = self.working.get(key, 0.0) + now - before
 
     async def _submit(self, o: Order) -> None:
         try:
@@ -434,8 +458,10 @@ class Engine:
             state = o.state if o else "unknown client_order_id"
             return Reply(accepted=False, client_order_id=cmd.client_order_id,
                          reason=f"cannot replace: order {state}")  # fmt: skip
-        n = sum(1 for cid in self.orders if cid.startswith(o.client_order_id + ".r")) + 1
-        new_cid = f"{o.client_order_id[:30]}.r{n}"
+        new_cid = self._replacement_id(o.client_order_id)
+        if new_cid is None:
+            return Reply(accepted=False, client_order_id=cmd.client_order_id,
+                         reason="cannot replace: no free replacement client id")  # fmt: skip
         await self._cancel(o, f"replaced by {new_cid}")
         if o.state != "canceled":
             return Reply(accepted=False, client_order_id=o.client_order_id, state=o.state,
@@ -452,6 +478,17 @@ class Engine:
         reply = await self._new(new)
         reply.related = [o.client_order_id]
         return reply
+
+    def _replacement_id(self, cid: str) -> str | None:
+        """The first ``<cid>.r<n>`` not used yet, the cid cut so the whole stays a valid
+        client id. Found before the old order is cancelled: a taken id would cancel it and
+        then answer "duplicate" with no new order (a cut long id repeats otherwise)."""
+        for n in range(1, 100_000):
+            tail = f".r{n}"
+            new_cid = cid[: 36 - len(tail)] + tail
+            if new_cid not in self.orders:
+                return new_cid
+        return None
 
     async def _cancel_all(self, cmd: OrderCommand) -> Reply:
         if cmd.client_order_id in self.cancel_alls:
@@ -517,6 +554,13 @@ class Engine:
                 await self._cancel(o, f"halted: {self.halted}")
             return
         if restart and o.state == "pending_new":
+            if self.halted is not None:
+                # a halted executor sends nothing: the order never reached the venue, so it
+                # is rejected (a trader resends it after the resume if still wanted)
+                o.reason = f"halted: {self.halted}"
+                o.move("rejected", self.clock())
+                await self._emit(o)
+                return
             # stored but the process died before (or while) sending; the venue has no such
             # order, so sending it now is the first and only submission
             await self._submit(o)
@@ -563,6 +607,7 @@ class Engine:
                 o.filled = max(o.filled, sum(f.size for f in fills))
         self.active = {cid: o for cid, o in self.orders.items() if not o.done}
         for o in self.active.values():
+            self._track(o)
             if o.live:
                 self.venue.restore(o)
         m.OPEN.labels(self.account).set(len(self.active))

@@ -8,6 +8,7 @@ Decimal work happens here once per command, never per market message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -25,21 +26,34 @@ class PrecisionError(ValueError):
 
 
 MAX_EXPONENT = 15
+# Below any tick or lot a venue lists (the smallest seen are ~1e-10), and far above
+# Decimal's Emin: 1e-999999999 would raise decimal.Underflow in the arithmetic below.
+MIN_EXPONENT = -20
+MAX_CHARS = 40  # no price or size needs more; bounds the Decimal work per command
+# Plain ASCII decimal notation only: Decimal() alone also takes "1_000", non-ASCII digits
+# (Arabic-Indic "100"), "NaN", "Infinity" and surrounding whitespace, none of which a trader means.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def parse_decimal(name: str, value: str | None) -> Decimal:
     if value is None or value == "":
         raise PrecisionError(f"{name} is required")
+    if not isinstance(value, str) or len(value) > MAX_CHARS:
+        raise PrecisionError(f"{name} {str(value)[:40]!r}... is longer than {MAX_CHARS} characters")
+    if not NUMBER.fullmatch(value):
+        raise PrecisionError(
+            f"{name} {value!r} is not a decimal number (ASCII digits, one '.', optional exponent)"
+        )
     try:
         d = Decimal(value)
     except (InvalidOperation, TypeError):
         raise PrecisionError(f"{name} {value!r} is not a decimal number") from None
-    if not d.is_finite():
-        raise PrecisionError(f"{name} {value!r} is not finite")
-    if d.adjusted() > MAX_EXPONENT:  # beyond any market, and beyond float's exact integers
-        raise PrecisionError(f"{name} {value[:40]!r} is too large")
     if d <= 0:
         raise PrecisionError(f"{name} {value!r} must be > 0")
+    if d.adjusted() > MAX_EXPONENT:  # beyond any market, and beyond float's exact integers
+        raise PrecisionError(f"{name} {value!r} is too large")
+    if d.adjusted() < MIN_EXPONENT:
+        raise PrecisionError(f"{name} {value!r} is too small (below 1e{MIN_EXPONENT})")
     return d
 
 

@@ -2,8 +2,11 @@
 
 Commands arrive on ``exec.cmd.<account>`` (durable consumer, acked after the command's
 events are stored) and as requests on ``ctl.exec.<account>`` (answered synchronously,
-then recorded on ``exec.cmd``, where the consumer sees them as duplicates). At start the
-state is rebuilt from the account's EXEC history, then reconciled with the venue.
+then recorded on ``exec.cmd``, where the consumer sees them as duplicates). The account is
+the subject's: a body naming another account is refused, so per-account NATS permissions
+hold. Only ``order_command`` messages are commands; anything else on those subjects is
+dead-lettered. At start the state is rebuilt from the account's EXEC history (orders and
+fills only from ``exec.evt``, which only the executor writes), then reconciled with the venue.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from nats.js.errors import NotFoundError
 
 from executor import metrics as m
 from executor.engine import Engine, Marks, command_msg_id
+from executor.killswitch import KillSwitch
 from executor.venues.base import Venue
 from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue
@@ -30,7 +34,7 @@ from streams import schemas, subjects
 from streams.consumer import BatchConsumer
 from streams.provision import STREAM_EXEC
 from streams.runtime import Worker
-from streams.schemas import ExecBase, OrderCommand
+from streams.schemas import ExecBase, Fill, Instrument, OrderCommand, OrderUpdate
 from streams.settings import AccountSettings
 
 log = logging.getLogger("executor")
@@ -54,23 +58,93 @@ class JsPublisher:
         )
 
 
+def subject_account(subject: str) -> str:
+    """The account token of ``exec.cmd.<account>`` or ``ctl.exec.<account>``."""
+    parts = subject.split(".")
+    return parts[2] if len(parts) == 3 else ""
+
+
+def command_of(subject: str, data: bytes) -> OrderCommand:
+    """The order command in a message on an account's command subject, or a one-line
+    reason (msgspec.ValidationError) why it is not one."""
+    cmd = schemas.decode_exec(data)
+    if not isinstance(cmd, OrderCommand):
+        kind = cmd.__struct_config__.tag  # type: ignore[attr-defined]
+        raise msgspec.ValidationError(
+            f"only order_command messages are accepted on {subject}, not {kind}"
+        )
+    account = subject_account(subject)
+    if cmd.account != account:
+        raise msgspec.ValidationError(
+            f"account {cmd.account!r} in the body does not match {account!r} of the subject "
+            f"{subject}: a command acts on its subject's account"
+        )
+    return cmd
+
+
+# What a rebuild takes from each subject kind: commands only as the terms of orders the
+# executor's own events describe; orders and fills only from what the executor published.
+HISTORY_KINDS: dict[str, tuple[type, ...]] = {"cmd": (OrderCommand,), "evt": (OrderUpdate, Fill)}
+
+
 async def read_history(js: JetStreamContext, account: str) -> list[object]:
-    """This account's commands and order events, in stream order."""
+    """This account's commands and order events, in stream order. A message whose type does
+    not belong on its subject (a fill published on exec.cmd) or that names another account
+    is not history: it is skipped, and the count logged."""
     cfg = ConsumerConfig(
         filter_subjects=[subjects.exec_cmd(account), subjects.exec_evt_filter(account)],
         ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
     )  # fmt: skip
     psub = await js.pull_subscribe("", stream=STREAM_EXEC, config=cfg)
     out: list[object] = []
+    skipped = 0
     try:
         left = int((await psub.consumer_info()).num_pending or 0)
         while left > 0:
             for msg in await psub.fetch(min(left, 1000), timeout=5.0):
                 left -= 1
                 try:
-                    out.append(schemas.decode_exec(msg.data))
+                    obj = schemas.decode_exec(msg.data)
                 except msgspec.DecodeError:
+                    skipped += 1
                     continue  # a foreign message on our subjects is not our history
+                kind = msg.subject.split(".")[1]
+                if not isinstance(obj, HISTORY_KINDS.get(kind, ())) or obj.account != account:
+                    skipped += 1
+                    continue
+                out.append(obj)
+    finally:
+        await psub.unsubscribe()
+    if skipped:
+        log.warning("history messages skipped: not the executor's own records", extra={
+            "account": account, "skipped": skipped})  # fmt: skip
+    return out
+
+
+async def read_instruments(js: JetStreamContext, prefix: str) -> list[Instrument]:
+    """The last instrument message of every symbol (paper venues need tick and lot at once
+    after a restart, not at the collectors' next refresh up to an hour later)."""
+    subject = prefix + subjects.market_filter("instrument", "*", "*")
+    try:
+        stream = await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        return []
+    cfg = ConsumerConfig(filter_subject=subject, ack_policy=AckPolicy.NONE,
+                         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                         inactive_threshold=30.0)  # fmt: skip
+    psub = await js.pull_subscribe(subject, stream=stream, config=cfg)
+    out: list[Instrument] = []
+    try:
+        left = int((await psub.consumer_info()).num_pending or 0)
+        while left > 0:
+            for msg in await psub.fetch(min(left, 1000), timeout=5.0):
+                left -= 1
+                try:
+                    obj = schemas.decode(msg.data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(obj, Instrument):
+                    out.append(obj)
     finally:
         await psub.unsubscribe()
     return out
@@ -96,6 +170,7 @@ class Executor:
         self.marks = Marks()
         self.engines: dict[str, Engine] = {}
         self.papers: list[tuple[PaperVenue, Engine]] = []
+        self.killswitch = KillSwitch(self.js, self._halt)
 
     def _clock(self, venue: Venue) -> Callable[[], float]:
         if isinstance(venue, PaperVenue) and self.cfg.market_prefix.startswith("replay."):
@@ -114,6 +189,12 @@ class Executor:
             self.engines[account] = e
             if isinstance(venue, PaperVenue):
                 self.papers.append((venue, e))
+        if self.papers:
+            instruments = await read_instruments(self.js, self.cfg.market_prefix)
+            for venue, _e in self.papers:
+                for ins in instruments:
+                    venue.on_market(ins)
+            log.info("instruments loaded", extra={"count": len(instruments)})
         for kind in MARKET_TYPES:
             await self.nc.subscribe(
                 f"{self.cfg.market_prefix}{subjects.market_filter(kind, '*', '*')}",
@@ -121,12 +202,8 @@ class Executor:
             )  # fmt: skip
         for account in self.engines:
             await self.nc.subscribe(subjects.exec_req(account), cb=self._on_request)
-        await self.nc.subscribe(subjects.EXEC_HALT, cb=self._on_halt)
-        try:
-            last = await self.js.get_last_msg(STREAM_EXEC, subjects.EXEC_HALT)
-            await self._halt(last.data or b"{}")
-        except NotFoundError:
-            pass
+        # before any reconciliation: a halted executor must not send a write-ahead order
+        await self.killswitch.start()
         for e in self.engines.values():
             await e.reconcile(restart=True)
 
@@ -143,9 +220,7 @@ class Executor:
 
     async def _on_request(self, msg: Msg) -> None:
         try:
-            cmd = schemas.decode_exec(msg.data)
-            if not isinstance(cmd, OrderCommand):
-                raise msgspec.ValidationError(f"expected an order_command, got {type(cmd)}")
+            cmd = command_of(msg.subject, msg.data)
         except msgspec.DecodeError as exc:
             await msg.respond(orjson.dumps({"accepted": False, "reason": f"bad command: {exc}"}))
             await self.pub.dlq(msg.data, f"bad command: {exc}")
@@ -170,30 +245,18 @@ class Executor:
             )  # fmt: skip
             fut.add_done_callback(_record_done)
 
-    async def _on_halt(self, msg: Msg) -> None:
-        await self._halt(msg.data)
-
-    async def _halt(self, data: bytes) -> None:
-        try:
-            body = orjson.loads(data) if data else {}
-        except orjson.JSONDecodeError:
-            body = {}
-        on = bool(body.get("halt", True)) if isinstance(body, dict) else True
-        reason = str(body.get("reason") or "kill switch") if isinstance(body, dict) else ""
+    async def _halt(self, reason: str | None) -> None:
         for e in self.engines.values():
-            done = await e.halt(reason if on else None)
+            done = await e.halt(reason)
             extra = {"account": e.account, "reason": reason, "cancelled": len(done)}
-            log.warning("halt" if on else "resume", extra=extra)
+            log.warning("halt" if reason is not None else "resume", extra=extra)
 
     async def handle_batch(self, batch: list[Msg]) -> None:
         for msg in batch:
             try:
-                cmd = schemas.decode_exec(msg.data)
-                if not isinstance(cmd, OrderCommand):
-                    raise msgspec.ValidationError(f"expected an order_command, got {type(cmd)}")
+                cmd = command_of(msg.subject, msg.data)
             except msgspec.DecodeError as exc:
-                if msg.subject.startswith("exec.cmd."):
-                    await self.pub.dlq(msg.data, f"bad command: {exc}")
+                await self.pub.dlq(msg.data, f"bad command: {exc}")
                 continue
             e = self.engines.get(cmd.account)
             if e is None:
@@ -206,6 +269,7 @@ class Executor:
                 await self.pub.dlq(msg.data, f"command failed: {exc}")
 
     async def close(self) -> None:
+        await self.killswitch.stop()
         for e in self.engines.values():
             await e.venue.close()
 

@@ -16,6 +16,9 @@ SQL_QUERY = "sql.query"
 # Every worker answers a request on this subject with its health line (``jetmarket status``).
 STATUS_QUERY = "status.query"
 EXEC_HALT = "exec.ctl.halt"
+# Lifting a halt is a separate subject so that NATS permissions can keep it to operators.
+EXEC_RESUME = "exec.ctl.resume"
+EXEC_CTL = "exec.ctl.>"
 
 _BAD = str.maketrans({".": "_", "*": "_", ">": "_", " ": "_", "\t": "_"})
 

@@ -42,6 +42,8 @@ def live_settings(tmp_path: Path, url: str, mock: MockBinance, **over: Any) -> A
         "options": {"fetchCurrencies": False, "fetchMargins": False,
                     "fetchMarkets": {"types": ["spot"]}},
         "request_timeout_s": 1.0, "unknown_grace_s": 1.0, "timeouts": {},
+        # the mock's prices reach no market.> stream here: limits are valued at their price
+        "risk": {"require_mark": False},
     }  # fmt: skip
     return make_settings(tmp_path, url, executor={
         "accounts": {ACCOUNT: account}, "reconcile_interval_s": 0.5,

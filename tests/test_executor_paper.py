@@ -158,6 +158,7 @@ async def test_same_command_twice_is_one_order(
     paper_settings: Any, nc: Client, js: JetStreamContext
 ) -> None:
     async with running(paper_settings):
+        await market(nc, depth([(99.0, 5.0)], [(100.0, 5.0)]))  # a mark: orders need one
         c = cmd("d1", side="buy", order_type="limit", quantity="0.5", price="90")
         first, second = await request(nc, c), await request(nc, c)
         assert first["accepted"] and not first.get("duplicate")
@@ -261,6 +262,7 @@ async def test_kill_switch_cancels_everything_and_blocks_new_orders(
     paper_settings: Any, nc: Client, js: JetStreamContext
 ) -> None:
     async with running(paper_settings):
+        await market(nc, depth([(99.0, 5.0)], [(100.0, 5.0)]))
         for i in range(3):
             r = await request(nc, cmd(f"k{i}", side="buy", order_type="limit", quantity="0.1",
                                       price=str(90 + i)))  # fmt: skip
@@ -276,9 +278,16 @@ async def test_kill_switch_cancels_everything_and_blocks_new_orders(
         await wait_until(all_cancelled)
         r = await request(nc, cmd("k9", side="buy", order_type="limit", quantity="0.1", price="90"))
         assert not r["accepted"] and r["reason"] == "trading halted: drill"
+        # {"halt": false} on the halt subject no longer resumes (anyone who may trade may
+        # publish there); the operator's exec.ctl.resume does
         await js.publish(subjects.EXEC_HALT, orjson.dumps({"halt": False}))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)
         r = await request(nc, cmd("k10", side="buy", order_type="limit", quantity="0.1",
+                                  price="90"))  # fmt: skip
+        assert not r["accepted"] and r["reason"] == "trading halted: drill", r
+        await js.publish(subjects.EXEC_RESUME, orjson.dumps({"reason": "drill over"}))
+        await asyncio.sleep(0.3)
+        r = await request(nc, cmd("k11", side="buy", order_type="limit", quantity="0.1",
                                   price="90"))  # fmt: skip
         assert r["accepted"], r
 

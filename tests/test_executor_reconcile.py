@@ -48,7 +48,8 @@ def recon_settings(tmp_path: Path, url: str, mock: MockBinance) -> Any:
         "options": {"fetchCurrencies": False, "fetchMargins": False,
                     "fetchMarkets": {"types": ["spot"]}},
         "request_timeout_s": 1.0, "unknown_grace_s": 1.0, "timeouts": {},
-        "client_id_prefix": PREFIX, "risk": {"allow_symbols": ["BTC-USDT"]},
+        # the mock's prices reach no market.> stream here: limits are valued at their price
+        "client_id_prefix": PREFIX, "risk": {"allow_symbols": ["BTC-USDT"], "require_mark": False},
     }  # fmt: skip
     return make_settings(tmp_path, url, executor={
         "accounts": {ACCOUNT: account}, "reconcile_interval_s": 0.5,
@@ -194,10 +195,12 @@ class Recorder:
 
 async def test_paper_venue_rounds_add_nothing_already_recorded() -> None:
     cfg = AccountSettings(instruments={"BTC-USDT": InstrumentSpec()}, client_id_prefix=PREFIX)
-    venue, rec = PaperVenue(cfg), Recorder()
-    e = Engine("paper", cfg, venue, rec, Marks(), clock=lambda: venue.now_ns / 1e9)
-    venue.on_market(Depth(venue="binance", symbol="BTC-USDT", ts_event=10**18, ts_recv=10**18,
-                          bids=[(99.0, 1.0)], asks=[(101.0, 1.0)], seq=1, levels=1))  # fmt: skip
+    venue, rec, marks = PaperVenue(cfg), Recorder(), Marks()
+    e = Engine("paper", cfg, venue, rec, marks, clock=lambda: venue.now_ns / 1e9)
+    book = Depth(venue="binance", symbol="BTC-USDT", ts_event=10**18, ts_recv=10**18,
+                 bids=[(99.0, 1.0)], asks=[(101.0, 1.0)], seq=1, levels=1)  # fmt: skip
+    venue.on_market(book)
+    marks.on_market(book)
     r = await e.handle(cmd("jm-p1", side="buy", order_type="limit", quantity="2", price="100"))
     assert r.state == "new", r
     hit = Trade(venue="binance", symbol="BTC-USDT", ts_event=10**18 + 1, ts_recv=10**18 + 1,

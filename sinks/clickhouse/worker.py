@@ -185,6 +185,24 @@ class Pipe:
             )
 
 
+# The EXEC message types each subject kind carries (exec.<kind>.<account>...). Only the
+# executor may publish exec.evt/exec.pos; exec.cmd is open to traders, so a fill or position
+# there is forged and must not be stored as the account's history.
+EXEC_KINDS: dict[str, tuple[type, ...]] = {
+    "cmd": (schemas.OrderCommand,),
+    "evt": (schemas.OrderUpdate, schemas.Fill),
+    "pos": (schemas.Position,),
+}
+
+
+def _exec_kind_ok(subject: str, obj: object) -> bool:
+    parts = subject.split(".")
+    if len(parts) < 3 or not isinstance(obj, EXEC_KINDS.get(parts[1], ())):
+        return False
+    account = obj.account  # type: ignore[attr-defined]
+    return bool(account) and subjects.token(account) == parts[2]
+
+
 class ClickHouseSink:
     def __init__(self, w: Worker) -> None:
         self.w = w
@@ -214,6 +232,11 @@ class ClickHouseSink:
                 dead.append((m, seq, f"undecodable message: {exc}"))
                 continue
             cls = type(obj)
+            if decode is schemas.decode_exec and not _exec_kind_ok(m.subject, obj):
+                # e.g. a fill published on exec.cmd.*: not the executor's, never a real fill
+                dead.append((m, seq, f"{cls.__name__} with account {obj.account!r} "  # type: ignore[attr-defined]
+                             f"does not belong on {m.subject}"))  # fmt: skip
+                continue
             table = tables.TABLE_OF_CLASS[cls]
             if seq <= self.watermarks.get(table, 0):
                 SKIPPED.labels(table).inc()
