@@ -118,7 +118,9 @@ class BinanceCollector:
         assert w.nc is not None and w.js is not None
         self.w = w
         self.cfg = cfg
-        self.pub = base.RawPublisher(w.nc, w.js, self.venue, flush_every)
+        self.pub = base.RawPublisher(
+            w.nc, w.js, self.venue, flush_every, settings=w.settings.collector
+        )
         self.rest_lock = asyncio.Lock()
         self.exchange = self.ccxt_class({"enableRateLimit": True})
         # ccxt builds every public request from this URL; pointing it elsewhere swaps the
@@ -310,14 +312,16 @@ class BinanceCollector:
             for c in flowing:
                 assert c.backoff is not None
                 c.backoff.reset()
-            if len(flowing) == len(self.connections):
+            state, fields = base.health_of([self.pub])
+            if len(flowing) == len(self.connections) or state != "ok":
                 self.w.health.set(
-                    "ok",
+                    state,
                     frames=self.pub.published,
                     confirmed=self.pub.confirmed,
                     reconnects=self._reconnects(),
                     connections=len(self.connections),
                     unconfirmed=self.pub.unconfirmed,
+                    **fields,
                 )
 
     async def run(self) -> None:

@@ -181,7 +181,9 @@ class BybitCollector:
             tps, natives = topics(cfg, cat)
             if not tps:
                 continue
-            pub = base.RawPublisher(w.nc, w.js, f"{VENUE}_{cat}", flush_every)
+            pub = base.RawPublisher(
+                w.nc, w.js, f"{VENUE}_{cat}", flush_every, settings=w.settings.collector
+            )
             self.connections.append(
                 Connection(category=cat, url=category_url(cfg.ws_url, cat), topics=tps,
                            natives=natives, pub=pub, backoff=base.Backoff(cfg.reconnect))
@@ -330,13 +332,15 @@ class BybitCollector:
             for c in flowing:
                 assert c.backoff is not None
                 c.backoff.reset()
-            if len(flowing) == len(self.connections):
+            state, fields = base.health_of([c.pub for c in self.connections])
+            if len(flowing) == len(self.connections) or state != "ok":
                 self.w.health.set(
-                    "ok",
+                    state,
                     frames=sum(c.pub.published for c in self.connections),
                     reconnects=self._reconnects(),
                     connections=len(self.connections),
                     unconfirmed=any(c.pub.unconfirmed for c in self.connections),
+                    **fields,
                 )
 
     async def run(self) -> None:

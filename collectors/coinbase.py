@@ -124,7 +124,7 @@ class CoinbaseCollector:
             raise ValueError(f"collector.coinbase.channels: unknown channels {sorted(unknown)}")
         self.w = w
         self.cfg = cfg
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
         self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         self.exchange = ccxt.coinbase({"enableRateLimit": True})

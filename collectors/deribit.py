@@ -174,7 +174,7 @@ class DeribitCollector:
             for c in cfg.options.get("stale_channels", "book,ticker").split(",")
             if c in cfg.channels
         ]
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
         self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         # one ccxt instance: its rate limiter is the venue's single REST limiter

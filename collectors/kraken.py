@@ -143,7 +143,7 @@ class KrakenCollector:
         check(cfg)
         self.w = w
         self.cfg = cfg
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
         self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         # ONE ccxt client per venue: its rate limiter spaces every REST call of this venue

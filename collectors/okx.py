@@ -124,7 +124,7 @@ class OkxCollector:
             raise ValueError(f"collector.okx.channels: unknown channels {sorted(unknown)}")
         self.w = w
         self.cfg = cfg
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every)
+        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
         self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
         self.rest_lock = asyncio.Lock()
         self.exchange = ccxt.okx({"enableRateLimit": True})

@@ -294,10 +294,21 @@ class CollectorSettings(_S):
     ccxt: CcxtSettings = msgspec.field(default_factory=CcxtSettings)
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
     flush_every: int = 2000
+    # Frames held until JetStream confirms them (re-sent after an outage); past this the
+    # oldest is dropped and recorded as a ``lost`` gap. ~minutes of a busy feed.
+    buffer_frames: int = 200_000
+    # Largest frame taken from a venue (websockets max_size; REST bodies too). Frames over
+    # NATS max_payload up to this go whole into the JM_FRAMES object store by reference;
+    # a bigger one ends the WebSocket connection (a reconnect gap) and goes to dlq.collector.
+    max_frame_bytes: int = 64 * 1024 * 1024
 
     def _check(self, prefix: str) -> None:
         if self.flush_every < 1:
             raise SettingsError(f"{prefix}.flush_every must be >= 1")
+        if self.buffer_frames < self.flush_every:
+            raise SettingsError(f"{prefix}.buffer_frames must be >= flush_every")
+        if not 1024 <= self.max_frame_bytes <= 1024**3:
+            raise SettingsError(f"{prefix}.max_frame_bytes must be in [1024, 1 GiB]")
 
 
 class ConsumerSettings(_S):
@@ -340,6 +351,39 @@ class NormalizerSettings(_S):
         return base if self.partitions <= 1 else f"{base}-p{p}of{self.partitions}"
 
 
+class SqlSettings(_S):
+    """The ``sql.query`` sandbox (sinks/clickhouse/sqlservice.py, docs/clickhouse.md).
+
+    Applied to the query session before ``readonly=1``, so a query cannot change them."""
+
+    max_execution_s: float = 30.0  # also the longest a requester may ask to wait
+    max_memory_bytes: int = 1 << 30
+    max_result_rows: int = 1_000_000  # a request's max_rows is capped to this
+    max_result_bytes: int = 256 << 20
+    max_rows_to_read: int = 2_000_000_000
+    max_bytes_to_read: int = 100 << 30
+    # threads per query: 1 keeps a heavy query on one core, away from the inserts
+    max_threads: int = 1
+    concurrency: int = 2  # queries run at once (one read-only session each); others queue
+    # ``jetmarket sql`` on a ClickHouse server: the read-only user's DSN (docs/clickhouse.md);
+    # empty means clickhouse.dsn
+    query_dsn: str = ""
+
+    def _check(self, prefix: str) -> None:
+        if not 0 < self.max_execution_s <= 3600:
+            raise SettingsError(f"{prefix}.max_execution_s must be in (0, 3600]")
+        for name in ("max_memory_bytes", "max_result_rows", "max_result_bytes",
+                     "max_rows_to_read", "max_bytes_to_read"):  # fmt: skip
+            if getattr(self, name) < 1:  # 0 would mean "unlimited" to ClickHouse
+                raise SettingsError(f"{prefix}.{name} must be >= 1")
+        if not 1 <= self.max_threads <= 64:
+            raise SettingsError(f"{prefix}.max_threads must be in [1, 64]")
+        if not 1 <= self.concurrency <= 16:
+            raise SettingsError(f"{prefix}.concurrency must be in [1, 16]")
+        if self.query_dsn and not re.match(r"^https?://", self.query_dsn):
+            raise SettingsError(f"{prefix}.query_dsn must start with http:// or https://")
+
+
 class SinkSettings(_S):
     market: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(durable="sink-market", batch=5000)
@@ -362,8 +406,19 @@ class SinkSettings(_S):
     retry_max_s: float = 10.0
     # Fault hook for tests and drills: while this file exists every insert fails.
     fail_inserts_file: str | None = None
+    # A block is split so no insert touches more than this many days (ClickHouse refuses
+    # more than max_partitions_per_insert_block = 100 partitions in one insert).
+    max_partitions_per_insert: int = 50
+    # Tries before a batch that ClickHouse keeps refusing goes to dlq.sink (acked, with a
+    # gap row); outages (fault file, connection errors) are retried forever instead.
+    insert_tries: int = 8
+    sql: SqlSettings = msgspec.field(default_factory=SqlSettings)
 
     def _check(self, prefix: str) -> None:
+        if not 1 <= self.max_partitions_per_insert <= 100:
+            raise SettingsError(f"{prefix}.max_partitions_per_insert must be in [1, 100]")
+        if self.insert_tries < 1:
+            raise SettingsError(f"{prefix}.insert_tries must be >= 1")
         if self.flush_interval_s <= 0:
             raise SettingsError(f"{prefix}.flush_interval_s must be > 0")
         if self.max_batch_rows < 1:
