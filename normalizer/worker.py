@@ -19,12 +19,14 @@ from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, PubAck
+from nats.js.errors import BadObjectMetaError, NotFoundError, ObjectNotFoundError
 from prometheus_client import Counter as PCounter
 from prometheus_client import Gauge, Histogram
 
 from normalizer.core import ROUTES_MAX, Dead, Normalizer, Parse, failure
 from normalizer.venues.base import Frame, Out, Rejected
 from streams import subjects
+from streams.bigframes import H_FRAME_REF, FrameStore
 from streams.consumer import BatchConsumer, send_commands
 from streams.delivery import Delivery
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
@@ -128,6 +130,7 @@ class NormalizerWorker:
         self.prefix = subjects.replay_prefix(name) if name else ""
         self.out_stream = replay_stream(name) if name else STREAM_MARKET
         self.totals: Counter[str] = Counter()
+        self.frames = FrameStore(w.js)  # type: ignore[arg-type]
         self._entries: dict[str, _Entry] = {}
         # (confirmation of its outputs or None, its last raw message) per unacked batch
         self._inflight: deque[tuple[asyncio.Future[PubAck] | None, Delivery]] = deque()
@@ -249,13 +252,20 @@ class NormalizerWorker:
                     ts_recv = int(m.headers[H_RECV])  # type: ignore[index]
                 except (TypeError, KeyError, ValueError):  # no headers / no such header / junk
                     ts_recv = None
+            data = m.data
+            if not data:  # a frame stored by reference (streams/bigframes.py), or empty
+                data, missing = await self._resolve(m)
+                if missing:
+                    if own:
+                        dead.append((Dead(subject, data, missing, str(ts_recv or "")), seq))
+                    continue
             if ts_recv is None:
-                res = normalize(subject, m.data, m.headers, seq)  # the reason, as core puts it
+                res = normalize(subject, data, m.headers, seq)  # the reason, as core puts it
             else:
                 try:
-                    res = parse(Frame(channel, native, m.data, ts_recv, seq))
+                    res = parse(Frame(channel, native, data, ts_recv, seq))
                 except Exception as exc:
-                    res = Dead(subject, m.data, failure(exc), m.headers[H_RECV])  # type: ignore[index]
+                    res = Dead(subject, data, failure(exc), m.headers[H_RECV])  # type: ignore[index]
             if not own:
                 continue  # another partition's venue-wide frame: its owner publishes this
             if res.__class__ is not list:
@@ -309,6 +319,18 @@ class NormalizerWorker:
             LATENCY.observe(max(0.0, time.time_ns() - int(recv)) / 1e9)
         BATCH_SECONDS.observe(time.perf_counter() - t0)
         self.w.health.set("ok", **self.totals)
+
+    async def _resolve(self, m: Delivery) -> tuple[bytes, str]:
+        """(the frame, "") of a RAW message referencing JM_FRAMES, or (b"", why not) when
+        the object is gone; an empty message without a reference stays empty (its parser
+        says why). Other errors raise: the batch is redelivered."""
+        ref = (m.headers or {}).get(H_FRAME_REF)
+        if not ref:
+            return m.data, ""
+        try:
+            return await self.frames.get(ref), ""
+        except (ObjectNotFoundError, NotFoundError, BadObjectMetaError) as exc:
+            return b"", f"frame stored by reference {ref!r} not found: {type(exc).__name__}"
 
     def _count(self, msgs: list[Msg]) -> None:
         # counted per distinct subject after the loop (Counter counts in C): a per-frame

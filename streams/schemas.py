@@ -121,7 +121,10 @@ class Instrument(Base, tag="instrument", kw_only=True):
 class Gap(Base, tag="gap", kw_only=True):
     """A data-quality event: sequence gap, checksum failure, reconnect, stale feed."""
 
-    reason: Literal["sequence", "checksum", "crossed", "reconnect", "stale", "snapshot", "other"]
+    # "lost": frames the collector received and could not store (collectors/base.py)
+    reason: Literal[
+        "sequence", "checksum", "crossed", "reconnect", "stale", "snapshot", "lost", "other"
+    ]
     channel: str = ""
     expected_seq: int | None = None
     got_seq: int | None = None

@@ -39,6 +39,10 @@ class ConnEvent(msgspec.Struct):
     ts: int
     symbols: list[str] = []
     reason: str = ""
+    # a "lost" event (collectors/base.py): its channel and, per native symbol, [frames,
+    # first receive ns, last receive ns]
+    channel: str = ""
+    lost: dict[str, list[int]] = {}
 
 
 _conn_event = msgspec.json.Decoder(ConnEvent).decode
@@ -96,6 +100,8 @@ class Naming:
         frames may have been missed until the next connection's snapshot. ``skip_unknown``:
         symbols the parser cannot name produced nothing, so they get no gap either."""
         ev = _conn_event(frame.data)
+        if ev.event == "lost":
+            return self._lost_gaps(ev, frame)
         if ev.event != "disconnected":
             return []
         reason = "stale" if stale and ev.reason.startswith("stale") else "reconnect"
@@ -113,6 +119,26 @@ class Naming:
                 detail=f"connection {ev.conn} closed: {ev.reason}"[:500],
             )  # fmt: skip
             out.append(self._out("gap", native, f"raw{frame.raw_seq}", msg))
+        return out
+
+    def _lost_gaps(self, ev: ConnEvent, frame: Frame) -> list[Out]:
+        """A ``lost`` event: a ``lost`` gap per symbol saying how many frames of which
+        channel, received when, and why; ts_event is the first lost frame's receive time.
+        A name outside our scheme (``ALL`` of an instruments body) keeps its native name."""
+        out = []
+        for native, (count, first, last) in ev.lost.items():
+            try:
+                _, symbol = self._names("gap", native)
+            except Rejected:
+                symbol = subjects.token(native)
+            msg = schemas.Gap(
+                venue=self.market_venue, symbol=symbol, ts_event=first, ts_recv=frame.ts_recv,
+                reason="lost", channel=ev.channel[:100],
+                detail=f"lost {count} frames received {first}..{last} ns: {ev.reason}"[:500],
+            )  # fmt: skip
+            msg_id = f"{self.market_venue}:gap:{symbol}:raw{frame.raw_seq}"
+            out.append(new_out((subjects.market("gap", self.market_venue, symbol), msg_id,
+                                _encode(msg))))  # fmt: skip
         return out
 
     def instrument_out(self, msg: schemas.Instrument, frame: Frame) -> Out:
