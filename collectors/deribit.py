@@ -46,6 +46,7 @@ from websockets.asyncio.client import ClientConnection
 from collectors import base
 from streams.runtime import Worker
 from streams.settings import VenueSettings
+from streams.symbols import deribit as symbols
 
 log = logging.getLogger("collectors.deribit")
 
@@ -127,40 +128,11 @@ def channel_names(cfg: VenueSettings) -> list[str]:
     return out
 
 
-# Components never import each other, so the two name rules the collector needs are
-# repeated here (normalizer/venues/deribit/symbols.py is the full mapping).
 def instruments_queries(natives: list[str]) -> list[dict[str, str]]:
     """One ``get_instruments`` query per (currency, kind) the symbols need: inverse
     contracts and options under their base coin, linear ones under the quote (USDC)."""
-    seen: dict[tuple[str, str], None] = {}
-    for n in natives:
-        head = n.split("-")[0]
-        base, sep, quote = head.partition("_")
-        dashes = n.count("-")
-        kind = "spot" if dashes == 0 else "option" if dashes == 3 else "future"
-        cur = quote if sep and dashes else base
-        seen[(cur, kind)] = None
+    seen = {(symbols.currency(n), symbols.kind(n)): None for n in natives}
     return [{"currency": c, "kind": k, "expired": "false"} for c, k in seen]
-
-
-def to_native(symbol: str) -> str:
-    """``BTC-USD-PERP`` -> ``BTC-PERPETUAL``, ``BTC-USDC-PERP`` -> ``BTC_USDC-PERPETUAL``,
-    dated ``BTC-USD-20241227`` -> ``BTC-27DEC24``; options keep strike and C/P."""
-    months = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-    p = symbol.split("-")
-    if len(p) < 2:
-        return symbol
-    head = p[0] if p[1] == "USD" else f"{p[0]}_{p[1]}"
-    if len(p) == 2:
-        return head
-    tail = p[2]
-    if tail == "PERP":
-        rest = "PERPETUAL"
-    elif len(tail) == 8 and tail.isdigit() and 1 <= int(tail[4:6]) <= 12:
-        rest = f"{int(tail[6:])}{months[int(tail[4:6]) - 1]}{tail[2:4]}"
-    else:
-        return symbol
-    return "-".join([head, rest, *p[3:]])
 
 
 class DeribitCollector:
@@ -214,9 +186,14 @@ class DeribitCollector:
     # -- resync --------------------------------------------------------------------------
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.deribit.<BTC-USD-PERP>``: re-subscribe that book for a snapshot."""
-        native = to_native(msg.subject.split(".")[-1])
+        symbol = msg.subject.split(".")[-1]
+        try:
+            native = symbols.to_native(symbol)
+        except ValueError:  # outside the symbol scheme: not a book we collect
+            native = ""
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
-            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {native}"})
+            error = f"book not collected: {native or symbol}"
+            await base.ctl_reply(msg, {"ok": False, "error": error})
             return
         channel = [f"book.{native}.{self.cfg.options.get('interval', '100ms')}"]
         requests = [

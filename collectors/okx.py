@@ -33,6 +33,7 @@ from collectors import base
 from streams import subjects
 from streams.runtime import Worker
 from streams.settings import VenueSettings
+from streams.symbols.okx import inst_type, to_native
 
 log = logging.getLogger("collectors.okx")
 
@@ -45,28 +46,6 @@ CHANNELS = frozenset(
 INSTRUMENTS_REFRESH_S = 3600.0
 ARGS_PER_REQUEST = 100  # well under OKX's 64 KB request limit
 _ARG = b'{"arg":{'
-
-
-# Components meet on subjects and never import each other, so the two name rules the
-# collector needs are repeated here (normalizer/venues/okx/symbols.py is the full mapping).
-def inst_type(inst_id: str) -> str:
-    """SPOT ``BTC-USDT``, SWAP ``BTC-USDT-SWAP``, FUTURES ``BTC-USD-251226``, OPTION."""
-    p = inst_id.split("-")
-    if len(p) == 2:
-        return "SPOT"
-    if len(p) == 3:
-        return "SWAP" if p[2] == "SWAP" else "FUTURES"
-    return "OPTION"
-
-
-def to_native(symbol: str) -> str:
-    """jetmarket symbol -> instId (``BTC-USDT-PERP`` -> ``BTC-USDT-SWAP``, dates -> yymmdd)."""
-    p = symbol.split("-")
-    if len(p) >= 3 and p[2] == "PERP":
-        p[2] = "SWAP"
-    elif len(p) >= 3 and len(p[2]) == 8 and p[2].isdigit():
-        p[2] = p[2][2:]
-    return "-".join(p)
 
 
 def route(frame: bytes) -> tuple[str, str]:
@@ -155,7 +134,10 @@ class OkxCollector:
     async def _on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.okx.<BTC-USDT-PERP>``: re-subscribe that book for a new snapshot."""
         symbol = msg.subject.split(".")[-1]
-        native = to_native(symbol)
+        try:
+            native = to_native(symbol)
+        except ValueError:  # outside the symbol scheme: not a book we collect
+            native = ""
         if native not in self.cfg.symbols or "books" not in self.cfg.channels:
             await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
             return

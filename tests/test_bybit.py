@@ -16,13 +16,13 @@ from nats.js import JetStreamContext
 from collectors.bybit import route
 from collectors.bybit import run as collector_main
 from normalizer.core import Dead, Normalizer
-from normalizer.venues.bybit import symbols
 from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.bybit import BybitV5, rule_for
 from streams import schemas, subjects
 from streams.natsserver import NatsServer
 from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.symbols import bybit as symbols
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.bybit import BybitEmulator

@@ -16,11 +16,11 @@ from nats.js import JetStreamContext
 
 from collectors.ccxt_poller import Cursor, make_exchange
 from normalizer.core import Dead, Normalizer
-from normalizer.venues.ccxt import symbols
 from streams import schemas, sql, subjects
 from streams.natsserver import NatsServer
 from streams.provision import STREAM_RAW
 from streams.settings import CcxtExchangeSettings, Settings
+from streams.symbols import ccxt as symbols
 from tests.conftest import make_settings
 from tests.emulator.ccxt_rest import T0_MS, BitfinexEmulator
 from tests.test_e2e_pipeline import wait_rows

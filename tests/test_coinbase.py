@@ -24,7 +24,6 @@ from collectors.coinbase import run as collector_main
 from normalizer.core import Dead, Normalizer
 from normalizer.venues.base import Frame
 from normalizer.venues.coinbase.parse import CoinbaseParser, to_ns
-from normalizer.venues.coinbase.symbols import to_native, to_symbol
 from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.coinbase import CoinbaseConnectionSequence, rule_for
@@ -32,6 +31,7 @@ from streams import schemas, subjects
 from streams.natsserver import NatsServer
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
+from streams.symbols.coinbase import to_native, to_symbol
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.coinbase import CoinbaseEmulator, ProductSim, Wire, rfc3339

@@ -19,7 +19,6 @@ from collectors.kraken import route, subscriptions
 from collectors.kraken import run as collector_main
 from normalizer.core import Dead, Normalizer
 from normalizer.venues.kraken.parse import ts_ns
-from normalizer.venues.kraken.symbols import from_wsname, to_native, to_symbol
 from normalizer.worker import main as normalizer_main
 from orderbook.book import L2Book
 from orderbook.sync import BookState, Problem
@@ -28,6 +27,7 @@ from streams import schemas, subjects
 from streams.natsserver import NatsServer
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
+from streams.symbols.kraken import from_wsname, to_native, to_symbol
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.kraken import DEFAULT_SPECS, KrakenEmulator, PairSim, push

@@ -8,10 +8,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from normalizer import symbols
 from normalizer.core import Dead, Normalizer
-from normalizer.symbols import binance_spot, binance_spot_native
 from streams import schemas, subjects
+from streams.symbols import binance as symbols
+from streams.symbols.binance import binance_spot, binance_spot_native
 from tests import recorded
 from tests.conftest import shared_frames
 

@@ -21,7 +21,6 @@ from normalizer.core import Dead, Normalizer
 from normalizer.venues.okx import wire
 from normalizer.venues.okx.parse import Contract as ParseContract
 from normalizer.venues.okx.parse import contract_of
-from normalizer.venues.okx.symbols import inst_type, to_native, to_symbol
 from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.okx import Contract, OkxChecksum, OkxSequence, fmt, rule_for
@@ -29,6 +28,7 @@ from streams import schemas, subjects
 from streams.natsserver import NatsServer
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
+from streams.symbols.okx import inst_type, to_native, to_symbol
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.okx import DEFAULT_SPECS, InstrumentSim, OkxEmulator

@@ -1,4 +1,7 @@
-"""What every venue parser returns and raises."""
+"""What every venue parser is: its channel map, one handler per channel, and here the one
+``parse()`` that dispatches a frame to its handler and turns what the handler raises into a
+dead letter's reason (the policy below), so the venues' parse modules hold only their own
+channels."""
 
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ class Naming:
 
     ``(subject, symbol)`` is cached per (message type, native symbol): subjects are built
     once per symbol, not per frame. ``Nats-Msg-Id`` is ``<venue>:<type>:<symbol>:<id>``.
-    A parser sets ``market_venue`` and ``to_symbol`` and creates ``_names_cache``."""
+    A parser sets ``market_venue`` and ``to_symbol``; :class:`Parser` creates the cache."""
 
     market_venue: ClassVar[str]
     # native name -> jetmarket symbol; ValueError for a name outside our scheme
@@ -175,3 +178,65 @@ class VenueParser(Protocol):
     channels: dict[str, str]
 
     def parse(self, frame: Frame) -> list[Out]: ...
+
+
+Handler = Callable[[Frame], list[Out]]
+
+
+class Parser(Naming):
+    """One venue's parser: ``channels`` (raw channel -> the message types it becomes, read
+    by normalizer/coverage.py too) and a handler per channel, the method ``_<channel>``
+    (``-`` written ``_``) unless ``handler_of`` names another.
+
+    The dead-letter policy, for every venue: a handler raises :class:`Rejected` with the
+    reason; a frame that does not fit its wire shape (``msgspec.ValidationError``) is
+    ``invalid``; one that is not JSON, not UTF-8 or nested deeper than the decoder recurses
+    is ``malformed``; a ``ValueError`` (a bad timestamp or decimal string the handler
+    converts itself) is ``invalid``. Anything else is a parser bug and reaches
+    ``normalizer.core.failure`` as one ("parser error ..."): the frame is kept either way."""
+
+    venue: str  # the raw subject's venue token
+    channels: ClassVar[dict[str, str]] = {}
+    handler_of: ClassVar[dict[str, str]] = {}
+
+    def __init__(self) -> None:
+        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._dispatch: dict[str, Handler] = {
+            ch: getattr(self, self.handler_of.get(ch) or "_" + ch.replace("-", "_"))
+            for ch in self.channels
+        }
+
+    def parse(self, frame: Frame) -> list[Out]:
+        try:  # a subscript, not .get(): no method call on every frame
+            handler = self._dispatch[frame.channel]
+        except KeyError:
+            handler = self._unlisted(frame.channel)
+        try:
+            return handler(frame)
+        except msgspec.ValidationError as exc:  # before DecodeError: it is one
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
+        except ValueError as exc:  # after DecodeError and UnicodeDecodeError: they are ones
+            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
+
+    def _unlisted(self, channel: str) -> Handler:
+        """The handler of a channel outside the map (a parser with families of channels
+        overrides this); Rejected by default."""
+        raise Rejected(f"unknown channel {channel!r}") from None
+
+    # -- handlers every venue has ------------------------------------------------------
+    def _conn(self, frame: Frame) -> list[Out]:
+        """Our collectors' connection events: a reconnect gap per symbol on disconnect."""
+        return self.reconnect_gaps(frame)
+
+    def _control(self, frame: Frame) -> list[Out]:
+        """Subscription acks, pongs, notices: nothing to publish."""
+        return []
+
+    @staticmethod
+    def _same(frame: Frame, native: str) -> None:
+        """A frame naming another symbol than its raw subject's: refused (a venue whose
+        names differ from the subject token, or which words it otherwise, overrides)."""
+        if native != frame.native_symbol:
+            raise Rejected(f"symbol {native!r} in a frame published for {frame.native_symbol!r}")

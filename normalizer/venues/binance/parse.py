@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer import symbols
-from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
+from streams.symbols import binance as symbols
+from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
 from normalizer.venues.binance import wire
 from streams import schemas
 
@@ -61,19 +61,16 @@ Trade, Book, BBO, Ticker, Candle = (
 Mark, Funding, Liquidation = schemas.Mark, schemas.Funding, schemas.Liquidation
 LIQUIDATION_SIDE = {"BUY": "buy", "SELL": "sell"}
 
-Handler = Callable[[Frame], list[Out]]
 
-
-class _Binance(Naming):
+class _Binance(Parser):
     market_venue = VENUE
     venue = "binance"
     to_symbol: Callable[[str], str] = staticmethod(symbols.binance_spot)
     depth_decoder: msgspec.json.Decoder = wire.decoder(wire.Envelope[wire.DepthEvent])
     snapshot_decoder: msgspec.json.Decoder = wire.decoder(wire.DepthSnapshot)
-    channels: dict[str, str] = {}
 
     def __init__(self) -> None:
-        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        super().__init__()
         # per-type names by native symbol, bound here for the hot handlers' inline hits
         self._trade_names = self.names_of("trade")
         self._book_names = self.names_of("book")
@@ -83,28 +80,6 @@ class _Binance(Naming):
         self._ticker_names = self.names_of("ticker")
         self._candle_names = self.names_of("candle")
         self._liquidation_names = self.names_of("liquidation")
-        self._dispatch: dict[str, Handler] = {
-            ch: getattr(self, "_" + ch) for ch in self.channels if ch != "control"
-        }
-        self._dispatch["control"] = lambda frame: []
-
-    def parse(self, frame: Frame) -> list[Out]:
-        try:  # a subscript, not .get(): no method call on every frame
-            handler = self._dispatch[frame.channel]
-        except KeyError:
-            raise Rejected(f"unknown channel {frame.channel!r}") from None
-        try:
-            return handler(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            # not UTF-8, or nested deeper than the decoder recurses: malformed all the same
-            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
-
-    @staticmethod
-    def _same(frame: Frame, s: str) -> None:
-        if s != frame.native_symbol:
-            raise Rejected(f"symbol {s!r} in a frame published for {frame.native_symbol!r}")
 
     @staticmethod
     def _event(got: str, want: str, channel: str) -> None:
@@ -234,9 +209,6 @@ class _Binance(Naming):
             )  # fmt: skip
             out.append(self.instrument_out(msg, frame))
         return out
-
-    def _conn(self, frame: Frame) -> list[Out]:
-        return self.reconnect_gaps(frame)
 
 
 def _tick_lot(filters: list[wire.SymbolFilter]) -> tuple[float | None, float | None]:

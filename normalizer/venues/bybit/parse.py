@@ -25,13 +25,13 @@ the instruments frame has described that symbol (else Rejected: we would be gues
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import msgspec
 from msgspec.structs import astuple
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
-from normalizer.venues.bybit import symbols, wire
+from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.bybit import wire
+from streams.symbols import bybit as symbols
 from streams import schemas
 
 VENUE = "bybit"
@@ -59,7 +59,6 @@ Trade, Book, Ticker, Mark, Funding, OpenInterest = (
 )  # fmt: skip
 TAKER = {"Buy": "buy", "Sell": "sell"}
 
-Handler = Callable[[Frame], list[Out]]
 # The ticker state is a list in FIELDS order (wire.TickerData's, after ``symbol``) of
 # floats or None (unknown): unpacked into locals by one C-level step per frame.
 FIELDS = (
@@ -89,12 +88,12 @@ def _f(text: str | None) -> float | None:
     return v
 
 
-class _Bybit(Naming):
+class _Bybit(Parser):
     market_venue = VENUE
     venue = "bybit_linear"
     category = "linear"
     inverse = False
-    channels: dict[str, str] = {
+    channels = {
         "publicTrade": "trade", "orderbook": "book|bbo",
         "tickers": "ticker+mark+funding+open_interest",
         "kline": "candle", "allLiquidation": "liquidation", "instruments": "instrument",
@@ -102,7 +101,7 @@ class _Bybit(Naming):
     }  # fmt: skip
 
     def __init__(self) -> None:
-        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        super().__init__()
         self._trade_names = self.names_of("trade")
         self._book_names = self.names_of("book")
         self._ticker_names = self.names_of("ticker")
@@ -113,23 +112,6 @@ class _Bybit(Naming):
         self.tickers: dict[str, list[float | None]] = {}  # last known FIELDS
         self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
         self.known: dict[str, int] = {}  # inverse: native -> delivery ms (0 = perpetual)
-        self._dispatch: dict[str, Handler] = {
-            ch: getattr(self, "_" + ch) for ch in self.channels if ch != "control"
-        }
-        self._dispatch["control"] = lambda frame: []
-
-    def parse(self, frame: Frame) -> list[Out]:
-        try:  # a subscript, not .get(): no method call on every frame
-            handler = self._dispatch[frame.channel]
-        except KeyError:
-            raise Rejected(f"unknown channel {frame.channel!r}") from None
-        try:
-            return handler(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            # not UTF-8, or nested deeper than the decoder recurses: malformed all the same
-            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
 
     # -- names and sizes -----------------------------------------------------------------
     def to_symbol(self, native: str) -> str:
@@ -149,11 +131,6 @@ class _Bybit(Naming):
         if not self.inverse:
             return levels
         return [(p, q / p) for p, q in levels]
-
-    @staticmethod
-    def _same(frame: Frame, s: str) -> None:
-        if s != frame.native_symbol:
-            raise Rejected(f"symbol {s!r} in a frame published for {frame.native_symbol!r}")
 
     # -- trades --------------------------------------------------------------------------
     # The hot channels are written out flat: helper calls per check and per message cost

@@ -24,12 +24,14 @@ from typing import Any
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Rejected
-from normalizer.venues.ccxt import symbols, wire
+from normalizer.venues.base import Frame, Handler, Out, Parser, Rejected
+from normalizer.venues.ccxt import wire
+from streams.symbols import ccxt as symbols
 from streams import schemas, subjects
 
 PREFIX = "ccxt-"
 HIST = "ccxt-hist-"
+OHLCV = "ccxt-ohlcv-"
 MS = 1_000_000
 UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 TICK_SIZE, DECIMAL_PLACES = 4, 2
@@ -59,56 +61,42 @@ def _finite(v: float, what: str) -> float:
     return v
 
 
-class CcxtParser:
+class CcxtParser(Parser):
     """One instance per ccxt exchange id (the registry creates them on first use)."""
 
-    channels: dict[str, str] = {
+    to_symbol = staticmethod(symbols.to_symbol)
+    channels = {
         "ccxt-trades": "trade", "ccxt-ticker": "ticker+bbo", "ccxt-ohlcv-<tf>": "candle",
         "ccxt-market": "instrument", "ccxt-hist-trades": "trade",
         "ccxt-hist-ohlcv-<tf>": "candle",
     }  # fmt: skip
+    handler_of = {
+        "ccxt-trades": "_trades", "ccxt-ticker": "_ticker", "ccxt-ohlcv-<tf>": "_ohlcv",
+        "ccxt-market": "_market", "ccxt-hist-trades": "_trades", "ccxt-hist-ohlcv-<tf>": "_ohlcv",
+    }  # fmt: skip
 
     def __init__(self, venue: str) -> None:
-        self.venue = venue
-        self._names: dict[tuple[str, str], tuple[str, str]] = {}
+        self.venue = self.market_venue = venue  # the ccxt id is the message's venue too
+        super().__init__()
         # unified symbol -> (contract size, inverse); spot symbols need no entry
         self.contracts: dict[str, tuple[float, bool]] = {}
 
-    def parse(self, frame: Frame) -> list[Out]:
-        ch = frame.channel
-        if ch.startswith(HIST):
-            ch = PREFIX + ch[len(HIST) :]
-        try:
-            if ch == "ccxt-trades":
-                return self._trades(frame)
-            if ch == "ccxt-ticker":
-                return self._ticker(frame)
-            if ch.startswith("ccxt-ohlcv-"):
-                return self._ohlcv(frame, ch[len("ccxt-ohlcv-") :])
-            if ch == "ccxt-market":
-                return self._market(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
+    def _unlisted(self, channel: str) -> Handler:
+        """``ccxt-ohlcv-<timeframe>`` for any timeframe, and the backfill's ``ccxt-hist-*``
+        copies of every channel."""
+        ch = PREFIX + channel[len(HIST) :] if channel.startswith(HIST) else channel
+        if ch.startswith(OHLCV):
+            return self._ohlcv
+        handler = self._dispatch.get(ch)
+        if handler is not None:
+            return handler
         if not ch.startswith(PREFIX):
-            raise Rejected(f"no parser for venue {self.venue!r} ({frame.channel!r} is not ccxt)")
-        raise Rejected(f"unknown ccxt channel {frame.channel!r}")
+            raise Rejected(f"no parser for venue {self.venue!r} ({channel!r} is not ccxt)")
+        raise Rejected(f"unknown ccxt channel {channel!r}")
 
     # -- names and sizes -----------------------------------------------------------------
-    def _name(self, msg_type: str, unified: str) -> tuple[str, str]:
-        key = (msg_type, unified)
-        hit = self._names.get(key)
-        if hit is None:
-            try:
-                symbol = symbols.to_symbol(unified)
-            except ValueError as exc:
-                raise Rejected(str(exc)) from None
-            hit = (subjects.market(msg_type, self.venue, symbol), symbol)
-            self._names[key] = hit
-        return hit
-
-    def _same(self, frame: Frame, unified: str) -> None:
+    @staticmethod
+    def _same(frame: Frame, unified: str) -> None:
         if subjects.token(unified) != frame.native_symbol:
             raise Rejected(f"symbol {unified!r} in a frame published for {frame.native_symbol!r}")
 
@@ -123,16 +111,12 @@ class CcxtParser:
             return amount * size / price if price > 0 else 0.0
         return amount * size
 
-    def _out(self, msg_type: str, unified: str, natural: object, msg: schemas.Base) -> Out:
-        subject, symbol = self._name(msg_type, unified)
-        return Out(subject, f"{self.venue}:{msg_type}:{symbol}:{natural}", _encode(msg))
-
     # -- channels ------------------------------------------------------------------------
     def _trades(self, frame: Frame) -> list[Out]:
         out = []
         for n, t in enumerate(_trades.decode(frame.data)):
             self._same(frame, t.symbol)
-            _, symbol = self._name("trade", t.symbol)
+            _, symbol = self._names("trade", t.symbol)
             price = _finite(t.price, "trade price")
             side = t.side if t.side in ("buy", "sell") else "unknown"
             msg = schemas.Trade(
@@ -147,7 +131,7 @@ class CcxtParser:
     def _ticker(self, frame: Frame) -> list[Out]:
         t = _ticker.decode(frame.data)
         self._same(frame, t.symbol)
-        _, symbol = self._name("ticker", t.symbol)
+        _, symbol = self._names("ticker", t.symbol)
         ts = t.timestamp * MS if t.timestamp else frame.ts_recv
         msg = schemas.Ticker(
             venue=self.venue, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv, last=t.last,
@@ -165,13 +149,14 @@ class CcxtParser:
             out.append(self._out("bbo", t.symbol, ts, bbo))
         return out
 
-    def _ohlcv(self, frame: Frame, tf: str) -> list[Out]:
+    def _ohlcv(self, frame: Frame) -> list[Out]:
+        tf = frame.channel.partition("ohlcv-")[2]  # ccxt-ohlcv-<tf>, ccxt-hist-ohlcv-<tf>
         try:
             step = timeframe_ms(tf)
         except ValueError as exc:
             raise Rejected(str(exc)) from None
         unified = frame.native_symbol
-        _, symbol = self._name("candle", unified)
+        _, symbol = self._names("candle", unified)
         fetched_ms = frame.ts_recv // MS
         out = []
         for ts, o, h, lo, c, v in _ohlcv.decode(frame.data):
@@ -194,7 +179,7 @@ class CcxtParser:
     def _market(self, frame: Frame) -> list[Out]:
         m = _market.decode(frame.data)
         self._same(frame, m.symbol)
-        _, symbol = self._name("instrument", m.symbol)
+        _, symbol = self._names("instrument", m.symbol)
         kind = _kind(m)
         size = m.contractSize or 1.0
         if m.contract:

@@ -35,12 +35,12 @@ legacy ``matches`` channel; the taker side we store is the opposite.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
-from normalizer.venues.coinbase import symbols, wire
+from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.coinbase import wire
+from streams.symbols import coinbase as symbols
 from streams import schemas, subjects
 
 VENUE = "coinbase"
@@ -59,7 +59,6 @@ _probe = wire.decoder(wire.Probe)
 _products = wire.decoder(wire.Products)
 _encode = msgspec.json.Encoder().encode
 
-Handler = Callable[[Frame], list[Out]]
 # (symbol, market subject, "coinbase:<type>:<symbol>:") of one product
 Names = tuple[str, str, str]
 _seconds: dict[str, int] = {}
@@ -93,18 +92,20 @@ def to_ns(ts: str) -> int:
     return base + int(tail[1:-1][:9].ljust(9, "0"))
 
 
-class CoinbaseParser(Naming):
+class CoinbaseParser(Parser):
     market_venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
     venue = "coinbase"
-    channels: dict[str, str] = {
+    channels = {
         "market_trades": "trade", "level2": "book", "ticker": "bbo+ticker",
         "candles": "candle", "instruments": "instrument", "conn": "gap",
         "heartbeats": "", "control": "",
     }  # fmt: skip
 
+    handler_of = {"heartbeats": "_control"}  # counted in the connection sequence too
+
     def __init__(self) -> None:
-        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        super().__init__()
         # per message type: product id -> Names, filled by _product on a miss
         self._pre: dict[str, dict[str, Names]] = {
             t: {} for t in ("trade", "book", "bbo", "ticker", "candle")
@@ -112,24 +113,6 @@ class CoinbaseParser(Naming):
         self.last_seq: int | None = None  # last sequence_num of the current connection
         self.run_start = 0  # first message of the unbroken run ending at last_seq
         self.breaks = 0  # sequence breaks seen (holes, repeats, steps back)
-        self._dispatch: dict[str, Handler] = {
-            "market_trades": self._trades, "level2": self._level2, "ticker": self._ticker,
-            "candles": self._candles, "instruments": self._instruments,
-            "conn": self._conn_event, "heartbeats": self._control, "control": self._control,
-        }  # fmt: skip
-
-    def parse(self, frame: Frame) -> list[Out]:
-        handler = self._dispatch.get(frame.channel)
-        if handler is None:
-            raise Rejected(f"unknown channel {frame.channel!r}")
-        try:
-            return handler(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
-        except ValueError as exc:  # a bad timestamp or optional decimal string
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
 
     # -- connection sequence ----------------------------------------------------------
     def track(self, seq: int) -> int:
@@ -174,7 +157,7 @@ class CoinbaseParser(Naming):
             raise Rejected(f"channel {env.channel!r} on a {want} frame")
 
     # -- channels ------------------------------------------------------------------------
-    def _trades(self, frame: Frame) -> list[Out]:
+    def _market_trades(self, frame: Frame) -> list[Out]:
         env = _trades.decode(frame.data)
         if env.channel != "market_trades":
             self._channel(env, "market_trades")
@@ -331,6 +314,6 @@ class CoinbaseParser(Naming):
             out.append(self.instrument_out(msg, frame))
         return out
 
-    def _conn_event(self, frame: Frame) -> list[Out]:
+    def _conn(self, frame: Frame) -> list[Out]:
         self._reset()  # a new connection numbers its messages from 0 again
         return self.reconnect_gaps(frame, stale=True)

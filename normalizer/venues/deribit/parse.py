@@ -34,12 +34,11 @@ and resolution, so re-normalizing RAW in order gives the same messages).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
-from normalizer.venues.deribit import symbols, wire
+from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.deribit import wire
+from streams.symbols import deribit as symbols
 from streams import schemas, subjects
 
 VENUE = "deribit"
@@ -59,7 +58,6 @@ _candle = wire.decoder(wire.Notification[wire.Candle])
 _instruments = wire.decoder(wire.Instruments)
 _encode = msgspec.json.Encoder().encode
 
-Handler = Callable[[Frame], list[Out]]
 # (symbol, market subject, "deribit:<type>:<symbol>:", inverse) of one instrument
 Names = tuple[str, str, str, bool]
 # a validated chart.trades channel: (instrument, interval, the candle Names)
@@ -70,18 +68,18 @@ TickerNames = tuple[str, bool, bool, str, str, str, str, str, str, str, str]
 OPTION_TYPES = {"call": "call", "put": "put"}
 
 
-class DeribitParser(Naming):
+class DeribitParser(Parser):
     market_venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
     venue = "deribit"
-    channels: dict[str, str] = {
+    channels = {
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
         "ticker": "ticker+mark+open_interest+funding", "chart_trades": "candle",
         "instruments": "instrument", "conn": "gap", "control": "",
     }  # fmt: skip
 
     def __init__(self) -> None:
-        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        super().__init__()
         self._inverse: dict[str, bool] = {}
         # per message type: instrument -> Names, filled by _instr on a miss
         self._pre: dict[str, dict[str, Names]] = {
@@ -94,23 +92,6 @@ class DeribitParser(Naming):
         # chart.trades channel (instrument + resolution) -> (ts_recv, the last candle seen),
         # to close it when the next opens
         self._candles: dict[str, tuple[int, wire.Candle]] = {}
-        self._dispatch: dict[str, Handler] = {
-            "trades": self._trades, "book": self._book, "quote": self._quote,
-            "ticker": self._ticker, "chart_trades": self._chart,
-            "instruments": self._instrument_rows, "conn": self._conn_event,
-            "control": lambda frame: [],
-        }  # fmt: skip
-
-    def parse(self, frame: Frame) -> list[Out]:
-        handler = self._dispatch.get(frame.channel)
-        if handler is None:
-            raise Rejected(f"unknown channel {frame.channel!r}")
-        try:
-            return handler(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -308,7 +289,7 @@ class DeribitParser(Naming):
         self._charts[channel] = known
         return known
 
-    def _chart(self, frame: Frame) -> list[Out]:
+    def _chart_trades(self, frame: Frame) -> list[Out]:
         f = _candle.decode(frame.data)
         if f.method != "subscription":
             self._notification(f.method)
@@ -343,7 +324,7 @@ class DeribitParser(Naming):
         return new_out((names[1], msg_id, _encode(msg)))
 
     # -- reference data and connection events -----------------------------------------
-    def _instrument_rows(self, frame: Frame) -> list[Out]:
+    def _instruments(self, frame: Frame) -> list[Out]:
         body = _instruments.decode(frame.data)
         if body.error is not None or body.result is None:
             err = body.error
@@ -379,6 +360,3 @@ class DeribitParser(Naming):
             )  # fmt: skip
             out.append(self.instrument_out(msg, frame))
         return out
-
-    def _conn_event(self, frame: Frame) -> list[Out]:
-        return self.reconnect_gaps(frame)

@@ -21,13 +21,13 @@ quote volume, so those stay empty rather than being derived with rounding noise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
-from normalizer.venues.kraken import symbols, wire
+from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.kraken import wire
+from streams.symbols import kraken as symbols
 from streams import schemas, subjects
 
 VENUE = "kraken"
@@ -46,7 +46,6 @@ _asset_pairs = wire.decoder(wire.AssetPairs)
 _control = wire.decoder(wire.Control)
 _encode = msgspec.json.Encoder().encode
 
-Handler = Callable[[Frame], list[Out]]
 # (raw subject token, symbol, market subject, "kraken:<type>:<symbol>:") of one native pair
 Names = tuple[str, str, str, str]
 _days: dict[str, int] = {}
@@ -111,41 +110,22 @@ def bound_ns(s: str) -> int:
     return hit
 
 
-class KrakenParser(Naming):
+class KrakenParser(Parser):
     market_venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
     venue = "kraken"
-    channels: dict[str, str] = {
+    channels = {
         "trade": "trade", "book": "book", "ticker": "bbo+ticker", "ohlc": "candle",
         "instrument": "instrument", "instruments": "instrument", "conn": "gap",
         "control": "",
     }  # fmt: skip
 
     def __init__(self) -> None:
-        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        super().__init__()
         # per message type: native pair -> (raw subject token, symbol, subject, msg-id prefix)
         self._pre: dict[str, dict[str, Names]] = {
             t: {} for t in ("trade", "book", "bbo", "ticker", "candle")
         }
-        self._dispatch: dict[str, Handler] = {
-            "trade": self._trade, "book": self._book, "ticker": self._ticker,
-            "ohlc": self._ohlc, "instrument": self._instrument,
-            "instruments": self._asset_pairs, "conn": self._conn_event,
-            "control": self._control,
-        }  # fmt: skip
-
-    def parse(self, frame: Frame) -> list[Out]:
-        handler = self._dispatch.get(frame.channel)
-        if handler is None:
-            raise Rejected(f"unknown channel {frame.channel!r}")
-        try:
-            return handler(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise Rejected(f"malformed {frame.channel} frame (not Kraken v2 JSON): {exc}") from None
-        except ValueError as exc:  # a bad timestamp
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -309,7 +289,7 @@ class KrakenParser(Naming):
                 out.append(o)
         return out
 
-    def _asset_pairs(self, frame: Frame) -> list[Out]:
+    def _instruments(self, frame: Frame) -> list[Out]:
         body = _asset_pairs.decode(frame.data)
         if body.error:
             raise Rejected(f"AssetPairs error: {'; '.join(body.error)}"[:300])
@@ -332,6 +312,3 @@ class KrakenParser(Naming):
         if not c.method and c.channel not in ("heartbeat", "status"):
             raise Rejected("not a Kraken v2 control frame (no method, not heartbeat/status)")
         return []
-
-    def _conn_event(self, frame: Frame) -> list[Out]:
-        return self.reconnect_gaps(frame)

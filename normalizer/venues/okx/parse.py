@@ -27,13 +27,13 @@ before its instrument is Rejected rather than published with contract counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import msgspec
 
-from normalizer.venues.base import Frame, Naming, Out, Rejected, new_out
-from normalizer.venues.okx import symbols, wire
+from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.okx import wire
+from streams.symbols import okx as symbols
 from streams import schemas
 
 VENUE = "okx"
@@ -57,8 +57,6 @@ _trades_decode = _trades.decode
 _books_decode = _books.decode
 _tickers_decode = _tickers.decode
 Trade, Book, BBO, Ticker = schemas.Trade, schemas.Book, schemas.BBO, schemas.Ticker
-
-Handler = Callable[[Frame], list[Out]]
 
 
 class Contract(NamedTuple):
@@ -84,11 +82,11 @@ def contract_of(i: wire.Instrument) -> Contract | None:
     raise Rejected(f"{i.instId}: contract value currency {i.ctValCcy!r} is neither base nor quote")
 
 
-class OkxParser(Naming):
+class OkxParser(Parser):
     market_venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
     venue = "okx"
-    channels: dict[str, str] = {
+    channels = {
         "trades": "trade", "books": "book", "bbo-tbt": "bbo", "tickers": "ticker",
         **{c: "candle" for c in CANDLE_CHANNELS},
         "funding-rate": "funding", "open-interest": "open_interest",
@@ -96,47 +94,23 @@ class OkxParser(Naming):
         "instruments": "instrument", "conn": "gap", "control": "",
     }  # fmt: skip
 
+    handler_of = {c: "_candles" for c in CANDLE_CHANNELS}
+
     def __init__(self) -> None:
+        super().__init__()
         self.contracts: dict[str, Contract] = {}
-        self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
         # per-type names by native symbol, bound here for the hot handlers' inline hits
         self._trade_names = self.names_of("trade")
         self._book_names = self.names_of("book")
         self._bbo_names = self.names_of("bbo")
         self._ticker_names = self.names_of("ticker")
-        handlers: dict[str, Handler] = {
-            "trades": self._trades, "books": self._books, "bbo-tbt": self._bbo,
-            "tickers": self._tickers, "funding-rate": self._funding,
-            "open-interest": self._open_interest, "liquidation-orders": self._liquidations,
-            "mark-price": self._mark, "index-tickers": self._index,
-            "instruments": self._instrument_rows, "conn": self._conn_event,
-            "control": lambda frame: [],
-        }  # fmt: skip
-        for c in CANDLE_CHANNELS:
-            handlers[c] = self._candles
-        self._dispatch = handlers
-
-    def parse(self, frame: Frame) -> list[Out]:
-        try:  # a subscript, not .get(): no method call on every frame
-            handler = self._dispatch[frame.channel]
-        except KeyError:
-            raise Rejected(f"unknown channel {frame.channel!r}") from None
-        try:
-            return handler(frame)
-        except msgspec.ValidationError as exc:
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
-        except (msgspec.DecodeError, RecursionError) as exc:
-            # RecursionError: nested deeper than the decoder recurses, malformed all the same
-            raise Rejected(f"malformed {frame.channel} frame: {exc}") from None
-        except ValueError as exc:  # a bad optional decimal string
-            raise Rejected(f"invalid {frame.channel} frame: {exc}") from None
 
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _same(frame: Frame, arg: wire.Arg) -> None:
-        if arg.instId != frame.native_symbol:
-            raise Rejected(f"instId {arg.instId!r} on a frame for {frame.native_symbol!r}")
+    def _same(frame: Frame, native: str) -> None:
+        if native != frame.native_symbol:
+            raise Rejected(f"instId {native!r} on a frame for {frame.native_symbol!r}")
 
     def contract(self, inst_id: str) -> Contract | None:
         """None for spot; the cached spec for derivatives; Rejected when unknown."""
@@ -168,7 +142,7 @@ class OkxParser(Naming):
         f = _trades_decode(frame.data)
         inst = f.arg.instId
         if inst != frame.native_symbol:
-            self._same(frame, f.arg)
+            self._same(frame, f.arg.instId)
         c = None if inst.count("-") == 1 else self.contract(inst)
         ts_recv = frame.ts_recv
         names = None
@@ -191,7 +165,7 @@ class OkxParser(Naming):
         f = _books_decode(frame.data)
         inst = f.arg.instId
         if inst != frame.native_symbol:
-            self._same(frame, f.arg)
+            self._same(frame, f.arg.instId)
         if f.action not in ("snapshot", "update"):
             raise Rejected(f"unknown books action {f.action!r}")
         c = None if inst.count("-") == 1 else self.contract(inst)
@@ -223,11 +197,11 @@ class OkxParser(Naming):
             )))  # fmt: skip
         return out
 
-    def _bbo(self, frame: Frame) -> list[Out]:
+    def _bbo_tbt(self, frame: Frame) -> list[Out]:
         f = _books_decode(frame.data)
         inst = f.arg.instId
         if inst != frame.native_symbol:
-            self._same(frame, f.arg)
+            self._same(frame, f.arg.instId)
         c = None if inst.count("-") == 1 else self.contract(inst)
         names = self._bbo_names.get(inst) or self.names_miss("bbo", inst)
         ts_recv = frame.ts_recv
@@ -250,7 +224,7 @@ class OkxParser(Naming):
     def _tickers(self, frame: Frame) -> list[Out]:
         f = _tickers_decode(frame.data)
         if f.arg.instId != frame.native_symbol:
-            self._same(frame, f.arg)
+            self._same(frame, f.arg.instId)
         ts_recv = frame.ts_recv
         out = []
         for t in f.data:
@@ -278,7 +252,7 @@ class OkxParser(Naming):
 
     def _candles(self, frame: Frame) -> list[Out]:
         f = _candles.decode(frame.data)
-        self._same(frame, f.arg)
+        self._same(frame, f.arg.instId)
         inst = f.arg.instId
         spot = inst.count("-") == 1
         interval = frame.channel.removeprefix("candle")
@@ -299,9 +273,9 @@ class OkxParser(Naming):
         return out
 
     # -- derivatives data ----------------------------------------------------------------
-    def _funding(self, frame: Frame) -> list[Out]:
+    def _funding_rate(self, frame: Frame) -> list[Out]:
         f = _funding.decode(frame.data)
-        self._same(frame, f.arg)
+        self._same(frame, f.arg.instId)
         out = []
         for d in f.data:
             _, symbol = self._names("funding", d.instId)
@@ -317,7 +291,7 @@ class OkxParser(Naming):
 
     def _open_interest(self, frame: Frame) -> list[Out]:
         f = _oi.decode(frame.data)
-        self._same(frame, f.arg)
+        self._same(frame, f.arg.instId)
         out = []
         for d in f.data:
             _, symbol = self._names("open_interest", d.instId)
@@ -328,7 +302,7 @@ class OkxParser(Naming):
             out.append(self._out("open_interest", d.instId, d.ts, msg))
         return out
 
-    def _liquidations(self, frame: Frame) -> list[Out]:
+    def _liquidation_orders(self, frame: Frame) -> list[Out]:
         f = _liq.decode(frame.data)
         out = []
         for d in f.data:
@@ -344,9 +318,9 @@ class OkxParser(Naming):
                 out.append(self._out("liquidation", d.instId, natural, msg))
         return out
 
-    def _mark(self, frame: Frame) -> list[Out]:
+    def _mark_price(self, frame: Frame) -> list[Out]:
         f = _mark.decode(frame.data)
-        self._same(frame, f.arg)
+        self._same(frame, f.arg.instId)
         out = []
         for d in f.data:
             _, symbol = self._names("mark", d.instId)
@@ -357,9 +331,9 @@ class OkxParser(Naming):
             out.append(self._out("mark", d.instId, d.ts, msg))
         return out
 
-    def _index(self, frame: Frame) -> list[Out]:
+    def _index_tickers(self, frame: Frame) -> list[Out]:
         f = _index.decode(frame.data)
-        self._same(frame, f.arg)
+        self._same(frame, f.arg.instId)
         out = []
         for d in f.data:
             _, symbol = self._names("mark", d.instId)
@@ -371,7 +345,7 @@ class OkxParser(Naming):
         return out
 
     # -- reference data and connection events -----------------------------------------
-    def _instrument_rows(self, frame: Frame) -> list[Out]:
+    def _instruments(self, frame: Frame) -> list[Out]:
         body = _instruments.decode(frame.data)
         if body.code != "0":
             raise Rejected(f"instruments error {body.code}: {body.msg}"[:300])
@@ -401,6 +375,3 @@ class OkxParser(Naming):
             )  # fmt: skip
             out.append(self.instrument_out(msg, frame))
         return out
-
-    def _conn_event(self, frame: Frame) -> list[Out]:
-        return self.reconnect_gaps(frame)

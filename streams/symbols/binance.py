@@ -1,23 +1,21 @@
-"""Native venue symbols <-> jetmarket symbols (``BTC-USDT``, ``BTC-USDT-PERP`` ...).
+"""Binance native symbols <-> jetmarket symbols, spot and USDⓈ-M futures.
 
-The mapping is a pure function of the native symbol so re-normalizing raw frames is
-deterministic: it never depends on which instrument frames happened to be seen first.
+| market | Binance           | jetmarket            |
+|--------|-------------------|----------------------|
+| spot   | ``BTCUSDT``       | ``BTC-USDT``         |
+| USDⓈ-M | ``BTCUSDT``       | ``BTC-USDT-PERP``    |
+| USDⓈ-M | ``BTCUSDT_251226``| ``BTC-USDT-20251226``|
 """
 
 from __future__ import annotations
 
-# Longest first so "FDUSD" wins over "USD" and "USDT" over "USD".
-BINANCE_QUOTES: tuple[str, ...] = tuple(
-    sorted(
-        (
-            "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "DAI", "BTC", "ETH", "BNB",
-            "EUR", "TRY", "BRL", "GBP", "AUD", "JPY", "RUB", "UAH", "ZAR", "PLN", "RON",
-            "ARS", "MXN", "COP", "CZK", "IDR", "XRP", "DOGE", "TRX", "DOT", "SOL", "USD1",
-        ),
-        key=len,
-        reverse=True,
-    )
-)  # fmt: skip
+from streams.symbols import PERP, is_date, longest_first, split_quote
+
+BINANCE_QUOTES = longest_first((
+    "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "DAI", "BTC", "ETH", "BNB",
+    "EUR", "TRY", "BRL", "GBP", "AUD", "JPY", "RUB", "UAH", "ZAR", "PLN", "RON",
+    "ARS", "MXN", "COP", "CZK", "IDR", "XRP", "DOGE", "TRX", "DOT", "SOL", "USD1",
+))  # fmt: skip
 
 _cache: dict[str, str] = {}
 
@@ -27,13 +25,9 @@ def binance_spot(native: str) -> str:
     hit = _cache.get(native)
     if hit is not None:
         return hit
-    up = native.upper()
-    for quote in BINANCE_QUOTES:
-        if up.endswith(quote) and len(up) > len(quote):
-            out = f"{up[: -len(quote)]}-{quote}"
-            _cache[native] = out
-            return out
-    raise ValueError(f"cannot split binance symbol {native!r} into base and quote")
+    base, quote = split_quote(native.upper(), BINANCE_QUOTES, "binance")
+    out = _cache[native] = f"{base}-{quote}"
+    return out
 
 
 def binance_spot_native(symbol: str) -> str:
@@ -52,7 +46,7 @@ def binance_usdm(native: str) -> str:
     pair, _, expiry = native.upper().partition("_")
     spot = binance_spot(pair)
     if not expiry:
-        out = f"{spot}-PERP"
+        out = f"{spot}-{PERP}"
     elif len(expiry) == 6 and expiry.isdigit():
         out = f"{spot}-20{expiry}"
     else:
@@ -66,8 +60,8 @@ def binance_usdm_native(symbol: str) -> str:
     if len(parts) != 3:
         raise ValueError(f"not a futures symbol: {symbol!r}")
     base, quote, tail = parts
-    if tail == "PERP":
+    if tail == PERP:
         return base + quote
-    if len(tail) == 8 and tail.isdigit():
+    if is_date(tail):
         return f"{base}{quote}_{tail[2:]}"
     raise ValueError(f"not a futures symbol: {symbol!r}")

@@ -17,7 +17,8 @@ spreads (``BTC-FS-...``, ``BTC-CS-...``) are not single instruments and are refu
 
 from __future__ import annotations
 
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+from streams.symbols import MONTHS
+
 _MONTH = {m: i + 1 for i, m in enumerate(MONTHS)}
 _cache: dict[str, str] = {}
 

@@ -19,27 +19,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-# Longest first so "USDT" wins over "USD".
-SPOT_QUOTES: tuple[str, ...] = tuple(
-    sorted(
-        ("USDT", "USDC", "USDE", "USD1", "BTC", "ETH", "EUR", "DAI", "BRL", "BRZ", "TRY",
-         "PLN", "MNT", "USD"),
-        key=len,
-        reverse=True,
-    )
-)  # fmt: skip
+from streams.symbols import MONTHS, longest_first, split_quote
+
+SPOT_QUOTES = longest_first((
+    "USDT", "USDC", "USDE", "USD1", "BTC", "ETH", "EUR", "DAI", "BRL", "BRZ", "TRY", "PLN",
+    "MNT", "USD",
+))  # fmt: skip
 LINEAR_QUOTES = ("USDT", "USDC")
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 MONTH_CODES = "FGHJKMNQUVXZ"  # futures month letters, January..December
 
 _cache: dict[str, str] = {}
 
 
 def _split(pair: str, quotes: tuple[str, ...]) -> tuple[str, str]:
-    for q in quotes:
-        if pair.endswith(q) and len(pair) > len(q):
-            return pair[: -len(q)], q
-    raise ValueError(f"cannot split bybit symbol {pair!r} into base and quote")
+    return split_quote(pair, quotes, "bybit")
 
 
 def _ddmonyy(text: str) -> str:
