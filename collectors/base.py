@@ -183,6 +183,7 @@ class RawPublisher:
         self._losses: dict[tuple[str, str], _Loss] = {}  # (kind, channel) -> record
         self._loss_ids = 0
         self.last_loss = 0.0  # monotonic time of the last loss
+        self.loss_hold_s = LOSS_HOLD_S
         self.last_error = ""  # why the last acked publish failed
         self.store_warning = ""  # set by watch_store: a stream nearly full
 
@@ -390,8 +391,8 @@ class RawPublisher:
             return f"{n} lost frames not yet recorded (RAW refuses writes)"
         if self.unconfirmed:
             return f"raw publishes not confirmed: {self.last_error}"[:300]
-        if self.lost and time.monotonic() - self.last_loss < LOSS_HOLD_S:
-            return f"{self.lost} frames lost (recorded as gaps) in the last {LOSS_HOLD_S:.0f}s"
+        if self.lost and time.monotonic() - self.last_loss < self.loss_hold_s:
+            return f"{self.lost} frames lost (recorded as gaps) in the last {self.loss_hold_s:.0f}s"
         if len(self._kept) > self.max_kept // 2:
             return f"{len(self._kept)} unconfirmed frames buffered (limit {self.max_kept})"
         return self.store_warning
