@@ -22,7 +22,6 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from executor import metrics as m
 from executor.engine import Engine, Marks, command_msg_id
@@ -32,7 +31,7 @@ from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue
 from streams import schemas, subjects
 from streams.consumer import BatchConsumer
-from streams.provision import STREAM_EXEC
+from streams.provision import STREAM_EXEC, STREAM_MARKET
 from streams.runtime import Worker
 from streams.schemas import ExecBase, Fill, Instrument, OrderCommand, OrderUpdate
 from streams.settings import AccountSettings
@@ -122,17 +121,16 @@ async def read_history(js: JetStreamContext, account: str) -> list[object]:
 
 
 async def read_instruments(js: JetStreamContext, prefix: str) -> list[Instrument]:
-    """The last instrument message of every symbol (paper venues need tick and lot at once
-    after a restart, not at the collectors' next refresh up to an hour later)."""
-    subject = prefix + subjects.market_filter("instrument", "*", "*")
-    try:
-        stream = await js.find_stream_name_by_subject(subject)
-    except NotFoundError:
+    """The last instrument message of every symbol on MARKET (paper venues need tick and
+    lot at once after a restart, not at the collectors' next refresh up to an hour later).
+    A backtest (a replay prefix) gets its instruments from the replay instead."""
+    if prefix:
         return []
+    subject = subjects.market_filter("instrument", "*", "*")
     cfg = ConsumerConfig(filter_subject=subject, ack_policy=AckPolicy.NONE,
                          deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                          inactive_threshold=30.0)  # fmt: skip
-    psub = await js.pull_subscribe(subject, stream=stream, config=cfg)
+    psub = await js.pull_subscribe(subject, stream=STREAM_MARKET, config=cfg)
     out: list[Instrument] = []
     try:
         left = int((await psub.consumer_info()).num_pending or 0)

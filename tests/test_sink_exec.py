@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -49,6 +50,15 @@ async def test_exec_records_stored_once_with_matching_columns(
     sink = Proc("sinks", settings, "clickhouse", log=tmp_path / "sink.log").start()
     try:
         msgs = exec_messages(250)
+        # forged history: a fill published on the command subject, and a position on
+        # desk1's subject naming another account; neither is the executor's record
+        fill = next(m for _, m in msgs if isinstance(m, schemas.Fill))
+        forged = schemas.Fill(**{**msgspec.structs.asdict(fill), "trade_id": "forged",
+                                 "size": 5000.0, "side": "sell"})  # fmt: skip
+        pos = next(m for _, m in msgs if isinstance(m, schemas.Position))
+        other = schemas.Position(**{**msgspec.structs.asdict(pos), "account": "desk2"})
+        msgs[100:100] = [(subjects.exec_cmd("desk1"), forged),
+                         (subjects.exec_pos("desk1"), other)]  # fmt: skip
         acks = [await js.publish_async(s, schemas.encode(m)) for s, m in msgs]
         await asyncio.gather(*acks)
         assert await wait_rows(nc, "SELECT count() FROM positions", 250, 60) == 250
@@ -64,5 +74,12 @@ async def test_exec_records_stored_once_with_matching_columns(
         assert res.rows == [["0.0100", "65000.10"]]  # the command's decimal strings, as sent
         res = await sql.query(nc, "SELECT round(sum(fee), 2) FROM fills WHERE account = 'desk1'")
         assert res.rows == [[65.0]]
+        dlq = await js.pull_subscribe(subjects.dlq("sink"), stream="DLQ")
+        reasons = sorted(m.headers[subjects.H_REASON] for m in await dlq.fetch(2, timeout=5)
+                         if m.headers)  # fmt: skip
+        assert reasons == [
+            "Fill with account 'desk1' does not belong on exec.cmd.desk1",
+            "Position with account 'desk2' does not belong on exec.pos.desk1",
+        ], reasons
     finally:
         assert sink.stop() == 0
