@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import ccxt.async_support as ccxt_async
@@ -29,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from collectors.base import FRAMES, REST, new_conn_id
 from streams import subjects
+from streams.bigframes import H_FRAME_REF, H_FRAME_SIZE, FrameStore
 from streams.provision import STREAM_RAW
 from streams.runtime import Worker
 from streams.settings import CcxtExchangeSettings
@@ -123,16 +125,37 @@ async def publish_acked(
     subject: str,
     data: bytes,
     headers: dict[str, str],
+    on_retry: Callable[[str], None] | None = None,
 ) -> bool:
     """Publish until JetStream acks it (same bytes, same Nats-Msg-Id each try); False if
-    asked to stop first. Returns whether JetStream stored it (not a duplicate)."""
+    asked to stop first. Returns whether JetStream stored it (not a duplicate). Nothing is
+    dropped: a refused publish (store full, permissions, no stream) is retried with one log
+    line per streak and ``on_retry(why)`` each time (the poller's health says degraded);
+    a body over NATS max_payload goes whole into JM_FRAMES by reference (streams/bigframes.py)
+    under a name derived from its Nats-Msg-Id, so a retry overwrites the same object."""
     delay = 0.2
+    failures = 0
     while True:
         try:
-            ack = await js.publish(subject, data, headers=headers, stream=STREAM_RAW, timeout=5.0)
+            if len(data) > js._nc.max_payload - 1024:  # type: ignore[attr-defined]
+                name = hashlib.sha256(headers.get(subjects.H_MSG_ID, subject).encode()).hexdigest()
+                await FrameStore(js).put(f"ccxt.{name}", data)
+                ref = {**headers, H_FRAME_REF: f"ccxt.{name}", H_FRAME_SIZE: str(len(data))}
+                ack = await js.publish(subject, b"", headers=ref, stream=STREAM_RAW, timeout=5.0)
+            else:
+                ack = await js.publish(
+                    subject, data, headers=headers, stream=STREAM_RAW, timeout=5.0
+                )
+            if failures:
+                log.info("raw publish acked again", extra={"tries": failures + 1})
             return not ack.duplicate
         except Exception as exc:
-            log.warning("raw publish not acked, retrying", extra={"error": repr(exc)})
+            failures += 1
+            if failures == 1 or failures % 50 == 0:
+                log.warning("raw publish not acked, retrying",
+                            extra={"error": repr(exc)[:300], "tries": failures})  # fmt: skip
+            if on_retry is not None:
+                on_retry(f"raw publish not acked ({failures} tries): {exc!r}"[:300])
             if stop.is_set():
                 raise
             await asyncio.sleep(delay)
@@ -156,8 +179,11 @@ class Poller:
         headers = {subjects.H_RECV_NS: str(recv_ns), subjects.H_CONN: self.conn,
                    subjects.H_MSG_ID: f"ccxt:{self.id}:{msg_id}", **(extra or {})}  # fmt: skip
         await publish_acked(
-            self.w.js, self.w.stop, subjects.raw(self.id, channel, unified), data, headers
-        )
+            self.w.js, self.w.stop, subjects.raw(self.id, channel, unified), data, headers,
+            on_retry=lambda why: self.w.health.set("degraded", error=why),
+        )  # fmt: skip
+        if self.w.health.state == "degraded" and not self.errors:  # the publish streak ended
+            self.w.health.set("ok", error="")
         FRAMES.labels(self.id, channel).inc()
         self.counts[channel] = self.counts.get(channel, 0) + 1
         self.w.health.set(**{f"{self.id}.{k}": v for k, v in self.counts.items()})
