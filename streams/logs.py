@@ -23,6 +23,13 @@ _SHAPES = re.compile(
     r"(?:\\*[\"'])?\s*[:=]\s*(?:\\*[\"'])?)([^\s\"'\\&,}]+)"
 )
 MASK = "***"
+# user:password@ in a URL or DSN (http://u:p@host, nats://u:p@host, clickhouse://...)
+_URL_CREDS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@\s:'\"]*):[^/@\s'\"]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` masked."""
+    return _URL_CREDS.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
 
 
 def register_secret(value: str) -> None:
@@ -38,7 +45,7 @@ def redact(text: str) -> str:
     """``text`` with registered secrets and credential-shaped values masked."""
     if _secret_re is not None:
         text = _secret_re.sub(MASK, text)
-    return _SHAPES.sub(lambda m: m.group(1) + MASK, text)
+    return redact_url(_SHAPES.sub(lambda m: m.group(1) + MASK, text))
 
 
 class JsonFormatter(logging.Formatter):

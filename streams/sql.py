@@ -1,5 +1,10 @@
 """SQL on ClickHouse from anywhere: through the sink's ``sql.query`` service when the
-engine is chdb (in-process in the sink), straight to the server otherwise."""
+engine is chdb (in-process in the sink), straight to the server otherwise.
+
+Both paths run only what ``sinks.clickhouse.sqlguard`` accepts (one read statement, no
+outside table functions, no SETTINGS/FORMAT/INTO OUTFILE), checked by ClickHouse's parser.
+On a server the limits come from the read-only user's settings profile
+(docs/clickhouse.md), whose DSN is ``sink.sql.query_dsn``."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import orjson
 from nats.aio.client import Client
 
 from streams import subjects
+from streams.settings import Settings
 
 
 class SqlError(RuntimeError):
@@ -30,9 +36,10 @@ async def query(
     nc: Client, sql: str, *, timeout: float = 30.0, max_rows: int = 10_000
 ) -> SqlResult:
     """Ask the sink (chdb DSN). Raises SqlError on a ClickHouse error or no answer."""
-    req = orjson.dumps({"sql": sql, "max_rows": max_rows})
+    # the service kills the query when this passes: nobody waits for the answer after it
+    req = orjson.dumps({"sql": sql, "max_rows": max_rows, "timeout_s": timeout})
     try:
-        msg = await nc.request(subjects.SQL_QUERY, req, timeout=timeout)
+        msg = await nc.request(subjects.SQL_QUERY, req, timeout=timeout + 1.0)
     except Exception as exc:
         raise SqlError(
             f"no answer on {subjects.SQL_QUERY} ({type(exc).__name__}); is the sink running?"
@@ -44,16 +51,26 @@ async def query(
 
 
 def query_direct(dsn: str, sql: str, *, max_rows: int = 10_000) -> SqlResult:
-    """Query a ClickHouse server (``http(s)://`` DSN) with clickhouse-connect."""
+    """Query a ClickHouse server (``http(s)://`` DSN) with clickhouse-connect, after the
+    same checks as the sink's sandbox. No per-query settings are sent: the read-only
+    user's profile fixes them (and a ``readonly=1`` user could not change them anyway)."""
     import clickhouse_connect
 
-    limit = {"max_result_rows": max_rows + 1, "result_overflow_mode": "break"}
+    from sinks.clickhouse import sqlguard
+
     client = None
     try:
         client = clickhouse_connect.get_client(dsn=dsn)
-        res = client.query(sql, settings=limit)
+        c = client
+
+        def run(q: str) -> list[Any]:
+            return [r[0] for r in c.query(q).result_rows]
+
+        tfs = frozenset(run("SELECT lower(name) FROM system.table_functions"))
+        text = sqlguard.canonical(run, sql, tfs, str(run("SELECT currentDatabase()")[0]))
+        res = client.query(text)
     except Exception as exc:
-        raise SqlError(str(exc)) from None
+        raise SqlError(sqlguard.first_line(exc)) from None
     finally:
         if client is not None:
             client.close()
@@ -81,6 +98,12 @@ async def query_any(
             raise SqlError("a chdb DSN is only reachable through the sink: pass a NATS client")
         return await query(nc, sql, timeout=timeout, max_rows=max_rows)
     return await asyncio.to_thread(query_direct, dsn, sql, max_rows=max_rows)
+
+
+def query_dsn(settings: Settings) -> str:
+    """The DSN ``jetmarket sql`` uses: the read-only user's (``sink.sql.query_dsn``) when
+    set, else ``clickhouse.dsn``."""
+    return settings.sink.sql.query_dsn or settings.clickhouse.dsn
 
 
 def _cell(v: Any) -> str:

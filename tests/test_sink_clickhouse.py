@@ -142,7 +142,7 @@ async def test_sql_service_refuses_writes_and_reports_errors(
     sink = Proc("sinks", settings, "clickhouse", log=tmp_path / "sink.log").start()
     try:
         assert await wait_rows(nc, "SELECT 1", 1, 30) == 1
-        for bad, why in [("DROP TABLE trades", "readonly"), ("SELEC 1", "Syntax error")]:
+        for bad, why in [("DROP TABLE trades", "refused"), ("SELEC 1", "Syntax error")]:
             try:
                 await sql.query(nc, bad)
             except sql.SqlError as exc:

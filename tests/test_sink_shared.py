@@ -145,7 +145,7 @@ async def counts(store: Store) -> dict[str, int]:
     """Straight from the shared ClickHouse: a ``sql.query`` request can land on the
     instance being killed and go unanswered."""
     q = " UNION ALL ".join(f"SELECT '{t}', count() FROM {t}" for t in tables.TABLES.values())
-    return {r[0]: int(r[1]) for r in (await store.call(store.query, q, 100))["rows"]}
+    return {r[0]: int(r[1]) for r in await store.call(store.rows, q)}
 
 
 async def wait_counts(store: Store, want: dict[str, int], timeout: float = 45) -> dict[str, int]:
@@ -162,7 +162,7 @@ async def wait_counts(store: Store, want: dict[str, int], timeout: float = 45) -
 
 async def distinct_seqs(store: Store) -> int:
     q = " UNION ALL ".join(f"SELECT uniqExact(stream_seq) FROM {t}" for t in tables.TABLES.values())
-    return sum(int(r[0]) for r in (await store.call(store.query, q, 100))["rows"])
+    return sum(int(r[0]) for r in await store.call(store.rows, q))
 
 
 def test_ack_position_reads_both_subject_forms() -> None:

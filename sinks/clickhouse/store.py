@@ -1,8 +1,10 @@
-"""ClickHouse access on one dedicated thread.
+"""ClickHouse access for the sink's writes, on one dedicated thread.
 
 chdb is an in-process engine bound to one path per process, and clickhouse-connect's
-client is not thread-safe; so every call (DDL, inserts, the ``sql.query`` service) goes
-through a single worker thread and the event loop never blocks on ClickHouse.
+client is not thread-safe; so every call of the writer (DDL, inserts, watermarks) goes
+through a single worker thread and the event loop never blocks on ClickHouse. User queries
+(``sql.query``) never use this session: they run in read-only sessions of their own
+(sinks/clickhouse/sqlservice.py), so nothing a query does can change how inserts run.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Store:
     def _client_(self) -> Any:
         if self._client is None:
             if self.dsn.startswith("chdb://"):
-                Path(self.dsn[len("chdb://") :]).mkdir(parents=True, exist_ok=True)
+                private_dir(Path(self.dsn[len("chdb://") :].split("?")[0]))
             self._client = clickhouse_connect.get_client(dsn=self.dsn)
         return self._client
 
@@ -117,25 +119,21 @@ class Store:
             settings={"insert_deduplication_token": token},
         )
 
-    def query(self, sql: str, max_rows: int) -> dict[str, Any]:
-        # readonly=2: reads and SET only; the pipeline's tables cannot be dropped from here
-        # overflow mode "break" stops reading once the limit is passed (whole blocks, so
-        # possibly a few more rows): a careless SELECT * never loads a table into memory
-        res = self._client_().query(
-            sql,
-            settings={
-                "readonly": 2,
-                "max_result_rows": max_rows + 1,
-                "result_overflow_mode": "break",
-            },
+    def rows(self, sql: str) -> list[tuple]:
+        """Trusted SQL of the sink's own code and tests on the writer's session (user SQL
+        never comes here: it goes through the sandbox)."""
+        return list(self._client_().query(sql).result_rows)
+
+    def partition_keys(self) -> dict[str, str]:
+        """Table -> partition key expression (``toYYYYMMDD(ts_event)``) of this database."""
+        rows = (
+            self._client_()
+            .query(
+                "SELECT name, partition_key FROM system.tables WHERE database = currentDatabase()"
+            )
+            .result_rows
         )
-        rows = res.result_rows
-        return {
-            "columns": list(res.column_names),
-            "types": [t.name for t in res.column_types],
-            "rows": [list(r) for r in rows[:max_rows]],
-            "truncated": len(rows) > max_rows,
-        }
+        return {name: key for name, key in rows}
 
     def close(self) -> None:
         if self._client is not None:
@@ -151,3 +149,11 @@ def split_sql(text: str) -> list[str]:
     """Statements of a DDL file: comments dropped, split on ';' at line ends."""
     body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
+
+
+def private_dir(path: Path) -> None:
+    """Create the chdb directory readable by its owner only (tables hold account data), and
+    tighten one left from an older run."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)

@@ -7,6 +7,7 @@ Rows are built column-oriented: one list per column per batch, no per-row dicts.
 
 from __future__ import annotations
 
+import re
 from operator import attrgetter
 
 from streams.schemas import EXEC_TYPES, MARKET_TYPES, Base, ExecBase
@@ -104,3 +105,42 @@ def out_of_range(
 
 def drop_rows(data: list[list], rows: set[int]) -> list[list]:
     return [[v for i, v in enumerate(col) if i not in rows] for col in data]
+
+
+DAY_NS = 86_400 * 10**9
+_PARTITION_KEY = re.compile(r"^toYYYYMM(?:DD)?\((\w+)\)$")
+
+
+def partition_column(key: str) -> str | None:
+    """The time column of a ``toYYYYMMDD(col)`` / ``toYYYYMM(col)`` partition key, else None."""
+    m = _PARTITION_KEY.match(key.strip())
+    return m.group(1) if m else None
+
+
+def split_by_day(names: list[str], data: list[list], column: str, limit: int) -> list[list[list]]:
+    """A column-oriented block cut into consecutive slices, each with rows of at most
+    ``limit`` UTC days of ``column`` (nanosecond ints), which bounds the partitions one
+    insert touches for daily and monthly keys alike. Slices keep row (= stream) order, so
+    after a crash between two of them everything below the table's high-water mark is
+    stored. A block within ``limit`` days, the usual case, is returned whole after one
+    C-level min/max."""
+    col = data[names.index(column)]
+    if not col:
+        return [data]
+    try:
+        if max(col) // DAY_NS - min(col) // DAY_NS < limit:
+            return [data]
+        days = [v // DAY_NS for v in col]
+    except TypeError:  # not integer nanoseconds: leave it to ClickHouse
+        return [data]
+    cuts: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    start = 0
+    for i, d in enumerate(days):
+        if d not in seen:
+            if len(seen) == limit:
+                cuts.append((start, i))
+                start, seen = i, set()
+            seen.add(d)
+    cuts.append((start, len(days)))
+    return [[c[a:b] for c in data] for a, b in cuts]

@@ -26,16 +26,18 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import msgspec
+from clickhouse_connect.driver.exceptions import OperationalError
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
 from sinks.clickhouse import tables
-from sinks.clickhouse.sqlservice import SqlService
-from sinks.clickhouse.store import Store
+from sinks.clickhouse.sqlservice import Sandbox, SqlService
+from sinks.clickhouse.store import InsertFault, Store
 from streams import schemas, subjects
 from streams.consumer import BatchConsumer, stream_seq
 from streams.delivery import Delivery
+from streams.logs import redact_url
 from streams.provision import STREAM_DLQ, STREAM_EXEC, STREAM_MARKET, STREAM_RAW
 from streams.runtime import Worker
 from streams.settings import ConsumerSettings
@@ -156,16 +158,23 @@ class Pipe:
                 # the keepalive has not run for most of ack_wait (this process stalled):
                 # any of these may have been handed to another instance meanwhile
                 suspect = [True] * len(seqs)
-            await self._shared_flush(groups, {s for s, x in zip(seqs, suspect, strict=True) if x})
+            await self._shared_flush(
+                groups,
+                {s for s, x in zip(seqs, suspect, strict=True) if x},
+                dict(zip(seqs, msgs, strict=True)),
+            )
             await self.consumer.ack(msgs, seqs)
         else:
+            by_seq = dict(zip(seqs, msgs, strict=True))
             for table, (names, data, first, last) in groups.items():
-                await self.sink.insert(table, names, data, first, last)
+                await self.sink.insert(table, names, data, first, last, by_seq=by_seq)
             await self.consumer.ack_through(msgs[-1])
         self.flushing = []
         BATCH.observe(len(msgs))
 
-    async def _shared_flush(self, groups: dict[str, tuple], suspects: set[int]) -> None:
+    async def _shared_flush(
+        self, groups: dict[str, tuple], suspects: set[int], by_seq: dict[int, Msg]
+    ) -> None:
         store = self.sink.store
         for table, (names, data, _, _) in groups.items():
             seqs = data[-1]
@@ -181,8 +190,9 @@ class Pipe:
             # several writers: first-last alone no longer names one set of rows
             crc = zlib.crc32(array("Q", seqs).tobytes())
             await self.sink.insert(
-                table, names, data, min(seqs), max(seqs), token=f"{len(seqs)}:{crc:08x}"
-            )
+                table, names, data, min(seqs), max(seqs), token=f"{len(seqs)}:{crc:08x}",
+                by_seq=by_seq,
+            )  # fmt: skip
 
 
 # The EXEC message types each subject kind carries (exec.<kind>.<account>...). Only the
@@ -212,6 +222,9 @@ class ClickHouseSink:
         self.limits: dict[str, dict[str, tuple[int, int]]] = {}
         self.rows: dict[str, int] = defaultdict(int)
         self.failing = False
+        self.partition_columns: dict[str, str] = {}  # table -> its partition key's column
+        self.dead_batches = 0  # batches sent to dlq.sink after insert_tries refusals
+        self.degraded_until = 0.0  # health stays degraded this long after one
 
     # -- batches -> columns --------------------------------------------------------------
     async def market_columns(
@@ -306,7 +319,8 @@ class ClickHouseSink:
             headers = {
                 subjects.H_REASON: reason[:1000].replace("\n", " "),
                 subjects.H_SOURCE: m.subject,
-                subjects.H_MSG_ID: f"sink:market:{seq}",
+                # per stream: MARKET, EXEC and RAW sequences overlap
+                subjects.H_MSG_ID: f"sink:{m.subject.split('.', 1)[0]}:{seq}",
             }
             await js.publish(subjects.dlq("sink"), m.data, headers=headers, stream=STREAM_DLQ)
             DLQ.inc()
@@ -315,11 +329,41 @@ class ClickHouseSink:
     # -- inserts -------------------------------------------------------------------------
     async def insert(
         self, table: str, names: list[str], data: list[list], first: int, last: int,
-        token: str = "",
+        token: str = "", by_seq: dict[int, Msg] | None = None,
     ) -> None:  # fmt: skip
-        """Insert until it commits: retry with backoff forever, acking nothing meanwhile."""
-        delay = 0.2
+        """Insert until it commits, acking nothing meanwhile. The block is split so no insert
+        spans more than ``max_partitions_per_insert`` days. A part that ClickHouse keeps
+        refusing (not an outage) goes to dlq.sink after ``insert_tries`` with a gap row, so
+        one bad batch never blocks the stream for good."""
         token = f"{table}:{first}-{last}" + (f":{token}" if token else "")
+        column = self.partition_columns.get(table)
+        parts = (
+            tables.split_by_day(names, data, column, self.cfg.max_partitions_per_insert)
+            if column in names
+            else [data]
+        )
+        n = 0
+        for k, part in enumerate(parts):
+            # one block keeps the plain token (dedup across restarts as before)
+            tok = token if len(parts) == 1 else f"{token}:part{k}of{len(parts)}"
+            if await self._insert_part(table, names, part, tok, by_seq):
+                n += len(part[-1])
+        ROWS.labels(table).inc(n)
+        self.rows[table] += n
+        if not self.cfg.shared:
+            self.watermarks[table] = last
+        if time.monotonic() >= self.degraded_until:
+            self.w.health.set("ok", rows=dict(self.rows))
+        else:
+            self.w.health.fields["rows"] = dict(self.rows)
+
+    async def _insert_part(
+        self, table: str, names: list[str], data: list[list], token: str,
+        by_seq: dict[int, Msg] | None,
+    ) -> bool:  # fmt: skip
+        """True once stored, False when dead-lettered."""
+        delay = 0.2
+        refused = 0
         while True:
             t0 = time.perf_counter()
             try:
@@ -333,6 +377,13 @@ class ClickHouseSink:
                     )
                 self.failing = True
                 self.w.health.set("degraded", error=f"{table}: {str(exc)[:200]}")
+                # an outage (ClickHouse away, the drill's fault file) is waited out; an
+                # error ClickHouse keeps giving for this very block is counted
+                if not isinstance(exc, InsertFault | OperationalError | OSError):
+                    refused += 1
+                    if refused >= self.cfg.insert_tries and by_seq is not None:
+                        await self._dead_batch(table, names, data, by_seq, exc)
+                        return False
                 if self.w.stop.is_set() or await self.w.sleep(delay):
                     # nothing is acked, so nothing is lost: the batch is redelivered later
                     raise Unstored(table) from exc
@@ -341,26 +392,55 @@ class ClickHouseSink:
         if self.failing:
             log.info("inserts recovered", extra={"table": table})
             self.failing = False
-        n = len(data[-1])
-        ROWS.labels(table).inc(n)
-        self.rows[table] += n
-        if not self.cfg.shared:
-            self.watermarks[table] = last
-        self.w.health.set("ok", rows=dict(self.rows))
+        return True
+
+    async def _dead_batch(
+        self, table: str, names: list[str], data: list[list], by_seq: dict[int, Msg],
+        exc: Exception,
+    ) -> None:  # fmt: skip
+        """Send the rows ClickHouse refused ``insert_tries`` times to dlq.sink (their
+        original messages, reason in the header), record a gap row, stay degraded a while."""
+        seqs = data[-1]
+        why = f"insert into {table} refused {self.cfg.insert_tries} times: {str(exc)[:600]}"
+        await self._dead_letters([(by_seq[s], s, why) for s in seqs if s in by_seq])
+        self.dead_batches += 1
+        self.failing = False
+        self.degraded_until = time.monotonic() + 300.0
+        detail = f"{len(seqs)} rows of {table} (seq {seqs[0]}-{seqs[-1]}) sent to dlq.sink: {why}"
+        log.error("batch dead-lettered", extra={"table": table, "rows": len(seqs),
+                                                "first": seqs[0], "last": seqs[-1]})  # fmt: skip
+        self.w.health.set("degraded", error=detail[:300], dead_batches=self.dead_batches)
+        now = time.time_ns()
+        gap = schemas.Gap(venue="jetmarket", symbol="sink", ts_event=now, ts_recv=now,
+                          reason="other", channel=table, expected_seq=seqs[0],
+                          got_seq=seqs[-1], detail=detail[:2000])  # fmt: skip
+        g_names = tables.columns(schemas.Gap)
+        g_data = tables.to_columns(schemas.Gap, [gap], [0])
+        try:
+            await self.store.call(self.store.insert, "gaps", g_names, g_data, f"dead:{now}")
+        except Exception as gexc:  # the DLQ entry and the log line still record it
+            log.error("gap row not stored", extra={"error": str(gexc)[:300]})
 
     # -- run -----------------------------------------------------------------------------
     async def run(self) -> None:
         w = self.w
         assert w.nc is not None
         applied = await self.store.call(self.store.apply_ddl)
+        keys = await self.store.call(self.store.partition_keys)
+        self.partition_columns = {
+            t: c for t, k in keys.items() if (c := tables.partition_column(k)) is not None
+        }
         for table in [*tables.TABLES.values(), *tables.EXEC_TABLES.values(), tables.RAW_TABLE]:
             self.watermarks[table] = await self.store.call(self.store.watermark, table)
             types = await self.store.call(self.store.column_types, table)
             self.limits[table] = tables.bounds(types)
-        log.info("clickhouse ready", extra={"ddl": applied, "dsn": w.settings.clickhouse.dsn})
+        dsn = redact_url(w.settings.clickhouse.dsn)
+        log.info("clickhouse ready", extra={"ddl": applied, "dsn": dsn})
+        # queries run in read-only sessions of their own, never the inserts' (sqlservice.py);
         # a queue group: with several sink instances, one of them answers each query
+        sandbox = Sandbox(w.settings.clickhouse.dsn, self.cfg.sql)
         sql_sub = await w.nc.subscribe(
-            subjects.SQL_QUERY, queue="sink-sql", cb=SqlService(w.nc, self.store).handle
+            subjects.SQL_QUERY, queue="sink-sql", cb=SqlService(w.nc, sandbox).handle
         )
         pipes = [
             Pipe(self, STREAM_MARKET, self.cfg.market, subjects.MARKET_ALL),
@@ -379,6 +459,7 @@ class ClickHouseSink:
         finally:
             lag.cancel()
             await sql_sub.unsubscribe()
+            await sandbox.aclose()
             await self.store.aclose()
 
     async def _takeover(self, p: Pipe) -> tuple[int | None, int]:
