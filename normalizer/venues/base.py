@@ -31,7 +31,8 @@ class Rejected(Exception):
     """A frame that cannot be normalized; the message is the reason sent to the DLQ."""
 
 
-_encode = msgspec.json.Encoder().encode
+# one encoder for every parser's messages (a bound method: no attribute lookup per call)
+encode = msgspec.json.Encoder().encode
 
 
 class ConnEvent(msgspec.Struct):
@@ -61,9 +62,10 @@ class Naming:
 
     ``(subject, symbol)`` is cached per (message type, native symbol): subjects are built
     once per symbol, not per frame. ``Nats-Msg-Id`` is ``<venue>:<type>:<symbol>:<id>``.
-    A parser sets ``market_venue`` and ``to_symbol``; :class:`Parser` creates the cache."""
+    A parser sets ``to_symbol`` (and ``market_venue`` when its raw venue token is not the
+    messages' venue); :class:`Parser` creates the cache."""
 
-    market_venue: ClassVar[str]
+    market_venue: str = ""  # the messages' venue; the raw venue token when empty
     # native name -> jetmarket symbol; ValueError for a name outside our scheme
     to_symbol: Callable[[str], str]
     _names_cache: dict[tuple[str, str], tuple[str, str]]
@@ -141,7 +143,7 @@ class Naming:
             )  # fmt: skip
             msg_id = f"{self.market_venue}:gap:{symbol}:raw{frame.raw_seq}"
             out.append(new_out((subjects.market("gap", self.market_venue, symbol), msg_id,
-                                _encode(msg))))  # fmt: skip
+                                encode(msg))))  # fmt: skip
         return out
 
     def instrument_out(self, msg: schemas.Instrument, frame: Frame) -> Out:
@@ -150,14 +152,14 @@ class Naming:
         return new_out((
             subjects.market("instrument", self.market_venue, msg.symbol),
             f"{self.market_venue}:instrument:{msg.symbol}:{frame.raw_seq}",
-            _encode(msg),
+            encode(msg),
         ))  # fmt: skip
 
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
         # the cache hit inline and no NamedTuple __new__: this runs once per output message
         names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)
         return new_out(
-            (names[0], f"{self.market_venue}:{msg_type}:{names[1]}:{natural_id}", _encode(msg))
+            (names[0], f"{self.market_venue}:{msg_type}:{names[1]}:{natural_id}", encode(msg))
         )
 
 
@@ -198,9 +200,15 @@ class Parser(Naming):
     venue: str  # the raw subject's venue token
     channels: ClassVar[dict[str, str]] = {}
     handler_of: ClassVar[dict[str, str]] = {}
+    # message types whose names the hot handlers look up inline: each gets the attribute
+    # ``_<type>_names`` (:meth:`Naming.names_of`), a dict hit per message
+    inline_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
+        self.market_venue = self.market_venue or self.venue
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        for msg_type in self.inline_names:
+            setattr(self, f"_{msg_type}_names", self.names_of(msg_type))
         self._dispatch: dict[str, Handler] = {
             ch: getattr(self, self.handler_of.get(ch) or "_" + ch.replace("-", "_"))
             for ch in self.channels

@@ -27,25 +27,23 @@ from collections.abc import Callable
 
 import msgspec
 
-from streams.symbols import binance as symbols
-from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.binance import wire
 from streams import schemas
+from streams.symbols import binance as symbols
 
 VENUE = "binance"
 MS = 1_000_000
 
-_trade = wire.decoder(wire.Envelope[wire.TradeEvent])
-_agg = wire.decoder(wire.Envelope[wire.AggTradeEvent])
-_book_ticker = wire.decoder(wire.Envelope[wire.BookTickerEvent])
-_ticker = wire.decoder(wire.Envelope[wire.TickerEvent])
-_kline = wire.decoder(wire.Envelope[wire.KlineEvent])
-_mark = wire.decoder(wire.Envelope[wire.MarkPriceEvent])
-_force = wire.decoder(wire.Envelope[wire.ForceOrderEvent])
-_oi = wire.decoder(wire.OpenInterest)
-_info = wire.decoder(wire.ExchangeInfo)
-_finfo = wire.decoder(wire.FuturesExchangeInfo)
-_encode = msgspec.json.Encoder().encode
+# decoders of the combined-stream channels, then of the REST bodies
+_trade, _agg, _book_ticker, _ticker, _kline, _mark, _force = (
+    wire.decoder(wire.Envelope[event]) for event in (
+        wire.TradeEvent, wire.AggTradeEvent, wire.BookTickerEvent, wire.TickerEvent,
+        wire.KlineEvent, wire.MarkPriceEvent, wire.ForceOrderEvent,
+    )
+)  # fmt: skip
+_oi, _info, _finfo = map(wire.decoder, (wire.OpenInterest, wire.ExchangeInfo,
+                                        wire.FuturesExchangeInfo))  # fmt: skip
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
 # tests/fuzz.py shapes frames from them)
 _trade_decode = _trade.decode
@@ -69,17 +67,9 @@ class _Binance(Parser):
     depth_decoder: msgspec.json.Decoder = wire.decoder(wire.Envelope[wire.DepthEvent])
     snapshot_decoder: msgspec.json.Decoder = wire.decoder(wire.DepthSnapshot)
 
-    def __init__(self) -> None:
-        super().__init__()
-        # per-type names by native symbol, bound here for the hot handlers' inline hits
-        self._trade_names = self.names_of("trade")
-        self._book_names = self.names_of("book")
-        self._bbo_names = self.names_of("bbo")
-        self._mark_names = self.names_of("mark")
-        self._funding_names = self.names_of("funding")
-        self._ticker_names = self.names_of("ticker")
-        self._candle_names = self.names_of("candle")
-        self._liquidation_names = self.names_of("liquidation")
+    inline_names = (
+        "trade", "book", "bbo", "mark", "funding", "ticker", "candle", "liquidation",
+    )  # fmt: skip
 
     @staticmethod
     def _event(got: str, want: str, channel: str) -> None:
@@ -98,7 +88,7 @@ class _Binance(Parser):
             self._same(frame, s)
         names = self._trade_names.get(s) or self.names_miss("trade", s)
         tid = str(d.t)
-        return [new_out((names[0], names[2] + tid, _encode(Trade(
+        return [new_out((names[0], names[2] + tid, encode(Trade(
             venue=VENUE, symbol=names[1], ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
             id=tid, price=d.p, size=d.q, side="sell" if d.m else "buy",  # m: the maker bought
         ))))]  # fmt: skip
@@ -112,7 +102,7 @@ class _Binance(Parser):
             self._same(frame, s)
         names = self._trade_names.get(s) or self.names_miss("trade", s)
         tid = f"a{d.a}"
-        return [new_out((names[0], names[2] + tid, _encode(Trade(
+        return [new_out((names[0], names[2] + tid, encode(Trade(
             venue=VENUE, symbol=names[1], ts_event=d.trade_time * MS, ts_recv=frame.ts_recv,
             id=tid, price=d.p, size=d.q, side="sell" if d.m else "buy", aggregated=True,
         ))))]  # fmt: skip
@@ -129,7 +119,7 @@ class _Binance(Parser):
         if first > last:
             raise Rejected(f"depth update with U {first} > u {last}")
         names = self._book_names.get(s) or self.names_miss("book", s)
-        return [new_out((names[0], names[2] + str(last), _encode(Book(
+        return [new_out((names[0], names[2] + str(last), encode(Book(
             venue=VENUE, symbol=names[1], ts_event=d.event_time * MS, ts_recv=frame.ts_recv,
             snapshot=False, bids=d.b, asks=d.a, seq=last, first_seq=first,
             prev_seq=getattr(d, "prev_id", None),  # futures only (pu)
@@ -155,7 +145,7 @@ class _Binance(Parser):
         names = self._bbo_names.get(s) or self.names_miss("bbo", s)
         ts_recv = frame.ts_recv
         u = d.u
-        return [new_out((names[0], names[2] + str(u), _encode(BBO(
+        return [new_out((names[0], names[2] + str(u), encode(BBO(
             venue=VENUE, symbol=names[1],
             ts_event=d.event_time * MS if d.event_time else ts_recv, ts_recv=ts_recv,
             bid_price=d.b, bid_size=d.B, ask_price=d.a, ask_size=d.A, seq=u,
@@ -171,7 +161,7 @@ class _Binance(Parser):
             self._same(frame, s)
         names = self._ticker_names.get(s) or self.names_miss("ticker", s)
         event_ms = d.event_time
-        return [new_out((names[0], names[2] + str(event_ms), _encode(Ticker(
+        return [new_out((names[0], names[2] + str(event_ms), encode(Ticker(
             venue=VENUE, symbol=names[1], ts_event=event_ms * MS, ts_recv=frame.ts_recv,
             last=d.c, bid=d.b, ask=d.a, open_24h=d.o, high_24h=d.h, low_24h=d.l,
             volume_24h=d.v, quote_volume_24h=d.q,
@@ -187,7 +177,7 @@ class _Binance(Parser):
         k = d.k
         names = self._candle_names.get(s) or self.names_miss("candle", s)
         event_ms, interval, open_ms = d.event_time, k.i, k.t
-        return [new_out((names[0], f"{names[2]}{interval}:{open_ms}:{event_ms}", _encode(Candle(
+        return [new_out((names[0], f"{names[2]}{interval}:{open_ms}:{event_ms}", encode(Candle(
             venue=VENUE, symbol=names[1], ts_event=event_ms * MS, ts_recv=frame.ts_recv,
             interval=interval, ts_open=open_ms * MS, open=k.o, high=k.h, low=k.l, close=k.c,
             volume=k.v, closed=k.x, trades=k.n,
@@ -245,14 +235,14 @@ class BinanceUsdmParser(_Binance):
             self._same(frame, s)
         names = self._mark_names.get(s) or self.names_miss("mark", s)
         ts, ts_recv, natural = d.event_time * MS, frame.ts_recv, str(d.event_time)
-        mark = new_out((names[0], names[2] + natural, _encode(Mark(
+        mark = new_out((names[0], names[2] + natural, encode(Mark(
             venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
             mark_price=d.p, index_price=d.i,
         ))))  # fmt: skip
         if d.r == "":  # a dated contract: a mark price, but no funding
             return [mark]
         names = self._funding_names.get(s) or self.names_miss("funding", s)
-        return [mark, new_out((names[0], names[2] + natural, _encode(Funding(
+        return [mark, new_out((names[0], names[2] + natural, encode(Funding(
             venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
             rate=d.r, next_funding_ts=d.T * MS if d.T else None,
         ))))]  # fmt: skip
@@ -267,7 +257,7 @@ class BinanceUsdmParser(_Binance):
             self._same(frame, s)
         names = self._liquidation_names.get(s) or self.names_miss("liquidation", s)
         natural = f"{o.T}:{o.S}:{frame.raw_seq}"
-        return [new_out((names[0], names[2] + natural, _encode(Liquidation(
+        return [new_out((names[0], names[2] + natural, encode(Liquidation(
             venue=VENUE, symbol=names[1], ts_event=o.T * MS, ts_recv=frame.ts_recv,
             side=LIQUIDATION_SIDE.get(o.S, "unknown"),  # type: ignore[arg-type]
             price=o.ap or o.p, size=o.z or o.q, id=natural,

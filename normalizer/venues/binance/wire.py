@@ -1,20 +1,17 @@
-"""Binance spot frames as they arrive on the wire (combined streams and REST bodies).
-
-Decoded with ``strict=False`` so Binance's decimal strings ("65000.10") become floats
-inside msgspec's C decoder: no per-field Python ``float()`` calls on the hot path.
-Constraints reject zero/negative prices, NaN and infinities at decode time.
+"""Binance spot and USDⓈ-M frames as they arrive on the wire (combined streams and REST
+bodies). Decoded with ``strict=False`` (:func:`normalizer.venues.wire.decoder`): Binance's
+decimal strings ("65000.10") become floats inside msgspec's C decoder.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import msgspec
-from msgspec import Meta
 
-Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
-Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
-PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+from normalizer.venues.wire import PosSize, Price, Size
+from normalizer.venues.wire import decoder as decoder  # parse.py: wire.decoder(...)
+
 Level = tuple[Price, Size]
 E = TypeVar("E")
 
@@ -26,32 +23,30 @@ class Envelope(msgspec.Struct, Generic[E], gc=False):
     data: E
 
 
-class TradeEvent(msgspec.Struct, gc=False):
+class Event(msgspec.Struct, gc=False):
+    """What every stream event carries: its type, time and symbol."""
+
     e: str
     event_time: int = msgspec.field(name="E")
     s: str
-    t: int  # trade id
+
+
+class _Trade(Event, gc=False):
     p: Price
     q: PosSize
     trade_time: int = msgspec.field(name="T")
     m: bool  # buyer is the maker -> the taker sold
 
 
-class AggTradeEvent(msgspec.Struct, gc=False):
-    e: str
-    event_time: int = msgspec.field(name="E")
-    s: str
+class TradeEvent(_Trade, gc=False):
+    t: int  # trade id
+
+
+class AggTradeEvent(_Trade, gc=False):
     a: int  # aggregate trade id
-    p: Price
-    q: PosSize
-    trade_time: int = msgspec.field(name="T")
-    m: bool
 
 
-class DepthEvent(msgspec.Struct, gc=False):
-    e: str
-    event_time: int = msgspec.field(name="E")
-    s: str
+class DepthEvent(Event, gc=False):
     first_id: int = msgspec.field(name="U")
     last_id: int = msgspec.field(name="u")
     b: list[Level]
@@ -87,28 +82,14 @@ class ExchangeInfo(msgspec.Struct):
     symbols: list[SymbolInfo]
 
 
-def decoder(kind: type) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(kind, strict=False)
-
-
-class FuturesDepthEvent(msgspec.Struct, gc=False):
-    e: str
-    event_time: int = msgspec.field(name="E")
-    s: str
-    first_id: int = msgspec.field(name="U")
-    last_id: int = msgspec.field(name="u")
+class FuturesDepthEvent(DepthEvent, gc=False):
     prev_id: int = msgspec.field(name="pu")
-    b: list[Level]
-    a: list[Level]
 
 
-class FuturesDepthSnapshot(msgspec.Struct, gc=False):
+class FuturesDepthSnapshot(DepthSnapshot, gc=False):
     """REST ``GET /fapi/v1/depth`` body."""
 
-    lastUpdateId: int
     event_time: int = msgspec.field(name="E")
-    bids: list[Level]
-    asks: list[Level]
 
 
 class BookTickerEvent(msgspec.Struct, gc=False):
@@ -123,12 +104,9 @@ class BookTickerEvent(msgspec.Struct, gc=False):
     event_time: int | None = msgspec.field(name="E", default=None)
 
 
-class TickerEvent(msgspec.Struct, gc=False):
+class TickerEvent(Event, gc=False):
     """24hr rolling ticker (``<symbol>@ticker``)."""
 
-    e: str
-    event_time: int = msgspec.field(name="E")
-    s: str
     c: Price  # last
     o: Price
     h: Price
@@ -151,17 +129,11 @@ class Kline(msgspec.Struct, gc=False):
     x: bool
 
 
-class KlineEvent(msgspec.Struct, gc=False):
-    e: str
-    event_time: int = msgspec.field(name="E")
-    s: str
+class KlineEvent(Event, gc=False):
     k: Kline
 
 
-class MarkPriceEvent(msgspec.Struct, gc=False):
-    e: str
-    event_time: int = msgspec.field(name="E")
-    s: str
+class MarkPriceEvent(Event, gc=False):
     p: Price  # mark
     r: float | Literal[""]  # funding rate (may be negative); "" on delivery contracts
     T: int  # next funding time
@@ -192,15 +164,10 @@ class OpenInterest(msgspec.Struct, gc=False):
     time: int
 
 
-class FuturesSymbolInfo(msgspec.Struct):
-    symbol: str
-    status: str
-    baseAsset: str
-    quoteAsset: str
+class FuturesSymbolInfo(SymbolInfo):
     marginAsset: str = ""
     contractType: str = ""
     deliveryDate: int = 0
-    filters: list[SymbolFilter] = []
 
 
 class FuturesExchangeInfo(msgspec.Struct):

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 
-import msgspec
 from msgspec.structs import astuple
 
-from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.bybit import wire
-from streams.symbols import bybit as symbols
 from streams import schemas
+from streams.symbols import bybit as symbols
 
 VENUE = "bybit"
 MS = 1_000_000
@@ -41,13 +40,10 @@ INTERVALS = {
     "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w", "M": "1M",
 }  # fmt: skip
 
-_trade = wire.decoder(wire.TradeFrame)
-_book = wire.decoder(wire.BookFrame)
-_ticker = wire.decoder(wire.TickerFrame)
-_kline = wire.decoder(wire.KlineFrame)
-_liq = wire.decoder(wire.LiquidationFrame)
-_instruments = wire.decoder(wire.Instruments)
-_encode = msgspec.json.Encoder().encode
+_trade, _kline, _liq = (wire.decoder(wire.Push[row]) for row in (wire.Trade, wire.Kline,
+                                                                   wire.Liquidation))  # fmt: skip
+_book, _ticker, _instruments = map(wire.decoder, (wire.BookFrame, wire.TickerFrame,
+                                                  wire.Instruments))  # fmt: skip
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
 # tests/fuzz.py shapes frames from them)
 _ticker_decode = _ticker.decode
@@ -100,14 +96,10 @@ class _Bybit(Parser):
         "conn": "gap", "control": "",
     }  # fmt: skip
 
+    inline_names = ("trade", "book", "ticker", "mark", "funding", "open_interest")
+
     def __init__(self) -> None:
         super().__init__()
-        self._trade_names = self.names_of("trade")
-        self._book_names = self.names_of("book")
-        self._ticker_names = self.names_of("ticker")
-        self._mark_names = self.names_of("mark")
-        self._funding_names = self.names_of("funding")
-        self._oi_names = self.names_of("open_interest")
         # Per-symbol state, a deterministic function of the raw frames in stream order:
         self.tickers: dict[str, list[float | None]] = {}  # last known FIELDS
         self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
@@ -147,7 +139,7 @@ class _Bybit(Parser):
             if names is None:
                 names = self._trade_names.get(s) or self.names_miss("trade", s)
             p = t.p
-            out.append(new_out((names[0], names[2] + t.i, _encode(Trade(
+            out.append(new_out((names[0], names[2] + t.i, encode(Trade(
                 venue=VENUE, symbol=names[1], ts_event=t.T * MS, ts_recv=ts_recv,
                 id=t.i, price=p, size=t.v / p if inverse else t.v,
                 side=TAKER.get(t.S, "unknown"),  # type: ignore[arg-type]
@@ -176,7 +168,7 @@ class _Bybit(Parser):
             bids, asks = d.b, d.a
         # A resubscribe can repeat a snapshot's u; its push time tells the two apart.
         natural = f"snap{u}-{f.ts}" if snapshot else str(u)
-        return [new_out((names[0], names[2] + natural, _encode(Book(
+        return [new_out((names[0], names[2] + natural, encode(Book(
             venue=VENUE, symbol=names[1], ts_event=f.ts * MS, ts_recv=frame.ts_recv,
             snapshot=snapshot, bids=bids, asks=asks, seq=u, first_seq=u,
         ))))]  # fmt: skip
@@ -254,20 +246,20 @@ class _Bybit(Parser):
             names = self._ticker_names.get(s) or self.names_miss("ticker", s)
             if self.inverse:  # volume24h counts USD contracts, turnover24h is in the base coin
                 vol, turnover = turnover, vol
-            out.append(new_out((names[0], names[2] + natural, _encode(Ticker(
+            out.append(new_out((names[0], names[2] + natural, encode(Ticker(
                 venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
                 last=last, bid=bid, ask=ask, open_24h=prev, high_24h=high, low_24h=low,
                 volume_24h=vol, quote_volume_24h=turnover,
             )))))  # fmt: skip
         if mark:
             names = self._mark_names.get(s) or self.names_miss("mark", s)
-            out.append(new_out((names[0], names[2] + natural, _encode(Mark(
+            out.append(new_out((names[0], names[2] + natural, encode(Mark(
                 venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
                 mark_price=mark_px, index_price=index_px,
             )))))  # fmt: skip
         if funding and rate is not None:
             names = self._funding_names.get(s) or self.names_miss("funding", s)
-            out.append(new_out((names[0], names[2] + natural, _encode(Funding(
+            out.append(new_out((names[0], names[2] + natural, encode(Funding(
                 venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv, rate=rate,
                 next_funding_ts=int(nxt) * MS if nxt else None,
             )))))  # fmt: skip
@@ -278,8 +270,8 @@ class _Bybit(Parser):
                     raise Rejected("inverse open interest before any mark price")
                 # openInterestValue is in the coin here; the USD value is the contract count
                 oi, value = oi / mark_px, oi
-            names = self._oi_names.get(s) or self.names_miss("open_interest", s)
-            out.append(new_out((names[0], names[2] + natural, _encode(OpenInterest(
+            names = self._open_interest_names.get(s) or self.names_miss("open_interest", s)
+            out.append(new_out((names[0], names[2] + natural, encode(OpenInterest(
                 venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
                 open_interest=oi, open_interest_value=value,
             )))))  # fmt: skip

@@ -7,15 +7,25 @@ fields can be ``""``, so they stay strings and the (100 ms, low-rate) parser con
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Generic, TypeVar
 
 import msgspec
-from msgspec import Meta
 
-Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
-Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
-PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+from normalizer.venues.wire import PosSize, Price, Size
+from normalizer.venues.wire import decoder as decoder  # parse.py: wire.decoder(...)
+
 Level = tuple[Price, Size]
+
+
+T = TypeVar("T")
+
+
+class Push(msgspec.Struct, Generic[T], gc=False):
+    """Trades, klines and liquidations: ``{"topic", "ts", "data": [...]}``."""
+
+    topic: str
+    ts: int
+    data: list[T]
 
 
 class Trade(msgspec.Struct, gc=False):
@@ -27,12 +37,6 @@ class Trade(msgspec.Struct, gc=False):
     i: str  # trade id
     BT: bool = False  # block trade
     L: str = ""  # tick direction
-
-
-class TradeFrame(msgspec.Struct, gc=False):
-    topic: str
-    ts: int
-    data: list[Trade]
 
 
 class BookData(msgspec.Struct, gc=False):
@@ -93,24 +97,12 @@ class Kline(msgspec.Struct, gc=False):
     timestamp: int
 
 
-class KlineFrame(msgspec.Struct, gc=False):
-    topic: str
-    ts: int
-    data: list[Kline]
-
-
 class Liquidation(msgspec.Struct, gc=False):
     T: int
     s: str
     S: str  # side of the liquidated *position*
     v: PosSize
     p: Price
-
-
-class LiquidationFrame(msgspec.Struct, gc=False):
-    topic: str
-    ts: int
-    data: list[Liquidation]
 
 
 class PriceFilter(msgspec.Struct):
@@ -147,7 +139,3 @@ class Instruments(msgspec.Struct):
     result: InstrumentsResult
     time: int = 0
     retMsg: str = ""
-
-
-def decoder(kind: type) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(kind, strict=False)

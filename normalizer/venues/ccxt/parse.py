@@ -22,12 +22,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
-
 from normalizer.venues.base import Frame, Handler, Out, Parser, Rejected
 from normalizer.venues.ccxt import wire
-from streams.symbols import ccxt as symbols
 from streams import schemas, subjects
+from streams.symbols import ccxt as symbols
 
 PREFIX = "ccxt-"
 HIST = "ccxt-hist-"
@@ -36,11 +34,8 @@ MS = 1_000_000
 UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 TICK_SIZE, DECIMAL_PLACES = 4, 2
 
-_trades = wire.decoder(list[wire.Trade])
-_ticker = wire.decoder(wire.Ticker)
-_ohlcv = wire.decoder(list[wire.Ohlcv])
-_market = wire.decoder(wire.Market)
-_encode = msgspec.json.Encoder().encode
+_trades, _ticker, _ohlcv, _market = map(wire.decoder, (list[wire.Trade], wire.Ticker,
+                                                       list[wire.Ohlcv], wire.Market))  # fmt: skip
 
 
 def timeframe_ms(tf: str) -> int:

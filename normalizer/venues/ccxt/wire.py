@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from normalizer.venues.wire import strict_decoder as decoder  # noqa: F401 (parse.py: wire.decoder)
+
 
 class Trade(msgspec.Struct, gc=False):
     symbol: str
@@ -57,7 +59,3 @@ class Market(msgspec.Struct, gc=False):
     precision: Precision = msgspec.field(default_factory=Precision)
     # added by the poller from the exchange object: how to read ``precision``
     precisionMode: int = 4
-
-
-def decoder(t: object) -> msgspec.json.Decoder:  # type: ignore[type-arg]
-    return msgspec.json.Decoder(t)

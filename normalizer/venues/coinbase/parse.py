@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import calendar
 
-import msgspec
-
-from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.coinbase import wire
-from streams.symbols import coinbase as symbols
 from streams import schemas, subjects
+from streams.symbols import coinbase as symbols
 
 VENUE = "coinbase"
 CANDLE_INTERVAL = "5m"
@@ -51,13 +49,11 @@ UNSUPPORTED = {
     "mark": "spot venue",
 }  # fmt: skip
 
-_trades = wire.decoder(wire.Envelope[wire.TradesEvent])
-_l2 = wire.decoder(wire.Envelope[wire.L2Event])
-_ticker = wire.decoder(wire.Envelope[wire.TickerEvent])
-_candles = wire.decoder(wire.Envelope[wire.CandlesEvent])
-_probe = wire.decoder(wire.Probe)
-_products = wire.decoder(wire.Products)
-_encode = msgspec.json.Encoder().encode
+_trades, _l2, _ticker, _candles = (
+    wire.decoder(wire.Envelope[event])
+    for event in (wire.TradesEvent, wire.L2Event, wire.TickerEvent, wire.CandlesEvent)
+)  # fmt: skip
+_probe, _products = wire.decoder(wire.Probe), wire.decoder(wire.Products)
 
 # (symbol, market subject, "coinbase:<type>:<symbol>:") of one product
 Names = tuple[str, str, str]
@@ -93,9 +89,8 @@ def to_ns(ts: str) -> int:
 
 
 class CoinbaseParser(Parser):
-    market_venue = VENUE
+    venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
-    venue = "coinbase"
     channels = {
         "market_trades": "trade", "level2": "book", "ticker": "bbo+ticker",
         "candles": "candle", "instruments": "instrument", "conn": "gap",
@@ -171,7 +166,7 @@ class CoinbaseParser(Parser):
                     id=t.trade_id, price=t.price, size=t.size,
                     side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
                 )  # fmt: skip
-                out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
+                out.append(new_out((names[1], names[2] + t.trade_id, encode(msg))))
         self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 
@@ -217,7 +212,7 @@ class CoinbaseParser(Parser):
             msg_id = (
                 f"{pre}snap{seq}r{frame.raw_seq}" if snapshot else f"{pre}{seq}r{frame.raw_seq}"
             )
-            out.append(new_out((names[1], msg_id, _encode(msg))))
+            out.append(new_out((names[1], msg_id, encode(msg))))
         return out
 
     def _ticker(self, frame: Frame) -> list[Out]:
@@ -252,12 +247,12 @@ class CoinbaseParser(Parser):
                         venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
                         bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
                     )  # fmt: skip
-                    out.append(new_out((names[1], names[2] + natural, _encode(bbo))))
+                    out.append(new_out((names[1], names[2] + natural, encode(bbo))))
                 tk = schemas.Ticker(
                     venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=last,
                     bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
                 )  # fmt: skip
-                out.append(new_out((tnames[1], tnames[2] + natural, _encode(tk))))
+                out.append(new_out((tnames[1], tnames[2] + natural, encode(tk))))
         self._count(seq)  # last: a rejected frame is not counted
         return out
 
@@ -277,7 +272,7 @@ class CoinbaseParser(Parser):
                     high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
                 )  # fmt: skip
                 msg_id = f"{names[2]}{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
-                out.append(new_out((names[1], msg_id, _encode(msg))))
+                out.append(new_out((names[1], msg_id, encode(msg))))
         self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 

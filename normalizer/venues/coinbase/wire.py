@@ -13,9 +13,9 @@ from typing import Annotated, Generic, TypeVar
 import msgspec
 from msgspec import Meta
 
-Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
-Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
-PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+from normalizer.venues.wire import PosSize, Price, Size
+from normalizer.venues.wire import decoder as decoder  # parse.py: wire.decoder(...)
+
 Seq = Annotated[int, Meta(ge=0)]
 
 E = TypeVar("E")
@@ -121,7 +121,3 @@ class Product(msgspec.Struct, gc=False):
 class Products(msgspec.Struct, gc=False):
     products: list[Product]
     num_products: int | None = None
-
-
-def decoder(kind: type) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(kind, strict=False)

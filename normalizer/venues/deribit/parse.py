@@ -34,12 +34,10 @@ and resolution, so re-normalizing RAW in order gives the same messages).
 
 from __future__ import annotations
 
-import msgspec
-
-from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.deribit import wire
-from streams.symbols import deribit as symbols
 from streams import schemas, subjects
+from streams.symbols import deribit as symbols
 
 VENUE = "deribit"
 MS = 1_000_000
@@ -50,13 +48,11 @@ INTERVALS = {
     "120": "2h", "180": "3h", "360": "6h", "720": "12h", "1D": "1d",
 }  # fmt: skip
 
-_trades = wire.decoder(wire.Notification[list[wire.Trade]])
-_book = wire.decoder(wire.Notification[wire.Book])
-_quote = wire.decoder(wire.Notification[wire.Quote])
-_ticker = wire.decoder(wire.Notification[wire.Ticker])
-_candle = wire.decoder(wire.Notification[wire.Candle])
+_trades, _book, _quote, _ticker, _candle = (
+    wire.decoder(wire.Notification[data])
+    for data in (list[wire.Trade], wire.Book, wire.Quote, wire.Ticker, wire.Candle)
+)  # fmt: skip
 _instruments = wire.decoder(wire.Instruments)
-_encode = msgspec.json.Encoder().encode
 
 # (symbol, market subject, "deribit:<type>:<symbol>:", inverse) of one instrument
 Names = tuple[str, str, str, bool]
@@ -69,9 +65,8 @@ OPTION_TYPES = {"call": "call", "put": "put"}
 
 
 class DeribitParser(Parser):
-    market_venue = VENUE
+    venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
-    venue = "deribit"
     channels = {
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
         "ticker": "ticker+mark+open_interest+funding", "chart_trades": "candle",
@@ -140,7 +135,7 @@ class DeribitParser(Parser):
                 venue=VENUE, symbol=names[0], ts_event=t.timestamp * MS, ts_recv=frame.ts_recv,
                 id=t.trade_id, price=t.price, size=size, side=side,  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(new_out((names[1], names[2] + t.trade_id, _encode(msg))))
+            out.append(new_out((names[1], names[2] + t.trade_id, encode(msg))))
             if t.liquidation:
                 out += self._liquidations(frame, t, names[0], size, side)
         return out
@@ -198,7 +193,7 @@ class DeribitParser(Parser):
         # sequence keeps the second one from being dropped as a duplicate
         pre = names[2]
         msg_id = f"{pre}snap{d.change_id}:r{frame.raw_seq}" if snapshot else f"{pre}{d.change_id}"
-        return [new_out((names[1], msg_id, _encode(msg)))]
+        return [new_out((names[1], msg_id, encode(msg)))]
 
     def _quote(self, frame: Frame) -> list[Out]:
         f = _quote.decode(frame.data)
@@ -218,7 +213,7 @@ class DeribitParser(Parser):
             venue=VENUE, symbol=names[0], ts_event=q.timestamp * MS, ts_recv=frame.ts_recv,
             bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz,
         )  # fmt: skip
-        return [new_out((names[1], f"{names[2]}{q.timestamp}:r{frame.raw_seq}", _encode(msg)))]
+        return [new_out((names[1], f"{names[2]}{q.timestamp}:r{frame.raw_seq}", encode(msg)))]
 
     # -- ticker: ticker, mark/index, open interest, funding ------------------------------
     def _ticker_names(self, native: str) -> TickerNames:
@@ -243,7 +238,7 @@ class DeribitParser(Parser):
         natural = str(t.timestamp)
         s = t.stats
         out = [
-            new_out((n[3], n[4] + natural, _encode(schemas.Ticker(
+            new_out((n[3], n[4] + natural, encode(schemas.Ticker(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=t.last_price,
                 bid=t.best_bid_price or None, ask=t.best_ask_price or None, high_24h=s.high,
                 low_24h=s.low, volume_24h=s.volume, quote_volume_24h=s.volume_usd,
@@ -251,7 +246,7 @@ class DeribitParser(Parser):
         ]  # fmt: skip
         mark = t.mark_price
         if mark is not None or t.index_price is not None:
-            out.append(new_out((n[5], n[6] + natural, _encode(schemas.Mark(
+            out.append(new_out((n[5], n[6] + natural, encode(schemas.Mark(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
                 mark_price=mark, index_price=t.index_price,
             )))))  # fmt: skip
@@ -264,12 +259,12 @@ class DeribitParser(Parser):
             elif mark is not None and n[2]:
                 value = oi * mark  # linear perpetual/future: quote currency
             if oi is not None:
-                out.append(new_out((n[7], n[8] + natural, _encode(schemas.OpenInterest(
+                out.append(new_out((n[7], n[8] + natural, encode(schemas.OpenInterest(
                     venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, open_interest=oi,
                     open_interest_value=value,
                 )))))  # fmt: skip
         if t.funding_8h is not None:
-            out.append(new_out((n[9], n[10] + natural, _encode(schemas.Funding(
+            out.append(new_out((n[9], n[10] + natural, encode(schemas.Funding(
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, rate=t.funding_8h,
                 predicted_rate=t.current_funding,
             )))))  # fmt: skip
@@ -321,7 +316,7 @@ class DeribitParser(Parser):
             if closed
             else f"{pre}{interval}:{k.tick}:r{frame.raw_seq}"
         )
-        return new_out((names[1], msg_id, _encode(msg)))
+        return new_out((names[1], msg_id, encode(msg)))
 
     # -- reference data and connection events -----------------------------------------
     def _instruments(self, frame: Frame) -> list[Out]:

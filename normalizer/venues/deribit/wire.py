@@ -6,14 +6,13 @@ that only perpetuals carry) are ``None`` when absent or null.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import msgspec
-from msgspec import Meta
 
-Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
-Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
-PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+from normalizer.venues.wire import PosSize, Price, Size
+from normalizer.venues.wire import strict_decoder as decoder  # noqa: F401 (parse.py: wire.decoder)
+
 # [action, price, amount]: action "new" | "change" | "delete" (amount 0 on delete)
 Level = tuple[Literal["new", "change", "delete"], Price, Size]
 
@@ -124,7 +123,3 @@ class RpcError(msgspec.Struct, gc=False):
 class Instruments(msgspec.Struct, gc=False):
     result: list[Instrument] | None = None
     error: RpcError | None = None
-
-
-def decoder(kind: type) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(kind)

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 from datetime import date
 
-import msgspec
-
-from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.kraken import wire
-from streams.symbols import kraken as symbols
 from streams import schemas, subjects
+from streams.symbols import kraken as symbols
 
 VENUE = "kraken"
 NS = 1_000_000_000
@@ -37,14 +35,11 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 INTERVALS = {1: "1m", 5: "5m", 15: "15m", 30: "30m", 60: "1h", 240: "4h", 1440: "1d",
              10080: "1w", 21600: "15d"}  # fmt: skip
 
-_trades = wire.decoder(wire.Push[wire.Trade])
-_books = wire.decoder(wire.Push[wire.Book])
-_tickers = wire.decoder(wire.Push[wire.Ticker])
-_ohlc = wire.decoder(wire.Push[wire.Ohlc])
-_instrument = wire.decoder(wire.InstrumentFrame)
-_asset_pairs = wire.decoder(wire.AssetPairs)
-_control = wire.decoder(wire.Control)
-_encode = msgspec.json.Encoder().encode
+_trades, _books, _tickers, _ohlc = (
+    wire.decoder(wire.Push[row]) for row in (wire.Trade, wire.Book, wire.Ticker, wire.Ohlc)
+)  # fmt: skip
+_instrument, _asset_pairs, _control = map(wire.decoder, (wire.InstrumentFrame, wire.AssetPairs,
+                                                         wire.Control))  # fmt: skip
 
 # (raw subject token, symbol, market subject, "kraken:<type>:<symbol>:") of one native pair
 Names = tuple[str, str, str, str]
@@ -111,9 +106,8 @@ def bound_ns(s: str) -> int:
 
 
 class KrakenParser(Parser):
-    market_venue = VENUE
+    venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
-    venue = "kraken"
     channels = {
         "trade": "trade", "book": "book", "ticker": "bbo+ticker", "ohlc": "candle",
         "instrument": "instrument", "instruments": "instrument", "conn": "gap",
@@ -170,7 +164,7 @@ class KrakenParser(Parser):
                 ts_recv=frame.ts_recv, id=tid, price=t.price, size=t.qty,
                 side=t.side if t.side in ("buy", "sell") else "unknown",  # type: ignore[arg-type]
             )  # fmt: skip
-            out.append(new_out((names[2], names[3] + tid, _encode(msg))))
+            out.append(new_out((names[2], names[3] + tid, encode(msg))))
         return out
 
     def _book(self, frame: Frame) -> list[Out]:
@@ -193,7 +187,7 @@ class KrakenParser(Parser):
             checksum=d.checksum,
         )  # fmt: skip
         msg_id = f"{names[3]}snap{frame.raw_seq}" if snapshot else f"{names[3]}{frame.raw_seq}"
-        return [new_out((names[2], msg_id, _encode(msg)))]
+        return [new_out((names[2], msg_id, encode(msg)))]
 
     def _ticker(self, frame: Frame) -> list[Out]:
         f = _tickers.decode(frame.data)
@@ -218,8 +212,8 @@ class KrakenParser(Parser):
                 last=t.last, bid=t.bid, ask=t.ask, high_24h=t.high, low_24h=t.low,
                 volume_24h=t.volume,
             )  # fmt: skip
-            out.append(new_out((names[2], names[3] + natural, _encode(bbo))))
-            out.append(new_out((tnames[2], tnames[3] + natural, _encode(ticker))))
+            out.append(new_out((names[2], names[3] + natural, encode(bbo))))
+            out.append(new_out((tnames[2], tnames[3] + natural, encode(ticker))))
         return out
 
     def _ohlc(self, frame: Frame) -> list[Out]:
@@ -250,7 +244,7 @@ class KrakenParser(Parser):
                 closed=snapshot and k.interval_begin != newest, trades=k.trades,
             )  # fmt: skip
             msg_id = f"{names[3]}{interval}:{ts_open}:r{frame.raw_seq}"
-            out.append(new_out((names[2], msg_id, _encode(msg))))
+            out.append(new_out((names[2], msg_id, encode(msg))))
         return out
 
     # -- reference data ------------------------------------------------------------------
@@ -276,7 +270,7 @@ class KrakenParser(Parser):
         # what Naming.instrument_out publishes, with the subject from the per-pair cache:
         # building it (three str.translate calls) was a quarter of an instrument frame
         subject = self._names("instrument", native)[0]
-        return new_out((subject, f"{VENUE}:instrument:{symbol}:{frame.raw_seq}", _encode(msg)))
+        return new_out((subject, f"{VENUE}:instrument:{symbol}:{frame.raw_seq}", encode(msg)))
 
     def _instrument(self, frame: Frame) -> list[Out]:
         f = _instrument.decode(frame.data)

@@ -13,9 +13,8 @@ from typing import Annotated, Generic, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
-Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
-PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+from normalizer.venues.wire import PosSize, Price, Size
+from normalizer.venues.wire import strict_decoder as decoder  # noqa: F401 (parse.py: wire.decoder)
 
 T = TypeVar("T")
 
@@ -135,7 +134,3 @@ class Control(msgspec.Struct, gc=False):
     success: bool | None = None
     error: str = ""
     symbol: str = ""
-
-
-def decoder(kind: type) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(kind)

@@ -29,28 +29,24 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import msgspec
-
-from normalizer.venues.base import Frame, Out, Parser, Rejected, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.okx import wire
-from streams.symbols import okx as symbols
 from streams import schemas
+from streams.symbols import okx as symbols
 
 VENUE = "okx"
 MS = 1_000_000
 CANDLE_CHANNELS = ("candle1m", "candle3m", "candle5m", "candle15m", "candle1H")
 
-_trades = wire.decoder(wire.Push[wire.Trade])
-_books = wire.decoder(wire.BooksFrame)
-_tickers = wire.decoder(wire.Push[wire.Ticker])
-_candles = wire.decoder(wire.CandlesFrame)
-_funding = wire.decoder(wire.Push[wire.Funding])
-_oi = wire.decoder(wire.Push[wire.OpenInterest])
-_liq = wire.decoder(wire.Push[wire.Liquidation])
-_mark = wire.decoder(wire.Push[wire.MarkPrice])
-_index = wire.decoder(wire.Push[wire.IndexTicker])
-_instruments = wire.decoder(wire.Instruments)
-_encode = msgspec.json.Encoder().encode
+# decoders of the data pushes, then of the whole-frame shapes
+_trades, _tickers, _funding, _oi, _liq, _mark, _index = (
+    wire.decoder(wire.Push[row]) for row in (
+        wire.Trade, wire.Ticker, wire.Funding, wire.OpenInterest, wire.Liquidation,
+        wire.MarkPrice, wire.IndexTicker,
+    )
+)  # fmt: skip
+_books, _candles, _instruments = map(wire.decoder, (wire.BooksFrame, wire.CandlesFrame,
+                                                    wire.Instruments))  # fmt: skip
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
 # tests/fuzz.py shapes frames from them)
 _trades_decode = _trades.decode
@@ -83,9 +79,8 @@ def contract_of(i: wire.Instrument) -> Contract | None:
 
 
 class OkxParser(Parser):
-    market_venue = VENUE
+    venue = VENUE
     to_symbol = staticmethod(symbols.to_symbol)
-    venue = "okx"
     channels = {
         "trades": "trade", "books": "book", "bbo-tbt": "bbo", "tickers": "ticker",
         **{c: "candle" for c in CANDLE_CHANNELS},
@@ -95,15 +90,11 @@ class OkxParser(Parser):
     }  # fmt: skip
 
     handler_of = {c: "_candles" for c in CANDLE_CHANNELS}
+    inline_names = ("trade", "book", "bbo", "ticker")
 
     def __init__(self) -> None:
         super().__init__()
         self.contracts: dict[str, Contract] = {}
-        # per-type names by native symbol, bound here for the hot handlers' inline hits
-        self._trade_names = self.names_of("trade")
-        self._book_names = self.names_of("book")
-        self._bbo_names = self.names_of("bbo")
-        self._ticker_names = self.names_of("ticker")
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -154,7 +145,7 @@ class OkxParser(Parser):
                 names = self._trade_names.get(inst) or self.names_miss("trade", inst)
             side = t.side
             px = t.px
-            out.append(new_out((names[0], names[2] + t.tradeId, _encode(Trade(
+            out.append(new_out((names[0], names[2] + t.tradeId, encode(Trade(
                 venue=VENUE, symbol=names[1], ts_event=t.ts * MS, ts_recv=ts_recv,
                 id=t.tradeId, price=px, size=t.sz if c is None else self.base(c, px, t.sz),
                 side=side if side == "buy" or side == "sell" else "unknown",  # type: ignore[arg-type]
@@ -189,7 +180,7 @@ class OkxParser(Parser):
                 bids, asks = levels(c, d.bids), levels(c, d.asks)
             out.append(new_out((
                 names[0], f"{names[2]}snap{natural}" if snapshot else f"{names[2]}{natural}",
-                _encode(Book(
+                encode(Book(
                     venue=VENUE, symbol=names[1], ts_event=d.ts * MS, ts_recv=frame.ts_recv,
                     snapshot=snapshot, bids=bids, asks=asks,
                     seq=seq, prev_seq=prev, checksum=d.checksum,
@@ -214,7 +205,7 @@ class OkxParser(Parser):
                 bs, asz = self.base(c, bp, bs), self.base(c, ap, asz)
             seq = d.seqId
             natural = str(seq) if seq is not None else f"r{frame.raw_seq}"
-            out.append(new_out((names[0], names[2] + natural, _encode(BBO(
+            out.append(new_out((names[0], names[2] + natural, encode(BBO(
                 venue=VENUE, symbol=names[1], ts_event=d.ts * MS, ts_recv=ts_recv,
                 bid_price=bp, bid_size=bs, ask_price=ap, ask_size=asz, seq=seq,
             )))))  # fmt: skip
@@ -243,7 +234,7 @@ class OkxParser(Parser):
                 vol, quote = float(v24) if v24 else None, float(vccy) if vccy else None
             else:
                 vol, quote = float(vccy) if vccy else None, None
-            out.append(new_out((names[0], names[2] + str(t.ts), _encode(Ticker(
+            out.append(new_out((names[0], names[2] + str(t.ts), encode(Ticker(
                 venue=VENUE, symbol=names[1], ts_event=t.ts * MS, ts_recv=ts_recv,
                 last=last, bid=bid, ask=ask, open_24h=open_, high_24h=high, low_24h=low,
                 volume_24h=vol, quote_volume_24h=quote,

@@ -7,14 +7,13 @@ option's empty ``ctType``) are kept as strings and converted where used.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
-from msgspec import Meta
 
-Price = Annotated[float, Meta(gt=0.0, lt=1e15)]
-Size = Annotated[float, Meta(ge=0.0, lt=1e15)]
-PosSize = Annotated[float, Meta(gt=0.0, lt=1e15)]
+from normalizer.venues.wire import PosSize, Price, Size
+from normalizer.venues.wire import decoder as decoder  # parse.py: wire.decoder(...)
+
 # [price, size, "0" (deprecated liquidated orders), number of orders]
 Level = tuple[Price, Size, Any, Any]
 
@@ -147,7 +146,3 @@ class Instruments(msgspec.Struct, gc=False):
     code: str
     data: list[Instrument]
     msg: str = ""
-
-
-def decoder(kind: type) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(kind, strict=False)
