@@ -38,17 +38,17 @@ VENUE = "okx"
 MS = 1_000_000
 CANDLE_CHANNELS = ("candle1m", "candle3m", "candle5m", "candle15m", "candle1H")
 
-# decoders of the data pushes, then of the whole-frame shapes
+# decoders of the whole-frame shapes, then of the data pushes
+_books, _candles, _instruments = map(wire.decoder, (wire.BooksFrame, wire.CandlesFrame,
+                                                    wire.Instruments))  # fmt: skip
 _trades, _tickers, _funding, _oi, _liq, _mark, _index = (
     wire.decoder(wire.Push[row]) for row in (
         wire.Trade, wire.Ticker, wire.Funding, wire.OpenInterest, wire.Liquidation,
         wire.MarkPrice, wire.IndexTicker,
     )
 )  # fmt: skip
-_books, _candles, _instruments = map(wire.decoder, (wire.BooksFrame, wire.CandlesFrame,
-                                                    wire.Instruments))  # fmt: skip
-# bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
-# tests/fuzz.py shapes frames from them)
+# bound ``decode`` of the hot channels (the Decoders stay module attributes: tests/fuzz.py
+# shapes frames from them)
 _trades_decode = _trades.decode
 _books_decode = _books.decode
 _tickers_decode = _tickers.decode
@@ -133,7 +133,7 @@ class OkxParser(Parser):
         f = _trades_decode(frame.data)
         inst = f.arg.instId
         if inst != frame.native_symbol:
-            self._same(frame, f.arg.instId)
+            self._same(frame, inst)
         c = None if inst.count("-") == 1 else self.contract(inst)
         ts_recv = frame.ts_recv
         names = None
@@ -156,7 +156,7 @@ class OkxParser(Parser):
         f = _books_decode(frame.data)
         inst = f.arg.instId
         if inst != frame.native_symbol:
-            self._same(frame, f.arg.instId)
+            self._same(frame, inst)
         if f.action not in ("snapshot", "update"):
             raise Rejected(f"unknown books action {f.action!r}")
         c = None if inst.count("-") == 1 else self.contract(inst)
@@ -192,7 +192,7 @@ class OkxParser(Parser):
         f = _books_decode(frame.data)
         inst = f.arg.instId
         if inst != frame.native_symbol:
-            self._same(frame, f.arg.instId)
+            self._same(frame, inst)
         c = None if inst.count("-") == 1 else self.contract(inst)
         names = self._bbo_names.get(inst) or self.names_miss("bbo", inst)
         ts_recv = frame.ts_recv
@@ -269,71 +269,53 @@ class OkxParser(Parser):
         self._same(frame, f.arg.instId)
         out = []
         for d in f.data:
-            _, symbol = self._names("funding", d.instId)
             ts = int(d.ts) * MS if d.ts else frame.ts_recv
             nxt = int(d.fundingTime) * MS if d.fundingTime else None
-            msg = schemas.Funding(
-                venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=frame.ts_recv,
+            out.append(self.emit(
+                schemas.Funding, d.instId, f"{d.fundingTime}:{ts}", frame, ts,
                 rate=float(d.fundingRate), next_funding_ts=nxt,
                 predicted_rate=_f(d.nextFundingRate),
-            )  # fmt: skip
-            out.append(self._out("funding", d.instId, f"{d.fundingTime}:{ts}", msg))
+            ))  # fmt: skip
         return out
 
     def _open_interest(self, frame: Frame) -> list[Out]:
         f = _oi.decode(frame.data)
         self._same(frame, f.arg.instId)
-        out = []
-        for d in f.data:
-            _, symbol = self._names("open_interest", d.instId)
-            msg = schemas.OpenInterest(
-                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
-                open_interest=d.oiCcy, open_interest_value=_f(d.oiUsd),
-            )  # fmt: skip
-            out.append(self._out("open_interest", d.instId, d.ts, msg))
-        return out
+        return [
+            self.emit(schemas.OpenInterest, d.instId, d.ts, frame, d.ts * MS,
+                      open_interest=d.oiCcy, open_interest_value=_f(d.oiUsd))
+            for d in f.data
+        ]  # fmt: skip
 
     def _liquidation_orders(self, frame: Frame) -> list[Out]:
         f = _liq.decode(frame.data)
         out = []
         for d in f.data:
             c = self.contract(d.instId)
-            _, symbol = self._names("liquidation", d.instId)
+            self._names("liquidation", d.instId)  # refused by name even without details
             for i, x in enumerate(d.details):
                 natural = f"{x.ts}:{x.side}:{x.posSide}:r{frame.raw_seq}:{i}"
-                side = x.side if x.side in ("buy", "sell") else "unknown"
-                msg = schemas.Liquidation(
-                    venue=VENUE, symbol=symbol, ts_event=x.ts * MS, ts_recv=frame.ts_recv,
-                    side=side, price=x.bkPx, size=self.base(c, x.bkPx, x.sz), id=natural,  # type: ignore[arg-type]
-                )  # fmt: skip
-                out.append(self._out("liquidation", d.instId, natural, msg))
+                out.append(self.emit(
+                    schemas.Liquidation, d.instId, natural, frame, x.ts * MS, id=natural,
+                    side=x.side if x.side in ("buy", "sell") else "unknown",
+                    price=x.bkPx, size=self.base(c, x.bkPx, x.sz),
+                ))  # fmt: skip
         return out
 
     def _mark_price(self, frame: Frame) -> list[Out]:
         f = _mark.decode(frame.data)
         self._same(frame, f.arg.instId)
-        out = []
-        for d in f.data:
-            _, symbol = self._names("mark", d.instId)
-            msg = schemas.Mark(
-                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
-                mark_price=d.markPx,
-            )  # fmt: skip
-            out.append(self._out("mark", d.instId, d.ts, msg))
-        return out
+        return [self.emit(schemas.Mark, d.instId, d.ts, frame, d.ts * MS, mark_price=d.markPx)
+                for d in f.data]  # fmt: skip
 
     def _index_tickers(self, frame: Frame) -> list[Out]:
+        """Index prices, published as marks of the index's own name (``BTC-USDT``)."""
         f = _index.decode(frame.data)
         self._same(frame, f.arg.instId)
-        out = []
-        for d in f.data:
-            _, symbol = self._names("mark", d.instId)
-            msg = schemas.Mark(
-                venue=VENUE, symbol=symbol, ts_event=d.ts * MS, ts_recv=frame.ts_recv,
-                index_price=d.idxPx,
-            )  # fmt: skip
-            out.append(self._out("mark", d.instId, f"idx{d.ts}", msg))
-        return out
+        return [
+            self.emit(schemas.Mark, d.instId, f"idx{d.ts}", frame, d.ts * MS, index_price=d.idxPx)
+            for d in f.data
+        ]
 
     # -- reference data and connection events -----------------------------------------
     def _instruments(self, frame: Frame) -> list[Out]:
