@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jetmarket: bad configuration: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log.level)
+    settings = _identity(settings, args)
     if args.cmd in WORKERS:
         return _exec_module([*WORKERS[args.cmd], *args.args])
     if args.cmd == "backfill":
@@ -122,13 +123,37 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(args.cmd)
 
 
+# The NATS identity of each command that connects as a client (streams/natsauth.py roles):
+# reading commands as reader, status (consumer and stream state too) as operator, stream
+# creation as admin. Workers started by a command connect as their own role.
+COMMAND_ROLES = {
+    "sql": "reader", "book": "reader", "status": "operator", "provision": "admin",
+    "replay": "replay", "record": "replay", "renormalize": "admin",
+}  # fmt: skip
+
+
+def _identity(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` with nats.role set for this command, unless the user chose one."""
+    import msgspec
+
+    role = COMMAND_ROLES.get(args.cmd)
+    if args.cmd == "replay" and getattr(args, "stream", False):
+        role = "admin"  # creates the REPLAY_<NAME> stream, which no other role may
+    if not role or settings.nats.role or settings.nats.user:
+        return settings
+    return msgspec.structs.replace(settings, nats=msgspec.structs.replace(settings.nats, role=role))
+
+
 def _run_nats(settings: Settings) -> int:
     import signal
 
     from streams.natsserver import NatsServer
 
-    srv = NatsServer(settings.nats.server).start()
-    print(f"nats-server listening on {srv.url}, store {settings.nats.server.store_dir}")
+    srv = NatsServer(settings.nats.server, credentials_dir=settings.nats.credentials_dir,
+                     settings=settings).start()  # fmt: skip
+    print(f"nats-server listening on {srv.url}, store {settings.nats.server.store_dir}, "
+          f"credentials in {settings.nats.credentials_dir}; `jetmarket provision` creates "
+          "the streams")  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: srv.stop())
     try:
         assert srv.proc is not None
@@ -156,6 +181,8 @@ def _run_cluster(settings: Settings) -> int:
         cluster_ports=[6222 + i for i in range(3)],
         monitor_ports=[srv.monitor_port + i for i in range(3)],
         log_dir=base,
+        credentials_dir=settings.nats.credentials_dir,
+        settings=settings,
     )
     signal.signal(signal.SIGTERM, lambda *_: cluster.stop())
     try:

@@ -9,14 +9,61 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from streams import natsheaders, secrets
+from streams import natsauth, natsheaders, secrets
 from streams.settings import NatsSettings
 
 log = logging.getLogger("streams.connect")
 
+# Client names that are not a role themselves: the CLI's commands and tools.
+ALIASES = {
+    "status": "reader", "book": "reader", "sql": "reader", "demo": "reader",
+    "provision": "admin", "backtest": "admin", "renormalize": "admin",
+    "replay": "replay", "record": "replay", "backfill": "collector",
+}  # fmt: skip
 
-async def connect(cfg: NatsSettings, name: str, **extra: Any) -> Client:
-    """Connect with unlimited reconnects; errors are logged once per event, not per attempt."""
+
+def role_of(cfg: NatsSettings, name: str, role: str | None = None) -> str:
+    """Which identity a client named ``name`` connects as (see NatsSettings)."""
+    if role:
+        return role
+    if cfg.role:
+        return cfg.role
+    head = name.split(":")[0]
+    if head in natsauth.ROLES or head.startswith("trader-"):
+        return head
+    alias = ALIASES.get(head.split("-")[0])
+    if alias:
+        return alias
+    if cfg.default_role:
+        return cfg.default_role
+    raise natsauth.CredentialsError(
+        f"NATS client {name!r} has no role: pass role=, or set nats.role or nats.user"
+    )
+
+
+def credentials(cfg: NatsSettings, name: str, role: str | None = None) -> dict[str, Any]:
+    """user/password (or JWT creds) options for nats.connect; {} for an open server
+    (``credentials_dir = ""`` and no user)."""
+    if cfg.user:
+        opts: dict[str, Any] = {"user": cfg.user}
+        if cfg.password_file:
+            opts["password"] = secrets.read_file(cfg.password_file)
+        return opts
+    if cfg.creds_file:
+        return {"user_credentials": cfg.creds_file}
+    if not cfg.credentials_dir:
+        return {}
+    who = role_of(cfg, name, role)
+    path = natsauth.password_file(cfg.credentials_dir, who)
+    return {"user": who, "password": secrets.read_file(path),
+            "inbox_prefix": natsauth.inbox_prefix(who)}  # fmt: skip
+
+
+async def connect(cfg: NatsSettings, name: str, *, role: str | None = None, **extra: Any) -> Client:
+    """Connect with unlimited reconnects; errors are logged once per event, not per attempt.
+    The identity: see :func:`credentials` (a missing credentials file fails here, in one
+    line, before any connection attempt)."""
+    auth = credentials(cfg, name, role)
 
     # nats-py calls error_cb on every failed reconnect attempt; one line per outage is enough.
     last_error: list[str] = []
@@ -46,12 +93,7 @@ async def connect(cfg: NatsSettings, name: str, **extra: Any) -> Client:
         "pending_size": 64 * 1024 * 1024,
         "flusher_queue_size": 4096,
     }
-    if cfg.user:
-        opts["user"] = cfg.user
-        if cfg.password_file:
-            opts["password"] = secrets.read_file(cfg.password_file)
-    if cfg.creds_file:
-        opts["user_credentials"] = cfg.creds_file
+    opts.update(auth)
     if cfg.tls_ca:
         # verify the server against our CA; a client certificate when the server asks for one
         tls = ssl.create_default_context(cafile=cfg.tls_ca)

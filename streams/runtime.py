@@ -1,4 +1,4 @@
-"""What every worker shares: uvloop, signals, NATS, provisioning, metrics, health lines.
+"""What every worker shares: uvloop, signals, NATS, stream checks, metrics, health lines.
 
 A worker is ``async def main(w: Worker) -> None`` that loops until ``w.stop`` is set,
 then flushes and acks what is durable and returns. ``run()`` does the rest.
@@ -18,11 +18,11 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from prometheus_client import Gauge, start_http_server
 
-from streams import logs, subjects
-from streams.connect import connect
-from streams.provision import provision
+from streams import logs, natsauth, subjects
+from streams.connect import connect, role_of
 from streams.settings import Settings
 from streams.settings import load as load_settings
 
@@ -84,11 +84,34 @@ async def _health_loop(w: Worker, interval: float) -> None:
             pass
 
 
+async def wait_streams(w: Worker, streams: tuple[str, ...], every_s: float = 1.0) -> None:
+    """Until each of ``streams`` exists (STREAM.INFO): workers may not create streams, the
+    admin identity provisions them (`make up` before it starts any worker)."""
+    assert w.js is not None
+    said = 0.0
+    for name in streams:
+        while not w.stop.is_set():
+            try:
+                await w.js.stream_info(name)
+                break
+            except NotFoundError:
+                why = f"stream {name} missing: run `jetmarket provision` (make up does)"
+            except Exception as exc:  # timeout, permissions: say so, keep waiting
+                why = f"stream {name}: {exc!r}"
+            w.health.set("waiting", waiting_for=why)
+            if time.monotonic() - said > 30:
+                log.warning("waiting for a stream", extra={"worker": w.name, "reason": why})
+                said = time.monotonic()
+            await w.sleep(every_s)
+    w.health.fields.pop("waiting_for", None)
+
+
 async def start_worker(w: Worker, *, need_nats: bool = True) -> None:
     if need_nats:
         w.nc = await connect(w.settings.nats, w.name)
         w.js = w.nc.jetstream(timeout=10.0)
-        await provision(w.js, w.settings)
+        role = role_of(w.settings.nats, w.name) if not w.settings.nats.user else ""
+        await wait_streams(w, natsauth.STREAMS.get(role, ()))
 
         async def status(msg: Msg) -> None:
             line = {**w.health.line(), "pid": os.getpid(), "ts": time.time_ns()}

@@ -44,8 +44,15 @@ class NatsServerSettings(_S):
 
 class NatsSettings(_S):
     url: str = "nats://127.0.0.1:4222"
+    # Identity (streams/connect.py): user + password_file win; else creds_file (a JWT
+    # .creds); else the role's password in credentials_dir, which `make up` fills
+    # (streams/natsauth.py). The role is ``role`` when set (the CLI sets it per command),
+    # else the client name before ':' when it names a role (each worker), else default_role.
     user: str | None = None
     password_file: str | None = None
+    credentials_dir: str = "./var/nats/creds"
+    role: str = ""
+    default_role: str = ""
     creds_file: str | None = None
     tls_ca: str | None = None  # set: TLS to the server, verified against this CA file
     tls_cert: str | None = None  # client certificate and key, for servers that verify clients

@@ -3,10 +3,15 @@
 Workers run as child processes in their own sessions so a terminal Ctrl-C reaches only
 the supervisor, which then stops them in order: workers first (each flushes and acks
 what is durable), nats-server last. A worker that dies is restarted with backoff.
+
+Auth: the embedded server starts with generated credentials (streams/natsauth.py, under
+``nats.credentials_dir``); the supervisor provisions streams as ``admin`` before any worker
+starts, and each worker connects as its own role, which cannot create or change streams.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -15,6 +20,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from streams.natsserver import NatsServer
 from streams.settings import Settings
@@ -62,10 +69,40 @@ class Supervisor:
 
     def start_nats(self) -> None:
         srv = self.settings.nats.server
-        self.nats = NatsServer(srv, log_file=Path(srv.store_dir).parent / "nats-server.log")
+        creds = self.settings.nats.credentials_dir
+        self.nats = NatsServer(srv, log_file=Path(srv.store_dir).parent / "nats-server.log",
+                               credentials_dir=creds, settings=self.settings)  # fmt: skip
         self.nats.start()
         self.env["JETMARKET_NATS__URL"] = self.nats.url
-        log.info("nats-server up", extra={"url": self.nats.url, "store": srv.store_dir})
+        log.info("nats-server up", extra={"url": self.nats.url, "store": srv.store_dir,
+                                          "credentials": creds})  # fmt: skip
+
+    def provision(self) -> None:
+        """Streams and buckets, as admin, before any worker starts (workers only check)."""
+        from streams.connect import connect
+        from streams.provision import provision
+
+        nats = self.settings.nats
+        if nats.credentials_dir:  # workers started from elsewhere find the same files
+            creds = str(Path(nats.credentials_dir).resolve())
+            self.env["JETMARKET_NATS__CREDENTIALS_DIR"] = creds
+            nats = msgspec.structs.replace(nats, credentials_dir=creds)
+        if self.nats is not None:
+            nats = msgspec.structs.replace(nats, url=self.nats.url)
+
+        async def run() -> list[str]:
+            nc = await connect(nats, "provision", role="admin", max_reconnect_attempts=0)
+            try:
+                return await provision(nc.jetstream(timeout=10.0), self.settings)
+            finally:
+                await nc.close()
+
+        try:
+            report = asyncio.run(run())
+        except Exception as exc:  # no admin credentials, server unreachable, bad limits
+            log.error("cannot provision the streams as admin", extra={"error": str(exc)})
+            raise SystemExit(1) from None
+        log.info("streams provisioned (admin)", extra={"streams": report})
 
     def _spawn(self, c: Child) -> None:
         c.proc = subprocess.Popen(c.argv, env=self.env, start_new_session=True)
@@ -99,6 +136,7 @@ class Supervisor:
         try:
             if self.embedded_nats:
                 self.start_nats()
+            self.provision()
             for c in self.children:
                 self._spawn(c)
             while not self.stopping:

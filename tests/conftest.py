@@ -1,9 +1,19 @@
 """Shared fixtures: a real nats-server on free loopback ports with a temp store, and
-settings pointing every component at it and at a temp chdb path."""
+settings pointing every component at it and at a temp chdb path.
+
+Auth is on as in `make up` (infra/nats/nats-server.conf, streams/natsauth.py): one set of
+generated credentials for the whole session (``CREDENTIALS``, also the default of every
+NatsServer a test starts), the streams provisioned as admin when the server starts,
+workers connecting as their own role, and any other client (``"test"``, ``"check"`` ...)
+as admin (``nats.default_role``), so tests can still inspect and arrange anything."""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +22,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from streams import natsauth, natsserver
 from streams import settings as settings_mod
 from streams.connect import connect
 from streams.natsserver import NatsServer, free_port
@@ -19,6 +30,12 @@ from streams.provision import provision
 from streams.settings import MetricsSettings, NatsServerSettings, Settings
 
 SHARED_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "frames"
+
+CREDENTIALS = Path(tempfile.mkdtemp(prefix="jm-test-creds-"))
+atexit.register(shutil.rmtree, CREDENTIALS, True)
+natsserver.DEFAULT_CREDENTIALS_DIR = str(CREDENTIALS)
+# bcrypt's lowest cost: the same code path, and connects do not pay ~0.1 s each in tests
+natsauth.BCRYPT_COST = 4
 
 
 def shared_frames(name: str) -> Path:
@@ -35,15 +52,25 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         port=free_port(), monitor_port=free_port(), store_dir=str(tmp_path / "nats")
     )
     srv = NatsServer(cfg, log_file=tmp_path / "nats.log").start()
+    asyncio.run(_provision_as_admin(srv.url))  # as `make up` does before any worker starts
     yield srv
     srv.stop()
+
+
+async def _provision_as_admin(url: str) -> None:
+    s = settings_mod.from_mapping({"nats": {"url": url, "credentials_dir": str(CREDENTIALS)}})
+    nc = await connect(s.nats, "provision", role="admin")
+    try:
+        await provision(nc.jetstream(timeout=10.0), s)
+    finally:
+        await nc.close()
 
 
 def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
     """Settings for a test: temp chdb path, metrics endpoints off, then any overrides
     given as a nested dict, e.g. ``collector={"binance": {"ws_url": ...}}``."""
     base: dict[str, Any] = {
-        "nats": {"url": nats_url},
+        "nats": {"url": nats_url, "credentials_dir": str(CREDENTIALS), "default_role": "admin"},
         "clickhouse": {"dsn": f"chdb://{tmp_path / 'clickhouse'}"},
         # 0 disables a worker's endpoint (an empty dict would merge with the defaults and
         # have every test worker fight over ports 9101-9105)
