@@ -43,10 +43,11 @@ ALLOWED_ROOTS = frozenset(
         "Explain",
     }
 )
-# Pure generators; every other table function (file, url, s3, remote, mysql, executable,
-# input, merge, ... and any added by a later ClickHouse) is refused because it is not here.
+# Pure generators that ClickHouse also runs under readonly=1 (zeros() it refuses there);
+# every other table function (file, url, s3, remote, mysql, executable, input, merge, ...
+# and any added by a later ClickHouse) is refused because it is not here.
 ALLOWED_TABLE_FUNCTIONS = frozenset(
-    {"numbers", "numbers_mt", "zeros", "zeros_mt", "generateseries", "generate_series", "values"}
+    {"numbers", "numbers_mt", "generateseries", "generate_series", "values"}
 )
 # Schema and storage introspection only. Not: processes / query_log (other people's
 # queries), databases / disks / server_settings / build_options (paths and host facts),
@@ -125,8 +126,7 @@ class Node:
 
 
 def parse_ast(text: str) -> list[Node]:
-    """EXPLAIN AST lines -> nodes (depth by indentation). The root's direct children are
-    printed at the root's own indentation; ``check_ast`` allows for that."""
+    """EXPLAIN AST lines -> nodes (depth by indentation)."""
     out = []
     for line in text.splitlines():
         if not line.strip():
@@ -173,8 +173,12 @@ def check_ast(
         parent = parents[-1] if parents else (root if i else None)
         if n.kind == "Set":
             raise Refused("refused: SETTINGS are not allowed (limits are fixed by the service)")
-        if i and n.depth == root.depth and n.kind == "Literal":
-            raise Refused("refused: INTO OUTFILE is not allowed")
+        if parent is root and i:
+            # a query's own children after its body are INTO OUTFILE / COMPRESSION
+            # literals, FORMAT identifiers and SETTINGS: only the body may be there
+            first = nodes[1] is n
+            if n.kind == "Literal" or (not first and root.kind in _ONE_BODY):
+                raise Refused("refused: INTO OUTFILE, FORMAT and SETTINGS clauses are not allowed")
         if n.kind == "Function":
             _check_function(n.name, parent, table_functions)
         elif n.kind in ("TableIdentifier", "Identifier"):
@@ -195,6 +199,8 @@ def _check_function(name: str, parent: Node | None, table_functions: frozenset[s
     if low in DENIED_FUNCTIONS or low.startswith(DENIED_PREFIXES):
         raise Refused(f"refused: function {name}() reads outside the data or about the host")
 
+
+_ONE_BODY = frozenset({"SelectWithUnionQuery", "SelectIntersectExceptQuery", "Explain"})
 
 # Table function names that are also harmless ordinary functions (``format('{}', x)``);
 # ``file`` is both, and denied as an ordinary function too.
@@ -234,9 +240,11 @@ def canonical(
         ast = "\n".join(run(f"EXPLAIN AST {text}"))
     except Exception as exc:
         raise Refused("refused: " + first_line(exc)) from None
-    # clickhouse-connect appends its own FORMAT to EXPLAIN: drop that trailing root node
+    # clickhouse-connect appends FORMAT Native to the EXPLAIN, which shows as the root's
+    # last child; a user's FORMAT Native dropped with it is refused by check_clauses
     nodes = parse_ast(ast)
-    if len(nodes) > 1 and nodes[-1].kind == "Identifier" and nodes[-1].depth == nodes[0].depth:
+    last = nodes[-1] if len(nodes) > 1 else None
+    if last == Node(nodes[0].depth + 1, "Identifier", "Native"):
         nodes = nodes[:-1]
     check_ast(nodes, table_functions, database)
     check_clauses(text)
