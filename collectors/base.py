@@ -40,7 +40,7 @@ from prometheus_client import Counter, Gauge
 from websockets.asyncio.client import ClientConnection
 
 from streams import subjects
-from streams.bigframes import H_FRAME_REF, FrameStore
+from streams.bigframes import FRAMES_STREAM, H_FRAME_REF, FrameStore
 from streams.provision import STREAM_DLQ, STREAM_RAW, stream_fill, stream_limits
 from streams.runtime import Worker
 from streams.settings import CollectorSettings, ReconnectSettings
@@ -112,6 +112,7 @@ def new_conn_id(venue: str) -> str:
 MAX_KEPT = 200_000  # default of collector.buffer_frames
 MAX_SCAN = 50_000  # RAW messages read back to find the lost ones (one request each, ~0.2 ms)
 MAX_FRAME = 64 * 1024 * 1024  # default of collector.max_frame_bytes
+COLLECTOR_STREAMS = (STREAM_RAW, STREAM_DLQ, FRAMES_STREAM)
 LOSS_HOLD_S = 60.0  # health stays degraded this long after the last recorded loss
 DLQ_KEEP = 64 * 1024  # bytes of an oversized frame kept in its dead letter
 
@@ -565,7 +566,9 @@ async def watch_store(w: Worker, pubs: list[RawPublisher], every_s: float = 5.0)
     """Every ``every_s``: each stream's bytes against its max_bytes into the fill gauge,
     and a warning into the publishers' health once one passes its ``warn_fraction``."""
     assert w.js is not None
-    limits = stream_limits(w.settings)
+    # the streams a collector writes; MARKET and EXEC are watched by their writers or by
+    # nats-server's own monitoring (/jsz), which a collector's user may not read
+    limits = {k: v for k, v in stream_limits(w.settings).items() if k in COLLECTOR_STREAMS}
     while True:
         try:
             fill = await stream_fill(w.js, list(limits))
