@@ -86,6 +86,25 @@ def command_of(subject: str, data: bytes) -> OrderCommand:
 HISTORY_KINDS: dict[str, tuple[type, ...]] = {"cmd": (OrderCommand,), "evt": (OrderUpdate, Fill)}
 
 
+async def read_all(js: JetStreamContext, stream: str, cfg: ConsumerConfig) -> list[Msg]:
+    """Every message an ephemeral consumer on ``stream`` has pending now, in stream order.
+    Created without a name (``CONSUMER.CREATE.<stream>``, all a worker's NATS user may
+    create; nats-py's pull_subscribe would name it) and left to expire after its
+    ``inactive_threshold``."""
+    info = await js.add_consumer(stream, cfg)
+    psub = await js.pull_subscribe_bind(info.name, stream=stream)
+    out: list[Msg] = []
+    try:
+        left = int(info.num_pending or 0)
+        while left > 0:
+            got = await psub.fetch(min(left, 1000), timeout=5.0)
+            left -= len(got)
+            out += got
+    finally:
+        await psub.unsubscribe()
+    return out
+
+
 async def read_history(js: JetStreamContext, account: str) -> list[object]:
     """This account's commands and order events, in stream order. A message whose type does
     not belong on its subject (a fill published on exec.cmd) or that names another account
@@ -94,26 +113,19 @@ async def read_history(js: JetStreamContext, account: str) -> list[object]:
         filter_subjects=[subjects.exec_cmd(account), subjects.exec_evt_filter(account)],
         ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
     )  # fmt: skip
-    psub = await js.pull_subscribe("", stream=STREAM_EXEC, config=cfg)
     out: list[object] = []
     skipped = 0
-    try:
-        left = int((await psub.consumer_info()).num_pending or 0)
-        while left > 0:
-            for msg in await psub.fetch(min(left, 1000), timeout=5.0):
-                left -= 1
-                try:
-                    obj = schemas.decode_exec(msg.data)
-                except msgspec.DecodeError:
-                    skipped += 1
-                    continue  # a foreign message on our subjects is not our history
-                kind = msg.subject.split(".")[1]
-                if not isinstance(obj, HISTORY_KINDS.get(kind, ())) or obj.account != account:
-                    skipped += 1
-                    continue
-                out.append(obj)
-    finally:
-        await psub.unsubscribe()
+    for msg in await read_all(js, STREAM_EXEC, cfg):
+        try:
+            obj = schemas.decode_exec(msg.data)
+        except msgspec.DecodeError:
+            skipped += 1
+            continue  # a foreign message on our subjects is not our history
+        kind = msg.subject.split(".")[1]
+        if not isinstance(obj, HISTORY_KINDS.get(kind, ())) or obj.account != account:
+            skipped += 1
+            continue
+        out.append(obj)
     if skipped:
         log.warning("history messages skipped: not the executor's own records", extra={
             "account": account, "skipped": skipped})  # fmt: skip
@@ -126,25 +138,18 @@ async def read_instruments(js: JetStreamContext, prefix: str) -> list[Instrument
     A backtest (a replay prefix) gets its instruments from the replay instead."""
     if prefix:
         return []
-    subject = subjects.market_filter("instrument", "*", "*")
-    cfg = ConsumerConfig(filter_subject=subject, ack_policy=AckPolicy.NONE,
+    cfg = ConsumerConfig(filter_subject=subjects.market_filter("instrument", "*", "*"),
+                         ack_policy=AckPolicy.NONE,
                          deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                          inactive_threshold=30.0)  # fmt: skip
-    psub = await js.pull_subscribe(subject, stream=STREAM_MARKET, config=cfg)
     out: list[Instrument] = []
-    try:
-        left = int((await psub.consumer_info()).num_pending or 0)
-        while left > 0:
-            for msg in await psub.fetch(min(left, 1000), timeout=5.0):
-                left -= 1
-                try:
-                    obj = schemas.decode(msg.data)
-                except msgspec.DecodeError:
-                    continue
-                if isinstance(obj, Instrument):
-                    out.append(obj)
-    finally:
-        await psub.unsubscribe()
+    for msg in await read_all(js, STREAM_MARKET, cfg):
+        try:
+            obj = schemas.decode(msg.data)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(obj, Instrument):
+            out.append(obj)
     return out
 
 
