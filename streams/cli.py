@@ -280,7 +280,7 @@ async def _sql(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 await nc.close()
         else:
-            result = sql.query_direct(settings.clickhouse.dsn, args.query, max_rows=args.max_rows)
+            result = sql.query_direct(sql.query_dsn(settings), args.query, max_rows=args.max_rows)
     except sql.SqlError as exc:
         print(f"jetmarket sql: {exc}", file=sys.stderr)
         return 1
