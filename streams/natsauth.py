@@ -90,8 +90,9 @@ def durable(stream: str, name: str) -> list[str]:
 
 
 def ephemeral(stream: str) -> list[str]:
-    """Ordered/ephemeral consumers: created without a name (the server names them, so
-    INFO and MSG.NEXT cannot be narrowed to them), flow control replies. Never DELETE:
+    """Ordered/ephemeral consumers, created without a name (``CONSUMER.CREATE.<stream>``:
+    a named create could take another worker's durable name) and named by the server, so
+    INFO and MSG.NEXT cannot be narrowed to them; flow control replies. Never DELETE:
     nats-py leaves ephemerals to expire once their subscription is gone."""
     return [
         f"{API}.CONSUMER.CREATE.{stream}",
@@ -163,7 +164,9 @@ def role_perms(role: str, settings: Settings) -> Perms:
         p.pub += ["exec.cmd.>", "exec.evt.>", "exec.pos.>", subjects.dlq("executor"),
                   *stream_info("EXEC", "MARKET"), *msg_get("EXEC"),
                   *durable("EXEC", settings.executor.consumer.durable),
-                  *ephemeral("EXEC")]  # fmt: skip
+                  # EXEC: history and the kill switch's ordered consumer; MARKET: the last
+                  # instrument of each symbol at start (executor/worker.py read_instruments)
+                  *ephemeral("EXEC"), *ephemeral("MARKET")]  # fmt: skip
         p.sub += ["ctl.exec.>", "market.>", "replay.*.market.>", status]
         p.responses = True
     elif role == "trader":

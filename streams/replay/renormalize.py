@@ -133,6 +133,8 @@ async def renormalize(
                 **os.environ,
                 **to_toml_env(settings),
                 "JETMARKET_NORMALIZER__REPLAY_NAME": name,
+                # its durable on REPLAY_<NAME> is no worker's: it runs as this tool's admin
+                "JETMARKET_NATS__ROLE": settings.nats.role or "admin",
                 # the live normalizer owns its metrics port
                 "JETMARKET_METRICS__PORTS": orjson.dumps({"normalizer": 0}).decode(),
             }
