@@ -127,3 +127,25 @@ async def test_a_batch_clickhouse_keeps_refusing_is_dead_lettered(
     finally:
         await dlq.unsubscribe()
         assert sink.stop() == 0
+
+
+def test_dsn_password_masked_and_chdb_directory_private(tmp_path: Path) -> None:
+    """Issue 15 item 10: the sink logs its DSN (now through redact_url, and every log line
+    passes it), and chdb's directory is created, or tightened, to 0700."""
+    import logging
+
+    from sinks.clickhouse.store import private_dir
+    from streams.logs import JsonFormatter, redact_url
+
+    dsn = "http://jm_writer:s3cr3t-Pa55@127.0.0.1:8123/jetmarket"
+    assert redact_url(dsn) == "http://jm_writer:***@127.0.0.1:8123/jetmarket"
+    rec = logging.LogRecord("sinks.clickhouse", logging.INFO, "", 0, "ready", None, None)
+    rec.dsn = dsn
+    line = JsonFormatter().format(rec)
+    assert "s3cr3t" not in line and "jm_writer:***@" in line
+    assert redact_url("chdb:///var/x nats://u@h:4222") == "chdb:///var/x nats://u@h:4222"
+    new, old = tmp_path / "a" / "clickhouse", tmp_path / "old"
+    private_dir(new)
+    old.mkdir(mode=0o755)
+    private_dir(old)
+    assert new.stat().st_mode & 0o777 == 0o700 and old.stat().st_mode & 0o777 == 0o700
