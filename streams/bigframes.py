@@ -11,11 +11,12 @@ check of the body and resolve it with :func:`get_frame`. The bucket's limits are
 
 from __future__ import annotations
 
-import io
+import base64
+import hashlib
 
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BadObjectMetaError, BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
 from streams.settings import StreamLimits
@@ -73,10 +74,28 @@ class FrameStore:
         await obs.put(name, data, meta=meta)
 
     async def get(self, name: str) -> bytes:
+        """The frame, whole and digest-checked. Its chunks are read by an ordered consumer
+        named on OBJ_JM_FRAMES (nats-py's ``ObjectStore.get`` looks the stream up with
+        STREAM.NAMES, which a worker's user may not call); ObjectNotFoundError if gone."""
         obs = await self._bucket()
-        buf = io.BytesIO()
-        res = await obs.get(name, writeinto=buf)
-        data = buf.getvalue()
-        if res.info.size is not None and len(data) != res.info.size:
-            raise RuntimeError(f"frame {name}: {len(data)} bytes read, {res.info.size} stored")
+        info = await obs.get_info(name)
+        if not info.nuid or info.size is None:
+            raise BadObjectMetaError
+        sub = await self.js.subscribe(
+            f"$O.{FRAMES_BUCKET}.C.{info.nuid}", stream=FRAMES_STREAM, ordered_consumer=True
+        )
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < info.size:
+                msg = await sub.next_msg(timeout=10.0)
+                parts.append(msg.data)
+                got += len(msg.data)
+        finally:
+            await sub.unsubscribe()
+        data = b"".join(parts)
+        stored = (info.digest or "").split("=", 1)[-1]  # "SHA-256=<urlsafe base64>"
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        if len(data) != info.size or stored.rstrip("=") != digest.rstrip("="):
+            raise RuntimeError(f"frame {name}: {len(data)} bytes read do not match the object")
         return data
