@@ -331,6 +331,8 @@ class NormalizerWorker:
             return await self.frames.get(ref), ""
         except (ObjectNotFoundError, NotFoundError, BadObjectMetaError) as exc:
             return b"", f"frame stored by reference {ref!r} not found: {type(exc).__name__}"
+        except RuntimeError as exc:  # corrupt object, bucket missing: redelivery cannot help
+            return b"", f"frame stored by reference {ref!r} unreadable: {exc}"
 
     def _count(self, msgs: list[Msg]) -> None:
         # counted per distinct subject after the loop (Counter counts in C): a per-frame
