@@ -23,9 +23,9 @@ from collectors.base import RawPublisher
 from normalizer.worker import main as normalizer_main
 from streams import schemas, subjects
 from streams.connect import connect
-from streams.natsserver import NatsCluster
+from streams.natsserver import ClusterNode, NatsCluster, free_port
 from streams.provision import STREAM_MARKET, STREAM_RAW, provision
-from streams.settings import Settings
+from streams.settings import NatsServerSettings, Settings
 from tests.conftest import make_settings
 from tests.test_normalizer_binance import trade_frame
 from tests.workers import inprocess
@@ -141,7 +141,7 @@ async def test_stream_leader_killed_mid_stream_loses_nothing(
     tmp_path: Path, cluster: NatsCluster
 ) -> None:
     settings = cluster_settings(tmp_path, cluster.url)
-    nc = await connect(settings.nats, "collector")
+    nc = await connect(settings.nats, "test")  # admin: provisions and inspects
     js = nc.jetstream(timeout=5.0)
     await provision(js, settings)
     raw_info = await js.stream_info(STREAM_RAW)
@@ -204,3 +204,47 @@ async def test_stream_leader_killed_mid_stream_loses_nothing(
           f" frames re-sent {pub.recovered}")  # fmt: skip
     await coll_nc.close()
     await nc.close()
+
+
+def peers(node: ClusterNode) -> set[str]:
+    """Names of the servers this node has routes to (/routez; routes are pooled)."""
+    import json
+    import urllib.request
+
+    url = f"http://{node.cfg.host}:{node.cfg.monitor_port}/routez"
+    with urllib.request.urlopen(url, timeout=2.0) as resp:
+        return {r.get("remote_name", "") for r in json.loads(resp.read())["routes"] or []}
+
+
+def test_a_node_without_route_credentials_cannot_join(tmp_path: Path) -> None:
+    """Routes authenticate: two nodes with the cluster's route credentials link up; a third
+    with credentials of its own (another checkout's) is refused both ways and stays alone."""
+    ports = [free_port() for _ in range(3)]
+    urls = [f"nats-route://127.0.0.1:{p}" for p in ports]
+
+    def node(i: int, creds: Path | None = None) -> ClusterNode:
+        cfg = NatsServerSettings(port=free_port(), monitor_port=free_port(),
+                                 store_dir=str(tmp_path / f"n{i}"))  # fmt: skip
+        return ClusterNode(cfg, name=f"jm-n{i}", cluster_name="jm", cluster_port=ports[i],
+                           routes=urls, log_file=tmp_path / f"n{i}.log",
+                           credentials_dir=creds)  # fmt: skip
+
+    good = [node(0), node(1)]
+    bad = node(2, creds=tmp_path / "other-creds")
+    try:
+        for n in (*good, bad):
+            n.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (
+            peers(good[0]) == {"jm-n1"} and peers(good[1]) == {"jm-n0"}
+        ):
+            time.sleep(0.2)
+        assert peers(good[0]) == {"jm-n1"} and peers(good[1]) == {"jm-n0"}
+        time.sleep(1.5)  # the bad node keeps retrying meanwhile
+        assert peers(bad) == set()
+        assert "jm-n2" not in peers(good[0]) | peers(good[1])
+        logs = (tmp_path / "n0.log").read_text() + (tmp_path / "n1.log").read_text()
+        assert "authentication error" in logs.lower() or "authorization" in logs.lower()
+    finally:
+        for n in (*good, bad):
+            n.stop()
