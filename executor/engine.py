@@ -1,14 +1,13 @@
 """One account's executor: commands -> checks -> venue -> order states, fills, positions.
 
-Everything that changes an order goes through ``_apply`` (venue reports) or
-``Order.move`` (our own requests), both checked by the state machine. Calls are
-serialised by one lock per account: commands, market-driven fills, timers and
-reconciliation never interleave on the same orders.
+The account's orders, fills and positions and the one way a venue report changes them are the
+Ledger's (executor/ledger.py); this adds commands, risk, cancels and timers. Recovery (the
+restart rebuild and reconciliation, executor/recovery/) works through the Ledger and the
+``resolve`` callback only. Calls are serialised by the Ledger's lock per account.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -16,29 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 from executor import metrics as m
-from executor import state as sm
-from executor.model import Order, Reply, VenueFill, VenueRejected, VenueReport, VenueUnknown
-from executor.positions import Pos, fee_in_quote
+from executor.ledger import Ledger, Publisher
+from executor.marks import Marks
+from executor.model import Order, Reply, VenueRejected, VenueUnknown
 from executor.precision import PrecisionError, parse_decimal
-from executor.reconcile import Reconciler
+from executor.recovery.rebuild import rebuild
+from executor.recovery.reconcile import Reconciler
 from executor.risk import Risk
 from executor.venues.base import Venue
 from streams import subjects
-from streams.schemas import (
-    BBO,
-    Depth,
-    ExecBase,
-    Fill,
-    Mark,
-    OrderCommand,
-    OrderUpdate,
-    Trade,
-    encode,
-)  # fmt: skip
+from streams.schemas import OrderCommand, encode
 from streams.settings import AccountSettings
+
+__all__ = ["Engine", "Marks", "Publisher", "command_msg_id"]  # Marks: its old home
 
 log = logging.getLogger("executor")
 
@@ -56,12 +47,6 @@ def _subject_ok(account: str, cmd: OrderCommand) -> bool:
     return True
 
 
-class Publisher(Protocol):
-    async def publish(self, subject: str, msg: ExecBase, msg_id: str) -> None: ...
-
-    async def dlq(self, data: bytes, reason: str) -> None: ...
-
-
 def command_msg_id(cmd: OrderCommand) -> str:
     """Nats-Msg-Id of a command: client order id + action (+ the new terms of a replace,
     so two different replaces of one order are two commands)."""
@@ -69,35 +54,6 @@ def command_msg_id(cmd: OrderCommand) -> str:
     if cmd.action == "replace":
         return f"{base}:{cmd.quantity}:{cmd.price}:{cmd.stop_price}"
     return base
-
-
-class Marks:
-    """Latest mark price per (venue, symbol): mark price, else BBO mid, else last trade."""
-
-    def __init__(self) -> None:
-        self.prices: dict[tuple[str, str], float] = {}
-        self._has_mark: set[tuple[str, str]] = set()
-
-    def on_market(self, msg: object) -> None:
-        if isinstance(msg, Mark) and msg.mark_price:
-            key = (msg.venue, msg.symbol)
-            self._has_mark.add(key)
-            self.prices[key] = msg.mark_price
-        elif isinstance(msg, BBO) and msg.bid_price and msg.ask_price:
-            key = (msg.venue, msg.symbol)
-            if key not in self._has_mark:
-                self.prices[key] = (msg.bid_price + msg.ask_price) / 2
-        elif isinstance(msg, Depth) and msg.bids and msg.asks:
-            key = (msg.venue, msg.symbol)
-            if key not in self._has_mark:
-                self.prices[key] = (msg.bids[0][0] + msg.asks[0][0]) / 2
-        elif isinstance(msg, Trade):
-            key = (msg.venue, msg.symbol)
-            if key not in self._has_mark:
-                self.prices[key] = msg.price
-
-    def get(self, venue: str, symbol: str) -> float | None:
-        return self.prices.get((venue, symbol))
 
 
 @dataclass(slots=True)
@@ -108,7 +64,9 @@ class _Terms:
     ref_price: float | None
 
 
-class Engine:
+class Engine(Ledger):
+    """Commands, risk, cancels and timers on top of the account's Ledger."""
+
     def __init__(
         self,
         account: str,
@@ -118,119 +76,10 @@ class Engine:
         marks: Marks,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.account = account
-        self.cfg = cfg
-        self.venue = venue
-        self.pub = pub
-        self.marks = marks
-        self.clock = clock
+        super().__init__(account, cfg, venue, pub, marks, clock)
         self.risk = Risk(cfg.risk)
-        self.orders: dict[str, Order] = {}  # every order seen: idempotency by client id
-        self.active: dict[str, Order] = {}  # the non-terminal ones
-        self.positions: dict[tuple[str, str], Pos] = {}
-        self.marked: dict[tuple[str, str], float | None] = {}  # mark last published
-        self.cancel_alls: set[str] = set()
-        # quantity still to fill of open orders per (venue, symbol, side), for max_position
-        self.working: dict[tuple[str, str, str], float] = {}
-        self._left: dict[str, float] = {}  # each open order's part of ``working``
         self.halted: str | None = None
-        self.lock = asyncio.Lock()
-        self.recon = Reconciler(self)
-
-    # -- publishing ------------------------------------------------------------------------
-    def _ts(self) -> int:
-        return int(self.clock() * 1e9)
-
-    async def _emit(self, o: Order) -> None:
-        if o.done:
-            self.active.pop(o.client_order_id, None)
-        else:
-            self.active[o.client_order_id] = o
-        self._track(o)
-        m.OPEN.labels(self.account).set(len(self.active))
-        await self.pub.publish(
-            subjects.exec_evt(self.account, o.venue, o.symbol), o.update(self._ts()),
-            f"{self.account}:{o.client_order_id}:{o.state}:{o.filled!r}",
-        )  # fmt: skip
-
-    async def _emit_fill(self, o: Order, f: VenueFill) -> None:
-        key = (o.venue, o.symbol)
-        pos = self.positions.setdefault(key, Pos())
-        pos.apply(o.side, f.price, f.size, fee_in_quote(o.symbol, f.fee, f.fee_currency, f.price))
-        m.FILLS.labels(self.account).inc()
-        ts = f.ts_ns or self._ts()
-        await self.pub.publish(
-            subjects.exec_evt(self.account, o.venue, o.symbol),
-            Fill(account=self.account, venue=o.venue, symbol=o.symbol, ts_event=ts,
-                 ts_recv=self._ts(), client_order_id=o.client_order_id,
-                 venue_order_id=o.venue_order_id, trade_id=f.trade_id, side=o.side,
-                 price=f.price, size=f.size, fee=f.fee, fee_currency=f.fee_currency,
-                 liquidity=f.liquidity if f.liquidity in ("maker", "taker") else "unknown"),  # type: ignore[arg-type]
-            f"{self.account}:fill:{o.venue}:{f.trade_id}",
-        )  # fmt: skip
-
-    async def emit_position(self, key: tuple[str, str], periodic: bool = False) -> None:
-        pos = self.positions[key]
-        mark = self.marks.get(*key)
-        if periodic and (pos.size == 0 or self.marked.get(key) == mark):
-            return
-        self.marked[key] = mark
-        ts = self._ts()
-        suffix = f":m{ts // 1_000_000}" if periodic else ""
-        await self.pub.publish(
-            subjects.exec_pos(self.account), pos.message(self.account, *key, mark, ts),
-            f"{self.account}:pos:{key[0]}:{key[1]}:{pos.fills}{suffix}",
-        )  # fmt: skip
-
-    # -- applying venue reports ------------------------------------------------------------
-    async def _apply(self, o: Order, rep: VenueReport) -> None:
-        fresh = [f for f in rep.fills if f.trade_id not in o.fill_ids]
-        if rep.venue_order_id:
-            o.venue_order_id = rep.venue_order_id
-        for f in fresh:
-            o.fill_ids.add(f.trade_id)
-        filled = max(rep.filled, o.filled)
-        target = rep.status
-        if target in ("new", "partially_filled"):
-            target = "partially_filled" if filled > 0 else "new"
-            if o.state == "pending_cancel":
-                target = "pending_cancel"  # still waiting for the cancel's outcome
-        elif target == "canceled" and o.timed_out:
-            target = "expired"
-        changed = filled != o.filled or target != o.state
-        if rep.avg_price is not None:
-            o.avg_price = rep.avg_price
-        o.filled = filled
-        if target != o.state or target in ("partially_filled", "pending_cancel"):
-            if sm.allowed(o.state, target):
-                o.move(target, self.clock())
-            elif target != o.state:
-                # a stale view (e.g. a lookup answered before a fill we already have)
-                m.STALE.labels(self.account).inc()
-                changed = False
-        if o.done:
-            o.reason = self._final_reason(o, rep.reason)
-        if changed:
-            await self._emit(o)
-        for f in fresh:
-            await self._emit_fill(o, f)
-        if fresh:
-            await self.emit_position((o.venue, o.symbol))
-
-    def _final_reason(self, o: Order, venue_reason: str) -> str:
-        if o.state == "expired" and o.timed_out:
-            if o.filled > 0:
-                return f"timeout: partially filled {o.filled:g} of {o.quantity:g}, rest cancelled"
-            return "timeout: cancelled unfilled"
-        return venue_reason or o.reason
-
-    async def on_reports(self, reports: list[VenueReport]) -> None:
-        """Reports the venue pushes by itself (paper fills from market data)."""
-        async with self.lock:
-            for rep in reports:
-                o = self.orders.get(rep.client_order_id)
-                if o is not None and not o.done:
-                    await self._apply(o, rep)
+        self.recon = Reconciler(self, self.resolve)
 
     # -- commands --------------------------------------------------------------------------
     async def handle(self, cmd: OrderCommand) -> Reply:
@@ -281,7 +130,7 @@ class Engine:
                   cmd.order_type, qty, reason=reason)  # fmt: skip
         o.move("rejected", self.clock())
         self.orders[o.client_order_id] = o
-        await self._emit(o)
+        await self.emit(o)
         return self._reply(o)
 
     async def _terms(self, cmd: OrderCommand) -> _Terms | str:
@@ -328,19 +177,12 @@ class Engine:
             quantity, price, stop, cmd.time_in_force, cmd.reduce_only, qty_str, price_str,
             stop_str, since=self.clock(),
         )  # fmt: skip
-        timeout = cmd.timeout_s if cmd.timeout_s is not None else self._default_timeout(o)
+        timeout = cmd.timeout_s if cmd.timeout_s is not None else self.default_timeout(o)
         if timeout is not None:
             if timeout <= 0:
                 return "timeout_s must be > 0"
             o.deadline = self.clock() + timeout
         return _Terms(o, ref)
-
-    def _default_timeout(self, o: Order) -> float | None:
-        t = self.cfg.timeouts
-        for key in (f"{o.symbol}:{o.order_type}", o.symbol, o.order_type, "*"):
-            if key in t:
-                return t[key]
-        return None
 
     async def _new(self, cmd: OrderCommand) -> Reply:
         known = self.orders.get(cmd.client_order_id)
@@ -364,27 +206,9 @@ class Engine:
         self.orders[o.client_order_id] = o
         self.active[o.client_order_id] = o
         if self.venue.write_ahead:
-            await self._emit(o)  # durable before it leaves: a crash now is found at restart
+            await self.emit(o)  # durable before it leaves: a crash now is found at restart
         await self._submit(o)
         return self._reply(o)
-
-    def _working(self, new: Order) -> float:
-        """Signed quantity still to fill of the open orders on ``new``'s symbol and side."""
-        left = self.working.get((new.venue, new.symbol, new.side), 0.0)
-        if left < 1e-12:
-            return 0.0
-        return left if new.side == "buy" else -left
-
-    def _track(self, o: Order) -> None:
-        """Keep ``working`` in step with one order's state and fills. Kept per change, not
-        summed per command: a sum over open orders costs ~0.7 ms per command at 4k orders."""
-        key = (o.venue, o.symbol, o.side)
-        before = self._left.pop(o.client_order_id, 0.0)
-        now = 0.0 if o.done else max(o.quantity - o.filled, 0.0)
-        if now:
-            self._left[o.client_order_id] = now
-        if now != before:
-            self.working[key] = self.working.get(key, 0.0) + now - before
 
     async def _submit(self, o: Order) -> None:
         try:
@@ -392,15 +216,15 @@ class Engine:
         except VenueRejected as exc:
             o.reason = str(exc)
             o.move("rejected", self.clock())
-            await self._emit(o)
+            await self.emit(o)
             return
         except VenueUnknown as exc:
             m.UNKNOWN.labels(self.account).inc()
             o.reason = f"submission outcome unknown ({exc}): resolving by lookup"
             o.move("unknown", self.clock())
-            await self._emit(o)
+            await self.emit(o)
             return
-        await self._apply(o, rep)
+        await self.apply(o, rep)
 
     async def _cancel_cmd(self, cmd: OrderCommand) -> Reply:
         o = self.orders.get(cmd.client_order_id)
@@ -427,7 +251,7 @@ class Engine:
             o.timed_out = o.timed_out or timed_out
             o.reason = reason
             o.move("pending_cancel", self.clock())
-            await self._emit(o)
+            await self.emit(o)
         o.since = self.clock()
         try:
             answer = await self.venue.cancel(o)
@@ -445,12 +269,12 @@ class Engine:
         if rep.status in ("new", "partially_filled"):
             # the venue still has it live: the cancel did not take; back to live, retried
             # by the timer for a timed-out order
-            await self._apply(o, rep)
+            await self.apply(o, rep)
             o.move("partially_filled" if o.filled > 0 else "new", self.clock())
             o.reason = "cancel not confirmed by the venue"
-            await self._emit(o)
+            await self.emit(o)
             return
-        await self._apply(o, rep)
+        await self.apply(o, rep)
 
     async def _replace(self, cmd: OrderCommand) -> Reply:
         o = self.orders.get(cmd.client_order_id)
@@ -523,7 +347,7 @@ class Engine:
                 if not self._due(o, now):
                     continue
                 if o.state == "unknown":
-                    await self._resolve(o)
+                    await self.resolve(o)
                 elif o.state == "pending_cancel":
                     await self._cancel(o, o.reason, o.timed_out)
                 else:
@@ -536,7 +360,7 @@ class Engine:
             return now - o.since >= CANCEL_RETRY_S
         return o.live and o.deadline is not None and now >= o.deadline
 
-    async def _resolve(self, o: Order, restart: bool = False) -> None:
+    async def resolve(self, o: Order, restart: bool = False) -> None:
         """Find out what happened to a submission before doing anything else with it."""
         o.checked = self.clock()
         try:
@@ -549,7 +373,7 @@ class Engine:
             "found": rep.status if rep is not None else None, "restart": restart})  # fmt: skip
         if rep is not None:
             o.reason = ""
-            await self._apply(o, rep)
+            await self.apply(o, rep)
             if self.halted is not None and o.live:
                 await self._cancel(o, f"halted: {self.halted}")
             return
@@ -559,7 +383,7 @@ class Engine:
                 # is rejected (a trader resends it after the resume if still wanted)
                 o.reason = f"halted: {self.halted}"
                 o.move("rejected", self.clock())
-                await self._emit(o)
+                await self.emit(o)
                 return
             # stored but the process died before (or while) sending; the venue has no such
             # order, so sending it now is the first and only submission
@@ -567,75 +391,15 @@ class Engine:
         elif o.state == "unknown" and self.clock() - o.since >= self.cfg.unknown_grace_s:
             o.reason = "submission outcome unknown and the order is not at the venue"
             o.move("rejected", self.clock())
-            await self._emit(o)
+            await self.emit(o)
 
     async def reconcile(self, restart: bool = False) -> None:
         """Match our orders with the venue's open orders and recent fills, by client order
-        id (executor/reconcile.py), then publish positions that moved."""
-        async with self.lock:
-            await self.recon.resolve(restart=restart)
-        listing = await self.recon.fetch()
-        async with self.lock:
-            if listing is not None:
-                await self.recon.apply(listing)
-            for key in list(self.positions):
-                await self.emit_position(key, periodic=True)
+        id (executor/recovery/reconcile.py), then publish positions that moved."""
+        await self.recon.run(restart=restart)
 
     # -- restart ---------------------------------------------------------------------------
     def restore(self, history: list[object]) -> None:
-        """Rebuild orders, fills and positions from this account's EXEC history (commands,
-        order updates, fills in stream order), then hand live orders back to the venue."""
-        commands: dict[str, OrderCommand] = {}
-        fills_by_cid: dict[str, list[Fill]] = {}
-        for msg in history:
-            if isinstance(msg, OrderCommand):
-                if msg.action == "new":
-                    commands.setdefault(msg.client_order_id, msg)
-                elif msg.action == "cancel_all":
-                    self.cancel_alls.add(msg.client_order_id)
-            elif isinstance(msg, OrderUpdate):
-                self._restore_update(msg, commands.get(msg.client_order_id))
-            elif isinstance(msg, Fill):
-                fills_by_cid.setdefault(msg.client_order_id, []).append(msg)
-                key = (msg.venue, msg.symbol)
-                fee = fee_in_quote(msg.symbol, msg.fee, msg.fee_currency, msg.price)
-                self.positions.setdefault(key, Pos()).apply(msg.side, msg.price, msg.size, fee)
-        for cid, fills in fills_by_cid.items():
-            o = self.orders.get(cid)
-            if o is not None:
-                o.fill_ids.update(f.trade_id for f in fills)
-                o.filled = max(o.filled, sum(f.size for f in fills))
-        self.active = {cid: o for cid, o in self.orders.items() if not o.done}
-        for o in self.active.values():
-            self._track(o)
-            if o.live:
-                self.venue.restore(o)
-        m.OPEN.labels(self.account).set(len(self.active))
-
-    def _restore_update(self, u: OrderUpdate, cmd: OrderCommand | None) -> None:
-        o = self.orders.get(u.client_order_id)
-        ts = u.ts_event / 1e9
-        if o is None:
-            o = Order(self.account, u.venue, u.symbol, u.client_order_id, u.side, u.order_type,
-                      u.quantity, u.price, since=ts)  # fmt: skip
-            o.qty_str = repr(u.quantity)
-            o.price_str = repr(u.price) if u.price is not None else None
-            if cmd is not None:
-                o.stop_price = float(cmd.stop_price) if cmd.stop_price else None
-                o.stop_str = cmd.stop_price
-                o.time_in_force = cmd.time_in_force
-                o.reduce_only = cmd.reduce_only
-            timeout = cmd.timeout_s if cmd is not None and cmd.timeout_s is not None else (
-                self._default_timeout(o))  # fmt: skip
-            if timeout is not None:
-                o.deadline = ts + timeout
-            self.orders[o.client_order_id] = o
-        # history is what happened: no transition check, the last word wins
-        if u.state != o.state:
-            o.since = ts
-        o.state = u.state
-        o.filled = u.filled
-        o.avg_price = u.avg_price
-        o.venue_order_id = u.venue_order_id or o.venue_order_id
-        o.reason = u.reason
-        o.timed_out = o.timed_out or u.reason.startswith("timeout")
+        """Rebuild orders, fills and positions from this account's EXEC history
+        (executor/recovery/rebuild.py), then hand live orders back to the venue."""
+        rebuild(self, history)

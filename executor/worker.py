@@ -24,8 +24,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from executor import metrics as m
-from executor.engine import Engine, Marks, command_msg_id
+from executor.engine import Engine, command_msg_id
 from executor.killswitch import KillSwitch
+from executor.marks import Marks
 from executor.venues.base import Venue
 from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue

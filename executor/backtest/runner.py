@@ -24,7 +24,8 @@ from nats.js import JetStreamContext
 
 from executor.backtest.results import Record, Recorder, Summary, store, summarize
 from executor.backtest.strategy import Context, Strategy
-from executor.engine import Engine, Marks
+from executor.engine import Engine
+from executor.marks import Marks
 from executor.positions import Pos
 from executor.state import LIVE
 from executor.venues.paper import PaperVenue

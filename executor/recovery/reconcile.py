@@ -4,7 +4,7 @@ Per-order lookups only ever find orders the executor knows. A round here lists t
 account's open orders and fills on every traded symbol, so it also finds orders placed
 under our client-id prefix that the executor has no record of (a lost EXEC record, a
 previous instance) and fills that happened while the executor was down. Everything goes
-through ``Engine._apply``: the state machine and its stale-report guard decide, and fills
+through ``Ledger.apply``: the state machine and its stale-report guard decide, and fills
 are keyed by trade id (``Order.fill_ids``, and ``Nats-Msg-Id`` on EXEC), so overlapping
 windows and restarts never record a fill twice. Matching runs under the engine's lock; the
 venue listing does not.
@@ -13,14 +13,12 @@ venue listing does not.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from executor import metrics as m
+from executor.ledger import Ledger
 from executor.model import Order, VenueFill, VenueOrder, VenueTrade, VenueUnknown
-
-if TYPE_CHECKING:
-    from executor.engine import Engine
 
 log = logging.getLogger("executor")
 
@@ -48,8 +46,10 @@ class Listing:
 
 
 class Reconciler:
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
+    def __init__(self, ledger: Ledger, resolve: Callable[[Order, bool], Awaitable[None]]) -> None:
+        self.e = ledger
+        # the engine's lookup-before-resend of a pending_new/unknown submission
+        self._resolve = resolve
         self.since_ms: int | None = None  # start of the next fills window
         self.foreign: set[str] = set()  # venue order ids of other clients' orders
         self.rounds = 0
@@ -70,7 +70,20 @@ class Reconciler:
         """Unknown submissions first: nothing may resend them before a lookup. Locked."""
         for o in list(self.e.active.values()):
             if o.state in ("pending_new", "unknown"):
-                await self.e._resolve(o, restart=restart)
+                await self._resolve(o, restart)
+
+    async def run(self, restart: bool = False) -> None:
+        """One round: resolve unknown submissions, list the venue (unlocked), match the
+        listing, then publish positions that moved."""
+        e = self.e
+        async with e.lock:
+            await self.resolve(restart=restart)
+        listing = await self.fetch()
+        async with e.lock:
+            if listing is not None:
+                await self.apply(listing)
+            for key in list(e.positions):
+                await e.emit_position(key, periodic=True)
 
     async def fetch(self) -> Listing | None:
         """The venue's open orders and recent fills. Not under the engine's lock: with
@@ -118,7 +131,7 @@ class Reconciler:
         cid = lo.report.client_order_id
         o = self.e.orders.get(cid)
         if o is not None:
-            await self.e._apply(o, lo.report)
+            await self.e.apply(o, lo.report)
         elif self.ours(cid):
             await self._adopt(lo)
         elif vid:
@@ -140,9 +153,9 @@ class Reconciler:
             if rep is None:
                 o.reason = "not found at the venue during reconciliation"
                 o.move("canceled" if not o.timed_out else "expired", e.clock())
-                await e._emit(o)
+                await e.emit(o)
             else:
-                await e._apply(o, rep)
+                await e.apply(o, rep)
 
     async def _orphan_fills(self, fills: dict[str, list[VenueFill]],
                             sym_of: dict[str, str]) -> None:  # fmt: skip
@@ -174,11 +187,11 @@ class Reconciler:
             stop_str=repr(lo.stop_price) if lo.stop_price else None, reason=ADOPTED,
             since=e.clock(),
         )  # fmt: skip
-        timeout = e._default_timeout(o)  # counted from now: we only just learned of it
+        timeout = e.default_timeout(o)  # counted from now: we only just learned of it
         if timeout is not None:
             o.deadline = e.clock() + timeout
         e.orders[o.client_order_id] = o
-        await e._apply(o, rep)
+        await e.apply(o, rep)
         m.ADOPTED.labels(e.account).inc()
         log.warning("order adopted by reconciliation", extra={
             "account": e.account, "client_order_id": o.client_order_id, "symbol": o.symbol,
