@@ -20,6 +20,7 @@ def verdict(res: Result) -> list[str]:
     bad += [f"{r.fault}: {r.uncovered} missed trades without a gap" for r in res.rows
             if r.uncovered]  # fmt: skip
     bad += [f"book {s}: {why}" for s, why in res.books_ok.items() if why != "ok"]
+    bad += [f"{r.fault}: {p}" for r in res.rows for p in r.problems]
     return bad
 
 
@@ -28,12 +29,18 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="one of each fault, 3 s outage (CI)")
     ap.add_argument("--rate", type=float, default=None, help="offered trades/s")
     ap.add_argument("--keep", type=Path, default=None, help="work dir to keep (logs, stores)")
+    ap.add_argument(
+        "--loss",
+        action="store_true",
+        help="only the loss faults (store full, 20 MB frame, NATS down past the buffer, "
+        "150-day backfill); --short makes their outages shorter",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="jm-faults-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        res = asyncio.run(run_suite(work, short=args.short, rate=args.rate))
+        res = asyncio.run(run_suite(work, short=args.short, rate=args.rate, loss_only=args.loss))
     print(table(res.rows))
     print(f"books equal to the venue's true book: {res.books_ok}; {res.seconds:.0f}s")
     bad = verdict(res)

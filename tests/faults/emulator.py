@@ -76,3 +76,15 @@ class LedgerEmulator(BinanceEmulator):
                             led.keys.append(key)
             except (ConnectionError, RuntimeError):
                 pass  # the client went away; what it was sent is in its ledger
+
+    async def emit_big_trade(self, native: str, pad: int) -> Key:
+        """One real trade of ``native`` whose frame is padded to ``pad`` bytes (an extra
+        field the parser ignores): over NATS max_payload, it must still be stored whole."""
+        sim = self.sims[native]
+        data, (p, q, side) = sim.trade(int(time.time() * 1000))
+        self.emitted_trades[(sim.symbol, str(data["t"]))] = (sim.symbol, p, q, side)
+        stream = f"{native.lower()}@trade"
+        padded = {**data, "pad": "x" * pad}
+        frame = (stream, orjson.dumps({"stream": stream, "data": padded}), orjson.dumps(padded))
+        await self._broadcast([frame])
+        return (sim.symbol, int(data["t"]))

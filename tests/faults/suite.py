@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
+from streams import subjects
 from tests.faults.emulator import Key
-from tests.faults.pipeline import OURS, STALE_AFTER_S, SYMBOLS, Pipeline
+from tests.faults.pipeline import BACKFILL_VENUE, OURS, STALE_AFTER_S, SYMBOLS, Pipeline
 
 GAP_SLACK_S = 5.0  # a gap is found after the hole (next depth event, next connection)
+LOST_SLACK_S = 2.0  # venue send -> collector receive, at most, for lost-gap ranges
+_LOST_RANGE = re.compile(r"^lost (\d+) frames received (\d+)\.\.(\d+) ns")
+BIG_FRAME = 20 * 1024 * 1024
+BACKFILL_DAYS = 150
 
 
 @dataclass
@@ -23,6 +31,7 @@ class Phase:
     count: int = 0
     recovery_s: list[float] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a fault's own check that failed
 
 
 @dataclass
@@ -37,14 +46,19 @@ class Row:
     in_flight: int = 0  # written to a socket that then died, before the collector read it
     uncovered: int = 0  # unoffered or in flight, with no gap recorded for the hole
     gaps: int = 0
+    # received by the collector, then lost (buffer overflow in an outage, store full) with
+    # a ``lost`` gap recorded whose time range holds it: counted, never silent
+    dropped: int = 0
     recovery_s: float = 0.0
     crashes: list[str] = field(default_factory=list)  # workers that died on their own
+    problems: list[str] = field(default_factory=list)
 
 
 class Suite:
-    def __init__(self, p: Pipeline, short: bool, seed: int = 2026) -> None:
+    def __init__(self, p: Pipeline, short: bool, seed: int = 2026, loss_only: bool = False) -> None:
         self.p = p
         self.short = short
+        self.loss_only = loss_only
         self.rnd = random.Random(seed)
         self.phases: list[Phase] = [Phase("warm-up", 0.0)]
         self.book_ok: dict[str, str] = {}
@@ -136,9 +150,97 @@ class Suite:
 
         return act
 
+    async def store_full(self) -> float:
+        """Another stream fills the JetStream store: every publish gets 503 (err 10023) for
+        a while, longer than the collector's buffer lasts at this load."""
+        await self.p.fill_store()
+        await asyncio.sleep(10.0 if self.short else 20.0)
+        await self.p.free_store()
+        return await self._recovered(time.time())
+
+    async def nats_down_long(self) -> float:
+        """nats-server away longer than the collector's buffer (collector.buffer_frames)."""
+        self.p.nats.stop()
+        await asyncio.sleep(8.0 if self.short else 20.0)
+        self.p.nats.start()
+        return await self._recovered(time.time())
+
+    async def big_frame(self) -> float:
+        """A 20 MB trade frame (over the 8 MB max_payload): stored whole by reference, the
+        trade in ClickHouse like any other (the accounting checks it by id)."""
+        key = await self.p.emu.emit_big_trade(SYMBOLS[0], BIG_FRAME)
+        t = time.time()
+        deadline = time.monotonic() + 60
+        q = (f"SELECT count() FROM trades WHERE venue = 'binance' AND symbol = '{key[0]}' "
+             f"AND id = '{key[1]}'")  # fmt: skip
+        while (await self.p.query(q))[0][0] == 0:
+            if time.monotonic() > deadline:
+                self.phases[-1].problems.append(f"20 MB trade {key} not stored in 60 s")
+                break
+            await asyncio.sleep(0.2)
+        return await self._recovered(t)
+
+    async def backfill_batch(self) -> float:
+        """What a backfill (or replay) of 150 days sends: one raw frame of trades per day,
+        published together, so one normalizer batch and one sink block span 150 daily
+        partitions. All of them must be stored, and the live feed must keep flowing."""
+        assert self.p.nc is not None
+        js = self.p.nc.jetstream(timeout=10.0)
+        day_ms = 86_400_000
+        start = (int(time.time() * 1000) // day_ms - BACKFILL_DAYS) * day_ms
+        per_day = 10
+        for d in range(BACKFILL_DAYS):
+            rows = [{"symbol": "BTC/USDT", "timestamp": start + d * day_ms + i * 1000,
+                     "price": 100.0 + d, "amount": 0.5, "id": f"bf{d}-{i}", "side": "buy"}
+                    for i in range(per_day)]  # fmt: skip
+            headers = {subjects.H_RECV_NS: str(time.time_ns()), subjects.H_CONN: "faults-backfill",
+                       subjects.H_MSG_ID: f"ccxt:{BACKFILL_VENUE}:faults-bf-{d}"}  # fmt: skip
+            subject = subjects.raw(BACKFILL_VENUE, "ccxt-hist-trades", "BTC/USDT")
+            if d < BACKFILL_DAYS - 1:  # core publishes in one burst, the last one acked
+                await self.p.nc.publish(subject, orjson.dumps(rows), headers=headers)
+            else:
+                await js.publish(subject, orjson.dumps(rows), headers=headers)
+        t = time.time()
+        want = BACKFILL_DAYS * per_day
+        deadline = time.monotonic() + 90
+        got = 0
+        while time.monotonic() < deadline:
+            try:
+                got = int(
+                    (
+                        await self.p.query(
+                            f"SELECT count() FROM trades WHERE venue = '{BACKFILL_VENUE}'"
+                        )
+                    )[0][0]
+                )
+            except Exception:
+                got = -1
+            if got >= want:
+                break
+            await asyncio.sleep(0.5)
+        if got < want:
+            self.phases[-1].problems.append(
+                f"150-day batch: {got} of {want} trades stored after 90 s (the sink is stuck?)"
+            )
+            return time.time() - t
+        return await self._recovered(t)
+
+    async def run_loss(self) -> None:
+        """The loss faults (issue 15): each ends with every lost frame inside a recorded
+        ``lost`` gap (``dropped``) or stored."""
+        await self.run_fault("20 MB frame", 1, self.big_frame)
+        await self.run_fault("NATS down past the buffer", 1, self.nats_down_long)
+        await self.run_fault("JetStream store full", 1, self.store_full)
+        await self.run_fault("150-day backfill batch", 1, self.backfill_batch)
+
     async def run(self) -> None:
         n = 1 if self.short else 10
         await asyncio.sleep(1.5)  # warm-up: books synced, every worker flowing
+        if self.loss_only:
+            await self.run_loss()
+            self.phases.append(Phase("tail (no fault)", time.time()))
+            await asyncio.sleep(1.0)
+            return
         for worker in ("collector", "normalizer", "sink", "orderbook"):
             await self.run_fault(f"kill -9 {worker}", n, self.kill(worker))
         await self.run_fault("nats-server restart", 1 if self.short else 3, self.nats_restart)
@@ -146,6 +248,8 @@ class Suite:
         await self.run_fault("venue stalls connection", 1 if self.short else 3, self.stall)
         outage = 3.0 if self.short else 60.0
         await self.run_fault(f"insert failures {outage:.0f}s", 1, self.insert_outage(outage))
+        if not self.short:  # make faults; make test has their short forms in test_no_silent_loss
+            await self.run_loss()
         self.phases.append(Phase("tail (no fault)", time.time()))
         await asyncio.sleep(1.0)
 
@@ -200,6 +304,20 @@ class Suite:
             gaps.setdefault(sym, []).append(int(ns) / 1e9)
         for v in gaps.values():
             v.sort()
+        # ``lost`` gaps of the trade channel: symbol -> [(first s, last s)], and their counts
+        lost_rows = await self.p.query(
+            "SELECT symbol, detail FROM gaps WHERE venue = 'binance' AND reason = 'lost' "
+            "AND channel = 'trade'", max_rows=100_000, timeout=30,
+        )  # fmt: skip
+        lost_spans: dict[str, list[tuple[float, float]]] = {}
+        lost_counted = 0
+        for sym, detail in lost_rows:
+            m = _LOST_RANGE.match(detail)
+            if m:
+                lost_counted += int(m.group(1))
+                lost_spans.setdefault(sym, []).append(
+                    (int(m.group(2)) / 1e9 - LOST_SLACK_S, int(m.group(3)) / 1e9)
+                )
 
         # where each offered trade sits in its connection's ledger
         verdict: dict[Key, str] = {}
@@ -218,6 +336,7 @@ class Suite:
             if ph.recovery_s:
                 table[ph.fault].recovery_s = max(ph.recovery_s)
             table[ph.fault].crashes = ph.crashes
+            table[ph.fault].problems = ph.problems
         for sym, times in gaps.items():
             del sym
             for t in times:
@@ -240,14 +359,23 @@ class Suite:
                     row.duplicated += stored[key] - 1
                     continue
                 if v == "lost":
-                    row.lost += 1
+                    if any(lo <= t <= hi for lo, hi in lost_spans.get(sym, ())):
+                        row.dropped += 1  # received, lost, and recorded as lost
+                    else:
+                        row.lost += 1
                     continue
                 setattr(row, v, getattr(row, v) + 1)
                 if not self._covered(t, stored_times, gaps.get(sym, [])):
                     row.uncovered += 1
                     if v == "in_flight":
                         row.lost += 1  # a tail nobody marked: indistinguishable from loss
-        return [r for r in table.values() if r.offered or r.count]
+        rows = [r for r in table.values() if r.offered or r.count]
+        dropped = sum(r.dropped for r in rows)
+        if dropped > lost_counted:  # each lost trade frame is counted in some lost gap
+            rows[-1].problems.append(
+                f"{dropped} trades dropped but lost gaps count only {lost_counted} trade frames"
+            )
+        return rows
 
     @staticmethod
     def _covered(t: float, stored_times: list[float], gap_times: list[float]) -> bool:
@@ -260,13 +388,13 @@ class Suite:
 
 
 HEAD = ("fault", "count", "offered", "stored", "lost", "dup", "unoffered", "in flight",
-        "uncovered", "gaps", "recovery s", "crashes")  # fmt: skip
+        "uncovered", "dropped", "gaps", "recovery s", "crashes")  # fmt: skip
 
 
 def table(rows: list[Row]) -> str:
     cells = [HEAD] + [
         (r.fault, str(r.count), str(r.offered), str(r.stored), str(r.lost), str(r.duplicated),
-         str(r.unoffered), str(r.in_flight), str(r.uncovered), str(r.gaps),
+         str(r.unoffered), str(r.in_flight), str(r.uncovered), str(r.dropped), str(r.gaps),
          f"{r.recovery_s:.2f}" if r.count else "-", str(len(r.crashes)))
         for r in rows
     ]  # fmt: skip
@@ -280,22 +408,26 @@ def table(rows: list[Row]) -> str:
     total = Row("total", sum(r.count for r in rows))
     for r in rows:
         for f in ("offered", "stored", "lost", "duplicated", "unoffered", "in_flight",
-                  "uncovered", "gaps"):  # fmt: skip
+                  "uncovered", "dropped", "gaps"):  # fmt: skip
             setattr(total, f, getattr(total, f) + getattr(r, f))
     lines.append(
         f"total: offered {total.offered}, stored {total.stored}, lost {total.lost}, "
-        f"duplicated {total.duplicated}, unoffered {total.unoffered} (gap-covered "
+        f"duplicated {total.duplicated}, dropped with a lost gap {total.dropped}, "
+        f"unoffered {total.unoffered} (gap-covered "
         f"{total.unoffered + total.in_flight - total.uncovered} of "
         f"{total.unoffered + total.in_flight} not delivered by the venue)"
     )
     for r in rows:
         lines += [f"crash during {r.fault!r}: {c}" for c in r.crashes]
+        lines += [f"problem in {r.fault!r}: {c}" for c in r.problems]
     return "\n".join(lines)
 
 
-async def run_suite(workdir: Path, *, short: bool, rate: float | None = None) -> Result:
+async def run_suite(
+    workdir: Path, *, short: bool, rate: float | None = None, loss_only: bool = False
+) -> Result:
     p = Pipeline(workdir, rate or (800.0 if short else 1500.0))
-    suite = Suite(p, short)
+    suite = Suite(p, short, loss_only=loss_only)
     t0 = time.monotonic()
     await p.start()
     watchdog = asyncio.create_task(suite.supervise())
