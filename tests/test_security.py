@@ -20,6 +20,7 @@ from streams import logs, secrets
 from streams.connect import connect
 from streams.natsserver import CONFIG, NatsServer, free_port
 from streams.settings import NatsServerSettings, NatsSettings
+from tests.conftest import CREDENTIALS
 
 TLS_CONF = CONFIG.parent / "nats-server-tls.conf"
 
@@ -83,9 +84,13 @@ async def test_tls_connection_verified_against_our_ca(
     tmp_path: Path, tls_server: tuple[NatsServer, Path]
 ) -> None:
     srv, ca = tls_server
-    nc = await connect(NatsSettings(url=srv.url, tls_ca=str(ca)), "tls-test")
+    # the TLS config has the same users: the client needs the generated credentials too
+    creds = {"credentials_dir": str(CREDENTIALS), "default_role": "reader"}
+    nc = await connect(NatsSettings(url=srv.url, tls_ca=str(ca), **creds), "tls-test")
     sub = await nc.subscribe("market.trade.x.Y")
-    await nc.publish("market.trade.x.Y", b"over tls")
+    admin = await connect(NatsSettings(url=srv.url, tls_ca=str(ca), **creds), "t", role="admin")
+    await admin.publish("market.trade.x.Y", b"over tls")
+    await admin.close()
     msg = await sub.next_msg(timeout=2)
     assert msg.data == b"over tls"
     assert nc.connected_url is not None
@@ -95,7 +100,7 @@ async def test_tls_connection_verified_against_our_ca(
     other_ca, _, _ = _pki(tmp_path, "other")
     with pytest.raises(Exception, match="(?i)certificate|ssl"):
         await connect(
-            NatsSettings(url=srv.url, tls_ca=str(other_ca), connect_timeout_s=1.0),
+            NatsSettings(url=srv.url, tls_ca=str(other_ca), connect_timeout_s=1.0, **creds),
             "tls-wrong-ca",
             allow_reconnect=False,
         )
