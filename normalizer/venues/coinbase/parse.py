@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import calendar
 
-from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
+from normalizer.venues.base import Frame, Names, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.coinbase import wire
-from streams import schemas, subjects
+from streams import schemas
 from streams.symbols import coinbase as symbols
 
 VENUE = "coinbase"
@@ -55,8 +55,6 @@ _trades, _l2, _ticker, _candles = (
 )  # fmt: skip
 _probe, _products = wire.decoder(wire.Probe), wire.decoder(wire.Products)
 
-# (symbol, market subject, "coinbase:<type>:<symbol>:") of one product
-Names = tuple[str, str, str]
 _seconds: dict[str, int] = {}
 
 
@@ -98,13 +96,10 @@ class CoinbaseParser(Parser):
     }  # fmt: skip
 
     handler_of = {"heartbeats": "_control"}  # counted in the connection sequence too
+    inline_names = ("trade", "book", "bbo", "ticker", "candle")
 
     def __init__(self) -> None:
         super().__init__()
-        # per message type: product id -> Names, filled by _product on a miss
-        self._pre: dict[str, dict[str, Names]] = {
-            t: {} for t in ("trade", "book", "bbo", "ticker", "candle")
-        }
         self.last_seq: int | None = None  # last sequence_num of the current connection
         self.run_start = 0  # first message of the unbroken run ending at last_seq
         self.breaks = 0  # sequence breaks seen (holes, repeats, steps back)
@@ -138,14 +133,6 @@ class CoinbaseParser(Parser):
         self.last_seq = None
 
     # -- helpers -------------------------------------------------------------------------
-    def _product(self, msg_type: str, product: str) -> Names:
-        """The cached names of ``product`` (Rejected when it is not a spot product id): hot
-        paths look the cache up inline, so the subject and msg-id prefix are built once."""
-        _, symbol = self._names(msg_type, product)
-        names = (symbol, subjects.market(msg_type, VENUE, symbol), f"{VENUE}:{msg_type}:{symbol}:")
-        self._pre[msg_type][product] = names
-        return names
-
     @staticmethod
     def _channel(env: wire.Envelope, want: str) -> None:
         if env.channel != want:
@@ -156,17 +143,17 @@ class CoinbaseParser(Parser):
         env = _trades.decode(frame.data)
         if env.channel != "market_trades":
             self._channel(env, "market_trades")
-        cache = self._pre["trade"]
+        cache = self._trade_names
         out = []
         for ev in env.events:
             for t in ev.trades:
-                names = cache.get(t.product_id) or self._product("trade", t.product_id)
+                names = cache.get(t.product_id) or self.names_miss("trade", t.product_id)
                 msg = schemas.Trade(
-                    venue=VENUE, symbol=names[0], ts_event=to_ns(t.time), ts_recv=frame.ts_recv,
+                    venue=VENUE, symbol=names[1], ts_event=to_ns(t.time), ts_recv=frame.ts_recv,
                     id=t.trade_id, price=t.price, size=t.size,
                     side=TAKER.get(t.side, "unknown"),  # type: ignore[arg-type]
                 )  # fmt: skip
-                out.append(new_out((names[1], names[2] + t.trade_id, encode(msg))))
+                out.append(new_out((names[0], names[2] + t.trade_id, encode(msg))))
         self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 
@@ -175,14 +162,14 @@ class CoinbaseParser(Parser):
         if env.channel != "l2_data":
             self._channel(env, "l2_data")
         ts = to_ns(env.timestamp)
-        cache = self._pre["book"]
+        cache = self._book_names
         # one Book per product per message: they share the message's sequence_num, so two
         # would look like a repeat to the book; a snapshot drops what came before it
         books: dict[str, tuple[bool, list[schemas.Level], list[schemas.Level], Names]] = {}
         for ev in env.events:
             if ev.type != "update" and ev.type != "snapshot":
                 raise Rejected(f"unknown level2 event type {ev.type!r}")
-            names = cache.get(ev.product_id) or self._product("book", ev.product_id)
+            names = cache.get(ev.product_id) or self.names_miss("book", ev.product_id)
             prior = books.get(ev.product_id)
             if ev.type == "snapshot" or prior is None:
                 prior = (ev.type == "snapshot", [], [], names)
@@ -205,14 +192,14 @@ class CoinbaseParser(Parser):
         out = []
         for snapshot, bids, asks, names in books.values():
             msg = schemas.Book(
-                venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
+                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
                 snapshot=snapshot, bids=bids, asks=asks, seq=seq, first_seq=first,
             )  # fmt: skip
             pre = names[2]
             msg_id = (
                 f"{pre}snap{seq}r{frame.raw_seq}" if snapshot else f"{pre}{seq}r{frame.raw_seq}"
             )
-            out.append(new_out((names[1], msg_id, encode(msg))))
+            out.append(new_out((names[0], msg_id, encode(msg))))
         return out
 
     def _ticker(self, frame: Frame) -> list[Out]:
@@ -220,15 +207,15 @@ class CoinbaseParser(Parser):
         if env.channel != "ticker":
             self._channel(env, "ticker")
         ts = to_ns(env.timestamp)
-        bbos, tickers = self._pre["bbo"], self._pre["ticker"]
+        bbos, tickers = self._bbo_names, self._ticker_names
         seq, recv, i = env.sequence_num, frame.ts_recv, 0
         out = []
         for ev in env.events:
             for t in ev.tickers:
                 names = bbos.get(t.product_id)
                 if names is None:
-                    names = self._product("bbo", t.product_id)
-                    self._product("ticker", t.product_id)
+                    names = self.names_miss("bbo", t.product_id)
+                    self.names_miss("ticker", t.product_id)
                 tnames = tickers[t.product_id]
                 # "" = no value (new listings); float() of anything else, or Rejected
                 bb = float(t.best_bid) if t.best_bid else None
@@ -241,18 +228,18 @@ class CoinbaseParser(Parser):
                 vol = float(t.volume_24_h) if t.volume_24_h else None
                 natural = f"r{frame.raw_seq}:{i}"
                 i += 1
-                symbol = names[0]
+                symbol = names[1]
                 if bb is not None and ba is not None and bq is not None and aq is not None:
                     bbo = schemas.BBO(
                         venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv,
                         bid_price=bb, bid_size=bq, ask_price=ba, ask_size=aq, seq=seq,
                     )  # fmt: skip
-                    out.append(new_out((names[1], names[2] + natural, encode(bbo))))
+                    out.append(new_out((names[0], names[2] + natural, encode(bbo))))
                 tk = schemas.Ticker(
                     venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, last=last,
                     bid=bb, ask=ba, high_24h=high, low_24h=low, volume_24h=vol,
                 )  # fmt: skip
-                out.append(new_out((tnames[1], tnames[2] + natural, encode(tk))))
+                out.append(new_out((tnames[0], tnames[2] + natural, encode(tk))))
         self._count(seq)  # last: a rejected frame is not counted
         return out
 
@@ -261,18 +248,18 @@ class CoinbaseParser(Parser):
         if env.channel != "candles":
             self._channel(env, "candles")
         ts = to_ns(env.timestamp)
-        cache = self._pre["candle"]
+        cache = self._candle_names
         out = []
         for ev in env.events:
             for c in ev.candles:
-                names = cache.get(c.product_id) or self._product("candle", c.product_id)
+                names = cache.get(c.product_id) or self.names_miss("candle", c.product_id)
                 msg = schemas.Candle(
-                    venue=VENUE, symbol=names[0], ts_event=ts, ts_recv=frame.ts_recv,
+                    venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
                     interval=CANDLE_INTERVAL, ts_open=c.start * 1_000_000_000, open=c.open,
                     high=c.high, low=c.low, close=c.close, volume=c.volume, closed=False,
                 )  # fmt: skip
                 msg_id = f"{names[2]}{CANDLE_INTERVAL}:{c.start}:r{frame.raw_seq}"
-                out.append(new_out((names[1], msg_id, encode(msg))))
+                out.append(new_out((names[0], msg_id, encode(msg))))
         self._count(env.sequence_num)  # last: a rejected frame is not counted
         return out
 
