@@ -357,3 +357,28 @@ def test_guard_reads_explain_ast() -> None:
     with pytest.raises(sqlguard.Refused, match="INTO OUTFILE"):
         sqlguard.check_clauses("SELECT 1 INTO  OUTFILE 'x'")
     sqlguard.check_clauses("SELECT 'INTO OUTFILE', `SETTINGS`, formatRow('CSV', 1)")
+
+
+def test_query_direct_applies_the_same_checks(tmp_path: Path) -> None:
+    """streams.sql.query_direct (the server path of `jetmarket sql`) runs the allow-list
+    through the engine it queries; here a chdb path in a child process (one engine path
+    per process), which takes the same code as an http DSN."""
+    import subprocess
+
+    from tests.workers import ROOT
+
+    code = (
+        "from streams import sql\n"
+        f"dsn = 'chdb://{tmp_path / 'ch'}'\n"
+        "for q in ['SELECT * FROM file(\\'/etc/passwd\\', \\'LineAsString\\')',"
+        " 'DROP TABLE x', 'SELECT 1 SETTINGS max_result_rows = 0',"
+        " 'SELECT 1 INTO OUTFILE \\'/tmp/jm_x\\'', 'SELECT number FROM numbers(5)']:\n"
+        "    try:\n"
+        "        print('ok', sql.query_direct(dsn, q, max_rows=3).rows)\n"
+        "    except sql.SqlError as e:\n"
+        "        print('refused', str(e)[:60])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.splitlines()  # fmt: skip
+    assert [line.split(" ")[0] for line in out] == ["refused"] * 4 + ["ok"], out
+    assert out[-1] == "ok [[0], [1], [2]]" and not Path("/tmp/jm_x").exists()

@@ -107,9 +107,12 @@ class Sandbox:
         import clickhouse_connect
 
         c = clickhouse_connect.get_client(dsn=self.dsn)
-        for k, v in session_settings(self.cfg).items():
-            c.command(f"SET {k} = {v}")
-        c.command("SET readonly = 1")
+        ro = c.query("SELECT value FROM system.settings WHERE name = 'readonly'").result_rows
+        if not ro or ro[0][0] == "0":
+            for k, v in session_settings(self.cfg).items():
+                c.command(f"SET {k} = {v}")
+            c.command("SET readonly = 1")
+        # else: a server's read-only user (sink.sql.query_dsn), whose profile sets the limits
         with self._lock:
             self._sessions.append(c)
         return c

@@ -438,7 +438,9 @@ class ClickHouseSink:
         log.info("clickhouse ready", extra={"ddl": applied, "dsn": dsn})
         # queries run in read-only sessions of their own, never the inserts' (sqlservice.py);
         # a queue group: with several sink instances, one of them answers each query
-        sandbox = Sandbox(w.settings.clickhouse.dsn, self.cfg.sql)
+        server = not w.settings.clickhouse.dsn.startswith("chdb://")
+        qdsn = self.cfg.sql.query_dsn if server and self.cfg.sql.query_dsn else None
+        sandbox = Sandbox(qdsn or w.settings.clickhouse.dsn, self.cfg.sql)
         sql_sub = await w.nc.subscribe(
             subjects.SQL_QUERY, queue="sink-sql", cb=SqlService(w.nc, sandbox).handle
         )
