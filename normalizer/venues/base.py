@@ -86,8 +86,7 @@ class Naming:
         """The :data:`Names` of one message type by native symbol. A handler binds this dict
         once (in ``__init__``) and looks a symbol up inline, falling back to
         :meth:`names_miss`: a dict hit per message instead of a method call and a tuple key."""
-        typed: dict[str, dict[str, Names]] = self.__dict__.setdefault("_typed_names", {})
-        return typed.setdefault(msg_type, {})
+        return self._typed_names.setdefault(msg_type, {})
 
     def names_miss(self, msg_type: str, native: str) -> Names:
         """First sight of ``native`` for ``msg_type``: name it (Rejected when it cannot be
@@ -224,6 +223,10 @@ class Parser(Naming):
     def __init__(self) -> None:
         self.market_venue = self.market_venue or self.venue
         self._names_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # a plain attribute, never through ``self.__dict__``: touching the instance dict
+        # turns off CPython 3.11's inline attribute values, which cost ~250 ns per Coinbase
+        # trade frame (3.10 -> 2.85 us per frame of bench_coinbase market_trades, A/B runs)
+        self._typed_names: dict[str, dict[str, Names]] = {}
         for msg_type in self.inline_names:
             setattr(self, f"_{msg_type}_names", self.names_of(msg_type))
         self._dispatch: dict[str, Handler] = {
