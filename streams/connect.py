@@ -19,6 +19,7 @@ ALIASES = {
     "status": "reader", "book": "reader", "sql": "reader", "demo": "reader",
     "provision": "admin", "backtest": "admin", "renormalize": "admin",
     "replay": "replay", "record": "replay", "backfill": "collector",
+    "bench": "admin",  # make bench starts its own server and provisions it
 }  # fmt: skip
 
 

@@ -27,7 +27,7 @@ from normalizer.worker import NormalizerWorker
 from streams import subjects
 from streams.consumer import BatchConsumer, publish_batch
 from streams.natsserver import NatsServer, free_port
-from streams.provision import STREAM_MARKET, STREAM_RAW
+from streams.provision import STREAM_MARKET, STREAM_RAW, provision
 from streams.runtime import Worker, start_worker
 from streams.settings import ConsumerSettings, NatsServerSettings, Settings, from_mapping
 
@@ -150,6 +150,7 @@ async def bench_over_nats(n: int) -> tuple[float, float]:
         w = Worker("bench", settings)
         await start_worker(w)
         assert w.js is not None and w.nc is not None
+        await provision(w.js, settings)  # workers no longer provision: the admin does
         from nats.js.api import StreamConfig
 
         await w.js.add_stream(StreamConfig(name="RELAY", subjects=["relay.>"]))
