@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 
 ## the whole pipeline: embedded nats-server + collector + normalizer + sink (Ctrl-C stops it)
 up: $(STAMP)
-	$(PY) -m streams up --venues $(VENUES)
+	$(PY) -m ops up --venues $(VENUES)
 
 down: $(STAMP)
-	$(PY) -m streams down
+	$(PY) -m ops down
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -61,17 +61,17 @@ fuzz: $(STAMP)
 
 ## one worker in the foreground each
 nats: $(STAMP)
-	$(PY) -m streams nats
+	$(PY) -m ops nats
 
 ## a 3-node JetStream cluster on loopback in the foreground (docs/scaling.md)
 cluster: $(STAMP)
-	$(PY) -m streams cluster
+	$(PY) -m ops cluster
 
 status: $(STAMP)
-	$(PY) -m streams status
+	$(PY) -m ops status
 
 provision: $(STAMP)
-	$(PY) -m streams provision
+	$(PY) -m ops provision
 
 collector: $(STAMP)
 	$(PY) -m collectors $(VENUES)
@@ -89,7 +89,7 @@ executor: $(STAMP)
 	$(PY) -m executor
 
 book: $(STAMP)
-	$(PY) -m streams book $(VENUE) $(SYMBOL)
+	$(PY) -m ops book $(VENUE) $(SYMBOL)
 
 ## history from a ccxt exchange into RAW, resumable: make backfill VENUE=bitfinex SYMBOL=BTC-USD
 ##   SINCE=2024-05-01 [UNTIL=2024-05-02] [TIMEFRAME=1m] [TRADES=1] (re-run the same to resume)
@@ -100,26 +100,26 @@ backfill: $(STAMP)
 		$(if $(UNTIL),--until $(UNTIL)) --timeframe $(or $(TIMEFRAME),1m) $(if $(TRADES),--trades)
 
 sql: $(STAMP)
-	$(PY) -m streams sql --format $(FORMAT) "$(Q)"
+	$(PY) -m ops sql --format $(FORMAT) "$(Q)"
 
 ## history back onto the bus: make replay SINCE=1h [UNTIL=...] [SUBJECTS='market.trade.>']
 ##   [SPEED=10x] [NAME=bt1: republish under replay.bt1.>] [FILE=rec.jmrec: a recording onto RAW]
 .PHONY: replay record renormalize
 replay: $(STAMP)
-	$(PY) -m streams replay $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL)) \
+	$(PY) -m ops replay $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL)) \
 		$(if $(SUBJECTS),--subjects $(SUBJECTS)) --speed $(or $(SPEED),max) \
 		$(if $(NAME),--name $(NAME)) $(if $(FILE),--from-file $(FILE))
 
 ## raw frames of a range into a compressed file: make record FILE=rec.jmrec SINCE=1h [UNTIL=...]
 record: $(STAMP)
 	$(if $(FILE),,$(error FILE is required, e.g. make record FILE=rec.jmrec SINCE=1h))
-	$(PY) -m streams record $(FILE) $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL))
+	$(PY) -m ops record $(FILE) $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL))
 
 ## RAW through the normalizer into replay.<PREFIX>.>, compared with MARKET:
 ##   make renormalize SINCE=2h [UNTIL=...] [PREFIX=renorm1]
 renormalize: $(STAMP)
 	$(if $(SINCE),,$(error SINCE is required, e.g. make renormalize SINCE=2h))
-	$(PY) -m streams renormalize --since $(SINCE) $(if $(UNTIL),--until $(UNTIL)) \
+	$(PY) -m ops renormalize --since $(SINCE) $(if $(UNTIL),--until $(UNTIL)) \
 		$(if $(PREFIX),--prefix $(PREFIX)) --compare
 
 clean:

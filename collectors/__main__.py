@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from streams.runtime import Worker, run
+from streams.bus.runtime import Worker, run
 
 _NOT_VENUES = {"base", "ccxt_poller", "backfill"}
 

@@ -55,8 +55,9 @@ from collectors.ccxt_poller import (
     publish_acked,
     timeframe_ms,
 )
-from streams import logs, subjects
-from streams.connect import connect
+from streams import subjects
+from streams.bus import logs
+from streams.bus.connect import connect
 from streams.provision import STREAM_RAW, provision
 from streams.settings import CcxtExchangeSettings, Settings, SettingsError, load
 

@@ -40,9 +40,9 @@ from prometheus_client import Counter, Gauge
 from websockets.asyncio.client import ClientConnection
 
 from streams import subjects
-from streams.bigframes import FRAMES_STREAM, H_FRAME_REF, FrameStore
+from streams.bus.bigframes import FRAMES_STREAM, H_FRAME_REF, FrameStore
+from streams.bus.runtime import Worker
 from streams.provision import STREAM_DLQ, STREAM_RAW, stream_fill, stream_limits
-from streams.runtime import Worker
 from streams.settings import CollectorSettings, ReconnectSettings
 
 log = logging.getLogger("collectors")
@@ -175,7 +175,7 @@ class RawPublisher:
         self._epoch = self.nats_epoch()
         self.recovered = 0  # frames published again after a NATS reconnect
         self._subjects: dict[str, dict[str, str]] = {}  # channel -> native symbol -> subject
-        # frames up to this size go inline; bigger ones by reference (streams/bigframes.py)
+        # frames up to this size go inline; bigger ones by reference (streams/bus/bigframes.py)
         self.inline_max = self._inline_max()
         self.frames = FrameStore(js)
         self.large = 0  # frames stored by reference
@@ -292,7 +292,7 @@ class RawPublisher:
         self, channel: str, native: str, data: bytes, recv_ns: int, conn: str, msg_id: str | None
     ) -> None:
         """A frame over NATS max_payload: whole into the JM_FRAMES object store, and a RAW
-        message with an empty body referencing it (streams/bigframes.py), acked."""
+        message with an empty body referencing it (streams/bus/bigframes.py), acked."""
         if len(data) > self.max_frame:
             why = f"frame of {len(data)} bytes over collector.max_frame_bytes {self.max_frame}"
             await self._oversized(channel, native, data, recv_ns, conn, why)

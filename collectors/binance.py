@@ -38,7 +38,7 @@ from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 from streams.settings import BinanceSettings
 
 log = logging.getLogger("collectors.binance")
@@ -341,6 +341,6 @@ class BinanceCollector:
 
 
 async def run(w: Worker) -> None:
-    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
     settings = w.settings.collector
     await BinanceCollector(w, settings.binance, settings.flush_every).run()

@@ -26,7 +26,7 @@ import orjson
 from collectors.base import Backoff
 from collectors.binance import CHANNELS as SPOT_CHANNELS
 from collectors.binance import BinanceCollector
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 
 log = logging.getLogger("collectors.binanceusdm")
 

@@ -30,9 +30,9 @@ from nats.js.errors import NotFoundError
 
 from collectors.base import FRAMES, REST, new_conn_id
 from streams import subjects
-from streams.bigframes import H_FRAME_REF, H_FRAME_SIZE, FrameStore
+from streams.bus.bigframes import H_FRAME_REF, H_FRAME_SIZE, FrameStore
+from streams.bus.runtime import Worker
 from streams.provision import STREAM_RAW
-from streams.runtime import Worker
 from streams.settings import CcxtExchangeSettings
 
 log = logging.getLogger("collectors.ccxt")
@@ -131,7 +131,7 @@ async def publish_acked(
     asked to stop first. Returns whether JetStream stored it (not a duplicate). Nothing is
     dropped: a refused publish (store full, permissions, no stream) is retried with one log
     line per streak and ``on_retry(why)`` each time (the poller's health says degraded);
-    a body over NATS max_payload goes whole into JM_FRAMES by reference (streams/bigframes.py)
+    a body over NATS max_payload goes whole into JM_FRAMES by reference (streams/bus/bigframes.py)
     under a name derived from its Nats-Msg-Id, so a retry overwrites the same object."""
     delay = 0.2
     failures = 0

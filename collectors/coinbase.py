@@ -40,7 +40,7 @@ from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
 
 log = logging.getLogger("collectors.coinbase")
@@ -247,6 +247,6 @@ class CoinbaseCollector:
 
 
 async def run(w: Worker) -> None:
-    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
     settings = w.settings.collector
     await CoinbaseCollector(w, settings.coinbase, settings.flush_every).run()

@@ -44,7 +44,7 @@ from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
 from streams.symbols import deribit as symbols
 
@@ -291,6 +291,6 @@ class DeribitCollector:
 
 
 async def run(w: Worker) -> None:
-    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
     settings = w.settings.collector
     await DeribitCollector(w, settings.deribit, settings.flush_every).run()

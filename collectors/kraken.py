@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base
 from streams import subjects
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
 
 log = logging.getLogger("collectors.kraken")
@@ -273,6 +273,6 @@ class KrakenCollector:
 
 
 async def run(w: Worker) -> None:
-    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
     settings = w.settings.collector
     await KrakenCollector(w, settings.kraken, settings.flush_every).run()

@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base
 from streams import subjects
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
 from streams.symbols.okx import inst_type, to_native
 
@@ -226,6 +226,6 @@ class OkxCollector:
 
 
 async def run(w: Worker) -> None:
-    """The collector body for ``streams.runtime.run`` (or a test's in-process Worker)."""
+    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
     settings = w.settings.collector
     await OkxCollector(w, settings.okx, settings.flush_every).run()

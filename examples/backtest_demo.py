@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from streams import sql
-from streams.connect import connect
-from streams.natsserver import free_port
+from streams.bus.connect import connect
+from streams.bus.server import free_port
 from streams.settings import from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ PARAMS = os.environ.get("BACKTEST_PARAMS", "bar_s=0.2 fast=2 slow=6 size=0.01").
 
 
 def backtest(env: dict[str, str], run_id: str) -> str:
-    cmd = [sys.executable, "-m", "streams", "backtest", "--strategy", STRATEGY,
+    cmd = [sys.executable, "-m", "ops", "backtest", "--strategy", STRATEGY,
            "--venue", "binance", "--symbol", "BTC-USDT", "--source", "jetstream",
            "--run-id", run_id, "--curve-interval-s", "1"]  # fmt: skip
     if STRATEGY.startswith("examples/sma_cross.py"):
@@ -68,7 +68,7 @@ def main() -> int:
          "--rate", "500", "--trades", str(TRADES)],
         cwd=ROOT, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    up = subprocess.Popen([py, "-m", "streams", "up"], cwd=ROOT, env=env)
+    up = subprocess.Popen([py, "-m", "ops", "up"], cwd=ROOT, env=env)
     try:
         print(f"backtest: recording {TRADES} emulated BTCUSDT trades ...", flush=True)
         asyncio.run(_wait_trades(url, TRADES))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from executor.worker import main
-from streams.runtime import run
+from streams.bus.runtime import run
 
 if __name__ == "__main__":
     run("executor", main)

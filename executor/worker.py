@@ -31,9 +31,9 @@ from executor.venues.base import Venue
 from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue
 from streams import schemas, subjects
-from streams.consumer import BatchConsumer
+from streams.bus.consumer import BatchConsumer
+from streams.bus.runtime import Worker
 from streams.provision import STREAM_EXEC, STREAM_MARKET
-from streams.runtime import Worker
 from streams.schemas import ExecBase, Fill, Instrument, OrderCommand, OrderUpdate
 from streams.settings import AccountSettings
 

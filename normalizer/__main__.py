@@ -1,7 +1,7 @@
 """``python -m normalizer``: RAW -> MARKET."""
 
 from normalizer.worker import main
-from streams.runtime import run
+from streams.bus.runtime import run
 
 if __name__ == "__main__":
     run("normalizer", main)

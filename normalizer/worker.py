@@ -26,12 +26,11 @@ from prometheus_client import Gauge, Histogram
 from normalizer.core import ROUTES_MAX, Dead, Normalizer, Parse, failure
 from normalizer.venues.base import Frame, Out, Rejected
 from streams import subjects
-from streams.bigframes import H_FRAME_REF, FrameStore
-from streams.consumer import BatchConsumer, send_commands
-from streams.delivery import Delivery
-from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW
-from streams.replay.output import replay_stream
-from streams.runtime import Worker
+from streams.bus.bigframes import H_FRAME_REF, FrameStore
+from streams.bus.consumer import BatchConsumer, send_commands
+from streams.bus.delivery import Delivery
+from streams.bus.runtime import Worker
+from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW, replay_stream
 from streams.settings import ConsumerSettings, NormalizerSettings
 
 log = logging.getLogger("normalizer")
@@ -229,7 +228,7 @@ class NormalizerWorker:
         list of outputs held to the end of the batch: fewer objects for the cyclic GC to
         walk, which costs the consumer's buffered messages dearly), and the batch goes
         out as one write. ``core.normalize`` does the same per frame for other callers, and
-        ``streams.consumer.publish_batch`` encodes the same commands from a list; here both
+        ``streams.bus.consumer.publish_batch`` encodes the same commands from a list; here both
         are inlined because a call per frame is measurable at ~100k/s."""
         t0 = time.perf_counter()
         entries, entry_of = self._entries, self._entry
@@ -253,7 +252,7 @@ class NormalizerWorker:
                 except (TypeError, KeyError, ValueError):  # no headers / no such header / junk
                     ts_recv = None
             data = m.data
-            if not data:  # a frame stored by reference (streams/bigframes.py), or empty
+            if not data:  # a frame stored by reference (streams/bus/bigframes.py), or empty
                 data, missing = await self._resolve(m)
                 if missing:
                     if own:

@@ -20,8 +20,8 @@ from prometheus_client import Counter, Gauge
 
 from orderbook.sync import BookState, Problem, rule_for, wants_instruments
 from streams import schemas, subjects
+from streams.bus.runtime import Worker
 from streams.provision import STREAM_MARKET
-from streams.runtime import Worker
 
 log = logging.getLogger("orderbook")
 

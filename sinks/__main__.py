@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streams.runtime import run
+from streams.bus.runtime import run
 
 SINKS = ("clickhouse",)
 

@@ -19,7 +19,8 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from streams import bigframes, subjects
+from streams import subjects
+from streams.bus import bigframes
 from streams.settings import Settings, StreamLimits
 
 log = logging.getLogger("streams.provision")
@@ -28,6 +29,11 @@ STREAM_RAW = "RAW"
 STREAM_MARKET = "MARKET"
 STREAM_EXEC = "EXEC"
 STREAM_DLQ = "DLQ"
+
+
+def replay_stream(name: str) -> str:
+    """The stream that keeps ``replay.<name>.>`` (re-normalization, recorded replays)."""
+    return "REPLAY_" + subjects.token(name).replace("-", "_").upper()
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:

@@ -44,9 +44,9 @@ class NatsServerSettings(_S):
 
 class NatsSettings(_S):
     url: str = "nats://127.0.0.1:4222"
-    # Identity (streams/connect.py): user + password_file win; else creds_file (a JWT
+    # Identity (streams/bus/connect.py): user + password_file win; else creds_file (a JWT
     # .creds); else the role's password in credentials_dir, which `make up` fills
-    # (streams/natsauth.py). The role is ``role`` when set (the CLI sets it per command),
+    # (streams/bus/auth.py). The role is ``role`` when set (the CLI sets it per command),
     # else the client name before ':' when it names a role (each worker), else default_role.
     user: str | None = None
     password_file: str | None = None
@@ -96,7 +96,7 @@ class StreamsSettings(_S):
     """The four streams. Defaults fit the 20 GB ``max_file_store`` of infra/nats/*.conf
     with 10% left for replay streams: RAW 11 GB (the source of truth, ~72 h of a busy
     feed), MARKET 4 GB, EXEC 1 GB, DLQ 1 GB, and 1 GB for frames over max_payload stored
-    by reference (the JM_FRAMES object store, streams/bigframes.py)."""
+    by reference (the JM_FRAMES object store, streams/bus/bigframes.py)."""
 
     raw: StreamLimits = msgspec.field(
         default_factory=lambda: StreamLimits(max_age_s=72 * 3600, max_bytes=11_000_000_000)
@@ -580,7 +580,7 @@ class MetricsSettings(_S):
 
 
 class ReplaySettings(_S):
-    """``jetmarket replay`` / ``streams.replay``: history back onto the bus or into Python."""
+    """``jetmarket replay`` / ``replay``: history back onto the bus or into Python."""
 
     # JetStream source: messages are put in (ts_recv, stream seq) order within this window
     # of receive time; one stored later than that behind its successors comes out late

@@ -25,10 +25,10 @@ from nats.aio.msg import Msg
 from normalizer.core import Normalizer
 from normalizer.worker import NormalizerWorker
 from streams import subjects
-from streams.consumer import BatchConsumer, publish_batch
-from streams.natsserver import NatsServer, free_port
+from streams.bus.consumer import BatchConsumer, publish_batch
+from streams.bus.runtime import Worker, start_worker
+from streams.bus.server import NatsServer, free_port
 from streams.provision import STREAM_MARKET, STREAM_RAW, provision
-from streams.runtime import Worker, start_worker
 from streams.settings import ConsumerSettings, NatsServerSettings, Settings, from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,7 +229,7 @@ async def bench_sink(n: int) -> tuple[float, float]:
     """Rows/s from a MARKET backlog into chdb, and the raw publish rate for scale."""
     from streams import schemas
     from streams import sql as sqlmod
-    from streams.connect import connect
+    from streams.bus.connect import connect
     from tests.workers import Proc
 
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-sink-"))
@@ -279,7 +279,7 @@ async def bench_latency(rate: int, seconds: int) -> tuple[float, float, float, i
     """Emulator -> collector -> normalizer -> sink at a fixed offered load; latency from the
     collector's receive timestamp (ts_recv) to the row being visible to a query."""
     from streams import sql as sqlmod
-    from streams.connect import connect
+    from streams.bus.connect import connect
     from tests.emulator.binance import BinanceEmulator
     from tests.workers import Proc
 
@@ -386,7 +386,7 @@ class Pipeline:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     async def __aenter__(self) -> Pipeline:
-        from streams.connect import connect
+        from streams.bus.connect import connect
         from tests.workers import Proc
 
         port = free_port()
@@ -604,7 +604,7 @@ async def bench_collector_publish(n: int) -> tuple[float, float]:
     publish, an acked barrier every 2000) next to bare ``nc.publish`` of the same bytes
     without headers, into RAW on a real nats-server."""
     from collectors.base import RawPublisher
-    from streams.connect import connect
+    from streams.bus.connect import connect
     from streams.provision import provision
 
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-coll-"))
@@ -645,7 +645,7 @@ def bench_nats_request(n: int = 2000) -> tuple[float, float]:
     import uvloop
 
     async def run() -> tuple[float, float]:
-        from streams.connect import connect
+        from streams.bus.connect import connect
 
         tmp = Path(tempfile.mkdtemp(prefix="jm-bench-req-"))
         srv, settings = await _server(tmp)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from streams import schemas, subjects
-from streams.connect import connect
-from streams.natsserver import NatsServer, free_port
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
 from streams.schemas import Depth, OrderCommand
 from streams.settings import NatsServerSettings, from_mapping

@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from replay import Replay
 from streams import schemas, subjects
 from streams import sql as sqlmod
-from streams.connect import connect
-from streams.natsserver import NatsServer, free_port
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer, free_port
 from streams.provision import STREAM_MARKET, STREAM_RAW, provision
-from streams.replay import Replay
 from streams.settings import NatsServerSettings, Settings, from_mapping
 
 T0 = 1_700_000_000_000_000_000

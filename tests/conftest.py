@@ -1,7 +1,7 @@
 """Shared fixtures: a real nats-server on free loopback ports with a temp store, and
 settings pointing every component at it and at a temp chdb path.
 
-Auth is on as in `make up` (infra/nats/nats-server.conf, streams/natsauth.py): one set of
+Auth is on as in `make up` (infra/nats/nats-server.conf, streams/bus/auth.py): one set of
 generated credentials for the whole session (``CREDENTIALS``, also the default of every
 NatsServer a test starts), the streams provisioned as admin when the server starts,
 workers connecting as their own role, and any other client (``"test"``, ``"check"`` ...)
@@ -22,10 +22,11 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from streams import natsauth, natsserver
 from streams import settings as settings_mod
-from streams.connect import connect
-from streams.natsserver import NatsServer, free_port
+from streams.bus import auth as natsauth
+from streams.bus import server as natsserver
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
 from streams.settings import MetricsSettings, NatsServerSettings, Settings
 

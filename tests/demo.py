@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from streams import sql
-from streams.connect import connect
-from streams.natsserver import free_port
+from streams.bus.connect import connect
+from streams.bus.server import free_port
 from streams.settings import from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,15 +71,13 @@ def main() -> int:
          "--symbols", "BTCUSDT,ETHUSDT", "--rate", "1000"],
         cwd=ROOT,
     )  # fmt: skip
-    up = subprocess.Popen([py, "-m", "streams", "up"], cwd=ROOT, env=env)
+    up = subprocess.Popen([py, "-m", "ops", "up"], cwd=ROOT, env=env)
     try:
         print(f"demo: pipeline running against the emulator for {SECONDS:.0f} s ...", flush=True)
         time.sleep(SECONDS)
         asyncio.run(_queries(env["JETMARKET_NATS__URL"]))
         print("\n-- the live book held by the orderbook service (jetmarket book)\n", flush=True)
-        subprocess.run(
-            [py, "-m", "streams", "book", "binance", "BTC-USDT", "--levels", "5"], env=env
-        )
+        subprocess.run([py, "-m", "ops", "book", "binance", "BTC-USDT", "--levels", "5"], env=env)
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 
 from collectors.backfill import main, parse_time, resolve_symbol
 from streams import sql
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_RAW
 from streams.settings import Settings, to_toml_env
 from tests.conftest import make_settings

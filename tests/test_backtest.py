@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from executor.backtest import Backtest, BacktestError, Strategy, load_strategy
 from executor.backtest.results import Record
 from streams import schemas, sql, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.schemas import Depth, Fill, Instrument, OrderUpdate, Position, Trade
 from streams.settings import BacktestSettings, Settings, to_toml_env
 from tests.conftest import make_settings
@@ -230,7 +230,7 @@ async def test_cli_results_land_in_clickhouse_under_the_run_id_on_replay_time(
         env = {**os.environ, **to_toml_env(settings)}
         start, end = T0 + 10 * S, T0 + 110 * S  # the instrument (at T0) is before the range
         out = subprocess.run(
-            [sys.executable, "-m", "streams", "backtest", "--strategy",
+            [sys.executable, "-m", "ops", "backtest", "--strategy",
              "examples/sma_cross.py:SmaCross", "--venue", "binance", "--symbol", "BTC-USDT",
              "--start", str(start), "--end", str(end), "--source", "jetstream",
              "--run-id", "ch1", "--param", "fast=3", "--param", "slow=8",

@@ -20,7 +20,7 @@ from orderbook.service import main as orderbook_main
 from sinks.clickhouse.worker import main as sink_main
 from streams import settings as settings_mod
 from streams import subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.settings import BinanceUsdmSettings
 from tests.conftest import make_settings
 from tests.emulator.binance_usdm import BinanceUsdmEmulator

@@ -20,7 +20,7 @@ from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.bybit import BybitV5, rule_for
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET, STREAM_RAW
 from streams.symbols import bybit as symbols
 from tests import recorded

@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from collectors.ccxt_poller import Cursor, make_exchange
 from normalizer.core import Dead, Normalizer
 from streams import schemas, sql, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_RAW
 from streams.settings import CcxtExchangeSettings, Settings
 from streams.symbols import ccxt as symbols

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 
 from sinks.clickhouse.cluster import cluster_ddl
 from streams import sql
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from tests.conftest import make_settings
 from tests.test_sink_clickhouse import expected, publish_mixed
 from tests.workers import ROOT, Proc

@@ -28,7 +28,7 @@ from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.coinbase import CoinbaseConnectionSequence, rule_for
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from streams.symbols.coinbase import to_native, to_symbol

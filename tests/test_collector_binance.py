@@ -15,8 +15,8 @@ from nats.js import JetStreamContext
 from collectors.binance import route
 from collectors.binance import run as collector_main
 from streams import subjects
-from streams.connect import connect
-from streams.natsserver import NatsServer, free_port
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer, free_port
 from streams.settings import Settings
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator

@@ -1,4 +1,4 @@
-"""streams/delivery.py hands a subscription's messages over exactly as nats-py would,
+"""streams/bus/delivery.py hands a subscription's messages over exactly as nats-py would,
 leaves status messages and other subscriptions on nats-py's path, and ``int_header`` reads
 the same value as the parsed headers or declines."""
 
@@ -14,9 +14,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
-from streams import delivery
-from streams.consumer import BatchConsumer
-from streams.delivery import Delivery
+from streams.bus import delivery
+from streams.bus.consumer import BatchConsumer
+from streams.bus.delivery import Delivery
 from streams.settings import ConsumerSettings
 
 HEADERS = [
@@ -206,7 +206,7 @@ async def test_routed_parser_reads_what_nats_py_reads_in_any_chunking() -> None:
     the routed one (sids 1 and 2 routed): the same messages and control lines, in order."""
     from nats.protocol.parser import Parser
 
-    from streams.delivery import _RoutedParser
+    from streams.bus.delivery import _RoutedParser
 
     rnd = random.Random(5)
     for _ in range(60):
@@ -237,7 +237,7 @@ async def test_routed_parser_reads_what_nats_py_reads_in_any_chunking() -> None:
 
 
 def test_stream_seq_reads_what_nats_py_metadata_reads() -> None:
-    from streams.consumer import stream_seq
+    from streams.bus.consumer import stream_seq
 
     for reply in [
         "$JS.ACK.RAW.sink-raw.1.5.1.1700000000000000000.0",  # v1: 9 tokens

@@ -23,7 +23,7 @@ from normalizer.worker import main as normalizer_main
 from orderbook.sync import BookState, Problem
 from orderbook.venues.deribit import DeribitChangeId, rule_for
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from streams.symbols.deribit import currency, inverse, kind, to_native, to_symbol

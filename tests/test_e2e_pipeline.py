@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from ops.status import status
 from streams import sql
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.settings import Settings
-from streams.status import status
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator
 from tests.workers import Proc

@@ -16,7 +16,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from streams import schemas, sql, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.schemas import Fill, OrderUpdate
 from tests.conftest import make_settings
 from tests.emulator.binance_rest import API_KEY, SECRET, MockBinance

@@ -19,9 +19,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from executor.worker import main as executor_main
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.runtime import Worker
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_EXEC
-from streams.runtime import Worker
 from streams.schemas import BBO, Depth, Fill, OrderCommand, OrderUpdate, Position, Trade
 from tests.conftest import make_settings
 from tests.workers import inprocess

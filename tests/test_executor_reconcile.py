@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from executor.engine import Engine, Marks
 from executor.venues.paper import PaperVenue
 from streams import sql, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.schemas import Depth, ExecBase, Fill, OrderUpdate, Trade
 from streams.settings import AccountSettings, InstrumentSpec
 from tests.conftest import make_settings

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from executor.risk import Risk
 from streams import schemas, subjects
 from streams import settings as settings_mod
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.schemas import Fill, Instrument, OrderUpdate, Position
 from streams.settings import RiskSettings, SettingsError
 from tests.conftest import make_settings

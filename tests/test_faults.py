@@ -12,8 +12,8 @@ from nats.js import JetStreamContext
 
 from collectors.base import RawPublisher
 from streams import subjects
-from streams.connect import connect
-from streams.natsserver import NatsServer
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_RAW
 from streams.settings import Settings
 from tests.faults.__main__ import verdict

@@ -24,7 +24,7 @@ from orderbook.book import L2Book
 from orderbook.sync import BookState, Problem
 from orderbook.venues.kraken import KrakenV2, checksum, crc, rule_for
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings, VenueSettings
 from streams.symbols.kraken import from_wsname, to_native, to_symbol

@@ -22,8 +22,8 @@ from nats.js.errors import ServiceUnavailableError
 from collectors.base import RawPublisher
 from normalizer.worker import main as normalizer_main
 from streams import schemas, subjects
-from streams.connect import connect
-from streams.natsserver import ClusterNode, NatsCluster, free_port
+from streams.bus.connect import connect
+from streams.bus.server import ClusterNode, NatsCluster, free_port
 from streams.provision import STREAM_MARKET, STREAM_RAW, provision
 from streams.settings import NatsServerSettings, Settings
 from tests.conftest import make_settings

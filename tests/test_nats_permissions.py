@@ -1,4 +1,4 @@
-"""Least privilege on the real server config (infra/nats/nats-server.conf + streams/natsauth.py):
+"""Least privilege on the real server config (infra/nats/nats-server.conf + streams/bus/auth.py):
 each worker identity tries every JetStream API subject against every stream and every data
 subject outside its role, and the server refuses each one; its own subjects work. Item 4's
 attacks (a collector shrinking EXEC, a RAW republish rule into exec.cmd) are refused."""
@@ -14,9 +14,9 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, RePublish, StreamConfig
 
-from streams import natsauth
-from streams.connect import connect
-from streams.natsserver import NatsServer
+from streams.bus import auth as natsauth
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer
 from streams.settings import Settings
 from tests.conftest import CREDENTIALS, make_settings
 

@@ -1,4 +1,4 @@
-"""streams/natsheaders.py gives exactly what nats-py's own header parser gives, and the
+"""streams/bus/headers.py gives exactly what nats-py's own header parser gives, and the
 clients ``connect()`` returns use it (a message's headers arrive intact)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import random
 
 from nats.aio.client import Client
 
-from streams import natsheaders
-from streams.connect import connect
+from streams.bus import headers as natsheaders
+from streams.bus.connect import connect
 from streams.settings import Settings
 
 CASES = [

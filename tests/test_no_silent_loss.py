@@ -26,8 +26,8 @@ from collectors.binance import run as collector_main
 from normalizer.core import Normalizer
 from normalizer.worker import main as normalizer_main
 from streams import schemas, subjects
-from streams.connect import connect
-from streams.natsserver import CONFIG, NatsServer, free_port
+from streams.bus.connect import connect
+from streams.bus.server import CONFIG, NatsServer, free_port
 from streams.provision import STREAM_RAW, provision
 from streams.settings import NatsServerSettings, Settings
 from tests.conftest import make_settings

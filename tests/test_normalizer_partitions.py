@@ -15,12 +15,12 @@ from nats.js import JetStreamContext
 
 from normalizer.core import Dead, Normalizer
 from normalizer.worker import main as normalizer_main
+from ops.status import lags
 from streams import subjects
-from streams.connect import connect
-from streams.natsserver import NatsServer
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW, provision
 from streams.settings import Settings, SettingsError
-from streams.status import lags
 from tests.conftest import make_settings
 from tests.test_normalizer_binance import trade_frame
 from tests.test_okx import instruments_body, push

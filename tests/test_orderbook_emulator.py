@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from streams import schemas
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator
 from tests.helpers import served_book

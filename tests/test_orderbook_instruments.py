@@ -13,7 +13,7 @@ from orderbook.service import OrderBookService
 from orderbook.sync import BookState, rule_for
 from orderbook.venues.okx import Contract, OkxChecksum, contract_of
 from streams import schemas
-from streams.runtime import Worker
+from streams.bus.runtime import Worker
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
 from tests.emulator.okx import DEFAULT_SPECS, InstrumentSim

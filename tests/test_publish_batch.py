@@ -1,4 +1,4 @@
-"""streams.consumer.publish_batch: the normalizer's one-write batch publish must put on the
+"""streams.bus.consumer.publish_batch: the normalizer's one-write batch publish must put on the
 wire exactly what nc.publish would (subjects, payloads, Nats-Msg-Id), in order."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
-from streams.consumer import publish_batch
+from streams.bus.consumer import publish_batch
 
 
 async def test_batch_arrives_in_order_with_ids_and_dedup(nc: Client, js: JetStreamContext) -> None:

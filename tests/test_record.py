@@ -9,13 +9,14 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from streams import cli, subjects
-from streams.connect import connect
-from streams.natsserver import NatsServer, free_port
+from ops import cli
+from replay import Replay, ReplayMsg
+from replay import cli as replay_cli
+from replay.record import RecordError, read_chunks, read_header
+from streams import subjects
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
-from streams.record import RecordError, read_chunks, read_header
-from streams.replay import Replay, ReplayMsg
-from streams.replay import cli as replay_cli
 from streams.settings import NatsServerSettings, Settings
 from tests.conftest import make_settings
 
@@ -104,7 +105,7 @@ def test_bad_files_are_refused_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="not a jetmarket recording"):
         read_header(other)
     good = tmp_path / "good.jmrec"
-    from streams.record import Writer
+    from replay.record import Writer
 
     with Writer(good, compression="gzip") as w:
         w.write([ReplayMsg("raw.a.b.c", "RAW", i, i, b"x" * 100) for i in range(3000)])

@@ -11,11 +11,11 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from replay import ReplayClock, ReplayMsg, replay, select
+from replay.order import Reorder
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET, STREAM_RAW, provision
-from streams.replay import ReplayClock, ReplayMsg, replay, select
-from streams.replay.order import Reorder
 from streams.settings import Settings
 from tests.conftest import make_settings
 
@@ -131,7 +131,7 @@ def test_reorder_window_is_deterministic_and_counts_late() -> None:
 async def test_merge_of_streams_with_late_messages_ignores_chunking() -> None:
     import random
 
-    from streams.replay.order import merge
+    from replay.order import merge
 
     rnd = random.Random(5)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from replay import Digest, Replay, ReplayMsg
 from streams import schemas, sql, subjects
-from streams.replay import Digest, Replay, ReplayMsg
 from streams.settings import Settings, to_toml_env
 from tests.workers import ROOT, Proc
 
@@ -133,7 +133,7 @@ async def test_clickhouse_and_jetstream_replays_agree(
     want = Digest()
     want.update(from_js)
     out = subprocess.run(
-        [sys.executable, "-m", "streams", "replay", "--source", "clickhouse", "--clickhouse",
+        [sys.executable, "-m", "ops", "replay", "--source", "clickhouse", "--clickhouse",
          "direct", "--subjects", "market.>", "raw.>", "--since", str(rng["start"]),
          "--until", str(rng["end"]), "--no-progress"],
         env={**to_toml_env(settings)}, cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -20,11 +20,11 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from normalizer.worker import main as normalizer_main
-from streams.natsserver import NatsServer
+from replay import Replay
+from replay.model import Digest
+from replay.renormalize import renormalize
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_DLQ, STREAM_RAW
-from streams.replay import Replay
-from streams.replay.model import Digest
-from streams.replay.renormalize import renormalize
 from streams.settings import Settings
 from tests.conftest import make_settings
 from tests.emulator.binance import BinanceEmulator

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from streams import logs, secrets
-from streams.connect import connect
-from streams.natsserver import CONFIG, NatsServer, free_port
+from streams.bus import logs, secrets
+from streams.bus.connect import connect
+from streams.bus.server import CONFIG, NatsServer, free_port
 from streams.settings import NatsServerSettings, NatsSettings
 from tests.conftest import CREDENTIALS
 

@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 
 from sinks.clickhouse import tables
 from streams import schemas, sql, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from tests.conftest import make_settings
 from tests.test_e2e_pipeline import wait_rows
 from tests.workers import Proc

@@ -11,7 +11,7 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
 from tests.conftest import make_settings
 from tests.test_e2e_pipeline import wait_rows

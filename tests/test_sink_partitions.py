@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 
 from sinks.clickhouse import tables
 from streams import schemas, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.provision import STREAM_DLQ, STREAM_MARKET
 from tests.conftest import make_settings
 from tests.helpers import take
@@ -135,7 +135,7 @@ def test_dsn_password_masked_and_chdb_directory_private(tmp_path: Path) -> None:
     import logging
 
     from sinks.clickhouse.store import private_dir
-    from streams.logs import JsonFormatter, redact_url
+    from streams.bus.logs import JsonFormatter, redact_url
 
     dsn = "http://jm_writer:s3cr3t-Pa55@127.0.0.1:8123/jetmarket"
     assert redact_url(dsn) == "http://jm_writer:***@127.0.0.1:8123/jetmarket"

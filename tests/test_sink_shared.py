@@ -21,10 +21,10 @@ from prometheus_client import REGISTRY
 from sinks.clickhouse import tables
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.worker import META_CHECK_BELOW, ClickHouseSink, Pipe
-from streams.natsserver import NatsServer
+from streams.bus.runtime import Worker, start_worker
+from streams.bus.server import NatsServer
+from streams.bus.shared_consumer import SharedConsumer, ack_position
 from streams.provision import STREAM_MARKET
-from streams.runtime import Worker, start_worker
-from streams.shared_consumer import SharedConsumer, ack_position
 from tests.conftest import make_settings
 from tests.test_sink_clickhouse import expected, publish_mixed
 

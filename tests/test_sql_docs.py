@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from streams import schemas, sql, subjects
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from tests.conftest import make_settings
 from tests.test_e2e_pipeline import wait_rows
 from tests.workers import ROOT, Proc

@@ -79,7 +79,9 @@ def test_settings_from_toml(tmp_path) -> None:
 async def test_provision_is_idempotent_and_updates_limits(js: JetStreamContext, settings) -> None:
     await js.publish("raw.binance.trade.BTCUSDT", b"{}")
     again = await provision(js, settings)
-    assert again == ["RAW: updated", "MARKET: updated", "EXEC: updated", "DLQ: updated"]
+    assert again == [
+        "RAW: updated", "MARKET: updated", "EXEC: updated", "DLQ: updated", "OBJ_JM_FRAMES: updated"
+    ]  # fmt: skip
     changed = S.from_mapping({"streams": {"raw": {"max_age_s": 3600, "duplicate_window_s": 60}}})
     await provision(js, changed)
     info = await js.stream_info("RAW")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 
-from streams.cli import _parser
-from streams.natsserver import free_port
+from ops.cli import _parser
+from streams.bus.server import free_port
 from tests.workers import ROOT
 
 
@@ -41,7 +41,7 @@ def test_up_offline_health_lines_restart_and_clean_stop(tmp_path: Path) -> None:
         "JETMARKET_METRICS__HEALTH_INTERVAL_S": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams", "up"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "ops", "up"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     lines: list[dict] = []

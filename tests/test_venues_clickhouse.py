@@ -14,7 +14,7 @@ from collectors.bybit import run as bybit_collector
 from collectors.okx import run as okx_collector
 from normalizer.worker import main as normalizer_main
 from sinks.clickhouse.worker import main as sink_main
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from tests.conftest import make_settings
 from tests.emulator.bybit import BybitEmulator
 from tests.emulator.okx import OkxEmulator

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from streams.runtime import Worker, start_worker
+from streams.bus.runtime import Worker, start_worker
 from streams.settings import Settings, to_toml_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,13 +6,13 @@
 Design, chosen for determinism (same data + same strategy = identical fills and PnL):
 
 * The executor's own ``Engine`` and ``PaperVenue`` run **in this process**, driven message
-  by message in replay order (``streams.replay``: receive time, then stream sequence). Each
+  by message in replay order (``replay``: receive time, then stream sequence). Each
   market message updates marks and the paper book, fills resting orders, then reaches the
   strategy; the orders the strategy places are executed before the next message. Running
   the executor worker over ``replay.<name>.`` subjects instead would let the arrival of a
   command race the arrival of market messages (two subscriptions, one network), so fills
   would depend on scheduling: not reproducible.
-* Time is the replay clock (``streams.replay.ReplayClock``: receive time of the message
+* Time is the replay clock (``replay.ReplayClock``: receive time of the message
   being handled). The engine's clock, order timeouts, risk rate limits, fill and position
   timestamps all read it; nothing in the results comes from the wall clock. Client order
   ids are ``o1, o2, ...`` in order of placement.

@@ -13,8 +13,8 @@ import orjson
 from nats.js.errors import NotFoundError
 
 from executor.backtest.runner import DEFAULT_TYPES, Backtest, BacktestError, load_strategy
-from streams import logs
-from streams.connect import connect
+from streams.bus import logs
+from streams.bus.connect import connect
 from streams.provision import STREAM_EXEC
 from streams.settings import Settings, SettingsError, load
 

@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 from nats.js import JetStreamContext
 
+from replay.model import format_ns
 from streams import schemas, subjects
-from streams.replay.model import format_ns
 from streams.schemas import ExecBase, Fill, OrderUpdate, Position
 
 

@@ -1,7 +1,7 @@
 """Drive the paper engine and a strategy through market messages in replay order.
 
 ``Backtest.run_messages(msgs)`` takes typed messages (tests, notebooks);
-``Backtest.run_replay(settings, ...)`` reads them with ``streams.replay`` from JetStream or
+``Backtest.run_replay(settings, ...)`` reads them with ``replay`` from JetStream or
 ClickHouse. Both end in ``finish()``, which returns the ``Summary``; ``store(js)`` then
 publishes the results on EXEC. Why it runs in-process: see the package docstring.
 """
@@ -29,9 +29,9 @@ from executor.marks import Marks
 from executor.positions import Pos
 from executor.state import LIVE
 from executor.venues.paper import PaperVenue
+from replay import ReplayClock, replay
+from replay.model import format_ns
 from streams import subjects
-from streams.replay import ReplayClock, replay
-from streams.replay.model import format_ns
 from streams.schemas import Fill, Instrument, OrderUpdate
 from streams.settings import BacktestSettings, Settings
 

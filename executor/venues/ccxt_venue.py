@@ -29,7 +29,7 @@ from executor.model import (
     VenueUnknown,
 )
 from executor.precision import Spec
-from streams import logs, secrets
+from streams.bus import logs, secrets
 from streams.settings import AccountSettings
 
 _STATUS = {"open": "new", "closed": "filled", "canceled": "canceled", "expired": "expired",

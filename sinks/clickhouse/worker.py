@@ -3,12 +3,12 @@
 Per pipe (MARKET, RAW): fetch batches, hold them until ``max_batch_rows`` or
 ``flush_interval_s``, insert column-oriented per table, and only after the inserts
 commit ack the last message (AckAll). Redelivery after a crash starts at the consumer's
-ack floor, in order (streams/consumer.py); rows carry their stream sequence, and a
+ack floor, in order (streams/bus/consumer.py); rows carry their stream sequence, and a
 per-table high-water mark skips whatever was already stored. Plain ``count()`` never
 sees duplicates, no ``FINAL`` needed.
 
 With ``sink.shared`` several sink processes split the work through one shared durable per
-stream (streams/shared_consumer.py). A high-water mark means nothing with several writers
+stream (streams/bus/shared_consumer.py). A high-water mark means nothing with several writers
 (one instance may commit seq 5,000 while another still holds 4,000), so there the rule is:
 a message delivered for the first time cannot have been stored by anyone, and is inserted;
 a redelivered one (``delivered > 1``), or one older than the point where the shared durable
@@ -35,13 +35,13 @@ from sinks.clickhouse import tables
 from sinks.clickhouse.sqlservice import Sandbox, SqlService
 from sinks.clickhouse.store import InsertFault, Store
 from streams import schemas, subjects
-from streams.consumer import BatchConsumer, stream_seq
-from streams.delivery import Delivery
-from streams.logs import redact_url
+from streams.bus.consumer import BatchConsumer, stream_seq
+from streams.bus.delivery import Delivery
+from streams.bus.logs import redact_url
+from streams.bus.runtime import Worker
+from streams.bus.shared_consumer import SharedConsumer
 from streams.provision import STREAM_DLQ, STREAM_EXEC, STREAM_MARKET, STREAM_RAW
-from streams.runtime import Worker
 from streams.settings import ConsumerSettings
-from streams.shared_consumer import SharedConsumer
 
 log = logging.getLogger("sinks.clickhouse")
 RECV_LINE = f"\r\n{subjects.H_RECV_NS}:".encode()

@@ -13,8 +13,8 @@ from nats.js.api import StreamConfig
 from nats.js.errors import ServiceUnavailableError
 
 from streams import sql, subjects
-from streams.connect import connect
-from streams.natsserver import CONFIG, NatsServer, free_port
+from streams.bus.connect import connect
+from streams.bus.server import CONFIG, NatsServer, free_port
 from streams.provision import provision
 from streams.settings import NatsServerSettings, Settings
 from tests.conftest import make_settings

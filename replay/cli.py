@@ -85,8 +85,8 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     import orjson
 
-    from streams.replay.api import Replay
-    from streams.replay.model import Digest
+    from replay.api import Replay
+    from replay.model import Digest
 
     extra = {"speed": args.speed, "start_seq": args.start_seq, "order": args.order}
     r = Replay(settings, **_common(args), **extra, from_file=args.from_file,
@@ -96,8 +96,8 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
         # a recording goes back onto its original subjects unless a name is given
         stream = None
         if args.name and args.stream:
-            from streams.connect import connect
-            from streams.replay.output import ensure_stream
+            from replay.output import ensure_stream
+            from streams.bus.connect import connect
 
             nc = await connect(settings.nats, "replay", max_reconnect_attempts=0)
             try:
@@ -126,9 +126,9 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _record(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.record import Writer
-    from streams.replay.api import Replay
-    from streams.replay.model import format_ns
+    from replay.api import Replay
+    from replay.model import format_ns
+    from replay.record import Writer
 
     kw = _common(args)
     args.subjects = kw["subjects"] = args.subjects or ["raw.>"]
@@ -145,7 +145,7 @@ async def _record(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _renormalize(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.replay.renormalize import renormalize
+    from replay.renormalize import renormalize
 
     res = await renormalize(settings, since=args.since, until=args.until, name=args.prefix,
                             venues=args.venues, source=args.source, compare=args.compare,

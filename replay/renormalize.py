@@ -30,14 +30,15 @@ from typing import Any
 import msgspec
 import orjson
 
-from streams.connect import connect
-from streams.replay.api import Replay
-from streams.replay.model import Digest, format_ns
-from streams.replay.output import Republisher, ensure_stream, replay_stream
+from replay.api import Replay
+from replay.model import Digest, format_ns
+from replay.output import Republisher, ensure_stream
+from streams.bus.connect import connect
+from streams.provision import replay_stream
 from streams.settings import Settings, to_toml_env
 from streams.subjects import replay_prefix
 
-log = logging.getLogger("streams.replay")
+log = logging.getLogger("replay")
 
 
 class RenormResult(msgspec.Struct):

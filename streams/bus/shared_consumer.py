@@ -1,6 +1,6 @@
 """One durable consumer shared by several processes: a push consumer with a deliver group.
 
-``BatchConsumer`` (streams/consumer.py) is one process per durable: it re-creates the
+``BatchConsumer`` (streams/bus/consumer.py) is one process per durable: it re-creates the
 durable at its ack floor on every start and acks with AckAll, which is what keeps
 redelivery in order for the sink's per-table high-water mark. Several sink processes
 cannot work that way (each start would delete the others' consumer, and AckAll of one
@@ -31,12 +31,12 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from streams import delivery
-from streams.consumer import publish_batch, status_only
-from streams.delivery import Delivery
+from streams.bus import delivery
+from streams.bus.consumer import publish_batch, status_only
+from streams.bus.delivery import Delivery
 from streams.settings import ConsumerSettings
 
-log = logging.getLogger("streams.shared_consumer")
+log = logging.getLogger("streams.bus.shared_consumer")
 
 
 def ack_position(reply: str) -> tuple[int, int]:
@@ -139,7 +139,7 @@ class SharedConsumer:
         self._held = set()
         self._arrived.clear()
         nc = self.js._nc
-        # deliveries go straight to _on_msg (streams/delivery.py), as for BatchConsumer;
+        # deliveries go straight to _on_msg (streams/bus/delivery.py), as for BatchConsumer;
         # what this process holds is bounded by max_ack_pending
         self._sub = await nc.subscribe(self.deliver_subject, queue=self.durable, cb=status_only)
         delivery.attach(nc, self._sub._id, self._on_msg)

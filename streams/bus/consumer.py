@@ -7,7 +7,7 @@ what has arrived. Measured on these machines with 100k stored messages: a pull
 ``fetch(5000)`` loop drains ~68k msg/s, because nats-py waits for every message of a
 pull batch with its own ``wait_for`` (a task per message); the push callback drains
 ~287k msg/s. The messages reach the callback straight from the client's read loop
-(streams/delivery.py: no queue, no task, headers parsed when read), so the consumer has
+(streams/bus/delivery.py: no queue, no task, headers parsed when read), so the consumer has
 no flow control or heartbeats; in-flight data stays bounded by ``max_ack_pending``.
 
 After a kill -9, JetStream would redeliver the unacked tail only after ``ack_wait`` and
@@ -38,11 +38,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from streams import delivery
-from streams.delivery import Delivery
+from streams.bus import delivery
+from streams.bus.delivery import Delivery
 from streams.settings import ConsumerSettings
 
-log = logging.getLogger("streams.consumer")
+log = logging.getLogger("streams.bus.consumer")
 
 
 class BatchConsumer:

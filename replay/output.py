@@ -13,8 +13,9 @@ from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from replay.model import ReplayMsg
 from streams import subjects
-from streams.replay.model import ReplayMsg
+from streams.provision import replay_stream
 
 BURST = 4000
 # Stored with a message that was published with expectations (``js.publish(stream=...)``
@@ -26,11 +27,6 @@ EXPECT_HEADERS = (
     "Nats-Expected-Last-Subject-Sequence",
     "Nats-Expected-Last-Msg-Id",
 )
-
-
-def replay_stream(name: str) -> str:
-    """The stream that keeps ``replay.<name>.>`` (re-normalization, recorded replays)."""
-    return "REPLAY_" + subjects.token(name).replace("-", "_").upper()
 
 
 async def ensure_stream(nc: Client, name: str, *, max_age_s: float = 7 * 86400) -> str:

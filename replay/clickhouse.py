@@ -24,12 +24,12 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
+from replay.jetstream import unpartition
+from replay.model import ReplayMsg
+from replay.order import merge
+from replay.selection import Selection
 from streams import schemas, sql, subjects
 from streams.provision import STREAM_MARKET, STREAM_RAW
-from streams.replay.jetstream import unpartition
-from streams.replay.model import ReplayMsg
-from streams.replay.order import merge
-from streams.replay.selection import Selection
 
 # message type -> table; the same mapping as sinks/clickhouse/tables.py (a test keeps them
 # equal: streams/ must not import a component)

@@ -28,4 +28,4 @@ __all__ = sorted(_WHERE)
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"streams.replay.{_WHERE[name]}"), name)
+    return getattr(importlib.import_module(f"replay.{_WHERE[name]}"), name)

@@ -24,12 +24,12 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from replay.model import ReplayMsg, ReplayStats, parse_iso_ns
+from replay.order import Reorder
 from streams import schemas, subjects
 from streams.provision import STREAM_RAW
-from streams.replay.model import ReplayMsg, ReplayStats, parse_iso_ns
-from streams.replay.order import Reorder
 
-log = logging.getLogger("streams.replay")
+log = logging.getLogger("replay")
 
 HIGH_WATER = 50_000  # buffered messages before the delivery callback waits (paced replays)
 

@@ -20,18 +20,18 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 from tqdm import tqdm
 
+from replay.clickhouse import ClickHouseSource, DirectFetch, Fetch, NatsFetch
+from replay.clock import ReplayClock
+from replay.jetstream import JetStreamSource, stream_bounds
+from replay.model import ReplayMsg, ReplayStats, parse_time
+from replay.order import merge
+from replay.output import Republisher
+from replay.selection import Selection, select
 from streams import sql, subjects
-from streams.connect import connect
-from streams.replay.clickhouse import ClickHouseSource, DirectFetch, Fetch, NatsFetch
-from streams.replay.clock import ReplayClock
-from streams.replay.jetstream import JetStreamSource, stream_bounds
-from streams.replay.model import ReplayMsg, ReplayStats, parse_time
-from streams.replay.order import merge
-from streams.replay.output import Republisher
-from streams.replay.selection import Selection, select
+from streams.bus.connect import connect
 from streams.settings import Settings
 
-log = logging.getLogger("streams.replay")
+log = logging.getLogger("replay")
 
 Source = Literal["auto", "jetstream", "clickhouse"]
 
@@ -49,7 +49,7 @@ def parse_speed(speed: str | float | None) -> float | None:
 class Replay:
     """One replay. Iterate it (``async for``) for typed messages, paced by ``speed``;
     ``batches()`` for unpaced chunks; ``publish(name)`` to put it on ``replay.<name>.>``.
-    ``clock`` is the replay clock (streams/replay/clock.py); ``stats`` fills as it runs."""
+    ``clock`` is the replay clock (replay/clock.py); ``stats`` fills as it runs."""
 
     def __init__(
         self,
@@ -143,7 +143,7 @@ class Replay:
 
     async def _open(self) -> tuple[list[AsyncIterator[list[ReplayMsg]]], int | None]:
         if self.from_file:
-            from streams.record import file_chunks, read_header
+            from replay.record import file_chunks, read_header
 
             head = read_header(self.from_file)
             self.stats.source = f"file:{self.from_file}"
@@ -165,7 +165,7 @@ class Replay:
             name = stream
             strip = ""
             if self.from_replay:
-                from streams.replay.output import replay_stream
+                from streams.provision import replay_stream
 
                 strip = subjects.replay_prefix(self.from_replay)
                 filters = [strip + f for f in filters]

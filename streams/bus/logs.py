@@ -13,7 +13,7 @@ import orjson
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
-# Values registered by streams.secrets; matched literally wherever they appear in a line.
+# Values registered by streams.bus.secrets; matched literally wherever they appear in a line.
 _SECRETS: set[str] = set()
 _secret_re: re.Pattern[str] | None = None
 # Credentials by shape, for secrets that were never registered (e.g. a key pasted into a

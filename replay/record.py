@@ -24,8 +24,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from streams.replay.model import ReplayMsg
-from streams.replay.selection import Selection
+from replay.model import ReplayMsg
+from replay.selection import Selection
 
 FORMAT = "jetmarket-record"
 VERSION = 1

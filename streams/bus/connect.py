@@ -9,10 +9,12 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from streams import natsauth, natsheaders, secrets
+from streams.bus import auth as natsauth
+from streams.bus import headers as natsheaders
+from streams.bus import secrets
 from streams.settings import NatsSettings
 
-log = logging.getLogger("streams.connect")
+log = logging.getLogger("streams.bus.connect")
 
 # Client names that are not a role themselves: the CLI's commands and tools.
 ALIASES = {

@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 
-from streams.natsheaders import parse_header_lines
+from streams.bus.headers import parse_header_lines
 
 _HDR_LINE = b"NATS/1.0\r\n"
 

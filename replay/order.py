@@ -21,7 +21,7 @@ import bisect
 import heapq
 from collections.abc import AsyncIterator, Callable
 
-from streams.replay.model import ReplayMsg
+from replay.model import ReplayMsg
 
 
 class Reorder:

@@ -31,7 +31,7 @@ CHUNK = 1024 * 1024  # well under max_payload; 20 chunks for a 20 MB frame
 def bucket_config(lim: StreamLimits) -> ObjectStoreConfig:
     return ObjectStoreConfig(
         bucket=FRAMES_BUCKET,
-        description="raw frames over max_payload, referenced from RAW (streams/bigframes.py)",
+        description="raw frames over max_payload, referenced from RAW (streams/bus/bigframes.py)",
         ttl=lim.max_age_s,
         max_bytes=lim.max_bytes,
         storage=StorageType.FILE if lim.storage == "file" else StorageType.MEMORY,

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from streams import logs
+from streams.bus import logs
 from streams.settings import Settings, SettingsError, load
 
 log = logging.getLogger("jetmarket")
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.add_argument("--max-rows", type=int, default=10_000)
     sql.add_argument("--timeout", type=float, default=30.0)
-    from streams.replay import cli as replay_cli
+    from replay import cli as replay_cli
 
     replay_cli.add_commands(sub)  # replay, record, renormalize
     return p
@@ -96,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "backtest":
         return _exec_module(["executor.backtest", *extra])
     if args.cmd == "up":
-        from streams.supervisor import Supervisor, default_workers
+        from ops.supervisor import Supervisor, default_workers
 
         children = default_workers(settings, args.venues)
         return Supervisor(settings, children, embedded_nats=not args.external_nats).run()
     if args.cmd == "down":
-        from streams.supervisor import down
+        from ops.supervisor import down
 
         return down()
     if args.cmd == "nats":
@@ -117,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "book":
         return asyncio.run(_book(settings, args.venue, args.symbol, args.levels))
     if args.cmd in ("replay", "record", "renormalize"):
-        from streams.replay import cli as replay_cli
+        from replay import cli as replay_cli
 
         return replay_cli.run(settings, args)
     raise AssertionError(args.cmd)
 
 
-# The NATS identity of each command that connects as a client (streams/natsauth.py roles):
+# The NATS identity of each command that connects as a client (streams/bus/auth.py roles):
 # reading commands as reader, status (consumer and stream state too) as operator, stream
 # creation as admin. Workers started by a command connect as their own role.
 COMMAND_ROLES = {
@@ -147,7 +147,7 @@ def _identity(settings: Settings, args: argparse.Namespace) -> Settings:
 def _run_nats(settings: Settings) -> int:
     import signal
 
-    from streams.natsserver import NatsServer
+    from streams.bus.server import NatsServer
 
     srv = NatsServer(settings.nats.server, credentials_dir=settings.nats.credentials_dir,
                      settings=settings).start()  # fmt: skip
@@ -170,7 +170,7 @@ def _run_cluster(settings: Settings) -> int:
     import time
     from pathlib import Path
 
-    from streams.natsserver import NatsCluster
+    from streams.bus.server import NatsCluster
 
     srv = settings.nats.server
     base = Path(srv.store_dir) / "cluster"
@@ -200,8 +200,8 @@ def _run_cluster(settings: Settings) -> int:
 
 
 async def _status(settings: Settings) -> int:
-    from streams.connect import connect
-    from streams.status import status
+    from ops.status import status
+    from streams.bus.connect import connect
 
     try:
         nc = await connect(settings.nats, "status", max_reconnect_attempts=0)
@@ -218,7 +218,7 @@ async def _status(settings: Settings) -> int:
 
 
 async def _provision(settings: Settings) -> int:
-    from streams.connect import connect
+    from streams.bus.connect import connect
     from streams.provision import provision
 
     nc = await connect(settings.nats, "provision", max_reconnect_attempts=0)
@@ -234,7 +234,7 @@ async def _book(settings: Settings, venue: str, symbol: str, levels: int) -> int
     import orjson
 
     from streams import subjects
-    from streams.connect import connect
+    from streams.bus.connect import connect
 
     nc = await connect(settings.nats, "book", max_reconnect_attempts=0)
     try:
@@ -265,7 +265,7 @@ async def _sql(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         if settings.clickhouse.dsn.startswith("chdb://"):
-            from streams.connect import connect
+            from streams.bus.connect import connect
 
             try:
                 nc = await connect(settings.nats, "sql", max_reconnect_attempts=0)

@@ -6,7 +6,7 @@ without it the server does not start, so there is no unauthenticated way to run 
 
 Credentials: one random password per user in ``<credentials_dir>/<user>`` (mode 0600,
 created once and kept, so restarts and several servers on one checkout agree); the server
-gets only bcrypt hashes. Clients pick their file by role (streams/connect.py).
+gets only bcrypt hashes. Clients pick their file by role (streams/bus/connect.py).
 
 Permissions are allow-lists. A worker gets its own data subjects, ``STREAM.INFO`` of the
 streams it uses, and the consumer API subjects that carry its own durable names; no worker
@@ -27,7 +27,7 @@ from streams import subjects
 from streams.settings import Settings
 
 API = "$JS.API"
-# The object store the collector writes frames over max_payload into (streams/bigframes.py).
+# The object store the collector writes frames over max_payload into (streams/bus/bigframes.py).
 FRAMES_BUCKET = "JM_FRAMES"
 FRAMES_STREAM = f"OBJ_{FRAMES_BUCKET}"
 # Workers (processes started by the supervisor) and the people/tools around them.
@@ -77,7 +77,7 @@ def stream_info(*streams: str) -> list[str]:
 
 def durable(stream: str, name: str) -> list[str]:
     """What a worker needs for its own durable ``name`` on ``stream``: look it up, re-create
-    it at its ack floor (streams/consumer.py deletes and adds it), pull from it, ack it."""
+    it at its ack floor (streams/bus/consumer.py deletes and adds it), pull from it, ack it."""
     return [
         f"{API}.CONSUMER.INFO.{stream}.{name}",
         f"{API}.CONSUMER.DELETE.{stream}.{name}",
@@ -147,7 +147,7 @@ def role_perms(role: str, settings: Settings) -> Perms:
         p.pub += [subjects.dlq("sink"), *stream_info("RAW", "MARKET", "EXEC", "DLQ"),
                   *frames_read()]  # fmt: skip
         for stream, c in (("MARKET", s.market), ("RAW", s.raw), ("EXEC", s.exec)):
-            shared = f"{c.durable}-shared"  # streams/shared_consumer.py
+            shared = f"{c.durable}-shared"  # streams/bus/shared_consumer.py
             p.pub += durable(stream, c.durable) + durable(stream, shared)
             p.sub.append(f"_INBOX.jm.{stream}.{shared}")
         p.sub += [subjects.SQL_QUERY, status]

@@ -4,7 +4,7 @@ Workers run as child processes in their own sessions so a terminal Ctrl-C reache
 the supervisor, which then stops them in order: workers first (each flushes and acks
 what is durable), nats-server last. A worker that dies is restarted with backoff.
 
-Auth: the embedded server starts with generated credentials (streams/natsauth.py, under
+Auth: the embedded server starts with generated credentials (streams/bus/auth.py, under
 ``nats.credentials_dir``); the supervisor provisions streams as ``admin`` before any worker
 starts, and each worker connects as its own role, which cannot create or change streams.
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import msgspec
 
-from streams.natsserver import NatsServer
+from streams.bus.server import NatsServer
 from streams.settings import Settings
 
-log = logging.getLogger("streams.supervisor")
+log = logging.getLogger("ops.supervisor")
 
 PID_FILE = Path("var/up.pid")
 
@@ -79,7 +79,7 @@ class Supervisor:
 
     def provision(self) -> None:
         """Streams and buckets, as admin, before any worker starts (workers only check)."""
-        from streams.connect import connect
+        from streams.bus.connect import connect
         from streams.provision import provision
 
         nats = self.settings.nats

@@ -21,12 +21,14 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import Gauge, start_http_server
 
-from streams import logs, natsauth, subjects
-from streams.connect import connect, role_of
+from streams import subjects
+from streams.bus import auth as natsauth
+from streams.bus import logs
+from streams.bus.connect import connect, role_of
 from streams.settings import Settings
 from streams.settings import load as load_settings
 
-log = logging.getLogger("streams.runtime")
+log = logging.getLogger("streams.bus.runtime")
 
 UP = Gauge("jetmarket_worker_up", "1 while the worker runs, 0 once it stops", ["worker"])
 HEALTHY = Gauge("jetmarket_worker_healthy", "1 when the worker reports itself healthy", ["worker"])

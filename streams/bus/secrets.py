@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streams import logs
+from streams.bus import logs
 
 
 class SecretsError(PermissionError):

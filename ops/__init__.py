@@ -1,0 +1,1 @@
+"""Operating jetmarket: the command line, the supervisor, status."""
