@@ -30,6 +30,7 @@ from streams.bus.bigframes import H_FRAME_REF, FrameStore
 from streams.bus.consumer import BatchConsumer, send_commands
 from streams.bus.delivery import Delivery
 from streams.bus.runtime import Worker
+from streams.bus.wire import hpub_id
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW, replay_stream
 from streams.settings import ConsumerSettings, NormalizerSettings
 
@@ -61,7 +62,6 @@ CONFIRM_TIMEOUT_S = 10.0  # an acked publish not confirmed by then: redeliver th
 BURST = 4000  # core publishes between acked ones; nats-server's ingest queue holds 10k+
 H_RECV = subjects.H_RECV_NS
 RECV_LINE = f"\r\n{H_RECV}:".encode()
-_HDR_LEN = len(f"NATS/1.0\r\n{subjects.H_MSG_ID}: \r\n\r\n")
 
 # delivered raw subject -> (parse, channel, native symbol, raw subject, owned, venue)
 _Entry = tuple[Parse, str, str, str, bool, str]
@@ -272,22 +272,8 @@ class NormalizerWorker:
                 continue
             for o in res:
                 osubj, msg_id, data = o
-                if msg_id.isascii() and msg_id.isprintable():  # one line; characters = bytes
-                    n = _HDR_LEN + len(msg_id)
-                    total = n + len(data)
-                    add(
-                        f"HPUB {pre}{osubj} {n} {total}\r\n"
-                        f"NATS/1.0\r\nNats-Msg-Id: {msg_id}\r\n\r\n".encode()
-                    )
-                else:
-                    value = msg_id.replace("\r", " ").replace("\n", " ").encode()
-                    n = _HDR_LEN + len(value)
-                    total = n + len(data)
-                    add(
-                        f"HPUB {pre}{osubj} {n} {total}\r\nNATS/1.0\r\nNats-Msg-Id: ".encode()
-                        + value
-                        + b"\r\n\r\n"
-                    )
+                head, total = hpub_id(pre + osubj, msg_id, len(data))
+                add(head)
                 if total > limit:
                     raise MaxPayloadError  # as nc.publish would; nats-server drops the link
                 add(data)

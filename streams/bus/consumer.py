@@ -38,7 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from streams.bus import delivery
+from streams.bus import delivery, wire
 from streams.bus.delivery import Delivery
 from streams.settings import ConsumerSettings
 
@@ -211,18 +211,13 @@ def stream_seq(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
 
 
-_HPUB_ID_HDR_LEN = len("NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
-
-
 async def publish_batch(
     nc: Client, msgs: Sequence[tuple[str, str | None, bytes]], prefix: str = ""
 ) -> None:
     """Core-publish ``(subject, Nats-Msg-Id or None, payload)`` messages in order, as one
-    write of protocol commands. ``nc.publish`` per message validates the subject, builds a
-    header dict's bytes with a regex per key and queues one command each: ~30% of the
-    normalizer's CPU in a py-spy profile. Subjects here come from ``streams.subjects``
-    builders (tokens already sanitised). Durability is still proven by the caller's acked
-    publish after the batch on the same connection."""
+    write of protocol commands encoded by ``streams.bus.wire`` (why by hand: see there).
+    Durability is still proven by the caller's acked publish after the batch on the same
+    connection."""
     if not msgs:
         return
     limit = nc.max_payload
@@ -231,24 +226,15 @@ async def publish_batch(
     for subject, msg_id, data in msgs:
         size = len(data)
         if msg_id is None:
-            hdr_len = 0
-            add(f"PUB {prefix}{subject} {size}\r\n".encode())
+            add(wire.pub(prefix + subject, size))
+            total = size
         else:
-            if msg_id.isascii() and "\r" not in msg_id and "\n" not in msg_id:
-                hdr_len = _HPUB_ID_HDR_LEN + len(msg_id)  # ASCII: characters are bytes
-                add(
-                    f"HPUB {prefix}{subject} {hdr_len} {hdr_len + size}\r\n"
-                    f"NATS/1.0\r\nNats-Msg-Id: {msg_id}\r\n\r\n".encode()
-                )
-            else:  # header values are one line; the lengths count UTF-8 bytes
-                value = msg_id.replace("\r", " ").replace("\n", " ").encode()
-                hdr_len = _HPUB_ID_HDR_LEN + len(value)
-                add(f"HPUB {prefix}{subject} {hdr_len} {hdr_len + size}\r\n".encode())
-                add(b"NATS/1.0\r\nNats-Msg-Id: " + value + b"\r\n\r\n")
-        if size + hdr_len > limit:
+            head, total = wire.hpub_id(prefix + subject, msg_id, size)
+            add(head)
+        if total > limit:
             raise MaxPayloadError  # as nc.publish would; nats-server drops the link otherwise
         add(data)
-        add(b"\r\n")
+        add(wire.CRLF)
     await send_commands(nc, b"".join(parts))
 
 
