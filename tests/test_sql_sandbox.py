@@ -19,11 +19,11 @@ from nats.js import JetStreamContext
 
 from sinks.clickhouse import sqlguard
 from streams import schemas, sql, subjects
-from streams.connect import connect
-from streams.natsserver import NatsServer, free_port
+from streams.bus.connect import connect
+from streams.bus.server import NatsServer, free_port
 from streams.provision import STREAM_MARKET
 from streams.settings import NatsServerSettings, Settings
-from tests.conftest import make_settings
+from tests.conftest import _provision_as_admin, make_settings
 from tests.test_e2e_pipeline import wait_rows
 from tests.workers import Proc
 
@@ -134,6 +134,7 @@ def sink_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     tmp = tmp_path_factory.mktemp("sqlsandbox")
     cfg = NatsServerSettings(port=free_port(), monitor_port=free_port(), store_dir=str(tmp / "n"))
     srv = NatsServer(cfg, log_file=tmp / "nats.log").start()
+    asyncio.run(_provision_as_admin(srv.url))  # as conftest's nats_server does
     settings = make_settings(tmp, srv.url)
     sink = Proc("sinks", settings, "clickhouse", log=tmp / "sink.log").start()
     try:
