@@ -3,8 +3,8 @@ so the same code runs in the worker, the benchmarks and re-normalization."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Protocol
 
 from normalizer.registry import parsers
 from normalizer.venues.base import Frame, Out, Rejected
@@ -21,8 +21,16 @@ class Dead(NamedTuple):
 
 
 Parse = Callable[[Frame], list[Out]]
-# (parse, channel, native symbol) of a raw subject
-Route = tuple[Parse, str, str]
+
+
+class Route(NamedTuple):
+    """What a raw subject says: its venue's parser, venue, channel and native symbol."""
+
+    parse: Parse
+    venue: str
+    channel: str
+    native: str
+
 
 # Distinct raw subjects seen are venues x channels x symbols; the cap only bounds memory
 # against a flood of junk subjects.
@@ -42,43 +50,89 @@ def failure(exc: Exception) -> str:
     return f"parser error {type(exc).__name__}: {exc}"
 
 
+class Carrier(Protocol):
+    """Where a frame's headers are read, only when a dead letter quotes one: a NATS
+    message parses its headers lazily, and the hot path never needs the whole dict."""
+
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
+
+class Headers(NamedTuple):
+    """A ``Carrier`` for callers that already hold the headers."""
+
+    headers: Mapping[str, str] | None
+
+
+def recv_text(headers: Mapping[str, str] | None) -> str:
+    """The receive-time header as it came, for a dead letter."""
+    return headers.get(subjects.H_RECV_NS, "") if headers else ""
+
+
+def venue_of(route: Route | str) -> str:
+    """A metrics label: the routed venue, or "?" for a subject that has no route."""
+    return "?" if route.__class__ is str else route.venue  # type: ignore[union-attr]
+
+
 class Normalizer:
+    """The per-frame path, the same for the worker, re-normalization, benchmarks and
+    fuzzers: route the raw subject (parsed once, by ``subjects.parse_raw``, then cached),
+    check the receive time, parse, and turn any failure into a ``Dead`` with the reason."""
+
     def __init__(self) -> None:
         self.parsers = parsers()
         # raw subject -> route: one dict hit per frame instead of a split, a registry
         # lookup and a tuple per frame
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[str, Route | str] = {}
 
     def route(self, subject: str) -> Route | str:
-        """The raw subject's parser, channel and symbol, or why it has none."""
+        """The raw subject's route, or why it has none (also cached: junk subjects repeat)."""
         hit = self._routes.get(subject)
         if hit is not None:
             return hit
         try:
             venue, channel, native = subjects.parse_raw(subject)
+            parser = self.parsers.get(venue)
+            route: Route | str = (
+                Route(parser.parse, venue, channel, native)
+                if parser is not None
+                else f"no parser for venue {venue!r}"
+            )
         except ValueError as exc:
-            return str(exc)
-        parser = self.parsers.get(venue)
-        if parser is None:
-            return f"no parser for venue {venue!r}"
+            route = str(exc)
         if len(self._routes) >= ROUTES_MAX:
             self._routes.clear()
-        route = self._routes[subject] = (parser.parse, channel, native)
+        self._routes[subject] = route
         return route
 
-    def normalize(
-        self, subject: str, data: bytes, headers: dict[str, str] | None, raw_seq: int
+    @staticmethod
+    def frame(
+        subject: str,
+        route: Route | str,
+        data: bytes,
+        ts_recv: int | None,
+        seq: int,
+        carrier: Carrier,
     ) -> list[Out] | Dead:
-        recv = headers.get(subjects.H_RECV_NS, "") if headers else ""
-        route = self.route(subject)
-        if isinstance(route, str):
-            return Dead(subject, data, route, recv)
-        parse, channel, native = route
+        """One frame of a routed subject: its messages, or a dead letter saying why.
+        ``ts_recv`` is the receive-time header already read as an int (None: missing or
+        not a number); ``carrier.headers`` is read only to quote it in a dead letter."""
+        if route.__class__ is str:
+            return Dead(subject, data, route, recv_text(carrier.headers))  # type: ignore[arg-type]
+        if ts_recv is None:
+            return Dead(subject, data, BAD_RECV, recv_text(carrier.headers))
+        r: Route = route  # type: ignore[assignment]
         try:
-            ts_recv = int(recv)
-        except ValueError:
-            return Dead(subject, data, BAD_RECV, recv)
-        try:
-            return parse(Frame(channel, native, data, ts_recv, raw_seq))
+            return r.parse(Frame(r.channel, r.native, data, ts_recv, seq))
         except Exception as exc:
-            return Dead(subject, data, failure(exc), recv)
+            return Dead(subject, data, failure(exc), recv_text(carrier.headers))
+
+    def normalize(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None, raw_seq: int
+    ) -> list[Out] | Dead:
+        """``frame`` for callers holding a headers mapping."""
+        try:
+            ts_recv: int | None = int(recv_text(headers))
+        except ValueError:
+            ts_recv = None
+        return self.frame(subject, self.route(subject), data, ts_recv, raw_seq, Headers(headers))

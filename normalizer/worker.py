@@ -23,14 +23,14 @@ from nats.js.errors import BadObjectMetaError, NotFoundError, ObjectNotFoundErro
 from prometheus_client import Counter as PCounter
 from prometheus_client import Gauge, Histogram
 
-from normalizer.core import ROUTES_MAX, Dead, Normalizer, Parse, failure
-from normalizer.venues.base import Frame, Out, Rejected
+from normalizer.core import ROUTES_MAX, Dead, Normalizer, Route, venue_of
+from normalizer.venues.base import Out
 from streams import subjects
 from streams.bus.bigframes import H_FRAME_REF, FrameStore
 from streams.bus.consumer import BatchConsumer, send_commands
 from streams.bus.delivery import Delivery
 from streams.bus.runtime import Worker
-from streams.bus.wire import hpub_id
+from streams.bus.wire import CRLF, hpub_id
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW, replay_stream
 from streams.settings import ConsumerSettings, NormalizerSettings
 
@@ -63,17 +63,8 @@ BURST = 4000  # core publishes between acked ones; nats-server's ingest queue ho
 H_RECV = subjects.H_RECV_NS
 RECV_LINE = f"\r\n{H_RECV}:".encode()
 
-# delivered raw subject -> (parse, channel, native symbol, raw subject, owned, venue)
-_Entry = tuple[Parse, str, str, str, bool, str]
-
-
-def _rejecting(reason: str) -> Parse:
-    """The parser of a subject that has none: every frame is a dead letter saying why."""
-
-    def parse(frame: Frame) -> list[Out]:
-        raise Rejected(reason)
-
-    return parse
+# delivered subject -> (raw subject, its route or why it has none, owned by this partition)
+_Entry = tuple[str, Route | str, bool]
 
 
 def _replayed_seq(m: Msg, default: int) -> int:
@@ -206,19 +197,12 @@ class NormalizerWorker:
             backoff = min(backoff * 2, 10.0)
 
     def _entry(self, delivered: str) -> _Entry:
-        """The hot loop's view of a delivered raw subject, cached per subject."""
+        """The hot loop's view of a delivered subject, cached per subject."""
         subject = delivered[len(self.prefix) :]
-        route = self.core.route(subject)
         own = not self.own_suffix or subject.endswith(self.own_suffix)
-        rest = subject[4:]  # raw.<venue>.…
-        venue = rest[: rest.find(".")]
         if len(self._entries) >= ROUTES_MAX:
             self._entries.clear()
-        if isinstance(route, str):
-            entry = (_rejecting(route), "", "", subject, own, venue)
-        else:
-            entry = (*route, subject, own, venue)
-        self._entries[delivered] = entry
+        entry = self._entries[delivered] = (subject, self.core.route(subject), own)
         return entry
 
     async def process(self, msgs: list[Delivery]) -> None:
@@ -227,12 +211,14 @@ class NormalizerWorker:
         Each output is encoded into its HPUB command as soon as its frame is parsed (no
         list of outputs held to the end of the batch: fewer objects for the cyclic GC to
         walk, which costs the consumer's buffered messages dearly), and the batch goes
-        out as one write. ``core.normalize`` does the same per frame for other callers, and
-        ``streams.bus.consumer.publish_batch`` encodes the same commands from a list; here both
-        are inlined because a call per frame is measurable at ~100k/s."""
+        out as one write (``streams.bus.wire``). The per-frame work (route, receive time,
+        parse, dead letter) is ``core.Normalizer.frame``'s alone; here are only the
+        transport's parts: the receive-time header read from the raw block, big frames
+        fetched by reference, partition ownership, publishing and acks.
+        """
         t0 = time.perf_counter()
         entries, entry_of = self._entries, self._entry
-        normalize, cut, pre = self.core.normalize, len(self.prefix), self.prefix
+        frame, cut, pre = self.core.frame, len(self.prefix), self.prefix
         limit = self.w.nc.max_payload  # type: ignore[union-attr]
         parts: list[bytes] = []
         add = parts.append
@@ -241,11 +227,11 @@ class NormalizerWorker:
         last: Out | None = None
         sent = 0  # messages already published by bursts
         for m, seq in zip(msgs, self.consumer.seqs, strict=True):
-            parse, channel, native, subject, own, _ = entries.get(m.subject) or entry_of(m.subject)
+            subject, route, own = entries.get(m.subject) or entry_of(m.subject)
             if cut:  # a replayed frame: its RAW sequence is part of some messages' identity
                 seq = _replayed_seq(m, seq)
             try:
-                ts_recv = m.int_header(RECV_LINE)  # no dict of every header per frame
+                ts_recv: int | None = m.int_header(RECV_LINE)  # no dict of every header
             except (KeyError, ValueError):
                 try:
                     ts_recv = int(m.headers[H_RECV])  # type: ignore[index]
@@ -258,13 +244,7 @@ class NormalizerWorker:
                     if own:
                         dead.append((Dead(subject, data, missing, str(ts_recv or "")), seq))
                     continue
-            if ts_recv is None:
-                res = normalize(subject, data, m.headers, seq)  # the reason, as core puts it
-            else:
-                try:
-                    res = parse(Frame(channel, native, data, ts_recv, seq))
-                except Exception as exc:
-                    res = Dead(subject, data, failure(exc), m.headers[H_RECV])  # type: ignore[index]
+            res = frame(subject, route, data, ts_recv, seq, m)
             if not own:
                 continue  # another partition's venue-wide frame: its owner publishes this
             if res.__class__ is not list:
@@ -277,7 +257,7 @@ class NormalizerWorker:
                 if total > limit:
                     raise MaxPayloadError  # as nc.publish would; nats-server drops the link
                 add(data)
-                add(b"\r\n")
+                add(CRLF)
                 last = o
                 if len(parts) >= cap:
                     # an acked publish inside long bursts (an instrument list can expand to
@@ -325,9 +305,9 @@ class NormalizerWorker:
         per_venue: Counter[str] = Counter()
         entries, entry_of = self._entries, self._entry
         for delivered, n in Counter([m.subject for m in msgs]).items():
-            *_, own, venue = entries.get(delivered) or entry_of(delivered)
+            _, route, own = entries.get(delivered) or entry_of(delivered)
             if own:
-                per_venue[venue] += n
+                per_venue[venue_of(route)] += n
         for venue, n in per_venue.items():
             FRAMES.labels(venue).inc(n)
 
@@ -364,7 +344,7 @@ class NormalizerWorker:
         js = self.w.js
         assert js is not None
         for d, seq in dead:
-            DLQ.labels(d.subject.split(".")[1] if d.subject.count(".") >= 1 else "?").inc()
+            DLQ.labels(venue_of(self.core.route(d.subject))).inc()
             headers = {
                 subjects.H_REASON: _header_value(d.reason),
                 subjects.H_SOURCE: d.subject,
