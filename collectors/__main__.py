@@ -15,7 +15,10 @@ from pathlib import Path
 
 from streams.bus.runtime import Worker, run
 
-_NOT_VENUES = {"base", "ccxt_poller", "backfill"}
+# the framework's own modules and packages: every other module here is a venue
+_NOT_VENUES = {
+    "backfill", "base", "ccxt_poller", "conn", "health", "losses", "metrics", "publisher", "rest",
+}  # fmt: skip
 
 
 def venues() -> list[str]:

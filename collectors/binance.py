@@ -25,15 +25,12 @@ limiter so a burst of snapshot requests cannot get the IP banned.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt.async_support as ccxt
 import orjson
-import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
@@ -103,47 +100,48 @@ class Connection(base.Link):
 
     streams: list[str]
     depth_symbols: set[str]
+    need_snapshot: set[str] = field(default_factory=set)  # depth seen, no snapshot yet
 
 
-class BinanceCollector:
+class BinanceCollector(base.Collector):
     """Spot; ``collectors/binanceusdm.py`` subclasses it for USDⓈ-M futures, which speak
     the same protocol on other hosts, REST paths and a few more channels."""
 
     venue = VENUE  # the raw subject's venue token (ccxt's exchange id)
+    ctl_venue = VENUE  # spot and USDⓈ-M share ctl.snapshot.binance.* (see owns())
     channels = CHANNELS
-    ccxt_class: type[ccxt.Exchange] = ccxt.binance
-    api = ("public", "/api/v3")  # ccxt's urls["api"] entry for public REST, and its path
+    ccxt_class = ccxt.binance
+    api = ("public", "/api/v3")
+    instruments = "background"
+    instruments_what = "exchangeInfo"
+    ws_pings = True
+    watch = frozenset({"depth"})  # the first depth event of a symbol asks for its snapshot
 
     def __init__(self, w: Worker, cfg: BinanceSettings, flush_every: int) -> None:
-        assert w.nc is not None and w.js is not None
-        self.w = w
-        self.cfg = cfg
-        self.pub = base.RawPublisher(
-            w.nc, w.js, self.venue, flush_every, settings=w.settings.collector
-        )
-        self.rest_lock = asyncio.Lock()
-        self.exchange = self.ccxt_class({"enableRateLimit": True})
-        # ccxt builds every public request from this URL; pointing it elsewhere swaps the
-        # venue (the emulator, a proxy) without touching ccxt's rate limiting.
-        self.exchange.urls["api"][self.api[0]] = cfg.rest_url.rstrip("/") + self.api[1]
         self.symbol_map: dict[str, str] = {}  # BTC-USDT -> BTCUSDT, from exchangeInfo
-        self.connections = [
-            Connection(url=u, streams=s, backoff=base.Backoff(cfg.reconnect),
-                       depth_symbols=set(_symbols_of(s)) if "depth" in cfg.channels else set())
+        super().__init__(w, cfg, flush_every)
+
+    def make_links(self) -> list[base.Link]:
+        pub = self.publisher()
+        depth = "depth" in self.cfg.channels
+        return [
+            Connection(url=u, streams=s, backoff=base.Backoff(self.cfg.reconnect), pub=pub,
+                       events={"streams": s, "symbols": _symbols_of(s)}, info={"streams": len(s)},
+                       depth_symbols=set(_symbols_of(s)) if depth else set())
             for u, s in self.urls()
         ]  # fmt: skip
-        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def pub(self) -> base.RawPublisher:
+        return self.pubs[0]
+
+    def route(self, frame: bytes) -> tuple[str, str]:
+        return route(frame, self.channels)
 
     # -- REST ----------------------------------------------------------------------------
-    async def _rest(self, endpoint: str, call: Any, params: dict[str, Any]) -> tuple[bytes, int]:
-        """One REST call through ccxt; returns the untouched body and its receive time."""
-        return await base.rest_body(
-            self.exchange, self.rest_lock, self.venue, endpoint, call, params
-        )
-
     def _conn_for(self, native: str) -> str:
-        for c in self.connections:
-            if native in c.depth_symbols and c.conn:
+        for c in self.links:
+            if native in c.depth_symbols and c.conn:  # type: ignore[attr-defined]
                 return c.conn
         return "rest"
 
@@ -160,7 +158,7 @@ class BinanceCollector:
 
     async def fetch_snapshot(self, native: str) -> int:
         """GET <api>/depth, published untouched; returns its lastUpdateId."""
-        body, recv = await self._rest(
+        body, recv = await self.rest(
             "depth", self._depth_call(), {"symbol": native, "limit": self.cfg.snapshot_limit}
         )
         last = int(orjson.loads(body)["lastUpdateId"])
@@ -171,32 +169,16 @@ class BinanceCollector:
         return last
 
     async def fetch_instruments(self) -> None:
-        """GET /api/v3/exchangeInfo, published untouched; refreshes the symbol map."""
+        """GET <api>/exchangeInfo, published untouched; refreshes the symbol map."""
         params = {}
         if len(self.cfg.symbols) <= MAX_INFO_SYMBOLS:
             params["symbols"] = orjson.dumps(self.cfg.symbols).decode()
-        body, recv = await self._rest("exchangeInfo", self._info_call(), params)
+        body, recv = await self.rest("exchangeInfo", self._info_call(), params)
         for s in orjson.loads(body).get("symbols", []):
             self.symbol_map[f"{s['baseAsset']}-{s['quoteAsset']}"] = s["symbol"]
         await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
 
-    async def _instruments_loop(self) -> None:
-        backoff = base.Backoff(self.cfg.reconnect)
-        while not self.w.stop.is_set():
-            try:
-                await self.fetch_instruments()
-                wait = INSTRUMENTS_REFRESH_S
-                backoff.reset()
-            except Exception as exc:
-                wait = backoff.next()
-                log.warning(
-                    f"{self.venue} exchangeInfo failed, retrying",
-                    extra={"error": str(exc)[:300], "retry_in_s": round(wait, 2)},
-                )
-            if await self.w.sleep(wait):
-                return
-
-    async def _on_ctl_snapshot(self, msg: Msg) -> None:
+    async def on_ctl_snapshot(self, msg: Msg) -> None:
         """``ctl.snapshot.binance.<BTC-USDT>``: fetch and publish a fresh snapshot."""
         symbol = msg.subject.split(".")[-1]
         if not self.owns(symbol):
@@ -225,72 +207,30 @@ class BinanceCollector:
         base = self.cfg.ws_url.rstrip("/")
         return [(f"{base}/stream?streams={'/'.join(c)}", c) for c in chunks]
 
-    async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
-        await base.publish_conn_event(
-            self.pub, c.conn, event, reason, streams=c.streams, symbols=_symbols_of(c.streams)
-        )
+    async def subscribe(self, ws: ClientConnection, link: base.Link) -> None:
+        """Nothing to send (the streams are in the URL); every book needs a snapshot."""
+        assert isinstance(link, Connection)
+        link.need_snapshot = set(link.depth_symbols)
+        if not link.need_snapshot:
+            link.watch.discard("depth")
 
-    def extra_loops(self) -> list[Any]:
-        """Coroutines a market adds (USDⓈ-M polls open interest over REST)."""
-        return []
+    async def on_frame(
+        self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
+    ) -> None:
+        """Binance's book sync: buffer events first, then take the snapshot."""
+        need = link.need_snapshot  # type: ignore[attr-defined]
+        if symbol in need:
+            need.discard(symbol)
+            self.in_background(self._snapshot_quietly(symbol))
+            if not need:
+                link.watch.discard("depth")
 
-    async def _connection_loop(self, c: Connection) -> None:
-        await base.keep_connected(
-            self.w, self.venue, c, self._session, self._conn_event, self._reconnects,
-            ping_interval=self.cfg.ping_interval_s,
-        )  # fmt: skip
-
-    async def _session(self, ws: ClientConnection, c: Connection) -> str:
-        """Read frames until the connection ends; returns why it ended."""
-        await self._conn_event(c, "connected")
-        log.info(f"{self.venue} connected", extra={"conn": c.conn, "streams": len(c.streams)})
-        need_snapshot = set(c.depth_symbols)
-        publish = self.pub.publish
-        nats_epoch = self.pub.nats_epoch
-        epoch = nats_epoch()
-        conn = c.conn
-        channels = self.channels
-        c.last_frame = time.monotonic()
-        watchdog = asyncio.create_task(self._watchdog(ws, c))
-        try:
-            while True:
-                try:
-                    frame = await ws.recv(decode=False)
-                except websockets.ConnectionClosed as exc:
-                    return c.ended[0] if c.ended else f"closed by venue: {exc}"
-                recv_ns = time.time_ns()
-                c.last_frame = time.monotonic()
-                if isinstance(frame, str):
-                    frame = frame.encode()
-                channel, sym = route(frame, channels)
-                await publish(channel, sym, frame, recv_ns, conn)
-                if nats_epoch() != epoch:
-                    return "nats reconnected: frames sent before it may be lost"
-                if need_snapshot and channel == "depth" and sym in need_snapshot:
-                    # Binance's book sync: buffer events first, then take the snapshot.
-                    need_snapshot.discard(sym)
-                    task = asyncio.create_task(self._snapshot_quietly(sym))
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
-        finally:
-            watchdog.cancel()
-
-    async def _watchdog(self, ws: ClientConnection, c: Connection) -> None:
-        """Closes the connection when stopping, when the feed goes stale, or before
-        Binance's 24-hour cut; one task per connection, not per frame."""
-        opened = time.monotonic()
-        while True:
-            if await self.w.sleep(0.25):
-                c.ended.append("stopping")
-                break
-            now = time.monotonic()
-            if now - c.last_frame > self.cfg.stale_after_s:
-                c.ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
-                break
-            if now - opened > self.cfg.max_connection_s:
-                c.ended.append("rollover: connection age limit")
-                break
-        await ws.close()
+    def stale(self, link: base.Link, now: float, opened: float) -> str | None:
+        """Stale, or Binance's 24-hour cut coming: roll over a little before it."""
+        why = super().stale(link, now, opened)
+        if why is None and now - opened > self.cfg.max_connection_s:
+            return "rollover: connection age limit"
+        return why
 
     async def _snapshot_quietly(self, native: str) -> None:
         try:
@@ -299,45 +239,6 @@ class BinanceCollector:
             log.warning(
                 f"{self.venue} snapshot failed", extra={"symbol": native, "error": str(exc)}
             )
-
-    def _reconnects(self) -> int:
-        return sum(c.reconnects for c in self.connections)
-
-    async def _report_loop(self) -> None:
-        """Once a second: metrics, backoff reset and health for connections that flow."""
-        while not await self.w.sleep(1.0):
-            self.pub.flush_metrics()
-            now = time.monotonic()
-            flowing = [c for c in self.connections if c.connected and now - c.last_frame < 5.0]
-            for c in flowing:
-                assert c.backoff is not None
-                c.backoff.reset()
-            state, fields = base.health_of([self.pub])
-            if len(flowing) == len(self.connections) or state != "ok":
-                self.w.health.set(
-                    state,
-                    frames=self.pub.published,
-                    confirmed=self.pub.confirmed,
-                    reconnects=self._reconnects(),
-                    connections=len(self.connections),
-                    unconfirmed=self.pub.unconfirmed,
-                    **fields,
-                )
-
-    async def run(self) -> None:
-        w = self.w
-        # ctl.snapshot.binance.*: spot and USDⓈ-M share the venue name (see owns())
-        async with base.collector_running(
-            w, VENUE, self._on_ctl_snapshot, self._report_loop, [self.pub], self.exchange
-        ):
-            tasks = [asyncio.create_task(self._instruments_loop())]
-            tasks += [asyncio.create_task(t) for t in self.extra_loops()]
-            tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                for t in list(self._background):
-                    t.cancel()
 
 
 async def run(w: Worker) -> None:

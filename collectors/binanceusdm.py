@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import ccxt.async_support as ccxt
 import orjson
 
-from collectors.base import Backoff
+from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
 from collectors.binance import BinanceCollector
 from streams.bus.runtime import Worker
@@ -57,13 +58,13 @@ class BinanceUsdmCollector(BinanceCollector):
         base, quote, kind = symbol.split("-")[:3]
         return f"{base}{quote}" if kind == "PERP" else f"{base}{quote}_{kind[2:]}"
 
-    def extra_loops(self) -> list[Any]:
+    def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
         if "openInterest" in self.cfg.channels:
             return [self._open_interest_loop()]
         return []
 
     async def poll_open_interest(self, native: str) -> None:
-        body, recv = await self._rest(
+        body, recv = await self.rest(
             "openInterest", self.exchange.fapipublic_get_openinterest, {"symbol": native}
         )
         stamp = orjson.loads(body).get("time", recv // 1_000_000)
@@ -74,7 +75,7 @@ class BinanceUsdmCollector(BinanceCollector):
 
     async def _open_interest_loop(self) -> None:
         interval = self.cfg.open_interest_interval_s  # type: ignore[attr-defined]
-        backoff = Backoff(self.cfg.reconnect)
+        backoff = base.Backoff(self.cfg.reconnect)
         while not self.w.stop.is_set():
             started = time.monotonic()
             wait = interval

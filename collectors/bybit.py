@@ -17,9 +17,7 @@ fresh snapshot. Keepalive is Bybit's application ping (``{"op":"ping"}``), not W
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +25,6 @@ from typing import Any
 import ccxt.async_support as ccxt
 import msgspec
 import orjson
-import websockets
-from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
@@ -43,7 +39,6 @@ CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")
 NOT_ON = {"spot": {"allLiquidation"}}  # channels a category does not have
 # Bybit caps args per subscribe request (spot: 10); one limit for all keeps it simple.
 MAX_ARGS_PER_REQUEST = 10
-INSTRUMENTS_REFRESH_S = 3600.0
 _TOPIC = b'{"topic":"'
 _SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
@@ -157,42 +152,66 @@ class Connection(base.Link):
     category: str
     topics: list[str]
     natives: list[str]
-    pub: base.RawPublisher
     req_id: int = 0
+    pings: int = 0
 
     def next_id(self) -> str:
         self.req_id += 1
         return str(self.req_id)
 
 
-class BybitCollector:
+class BybitCollector(base.Collector):
+    venue = VENUE
+    ccxt_class = ccxt.bybit
+    api = ("public", "")
+    instruments = "once"  # each category's first try before connecting, then refreshed
+    instruments_what = "instruments-info"
+    ping_idle_only = False  # Bybit wants its JSON ping every ping_interval_s
+
     def __init__(self, w: Worker, cfg: VenueSettings, flush_every: int) -> None:
-        assert w.nc is not None and w.js is not None
-        self.w = w
-        self.cfg = cfg
-        self.rest_lock = asyncio.Lock()
-        self.exchange = ccxt.bybit({"enableRateLimit": True})
-        # ccxt builds every public request from this URL; pointing it elsewhere swaps the
-        # venue (the emulator, a proxy) without touching ccxt's rate limiting.
-        self.exchange.urls["api"]["public"] = cfg.rest_url.rstrip("/")
         self.symbol_map: dict[str, tuple[str, str]] = {}  # BTC-USDT-PERP -> (linear, BTCUSDT)
-        self.connections: list[Connection] = []
-        for cat in categories(cfg):
-            tps, natives = topics(cfg, cat)
+        super().__init__(w, cfg, flush_every)
+
+    def make_links(self) -> list[base.Link]:
+        """One connection per category, each with its own publisher (venue token
+        ``bybit_<category>``)."""
+        links: list[base.Link] = []
+        for cat in categories(self.cfg):
+            tps, natives = topics(self.cfg, cat)
             if not tps:
                 continue
-            pub = base.RawPublisher(
-                w.nc, w.js, f"{VENUE}_{cat}", flush_every, settings=w.settings.collector
-            )
-            self.connections.append(
-                Connection(category=cat, url=category_url(cfg.ws_url, cat), topics=tps,
-                           natives=natives, pub=pub, backoff=base.Backoff(cfg.reconnect))
+            links.append(
+                Connection(category=cat, url=category_url(self.cfg.ws_url, cat), topics=tps,
+                           natives=natives, pub=self.publisher(f"{VENUE}_{cat}"),
+                           backoff=base.Backoff(self.cfg.reconnect), prefix=f"{VENUE}_{cat}",
+                           events={"category": cat, "topics": tps, "symbols": natives},
+                           info={"category": cat})
             )  # fmt: skip
-        if not self.connections:
+        if not links:
             raise ValueError("collector.bybit: no topic to subscribe")
+        return links
+
+    route = staticmethod(route)
+
+    def ping_text(self, link: base.Link) -> str:
+        assert isinstance(link, Connection)
+        link.pings += 1
+        return _op("ping", None, f"ping{link.pings}")
 
     # -- REST ----------------------------------------------------------------------------
-    async def fetch_instruments(self, c: Connection) -> None:
+    async def fetch_instruments(self) -> None:
+        """Every category's instruments; one failing does not keep the others back."""
+        failed: Exception | None = None
+        for c in self.links:
+            assert isinstance(c, Connection)
+            try:
+                await self.fetch_category(c)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    async def fetch_category(self, c: Connection) -> None:
         """GET /v5/market/instruments-info for a category, every page published untouched."""
         cursor = ""
         while True:
@@ -201,10 +220,9 @@ class BybitCollector:
                 params["limit"] = 1000
             if cursor:
                 params["cursor"] = cursor
-            body, recv = await base.rest_body(
-                self.exchange, self.rest_lock, VENUE, "instruments-info",
-                self.exchange.public_get_v5_market_instruments_info, params,
-            )  # fmt: skip
+            body, recv = await self.rest(
+                "instruments-info", self.exchange.public_get_v5_market_instruments_info, params
+            )
             result = orjson.loads(body).get("result") or {}
             for info in result.get("list", []):
                 try:
@@ -216,147 +234,25 @@ class BybitCollector:
             if not cursor:
                 return
 
-    async def _instruments_once(self, c: Connection, backoff: base.Backoff) -> float:
-        try:
-            await self.fetch_instruments(c)
-            backoff.reset()
-            return INSTRUMENTS_REFRESH_S
-        except Exception as exc:
-            wait = backoff.next()
-            log.warning(
-                "bybit instruments-info failed, retrying",
-                extra={"category": c.category, "error": str(exc)[:300], "retry_in_s": wait},
-            )
-            return wait
-
-    async def _instruments_loop(self, c: Connection, backoff: base.Backoff, wait: float) -> None:
-        while not await self.w.sleep(wait):
-            wait = await self._instruments_once(c, backoff)
-
-    async def _on_ctl_snapshot(self, msg: Msg) -> None:
+    # -- WebSocket -----------------------------------------------------------------------
+    def resync(self, symbol: str) -> tuple[base.Link, list[str], dict[str, Any]] | str:
         """``ctl.snapshot.bybit.<symbol>``: re-subscribe the book topic; Bybit answers a
         subscribe with a fresh snapshot, which flows like any other frame."""
-        symbol = msg.subject.split(".")[-1]
         category, native = self.symbol_map.get(symbol) or _guess_native(symbol)
-        c = next((c for c in self.connections if c.category == category), None)
+        c = next((c for c in self.links if c.category == category), None)  # type: ignore[attr-defined]
+        assert c is None or isinstance(c, Connection)
         book = [t for t in (c.topics if c else []) if t.startswith("orderbook.")]
         book = [t for t in book if not t.startswith("orderbook.1.") and t.endswith("." + native)]
         if c is None or not book:
-            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
-            return
+            return f"book not collected: {symbol}"
         requests = [_op(op, book, c.next_id()) for op in ("unsubscribe", "subscribe")]
-        await base.resubscribe(
-            msg, c.ws if c.connected else None, requests, {"ok": True, "topics": book}
-        )
+        return c, requests, {"ok": True, "topics": book}
 
-    # -- WebSocket -----------------------------------------------------------------------
-    async def _conn_event(self, c: Connection, event: str, reason: str = "") -> None:
-        await base.publish_conn_event(
-            c.pub, c.conn, event, reason, category=c.category, topics=c.topics, symbols=c.natives
-        )
-
-    async def _connection_loop(self, c: Connection) -> None:
-        # ping_interval None: Bybit wants its JSON ping; see _pinger
-        await base.keep_connected(
-            self.w, VENUE, c, self._session, self._conn_event, self._reconnects,
-            conn_prefix=f"{VENUE}_{c.category}",
-        )  # fmt: skip
-
-    async def _session(self, ws: ClientConnection, c: Connection) -> str:
-        """Subscribe, then read frames until the connection ends; returns why it ended."""
-        await self._conn_event(c, "connected")
-        log.info("bybit connected", extra={"conn": c.conn, "category": c.category})
-        for i in range(0, len(c.topics), MAX_ARGS_PER_REQUEST):
-            args = c.topics[i : i + MAX_ARGS_PER_REQUEST]
-            await ws.send(_op("subscribe", args, c.next_id()))
-        c.ws = ws
-        publish = c.pub.publish
-        nats_epoch = c.pub.nats_epoch
-        epoch = nats_epoch()
-        conn = c.conn
-        c.last_frame = time.monotonic()
-        helpers = [
-            asyncio.create_task(self._watchdog(ws, c)),
-            asyncio.create_task(self._pinger(ws)),
-        ]
-        try:
-            while True:
-                try:
-                    frame = await ws.recv(decode=False)
-                except websockets.ConnectionClosed as exc:
-                    return c.ended[0] if c.ended else f"closed by venue: {exc}"
-                recv_ns = time.time_ns()
-                c.last_frame = time.monotonic()
-                if isinstance(frame, str):
-                    frame = frame.encode()
-                channel, sym = route(frame)
-                await publish(channel, sym, frame, recv_ns, conn)
-                if nats_epoch() != epoch:
-                    return "nats reconnected: frames sent before it may be lost"
-        finally:
-            for t in helpers:
-                t.cancel()
-
-    async def _pinger(self, ws: ClientConnection) -> None:
-        """Bybit closes a connection that sends no ping for a while; its pong arrives as a
-        frame (published on ``control``) and keeps the stale watchdog quiet."""
-        n = 0
-        while not await self.w.sleep(self.cfg.ping_interval_s):
-            n += 1
-            try:
-                await ws.send(_op("ping", None, f"ping{n}"))
-            except Exception:  # the session notices the closed connection
-                return
-
-    async def _watchdog(self, ws: ClientConnection, c: Connection) -> None:
-        """Closes the connection when stopping or when the feed goes stale."""
-        while True:
-            if await self.w.sleep(0.25):
-                c.ended.append("stopping")
-                break
-            if time.monotonic() - c.last_frame > self.cfg.stale_after_s:
-                c.ended.append(f"stale: no frame for {self.cfg.stale_after_s}s")
-                break
-        await ws.close()
-
-    def _reconnects(self) -> int:
-        return sum(c.reconnects for c in self.connections)
-
-    async def _report_loop(self) -> None:
-        """Once a second: metrics, backoff reset and health for connections that flow."""
-        while not await self.w.sleep(1.0):
-            for c in self.connections:
-                c.pub.flush_metrics()
-            now = time.monotonic()
-            flowing = [c for c in self.connections if c.connected and now - c.last_frame < 5.0]
-            for c in flowing:
-                assert c.backoff is not None
-                c.backoff.reset()
-            state, fields = base.health_of([c.pub for c in self.connections])
-            if len(flowing) == len(self.connections) or state != "ok":
-                self.w.health.set(
-                    state,
-                    frames=sum(c.pub.published for c in self.connections),
-                    reconnects=self._reconnects(),
-                    connections=len(self.connections),
-                    unconfirmed=any(c.pub.unconfirmed for c in self.connections),
-                    **fields,
-                )
-
-    async def run(self) -> None:
-        w = self.w
-        pubs = [c.pub for c in self.connections]
-        async with base.collector_running(
-            w, VENUE, self._on_ctl_snapshot, self._report_loop, pubs, self.exchange
-        ):
-            tasks = []
-            # Instruments first, so the normalizer knows every contract before the first trade.
-            for c in self.connections:
-                backoff = base.Backoff(self.cfg.reconnect)
-                wait = await self._instruments_once(c, backoff)
-                tasks.append(asyncio.create_task(self._instruments_loop(c, backoff, wait)))
-            tasks += [asyncio.create_task(self._connection_loop(c)) for c in self.connections]
-            await asyncio.gather(*tasks)
+    async def subscribe(self, ws: ClientConnection, link: base.Link) -> None:
+        assert isinstance(link, Connection)
+        for i in range(0, len(link.topics), MAX_ARGS_PER_REQUEST):
+            args = link.topics[i : i + MAX_ARGS_PER_REQUEST]
+            await ws.send(_op("subscribe", args, link.next_id()))
 
 
 def _guess_native(symbol: str) -> tuple[str, str]:

@@ -28,7 +28,8 @@ import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from collectors.base import FRAMES, REST, new_conn_id
+from collectors.conn import new_conn_id
+from collectors.metrics import FRAMES, REST
 from streams import subjects
 from streams.bus.bigframes import H_FRAME_REF, H_FRAME_SIZE, FrameStore
 from streams.bus.runtime import Worker

@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from functools import partial
+from typing import Any
 
 import ccxt.async_support as ccxt
 import msgspec
 import orjson
-import websockets
-from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
@@ -52,7 +49,6 @@ WIRE_TO_CHANNEL = {"l2_data": "level2", "market_trades": "market_trades", "ticke
                    "subscriptions": "control"}  # fmt: skip
 PRODUCTS_PER_REQUEST = 100
 MAX_MSGS_PER_S = 8.0  # client messages per second we allow ourselves on one connection
-INSTRUMENTS_REFRESH_S = 3600.0
 _CHANNEL = b'{"channel":"'
 _PRODUCT = b'"product_id":"'
 _SYMBOL_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
@@ -116,134 +112,59 @@ def stale_limits(cfg: VenueSettings) -> dict[str, float]:
     return limits
 
 
-class CoinbaseCollector:
-    def __init__(self, w: Worker, cfg: VenueSettings, flush_every: int) -> None:
-        assert w.nc is not None and w.js is not None
-        unknown = set(cfg.channels) - set(DATA_CHANNELS)
+class CoinbaseCollector(base.Collector):
+    venue = VENUE
+    ccxt_class = ccxt.coinbase
+    # WebSocket pings too: Coinbase answers them, and a dead TCP path is found even on a
+    # quiet connection
+    ws_pings = True
+    watch = frozenset({"control"})  # errors are logged
+    stale_any = False  # each channel has its own limit instead (heartbeats: every second)
+
+    def check(self) -> None:
+        unknown = set(self.cfg.channels) - set(DATA_CHANNELS)
         if unknown:
             raise ValueError(f"collector.coinbase.channels: unknown channels {sorted(unknown)}")
-        self.w = w
-        self.cfg = cfg
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
-        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
-        self.rest_lock = asyncio.Lock()
-        self.exchange = ccxt.coinbase({"enableRateLimit": True})
-        # ccxt builds every request from this URL: pointing it at the emulator (or a proxy)
-        # keeps ccxt's rate limiter in front of every REST call.
-        self.exchange.urls["api"]["rest"] = cfg.rest_url.rstrip("/")
-        self.requests = subscribe_messages(cfg)
-        self.limits = stale_limits(cfg)
-        self.last: dict[str, float] = {}
-        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
+        self.requests = subscribe_messages(self.cfg)
+        self.stale_limits = stale_limits(self.cfg)
+
+    def describe(self) -> dict[str, Any]:
+        return {"requests": len(self.requests)}
+
+    route = staticmethod(route)
 
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
         params = {"product_type": "SPOT", "product_ids": list(self.cfg.symbols)}
-        body, recv = await base.rest_body(
-            self.exchange, self.rest_lock, VENUE, "products",
-            self.exchange.v3PublicGetBrokerageMarketProducts, params,
-        )  # fmt: skip
-        await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
+        body, recv = await self.rest(
+            "products", self.exchange.v3PublicGetBrokerageMarketProducts, params
+        )
+        await self.link.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
 
-    # -- resync --------------------------------------------------------------------------
-    async def _on_ctl_snapshot(self, msg: Msg) -> None:
+    # -- WebSocket -----------------------------------------------------------------------
+    def resync(self, symbol: str) -> tuple[base.Link, list[str], dict[str, Any]] | str:
         """``ctl.snapshot.coinbase.<BTC-USD>``: re-subscribe that product's level2."""
-        product = msg.subject.split(".")[-1]  # spot symbols are Coinbase's product ids
+        product = symbol  # spot symbols are Coinbase's product ids
         if product not in self.cfg.symbols or "level2" not in self.cfg.channels:
-            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {product}"})
-            return
+            return f"book not collected: {product}"
         requests = [
             orjson.dumps({"type": kind, "product_ids": [product], "channel": "level2"}).decode()
             for kind in ("unsubscribe", "subscribe")
         ]
-        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "product_id": product})
+        return self.link, requests, {"ok": True, "product_id": product}
 
-    # -- WebSocket -----------------------------------------------------------------------
-    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
-        """Subscribe, then read frames until the connection ends; returns why it ended."""
-        await self._conn_event(link, "connected")
-        start = time.monotonic()
-        self.last = dict.fromkeys(self.limits, start)
-        watchdog = asyncio.create_task(self._watchdog(ws))
-        try:
-            for i, req in enumerate(self.requests):
-                if i:
-                    await asyncio.sleep(1.0 / MAX_MSGS_PER_S)
-                await ws.send(req)
-            link.ws = ws
-            log.info(
-                "coinbase connected", extra={"conn": link.conn, "requests": len(self.requests)}
-            )
-            return await self._read(ws, link)
-        except websockets.ConnectionClosed as exc:
-            return link.ended[0] if link.ended else f"closed by venue: {exc}"
-        finally:
-            watchdog.cancel()
+    async def subscribe(self, ws: ClientConnection, link: base.Link) -> None:
+        """Paced under MAX_MSGS_PER_S; the stale timers already run meanwhile."""
+        for i, req in enumerate(self.requests):
+            if i:
+                await asyncio.sleep(1.0 / MAX_MSGS_PER_S)
+            await ws.send(req)
 
-    async def _read(self, ws: ClientConnection, link: base.Link) -> str:
-        publish = self.pub.publish
-        nats_epoch = self.pub.nats_epoch
-        epoch = nats_epoch()
-        conn = link.conn
-        last = self.last
-        while True:
-            try:
-                frame = await ws.recv(decode=False)
-            except websockets.ConnectionClosed as exc:
-                return link.ended[0] if link.ended else f"closed by venue: {exc}"
-            recv_ns = time.time_ns()
-            now = time.monotonic()
-            link.last_frame = now
-            if isinstance(frame, str):
-                frame = frame.encode()
-            channel, target = route(frame)
-            last[channel] = now
-            await publish(channel, target, frame, recv_ns, conn)
-            if channel == "control" and frame.startswith(b'{"type":"error"'):
-                log.warning(
-                    "coinbase error", extra={"frame": frame[:300].decode("utf-8", "replace")}
-                )
-            if nats_epoch() != epoch:
-                return "nats reconnected: frames sent before it may be lost"
-
-    def stale_channel(self, now: float) -> str | None:
-        """The first subscribed channel silent for longer than its limit."""
-        for ch, limit in self.limits.items():
-            if now - self.last.get(ch, now) > limit:
-                return ch
-        return None
-
-    async def _watchdog(self, ws: ClientConnection) -> None:
-        """Closes the connection when stopping or when a channel went silent."""
-        while True:
-            if await self.w.sleep(0.25):
-                self.link.ended.append("stopping")
-                break
-            ch = self.stale_channel(time.monotonic())
-            if ch is not None:
-                self.link.ended.append(f"stale: no {ch} frame for {self.limits[ch]}s")
-                break
-        await ws.close()
-
-    async def run(self) -> None:
-        w = self.w
-        # heartbeats come every second
-        report = partial(base.report_link, w, self.pub, self.link, 5.0)
-        async with base.collector_running(
-            w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
-        ):
-            await base.instruments_first(
-                w, self.cfg.reconnect, "coinbase products", self.fetch_instruments,
-                self._connection_loop, INSTRUMENTS_REFRESH_S,
-            )  # fmt: skip
-
-    async def _connection_loop(self) -> None:
-        # WebSocket pings too: Coinbase answers them, and a dead TCP path is found even on
-        # a quiet connection
-        await base.keep_connected(
-            self.w, VENUE, self.link, self._session, self._conn_event,
-            lambda: self.link.reconnects, ping_interval=self.cfg.ping_interval_s,
-        )  # fmt: skip
+    async def on_frame(
+        self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
+    ) -> None:
+        if frame.startswith(b'{"type":"error"'):
+            log.warning("coinbase error", extra={"frame": frame[:300].decode("utf-8", "replace")})
 
 
 async def run(w: Worker) -> None:

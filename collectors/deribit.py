@@ -32,15 +32,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
-from functools import partial
 from typing import Any
 
 import ccxt.async_support as ccxt
 import msgspec
 import orjson
-import websockets
-from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
@@ -57,7 +53,6 @@ RAW_CHANNEL = {"chart": "chart_trades", "trades": "trades", "book": "book", "quo
 CHANNELS_PER_REQUEST = 100
 SUBSCRIBE_PACING_S = 0.3  # Deribit's sustained subscribe rate is ~3.3 requests/s
 MIN_HEARTBEAT_S = 10  # Deribit refuses shorter set_heartbeat intervals
-INSTRUMENTS_REFRESH_S = 3600.0
 _NOTIFICATION = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
 _TEST_REQUEST = b'"test_request"'
 _SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
@@ -135,36 +130,41 @@ def instruments_queries(natives: list[str]) -> list[dict[str, str]]:
     return [{"currency": c, "kind": k, "expired": "false"} for c, k in seen]
 
 
-class DeribitCollector:
-    def __init__(self, w: Worker, cfg: VenueSettings, flush_every: int) -> None:
-        assert w.nc is not None and w.js is not None
-        self.w = w
-        self.cfg = cfg
+class DeribitCollector(base.Collector):
+    venue = VENUE
+    ccxt_class = ccxt.deribit
+    watch = frozenset({"control"})  # test_request must be answered; errors are logged
+
+    def check(self) -> None:
+        cfg = self.cfg
         self.channels = channel_names(cfg)
+        self.ids = itertools.count(1)
         self.stale_channels = [
             RAW_CHANNEL[c.split(".")[0]]
             for c in cfg.options.get("stale_channels", "book,ticker").split(",")
             if c in cfg.channels
         ]
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
-        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
-        self.rest_lock = asyncio.Lock()
-        # one ccxt instance: its rate limiter is the venue's single REST limiter
-        self.exchange = ccxt.deribit({"enableRateLimit": True})
-        self.exchange.urls["api"]["rest"] = cfg.rest_url.rstrip("/")
-        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
-        self.ids = itertools.count(1)
-        self.last_by_channel: dict[str, float] = {}
+        # channels that push continuously: silence on one means a dead feed even while
+        # heartbeats still arrive
+        self.stale_limits = dict.fromkeys(self.stale_channels, cfg.stale_after_s)
+
+    def describe(self) -> dict[str, Any]:
+        return {"channels": len(self.channels)}
+
+    route = staticmethod(route)
+
+    def fresh_s(self) -> float:
+        # at least a heartbeat every interval while the connection lives
+        return 5.0 + max(MIN_HEARTBEAT_S, self.cfg.ping_interval_s)
 
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
         """One instruments body per (currency, kind), published untouched."""
         for params in instruments_queries(self.cfg.symbols):
-            body, recv = await base.rest_body(
-                self.exchange, self.rest_lock, VENUE, "get_instruments",
-                self.exchange.public_get_get_instruments, params,
-            )  # fmt: skip
-            await self.pub.publish(
+            body, recv = await self.rest(
+                "get_instruments", self.exchange.public_get_get_instruments, params
+            )
+            await self.link.pub.publish(
                 "instruments", params["currency"], body, recv, "rest", durable=True
             )
 
@@ -183,111 +183,40 @@ class DeribitCollector:
             chunk = channels[i : i + CHANNELS_PER_REQUEST]
             await self._call(ws, "public/subscribe", {"channels": chunk})
 
-    # -- resync --------------------------------------------------------------------------
-    async def _on_ctl_snapshot(self, msg: Msg) -> None:
+    # -- WebSocket -----------------------------------------------------------------------
+    def resync(self, symbol: str) -> tuple[base.Link, list[str], dict[str, Any]] | str:
         """``ctl.snapshot.deribit.<BTC-USD-PERP>``: re-subscribe that book for a snapshot."""
-        symbol = msg.subject.split(".")[-1]
         try:
             native = symbols.to_native(symbol)
         except ValueError:  # outside the symbol scheme: not a book we collect
             native = ""
         if native not in self.cfg.symbols or "book" not in self.cfg.channels:
-            error = f"book not collected: {native or symbol}"
-            await base.ctl_reply(msg, {"ok": False, "error": error})
-            return
+            return f"book not collected: {native or symbol}"
         channel = [f"book.{native}.{self.cfg.options.get('interval', '100ms')}"]
         requests = [
             self._rpc(f"public/{op}", {"channels": channel}) for op in ("unsubscribe", "subscribe")
         ]
-        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "instrument": native})
+        return self.link, requests, {"ok": True, "instrument": native}
 
-    # -- WebSocket -----------------------------------------------------------------------
-    async def _connection_loop(self) -> None:
-        # ping_interval None: Deribit's keep-alive is its JSON-RPC heartbeat
-        await base.keep_connected(
-            self.w, VENUE, self.link, self._session, self._conn_event,
-            lambda: self.link.reconnects,
-        )  # fmt: skip
-
-    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
-        """Heartbeat, subscribe, then read frames until the connection ends."""
-        await self._conn_event(link, "connected")
+    async def subscribe(self, ws: ClientConnection, link: base.Link) -> None:
+        """Heartbeat first (Deribit's keep-alive), then the subscriptions, paced, while the
+        frames are read."""
         heartbeat = float(
             self.cfg.options.get("heartbeat_s", max(MIN_HEARTBEAT_S, self.cfg.ping_interval_s))
         )
         interval = int(heartbeat) if heartbeat.is_integer() else heartbeat
         await self._call(ws, "public/set_heartbeat", {"interval": interval})
-        self.link.ws = ws
-        now = time.monotonic()
-        self.link.last_frame = now
-        self.last_by_channel = dict.fromkeys(self.stale_channels, now)
-        subscriber = asyncio.create_task(self._subscribe(ws, self.channels))
-        watchdog = asyncio.create_task(self._watchdog(ws))
-        log.info("deribit connected", extra={"conn": link.conn, "channels": len(self.channels)})
-        publish = self.pub.publish
-        nats_epoch = self.pub.nats_epoch
-        epoch = nats_epoch()
-        conn = link.conn
-        seen = self.last_by_channel
-        try:
-            while True:
-                try:
-                    frame = await ws.recv(decode=False)
-                except websockets.ConnectionClosed as exc:
-                    return self.link.ended[0] if self.link.ended else f"closed by venue: {exc}"
-                recv_ns = time.time_ns()
-                mono = self.link.last_frame = time.monotonic()
-                if isinstance(frame, str):
-                    frame = frame.encode()
-                channel, target = route(frame)
-                seen[channel] = mono
-                await publish(channel, target, frame, recv_ns, conn)
-                if channel == "control":
-                    await self._on_control(ws, frame)
-                if nats_epoch() != epoch:
-                    return "nats reconnected: frames sent before it may be lost"
-        finally:
-            subscriber.cancel()
-            watchdog.cancel()
+        link.tasks.append(asyncio.create_task(self._subscribe(ws, self.channels)))
 
-    async def _on_control(self, ws: ClientConnection, frame: bytes) -> None:
+    async def on_frame(
+        self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
+    ) -> None:
         if _TEST_REQUEST in frame:
             await self._call(ws, "public/test", {})
         elif b'"error":' in frame:
             log.warning(
                 "deribit error reply", extra={"frame": frame[:300].decode("utf-8", "replace")}
             )
-
-    async def _watchdog(self, ws: ClientConnection) -> None:
-        """Closes the connection when stopping, when nothing came for stale_after_s, or
-        when a continuously pushing channel went silent that long."""
-        limit = self.cfg.stale_after_s
-        while True:
-            if await self.w.sleep(0.25):
-                self.link.ended.append("stopping")
-                break
-            now = time.monotonic()
-            if now - self.link.last_frame > limit:
-                self.link.ended.append(f"stale: no frame for {limit}s")
-                break
-            silent = [c for c in self.stale_channels if now - self.last_by_channel[c] > limit]
-            if silent:
-                self.link.ended.append(f"stale: no {silent[0]} frame for {limit}s")
-                break
-        await ws.close()
-
-    async def run(self) -> None:
-        w = self.w
-        # at least a heartbeat every interval while the connection lives
-        fresh_s = 5.0 + max(MIN_HEARTBEAT_S, self.cfg.ping_interval_s)
-        report = partial(base.report_link, w, self.pub, self.link, fresh_s)
-        async with base.collector_running(
-            w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
-        ):
-            await base.instruments_first(
-                w, self.cfg.reconnect, "deribit instruments", self.fetch_instruments,
-                self._connection_loop, INSTRUMENTS_REFRESH_S,
-            )  # fmt: skip
 
 
 async def run(w: Worker) -> None:

@@ -23,17 +23,12 @@ connection (a ``disconnected`` event, so gaps are recorded) and reconnects.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import time
-from functools import partial
 from typing import Any
 
 import ccxt.async_support as ccxt
 import orjson
-import websockets
-from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
@@ -48,7 +43,6 @@ PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
 CHANNELS = frozenset((*PER_SYMBOL, "instrument"))
 DEPTHS = (10, 25, 100, 500, 1000)
 INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
-INSTRUMENTS_REFRESH_S = 3600.0
 # Kraken documents no per-request symbol cap; small batches keep each ack burst short.
 SYMBOLS_PER_REQUEST = 50
 _CHANNEL = b'{"channel":"'
@@ -137,27 +131,27 @@ def check(cfg: VenueSettings) -> None:
         raise ValueError(f"collector.kraken.symbols: not Kraken v2 pairs (BTC/USD): {bad}")
 
 
-class KrakenCollector:
-    def __init__(self, w: Worker, cfg: VenueSettings, flush_every: int) -> None:
-        assert w.nc is not None and w.js is not None
-        check(cfg)
-        self.w = w
-        self.cfg = cfg
-        self.pub = base.RawPublisher(w.nc, w.js, VENUE, flush_every, settings=w.settings.collector)
-        self._conn_event = base.conn_events(self.pub, symbols=sorted(cfg.symbols))
-        self.rest_lock = asyncio.Lock()
-        # ONE ccxt client per venue: its rate limiter spaces every REST call of this venue
-        self.exchange = ccxt.kraken({"enableRateLimit": True})
-        self.exchange.urls["api"]["public"] = cfg.rest_url.rstrip("/")
-        self.subs = subscriptions(cfg)
-        self.stale_channels = [
-            c.strip()
-            for c in cfg.options.get("stale_channels", "book").split(",")
-            if c.strip() in cfg.channels
-        ]
-        self.last_seen: dict[str, float] = {}
+class KrakenCollector(base.Collector):
+    venue = VENUE
+    ccxt_class = ccxt.kraken
+    api = ("public", "")
+    instruments_what = "AssetPairs"
+    watch = frozenset({"control"})  # failed requests are logged
+
+    def check(self) -> None:
+        check(self.cfg)
+        self.subs = subscriptions(self.cfg)
         self.req_ids = itertools.count(1)
-        self.link = base.Link(url=cfg.ws_url, backoff=base.Backoff(cfg.reconnect))
+        self.stale_limits = {
+            c.strip(): self.cfg.stale_after_s
+            for c in self.cfg.options.get("stale_channels", "book").split(",")
+            if c.strip() in self.cfg.channels
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {"requests": len(self.subs)}
+
+    route = staticmethod(route)
 
     def _request(self, method: str, params: dict[str, Any] | None = None) -> str:
         body: dict[str, Any] = {"method": method, "req_id": next(self.req_ids)}
@@ -165,111 +159,39 @@ class KrakenCollector:
             body["params"] = params
         return orjson.dumps(body).decode()
 
+    def ping_text(self, link: base.Link) -> str:
+        return self._request("ping")  # after ping_interval_s of silence
+
+    def fresh_s(self) -> float:
+        # a heartbeat every second while subscribed, a pong after our ping otherwise
+        return 5.0 + self.cfg.ping_interval_s
+
     # -- REST ----------------------------------------------------------------------------
     async def fetch_instruments(self) -> None:
-        body, recv = await base.rest_body(
-            self.exchange, self.rest_lock, VENUE, "AssetPairs", self.exchange.public_get_assetpairs
-        )
-        await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
-
-    # -- resync --------------------------------------------------------------------------
-    async def _on_ctl_snapshot(self, msg: Msg) -> None:
-        """``ctl.snapshot.kraken.<BTC-USD>``: re-subscribe that book for a new snapshot."""
-        symbol = msg.subject.split(".")[-1]
-        native = symbol.replace("-", "/", 1)
-        if native not in self.cfg.symbols or "book" not in self.cfg.channels:
-            await base.ctl_reply(msg, {"ok": False, "error": f"book not collected: {symbol}"})
-            return
-        params = {"channel": "book", "symbol": [native], **_params(self.cfg, "book")}
-        requests = [self._request("unsubscribe", params), self._request("subscribe", params)]
-        await base.resubscribe(msg, self.link.ws, requests, {"ok": True, "symbol": native})
+        body, recv = await self.rest("AssetPairs", self.exchange.public_get_assetpairs)
+        await self.link.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
 
     # -- WebSocket -----------------------------------------------------------------------
-    async def _session(self, ws: ClientConnection, link: base.Link) -> str:
-        """Subscribe, then read frames until the connection ends; returns why it ended."""
-        await self._conn_event(link, "connected")
+    def resync(self, symbol: str) -> tuple[base.Link, list[str], dict[str, Any]] | str:
+        """``ctl.snapshot.kraken.<BTC-USD>``: re-subscribe that book for a new snapshot."""
+        native = symbol.replace("-", "/", 1)
+        if native not in self.cfg.symbols or "book" not in self.cfg.channels:
+            return f"book not collected: {symbol}"
+        params = {"channel": "book", "symbol": [native], **_params(self.cfg, "book")}
+        requests = [self._request("unsubscribe", params), self._request("subscribe", params)]
+        return self.link, requests, {"ok": True, "symbol": native}
+
+    async def subscribe(self, ws: ClientConnection, link: base.Link) -> None:
         for params in self.subs:
             await ws.send(self._request("subscribe", params))
-        link.ws = ws
-        log.info("kraken connected", extra={"conn": link.conn, "requests": len(self.subs)})
-        publish = self.pub.publish
-        nats_epoch = self.pub.nats_epoch
-        epoch = nats_epoch()
-        conn = link.conn
-        now = time.monotonic()
-        link.last_frame = now
-        last_seen = self.last_seen
-        for ch in self.stale_channels:
-            last_seen[ch] = now  # each watched channel gets a full period from connecting
-        watchdog = asyncio.create_task(self._watchdog(ws))
-        try:
-            while True:
-                try:
-                    frame = await ws.recv(decode=False)
-                except websockets.ConnectionClosed as exc:
-                    return link.ended[0] if link.ended else f"closed by venue: {exc}"
-                recv_ns = time.time_ns()
-                link.last_frame = now = time.monotonic()
-                if isinstance(frame, str):
-                    frame = frame.encode()
-                channel, target = route(frame)
-                last_seen[channel] = now
-                await publish(channel, target, frame, recv_ns, conn)
-                if channel == "control" and b'"success":false' in frame:
-                    log.warning(
-                        "kraken request failed",
-                        extra={"frame": frame[:300].decode("utf-8", "replace")},
-                    )
-                if nats_epoch() != epoch:
-                    return "nats reconnected: frames sent before it may be lost"
-        finally:
-            watchdog.cancel()
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
-        """Pings after ping_interval_s of silence; closes the connection when stopping, when
-        nothing came for stale_after_s, or a watched channel went quiet that long."""
-        pinged = 0.0
-        stale = self.cfg.stale_after_s
-        while True:
-            if await self.w.sleep(0.25):
-                self.link.ended.append("stopping")
-                break
-            now = time.monotonic()
-            idle = now - self.link.last_frame
-            if idle > stale:
-                self.link.ended.append(f"stale: no frame for {stale}s")
-                break
-            quiet = [c for c in self.stale_channels if now - self.last_seen.get(c, now) > stale]
-            if quiet:
-                self.link.ended.append(f"stale: no {quiet[0]} frame for {stale}s")
-                break
-            if idle > self.cfg.ping_interval_s and now - pinged > self.cfg.ping_interval_s:
-                pinged = now
-                try:
-                    await ws.send(self._request("ping"))
-                except Exception:  # closing: the reader reports why
-                    break
-        await ws.close()
-
-    async def run(self) -> None:
-        w = self.w
-        # a heartbeat every second while subscribed, a pong after our ping otherwise
-        fresh_s = 5.0 + self.cfg.ping_interval_s
-        report = partial(base.report_link, w, self.pub, self.link, fresh_s)
-        async with base.collector_running(
-            w, VENUE, self._on_ctl_snapshot, report, [self.pub], self.exchange
-        ):
-            await base.instruments_first(
-                w, self.cfg.reconnect, "kraken AssetPairs", self.fetch_instruments,
-                self._connection_loop, INSTRUMENTS_REFRESH_S,
-            )  # fmt: skip
-
-    async def _connection_loop(self) -> None:
-        # ping_interval None: Kraken wants its JSON ping (sent by the watchdog)
-        await base.keep_connected(
-            self.w, VENUE, self.link, self._session, self._conn_event,
-            lambda: self.link.reconnects,
-        )  # fmt: skip
+    async def on_frame(
+        self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
+    ) -> None:
+        if b'"success":false' in frame:
+            log.warning(
+                "kraken request failed", extra={"frame": frame[:300].decode("utf-8", "replace")}
+            )
 
 
 async def run(w: Worker) -> None:

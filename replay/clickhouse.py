@@ -30,24 +30,7 @@ from replay.order import merge
 from replay.selection import Selection
 from streams import schemas, sql, subjects
 from streams.provision import STREAM_MARKET, STREAM_RAW
-
-# message type -> table; the same mapping as sinks/clickhouse/tables.py (a test keeps them
-# equal: streams/ must not import a component)
-TABLES: dict[str, str] = {
-    "trade": "trades",
-    "book": "book_updates",
-    "bbo": "bbo",
-    "depth": "depth",
-    "ticker": "tickers",
-    "candle": "candles",
-    "funding": "funding",
-    "open_interest": "open_interest",
-    "liquidation": "liquidations",
-    "mark": "marks",
-    "instrument": "instruments",
-    "gap": "gaps",
-}
-RAW_TABLE = "raw_frames"
+from streams.tables import RAW_TABLE, TABLES
 
 # query -> (rows, complete): complete is False when a reply was cut short (sql.query caps
 # replies in bytes), so a short page does not mean the end

@@ -20,9 +20,10 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import ServiceUnavailableError
 
-from collectors import base
-from collectors.base import RawPublisher, health_of
+from collectors import metrics, publisher
 from collectors.binance import run as collector_main
+from collectors.health import health_of
+from collectors.publisher import RawPublisher
 from normalizer.core import Normalizer
 from normalizer.worker import main as normalizer_main
 from streams import schemas, subjects
@@ -157,13 +158,13 @@ async def test_store_full_every_lost_frame_is_a_gap_and_health_degrades(
         with pytest.raises(ServiceUnavailableError):
             for _ in range(1000):
                 await js.publish("filler.x", b"x" * 500_000)
-        lost_before = base.LOST.labels("binance", "buffer")._value.get()
+        lost_before = metrics.LOST.labels("binance", "buffer")._value.get()
         await feed.send(1500)  # store full: barriers refused, the buffer overflows
         state, fields = health_of([pub])
         assert state == "degraded", fields
         assert "not yet recorded" in fields["trouble"]
         assert pub.lost == 1500 - 400, pub.lost  # the buffer kept the newest 400
-        assert base.LOST.labels("binance", "buffer")._value.get() - lost_before == pub.lost
+        assert metrics.LOST.labels("binance", "buffer")._value.get() - lost_before == pub.lost
         assert "10023" in pub.last_error or "ServiceUnavailable" in pub.last_error
 
         await js.delete_stream("FILLER")  # room again
@@ -237,7 +238,7 @@ async def test_frame_over_the_limit_is_dead_lettered_and_a_gap(
         assert "oversized" in gaps[0].detail and "max_frame_bytes" in gaps[0].detail
         dl = await js.get_last_msg("DLQ", subjects.dlq("collector"))
         assert "max_frame_bytes" in dl.headers[subjects.H_REASON]  # type: ignore[index]
-        assert dl.data == big[: base.DLQ_KEEP]
+        assert dl.data == big[: publisher.DLQ_KEEP]
     finally:
         await nc.close()
 

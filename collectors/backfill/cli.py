@@ -1,95 +1,33 @@
-"""History from any ccxt exchange into RAW:
-``python -m collectors.backfill --venue V --symbol S --since T [--until T] --timeframe 1m
-[--trades] [--checkpoint PATH]`` (also ``jetmarket backfill ...``, ``make backfill``).
-
-Candles (default) or trades (``--trades``) in exactly ``[since, until)`` become raw frames on
-``raw.<venue>.ccxt-hist-ohlcv-<tf>.<unified>`` / ``raw.<venue>.ccxt-hist-trades.<unified>``,
-the same ccxt unified JSON the poller publishes, so the normalizer and sink need nothing new.
-
-The range end is fixed when a job first starts (``--until`` or now, never past the last
-closed candle) and stored in a checkpoint file, rewritten atomically after each page that
-JetStream acked; a kill -9 loses at most the page in flight. Re-running a page is harmless:
-
-- candle pages lie on a fixed grid from ``since`` (``limit`` candles each) and trade pages
-  follow the venue's own paging from a cursor (time + ids seen at that ms), so the same page
-  has the same bytes and the same ``Nats-Msg-Id`` and RAW drops the copy (duplicate window);
-- each frame carries the job (``Jm-Backfill``) and its position before and after
-  (``Jm-Backfill-From``, ``Jm-Cursor``); at start, when the newest frame in RAW on the job's
-  subject starts where the checkpoint stands, the checkpoint moves past it, so a page acked
-  just before a kill is not sent again even after the duplicate window;
-- downstream, closed candles and trades keep their natural ids (``1m:<open>:c``, trade id)
-  whichever process published them.
-A job whose checkpoint says done publishes nothing; delete the checkpoint to fetch again.
-"""
+"""``jetmarket backfill`` / ``python -m collectors.backfill``: the arguments, the job's plan
+(its checkpoint, loaded or new) and the run with its summary line."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import ccxt.async_support as ccxt_async
-import msgspec
-import orjson
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from tqdm import tqdm
 
-from collectors.base import new_conn_id
-from collectors.ccxt_poller import (
-    CH_MARKET,
-    H_CURSOR,
-    Cursor,
-    content_id,
-    make_exchange,
-    market_frame,
-    ohlcv_channel,
-    publish_acked,
-    timeframe_ms,
-)
-from streams import subjects
+from collectors.backfill.checkpoint import DEFAULT_DIR, Checkpoint, default_path, load_checkpoint
+from collectors.backfill.errors import BadArgs, Failed
+from collectors.backfill.markets import resolve_symbol
+from collectors.backfill.paging import MINUTE_MS, Backfill, Fetcher
+from collectors.ccxt_poller import make_exchange, timeframe_ms
 from streams.bus import logs
 from streams.bus.connect import connect
-from streams.provision import STREAM_RAW, provision
+from streams.provision import provision
 from streams.settings import CcxtExchangeSettings, Settings, SettingsError, load
 
-log = logging.getLogger("collectors.backfill")
-
-H_JOB = "Jm-Backfill"
-H_FROM = "Jm-Backfill-From"  # the job's position before the frame (H_CURSOR: after it)
-CH_HIST_TRADES = "ccxt-hist-trades"
-DEFAULT_DIR = Path("var/backfill")
-MINUTE_MS = 60_000
-# failures of these are the caller's fault: retrying cannot help
-FATAL = (
-    ccxt_async.BadSymbol,
-    ccxt_async.BadRequest,
-    ccxt_async.AuthenticationError,
-    ccxt_async.PermissionDenied,
-    ccxt_async.NotSupported,
-    ccxt_async.AccountSuspended,
-)
-T = TypeVar("T")
 Kind = Literal["ohlcv", "trades"]
 
 
-class BadArgs(Exception):
-    """The command line asks for something impossible (exit status 2)."""
-
-
-class Failed(Exception):
-    """The job stopped before its end; the checkpoint holds what is done (exit status 1)."""
-
-
-# -- arguments ---------------------------------------------------------------------------
 def parse_time(text: str) -> int:
     """Unix milliseconds or ISO-8601 (naive means UTC) -> unix ms."""
     t = text.strip()
@@ -153,305 +91,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-# -- checkpoint --------------------------------------------------------------------------
-class Checkpoint(msgspec.Struct, kw_only=True):
-    """One job's progress. ``next_ms`` is the next candle page's start, or the trades
-    cursor's time with ``ids`` the trade ids already taken at exactly that ms."""
-
-    version: int = 1
-    venue: str
-    symbol: str  # ccxt unified
-    kind: str
-    timeframe: str
-    since: int
-    until_arg: int | None  # as asked; None = "now" at first start
-    until: int  # the fixed end
-    next_ms: int
-    ids: list[str] = msgspec.field(default_factory=list)
-    pages: int = 0
-    rows: int = 0
-    done: bool = False
-
-    def first(self) -> int:
-        """Where the job starts: ``since``, or the first candle opening at or after it."""
-        step = timeframe_ms(self.timeframe) if self.kind == "ohlcv" else 1
-        return -(-self.since // step) * step
-
-    def job(self) -> str:
-        return f"{self.kind}-{self.timeframe}:{self.since}:{self.until}"
-
-    def same_job(self, other: Checkpoint) -> bool:
-        mine = (self.venue, self.symbol, self.kind, self.timeframe, self.since, self.until_arg)
-        return mine == (
-            other.venue,
-            other.symbol,
-            other.kind,
-            other.timeframe,
-            other.since,
-            other.until_arg,
-        )
-
-    def save(self, path: Path) -> None:
-        # write, fsync, rename: after a kill -9 the file is the old page or the new one
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(msgspec.json.encode(self))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def load_checkpoint(path: Path) -> Checkpoint | None:
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=Checkpoint)
-    except FileNotFoundError:
-        return None
-    except (OSError, msgspec.DecodeError) as exc:
-        raise BadArgs(f"checkpoint {path} unreadable ({exc}); delete it to start over") from None
-
-
-def default_path(
-    venue: str, unified: str, kind: str, tf: str, since: int, until: int | None
-) -> Path:
-    sym = unified.replace("/", "_").replace(":", "_")
-    return DEFAULT_DIR / f"{venue}-{sym}-{kind}-{tf}-{since}-{until or 'now'}.json"
-
-
-# -- symbols -----------------------------------------------------------------------------
-def resolve_symbol(markets: dict[str, Any], symbol: str) -> str:
-    """A ccxt unified symbol as given, or the market a jetmarket symbol names
-    (``BTC-USDT``, ``BTC-USDT-PERP``, ``BTC-USDT-20251226``, ``BTC-USD-20251226-100000-C``),
-    matched on the market's own base/quote/type/expiry fields."""
-    if symbol in markets:
-        return symbol
-    base, _, rest = symbol.partition("-")
-    quote, _, tail = rest.partition("-")
-    parts = tail.split("-") if tail else []
-
-    def fits(m: dict[str, Any]) -> bool:
-        if m.get("base") != base or m.get("quote") != quote:
-            return False
-        if not parts:
-            return bool(m.get("spot"))
-        if parts == ["PERP"]:
-            return bool(m.get("swap"))
-        expiry = str(m.get("expiryDatetime") or "")[:10].replace("-", "")
-        if expiry != parts[0]:
-            return False
-        if len(parts) == 1:
-            return bool(m.get("future"))
-        kind = {"C": "call", "P": "put"}.get(parts[2]) if len(parts) == 3 else None
-        return (
-            bool(m.get("option"))
-            and m.get("optionType") == kind
-            and str(m.get("strike")).removesuffix(".0") == parts[1]
-        )
-
-    found = sorted(u for u, m in markets.items() if fits(m))
-    if len(found) > 1:  # the same pair settled in two currencies: the usual one, else ask
-        usual = base if quote == "USD" else quote
-        found = [u for u in found if markets[u].get("settle") == usual] or found
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise BadArgs(f"{symbol!r} is ambiguous here: one of {found}")
-    close = sorted(u for u in markets if base in u)[:8]
-    raise BadArgs(f"no market {symbol!r}" + (f" (similar: {close})" if close else ""))
-
-
-# -- the job -----------------------------------------------------------------------------
-class Fetcher:
-    """ccxt calls (each through ccxt's own rate limiter), retried with backoff when the
-    failure may be transient; counts requests for the summary."""
-
-    def __init__(self, stop: asyncio.Event, max_retries: int) -> None:
-        self.stop, self.max_retries, self.requests = stop, max_retries, 0
-
-    async def __call__(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        delay = 0.5
-        for attempt in range(1, self.max_retries + 1):
-            if self.stop.is_set():
-                raise Failed("interrupted")
-            self.requests += 1
-            try:
-                return await call()
-            except FATAL as exc:
-                raise Failed(f"{what}: {type(exc).__name__}: {exc}") from None
-            except Exception as exc:  # network, rate limit, malformed body: try again
-                if attempt == self.max_retries:
-                    raise Failed(f"{what} failed {attempt} times, last: {exc!r:.300}") from None
-                log.warning(
-                    "request failed, retrying",
-                    extra={"what": what, "attempt": attempt, "error": repr(exc)[:300]},
-                )
-                try:
-                    await asyncio.wait_for(self.stop.wait(), delay)
-                except TimeoutError:
-                    pass
-                delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
-
-
-class Backfill:
-    def __init__(
-        self,
-        ex: Any,
-        js: JetStreamContext,
-        fetch: Fetcher,
-        ck: Checkpoint,
-        path: Path,
-        limit: int,
-        bar: tqdm,
-        partitioned: bool = False,
-    ) -> None:
-        self.ex, self.js, self.fetch, self.ck, self.path = ex, js, fetch, ck, path
-        self.stop, self.limit, self.bar = fetch.stop, limit, bar
-        self.conn = new_conn_id(f"backfill-{ck.venue}")
-        self.channel = CH_HIST_TRADES if ck.kind == "trades" else ohlcv_channel(ck.timeframe, True)
-        self.last_subject = subjects.raw(ck.venue, self.channel, ck.symbol)
-        if partitioned:  # RAW stores the subject with its partition appended
-            self.last_subject += ".*.*"
-        self.stored = self.duplicates = 0
-
-    async def publish(self, channel: str, data: bytes, msg_id: str, **extra: str) -> None:
-        headers = {
-            subjects.H_RECV_NS: str(time.time_ns()),
-            subjects.H_CONN: self.conn,
-            subjects.H_MSG_ID: f"ccxt:{self.ck.venue}:{msg_id}",
-            **extra,
-        }
-        subject = subjects.raw(self.ck.venue, channel, self.ck.symbol)
-        if await publish_acked(self.js, self.stop, subject, data, headers):
-            self.stored += 1
-        else:
-            self.duplicates += 1
-
-    def advance(self, next_ms: int, ids: list[str], rows: int, page: bool = True) -> None:
-        ck = self.ck
-        covered = next_ms - ck.next_ms
-        ck.next_ms, ck.ids = next_ms, ids
-        ck.pages += int(page)
-        ck.rows += rows
-        ck.save(self.path)
-        self.bar.update(covered / MINUTE_MS)
-        self.bar.set_postfix(pages=ck.pages, rows=ck.rows, refresh=False)
-
-    async def catch_up_with_raw(self) -> None:
-        """Move the checkpoint past a page RAW holds but the checkpoint missed (kill -9
-        between the ack and the checkpoint write)."""
-        try:
-            last = await self.js.get_last_msg(STREAM_RAW, self.last_subject)
-        except NotFoundError:
-            return
-        h = last.headers or {}
-        if h.get(H_JOB) != self.ck.job() or h.get(H_FROM) != self.position() or H_CURSOR not in h:
-            return
-        if self.ck.kind == "trades":
-            c = Cursor.parse(h[H_CURSOR])
-            pos, ids = c.ms, sorted(c.ids)
-        else:
-            pos, ids = int(h[H_CURSOR]), []
-        log.warning(
-            "checkpoint one page behind RAW (killed between ack and checkpoint); skipping it",
-            extra={"checkpoint": str(self.path), "position": pos},
-        )
-        self.advance(pos, ids, len(orjson.loads(last.data)))
-
-    def position(self) -> str:
-        """Where the job stands, as the frame headers spell it."""
-        if self.ck.kind == "trades":
-            return Cursor(self.ck.next_ms, frozenset(self.ck.ids)).header()
-        return str(self.ck.next_ms)
-
-    async def run(self) -> None:
-        data = market_frame(self.ex, self.ck.symbol)  # instrument first: contract sizes
-        await self.publish(CH_MARKET, data, content_id(data))
-        await self.catch_up_with_raw()
-        if self.ck.kind == "trades":
-            await self.trades()
-        else:
-            await self.ohlcv()
-        self.ck.done = True
-        self.ck.save(self.path)
-
-    async def ohlcv(self) -> None:
-        ck, tf = self.ck, self.ck.timeframe
-        step = timeframe_ms(tf)
-        while ck.next_ms < ck.until:
-            if self.stop.is_set():
-                raise Failed("interrupted")
-            start = ck.next_ms
-            end = min(start + self.limit * step, ck.until)
-            rows = await self.ohlcv_page(start, end, step)
-            if rows:
-                data = orjson.dumps(rows)
-                await self.publish(
-                    self.channel,
-                    data,
-                    f"hist-ohlcv-{tf}:{content_id(ck.symbol, start, data)}",
-                    **{H_JOB: ck.job(), H_FROM: str(start), H_CURSOR: str(end)},
-                )
-            self.advance(end, [], len(rows))
-
-    async def ohlcv_page(self, start: int, end: int, step: int) -> list[list[Any]]:
-        """Candles opening in [start, end): usually one request; more only when the venue
-        returned fewer than asked, all inside the page (it may cap ``limit`` lower)."""
-        out: list[list[Any]] = []
-        cursor = start
-        while cursor < end:
-            want = -(-(end - cursor) // step)
-            got = await self.fetch(
-                "fetch_ohlcv",
-                lambda c=cursor, n=want: self.ex.fetch_ohlcv(
-                    self.ck.symbol, self.ck.timeframe, c, n
-                ),
-            )
-            fresh = [c for c in got if isinstance(c[0], int) and cursor <= c[0] < end]
-            out.extend(fresh)
-            if not fresh or len(got) >= want or any(c[0] >= end for c in got):
-                break
-            cursor = fresh[-1][0] + step
-        return out
-
-    async def trades(self) -> None:
-        ck = self.ck
-        cursor = Cursor(ck.next_ms, frozenset(ck.ids))
-        while True:
-            if self.stop.is_set():
-                raise Failed("interrupted")
-            got = await self.fetch(
-                "fetch_trades", lambda c=cursor.ms: self.ex.fetch_trades(ck.symbol, c, self.limit)
-            )
-            new = cursor.new(got)
-            inside = [t for t in new if t["timestamp"] < ck.until]
-            if inside:
-                nxt = cursor.advance(inside)
-                data = orjson.dumps(inside)
-                msg_id = f"hist-trades:{content_id(ck.symbol, cursor.header(), data)}"
-                hdrs = {H_JOB: ck.job(), H_FROM: cursor.header(), H_CURSOR: nxt.header()}
-                await self.publish(self.channel, data, msg_id, **hdrs)
-                cursor = nxt
-                self.advance(cursor.ms, sorted(cursor.ids), len(inside))
-            elif new or len(got) < self.limit:
-                return  # the next trade is past the end, or the venue has no more
-            else:
-                # a whole page inside one millisecond already taken: step past it, loudly
-                log.warning(
-                    "more trades in one ms than a page; skipping the rest of it",
-                    extra={"symbol": ck.symbol, "ms": cursor.ms},
-                )
-                cursor = Cursor(cursor.ms + 1, frozenset())
-                self.advance(cursor.ms, [], 0, page=False)
-            if len(inside) < len(new):
-                return
-
-
-# -- entry point -------------------------------------------------------------------------
 def summary(ck: Checkpoint, tail: str) -> str:
     what = "trades" if ck.kind == "trades" else f"ohlcv {ck.timeframe}"
     return (
@@ -588,6 +227,3 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     return 2  # not reached: p.error exits
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The one mapping from message type to table and columns.
+"""Rows for the tables of ``streams.tables``: columns per message class.
 
 Column names equal the msgspec field names of ``streams.schemas`` (checked by a test
 against the live DDL), plus ``stream_seq`` (the JetStream sequence, used for dedup).
@@ -12,33 +12,17 @@ from operator import attrgetter
 
 from streams.schemas import EXEC_TYPES, MARKET_TYPES, Base, ExecBase
 
-TABLES: dict[str, str] = {
-    "trade": "trades",
-    "book": "book_updates",
-    "bbo": "bbo",
-    "depth": "depth",
-    "ticker": "tickers",
-    "candle": "candles",
-    "funding": "funding",
-    "open_interest": "open_interest",
-    "liquidation": "liquidations",
-    "mark": "marks",
-    "instrument": "instruments",
-    "gap": "gaps",
-}
-EXEC_TABLES: dict[str, str] = {
-    "order_command": "order_commands",
-    "order_update": "orders",
-    "fill": "fills",
-    "position": "positions",
-}
+# re-exported: the sink's code reads the whole table map through this module
+from streams.tables import EXEC_TABLES as EXEC_TABLES
+from streams.tables import RAW_COLUMNS as RAW_COLUMNS
+from streams.tables import RAW_TABLE as RAW_TABLE
+from streams.tables import SEQ as SEQ
+from streams.tables import TABLES as TABLES
+
 TABLE_OF_CLASS: dict[type, str] = {
     **{MARKET_TYPES[t]: name for t, name in TABLES.items()},
     **{EXEC_TYPES[t]: name for t, name in EXEC_TABLES.items()},
 }
-RAW_TABLE = "raw_frames"
-RAW_COLUMNS = ["venue", "channel", "symbol", "ts_recv", "conn", "subject", "payload", "stream_seq"]
-SEQ = "stream_seq"
 
 
 def fields(cls: type[Base] | type[ExecBase]) -> tuple[str, ...]:
