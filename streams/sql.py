@@ -1,7 +1,7 @@
 """SQL on ClickHouse from anywhere: through the sink's ``sql.query`` service when the
 engine is chdb (in-process in the sink), straight to the server otherwise.
 
-Both paths run only what ``sinks.clickhouse.sqlguard`` accepts (one read statement, no
+Both paths run only what ``streams.sqlguard`` accepts (one read statement, no
 outside table functions, no SETTINGS/FORMAT/INTO OUTFILE), checked by ClickHouse's parser.
 On a server the limits come from the read-only user's settings profile
 (docs/clickhouse.md), whose DSN is ``sink.sql.query_dsn``."""
@@ -56,7 +56,7 @@ def query_direct(dsn: str, sql: str, *, max_rows: int = 10_000) -> SqlResult:
     user's profile fixes them (and a ``readonly=1`` user could not change them anyway)."""
     import clickhouse_connect
 
-    from sinks.clickhouse import sqlguard
+    from streams import sqlguard
 
     client = None
     try:

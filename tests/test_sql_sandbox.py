@@ -17,8 +17,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from sinks.clickhouse import sqlguard
-from streams import schemas, sql, subjects
+from streams import schemas, sql, sqlguard, subjects
 from streams.bus.connect import connect
 from streams.bus.server import NatsServer, free_port
 from streams.provision import STREAM_MARKET

@@ -32,7 +32,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from sinks.clickhouse import sqlguard
+from streams import sqlguard
 from streams.settings import SqlSettings
 
 log = logging.getLogger("sinks.clickhouse.sql")

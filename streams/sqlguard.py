@@ -1,4 +1,6 @@
 """Which user SQL the query sandbox runs: an allow-list checked by ClickHouse's own parser.
+Part of the ``sql.query`` contract: the sink's sandbox and ``streams.sql.query_direct`` (a
+ClickHouse server) apply the same rule.
 
 A query is accepted only when all of this holds (docs/clickhouse.md, docs/security_parts/sql.md):
 
