@@ -2,7 +2,7 @@
 Part of the ``sql.query`` contract: the sink's sandbox and ``streams.sql.query_direct`` (a
 ClickHouse server) apply the same rule.
 
-A query is accepted only when all of this holds (docs/clickhouse.md, docs/security_parts/sql.md):
+A query is accepted only when all of this holds (docs/clickhouse.md, docs/security.md):
 
 1. ClickHouse formats it as exactly one statement (``formatQuerySingleLine``; several
    statements, syntax errors and unparseable unicode are refused right there). The text that

@@ -1,7 +1,7 @@
 """The ``sql.query`` sandbox against a real sink subprocess (real nats-server, real chdb):
 hostile queries refused by the allow-list, limits that a query cannot lift, queries killed
 when the requester gives up, and inserts from a live MARKET stream measured while an attack
-burst runs (docs/security_parts/sql.md has the numbers)."""
+burst runs (docs/security.md, section 1, has the numbers)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Permissions are allow-lists. A worker gets its own data subjects, ``STREAM.INFO`
 streams it uses, and the consumer API subjects that carry its own durable names; no worker
 may create, update, purge or delete a stream or touch another worker's consumers. Streams
 and consumers' streams are provisioned by ``admin``, which only the supervisor and the
-operator's ``jetmarket provision`` use. docs/security_parts/auth.md has the table.
+operator's ``jetmarket provision`` use. docs/security.md (section 2) has the table.
 """
 
 from __future__ import annotations
