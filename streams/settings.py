@@ -71,7 +71,7 @@ class StreamLimits(_S):
     max_bytes: int = 1_000_000_000
     # What JetStream does at max_bytes: "old" drops the oldest messages (already consumed
     # in a healthy pipeline), "new" refuses the publish (the writer sees the error). Per
-    # stream, documented in docs/security_parts/loss.md.
+    # stream, documented in docs/security.md (section 4).
     discard: Literal["old", "new"] = "old"
     # Above this fraction of max_bytes the stream gauge's alert fires and the collectors
     # report degraded health.
