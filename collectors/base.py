@@ -138,6 +138,12 @@ class Collector:
     ) -> None:
         """A published frame of a channel in ``link.watch`` (replies, errors, heartbeats)."""
 
+    def warn_frame(self, what: str, frame: bytes) -> None:
+        """One log line quoting a venue frame (an error reply): its first 300 bytes."""
+        logging.getLogger(f"collectors.{self.venue}").warning(
+            what, extra={"frame": frame[:300].decode("utf-8", "replace")}
+        )
+
     def ping_text(self, link: Link) -> str | None:
         """The venue's application ping, or None when it needs none."""
         return None
@@ -390,6 +396,13 @@ class Collector:
             finally:
                 for t in [*tasks, *self._background]:
                     t.cancel()
+
+    @classmethod
+    async def main(cls, w: Worker) -> None:
+        """The collector body for ``streams.bus.runtime.run`` (or a test's in-process
+        Worker): this venue with its settings section ``collector.<venue>``."""
+        settings = w.settings.collector
+        await cls(w, getattr(settings, cls.venue), settings.flush_every).run()
 
     def in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         """A task the collector keeps until it ends (cancelled when the collector stops)."""

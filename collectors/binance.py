@@ -241,7 +241,4 @@ class BinanceCollector(base.Collector):
             )
 
 
-async def run(w: Worker) -> None:
-    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
-    settings = w.settings.collector
-    await BinanceCollector(w, settings.binance, settings.flush_every).run()
+run = BinanceCollector.main  # the collector body for streams.bus.runtime.run

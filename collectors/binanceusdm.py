@@ -27,7 +27,6 @@ import orjson
 from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
 from collectors.binance import BinanceCollector
-from streams.bus.runtime import Worker
 
 log = logging.getLogger("collectors.binanceusdm")
 
@@ -93,6 +92,4 @@ class BinanceUsdmCollector(BinanceCollector):
                 return
 
 
-async def run(w: Worker) -> None:
-    settings = w.settings.collector
-    await BinanceUsdmCollector(w, settings.binanceusdm, settings.flush_every).run()
+run = BinanceUsdmCollector.main  # the collector body for streams.bus.runtime.run

@@ -17,7 +17,6 @@ fresh snapshot. Keepalive is Bybit's application ping (``{"op":"ping"}``), not W
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,8 +29,6 @@ from websockets.asyncio.client import ClientConnection
 from collectors import base
 from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
-
-log = logging.getLogger("collectors.bybit")
 
 VENUE = "bybit"
 CATEGORIES = ("spot", "linear", "inverse")
@@ -265,7 +262,4 @@ def _guess_native(symbol: str) -> tuple[str, str]:
     return "", ""
 
 
-async def run(w: Worker) -> None:
-    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
-    settings = w.settings.collector
-    await BybitCollector(w, settings.bybit, settings.flush_every).run()
+run = BybitCollector.main  # the collector body for streams.bus.runtime.run

@@ -28,7 +28,6 @@ and its rate limiter (one ccxt instance per collector, so one limiter for the ve
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -37,10 +36,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
-from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
-
-log = logging.getLogger("collectors.coinbase")
 
 VENUE = "coinbase"
 DATA_CHANNELS = ("level2", "market_trades", "ticker", "candles")
@@ -164,10 +160,7 @@ class CoinbaseCollector(base.Collector):
         self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
     ) -> None:
         if frame.startswith(b'{"type":"error"'):
-            log.warning("coinbase error", extra={"frame": frame[:300].decode("utf-8", "replace")})
+            self.warn_frame("coinbase error", frame)
 
 
-async def run(w: Worker) -> None:
-    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
-    settings = w.settings.collector
-    await CoinbaseCollector(w, settings.coinbase, settings.flush_every).run()
+run = CoinbaseCollector.main  # the collector body for streams.bus.runtime.run

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -40,11 +39,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
-from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
 from streams.symbols import deribit as symbols
-
-log = logging.getLogger("collectors.deribit")
 
 VENUE = "deribit"
 CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades")
@@ -214,12 +210,7 @@ class DeribitCollector(base.Collector):
         if _TEST_REQUEST in frame:
             await self._call(ws, "public/test", {})
         elif b'"error":' in frame:
-            log.warning(
-                "deribit error reply", extra={"frame": frame[:300].decode("utf-8", "replace")}
-            )
+            self.warn_frame("deribit error reply", frame)
 
 
-async def run(w: Worker) -> None:
-    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
-    settings = w.settings.collector
-    await DeribitCollector(w, settings.deribit, settings.flush_every).run()
+run = DeribitCollector.main  # the collector body for streams.bus.runtime.run

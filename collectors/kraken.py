@@ -24,7 +24,6 @@ connection (a ``disconnected`` event, so gaps are recorded) and reconnects.
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -33,10 +32,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base
 from streams import subjects
-from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
-
-log = logging.getLogger("collectors.kraken")
 
 VENUE = "kraken"
 PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
@@ -189,12 +185,7 @@ class KrakenCollector(base.Collector):
         self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
     ) -> None:
         if b'"success":false' in frame:
-            log.warning(
-                "kraken request failed", extra={"frame": frame[:300].decode("utf-8", "replace")}
-            )
+            self.warn_frame("kraken request failed", frame)
 
 
-async def run(w: Worker) -> None:
-    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
-    settings = w.settings.collector
-    await KrakenCollector(w, settings.kraken, settings.flush_every).run()
+run = KrakenCollector.main  # the collector body for streams.bus.runtime.run

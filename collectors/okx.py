@@ -18,7 +18,6 @@ unsubscribe + subscribe of that book, whose fresh snapshot arrives through the s
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -27,11 +26,8 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base
 from streams import subjects
-from streams.bus.runtime import Worker
 from streams.settings import VenueSettings
 from streams.symbols.okx import inst_type, to_native
-
-log = logging.getLogger("collectors.okx")
 
 VENUE = "okx"
 PER_INSTRUMENT = ("trades", "books", "bbo-tbt", "tickers", "candle1m")
@@ -152,10 +148,7 @@ class OkxCollector(base.Collector):
         self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
     ) -> None:
         if frame.startswith(b'{"event":"error"'):
-            log.warning("okx error event", extra={"frame": frame[:300].decode("utf-8", "replace")})
+            self.warn_frame("okx error event", frame)
 
 
-async def run(w: Worker) -> None:
-    """The collector body for ``streams.bus.runtime.run`` (or a test's in-process Worker)."""
-    settings = w.settings.collector
-    await OkxCollector(w, settings.okx, settings.flush_every).run()
+run = OkxCollector.main  # the collector body for streams.bus.runtime.run

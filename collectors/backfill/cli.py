@@ -226,4 +226,3 @@ def main(argv: list[str] | None = None) -> int:
     except BadArgs as exc:
         p.error(str(exc))
     return 2  # not reached: p.error exits
-
