@@ -142,10 +142,14 @@ async def bench_over_nats(n: int) -> tuple[float, float]:
     srv_cfg = NatsServerSettings(
         port=free_port(), monitor_port=free_port(), store_dir=str(tmp / "nats")
     )
-    srv = NatsServer(srv_cfg, log_file=tmp / "nats.log").start()
+    srv = NatsServer(srv_cfg, log_file=tmp / "nats.log", credentials_dir=tmp / "creds").start()
     try:
         settings: Settings = from_mapping(
-            {"nats": {"url": srv.url}, "metrics": {"ports": {}}, "log": {"level": "WARNING"}}
+            {
+                "nats": {"url": srv.url, "credentials_dir": str(tmp / "creds")},
+                "metrics": {"ports": {}},
+                "log": {"level": "WARNING"},
+            }
         )
         w = Worker("bench", settings)
         await start_worker(w)
@@ -212,10 +216,10 @@ async def _server(tmp: Path) -> tuple[NatsServer, Settings]:
     srv_cfg = NatsServerSettings(
         port=free_port(), monitor_port=free_port(), store_dir=str(tmp / "nats")
     )
-    srv = NatsServer(srv_cfg, log_file=tmp / "nats.log").start()
+    srv = NatsServer(srv_cfg, log_file=tmp / "nats.log", credentials_dir=tmp / "creds").start()
     settings = from_mapping(
         {
-            "nats": {"url": srv.url},
+            "nats": {"url": srv.url, "credentials_dir": str(tmp / "creds")},
             "clickhouse": {"dsn": f"chdb://{tmp / 'ch'}"},
             "metrics": {"ports": {}},
             "log": {"level": "WARNING"},

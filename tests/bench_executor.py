@@ -46,13 +46,15 @@ async def bench(n: int = 2000, warmup: int = 200) -> dict[str, float]:
         tmp = Path(d)
         srv = NatsServer(
             NatsServerSettings(port=free_port(), monitor_port=free_port(),
-                               store_dir=str(tmp / "nats")), log_file=tmp / "nats.log",
+                               store_dir=str(tmp / "nats")),
+            log_file=tmp / "nats.log", credentials_dir=tmp / "creds",
         ).start()  # fmt: skip
         account = {"venue": "paper", "instruments": {"BTC-USDT": {"tick": "0.01", "lot": "0.001"}},
                    "risk": {"max_open_orders": 10**7, "max_orders_per_s": 10**7},
                    "timeouts": {}}  # fmt: skip
         settings = from_mapping({
-            "nats": {"url": srv.url}, "metrics": {"ports": {}}, "log": {"level": "WARNING"},
+            "nats": {"url": srv.url, "credentials_dir": str(tmp / "creds")},
+            "metrics": {"ports": {}}, "log": {"level": "WARNING"},
             "executor": {"accounts": {ACCOUNT: account}},
         })  # fmt: skip
         proc = Proc("executor", settings, log=tmp / "executor.log").start()

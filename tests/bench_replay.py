@@ -27,7 +27,7 @@ T0 = 1_700_000_000_000_000_000
 def _settings(tmp: Path, url: str) -> Settings:
     return from_mapping(
         {
-            "nats": {"url": url},
+            "nats": {"url": url, "credentials_dir": str(tmp / "creds")},
             "clickhouse": {"dsn": f"chdb://{tmp / 'ch'}"},
             "metrics": {"ports": {}},
             "log": {"level": "WARNING"},
@@ -98,7 +98,7 @@ async def measure(n: int = 200_000) -> dict[str, float]:
 
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-replay-"))
     cfg = NatsServerSettings(port=free_port(), monitor_port=free_port(), store_dir=str(tmp / "n"))
-    srv = NatsServer(cfg, log_file=tmp / "nats.log").start()
+    srv = NatsServer(cfg, log_file=tmp / "nats.log", credentials_dir=tmp / "creds").start()
     out: dict[str, float] = {"messages": float(n)}
     try:
         settings = _settings(tmp, srv.url)
