@@ -178,7 +178,7 @@ class RawPublisher(LossRecords):
         nc = self.nc
         if not nc.is_connected or nc.is_draining_pubs:
             return False
-        head, _ = wire.hpub(subject, ((H_RECV_NS, str(recv_ns)), (H_CONN, conn)), len(data))
+        head = wire.hpub_raw(subject, recv_ns, conn, len(data))
         # the same two steps nc.publish ends with: queue the command, wake the flusher
         await nc._send_command(b"".join((head, data, wire.CRLF)))
         if nc._flush_queue is not None and nc._flush_queue.empty():

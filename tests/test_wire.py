@@ -74,3 +74,12 @@ def test_a_line_break_in_a_value_cannot_add_a_header() -> None:
     assert head.count(b"\r\n") == 4 and b"a  Nats-Expected-Stream: EVIL" in head
     head, _ = wire.hpub("raw.x.y.z", (("Jm-Conn", "c\rX: 1"),), 0)
     assert head.count(b"\r\n") == 4 and b"Jm-Conn: c X: 1\r\n" in head
+
+
+@settings(max_examples=300, deadline=None)
+@given(SUBJECTS, st.integers(min_value=0, max_value=2**63), VALUES, st.binary(max_size=64))
+def test_hpub_raw_is_hpub_with_the_raw_headers(
+    subject: str, recv_ns: int, conn: str, data: bytes
+) -> None:
+    head, _ = wire.hpub(subject, (("Jm-Recv-Ns", str(recv_ns)), ("Jm-Conn", conn)), len(data))
+    assert wire.hpub_raw(subject, recv_ns, conn, len(data)) == head
