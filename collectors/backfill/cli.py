@@ -22,7 +22,7 @@ from collectors.backfill.paging import MINUTE_MS, Backfill, Fetcher
 from collectors.ccxt_poller import make_exchange, timeframe_ms
 from streams.bus import logs
 from streams.bus.connect import connect
-from streams.provision import provision
+from streams.provision import STREAM_RAW
 from streams.settings import CcxtExchangeSettings, Settings, SettingsError, load
 
 Kind = Literal["ohlcv", "trades"]
@@ -147,7 +147,14 @@ async def _run(
         raise Failed(f"cannot reach NATS at {settings.nats.url} ({exc!r:.200})") from None
     try:
         js = nc.jetstream(timeout=10.0)
-        await provision(js, settings)
+        # RAW is provisioned by the admin identity (`make up`, `jetmarket provision`); the
+        # backfill publishes as the collector, which may not create or update streams
+        try:
+            await js.stream_info(STREAM_RAW)
+        except Exception as exc:
+            raise Failed(
+                f"stream {STREAM_RAW} not available ({exc!r:.120}): is `make up` running?"
+            ) from None
         first = ck.first()
         bar = tqdm(
             total=(ck.until - first) / MINUTE_MS, initial=(ck.next_ms - first) / MINUTE_MS,
