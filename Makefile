@@ -39,7 +39,7 @@ fmt: $(STAMP)
 
 ## offline: the pipeline against the local exchange emulator, then ClickHouse queries
 demo: $(STAMP)
-	$(PY) -m tests.demo
+	$(PY) -m examples.demo
 
 ## offline: emulator -> pipeline -> the example strategy backtested twice on the replayed
 ## stream (identical digests), results in ClickHouse under bt-<run_id>; see executor/backtest
@@ -49,7 +49,7 @@ backtest: $(STAMP)
 
 ## benchmarks, results written to BENCHMARKS.md
 bench: $(STAMP)
-	$(PY) -m tests.bench
+	$(PY) -m benchmarks.bench
 
 ## fault suite on the full pipeline (kill -9, nats restart, drops/stalls, insert outage); table
 faults: $(STAMP)
@@ -57,7 +57,7 @@ faults: $(STAMP)
 
 ## fuzz every venue parser and exec commands: >= 100k adversarial cases
 fuzz: $(STAMP)
-	JM_FUZZ_PROFILE=fuzz $(PY) -m pytest -q -s tests/test_fuzz.py
+	JM_FUZZ_PROFILE=fuzz $(PY) -m pytest -q -s tests/normalizer/test_fuzz.py
 
 ## one worker in the foreground each
 nats: $(STAMP)

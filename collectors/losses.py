@@ -3,7 +3,7 @@
 Frames not yet covered by a good ack are kept. When the NATS client has reconnected, the
 frames written to the dead socket (or still in the dead server's ingest queue) are gone
 without an error - a kill -9 of nats-server in the middle of a 20k-frame burst lost all of
-them (tests/test_faults.py) - so the first ack after the reconnect is followed by a read of
+them (tests/pipeline/test_faults.py) - so the first ack after the reconnect is followed by a read of
 RAW from the last good ack to it, and every kept frame missing there (matched on connection
 id and receive time) is published again. A frame RAW holds is not sent twice; a re-sent
 frame arrives after newer ones, which the order book sees as a sequence gap.

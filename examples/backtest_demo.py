@@ -64,7 +64,7 @@ def main() -> int:
     }
     py = sys.executable
     emu = subprocess.Popen(
-        [py, "-m", "tests.emulator", "binance", "--port", str(emu_port), "--symbols", "BTCUSDT",
+        [py, "-m", "tests.venues", "binance", "--port", str(emu_port), "--symbols", "BTCUSDT",
          "--rate", "500", "--trades", str(TRADES)],
         cwd=ROOT, stdout=subprocess.DEVNULL,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 (``channels``: native channel -> the message types it becomes, joined by ``+``, or ``|``
 when the channel's variants become one or the other). ``python -m normalizer.coverage``
 prints it; ``--write README.md`` replaces the table between the markers in place;
-tests/test_coverage_table.py fails when README and code disagree."""
+tests/normalizer/test_coverage_table.py fails when README and code disagree."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ they hold is bounded by the consumer's ``max_ack_pending`` instead.
 
 Written by hand because nats-py has no batch or raw delivery hook; it relies on
 ``Client._process_msg(sid, subject, reply, data, headers)``, which nats-py's protocol
-parser calls for every MSG/HMSG (checked against nats-py 2.16 by tests/test_delivery.py).
+parser calls for every MSG/HMSG (checked against nats-py 2.16 by tests/streams/test_delivery.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ header name for whitespace with a generator over its characters: in a py-spy pro
 sink draining RAW + MARKET that was 18% of the process (the `any(...)` alone 6%). The names
 we receive are a handful (``Nats-Msg-Id``, ``Jm-Recv-Ns``, ``Jm-Conn``...), so each name's
 verdict is cached and a line costs a split, a dict lookup and a value decode.
-``tests/test_natsheaders.py`` holds it to nats-py's own parser on ordinary and odd input.
+``tests/streams/test_headers.py`` holds it to nats-py's own parser on ordinary and odd input.
 """
 
 from __future__ import annotations

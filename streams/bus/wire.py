@@ -73,7 +73,7 @@ def hpub_raw(subject: str, recv_ns: int, conn: str, size: int) -> bytes:
     collector's per-frame shape, written in one f-string because it runs once per exchange
     frame: 0.40 us against 1.04 us through ``hpub`` (timeit on this machine; the collector
     spends ~7 us per frame, so ``hpub`` cost it ~10%, measured by the collector helper with
-    the bench's collector-publish run). Same bytes as ``hpub`` (tests/test_wire.py)."""
+    the bench's collector-publish run). Same bytes as ``hpub`` (tests/streams/test_wire.py)."""
     if conn.isascii() and conn.isprintable():
         block = f"NATS/1.0\r\n{H_RECV_NS}: {recv_ns}\r\n{H_CONN}: {conn}\r\n\r\n"
         n = len(block)

@@ -35,7 +35,7 @@ Accounting, exactly, by trade id (the emulator ids trades per symbol, 1, 2, 3 ..
   that connection. They show as ``in flight`` of the ``nats-server restart`` row, with
   the "disconnected" gap recorded. What the collector *had* published is no longer lost:
   ``RawPublisher`` keeps unconfirmed frames and re-sends those RAW lacks after a
-  reconnect (``tests/test_faults.py`` kills nats-server -9 mid-burst to prove it).
+  reconnect (``tests/pipeline/test_faults.py`` kills nats-server -9 mid-burst to prove it).
 * **lost** = offered trades not stored that are *not* such a covered tail: a hole before
   the last stored trade of a connection (something the pipeline received and dropped),
   anything on the connection still open at the end, or a tail with no gap recorded.

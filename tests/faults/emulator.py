@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from tests.emulator.binance import BinanceEmulator, Client
+from tests.venues.binance.emulator import BinanceEmulator, Client
 
 Key = tuple[str, int]  # (our symbol, trade id)
 

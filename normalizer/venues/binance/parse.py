@@ -45,7 +45,7 @@ _trade, _agg, _book_ticker, _ticker, _kline, _mark, _force = (
 _oi, _info, _finfo = map(wire.decoder, (wire.OpenInterest, wire.ExchangeInfo,
                                         wire.FuturesExchangeInfo))  # fmt: skip
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
-# tests/fuzz.py shapes frames from them)
+# fuzz/fuzzers.py shapes frames from them)
 _trade_decode = _trade.decode
 _agg_decode = _agg.decode
 _book_ticker_decode = _book_ticker.decode

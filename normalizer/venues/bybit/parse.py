@@ -45,7 +45,7 @@ _trade, _kline, _liq = (wire.decoder(wire.Push[row]) for row in (wire.Trade, wir
 _book, _ticker, _instruments = map(wire.decoder, (wire.BookFrame, wire.TickerFrame,
                                                   wire.Instruments))  # fmt: skip
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
-# tests/fuzz.py shapes frames from them)
+# fuzz/fuzzers.py shapes frames from them)
 _ticker_decode = _ticker.decode
 _trade_decode = _trade.decode
 _book_decode = _book.decode

@@ -47,7 +47,7 @@ _trades, _tickers, _funding, _oi, _liq, _mark, _index = (
         wire.MarkPrice, wire.IndexTicker,
     )
 )  # fmt: skip
-# bound ``decode`` of the hot channels (the Decoders stay module attributes: tests/fuzz.py
+# bound ``decode`` of the hot channels (the Decoders stay module attributes: fuzz/fuzzers.py
 # shapes frames from them)
 _trades_decode = _trades.decode
 _books_decode = _books.decode

@@ -1,0 +1,1 @@
+"""Examples: run with `python -m examples.<name>` from the repo root."""

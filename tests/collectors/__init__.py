@@ -1,0 +1,1 @@
+"""Collectors beyond one venue."""

@@ -1,0 +1,1 @@
+"""The normalizer worker, partitions, coverage, fuzzing."""

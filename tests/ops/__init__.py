@@ -1,0 +1,1 @@
+"""The supervisor, status, observability config."""

@@ -1,0 +1,1 @@
+"""The whole pipeline: end to end, faults, loss, security."""

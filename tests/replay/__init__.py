@@ -1,0 +1,1 @@
+"""Replay, record, re-normalization."""

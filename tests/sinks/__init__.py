@@ -1,0 +1,1 @@
+"""The ClickHouse sink and sql.query."""

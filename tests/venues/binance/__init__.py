@@ -1,0 +1,1 @@
+"""Binance spot and USDⓈ-M: parser, collector, book, emulator."""

@@ -1,0 +1,1 @@
+"""The ccxt long tail (REST poller) and its emulator."""
