@@ -40,7 +40,7 @@ def _settings(tmp: Path, url: str) -> Settings:
 async def _fill(settings: Settings, n: int) -> None:
     """n raw Binance trade frames and n typed trades, 100 µs apart in receive time (a busy
     feed: 10k frames/s)."""
-    from benchmarks.bench import gen_trades
+    from benchmarks.frames import gen_trades
 
     nc = await connect(settings.nats, "bench-fill")
     js = nc.jetstream(timeout=30)
