@@ -45,7 +45,7 @@ demo: $(STAMP)
 ## stream (identical digests), results in ClickHouse under bt-<run_id>; see executor/backtest
 .PHONY: backtest
 backtest: $(STAMP)
-	$(PY) examples/backtest_demo.py
+	$(PY) -m examples.backtest_demo
 
 ## benchmarks, results written to BENCHMARKS.md
 bench: $(STAMP)

@@ -13,20 +13,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from examples import offline
 from streams import sql
 from streams.bus.connect import connect
-from streams.bus.server import free_port
 from streams.settings import from_mapping
 
-ROOT = Path(__file__).resolve().parents[1]
-VAR = ROOT / "var" / "backtest"
+ROOT = offline.ROOT
 TRADES = int(os.environ.get("BACKTEST_TRADES", "5000"))
 STRATEGY = os.environ.get("BACKTEST_STRATEGY", "examples/sma_cross.py:SmaCross")
 PARAMS = os.environ.get("BACKTEST_PARAMS", "bar_s=0.2 fast=2 slow=6 size=0.01").split()
@@ -45,30 +42,11 @@ def backtest(env: dict[str, str], run_id: str) -> str:
 
 
 def main() -> int:
-    shutil.rmtree(VAR, ignore_errors=True)
-    VAR.mkdir(parents=True)
-    emu_port, nats_port, mon_port = free_port(), free_port(), free_port()
-    url = f"nats://127.0.0.1:{nats_port}"
-    env = {
-        **os.environ,
-        "JETMARKET_NATS__URL": url,
-        "JETMARKET_NATS__SERVER__PORT": str(nats_port),
-        "JETMARKET_NATS__SERVER__MONITOR_PORT": str(mon_port),
-        "JETMARKET_NATS__SERVER__STORE_DIR": str(VAR / "nats"),
-        "JETMARKET_CLICKHOUSE__DSN": f"chdb://{VAR / 'clickhouse'}",
-        "JETMARKET_COLLECTOR__BINANCE__WS_URL": f"ws://127.0.0.1:{emu_port}",
-        "JETMARKET_COLLECTOR__BINANCE__REST_URL": f"http://127.0.0.1:{emu_port}",
-        "JETMARKET_COLLECTOR__BINANCE__SYMBOLS": '["BTCUSDT"]',
-        "JETMARKET_METRICS__PORTS": "{}",
-        "JETMARKET_LOG__LEVEL": "WARNING",
-    }
-    py = sys.executable
-    emu = subprocess.Popen(
-        [py, "-m", "tests.venues", "binance", "--port", str(emu_port), "--symbols", "BTCUSDT",
-         "--rate", "500", "--trades", str(TRADES)],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
+    env, var, emu, up = offline.start(
+        "backtest", ["BTCUSDT"], ["--rate", "500", "--trades", str(TRADES)],
+        JETMARKET_LOG__LEVEL="WARNING",
     )  # fmt: skip
-    up = subprocess.Popen([py, "-m", "ops", "up"], cwd=ROOT, env=env)
+    url = env["JETMARKET_NATS__URL"]
     try:
         print(f"backtest: recording {TRADES} emulated BTCUSDT trades ...", flush=True)
         asyncio.run(_wait_trades(url, TRADES))
@@ -85,7 +63,7 @@ def main() -> int:
         up.wait(60)
         emu.terminate()
         emu.wait(10)
-    print(f"backtest: pipeline stopped; data kept under {VAR}")
+    print(f"backtest: pipeline stopped; data kept under {var}")
     return code
 
 

@@ -10,20 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from examples import offline
 from streams import sql
 from streams.bus.connect import connect
-from streams.bus.server import free_port
 from streams.settings import from_mapping
 
-ROOT = Path(__file__).resolve().parents[1]
-VAR = ROOT / "var" / "demo"
+ROOT = offline.ROOT
 SECONDS = float(os.environ.get("DEMO_SECONDS", "15"))
 
 QUERIES = [
@@ -49,29 +46,11 @@ QUERIES = [
 
 
 def main() -> int:
-    shutil.rmtree(VAR, ignore_errors=True)
-    VAR.mkdir(parents=True)
-    emu_port, nats_port, mon_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "JETMARKET_NATS__URL": f"nats://127.0.0.1:{nats_port}",
-        "JETMARKET_NATS__SERVER__PORT": str(nats_port),
-        "JETMARKET_NATS__SERVER__MONITOR_PORT": str(mon_port),
-        "JETMARKET_NATS__SERVER__STORE_DIR": str(VAR / "nats"),
-        "JETMARKET_CLICKHOUSE__DSN": f"chdb://{VAR / 'clickhouse'}",
-        "JETMARKET_COLLECTOR__BINANCE__WS_URL": f"ws://127.0.0.1:{emu_port}",
-        "JETMARKET_COLLECTOR__BINANCE__REST_URL": f"http://127.0.0.1:{emu_port}",
-        "JETMARKET_COLLECTOR__BINANCE__SYMBOLS": '["BTCUSDT","ETHUSDT"]',
-        "JETMARKET_METRICS__PORTS": "{}",
-        "JETMARKET_METRICS__HEALTH_INTERVAL_S": "5",
-    }
-    py = sys.executable
-    emu = subprocess.Popen(
-        [py, "-m", "tests.venues", "binance", "--port", str(emu_port),
-         "--symbols", "BTCUSDT,ETHUSDT", "--rate", "1000"],
-        cwd=ROOT,
+    env, var, emu, up = offline.start(
+        "demo", ["BTCUSDT", "ETHUSDT"], ["--rate", "1000"],
+        JETMARKET_METRICS__HEALTH_INTERVAL_S="5",
     )  # fmt: skip
-    up = subprocess.Popen([py, "-m", "ops", "up"], cwd=ROOT, env=env)
+    py = sys.executable
     try:
         print(f"demo: pipeline running against the emulator for {SECONDS:.0f} s ...", flush=True)
         time.sleep(SECONDS)
@@ -83,7 +62,7 @@ def main() -> int:
         code = up.wait(60)
         emu.terminate()
         emu.wait(10)
-    print(f"demo: pipeline stopped (exit code {code}); data kept under {VAR}")
+    print(f"demo: pipeline stopped (exit code {code}); data kept under {var}")
     return code
 
 
