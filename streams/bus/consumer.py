@@ -45,18 +45,24 @@ from streams.settings import ConsumerSettings
 log = logging.getLogger("streams.bus.consumer")
 
 
-class BatchConsumer:
+class PushConsumer:
+    """What ``BatchConsumer`` and ``SharedConsumer`` (streams/bus/shared_consumer.py) share:
+    a durable push consumer on ``stream`` whose deliveries go straight to ``_on_msg``
+    (streams/bus/delivery.py) and wait in a buffer for ``fetch()``."""
+
     def __init__(
         self,
         js: JetStreamContext,
         stream: str,
         cfg: ConsumerSettings,
-        filter_subject: str | None = None,
+        filter_subject: str | None,
+        durable: str,
     ) -> None:
         self.js = js
         self.stream = stream
         self.cfg = cfg
         self.filter_subject = filter_subject
+        self.durable = durable
         self.max_ack_pending = max(cfg.batch * 4, 10_000)
         self._sub: Any = None
         self._buffer: list[Delivery] = []
@@ -65,23 +71,55 @@ class BatchConsumer:
         # once on arrival (the redelivery check needs it) instead of again by every worker
         self.seqs: list[int] = []
         self._arrived = asyncio.Event()
-        self._high = 0  # highest stream sequence handed to this process since start()
-        # Where the durable resumes, kept across a start() that deleted it and then failed
-        # to re-add it (a cluster mid-election): the next start() must not begin at seq 1.
-        self._resume: int | None = None
 
-    def _config(self, start_seq: int | None, deliver_subject: str) -> ConsumerConfig:
+    def _consumer_config(
+        self, start_seq: int | None, deliver_subject: str, ack_policy: AckPolicy, **extra: Any
+    ) -> ConsumerConfig:
+        """The durable's config: never gives up redelivering (``max_deliver=-1``), starts at
+        ``start_seq`` (all of the stream when None); ``extra`` adds the caller's own fields."""
         return ConsumerConfig(
-            durable_name=self.cfg.durable,
+            durable_name=self.durable,
             deliver_subject=deliver_subject,
-            ack_policy=AckPolicy.ALL,
+            ack_policy=ack_policy,
             ack_wait=self.cfg.ack_wait_s,
             max_ack_pending=self.max_ack_pending,
             max_deliver=-1,
             filter_subject=self.filter_subject,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
             opt_start_seq=start_seq,
+            **extra,
         )
+
+    async def lag(self) -> int:
+        info = await self.js.consumer_info(self.stream, self.durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            delivery.detach(self.js._nc, sub._id)
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already closing
+                pass
+
+
+class BatchConsumer(PushConsumer):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        cfg: ConsumerSettings,
+        filter_subject: str | None = None,
+    ) -> None:
+        super().__init__(js, stream, cfg, filter_subject, cfg.durable)
+        self._high = 0  # highest stream sequence handed to this process since start()
+        # Where the durable resumes, kept across a start() that deleted it and then failed
+        # to re-add it (a cluster mid-election): the next start() must not begin at seq 1.
+        self._resume: int | None = None
+
+    def _config(self, start_seq: int | None, deliver_subject: str) -> ConsumerConfig:
+        return self._consumer_config(start_seq, deliver_subject, AckPolicy.ALL)
 
     def _on_msg(self, msg: Delivery) -> None:
         seq = stream_seq(msg)
@@ -96,7 +134,7 @@ class BatchConsumer:
         self._arrived.set()
 
     async def start(self) -> None:
-        durable = self.cfg.durable
+        durable = self.durable
         start_seq = None
         try:
             info = await self.js.consumer_info(self.stream, durable)
@@ -174,23 +212,10 @@ class BatchConsumer:
             await last.ack()
         except NatsError as exc:
             # closing, or no reply subject: the batch is durable; a redelivery is deduplicated
-            log.warning("ack not sent", extra={"durable": self.cfg.durable, "error": repr(exc)})
-
-    async def lag(self) -> int:
-        info = await self.js.consumer_info(self.stream, self.cfg.durable)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            log.warning("ack not sent", extra={"durable": self.durable, "error": repr(exc)})
 
     async def stop(self) -> None:
         await self._unsubscribe()
-
-    async def _unsubscribe(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            delivery.detach(self.js._nc, sub._id)
-            try:
-                await sub.unsubscribe()
-            except Exception:  # connection already closing
-                pass
 
 
 async def status_only(msg: Msg) -> None:

@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from streams.bus import delivery
-from streams.bus.consumer import publish_batch, status_only
+from streams.bus.consumer import PushConsumer, publish_batch, status_only
 from streams.bus.delivery import Delivery
 from streams.settings import ConsumerSettings
 
@@ -52,7 +51,7 @@ def ack_position(reply: str) -> tuple[int, int]:
     raise ValueError(f"not a JetStream ack subject: {reply!r}")
 
 
-class SharedConsumer:
+class SharedConsumer(PushConsumer):
     """``fetch()`` hands out batches; ``seqs`` and ``delivered`` describe the last one."""
 
     def __init__(
@@ -62,39 +61,23 @@ class SharedConsumer:
         cfg: ConsumerSettings,
         filter_subject: str | None = None,
     ) -> None:
-        self.js = js
-        self.stream = stream
-        self.cfg = cfg
-        self.filter_subject = filter_subject
         # a separate durable from the single-process one: its config (explicit acks, a
         # deliver group) differs, and the two must never be bound at the same time
-        self.durable = f"{cfg.durable}-shared"
+        super().__init__(js, stream, cfg, filter_subject, f"{cfg.durable}-shared")
         self.deliver_subject = f"_INBOX.jm.{stream}.{self.durable}"
-        self.max_ack_pending = max(cfg.batch * 4, 10_000)
         self.metadata: dict[str, str] = {}
-        self._sub: Any = None
-        self._buffer: list[Delivery] = []
-        self._seqs: list[int] = []
         self._delivered: list[int] = []
-        self.seqs: list[int] = []
         self.delivered: list[int] = []
         # stream sequences this process holds (buffered or handed out, not yet acked): a
         # copy redelivered to this same process is dropped, not handled twice
         self._held: set[int] = set()
-        self._arrived = asyncio.Event()
 
     def _config(self, start_seq: int | None, metadata: dict[str, str]) -> ConsumerConfig:
-        return ConsumerConfig(
-            durable_name=self.durable,
-            deliver_subject=self.deliver_subject,
+        return self._consumer_config(
+            start_seq,
+            self.deliver_subject,
+            AckPolicy.EXPLICIT,
             deliver_group=self.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.cfg.ack_wait_s,
-            max_ack_pending=self.max_ack_pending,
-            max_deliver=-1,
-            filter_subject=self.filter_subject,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
-            opt_start_seq=start_seq,
             metadata=metadata or None,
         )
 
@@ -190,16 +173,6 @@ class SharedConsumer:
             except NatsError:
                 pass  # disconnected: the server redelivers after ack_wait; checked downstream
 
-    async def lag(self) -> int:
-        info = await self.js.consumer_info(self.stream, self.durable)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-
     async def stop(self) -> None:
         """Leave the group; the durable stays for the other instances."""
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            delivery.detach(self.js._nc, sub._id)
-            try:
-                await sub.unsubscribe()  # type: ignore[attr-defined]
-            except Exception:  # connection already closing
-                pass
+        await self._unsubscribe()
