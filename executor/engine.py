@@ -12,9 +12,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 
 from executor import metrics as m
 from executor.ledger import Ledger, Publisher
@@ -24,10 +24,8 @@ from executor.precision import PrecisionError, parse_decimal
 from executor.recovery.rebuild import rebuild
 from executor.recovery.reconcile import Reconciler
 from executor.risk import Risk
-from executor.venues.base import Venue
 from streams import subjects
 from streams.schemas import OrderCommand, encode
-from streams.settings import AccountSettings
 
 __all__ = ["Engine", "Marks", "Publisher", "command_msg_id"]  # Marks: its old home
 
@@ -65,21 +63,18 @@ class _Terms:
 
 
 class Engine(Ledger):
-    """Commands, risk, cancels and timers on top of the account's Ledger."""
+    """Commands, risk, cancels and timers on top of the account's Ledger (whose constructor
+    it keeps: what it adds below needs no arguments of its own)."""
 
-    def __init__(
-        self,
-        account: str,
-        cfg: AccountSettings,
-        venue: Venue,
-        pub: Publisher,
-        marks: Marks,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(account, cfg, venue, pub, marks, clock)
-        self.risk = Risk(cfg.risk)
-        self.halted: str | None = None
-        self.recon = Reconciler(self, self.resolve)
+    halted: str | None = None  # the kill switch's reason while trading is halted
+
+    @cached_property
+    def risk(self) -> Risk:
+        return Risk(self.cfg.risk)
+
+    @cached_property
+    def recon(self) -> Reconciler:
+        return Reconciler(self, self.resolve)
 
     # -- commands --------------------------------------------------------------------------
     async def handle(self, cmd: OrderCommand) -> Reply:
