@@ -25,6 +25,7 @@ from benchmarks.frames import gen_depth, gen_trades
 from normalizer.core import Normalizer
 from normalizer.worker import NormalizerWorker
 from streams import subjects
+from streams.bus.connect import connect
 from streams.bus.consumer import BatchConsumer, publish_batch
 from streams.bus.runtime import Worker, start_worker
 from streams.bus.server import NatsServer, free_port
@@ -196,6 +197,10 @@ async def _server(tmp: Path) -> tuple[NatsServer, Settings]:
             "sink": {"store_raw": False},
         }
     )
+    # the admin provisions the streams before any worker starts, as `make up` does
+    nc = await connect(settings.nats, "bench")
+    await provision(nc.jetstream(timeout=10.0), settings)
+    await nc.close()
     return srv, settings
 
 
