@@ -302,12 +302,10 @@ class Collector:
                 reason = f"{type(exc).__name__}: {exc}"[:300]
                 if not link.connected:  # never got in: one line per retry, keep going
                     delay = link.backoff.next()
-                    log.warning(
-                        f"{venue} connect failed, retrying",
-                        extra={"url": link.url, "error": reason, "retry_in_s": round(delay, 2)},
-                    )
-                    w.health.set("retrying", error=reason, reconnects=self._reconnects())
-                    if await w.sleep(delay):
+                    why = {"error": reason}
+                    if await self._wait_to_retry(
+                        delay, "retrying", "connect failed, retrying", why, url=link.url
+                    ):
                         return
                     continue
             link.connected = False
@@ -325,13 +323,23 @@ class Collector:
             if w.stop.is_set():
                 return
             delay = 0.0 if reason.startswith("rollover") else link.backoff.next()
-            log.warning(
-                f"{venue} connection lost, reconnecting",
-                extra={"conn": link.conn, "reason": reason, "retry_in_s": round(delay, 2)},
-            )
-            w.health.set("reconnecting", reason=reason, reconnects=self._reconnects())
-            if await w.sleep(delay):
+            why = {"reason": reason}
+            if await self._wait_to_retry(
+                delay, "reconnecting", "connection lost, reconnecting", why, conn=link.conn
+            ):
                 return
+
+    async def _wait_to_retry(
+        self, delay: float, state: str, message: str, why: dict[str, str], **where: str
+    ) -> bool:
+        """Says it (the log line with ``where``, ``why`` and the delay; health ``state`` with
+        ``why``), then waits ``delay``: True when the collector is stopping meanwhile."""
+        log.warning(
+            f"{self.venue} {message}",
+            extra={**where, **why, "retry_in_s": round(delay, 2)},
+        )
+        self.w.health.set(state, **why, reconnects=self._reconnects())
+        return await self.w.sleep(delay)
 
     # -- the whole collector -------------------------------------------------------------
     def _reconnects(self) -> int:
