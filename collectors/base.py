@@ -82,6 +82,9 @@ class Collector:
     ping_idle_only: ClassVar[bool] = True  # app ping only after ping_interval_s of silence
     watch: ClassVar[frozenset[str]] = frozenset()  # channels whose frames go to on_frame
     stale_any: ClassVar[bool] = True  # no frame at all for stale_after_s ends the connection
+    # a watched frame starting with error_prefix is the venue's error reply: logged as error_what
+    error_prefix: ClassVar[bytes] = b""
+    error_what: ClassVar[str] = ""
 
     def __init__(self, w: Worker, cfg: Any, flush_every: int) -> None:
         assert w.nc is not None and w.js is not None
@@ -137,6 +140,8 @@ class Collector:
         self, ws: ClientConnection, link: Link, channel: str, symbol: str, frame: bytes
     ) -> None:
         """A published frame of a channel in ``link.watch`` (replies, errors, heartbeats)."""
+        if self.error_prefix and frame.startswith(self.error_prefix):
+            self.warn_frame(self.error_what, frame)
 
     def warn_frame(self, what: str, frame: bytes) -> None:
         """One log line quoting a venue frame (an error reply): its first 300 bytes."""

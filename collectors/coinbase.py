@@ -115,6 +115,8 @@ class CoinbaseCollector(base.Collector):
     # quiet connection
     ws_pings = True
     watch = frozenset({"control"})  # errors are logged
+    error_prefix = b'{"type":"error"'
+    error_what = "coinbase error"
     stale_any = False  # each channel has its own limit instead (heartbeats: every second)
 
     def check(self) -> None:
@@ -155,12 +157,6 @@ class CoinbaseCollector(base.Collector):
             if i:
                 await asyncio.sleep(1.0 / MAX_MSGS_PER_S)
             await ws.send(req)
-
-    async def on_frame(
-        self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
-    ) -> None:
-        if frame.startswith(b'{"type":"error"'):
-            self.warn_frame("coinbase error", frame)
 
 
 run = CoinbaseCollector.main  # the collector body for streams.bus.runtime.run

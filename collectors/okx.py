@@ -90,6 +90,8 @@ class OkxCollector(base.Collector):
     venue = VENUE
     ccxt_class = ccxt.okx
     watch = frozenset({"control"})  # error events are logged
+    error_prefix = b'{"event":"error"'
+    error_what = "okx error event"
 
     def check(self) -> None:
         unknown = set(self.cfg.channels) - CHANNELS
@@ -143,12 +145,6 @@ class OkxCollector(base.Collector):
         for i in range(0, len(self.args), ARGS_PER_REQUEST):
             chunk = self.args[i : i + ARGS_PER_REQUEST]
             await ws.send(orjson.dumps({"op": "subscribe", "args": chunk}).decode())
-
-    async def on_frame(
-        self, ws: ClientConnection, link: base.Link, channel: str, symbol: str, frame: bytes
-    ) -> None:
-        if frame.startswith(b'{"event":"error"'):
-            self.warn_frame("okx error event", frame)
 
 
 run = OkxCollector.main  # the collector body for streams.bus.runtime.run
