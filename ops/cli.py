@@ -13,7 +13,7 @@ import os
 import sys
 
 from streams.bus import logs
-from streams.settings import Settings, SettingsError, load
+from streams.settings import Settings
 
 log = logging.getLogger("jetmarket")
 
@@ -82,12 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.config:
         os.environ["JETMARKET_CONFIG"] = args.config
-    try:
-        settings = load()
-    except SettingsError as exc:
-        print(f"jetmarket: bad configuration: {exc}", file=sys.stderr)
+    settings = logs.command_settings("jetmarket")
+    if settings is None:
         return 2
-    logs.setup(settings.log.level)
     settings = _identity(settings, args)
     if args.cmd in WORKERS:
         return _exec_module([*WORKERS[args.cmd], *args.args])

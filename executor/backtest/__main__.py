@@ -16,7 +16,7 @@ from executor.backtest.runner import DEFAULT_TYPES, Backtest, BacktestError, loa
 from streams.bus import logs
 from streams.bus.connect import connect
 from streams.provision import STREAM_EXEC
-from streams.settings import Settings, SettingsError, load
+from streams.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,12 +91,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = load()
-    except SettingsError as exc:
-        print(f"jetmarket backtest: bad configuration: {exc}", file=sys.stderr)
+    settings = logs.command_settings("jetmarket backtest")
+    if settings is None:
         return 2
-    logs.setup(settings.log.level)
     try:
         return asyncio.run(run(settings, args))
     except (BacktestError, ValueError) as exc:

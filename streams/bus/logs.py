@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from streams.settings import Settings, SettingsError, load
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -79,3 +81,16 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     # nats-py logs every reconnect attempt at ERROR with a traceback; we log our own line.
     logging.getLogger("nats").setLevel(logging.CRITICAL)
+
+
+def command_settings(prog: str) -> Settings | None:
+    """The settings of a command-line entry point, with logging set up from them; None after
+    one line ``<prog>: bad configuration: ...`` on stderr (the command then exits 2). Here
+    rather than in runtime: a command's start must not pay for importing nats-py."""
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"{prog}: bad configuration: {exc}", file=sys.stderr)
+        return None
+    setup(settings.log.level)
+    return settings
