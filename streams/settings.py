@@ -220,8 +220,13 @@ class VenueSettings(_S):
             raise SettingsError(f"{prefix}.channels must not be empty")
 
 
-def _venue(ws: str, rest: str, symbols: list[str], channels: list[str]) -> VenueSettings:
-    return VenueSettings(ws_url=ws, rest_url=rest, symbols=symbols, channels=channels)
+def _venue(ws: str, rest: str, symbols: list[str], channels: list[str]) -> Any:
+    """The default of a venue's settings field: a fresh VenueSettings per Settings."""
+    return msgspec.field(
+        default_factory=lambda: VenueSettings(
+            ws_url=ws, rest_url=rest, symbols=list(symbols), channels=list(channels)
+        )
+    )
 
 
 class CcxtExchangeSettings(_S):
@@ -268,35 +273,25 @@ class CollectorSettings(_S):
     venues: list[str] = msgspec.field(default_factory=lambda: ["binance"])
     binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
     binanceusdm: BinanceUsdmSettings = msgspec.field(default_factory=BinanceUsdmSettings)
-    okx: VenueSettings = msgspec.field(
-        default_factory=lambda: _venue(
-            "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com",
-            ["BTC-USDT", "BTC-USDT-SWAP"], ["trades", "books", "tickers"],
-        )
+    okx: VenueSettings = _venue(
+        "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com",
+        ["BTC-USDT", "BTC-USDT-SWAP"], ["trades", "books", "tickers"],
     )  # fmt: skip
-    bybit: VenueSettings = msgspec.field(
-        default_factory=lambda: _venue(
-            "wss://stream.bybit.com/v5/public/linear", "https://api.bybit.com",
-            ["BTCUSDT"], ["publicTrade", "orderbook.50", "tickers"],
-        )
+    bybit: VenueSettings = _venue(
+        "wss://stream.bybit.com/v5/public/linear", "https://api.bybit.com",
+        ["BTCUSDT"], ["publicTrade", "orderbook.50", "tickers"],
     )  # fmt: skip
-    deribit: VenueSettings = msgspec.field(
-        default_factory=lambda: _venue(
-            "wss://www.deribit.com/ws/api/v2", "https://www.deribit.com",
-            ["BTC-PERPETUAL"], ["trades", "book", "ticker"],
-        )
+    deribit: VenueSettings = _venue(
+        "wss://www.deribit.com/ws/api/v2", "https://www.deribit.com",
+        ["BTC-PERPETUAL"], ["trades", "book", "ticker"],
     )  # fmt: skip
-    coinbase: VenueSettings = msgspec.field(
-        default_factory=lambda: _venue(
-            "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com",
-            ["BTC-USD"], ["market_trades", "level2", "ticker"],
-        )
+    coinbase: VenueSettings = _venue(
+        "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com",
+        ["BTC-USD"], ["market_trades", "level2", "ticker"],
     )  # fmt: skip
-    kraken: VenueSettings = msgspec.field(
-        default_factory=lambda: _venue(
-            "wss://ws.kraken.com/v2", "https://api.kraken.com",
-            ["BTC/USD"], ["trade", "book", "ticker"],
-        )
+    kraken: VenueSettings = _venue(
+        "wss://ws.kraken.com/v2", "https://api.kraken.com",
+        ["BTC/USD"], ["trade", "book", "ticker"],
     )  # fmt: skip
     ccxt: CcxtSettings = msgspec.field(default_factory=CcxtSettings)
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
