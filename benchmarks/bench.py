@@ -215,10 +215,7 @@ async def bench_sink(n: int) -> tuple[float, float]:
     srv, settings = await _server(tmp)
     try:
         nc = await connect(settings.nats, "bench")
-        js = nc.jetstream()
-        from streams.provision import provision
-
-        await provision(js, settings)
+        js = nc.jetstream()  # the streams: provisioned by _server
         t0 = time.perf_counter()
         for i in range(n):
             ts = 1_700_000_000_000_000_000 + i
@@ -584,14 +581,12 @@ async def bench_collector_publish(n: int) -> tuple[float, float]:
     without headers, into RAW on a real nats-server."""
     from collectors.base import RawPublisher
     from streams.bus.connect import connect
-    from streams.provision import provision
 
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-coll-"))
     srv, settings = await _server(tmp)
     try:
         nc = await connect(settings.nats, "bench")
-        js = nc.jetstream()
-        await provision(js, settings)
+        js = nc.jetstream()  # the streams: provisioned by _server
         frames = gen_trades(n)
         pub = RawPublisher(nc, js, "binance", 2000)
         t0 = time.perf_counter()
