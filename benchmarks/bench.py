@@ -624,7 +624,9 @@ def bench_nats_request(n: int = 2000) -> tuple[float, float]:
         tmp = Path(tempfile.mkdtemp(prefix="jm-bench-req-"))
         srv, settings = await _server(tmp)
         echo = subprocess.Popen(
-            [sys.executable, "-c", _ECHO, srv.url], cwd=ROOT, stdout=subprocess.PIPE
+            [sys.executable, "-c", _ECHO, srv.url, str(tmp / "creds" / "admin")],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
         )
         try:
             assert echo.stdout is not None
@@ -650,7 +652,8 @@ def bench_nats_request(n: int = 2000) -> tuple[float, float]:
 _ECHO = """
 import sys, uvloop, nats
 async def main():
-    nc = await nats.connect(sys.argv[1])
+    pw = open(sys.argv[2]).read().strip()  # the bench server's admin (auth is always on)
+    nc = await nats.connect(sys.argv[1], user="admin", password=pw)
     async def cb(m):
         await m.respond(m.data)
     await nc.subscribe("bench.echo", cb=cb)
