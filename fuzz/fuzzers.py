@@ -263,7 +263,7 @@ def _emulator_seeds() -> dict[str, list[Seed]]:
     out: dict[str, list[Seed]] = {}
     rnd = random.Random(11)
     try:
-        from tests.venues import binance as eb
+        from tests.venues.binance import emulator as eb
 
         sim = eb.SymbolSim("BTCUSDT", rnd, 6_500_000)
         seeds = out.setdefault("binance", [])
@@ -278,7 +278,7 @@ def _emulator_seeds() -> dict[str, list[Seed]]:
     except ImportError:
         pass
     try:
-        from tests.venues import okx as eo
+        from tests.venues.okx import emulator as eo
 
         seeds = out.setdefault("okx", [])
         for inst, spec in eo.DEFAULT_SPECS.items():
@@ -293,7 +293,7 @@ def _emulator_seeds() -> dict[str, list[Seed]]:
     except ImportError:
         pass
     try:
-        from tests.venues import bybit as ey
+        from tests.venues.bybit import emulator as ey
 
         for category, token in (("spot", "bybit_spot"), ("linear", "bybit_linear")):
             seeds = out.setdefault(token, [])
