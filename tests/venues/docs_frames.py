@@ -1,6 +1,14 @@
-"""What every venue's docs-shaped frame test shares: the receive time and ``run``, which
-sends a frame through ``Normalizer.normalize`` exactly as the worker calls it and decodes
-every output (a rejected frame fails the test with its reason)."""
+"""What every venue's docs-shaped frame test (tests/venues/<venue>/test_docs_frames.py)
+shares.
+
+Every frame in those tests has the field names, nesting and value types of the example in
+the venue's own API documentation (the page is named above each frame); the values are
+ours. Frames go through ``Normalizer.normalize`` exactly as the worker calls it (``run``),
+routed to their raw subject by the collector's own ``route`` where the venue pushes them
+over WebSocket, and every field of each resulting typed message is compared against a
+value worked out by hand (whole-struct equality, so a field added, dropped or changed
+fails the test). A rejected frame fails the test with its reason.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""Docs-shaped frames for Binance spot and USDⓈ-M, field by field.
-
-Every frame below has the field names, nesting and value types of the example in the
-venue's own API documentation (the page is named above each frame); the values are ours.
-Frames go through ``Normalizer.normalize`` exactly as the worker calls it, routed to their
-raw subject by the collector's own ``route`` where the venue pushes them over WebSocket,
-and every field of each resulting typed message is compared against a value worked out by
-hand (whole-struct equality, so a field added, dropped or changed fails the test).
-"""
+"""Docs-shaped frames for Binance spot and USDⓈ-M, field by field (tests/venues/docs_frames.py)."""
 
 from __future__ import annotations
 
