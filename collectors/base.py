@@ -266,12 +266,18 @@ class Collector:
         venue's ping when due; one task per connection, not per frame."""
         opened = time.monotonic()
         every = self.cfg.ping_interval_s
+        # a NATS reconnect also ends the connection when no frame follows it (the reader
+        # checks after each publish): the gap is marked at the reconnect, not at the next
+        # frame, which on a quiet channel may come much later
+        epoch = link.pub.nats_epoch()
         while True:
             if await self.w.sleep(0.25):
                 link.ended.append("stopping")
                 break
             now = time.monotonic()
             why = self.stale(link, now, opened)
+            if not why and link.pub.nats_epoch() != epoch:
+                why = "nats reconnected: frames sent before it may be lost"
             if why:
                 link.ended.append(why)
                 break
