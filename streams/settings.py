@@ -140,6 +140,14 @@ class StreamsSettings(_S):
 class ClickHouseSettings(_S):
     dsn: str = "chdb:///./var/clickhouse"
 
+    def __post_init__(self) -> None:
+        # "chdb:///./path" (or "chdb://./path") names a path relative to the working
+        # directory (the checkout, for `make`); clickhouse-connect and the sink would read
+        # "/./path" from the root, i.e. outside the checkout. Made absolute once, here.
+        if self.dsn.startswith(("chdb:///./", "chdb://./")):
+            path, sep, query = self.dsn.split("://", 1)[1].lstrip("/").partition("?")
+            self.dsn = f"chdb://{Path(path).resolve()}{sep}{query}"
+
     def _check(self, prefix: str) -> None:
         if not re.match(r"^(chdb|https?|clickhouse)://", self.dsn):
             raise SettingsError(f"{prefix}.dsn must start with chdb://, http:// or https://")

@@ -87,3 +87,15 @@ async def test_provision_is_idempotent_and_updates_limits(js: JetStreamContext, 
     info = await js.stream_info("RAW")
     assert info.config.max_age == 3600 and info.config.duplicate_window == 60
     assert info.state.messages == 1  # updating limits kept the data
+
+
+def test_default_chdb_path_is_inside_the_working_directory(tmp_path, monkeypatch) -> None:
+    """`make up` keeps its database under ./var of the checkout, never /var/clickhouse."""
+    monkeypatch.chdir(tmp_path)
+    dsn = S.load(env={}).clickhouse.dsn
+    assert dsn == f"chdb://{tmp_path.resolve() / 'var' / 'clickhouse'}"
+    rel = S.load(env={"JETMARKET_CLICKHOUSE__DSN": "chdb://./db?x=1"}).clickhouse.dsn
+    assert rel == f"chdb://{tmp_path.resolve() / 'db'}?x=1"
+    assert S.load(env={"JETMARKET_CLICKHOUSE__DSN": "chdb:///abs/db"}).clickhouse.dsn == (
+        "chdb:///abs/db"
+    )
