@@ -8,6 +8,11 @@ Q      ?= SELECT venue, symbol, count() AS trades FROM trades GROUP BY venue, sy
 FORMAT ?= table
 VENUE  ?= binance
 SYMBOL ?= BTC-USDT
+# temporary files (pytest's tmp_path, the servers of benchmarks, faults and demos) stay inside
+# the checkout too: nothing is written outside it
+TMP    := $(CURDIR)/var/tmp
+export TMPDIR := $(TMP)
+_      := $(shell mkdir -p $(TMP))
 
 .PHONY: up down status test lint fmt demo bench faults fuzz nats provision collector normalizer sink orderbook executor book sql clean distclean venv
 
