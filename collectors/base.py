@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,8 +66,9 @@ class Link:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # ended with the session
 
 
-class Collector:
-    """A venue's collector; subclasses set the class attributes and override the hooks."""
+class Collector(ABC):
+    """A venue's collector; subclasses set the class attributes and override the hooks
+    (``route`` and ``fetch_instruments`` they must: a venue without them cannot be built)."""
 
     venue: ClassVar[str]  # the raw subject's venue token (and the connection id prefix)
     ctl_venue: ClassVar[str] = ""  # ctl.snapshot.<ctl_venue>.* when not ``venue``
@@ -103,7 +105,7 @@ class Collector:
         self._background: set[asyncio.Task[None]] = set()
 
     # -- what a venue gives --------------------------------------------------------------
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (an optional hook: nothing to check by default)
         """Refuse settings the venue cannot serve (ValueError naming the key); derive
         what the connections need from them (e.g. ``stale_limits``)."""
 
@@ -129,11 +131,11 @@ class Collector:
     def link(self) -> Link:
         return self.links[0]
 
+    @abstractmethod
     def route(self, frame: bytes) -> tuple[str, str]:
         """(channel, native symbol) of a frame: the venue's router (hot path)."""
-        raise NotImplementedError
 
-    async def subscribe(self, ws: ClientConnection, link: Link) -> None:
+    async def subscribe(self, ws: ClientConnection, link: Link) -> None:  # noqa: B027 (optional)
         """Send the subscribe requests of a fresh connection (none: streams in the URL)."""
 
     async def on_frame(
@@ -168,8 +170,9 @@ class Collector:
         """A connection counts as flowing while its newest frame is this recent."""
         return 5.0
 
+    @abstractmethod
     async def fetch_instruments(self) -> None:
-        raise NotImplementedError
+        """Fetch the venue's instrument list and publish it raw (channel ``instruments``)."""
 
     def resync(self, symbol: str) -> tuple[Link, list[str], dict[str, Any]] | str:
         """For ``ctl.snapshot.<venue>.<symbol>`` on a venue that sends a book snapshot on

@@ -65,9 +65,6 @@ class LossRecords:
     _losses: dict[tuple[str, str], _Loss]
     _loss_ids: int
 
-    def _subject(self, channel: str, native_symbol: str) -> str:
-        raise NotImplementedError
-
     def _lose(self, entry: _Kept, kind: str, detail: str) -> None:
         """Count one lost frame into the loss record of its kind and channel."""
         _, _, data, headers, channel, native = entry
@@ -117,8 +114,9 @@ class LossRecords:
                 subjects.H_MSG_ID: f"{self.venue}:lost:{os.getpid()}:{START_NS}:{self._loss_ids}",
             }  # fmt: skip
             try:
-                await self.js.publish(self._subject("conn", "ALL"), body, headers=headers,
-                                      stream=STREAM_RAW, timeout=self.ack_timeout_s)  # fmt: skip
+                subject = subjects.raw(self.venue, "conn", "ALL")
+                await self.js.publish(subject, body, headers=headers, stream=STREAM_RAW,
+                                      timeout=self.ack_timeout_s)  # fmt: skip
             except Exception as exc:
                 self._loss_ids -= 1  # the same id next time: JetStream drops a repeat
                 log.warning("loss record not stored yet, kept for the next try",
