@@ -319,7 +319,7 @@ async def dead_letter(
     """A frame the collector could not publish, on ``dlq.collector`` with the reason."""
     if js is None:
         return
-    headers = {subjects.H_REASON: reason.replace("\r", " ").replace("\n", " ")[:1000],
+    headers = {subjects.H_REASON: subjects.one_line(reason),
                subjects.H_SOURCE: source, subjects.H_RECV_NS: str(recv_ns)}  # fmt: skip
     try:
         await js.publish(subjects.dlq("collector"), data, headers=headers, stream=STREAM_DLQ,

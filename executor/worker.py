@@ -54,7 +54,9 @@ class JsPublisher:
     async def dlq(self, data: bytes, reason: str) -> None:
         m.DLQ.inc()
         await self.js.publish(
-            subjects.dlq("executor"), data, headers={subjects.H_REASON: reason[:500]}
+            subjects.dlq("executor"),
+            data,
+            headers={subjects.H_REASON: subjects.one_line(reason, 500)},
         )
 
 

@@ -72,11 +72,6 @@ def _replayed_seq(m: Msg, default: int) -> int:
     return int(value) if value.isdigit() else default
 
 
-def _header_value(text: str) -> str:
-    # NATS headers are single-line; keep reasons readable and bounded.
-    return text.replace("\r", " ").replace("\n", " ")[:1000]
-
-
 class PartitionConsumer(BatchConsumer):
     """A durable consumer with several filter subjects (one partition of RAW)."""
 
@@ -346,12 +341,12 @@ class NormalizerWorker:
         for d, seq in dead:
             DLQ.labels(venue_of(self.core.route(d.subject))).inc()
             headers = {
-                subjects.H_REASON: _header_value(d.reason),
+                subjects.H_REASON: subjects.one_line(d.reason),
                 subjects.H_SOURCE: d.subject,
                 subjects.H_MSG_ID: f"normalizer:raw:{seq}",
             }
             if d.recv_ns:
-                headers[subjects.H_RECV_NS] = _header_value(d.recv_ns)
+                headers[subjects.H_RECV_NS] = subjects.one_line(d.recv_ns)
             # Dead letters are rare: one acked publish each keeps the code obvious.
             if self.prefix:  # re-normalization keeps its dead letters with its output
                 await js.publish(self.prefix + DLQ_SUBJECT, d.data, headers=headers,

@@ -164,3 +164,9 @@ H_SOURCE = "Jm-Source-Subject"
 # On a replayed message: its stream sequence in the stream it was replayed from (the
 # normalizer's frame identity when re-normalizing, so output ids match the original).
 H_REPLAY_SEQ = "Jm-Replay-Seq"
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """A header value written from free text (a dead letter's reason): one readable line
+    (NATS headers are lines), at most ``limit`` characters."""
+    return text.replace("\r", " ").replace("\n", " ")[:limit]

@@ -317,7 +317,7 @@ class ClickHouseSink:
         assert js is not None
         for m, seq, reason in dead:
             headers = {
-                subjects.H_REASON: reason[:1000].replace("\n", " "),
+                subjects.H_REASON: subjects.one_line(reason),
                 subjects.H_SOURCE: m.subject,
                 # per stream: MARKET, EXEC and RAW sequences overlap
                 subjects.H_MSG_ID: f"sink:{m.subject.split('.', 1)[0]}:{seq}",
