@@ -8,6 +8,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoServersError
 
 from streams.bus import auth as natsauth
 from streams.bus import headers as natsheaders
@@ -15,6 +16,18 @@ from streams.bus import secrets
 from streams.settings import NatsSettings
 
 log = logging.getLogger("streams.bus.connect")
+
+
+class NatsUnreachable(ConnectionError):
+    """A command could not reach NATS; the message is one line saying what to start."""
+
+
+def unreachable_hint(url: str) -> str:
+    """The one line a command prints when nothing answers at ``url``."""
+    local = any(h in url for h in ("127.0.0.1", "localhost", "[::1]"))
+    start = "start the pipeline with `make up` (or `jetmarket up`)" if local else "check nats.url"
+    return f"nothing answers at {url}: {start}"
+
 
 # Client names that are not a role themselves: the CLI's commands and tools.
 ALIASES = {
@@ -65,20 +78,33 @@ def credentials(cfg: NatsSettings, name: str, role: str | None = None) -> dict[s
 async def connect(cfg: NatsSettings, name: str, *, role: str | None = None, **extra: Any) -> Client:
     """Connect with unlimited reconnects; errors are logged once per event, not per attempt.
     The identity: see :func:`credentials` (a missing credentials file fails here, in one
-    line, before any connection attempt)."""
+    line, before any connection attempt).
+
+    ``max_reconnect_attempts=0`` (what commands pass) means fail fast: nats-py itself reads
+    0 as "forever" for the first connection, so it becomes one retry, and a server that
+    does not answer raises :class:`NatsUnreachable` (one line, nothing logged) within about
+    a second instead of hanging."""
     auth = credentials(cfg, name, role)
+    fail_fast = extra.get("max_reconnect_attempts") == 0
+    if fail_fast:
+        extra["max_reconnect_attempts"] = 1
 
     # nats-py calls error_cb on every failed reconnect attempt; one line per outage is enough.
     last_error: list[str] = []
+    connected: list[Client] = []  # the client, once the first connection is up
 
     async def on_error(exc: Exception) -> None:
+        if fail_fast and not connected:
+            return  # the caller gets NatsUnreachable: one line, not a warning per attempt
         text = repr(exc)
         if last_error != [text]:
             last_error[:] = [text]
             log.warning("nats error (repeats suppressed)", extra={"client": name, "error": text})
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected", extra={"client": name})
+        # nats-py calls this on a normal close() too: only a lost connection is news
+        if connected and not connected[0].is_closed:
+            log.warning("nats disconnected", extra={"client": name})
 
     async def on_reconnect() -> None:
         last_error.clear()
@@ -105,6 +131,12 @@ async def connect(cfg: NatsSettings, name: str, *, role: str | None = None, **ex
         opts["tls"] = tls
         opts["tls_hostname"] = cfg.tls_hostname or None
     opts.update(extra)
-    nc = await nats.connect(**opts)
+    try:
+        nc = await nats.connect(**opts)
+    except (NoServersError, OSError, TimeoutError) as exc:
+        if not fail_fast:
+            raise
+        raise NatsUnreachable(unreachable_hint(cfg.url)) from exc
+    connected.append(nc)
     natsheaders.install(nc)
     return nc

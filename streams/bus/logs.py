@@ -1,8 +1,11 @@
-"""JSON logs, one object per line on stderr. Workers never log per message."""
+"""Logs on stderr, one line per event: human-readable on a terminal (colour unless
+``NO_COLOR``), JSON objects otherwise or when asked (``log.format``). Workers never log
+per message."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -71,12 +74,75 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def setup(level: str = "INFO") -> None:
+_LEVEL_COLOUR = {"DEBUG": "\x1b[2m", "INFO": "", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m",
+                 "CRITICAL": "\x1b[1;31m"}  # fmt: skip
+_LEVEL_WORD = {"DEBUG": "debug", "INFO": "info ", "WARNING": "WARN ", "ERROR": "ERROR",
+               "CRITICAL": "CRIT "}  # fmt: skip
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``HH:MM:SS level logger  message  key=value ...``: one line per event for a person at
+    a terminal (a traceback, if any, follows indented). Same redaction as JSON."""
+
+    def __init__(self, colour: bool = False) -> None:
+        super().__init__()
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        who = record.__dict__.get("worker") or record.__dict__.get("client") or record.name
+        fields = " ".join(
+            f"{k}={_short(v)}"
+            for k, v in record.__dict__.items()
+            if k not in _RESERVED and not k.startswith("_") and v != who
+        )
+        level = _LEVEL_WORD.get(record.levelname, record.levelname)
+        if self.colour and _LEVEL_COLOUR.get(record.levelname):
+            level = f"{_LEVEL_COLOUR[record.levelname]}{level}\x1b[0m"
+        line = f"{stamp} {level} {who:<11} {record.getMessage()}"
+        if fields:
+            line += f"  {fields}"
+        if record.exc_info:
+            line += "\n  " + self.formatException(record.exc_info).replace("\n", "\n  ")
+        return line
+
+
+def _short(v: Any) -> str:
+    """A field value on one line: strings bare (quoted when they hold spaces), the rest JSON."""
+    if isinstance(v, str):
+        return v if v and " " not in v and "\n" not in v else orjson.dumps(v).decode()
+    return orjson.dumps(v, default=str).decode()
+
+
+def wants_json(fmt: str = "auto", stream: Any = None) -> bool:
+    """JSON unless ``fmt`` is "human", or "auto" and ``stream`` (stderr) is a terminal."""
+    if fmt == "json":
+        return True
+    if fmt == "human":
+        return False
+    stream = sys.stderr if stream is None else stream
+    return not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def settings_format(settings: Settings) -> str:
+    """``log.format`` of ``settings`` ("auto" when the setting does not exist)."""
+    return str(getattr(settings.log, "format", "auto"))
+
+
+def setup(level: str = "INFO", fmt: str = "auto") -> None:
+    """Logging on stderr: ``fmt`` is "json", "human" or "auto" (human on a terminal)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    if wants_json(fmt):
+        handler.setFormatter(JsonFormatter())
+    else:
+        colour = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        handler.setFormatter(ConsoleFormatter(colour=colour and sys.stderr.isatty()))
     root.addHandler(handler)
     root.setLevel(level)
     # nats-py logs every reconnect attempt at ERROR with a traceback; we log our own line.
@@ -92,5 +158,5 @@ def command_settings(prog: str) -> Settings | None:
     except SettingsError as exc:
         print(f"{prog}: bad configuration: {exc}", file=sys.stderr)
         return None
-    setup(settings.log.level)
+    setup(settings.log.level, settings_format(settings))
     return settings

@@ -6,10 +6,13 @@ then flushes and acks what is durable and returns. ``run()`` does the rest.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,7 +28,7 @@ from streams import subjects
 from streams.bus import auth as natsauth
 from streams.bus import logs
 from streams.bus.connect import connect, role_of
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from streams.settings import load as load_settings
 
 log = logging.getLogger("streams.bus.runtime")
@@ -122,34 +125,104 @@ async def start_worker(w: Worker, *, need_nats: bool = True) -> None:
         await w.nc.subscribe(subjects.STATUS_QUERY, cb=status)
 
 
+# After a stop signal a worker has this long to flush and ack; then it is cancelled (a
+# body blocked on a dead server must not keep the process alive). A second signal cancels
+# at once.
+STOP_GRACE_S = 20.0
+
+
 async def _main(name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings) -> None:
     w = Worker(name, settings)
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal() -> None:
+        if w.stop.is_set():
+            main.cancel()
+            return
+        w.stop.set()
+        loop.call_later(STOP_GRACE_S, main.cancel)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, w.stop.set)
+        loop.add_signal_handler(sig, on_signal)
     UP.labels(name).set(1)
     health = asyncio.create_task(_health_loop(w, settings.metrics.health_interval_s))
     try:
-        await start_worker(w)
-        await body(w)
+        # the first connection retries forever while NATS is down and does not look at
+        # w.stop: race it against the stop signal so a signal ends the worker at any time
+        starting = asyncio.create_task(start_worker(w))
+        stopped = asyncio.create_task(w.stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+        else:
+            starting.result()
+            await body(w)
     finally:
         w.stop.set()
         UP.labels(name).set(0)
         health.cancel()
-        if w.nc is not None and not w.nc.is_closed:
-            try:
-                await asyncio.wait_for(w.nc.drain(), 10)
-            except Exception:  # already closed or server gone: nothing left to flush
-                pass
+        await _close(w.nc)
         log.info("stopped", extra={"worker": name})
+
+
+async def _close(nc: Client | None) -> None:
+    """Drain when connected (flushes what is pending); a client still reconnecting to a
+    dead server is closed instead, which would wait for nothing."""
+    if nc is None or nc.is_closed:
+        return
+    try:
+        if nc.is_connected:
+            await asyncio.wait_for(nc.drain(), 10)
+        else:
+            await asyncio.wait_for(nc.close(), 2)
+    except Exception:  # already closed or server gone: nothing left to flush
+        pass
+
+
+def load_or_exit(prog: str) -> Settings:
+    """The settings of a worker process, or exit 2 after one line naming the bad key (no
+    traceback: `make normalizer` with a bad value reads like `jetmarket`)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"{prog}: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def parse_args(prog: str, doc: str | None, argv: list[str] | None = None,
+               add: Callable[[argparse.ArgumentParser], None] | None = None,
+               ) -> argparse.Namespace:  # fmt: skip
+    """A worker's command line: ``--help`` prints what it does and which settings it reads
+    (instead of starting it); ``add`` declares its own arguments."""
+    first, _, rest = (doc or prog).strip().partition("\n")
+    p = argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        description=first,
+        epilog=(rest.strip() + "\n\n" if rest.strip() else "") + WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if add is not None:
+        add(p)
+    return p.parse_args(argv)
+
+
+WORKER_EPILOG = """\
+settings: ./jetmarket.toml or $JETMARKET_CONFIG, then JETMARKET_<SECTION>__<KEY> environment
+variables (see jetmarket.example.toml; `jetmarket config` prints the effective values).
+Stops cleanly on SIGINT/SIGTERM (a second signal stops at once). Usually started by `make up`."""
 
 
 def run(
     name: str, body: Callable[[Worker], Awaitable[None]], settings: Settings | None = None
 ) -> None:
     """Entry point of every worker process."""
-    settings = settings or load_settings()
-    logs.setup(settings.log.level)
+    settings = settings or load_or_exit(name)
+    logs.setup(settings.log.level, logs.settings_format(settings))
     port = settings.metrics.ports.get(name.split(":")[0], 0)
     if port:
         try:
@@ -162,5 +235,5 @@ def run(
         import uvloop
 
         uvloop.run(_main(name, body, settings))
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass  # stopped by a signal: the "stopped" line was logged, no traceback
