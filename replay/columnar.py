@@ -1,0 +1,495 @@
+"""Columnar replay for research: market tables from ClickHouse or Parquet as Arrow, merged in
+replay order, typed messages built column by column (no JSON per row).
+
+    for batch in replay_batches(settings, start=..., end=..., types=["trade", "depth"]):
+        batch.ts_recv, batch.seq, batch.kind   # numpy arrays, in replay order
+        batch.tables["trade"]                  # pyarrow.Table of this batch's trades
+        for msg in batch.messages(): ...       # streams.schemas objects, in replay order
+
+    for msg in replay_typed(settings, source="var/export/day1"): ...   # Parquet export
+
+Order: the order of ``replay()`` exactly. MARKET is one stream, so its messages sort by
+(ts_recv, stream_seq) — ``ReplayMsg.key`` with the stream rank constant; ``stream_seq`` is
+unique within MARKET, so the order never depends on how the data was chunked. Every table
+source yields chunks already sorted by (ts_recv, stream_seq); ``merge_tables`` releases
+everything up to the smallest last key any unfinished source has buffered (the same rule as
+``order.merge``) and orders it with one ``numpy.lexsort``.
+
+Typed messages are built by ``Builder``: per column, one Arrow -> Python list conversion
+(dictionary columns through their dictionary, numbers through numpy, levels through the
+flattened struct children), then one generated comprehension calling the msgspec Struct's
+constructor with keywords. The values are the ones ``replay()`` gets from ClickHouse
+(float64 columns, ns integers), so the messages compare equal and encode to the same bytes.
+
+chdb is in-process and one process owns a path: the ClickHouse source reads directly (a
+chdb path no sink holds, or a ClickHouse server over HTTP). With a running sink on the chdb
+path, stop it or read an export (``jetmarket export``) instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from replay.model import ReplayMsg, parse_time
+from replay.selection import select
+from streams import schemas, subjects
+from streams.provision import STREAM_MARKET
+from streams.settings import Settings
+from streams.tables import TABLES
+
+TS = "ts_recv"
+SEQ = "stream_seq"
+TYPE_OF_TABLE = {t: k for k, t in TABLES.items()}
+# ClickHouse writes LowCardinality columns as Arrow dictionaries with this: the Python list
+# of a million venue names is then a million references to one string, built by numpy
+ARROW_SETTINGS = {"output_format_arrow_low_cardinality_as_dictionary": 1}
+
+
+class ColumnarError(RuntimeError):
+    pass
+
+
+# -- Arrow -> Python, one column at a time ---------------------------------------------------
+def column_list(col: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """The column's values as Python objects, equal to what ``to_pylist`` gives except that
+    (price, size) structs become tuples (``schemas.Level``)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    t = col.type
+    if pa.types.is_dictionary(t):
+        values = np.array([*column_list(col.dictionary), None], dtype=object)
+        idx = col.indices
+        if idx.null_count:  # nulls point at the None appended to the values
+            idx = pc.fill_null(idx, len(values) - 1)
+        return values[idx.to_numpy(zero_copy_only=False)].tolist()  # type: ignore[no-any-return]
+    if col.null_count == 0 and (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+    ):
+        return col.to_numpy(zero_copy_only=False).tolist()  # type: ignore[no-any-return]
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        vt = t.value_type
+        if pa.types.is_struct(vt) and vt.num_fields == 2 and col.null_count == 0:
+            flat = col.flatten()
+            pairs = list(zip(column_list(flat.field(0)), column_list(flat.field(1)), strict=True))
+            off = col.offsets.to_numpy(zero_copy_only=False)
+            off = (off - off[0]).tolist()  # a slice's offsets start where the slice does
+            return [pairs[a:b] for a, b in itertools.pairwise(off)]
+    return col.to_pylist()
+
+
+class Builder:
+    """Typed messages of one ``streams.schemas`` class from Arrow columns named like its
+    fields. ``build(table)`` -> list of messages in row order."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.fields: tuple[str, ...] = cls.__struct_fields__  # type: ignore[attr-defined]
+        args = ", ".join(f"a{i}" for i in range(len(self.fields)))
+        kws = ", ".join(f"{f}=a{i}" for i, f in enumerate(self.fields))
+        # one comprehension with the keywords spelled out: the Struct constructor in C,
+        # no per-row dict or argument unpacking (the generated text has only field names)
+        src = f"def make(cls, cols):\n    return [cls({kws}) for {args} in zip(*cols)]\n"
+        ns: dict[str, Any] = {}
+        exec(src, ns)  # the text is built from the schema's own field names
+        self._make: Callable[[type, list[list[Any]]], list[Any]] = ns["make"]
+
+    def build(self, table: pa.Table) -> list[Any]:
+        missing = [f for f in self.fields if f not in table.column_names]
+        if missing:
+            raise ColumnarError(f"{self.cls.__name__}: no column {missing[0]} in the data")
+        return self._make(self.cls, [column_list(table.column(f)) for f in self.fields])
+
+
+_BUILDERS: dict[str, Builder] = {}
+
+
+def builder(msg_type: str) -> Builder:
+    b = _BUILDERS.get(msg_type)
+    if b is None:
+        b = _BUILDERS[msg_type] = Builder(schemas.MARKET_TYPES[msg_type])
+    return b
+
+
+# -- batches ---------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Messages of several tables in replay order. ``kind[i]`` indexes ``types``; ``row[i]``
+    is the row of ``tables[types[kind[i]]]`` that message ``i`` is."""
+
+    types: list[str]
+    tables: dict[str, pa.Table]
+    ts_recv: np.ndarray
+    seq: np.ndarray
+    kind: np.ndarray
+    row: np.ndarray
+    _msgs: list[Any] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ts_recv)
+
+    def messages(self) -> list[Any]:
+        """Typed messages (``streams.schemas``) in replay order; built once, on first call."""
+        if self._msgs is None:
+            parts = [builder(t).build(self.tables[t]) for t in self.types]
+            if len(parts) == 1:
+                self._msgs = parts[0]  # one table: its own order is the replay order
+            else:
+                base = np.cumsum([0] + [len(p) for p in parts[:-1]])
+                flat = [m for p in parts for m in p]
+                self._msgs = list(map(flat.__getitem__, (base[self.kind] + self.row).tolist()))
+        return self._msgs
+
+    def replay_msgs(self) -> list[ReplayMsg]:
+        """As ``replay()`` yields them (subject, stream sequence, JSON bytes): for comparing
+        with it; slower than ``messages()``."""
+        market, encode = subjects.market, schemas.encode
+        return [
+            ReplayMsg(market(type(m).__struct_config__.tag, m.venue, m.symbol),  # type: ignore[attr-defined]
+                      STREAM_MARKET, s, m.ts_recv, encode(m), None, m)
+            for m, s in zip(self.messages(), self.seq.tolist(), strict=True)
+        ]  # fmt: skip
+
+
+def _cut(ts: np.ndarray, seq: np.ndarray, h_ts: int, h_seq: int) -> int:
+    """Rows of a (ts, seq)-sorted chunk with key <= (h_ts, h_seq)."""
+    lo = int(np.searchsorted(ts, h_ts, "left"))
+    hi = int(np.searchsorted(ts, h_ts, "right"))
+    return lo + int(np.searchsorted(seq[lo:hi], h_seq, "right"))
+
+
+def merge_tables(sources: dict[str, Iterator[pa.Table]]) -> Iterator[Batch]:
+    """Merge per-table chunk streams, each sorted by (ts_recv, stream_seq), into batches in
+    that order. Raises ColumnarError when a source breaks its promise to be sorted."""
+    types = list(sources)
+    its = [sources[t] for t in types]
+    bufs: list[pa.Table | None] = [None] * len(its)
+    keys: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64),) * 2] * len(its)  # type: ignore[list-item]
+    live = [True] * len(its)
+    last: tuple[int, int] = (-(2**63), -1)
+
+    def refill(i: int) -> None:
+        while live[i] and (bufs[i] is None or bufs[i].num_rows == 0):  # type: ignore[union-attr]
+            try:
+                tb = next(its[i])
+            except StopIteration:
+                live[i] = False
+                bufs[i] = None
+                return
+            if tb.num_rows == 0:
+                continue
+            ts = tb.column(TS).to_numpy()
+            seq = tb.column(SEQ).to_numpy().astype(np.int64, copy=False)
+            bad = np.flatnonzero((ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (seq[1:] <= seq[:-1])))
+            if bad.size:
+                raise ColumnarError(f"{types[i]}: rows not sorted by (ts_recv, stream_seq)")
+            bufs[i], keys[i] = tb, (ts, seq)
+
+    while True:
+        for i in range(len(its)):
+            refill(i)
+        limits = [(int(keys[i][0][-1]), int(keys[i][1][-1])) for i in range(len(its)) if live[i]]
+        if not limits:
+            return
+        h_ts, h_seq = min(limits)
+        parts: list[tuple[int, pa.Table, np.ndarray, np.ndarray]] = []
+        for i, tb in enumerate(bufs):
+            if tb is None or not live[i]:
+                continue
+            ts, seq = keys[i]
+            n = _cut(ts, seq, h_ts, h_seq)
+            if n:
+                if (int(ts[0]), int(seq[0])) <= last:
+                    raise ColumnarError(f"{types[i]}: chunk starts before what was released")
+                parts.append((i, tb.slice(0, n), ts[:n], seq[:n]))
+                bufs[i] = tb.slice(n)
+                keys[i] = (ts[n:], seq[n:])
+        yield _batch(types, parts)
+        last = (h_ts, h_seq)
+
+
+def _batch(types: list[str], parts: list[tuple[int, pa.Table, np.ndarray, np.ndarray]]) -> Batch:
+    names = [types[i] for i, *_ in parts]
+    tables = {types[i]: tb for i, tb, _, _ in parts}
+    if len(parts) == 1:
+        _, _, ts, seq = parts[0]
+        n = len(ts)
+        return Batch(names, tables, ts, seq, np.zeros(n, np.int16), np.arange(n))
+    ts = np.concatenate([p[2] for p in parts])
+    seq = np.concatenate([p[3] for p in parts])
+    kind = np.concatenate([np.full(len(p[2]), k, np.int16) for k, p in enumerate(parts)])
+    row = np.concatenate([np.arange(len(p[2])) for p in parts])
+    order = np.lexsort((seq, ts))
+    return Batch(names, tables, ts[order], seq[order], kind[order], row[order])
+
+
+# -- sources ---------------------------------------------------------------------------------
+def _market_filters(
+    venues: Sequence[str] | None, symbols: Sequence[str] | None, types: Sequence[str] | None
+) -> dict[str, list[tuple[str | None, str | None]]]:
+    """type -> OR list of (venue, symbol), None = any; the same selection ``replay()`` makes."""
+    sel = select("market.>", venues, symbols, types)
+    out: dict[str, list[tuple[str | None, str | None]]] = {}
+    for f in sel.filters.get(STREAM_MARKET, ()):
+        kinds = list(TABLES) if f[1] == "*" else [f[1]]
+        for k in kinds:
+            if k not in TABLES:
+                raise ValueError(f"unknown market type {k!r}")
+            out.setdefault(k, []).append(
+                (None if f[2] == "*" else f[2], None if f[3] == "*" else f[3])
+            )
+    return out
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ns(ts: int) -> str:
+    return f"fromUnixTimestamp64Nano(toInt64({int(ts)}), 'UTC')"
+
+
+class ClickHouseTables:
+    """Market tables straight from ClickHouse (chdb path or server), as Arrow, in windows of
+    receive time sized to about ``page_rows`` rows, each sorted by (ts_recv, stream_seq)."""
+
+    def __init__(self, dsn: str, page_rows: int = 200_000) -> None:
+        import clickhouse_connect
+
+        self.dsn = dsn
+        self.page_rows = page_rows
+        try:
+            self.client: Any = clickhouse_connect.get_client(dsn=dsn)
+        except Exception as exc:
+            hint = " (a running sink owns the chdb path: stop it or replay an export)"
+            hint = hint if dsn.startswith("chdb://") else ""
+            raise ColumnarError(f"cannot open ClickHouse {dsn}: {exc}{hint}") from None
+        self.bytes = 0
+
+    def close(self) -> None:
+        self.client.close()
+
+    def select_list(self, table: str, names: Sequence[str]) -> str:
+        rows = self.client.query(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+            f"AND table = {_lit(table)}"
+        ).result_rows
+        types = {r[0]: r[1] for r in rows}
+        if not types:
+            raise ColumnarError(f"no table {table} in ClickHouse {self.dsn}")
+        out = []
+        for i, f in enumerate(names):
+            if f not in types:
+                raise ColumnarError(f"table {table} has no column {f} (DDL behind the schema?)")
+            # aliased apart from the column names: ClickHouse would read an alias named
+            # ts_recv in the WHERE as the converted value (renamed back after the query)
+            out.append(f"toUnixTimestamp64Nano({f}) AS _c{i}" if "DateTime64" in types[f] else f)
+        return ", ".join(out)
+
+    def query(self, q: str) -> pa.Table:
+        return self.client.query_arrow(q, settings=ARROW_SETTINGS)
+
+    def chunks(
+        self,
+        table: str,
+        names: Sequence[str],
+        where: str,
+        start_ns: int | None,
+        end_ns: int | None,
+    ) -> Iterator[pa.Table]:
+        rng = ["1"]
+        if start_ns is not None:
+            rng.append(f"ts_recv >= {_ns(start_ns)}")
+        if end_ns is not None:
+            rng.append(f"ts_recv < {_ns(end_ns)}")
+        cond = f"{' AND '.join(rng)} AND ({where})"
+        n, lo, hi = self.client.query(
+            f"SELECT count(), min(toUnixTimestamp64Nano(ts_recv)), "
+            f"max(toUnixTimestamp64Nano(ts_recv)) FROM {table} WHERE {cond}"
+        ).result_rows[0]
+        if not n:
+            return
+        cols = self.select_list(table, names)
+        lo, hi, n = int(lo), int(hi), int(n)
+        # windows of receive time: every window is one query sorted by ClickHouse; windows
+        # partition time, so the concatenation is sorted whatever their sizes. The size
+        # adapts to the rows a window returned (data is rarely uniform in time).
+        step = max(1, (hi - lo + 1) * self.page_rows // n)
+        a = lo
+        while a <= hi:
+            b = a + step
+            tb = self.query(f"SELECT {cols} FROM {table} WHERE {cond} AND ts_recv >= {_ns(a)} "
+                            f"AND ts_recv < {_ns(b)} ORDER BY ts_recv, stream_seq")  # fmt: skip
+            tb = tb.rename_columns(list(names))
+            self.bytes += tb.nbytes
+            if tb.num_rows > 2 * self.page_rows and step > 1:
+                step //= 2
+            elif tb.num_rows < self.page_rows // 2:
+                step *= 2
+            a = b
+            if tb.num_rows:
+                yield tb
+
+
+def _where(pairs: list[tuple[str | None, str | None]]) -> str:
+    ors = []
+    for venue, symbol in pairs:
+        ands = [f"{c} = {_lit(v)}" for c, v in (("venue", venue), ("symbol", symbol)) if v]
+        if not ands:
+            return "1"
+        ors.append("(" + " AND ".join(ands) + ")")
+    return " OR ".join(ors) or "0"
+
+
+def _mask(tb: pa.Table, pairs: list[tuple[str | None, str | None]]) -> pa.Array | None:
+    """The same filter as ``_where``, on an Arrow table; None = keep every row."""
+    out = None
+    for venue, symbol in pairs:
+        conds = [pc.equal(tb.column(c), v) for c, v in (("venue", venue), ("symbol", symbol)) if v]
+        if not conds:
+            return None
+        m = conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
+        out = m if out is None else pc.or_(out, m)
+    return out
+
+
+def parquet_files(path: str | os.PathLike[str]) -> dict[str, Path]:
+    """Market type -> file of an export directory (``<table>.parquet``) or one file."""
+    p = Path(path)
+    files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
+    if not files or not files[0].is_file():
+        raise ColumnarError(f"no Parquet files at {path}")
+    out: dict[str, Path] = {}
+    for f in files:
+        meta = pq.read_schema(f).metadata or {}
+        table = meta.get(b"jetmarket.table", f.stem.encode()).decode()
+        if table in TYPE_OF_TABLE:
+            out[TYPE_OF_TABLE[table]] = f
+    return out
+
+
+def parquet_chunks(
+    path: Path,
+    pairs: list[tuple[str | None, str | None]],
+    start_ns: int | None,
+    end_ns: int | None,
+    page_rows: int,
+) -> Iterator[pa.Table]:
+    """Rows of an exported file (sorted by ts_recv, stream_seq), skipping row groups outside
+    the range by their statistics."""
+    f = pq.ParquetFile(path)
+    names = f.schema_arrow.names
+    if TS not in names or SEQ not in names:
+        raise ColumnarError(f"{path}: no {TS}/{SEQ} columns (not a jetmarket export)")
+    ts_i = names.index(TS)
+    groups = []
+    for g in range(f.metadata.num_row_groups):
+        st = f.metadata.row_group(g).column(ts_i).statistics
+        if (
+            st is not None
+            and st.has_min_max
+            and (
+                (end_ns is not None and st.min >= end_ns)
+                or (start_ns is not None and st.max < start_ns)
+            )
+        ):
+            continue
+        groups.append(g)
+    if not groups:
+        return
+    for rb in f.iter_batches(batch_size=page_rows, row_groups=groups):
+        tb = pa.Table.from_batches([rb])
+        ts = tb.column(TS)
+        conds = []
+        if start_ns is not None:
+            conds.append(pc.greater_equal(ts, start_ns))
+        if end_ns is not None:
+            conds.append(pc.less(ts, end_ns))
+        m = _mask(tb, pairs)
+        if m is not None:
+            conds.append(m)
+        for c in conds:
+            tb = tb.filter(c)
+        if tb.num_rows:
+            yield tb
+
+
+class Columnar:
+    """One columnar replay. ``source``: ``"clickhouse"`` (settings.clickhouse.dsn, read
+    directly) or the path of a Parquet export (directory or file)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        source: str | os.PathLike[str] = "clickhouse",
+        start: Any = None,
+        end: Any = None,
+        venues: Sequence[str] | None = None,
+        symbols: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        page_rows: int | None = None,
+        dsn: str | None = None,
+    ) -> None:
+        self.start_ns = parse_time(start)
+        self.end_ns = parse_time(end)
+        if self.start_ns is not None and self.end_ns is not None and self.end_ns <= self.start_ns:
+            raise ValueError("end must be after start")
+        self.filters = _market_filters(venues, symbols, types)
+        self.page_rows = page_rows or (settings.replay.page_rows if settings else 100_000)
+        self.source = str(source)
+        self.dsn = dsn or (settings.clickhouse.dsn if settings else None)
+        self.messages = 0
+
+    def _sources(self) -> tuple[dict[str, Iterator[pa.Table]], Callable[[], None]]:
+        if self.source == "clickhouse":
+            if not self.dsn:
+                raise ColumnarError("no ClickHouse DSN (settings.clickhouse.dsn)")
+            ch = ClickHouseTables(self.dsn, self.page_rows)
+            out = {}
+            for k, pairs in self.filters.items():
+                names = [*schemas.MARKET_TYPES[k].__struct_fields__, SEQ]
+                table = TABLES[k]
+                if not ch.client.query(f"EXISTS TABLE {table}").result_rows[0][0]:
+                    continue
+                out[k] = ch.chunks(table, names, _where(pairs), self.start_ns, self.end_ns)
+            return out, ch.close
+        files = parquet_files(self.source)
+        out = {
+            k: parquet_chunks(files[k], pairs, self.start_ns, self.end_ns, self.page_rows)
+            for k, pairs in self.filters.items()
+            if k in files
+        }
+        return out, lambda: None
+
+    def batches(self) -> Iterator[Batch]:
+        sources, close = self._sources()
+        try:
+            for batch in merge_tables(sources):
+                self.messages += len(batch)
+                yield batch
+        finally:
+            close()
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches():
+            yield from batch.messages()
+
+
+def replay_batches(settings: Settings | None = None, **kwargs: Any) -> Iterator[Batch]:
+    """``for batch in replay_batches(settings, start=..., types=[...])``; see ``Columnar``."""
+    return Columnar(settings, **kwargs).batches()
+
+
+def replay_typed(settings: Settings | None = None, **kwargs: Any) -> Iterable[Any]:
+    """Typed messages in replay order; see ``Columnar``."""
+    return Columnar(settings, **kwargs)
