@@ -51,7 +51,8 @@ SUBSCRIBE_PACING_S = 0.3  # Deribit's sustained subscribe rate is ~3.3 requests/
 MIN_HEARTBEAT_S = 10  # Deribit refuses shorter set_heartbeat intervals
 _NOTIFICATION = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
 _TEST_REQUEST = b'"test_request"'
-_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+# ``d`` is Deribit's decimal point in a strike (``MATIC_USDC-9MAR24-1d02-C``)
+_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_d")
 
 
 class _Params(msgspec.Struct):

@@ -10,8 +10,26 @@ from functools import partial
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import msgspec
+from prometheus_client import Counter
 
 from streams import schemas, subjects
+
+# Venue rows deliberately not published (not malformed, so not dead letters: the DLQ stays a
+# signal of real problems), counted by a fixed reason per venue. Only cold paths count.
+SKIPPED = Counter(
+    "jetmarket_normalizer_skipped_total",
+    "venue rows a parser deliberately did not publish, by reason",
+    ["venue", "reason"],
+)
+
+
+def json_or_none(data: bytes) -> Any:
+    """``data`` decoded as untyped JSON, or None when it is not JSON: for the cold paths
+    that only sniff what an unroutable frame is."""
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
 
 
 class Out(NamedTuple):
@@ -250,8 +268,21 @@ class Parser(Naming):
 
     def _unlisted(self, channel: str) -> Handler:
         """The handler of a channel outside the map (a parser with families of channels
-        overrides this); Rejected by default."""
+        overrides this); Rejected by default. ``unknown`` (what a collector routes a frame
+        it cannot place to) gets :meth:`_unknown`, which says what the frame is."""
+        if channel == "unknown":
+            return self._unknown
         raise Rejected(f"unknown channel {channel!r}") from None
+
+    def _unknown(self, frame: Frame) -> list[Out]:
+        """A frame the collector could not route: a retired API's frame (a replayed old
+        capture) is named as such, so whoever reads the dead letter knows at once."""
+        raise Rejected(self.retired(frame.data) or "unknown channel 'unknown'")
+
+    def retired(self, data: bytes) -> str | None:
+        """Why ``data`` is a frame of a retired API of this venue, or None (not one, or not
+        recognised). Runs only for unroutable frames, never on the hot path."""
+        return None
 
     # -- handlers every venue has ------------------------------------------------------
     def _conn(self, frame: Frame) -> list[Out]:

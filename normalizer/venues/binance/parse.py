@@ -19,6 +19,21 @@ normalize to venue ``binance``, the symbol tells the market (``BTC-USDT`` vs
 | instruments | instrument (exchangeInfo)| instrument (exchangeInfo)              |
 | conn        | gap(reconnect) per symbol on disconnect                           |
 | control     | nothing (subscription acknowledgements)                          |
+
+Quirks of the real feeds (each has a regression test in tests/venues/binance/test_real_frames.py):
+
+- USDⓈ-M ``trade`` carries ``X``, the execution type: ``MARKET`` is an order-book trade;
+  ``INSURANCE_FUND``, ``ADL`` and ``NA`` are off-book prints (the insurance fund or an
+  auto-deleverage taking over a liquidated position). They are **dropped and counted** in
+  ``jetmarket_normalizer_skipped_total{venue,reason}``, not published: they must not enter
+  ``trades``, VWAP or candles, and they are not a second liquidation either: the liquidation
+  order itself already comes as ``forceOrder`` -> liquidation, so publishing these fills as
+  liquidations would count one event twice, and their ``m`` flag gives no liquidation side.
+  ``aggTrade`` aggregates only market trades (Binance's documentation), so it needs no check.
+- ``markPrice`` of a dated (delivery) contract carries ``"r":"0.00000000","T":0`` (or
+  ``"r":""``): no funding applies, so only the mark comes out, never a funding rate of 0.
+- Frames of other venues' retired APIs are not Binance's concern; an unroutable frame is
+  dead-lettered as ``unknown channel 'unknown'``.
 """
 
 from __future__ import annotations
@@ -27,7 +42,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
+from normalizer.venues.base import SKIPPED, Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.binance import wire
 from streams import schemas
 from streams.symbols import binance as symbols
@@ -58,6 +73,7 @@ Trade, Book, BBO, Ticker, Candle = (
 )  # fmt: skip
 Mark, Funding, Liquidation = schemas.Mark, schemas.Funding, schemas.Liquidation
 LIQUIDATION_SIDE = {"BUY": "buy", "SELL": "sell"}
+OFF_BOOK = frozenset({"INSURANCE_FUND", "ADL", "NA"})  # USDⓈ-M trade X values besides MARKET
 
 
 class _Binance(Parser):
@@ -86,6 +102,8 @@ class _Binance(Parser):
             self._event(d.e, "trade", "trade")
         if s != frame.native_symbol:
             self._same(frame, s)
+        if d.X != "MARKET":
+            return self._off_book(d.X)
         names = self._trade_names.get(s) or self.names_miss("trade", s)
         tid = str(d.t)
         return [new_out((names[0], names[2] + tid, encode(Trade(
@@ -239,13 +257,23 @@ class BinanceUsdmParser(_Binance):
             venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
             mark_price=d.p, index_price=d.i,
         ))))  # fmt: skip
-        if d.r == "":  # a dated contract: a mark price, but no funding
+        # A dated contract: a mark price but no funding. Binance writes it either way:
+        # "r":"" (documented) or "r":"0.00000000","T":0 (seen live): no next funding time
+        # means no funding applies, so a rate of 0 there is not a funding rate.
+        if d.r == "" or not d.T:
             return [mark]
         names = self._funding_names.get(s) or self.names_miss("funding", s)
         return [mark, new_out((names[0], names[2] + natural, encode(Funding(
             venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=ts_recv,
             rate=d.r, next_funding_ts=d.T * MS if d.T else None,
         ))))]  # fmt: skip
+
+    def _off_book(self, kind: str) -> list[Out]:
+        """A USDⓈ-M ``trade`` whose execution type ``X`` is not MARKET: dropped, counted
+        (see the module docstring for why)."""
+        known = kind if kind in OFF_BOOK else "other"  # a bounded label set
+        SKIPPED.labels(self.venue, f"off-book trade X={known}").inc()
+        return []
 
     def _forceOrder(self, frame: Frame) -> list[Out]:
         d = _force_decode(frame.data).data

@@ -40,6 +40,9 @@ class TradeEvent(Event, gc=False):
     q: PosSize
     trade_time: int = msgspec.field(name="T")
     m: bool  # buyer is the maker -> the taker sold
+    # USDⓈ-M only: execution type, "MARKET" for order-book trades; "INSURANCE_FUND", "ADL",
+    # "NA" are off-book prints. Declared last so spot frames (no X) decode as before.
+    X: str = "MARKET"
 
 
 class AggTradeEvent(Event, gc=False):
@@ -143,8 +146,8 @@ class KlineEvent(Event, gc=False):
 
 class MarkPriceEvent(Event, gc=False):
     p: Price  # mark
-    r: float | Literal[""]  # funding rate (may be negative); "" on delivery contracts
-    T: int  # next funding time
+    r: float | Literal[""]  # funding rate (may be negative); "" or 0 on delivery contracts
+    T: int  # next funding time; 0 on delivery contracts (no funding applies)
     i: Price | None = None  # index
 
 

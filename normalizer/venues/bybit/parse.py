@@ -20,6 +20,16 @@ all normalize to venue ``bybit`` and the symbol tells the market. Channel map, r
 Sizes: spot and linear quantities are already base units. Inverse quantities are USD
 contracts (1 USD each): base = contracts / price. An inverse frame is only converted once
 the instruments frame has described that symbol (else Rejected: we would be guessing).
+
+Quirks of the real feed (regression tests in tests/venues/bybit/test_real_frames.py):
+
+- ``orderbook.1`` (the BBO, made here, not in orderbook/): a delta lists its changes in
+  order, and one whose side starts with a removal, ``"b":[["27994.60","0"],["27991.70",
+  "0.777"]]``, means "old best gone, new best 27991.70". Rows are applied in order to the
+  held side, so the BBO tracks the depth-1 book; a one-sided delta keeps the other side.
+- Bybit v2 frames (``realtime``/``realtime_public``: topics ``trade.X``,
+  ``orderBookL2_25.X``) of a replayed old capture are dead-lettered as "a Bybit v2 frame
+  ...: jetmarket speaks v5", not as an unknown channel.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import math
 
 from msgspec.structs import astuple
 
-from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or_none, new_out
 from normalizer.venues.bybit import wire
 from streams import schemas
 from streams.symbols import bybit as symbols
@@ -54,6 +64,11 @@ Trade, Book, Ticker, Mark, Funding, OpenInterest = (
     schemas.OpenInterest,
 )  # fmt: skip
 TAKER = {"Buy": "buy", "Sell": "sell"}
+# topics of the retired v2 API (v5 names them publicTrade, orderbook, tickers, kline)
+V2_TOPICS = frozenset({
+    "trade", "orderBookL2_25", "orderBookL2_200", "orderBook_200", "orderBook25_v2",
+    "instrument_info", "klineV2", "candle", "insurance", "kline_v2",
+})  # fmt: skip
 
 # The ticker state is a list in FIELDS order (wire.TickerData's, after ``symbol``) of
 # floats or None (unknown): unpacked into locals by one C-level step per frame.
@@ -104,6 +119,19 @@ class _Bybit(Parser):
         self.tickers: dict[str, list[float | None]] = {}  # last known FIELDS
         self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
         self.known: dict[str, int] = {}  # inverse: native -> delivery ms (0 = perpetual)
+
+    def retired(self, data: bytes) -> str | None:
+        """Bybit v2 (``realtime``/``realtime_public``, retired 2023): topics ``trade.X``,
+        ``orderBookL2_25.X``, ``klineV2...``, and subscribe replies that echo ``request``."""
+        body = json_or_none(data)
+        if not isinstance(body, dict):
+            return None
+        topic = body.get("topic")
+        if isinstance(topic, str) and topic.partition(".")[0] in V2_TOPICS:
+            return f"a Bybit v2 frame (topic {topic[:60]!r}): jetmarket speaks v5"
+        if "request" in body and "ret_msg" in body:
+            return "a Bybit v2 subscribe reply: jetmarket speaks v5"
+        return None
 
     # -- names and sizes -----------------------------------------------------------------
     def to_symbol(self, native: str) -> str:
@@ -178,10 +206,16 @@ class _Bybit(Parser):
         sides = self.bbo.setdefault(d.s, [None, None])
         if f.type == "snapshot" or d.u == 1:
             sides[0] = sides[1] = None
+        # A depth-1 delta lists changes in order, e.g. "b":[["27994.60","0"],["27991.70",
+        # "0.777"]]: the old best level removed, then the new one. Applied row by row, the
+        # side ends on the new best; a removal of another price than the one held (a late
+        # or repeated delete) leaves the side alone.
         for i, levels in ((0, d.b), (1, d.a)):
-            if levels:
-                p, q = levels[0]
-                sides[i] = (p, q) if q > 0 else None
+            for p, q in levels:
+                if q > 0:
+                    sides[i] = (p, q)
+                elif sides[i] is not None and sides[i][0] == p:  # type: ignore[index]
+                    sides[i] = None
         bid, ask = sides
         if bid is None or ask is None:
             return []  # one side empty: nothing meaningful to publish

@@ -30,18 +30,36 @@ cannot be decoded is rejected before it is counted, so it shows up as a hole too
 
 Trade side: Coinbase's public trades carry the resting (maker) order's side, like the
 legacy ``matches`` channel; the taker side we store is the opposite.
+
+Quirks: frames of the retired Coinbase Pro / Exchange feed (``ws-feed.pro.coinbase.com``:
+``{"type": "l2update", "product_id": ...}``, no ``channel``) in a replayed old capture are
+dead-lettered as "a Coinbase Pro feed frame ...: jetmarket speaks Advanced Trade".
 """
 
 from __future__ import annotations
 
 import calendar
 
-from normalizer.venues.base import Frame, Names, Out, Parser, Rejected, encode, new_out
+from normalizer.venues.base import (
+    Frame,
+    Names,
+    Out,
+    Parser,
+    Rejected,
+    encode,
+    json_or_none,
+    new_out,
+)
 from normalizer.venues.coinbase import wire
 from streams import schemas
 from streams.symbols import coinbase as symbols
 
 VENUE = "coinbase"
+# message types of the retired Coinbase Pro / Exchange WebSocket feed
+PRO_TYPES = frozenset({
+    "l2update", "snapshot", "match", "last_match", "ticker", "heartbeat", "subscriptions",
+    "received", "open", "done", "change", "activate", "status", "full", "auction",
+})  # fmt: skip
 CANDLE_INTERVAL = "5m"
 TAKER = {"BUY": "sell", "SELL": "buy"}  # maker side on the wire -> taker side
 UNSUPPORTED = {
@@ -97,6 +115,17 @@ class CoinbaseParser(Parser):
 
     handler_of = {"heartbeats": "_control"}  # counted in the connection sequence too
     inline_names = ("trade", "book", "bbo", "ticker", "candle")
+
+    def retired(self, data: bytes) -> str | None:
+        """The Coinbase Pro / Exchange feed (``ws-feed.pro.coinbase.com``): objects typed by
+        ``type`` (``l2update``, ``match``, ``snapshot`` ...) with no ``channel`` key."""
+        body = json_or_none(data)
+        if isinstance(body, dict) and "channel" not in body and body.get("type") in PRO_TYPES:
+            return (
+                f"a Coinbase Pro feed frame (type {body['type']!r}): jetmarket speaks "
+                "Advanced Trade"
+            )
+        return None
 
     def __init__(self) -> None:
         super().__init__()

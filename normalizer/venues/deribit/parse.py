@@ -30,6 +30,13 @@ Candles. Deribit re-sends the current candle as it changes and never marks one f
 candle is published open on every push, and once a push for a later candle arrives the
 previous one is published again, closed, with its last values (state is kept per instrument
 and resolution, so re-normalizing RAW in order gives the same messages).
+
+Quirks of the real feed (regression tests in tests/venues/deribit/test_real_frames.py):
+
+- A fractional strike is written with a lowercase ``d`` for the decimal point
+  (``MATIC_USDC-9MAR24-1d02-C``: strike 1.02). The collector routes such names like any
+  other (collectors/deribit.py accepts ``d``; a ``.`` would split a subject token) and the
+  symbol keeps the ``d`` (``MATIC-USDC-20240309-1d02-C``, streams/symbols/deribit.py).
 """
 
 from __future__ import annotations

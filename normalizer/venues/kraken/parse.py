@@ -17,13 +17,23 @@ Kraken v2 books carry no sequence number: ``Book.seq`` is the RAW stream sequenc
 frame (deterministic on re-normalization; it only orders messages), and continuity is
 guarded by the checksum alone (orderbook/venues/kraken.py). Ticker has no open price or
 quote volume, so those stay empty rather than being derived with rounding noise.
+
+Quirks of the real feed (regression tests in tests/venues/kraken/test_real_frames.py):
+
+- A ticker of a pair whose book is empty carries ``"bid":0,"ask":0`` (and ``last``,
+  ``high``, ``low`` 0 before a first trade). It is a valid frame, not a malformed one: the
+  ticker comes out with those fields None (0 is "none", not a price) and no BBO is made
+  (there is no best bid/offer). The dead-letter queue stays a signal of real problems.
+- Kraken v1 frames (arrays ``[channelID, {...}, "book-10", "XBT/USD"]``, ``{"event": ...}``
+  objects) of a replayed old capture are dead-lettered as "a Kraken v1 WebSocket frame ...:
+  jetmarket speaks v2".
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or_none, new_out
 from normalizer.venues.kraken import wire
 from streams import schemas, subjects
 from streams.symbols import kraken as symbols
@@ -114,6 +124,18 @@ class KrakenParser(Parser):
         "control": "",
     }  # fmt: skip
 
+    def retired(self, data: bytes) -> str | None:
+        """Kraken WebSocket v1: data pushes are arrays ``[channelID, {...}, "book-10",
+        "XBT/USD"]``, control frames objects with ``event`` (heartbeat, systemStatus,
+        subscriptionStatus); v2 writes objects with ``channel`` or ``method``."""
+        body = json_or_none(data)
+        if isinstance(body, list) and len(body) >= 3 and isinstance(body[-2], str):
+            return f"a Kraken v1 WebSocket frame ({body[-2][:30]!r}): jetmarket speaks v2"
+        if isinstance(body, dict) and "event" in body and "channel" not in body:
+            event = str(body["event"])[:30]
+            return f"a Kraken v1 WebSocket frame (event {event!r}): jetmarket speaks v2"
+        return None
+
     def __init__(self) -> None:
         super().__init__()
         # per message type: native pair -> (raw subject token, symbol, subject, msg-id prefix)
@@ -203,16 +225,19 @@ class KrakenParser(Parser):
             tnames = tickers[t.symbol]
             ts = ts_ns(t.timestamp) if t.timestamp else frame.ts_recv
             natural = f"r{frame.raw_seq}"
-            bbo = schemas.BBO(
-                venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
-                bid_price=t.bid, bid_size=t.bid_qty, ask_price=t.ask, ask_size=t.ask_qty,
-            )  # fmt: skip
+            bid, ask = t.bid, t.ask
+            if bid > 0.0 and ask > 0.0:
+                bbo = schemas.BBO(
+                    venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
+                    bid_price=bid, bid_size=t.bid_qty, ask_price=ask, ask_size=t.ask_qty,
+                )  # fmt: skip
+                out.append(new_out((names[2], names[3] + natural, encode(bbo))))
+            # an empty side (0) is "no quote": the ticker says None, and no BBO is made
             ticker = schemas.Ticker(
                 venue=VENUE, symbol=names[1], ts_event=ts, ts_recv=frame.ts_recv,
-                last=t.last, bid=t.bid, ask=t.ask, high_24h=t.high, low_24h=t.low,
-                volume_24h=t.volume,
+                last=t.last or None, bid=bid or None, ask=ask or None, high_24h=t.high or None,
+                low_24h=t.low or None, volume_24h=t.volume,
             )  # fmt: skip
-            out.append(new_out((names[2], names[3] + natural, encode(bbo))))
             out.append(new_out((tnames[2], tnames[3] + natural, encode(ticker))))
         return out
 

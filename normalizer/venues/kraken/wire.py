@@ -53,9 +53,10 @@ class Book(msgspec.Struct, gc=False):
 
 class Ticker(msgspec.Struct, gc=False):
     symbol: str
-    bid: Price
+    # 0 when that side of the book is empty (a new or halted pair): valid, no quote
+    bid: Size
     bid_qty: Size
-    ask: Price
+    ask: Size
     ask_qty: Size
     last: float | None = None
     volume: float | None = None  # 24 h, base currency

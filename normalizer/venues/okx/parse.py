@@ -23,13 +23,26 @@ size = sz * ctVal * ctMult; inverse (``ctValCcy`` = quote, e.g. USD) size = sz *
 The contract sizes come only from ``instruments`` frames (published by the collector before
 it subscribes), so re-normalizing RAW in order reproduces them; a derivative frame seen
 before its instrument is Rejected rather than published with contract counts.
+
+Quirks of the real feed (regression tests in tests/venues/okx/test_real_frames.py):
+
+- ``funding-rate`` pushes may omit ``fundingRate`` and carry only ``fundingTime`` and
+  ``nextFundingRate`` (seen live). The current rate has then not changed: the funding
+  message carries the last rate pushed for that instrument on this stream (a deterministic
+  function of RAW order, so re-normalization agrees), with the new next funding time and
+  predicted rate. Only when no rate of that instrument was ever seen is the push rejected,
+  with that reason: there is no rate to publish and ``Funding.rate`` is required.
+- Derivative frames before their instrument's ``instruments`` body are rejected ("contract
+  size ... unknown"): the collector publishes instruments first, a replay must too.
+- OKEx v3 frames (``{"table": "spot/trade", ...}``) of a replayed old capture are
+  dead-lettered as "an OKEx v3 frame ...: jetmarket speaks OKX v5".
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
+from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or_none, new_out
 from normalizer.venues.okx import wire
 from streams import schemas
 from streams.symbols import okx as symbols
@@ -92,9 +105,19 @@ class OkxParser(Parser):
     handler_of = {c: "_candles" for c in CANDLE_CHANNELS}
     inline_names = ("trade", "book", "bbo", "ticker")
 
+    def retired(self, data: bytes) -> str | None:
+        """OKEx v3 (retired 2022): pushes ``{"table": "spot/trade", "data": [...]}``; v5
+        writes ``{"arg": {...}, "data": [...]}``."""
+        body = json_or_none(data)
+        if isinstance(body, dict) and isinstance(body.get("table"), str):
+            return f"an OKEx v3 frame (table {body['table'][:40]!r}): jetmarket speaks OKX v5"
+        return None
+
     def __init__(self) -> None:
         super().__init__()
         self.contracts: dict[str, Contract] = {}
+        # instId -> the last fundingRate pushed (a deterministic function of RAW order)
+        self.funding_rate: dict[str, float] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -271,10 +294,18 @@ class OkxParser(Parser):
         for d in f.data:
             ts = int(d.ts) * MS if d.ts else frame.ts_recv
             nxt = int(d.fundingTime) * MS if d.fundingTime else None
+            if d.fundingRate:
+                rate = self.funding_rate[d.instId] = float(d.fundingRate)
+            else:  # a push without the current rate: it has not changed since the last one
+                rate = self.funding_rate.get(d.instId)  # type: ignore[assignment]
+                if rate is None:
+                    raise Rejected(
+                        f"funding-rate push for {d.instId} without fundingRate, and no "
+                        "earlier rate of it on this stream to carry"
+                    )
             out.append(self.emit(
                 schemas.Funding, d.instId, f"{d.fundingTime}:{ts}", frame, ts,
-                rate=float(d.fundingRate), next_funding_ts=nxt,
-                predicted_rate=_f(d.nextFundingRate),
+                rate=rate, next_funding_ts=nxt, predicted_rate=_f(d.nextFundingRate),
             ))  # fmt: skip
         return out
 

@@ -80,7 +80,7 @@ class CandlesFrame(msgspec.Struct, gc=False):
 
 class Funding(msgspec.Struct, gc=False):
     instId: str
-    fundingRate: str
+    fundingRate: str = ""  # absent from some pushes (only fundingTime, nextFundingRate)
     fundingTime: str = ""
     nextFundingRate: str = ""
     nextFundingTime: str = ""
