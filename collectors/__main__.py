@@ -13,11 +13,12 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from streams.bus.runtime import Worker, run
+from streams.bus.runtime import Worker, load_or_exit, parse_args, run
 
 # the framework's own modules and packages: every other module here is a venue
 _NOT_VENUES = {
-    "backfill", "base", "ccxt_poller", "conn", "health", "losses", "metrics", "publisher", "rest",
+    "backfill", "base", "ccxt_poller", "config", "conn", "health", "losses", "metrics",
+    "publisher", "rest",
 }  # fmt: skip
 
 
@@ -30,19 +31,33 @@ def venues() -> list[str]:
     )
 
 
+def check_venues(chosen: list[str]) -> str | None:
+    """One line naming the unknown venues of ``chosen`` and the known ones; None if all known."""
+    known = venues()
+    unknown = sorted({v for v in chosen if not v.startswith("ccxt:")} - set(known))
+    if not unknown:
+        return None
+    return f"unknown venue(s) {', '.join(unknown)}; known: {', '.join(known)} or ccxt:<exchange id>"
+
+
 def main(argv: list[str]) -> None:
-    chosen_args = argv or None
+    args = parse_args("collectors", __doc__, argv, lambda p: p.add_argument(
+        "venues", nargs="*", metavar="VENUE",
+        help=f"venues to collect (default: collector.venues): {', '.join(venues())}, or "
+        "ccxt:<exchange id>; each one's symbols and channels are in collector.<venue>",
+    ))  # fmt: skip
+    settings = load_or_exit("collector")
+    chosen = args.venues or settings.collector.venues
+    # checked before anything starts: a supervisor would restart a worker that fails later
+    bad = check_venues(chosen)
+    if bad:
+        print(f"collector: {bad}", file=sys.stderr)
+        raise SystemExit(2)
 
     async def body(w: Worker) -> None:
-        chosen = chosen_args or w.settings.collector.venues
         # ``ccxt:<exchange id>``: the generic REST poller, settings in collector.ccxt
         polled = [v.split(":", 1)[1] for v in chosen if v.startswith("ccxt:")]
-        chosen = [v for v in chosen if not v.startswith("ccxt:")]
-        known = venues()
-        unknown = sorted(set(chosen) - set(known))
-        if unknown:
-            raise SystemExit(f"unknown venue(s) {unknown}; this collector speaks {known}")
-        modules = [importlib.import_module(f"collectors.{v}") for v in chosen]
+        modules = [importlib.import_module(f"collectors.{v}") for v in chosen if ":" not in v]
         pollers = []
         if polled:
             from collectors import ccxt_poller
@@ -50,7 +65,7 @@ def main(argv: list[str]) -> None:
             pollers = [ccxt_poller.run(w, x) for x in polled]
         await asyncio.gather(*(m.run(w) for m in modules), *pollers)
 
-    run("collector", body)
+    run("collector", body, settings)
 
 
 if __name__ == "__main__":

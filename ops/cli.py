@@ -13,17 +13,38 @@ import os
 import sys
 
 from streams.bus import logs
+from streams.bus.auth import CredentialsError
+from streams.bus.connect import NatsUnreachable
+from streams.bus.secrets import SecretsError
 from streams.settings import Settings
 
 log = logging.getLogger("jetmarket")
 
+# one worker in the foreground: the subcommand is the make target's name; the older verbs
+# (collect, normalize, exec) stay as aliases
 WORKERS = {
-    "collect": ["collectors"],
-    "normalize": ["normalizer"],
+    "collector": ["collectors"],
+    "normalizer": ["normalizer"],
     "sink": ["sinks", "clickhouse"],
     "orderbook": ["orderbook"],
-    "exec": ["executor"],
+    "executor": ["executor"],
 }
+ALIASES = {"collector": ["collect"], "normalizer": ["normalize"], "executor": ["exec"]}
+CANONICAL = {a: name for name, aliases in ALIASES.items() for a in aliases}
+
+UP_HELP = """\
+Starts, in this order, and supervises (a worker that dies is restarted with backoff):
+  nats-server   embedded, JetStream store in nats.server.store_dir (./var/nats), generated
+                credentials in nats.credentials_dir; streams provisioned as admin
+  emulator      (--emulator only) the local Binance exchange emulator, trading BTCUSDT and
+                ETHUSDT; the collector is pointed at it: everything works offline
+  collector     the venues of --venues or collector.venues (default binance)
+  normalizer    RAW -> MARKET
+  sink          MARKET, RAW, EXEC -> ClickHouse (clickhouse.dsn, ./var/clickhouse); answers sql
+  orderbook     validated books, depth/BBO, book.get (`jetmarket book`)
+  executor      order commands (account "paper" unless executor.accounts says otherwise)
+Ctrl-C (or `jetmarket down`) stops the workers first, then nats-server. One instance per
+checkout: a second `up` refuses to start."""
 
 
 def _exec_module(argv: list[str]) -> int:
@@ -37,23 +58,45 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="TOML settings file (default: $JETMARKET_CONFIG, ./jetmarket.toml)"
     )
     sub = p.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="embedded nats-server + collector, normalizer, sink")
-    up.add_argument("--venues", nargs="*", help="venues to collect (default: settings)")
+    up = sub.add_parser(
+        "up",
+        help="the whole pipeline: nats-server, collector, normalizer, sink, orderbook, executor",
+        description=UP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    up.add_argument(
+        "--venues", nargs="+", metavar="VENUE",
+        help="venues to collect, replacing collector.venues (e.g. --venues binance okx)",
+    )  # fmt: skip
     up.add_argument(
         "--external-nats", action="store_true", help="use nats.url instead of starting one"
     )
+    up.add_argument(
+        "--emulator", action="store_true",
+        help="collect from the local Binance emulator instead of the exchange (offline)",
+    )  # fmt: skip
     sub.add_parser("down", help="stop a running `jetmarket up`")
     sub.add_parser("nats", help="run the embedded nats-server in the foreground")
     sub.add_parser("cluster", help="run a 3-node JetStream cluster on loopback (docs/scaling.md)")
     sub.add_parser("provision", help="create or update the JetStream streams")
     sub.add_parser("status", help="workers, consumer lag, freshness of raw data per channel")
     for name in WORKERS:
-        w = sub.add_parser(name, help=f"run one worker: python -m {' '.join(WORKERS[name])}")
-        w.add_argument("args", nargs="*")
+        # the worker's own parser answers --help and checks its arguments
+        sub.add_parser(
+            name, aliases=ALIASES.get(name, []), add_help=False,
+            help=f"run one worker in the foreground: python -m {' '.join(WORKERS[name])} "
+            "(--help for its options)",
+        )  # fmt: skip
+    sub.add_parser(
+        "config", help="print the effective configuration and where each value comes from"
+    ).add_argument(
+        "--example", action="store_true",
+        help="print a commented configuration file with every default instead",
+    )  # fmt: skip
     book = sub.add_parser("book", help="print the live book the orderbook service holds")
-    book.add_argument("venue")
-    book.add_argument("symbol")
-    book.add_argument("--levels", type=int, default=10)
+    book.add_argument("venue", help="a collected venue, e.g. binance")
+    book.add_argument("symbol", help="jetmarket symbol, e.g. BTC-USDT or BTC-USDT-PERP")
+    book.add_argument("--levels", type=int, default=10, help="price levels per side (10)")
     # its options belong to collectors.backfill (parsed there, passed through as they are)
     sub.add_parser(
         "backfill", add_help=False,
@@ -65,38 +108,64 @@ def _parser() -> argparse.ArgumentParser:
         help="run a strategy on the paper venue over replayed data (--help for options)",
     )  # fmt: skip
     sql = sub.add_parser("sql", help="run SQL on ClickHouse (through the sink when chdb)")
-    sql.add_argument("query")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    sql.add_argument("--max-rows", type=int, default=10_000)
-    sql.add_argument("--timeout", type=float, default=30.0)
+    sql.add_argument("query", help="one SELECT, e.g. 'SELECT count() FROM trades'")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="output format (table)")  # fmt: skip
+    sql.add_argument("--max-rows", type=int, default=10_000, help="rows returned at most")
+    sql.add_argument("--timeout", type=float, default=30.0, help="seconds the query may run")
     from replay import cli as replay_cli
 
     replay_cli.add_commands(sub)  # replay, record, renormalize
     return p
 
 
+PASS_THROUGH = ("backfill", "backtest", *WORKERS, *CANONICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.cmd not in ("backfill", "backtest"):
+    if extra and args.cmd not in PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.cmd = CANONICAL.get(args.cmd, args.cmd)
     if args.config:
         os.environ["JETMARKET_CONFIG"] = args.config
+    if args.cmd in WORKERS:  # the worker loads (and checks) the settings itself
+        return _exec_module([*WORKERS[args.cmd], *extra])
     settings = logs.command_settings("jetmarket")
     if settings is None:
         return 2
     settings = _identity(settings, args)
-    if args.cmd in WORKERS:
-        return _exec_module([*WORKERS[args.cmd], *args.args])
+    try:
+        return _dispatch(settings, args, extra)
+    except NatsUnreachable as exc:
+        print(f"jetmarket {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    except (CredentialsError, SecretsError) as exc:
+        print(f"jetmarket {args.cmd}: {exc}; start the pipeline with `make up` first (it "
+              "writes the credentials), or set nats.credentials_dir", file=sys.stderr)  # fmt: skip
+        return 1
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the user knows, no traceback
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    if args.cmd == "config":
+        from ops import config
+
+        if args.example:
+            sys.stdout.write(config.example())
+        else:
+            print(config.effective())
+        return 0
     if args.cmd == "backfill":
         return _exec_module(["collectors.backfill", *extra])
     if args.cmd == "backtest":
         return _exec_module(["executor.backtest", *extra])
     if args.cmd == "up":
-        from ops.supervisor import Supervisor, default_workers
+        from ops.supervisor import up
 
-        children = default_workers(settings, args.venues)
-        return Supervisor(settings, children, embedded_nats=not args.external_nats).run()
+        return up(settings, args.venues, external_nats=args.external_nats, emulator=args.emulator)
     if args.cmd == "down":
         from ops.supervisor import down
 
@@ -113,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_sql(settings, args))
     if args.cmd == "book":
         return asyncio.run(_book(settings, args.venue, args.symbol, args.levels))
-    if args.cmd in ("replay", "record", "renormalize"):
+    if args.cmd in ("replay", "record", "renormalize", "export"):
         from replay import cli as replay_cli
 
         return replay_cli.run(settings, args)
@@ -200,13 +269,7 @@ async def _status(settings: Settings) -> int:
     from ops.status import status
     from streams.bus.connect import connect
 
-    try:
-        nc = await connect(settings.nats, "status", max_reconnect_attempts=0)
-    except Exception as exc:
-        print(
-            f"jetmarket status: cannot reach NATS at {settings.nats.url} ({exc})", file=sys.stderr
-        )
-        return 1
+    nc = await connect(settings.nats, "status", max_reconnect_attempts=0)
     try:
         print(await status(nc, settings))
     finally:
@@ -230,20 +293,34 @@ async def _provision(settings: Settings) -> int:
 async def _book(settings: Settings, venue: str, symbol: str, levels: int) -> int:
     import orjson
 
+    from collectors.__main__ import venues
     from streams import subjects
     from streams.bus.connect import connect
 
+    known = venues()
+    if venue not in known and not venue.startswith("ccxt"):
+        print(f"jetmarket book: unknown venue {venue!r}; known: {', '.join(known)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     nc = await connect(settings.nats, "book", max_reconnect_attempts=0)
     try:
-        msg = await nc.request(subjects.book_get(venue, symbol), b"", timeout=5)
-    except Exception as exc:
-        print(f"jetmarket book: no answer ({exc!r}); is the orderbook running?", file=sys.stderr)
+        msg = await nc.request(subjects.book_get(venue, symbol), b"", timeout=2)
+    except Exception:  # no responders, or no answer in time
+        print("jetmarket book: no orderbook service answered; start the pipeline with "
+              "`make up` (or `make orderbook`)", file=sys.stderr)  # fmt: skip
         return 1
     finally:
         await nc.close()
     book = orjson.loads(msg.data)
     if "error" in book:
-        print(f"jetmarket book: {book['error']}", file=sys.stderr)
+        collected = venue in settings.collector.venues
+        why = (
+            "not synced yet (wait a few seconds) or not collected: check the symbol and "
+            f"collector.{venue}.symbols; `make status` shows what flows"
+            if collected
+            else f"{venue} is not collected (collector.venues = {settings.collector.venues})"
+        )
+        print(f"jetmarket book: no book for {venue} {symbol}: {why}", file=sys.stderr)
         return 1
     state = "valid" if book["valid"] else "INVALID (resyncing)"
     print(f"{venue} {symbol}  seq {book['seq']}  {state}  "
@@ -264,12 +341,7 @@ async def _sql(settings: Settings, args: argparse.Namespace) -> int:
         if settings.clickhouse.dsn.startswith("chdb://"):
             from streams.bus.connect import connect
 
-            try:
-                nc = await connect(settings.nats, "sql", max_reconnect_attempts=0)
-            except Exception as exc:
-                print(f"jetmarket sql: cannot reach NATS at {settings.nats.url} ({exc}); "
-                      "is `make up` running?", file=sys.stderr)  # fmt: skip
-                return 1
+            nc = await connect(settings.nats, "sql", max_reconnect_attempts=0)
             try:
                 result = await sql.query(
                     nc, args.query, timeout=args.timeout, max_rows=args.max_rows

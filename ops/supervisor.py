@@ -1,8 +1,10 @@
 """``jetmarket up``: the embedded nats-server plus every worker, supervised by one command.
 
-Workers run as child processes in their own sessions so a terminal Ctrl-C reaches only
-the supervisor, which then stops them in order: workers first (each flushes and acks
-what is durable), nats-server last. A worker that dies is restarted with backoff.
+Workers and nats-server run as child processes in their own sessions so a terminal
+Ctrl-C reaches only the supervisor, which then stops them in order: workers first (each
+flushes and acks what is durable), nats-server last. A worker that dies is restarted with
+backoff; one that exits with code 2 (bad configuration) stops the whole start instead.
+One instance per checkout: ``var/up.pid`` names the running one and a second refuses.
 
 Auth: the embedded server starts with generated credentials (streams/bus/auth.py, under
 ``nats.credentials_dir``); the supervisor provisions streams as ``admin`` before any worker
@@ -28,7 +30,17 @@ from streams.settings import Settings
 
 log = logging.getLogger("ops.supervisor")
 
+
+def orjson_list(items: list[str]) -> str:
+    """A list as the JSON an environment override takes."""
+    import orjson
+
+    return orjson.dumps(items).decode()
+
+
 PID_FILE = Path("var/up.pid")
+# a worker's exit code for "bad configuration or arguments": restarting cannot help
+EXIT_CONFIG = 2
 
 
 @dataclass
@@ -40,6 +52,64 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     backoff: float = field(default=1.0)
+
+
+def running() -> tuple[int, str] | None:
+    """(pid, nats url) of the ``jetmarket up`` of this checkout, if one runs."""
+    try:
+        text = PID_FILE.read_text().strip()
+    except FileNotFoundError:
+        return None
+    pid_s, _, url = text.partition(" ")
+    try:
+        pid = int(pid_s)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return None  # stale: that process is gone
+    except PermissionError:
+        pass  # alive, another user's
+    return pid, url
+
+
+def up(settings: Settings, venues: list[str] | None, *, external_nats: bool = False,
+       emulator: bool = False) -> int:  # fmt: skip
+    """``jetmarket up``: checks that cannot wait for a worker to fail, then the supervisor."""
+    from collectors.__main__ import check_venues
+
+    other = running()
+    if other:
+        print(f"jetmarket up: already running in this checkout (pid {other[0]}, NATS "
+              f"{other[1] or '?'}); stop it with `make down` first", file=sys.stderr)  # fmt: skip
+        return 1
+    if emulator:
+        venues = ["binance"]
+    chosen = venues or settings.collector.venues
+    bad = check_venues(chosen)
+    if bad:
+        print(f"jetmarket up: {bad} (--venues, VENUES= or collector.venues)", file=sys.stderr)
+        return 2
+    srv = settings.nats.server
+    if not external_nats and not _port_free(srv.host, srv.port):
+        print(f"jetmarket up: port {srv.host}:{srv.port} is taken (another checkout's "
+              "`make up`, or a nats-server): stop it, or set nats.server.port and nats.url",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    children = default_workers(settings, venues)
+    sup = Supervisor(settings, children, embedded_nats=not external_nats)
+    if emulator:
+        sup.add_emulator()
+    return sup.run()
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def default_workers(settings: Settings, venues: list[str] | None = None) -> list[Child]:
@@ -64,14 +134,32 @@ class Supervisor:
         self.stopping = False
         self.env = dict(os.environ)
 
+        self.emulator: Child | None = None
+        self.failed = False
+
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
+
+    def add_emulator(self, symbols: str = "BTCUSDT,ETHUSDT", rate: float = 20.0) -> None:
+        """The local Binance emulator (tests/venues) as the first child, the collector's
+        binance endpoints pointed at it: the whole pipeline with data and no network."""
+        from streams.bus.server import free_port
+
+        port = free_port()
+        self.emulator = Child("emulator", [sys.executable, "-m", "tests.venues", "binance",
+                                           "--port", str(port), "--symbols", symbols,
+                                           "--rate", str(rate)])  # fmt: skip
+        self.children.insert(0, self.emulator)
+        self.env["JETMARKET_COLLECTOR__BINANCE__WS_URL"] = f"ws://127.0.0.1:{port}"
+        self.env["JETMARKET_COLLECTOR__BINANCE__REST_URL"] = f"http://127.0.0.1:{port}"
+        self.env["JETMARKET_COLLECTOR__BINANCE__SYMBOLS"] = orjson_list(symbols.split(","))
 
     def start_nats(self) -> None:
         srv = self.settings.nats.server
         creds = self.settings.nats.credentials_dir
         self.nats = NatsServer(srv, log_file=Path(srv.store_dir).parent / "nats-server.log",
                                credentials_dir=creds, settings=self.settings)  # fmt: skip
+        self.nats.new_session = True  # Ctrl-C must not reach it: it stops last, after workers
         self.nats.start()
         self.env["JETMARKET_NATS__URL"] = self.nats.url
         log.info("nats-server up", extra={"url": self.nats.url, "store": srv.store_dir,
@@ -105,7 +193,8 @@ class Supervisor:
         log.info("streams provisioned (admin)", extra={"streams": report})
 
     def _spawn(self, c: Child) -> None:
-        c.proc = subprocess.Popen(c.argv, env=self.env, start_new_session=True)
+        out = subprocess.DEVNULL if c is self.emulator else None
+        c.proc = subprocess.Popen(c.argv, env=self.env, start_new_session=True, stdout=out)
         c.started = time.monotonic()
         log.info("worker started", extra={"worker": c.name, "pid": c.proc.pid})
 
@@ -118,6 +207,12 @@ class Supervisor:
         if c.proc is not None:
             code = c.proc.returncode
             c.proc = None
+            if code == EXIT_CONFIG:
+                # it said why in one line on stderr; restarting it would say it forever
+                log.error("worker refused its configuration; stopping",
+                          extra={"worker": c.name, "code": code})  # fmt: skip
+                self.failed = self.stopping = True
+                return
             c.restarts += 1
             c.next_start = now + c.backoff
             log.warning(
@@ -132,7 +227,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         PID_FILE.parent.mkdir(parents=True, exist_ok=True)
-        PID_FILE.write_text(str(os.getpid()))
+        url = self.settings.nats.url
+        if self.embedded_nats:
+            srv = self.settings.nats.server
+            url = f"nats://{srv.host}:{srv.port}"
+        PID_FILE.write_text(f"{os.getpid()} {url}")
         try:
             if self.embedded_nats:
                 self.start_nats()
@@ -142,17 +241,22 @@ class Supervisor:
             while not self.stopping:
                 for c in self.children:
                     self._check(c)
+                    if self.stopping:
+                        break
                 if self.nats and self.nats.proc and self.nats.proc.poll() is not None:
                     log.error("nats-server exited; restarting it")
                     self.nats.start()
                 time.sleep(0.2)
         finally:
             self.shutdown()
-            PID_FILE.unlink(missing_ok=True)
-        return 0
+            if running() == (os.getpid(), url):  # only our own: never another instance's
+                PID_FILE.unlink(missing_ok=True)
+        return 1 if self.failed else 0
 
     def shutdown(self, timeout: float = 30.0) -> None:
         live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        # the emulator last among the children: the collector stops before its venue does
+        live.sort(key=lambda c: c is self.emulator)
         for c in live:
             c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout
@@ -171,10 +275,13 @@ class Supervisor:
 
 def down(timeout: float = 60.0) -> int:
     """Stop a running ``jetmarket up`` (what ``make down`` calls)."""
-    if not PID_FILE.exists():
-        print("jetmarket is not running (no var/up.pid)")
+    found = running()
+    if found is None:
+        existed = PID_FILE.exists()
+        PID_FILE.unlink(missing_ok=True)
+        print("jetmarket was not running" + (" (stale var/up.pid removed)" if existed else ""))
         return 0
-    pid = int(PID_FILE.read_text())
+    pid = found[0]
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

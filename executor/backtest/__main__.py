@@ -65,7 +65,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         cfg = msgspec.structs.replace(cfg, curve_interval_s=args.curve_interval_s)
     bt = Backtest(cls, venue=args.venue, symbols=args.symbol, run_id=args.run_id,
                   params=parse_params(cls, args.param), cfg=cfg)  # fmt: skip
-    nc = await connect(settings.nats, "backtest", max_reconnect_attempts=3)
+    nc = await connect(settings.nats, "backtest", max_reconnect_attempts=0)  # fail fast
     try:
         types = [t for t in args.types.split(",") if t]
         summary = await bt.run_replay(settings, start=args.start, end=args.end,
@@ -96,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(run(settings, args))
-    except (BacktestError, ValueError) as exc:
+    except (BacktestError, ValueError, ConnectionError) as exc:  # NatsUnreachable: one line
         print(f"jetmarket backtest: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ class NatsServer:
         self.credentials_dir = Path(credentials_dir or DEFAULT_CREDENTIALS_DIR)
         self.settings = settings or Settings()  # durable names and accounts in permissions
         self.proc: subprocess.Popen[bytes] | None = None
+        # its own session: a terminal's Ctrl-C then reaches only whoever started it (make up
+        # stops it last, after its workers drained)
+        self.new_session = False
 
     @property
     def url(self) -> str:
@@ -117,7 +120,11 @@ class NatsServer:
         config = self.prepare()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [binary(), "-c", str(config)], env=self.env(), stdout=out, stderr=out
+            [binary(), "-c", str(config)],
+            env=self.env(),
+            stdout=out,
+            stderr=out,
+            start_new_session=self.new_session,
         )
         _wait_port(self.cfg.host, self.cfg.port, timeout, self.proc)
         return self

@@ -21,9 +21,11 @@ from tests.workers import ROOT
 def test_cli_parses_every_command() -> None:
     p = _parser()
     for argv in (["up"], ["down"], ["nats"], ["provision"], ["collect", "binance"],
-                 ["normalize"], ["sink"], ["orderbook"], ["book", "binance", "BTC-USDT"],
+                 ["collector", "okx"], ["normalize"], ["normalizer"], ["exec"], ["executor"],
+                 ["sink"], ["orderbook"], ["book", "binance", "BTC-USDT"], ["config"],
                  ["sql", "SELECT 1", "--format", "csv"]):  # fmt: skip
-        assert p.parse_args(argv).cmd == argv[0]
+        # worker commands pass their arguments through to the worker's own parser
+        assert p.parse_known_args(argv)[0].cmd == argv[0]
 
 
 def test_up_offline_health_lines_restart_and_clean_stop(tmp_path: Path) -> None:
