@@ -707,6 +707,8 @@ def main() -> None:
     req_p50, req_p99 = bench_nats_request(2000)
     print("replay ...", flush=True)
     rp = uvloop.run(bench_replay.measure(n))
+    print("columnar replay ...", flush=True)
+    rp_col = bench_replay.measure_columnar()
     elapsed = time.monotonic() - t_start
 
     worst = min((ours / base, v, ch) for v, rows in venues for ch, ours, base in rows)
@@ -957,6 +959,7 @@ def main() -> None:
         if key != "messages":
             lines.append(f"| {key.replace('_', ' ')} | {value:,.0f} |")
     lines.append("")
+    lines += bench_replay.columnar_lines(rp_col)
     text = "\n".join(lines)
     (ROOT / "BENCHMARKS.md").write_text(text)
     print(text)

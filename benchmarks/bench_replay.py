@@ -1,8 +1,10 @@
 """Replay rate at max speed, from JetStream and from ClickHouse.
 
 ``python -m benchmarks.bench_replay [N]`` prints the numbers; ``measure(n)`` returns them (for
-``make bench``). Goal: >= 80k msg/s from JetStream. Every replay here is the full
-``Replay`` path (consumer, reorder, merge, typed decode for MARKET), unpaced.
+``make bench``). ``python -m benchmarks.bench_replay columnar [N]``: the columnar replay
+(``measure_columnar``, ``columnar_lines``). Goal: >= 80k msg/s from JetStream. Every
+replay here but the columnar one is the full ``Replay`` path (consumer, reorder, merge,
+typed decode for MARKET), unpaced.
 """
 
 from __future__ import annotations
@@ -132,9 +134,144 @@ async def measure(n: int = 200_000) -> dict[str, float]:
     return out
 
 
+# -- columnar replay (replay/columnar.py) ----------------------------------------------------
+# Each measurement runs in a child process of its own: chdb binds one path per process, and
+# the child's peak RSS is then that path's alone.
+DEPTH_EVERY = 5  # one depth update (5 levels a side) per 5 trades
+
+
+def _fill_columnar(dsn: str, n: int) -> None:
+    """n trades of two symbols, 100 µs apart, and n/5 depth updates, straight into chdb."""
+    from sinks.clickhouse.store import Store
+
+    store = Store(dsn)
+    store.apply_ddl()
+    c = store._client_()
+    ns = "fromUnixTimestamp64Nano(toInt64({}), 'UTC')"
+    t = f"{T0} + number * 100000"
+    c.command(
+        f"INSERT INTO trades SELECT 'binance', if(number % 2 = 0, 'BTC-USDT', 'ETH-USDT'), "
+        f"{ns.format(t + ' - 5')}, {ns.format(t)}, toString(number), 65000.1 + number % 100, "
+        f"0.5, if(number % 3 = 0, 'buy', 'sell'), false, number * 2 + 1 FROM numbers({n})"
+    )
+    d = f"{T0} + number * {100000 * DEPTH_EVERY} + 50000"
+    c.command(
+        f"INSERT INTO depth SELECT 'binance', 'BTC-USDT', {ns.format(d)}, {ns.format(d)}, "
+        "arrayMap(k -> (65000.0 - k, 1.0 + k), range(5)), "
+        "arrayMap(k -> (65001.0 + k, 2.0), range(5)), number, 5, number * 2 + 2 "
+        f"FROM numbers({n // DEPTH_EVERY})"
+    )
+    store.close()
+
+
+def _child(what: str, dsn: str, types: list[str], out: str) -> dict[str, float]:
+    """One measurement, in this (child) process; returns messages, seconds, peak RSS."""
+    import resource
+
+    import clickhouse_connect  # noqa: F401  # imports are not part of the measurement
+
+    from replay.columnar import ClickHouseTables, Columnar
+    from replay.export import export
+    from streams.tables import TABLES
+
+    n = 0
+    t0 = time.perf_counter()
+    if what == "scan":  # the floor: ClickHouse hands over the same columns as Arrow, unsorted
+        ch = ClickHouseTables(dsn)
+        for k in types:
+            names = [*schemas.MARKET_TYPES[k].__struct_fields__, "stream_seq"]
+            n += ch.query(f"SELECT {ch.select_list(TABLES[k], names)} FROM {TABLES[k]}").num_rows
+        ch.close()
+    elif what == "export":
+        n = sum(export(dsn, out, [TABLES[k] for k in types]).values())
+    else:
+        source = out if what.startswith("parquet") else "clickhouse"
+        col = Columnar(dsn=dsn, source=source, types=types, page_rows=200_000)
+        for batch in col.batches():
+            n += len(batch.messages()) if what.endswith("typed") else len(batch)
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"messages": float(n), "seconds": dt, "rss": float(rss)}
+
+
+def _run_child(*args: object) -> dict[str, float]:
+    import json
+    import subprocess
+
+    code = (f"import json; from benchmarks.bench_replay import _child; "
+            f"print(json.dumps(_child(*{list(args)!r})))")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    if res.returncode != 0:
+        raise RuntimeError(f"columnar bench child {args[0]} failed: {res.stderr[-1500:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def measure_columnar(n: int = 1_000_000) -> list[tuple[str, str, dict[str, float]]]:
+    """(data, path, result) rows: ClickHouse raw scan, columnar batches and typed messages
+    from ClickHouse and from a Parquet export, trades alone and trades + depth."""
+    tmp = Path(tempfile.mkdtemp(prefix="jm-bench-columnar-"))
+    dsn = f"chdb://{tmp / 'ch'}"
+    _run_child_fill(dsn, n)
+    rows = []
+    for data, types in (("trades", ["trade"]), ("trades + depth", ["trade", "depth"])):
+        out = str(tmp / ("pq-" + "-".join(types)))
+        for what in ("scan", "clickhouse_batches", "clickhouse_typed", "export",
+                     "parquet_batches", "parquet_typed"):  # fmt: skip
+            rows.append((data, what, _run_child(what, dsn, types, out)))
+    return rows
+
+
+def _run_child_fill(dsn: str, n: int) -> None:
+    import subprocess
+
+    code = f"from benchmarks.bench_replay import _fill_columnar; _fill_columnar({dsn!r}, {n})"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600,
+                   cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+
+
+COLUMNAR_PATHS = {
+    "scan": "ClickHouse raw scan (same columns as Arrow, no sort, no objects)",
+    "clickhouse_batches": "columnar from ClickHouse: merged Arrow batches",
+    "clickhouse_typed": "columnar from ClickHouse: typed messages",
+    "export": "jetmarket export to Parquet (rows/s)",
+    "parquet_batches": "columnar from Parquet: merged Arrow batches",
+    "parquet_typed": "columnar from Parquet: typed messages",
+}
+
+
+def columnar_lines(rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
+    """The BENCHMARKS.md section of ``measure_columnar``."""
+    n = int(rows[0][2]["messages"])
+    lines = [
+        f"## Columnar replay ({n:,} trades; + {n // DEPTH_EVERY:,} depth updates of 5 levels a "
+        "side; benchmarks/bench_replay.py)",
+        "",
+        "replay/columnar.py, in process, each path in a child process of its own (peak RSS of "
+        "that child). Goal: >= 1,000,000 typed msg/s and >= 0.5 of the raw scan.",
+        "",
+        "| data | path | messages | msg/s | of raw scan | peak RSS |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    scan: dict[str, float] = {}
+    for data, what, r in rows:
+        rate = r["messages"] / r["seconds"] if r["seconds"] > 0 else 0.0
+        if what == "scan":
+            scan[data] = rate
+        ratio = f"{rate / scan[data]:.2f}" if data in scan and what != "scan" else ""
+        lines.append(f"| {data} | {COLUMNAR_PATHS[what]} | {r['messages']:,.0f} | {rate:,.0f} |"
+                     f" {ratio} | {r['rss'] / 2**20:,.0f} MiB |")  # fmt: skip
+    lines.append("")
+    return lines
+
+
 def main() -> None:
     import uvloop
 
+    if sys.argv[1:2] == ["columnar"]:
+        n = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+        print("\n".join(columnar_lines(measure_columnar(n))))
+        return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     for name, value in uvloop.run(measure(n)).items():
         print(f"{name:36s} {value:>12,.0f}{'' if name == 'messages' else ' msg/s'}")

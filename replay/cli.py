@@ -39,6 +39,11 @@ def _selection_args(p: argparse.ArgumentParser, default_subjects: str) -> None:
 
 
 def add_commands(sub: Any) -> None:
+    from replay import export
+
+    export.add_arguments(
+        sub.add_parser("export", help="ClickHouse tables of a range to Parquet/CSV files")
+    )
     r = sub.add_parser("replay", help="history back onto the bus (replay.<name>.>) or stdout")
     _selection_args(r, "market.>")
     r.add_argument("--start-seq", type=int, help="JetStream: start at this stream sequence")
@@ -155,6 +160,10 @@ async def _renormalize(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.cmd == "export":
+        from replay import export
+
+        return export.run(args, settings.clickhouse.dsn)
     fn = {"replay": _replay, "record": _record, "renormalize": _renormalize}[args.cmd]
     try:
         return asyncio.run(fn(settings, args))

@@ -28,8 +28,11 @@ path, stop it or read an export (``jetmarket export``) instead.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +67,13 @@ def column_list(col: pa.Array | pa.ChunkedArray) -> list[Any]:
     """The column's values as Python objects, equal to what ``to_pylist`` gives except that
     (price, size) structs become tuples (``schemas.Level``)."""
     if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if col.num_chunks == 1:
+            col = col.chunk(0)
+        else:  # chunk by chunk: no copy into one buffer, no dictionary unification
+            out: list[Any] = []
+            for chunk in col.chunks:
+                out += column_list(chunk)
+            return out
     t = col.type
     if pa.types.is_dictionary(t):
         values = np.array([*column_list(col.dictionary), None], dtype=object)
@@ -107,7 +116,16 @@ class Builder:
         missing = [f for f in self.fields if f not in table.column_names]
         if missing:
             raise ColumnarError(f"{self.cls.__name__}: no column {missing[0]} in the data")
-        return self._make(self.cls, [column_list(table.column(f)) for f in self.fields])
+        # millions of fresh lists and level tuples would set off the cyclic collector again
+        # and again (each pass walking everything still alive); nothing built here can form
+        # a cycle, so it stays off while building
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._make(self.cls, [column_list(table.column(f)) for f in self.fields])
+        finally:
+            if enabled:
+                gc.enable()
 
 
 _BUILDERS: dict[str, Builder] = {}
@@ -274,15 +292,17 @@ class ClickHouseTables:
             hint = hint if dsn.startswith("chdb://") else ""
             raise ColumnarError(f"cannot open ClickHouse {dsn}: {exc}{hint}") from None
         self.bytes = 0
+        # the client is not thread-safe; the windows are fetched ahead on other threads
+        self.lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
 
     def select_list(self, table: str, names: Sequence[str]) -> str:
-        rows = self.client.query(
+        rows = self.rows(
             "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
             f"AND table = {_lit(table)}"
-        ).result_rows
+        )
         types = {r[0]: r[1] for r in rows}
         if not types:
             raise ColumnarError(f"no table {table} in ClickHouse {self.dsn}")
@@ -296,7 +316,12 @@ class ClickHouseTables:
         return ", ".join(out)
 
     def query(self, q: str) -> pa.Table:
-        return self.client.query_arrow(q, settings=ARROW_SETTINGS)
+        with self.lock:
+            return self.client.query_arrow(q, settings=ARROW_SETTINGS)
+
+    def rows(self, q: str) -> list[Any]:
+        with self.lock:
+            return list(self.client.query(q).result_rows)
 
     def chunks(
         self,
@@ -306,16 +331,11 @@ class ClickHouseTables:
         start_ns: int | None,
         end_ns: int | None,
     ) -> Iterator[pa.Table]:
-        rng = ["1"]
-        if start_ns is not None:
-            rng.append(f"ts_recv >= {_ns(start_ns)}")
-        if end_ns is not None:
-            rng.append(f"ts_recv < {_ns(end_ns)}")
-        cond = f"{' AND '.join(rng)} AND ({where})"
-        n, lo, hi = self.client.query(
+        cond = _cond(where, start_ns, end_ns)
+        n, lo, hi = self.rows(
             f"SELECT count(), min(toUnixTimestamp64Nano(ts_recv)), "
             f"max(toUnixTimestamp64Nano(ts_recv)) FROM {table} WHERE {cond}"
-        ).result_rows[0]
+        )[0]
         if not n:
             return
         cols = self.select_list(table, names)
@@ -338,6 +358,15 @@ class ClickHouseTables:
             a = b
             if tb.num_rows:
                 yield tb
+
+
+def _cond(where: str, start_ns: int | None, end_ns: int | None) -> str:
+    rng = ["1"]
+    if start_ns is not None:
+        rng.append(f"ts_recv >= {_ns(start_ns)}")
+    if end_ns is not None:
+        rng.append(f"ts_recv < {_ns(end_ns)}")
+    return f"{' AND '.join(rng)} AND ({where})"
 
 
 def _where(pairs: list[tuple[str | None, str | None]]) -> str:
@@ -417,10 +446,54 @@ def parquet_chunks(
         m = _mask(tb, pairs)
         if m is not None:
             conds.append(m)
-        for c in conds:
-            tb = tb.filter(c)
+        if conds:
+            mask = conds[0]
+            for c in conds[1:]:
+                mask = pc.and_(mask, c)
+            tb = tb.filter(mask)
         if tb.num_rows:
             yield tb
+
+
+def ahead(it: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
+    """The next ``depth`` items of ``it`` fetched on a thread while the caller works: the
+    query runs in ClickHouse's C++ without the GIL, beside the Python that builds messages.
+    Items and their order are ``it``'s own; an error is raised here, in order."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(what: str, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((what, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
+    def pump() -> None:
+        try:
+            for item in it:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put("error", exc)
+
+    t = threading.Thread(target=pump, name="columnar-ahead", daemon=True)
+    t.start()
+    try:
+        while True:
+            what, item = q.get()
+            if what == "item":
+                yield item
+            elif what == "end":
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        t.join(5)
 
 
 class Columnar:
@@ -459,17 +532,29 @@ class Columnar:
             for k, pairs in self.filters.items():
                 names = [*schemas.MARKET_TYPES[k].__struct_fields__, SEQ]
                 table = TABLES[k]
-                if not ch.client.query(f"EXISTS TABLE {table}").result_rows[0][0]:
+                if not ch.rows(f"EXISTS TABLE {table}")[0][0]:
                     continue
-                out[k] = ch.chunks(table, names, _where(pairs), self.start_ns, self.end_ns)
-            return out, ch.close
+                it = ch.chunks(table, names, _where(pairs), self.start_ns, self.end_ns)
+                out[k] = ahead(it)
+
+            def close() -> None:
+                for it in out.values():
+                    it.close()  # type: ignore[attr-defined]  # stops the fetch threads first
+                ch.close()
+
+            return out, close
         files = parquet_files(self.source)
         out = {
-            k: parquet_chunks(files[k], pairs, self.start_ns, self.end_ns, self.page_rows)
+            k: ahead(parquet_chunks(files[k], pairs, self.start_ns, self.end_ns, self.page_rows))
             for k, pairs in self.filters.items()
             if k in files
         }
-        return out, lambda: None
+
+        def close_files() -> None:
+            for it in out.values():
+                it.close()  # type: ignore[attr-defined]
+
+        return out, close_files
 
     def batches(self) -> Iterator[Batch]:
         sources, close = self._sources()
