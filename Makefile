@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
-VENUES ?= binance
+# empty: the venues of collector.venues in the configuration (jetmarket.toml); set to override
+VENUES ?=
 Q      ?= SELECT venue, symbol, count() AS trades FROM trades GROUP BY venue, symbol ORDER BY venue, symbol
 FORMAT ?= table
 VENUE  ?= binance
@@ -14,7 +15,7 @@ TMP    := $(CURDIR)/var/tmp
 export TMPDIR := $(TMP)
 _      := $(shell mkdir -p $(TMP))
 
-.PHONY: up down status test lint fmt demo bench faults fuzz nats provision collector normalizer sink orderbook executor book sql clean distclean venv
+.PHONY: up down status test lint fmt demo bench faults fuzz nats provision collector normalizer sink orderbook executor book sql config newcomer clean distclean venv
 
 venv: $(STAMP)
 
@@ -59,6 +60,11 @@ bench: $(STAMP)
 ## fault suite on the full pipeline (kill -9, nats restart, drops/stalls, insert outage); table
 faults: $(STAMP)
 	$(PY) -m tests.faults
+
+## the newcomer path end to end: fresh clone into var/tmp, make up in a pty, the README's
+## examples against it, Ctrl-C, no process left (~1-2 min; a short form runs in make test)
+newcomer: $(STAMP)
+	JM_NEWCOMER_FULL=1 $(PY) -m pytest -q -s tests/docs/test_newcomer.py
 
 ## fuzz every venue parser and exec commands: >= 100k adversarial cases
 fuzz: $(STAMP)
@@ -107,6 +113,10 @@ backfill: $(STAMP)
 sql: $(STAMP)
 	$(PY) -m ops sql --format $(FORMAT) "$(Q)"
 
+## the effective configuration and where each value came from (default, file, env)
+config: $(STAMP)
+	$(PY) -m ops config
+
 ## history back onto the bus: make replay SINCE=1h [UNTIL=...] [SUBJECTS='market.trade.>']
 ##   [SPEED=10x] [NAME=bt1: republish under replay.bt1.>] [FILE=rec.jmrec: a recording onto RAW]
 .PHONY: replay record renormalize
@@ -127,6 +137,8 @@ renormalize: $(STAMP)
 	$(PY) -m ops renormalize --since $(SINCE) $(if $(UNTIL),--until $(UNTIL)) \
 		$(if $(PREFIX),--prefix $(PREFIX)) --compare
 
+## removes var/ (NATS store and credentials, ClickHouse data, logs, backfill checkpoints,
+## temp files: everything the pipeline wrote) and the lint/test caches; keeps .venv
 clean:
 	rm -rf var .pytest_cache .ruff_cache
 

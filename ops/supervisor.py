@@ -105,6 +105,8 @@ def _port_free(host: str, port: int) -> bool:
     import socket
 
     with socket.socket() as s:
+        # as nats-server's own listener: a closed connection in TIME_WAIT does not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -254,12 +256,19 @@ class Supervisor:
         return 1 if self.failed else 0
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
-        # the emulator last among the children: the collector stops before its venue does
-        live.sort(key=lambda c: c is self.emulator)
+        deadline = time.monotonic() + timeout
+        # the workers first (each drains and acks), then the emulator they read from
+        workers = [c for c in self.children if c is not self.emulator]
+        for group in (workers, [self.emulator] if self.emulator else []):
+            self._stop(group, deadline)
+        if self.nats is not None:  # last: workers drained through it
+            self.nats.stop()
+            log.info("nats-server stopped")
+
+    def _stop(self, children: list[Child], deadline: float) -> None:
+        live = [c for c in children if c.proc is not None and c.proc.poll() is None]
         for c in live:
             c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        deadline = time.monotonic() + timeout
         for c in live:
             assert c.proc is not None
             try:
@@ -268,9 +277,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 c.proc.kill()
                 log.error("worker did not stop in time, killed", extra={"worker": c.name})
-        if self.nats is not None:
-            self.nats.stop()
-            log.info("nats-server stopped")
 
 
 def down(timeout: float = 60.0) -> int:

@@ -132,13 +132,20 @@ def settings_format(settings: Settings) -> str:
     return str(getattr(settings.log, "format", "auto"))
 
 
+# True once setup() chose the console format: periodic repeats (health lines) are then left
+# out, a person at a terminal wants changes; JSON consumers get every line.
+HUMAN = False
+
+
 def setup(level: str = "INFO", fmt: str = "auto") -> None:
     """Logging on stderr: ``fmt`` is "json", "human" or "auto" (human on a terminal)."""
+    global HUMAN
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    if wants_json(fmt):
+    HUMAN = not wants_json(fmt)
+    if not HUMAN:
         handler.setFormatter(JsonFormatter())
     else:
         colour = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"

@@ -79,7 +79,9 @@ async def _health_loop(w: Worker, interval: float) -> None:
     last = 0.0
     while not w.stop.is_set():
         changed = w.health._changed.is_set()
-        if changed or time.monotonic() - last >= interval:
+        # on a terminal only changes: the periodic repeat is for log collectors (JSON)
+        due = time.monotonic() - last >= interval and not logs.HUMAN
+        if changed or due:
             w.health._changed.clear()
             log.info("health", extra=w.health.line())
             last = time.monotonic()
