@@ -609,6 +609,13 @@ async def bench_collector_publish(n: int) -> tuple[float, float]:
         srv.stop()
 
 
+def _table(title: str, *prose: str, columns: str, align: str) -> list[str]:
+    """A report section: heading, prose, then a table's header row and its alignment row
+    (``align``: one letter per column, l = text, r = figure)."""
+    rule = "|".join("---:" if a == "r" else "---" for a in align)
+    return ["", f"## {title}", "", *prose, "", columns, f"|{rule}|"]
+
+
 def _goal(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -765,28 +772,23 @@ def main() -> None:
     ]
     for name, ours, base in inproc:
         lines.append(f"| {name} | {ours:,.0f} | {base:,.0f} | {ours / base:.2f} |")
-    lines += [
-        "",
-        "## Parsers, in process, every venue and channel (benchmarks/bench_venues.py; best of 3)",
-        "",
+    lines += _table(
+        "Parsers, in process, every venue and channel (benchmarks/bench_venues.py; best of 3)",
         "The venue's parser (typed decode, validation, symbol mapping, typed encode of every",
         "output message) next to `orjson.loads` alone on the same frames. Goal: ratio >= 0.40.",
         "A frame that becomes several messages pays for each (Bybit tickers: ticker, mark,",
         "funding and open interest from one frame; Coinbase/Kraken tickers: bbo + ticker).",
-        "",
-        "| venue | channel | parser msg/s | `orjson.loads` msg/s | ratio |",
-        "|---|---|---:|---:|---:|",
-    ]
+        columns="| venue | channel | parser msg/s | `orjson.loads` msg/s | ratio |",
+        align="llrrr",
+    )
     for venue, rows in venues:
         for ch, ours, base in rows:
             mark = "" if ours / base >= 0.4 else " (below goal)"
             lines.append(
                 f"| {venue} | {ch} | {ours:,.0f} | {base:,.0f} | {ours / base:.2f}{mark} |"
             )
-    lines += [
-        "",
-        "## Parsers next to ccxt pro's, in process, same frames (benchmarks/bench_ccxt.py)",
-        "",
+    lines += _table(
+        "Parsers next to ccxt pro's, in process, same frames (benchmarks/bench_ccxt.py)",
         "ccxt pro (MIT, already our REST library) is the leading Python feed handler that can",
         "run here: cryptofeed needs `order_book` (GPLv3) and nautilus_trader is LGPL, so",
         "neither is installed. Per frame, ccxt's WebSocket client's own entry point",
@@ -796,10 +798,9 @@ def main() -> None:
         "passes interleaved. Left out: book channels (ccxt's handlers also maintain a sorted",
         "book, which our normalizer leaves to the order-book service), Coinbase candles and",
         "Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.",
-        "",
-        "| venue | channel | our parser frames/s | ccxt pro frames/s | ours / ccxt |",
-        "|---|---|---:|---:|---:|",
-    ]
+        columns="| venue | channel | our parser frames/s | ccxt pro frames/s | ours / ccxt |",
+        align="llrrr",
+    )
     for venue, rows in vs_ccxt:
         for ch, ours, cc in rows:
             lines.append(f"| {venue} | {ch} | {ours:,.0f} | {cc:,.0f} | {ours / cc:.1f}x |")

@@ -13,7 +13,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
+from collectors.config import check_sections
 from streams.bus.runtime import Worker, load_or_exit, parse_args, run
+from streams.settings import SettingsError
 
 # the framework's own modules and packages: every other module here is a venue
 _NOT_VENUES = {
@@ -50,6 +52,10 @@ def main(argv: list[str]) -> None:
     chosen = args.venues or settings.collector.venues
     # checked before anything starts: a supervisor would restart a worker that fails later
     bad = check_venues(chosen)
+    try:
+        check_sections(settings, venues())
+    except SettingsError as exc:
+        bad = f"bad configuration: {exc}"
     if bad:
         print(f"collector: {bad}", file=sys.stderr)
         raise SystemExit(2)

@@ -27,6 +27,7 @@ import websockets
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
+from collectors.config import VenueSettings, venue_settings
 from collectors.conn import Backoff, new_conn_id
 from collectors.health import health_of, watch_store
 from collectors.metrics import RECONNECTS
@@ -34,6 +35,7 @@ from collectors.publisher import RawPublisher, dead_letter
 from collectors.rest import rest_body, retry_until_ok
 from streams import subjects
 from streams.bus.runtime import Worker
+from streams.settings import Section
 
 log = logging.getLogger("collectors")
 
@@ -71,6 +73,8 @@ class Collector(ABC):
     (``route`` and ``fetch_instruments`` they must: a venue without them cannot be built)."""
 
     venue: ClassVar[str]  # the raw subject's venue token (and the connection id prefix)
+    # its section ``[collector.<venue>]``: schema and defaults, defined in the venue's module
+    settings_class: ClassVar[type[Section]] = VenueSettings
     ctl_venue: ClassVar[str] = ""  # ctl.snapshot.<ctl_venue>.* when not ``venue``
     ccxt_class: ClassVar[type[ccxt.Exchange]]
     # ccxt's urls["api"] entry for public REST, pointed at rest_url + path: the emulator
@@ -423,8 +427,8 @@ class Collector(ABC):
     async def main(cls, w: Worker) -> None:
         """The collector body for ``streams.bus.runtime.run`` (or a test's in-process
         Worker): this venue with its settings section ``collector.<venue>``."""
-        settings = w.settings.collector
-        await cls(w, getattr(settings, cls.venue), settings.flush_every).run()
+        cfg = venue_settings(w.settings, cls.venue, cls.settings_class)
+        await cls(w, cfg, w.settings.collector.flush_every).run()
 
     def in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         """A task the collector keeps until it ends (cancelled when the collector stops)."""

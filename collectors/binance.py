@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import ccxt.async_support as ccxt
+import msgspec
 import orjson
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
+from collectors.config import ReconnectSettings
 from streams.bus.runtime import Worker
-from streams.settings import BinanceSettings
+from streams.settings import Section, SettingsError
 
 log = logging.getLogger("collectors.binance")
 
@@ -56,6 +58,31 @@ INSTRUMENTS_REFRESH_S = 3600.0
 # we ask for everything instead.
 MAX_INFO_SYMBOLS = 100
 _PREFIX = b'{"stream":"'
+
+
+class BinanceSettings(Section):
+    """``[collector.binance]``: the spot venue (combined streams; depth via REST snapshot)."""
+
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    channels: list[str] = msgspec.field(default_factory=lambda: ["trade", "depth"])
+    depth_interval_ms: Literal[100, 1000] = 100
+    snapshot_limit: int = 1000
+    ping_interval_s: float = 20.0
+    # Binance drops every connection after 24 h; we roll over a little earlier.
+    max_connection_s: float = 23.5 * 3600
+    stale_after_s: float = 60.0
+    reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
+
+    KNOWN_CHANNELS = frozenset(CHANNELS)  # a class constant, not a setting
+
+    def _check(self, prefix: str) -> None:
+        if not self.symbols:
+            raise SettingsError(f"{prefix}.symbols must not be empty")
+        unknown = set(self.channels) - self.KNOWN_CHANNELS
+        if unknown:
+            raise SettingsError(f"{prefix}.channels has unknown channels {sorted(unknown)}")
 
 
 def stream_names(cfg: BinanceSettings, channels: dict[str, str] = CHANNELS) -> list[str]:
@@ -108,6 +135,7 @@ class BinanceCollector(base.Collector):
     the same protocol on other hosts, REST paths and a few more channels."""
 
     venue = VENUE  # the raw subject's venue token (ccxt's exchange id)
+    settings_class = BinanceSettings
     ctl_venue = VENUE  # spot and USDⓈ-M share ctl.snapshot.binance.* (see owns())
     channels = CHANNELS
     ccxt_class = ccxt.binance

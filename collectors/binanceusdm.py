@@ -22,11 +22,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 import ccxt.async_support as ccxt
+import msgspec
 import orjson
 
 from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
-from collectors.binance import BinanceCollector
+from collectors.binance import BinanceCollector, BinanceSettings
+from streams.settings import SettingsError
 
 log = logging.getLogger("collectors.binanceusdm")
 
@@ -38,8 +40,28 @@ CHANNELS = {
 POLLED = ("openInterest",)
 
 
+class BinanceUsdmSettings(BinanceSettings):
+    """``[collector.binanceusdm]``: the spot protocol on other hosts, plus mark price/funding,
+    liquidations and open interest (polled over REST)."""
+
+    KNOWN_CHANNELS = frozenset(CHANNELS) | set(POLLED)  # a class constant, not a setting
+    ws_url: str = "wss://fstream.binance.com"
+    rest_url: str = "https://fapi.binance.com"
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT"])
+    channels: list[str] = msgspec.field(
+        default_factory=lambda: ["aggTrade", "depth", "markPrice", "forceOrder", "openInterest"]
+    )
+    open_interest_interval_s: float = 10.0
+
+    def _check(self, prefix: str) -> None:
+        super()._check(prefix)
+        if self.open_interest_interval_s <= 0:
+            raise SettingsError(f"{prefix}.open_interest_interval_s must be > 0")
+
+
 class BinanceUsdmCollector(BinanceCollector):
     venue = "binanceusdm"
+    settings_class = BinanceUsdmSettings
     channels = CHANNELS
     ccxt_class = ccxt.binanceusdm
     api = ("fapiPublic", "/fapi/v1")
@@ -73,7 +95,7 @@ class BinanceUsdmCollector(BinanceCollector):
         )  # fmt: skip
 
     async def _open_interest_loop(self) -> None:
-        interval = self.cfg.open_interest_interval_s  # type: ignore[attr-defined]
+        interval = self.cfg.open_interest_interval_s
         backoff = base.Backoff(self.cfg.reconnect)
         while not self.w.stop.is_set():
             started = time.monotonic()

@@ -26,9 +26,9 @@ import msgspec
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from collectors import base
+from collectors import base, config
+from collectors.config import VenueSettings
 from streams.bus.runtime import Worker
-from streams.settings import VenueSettings
 
 VENUE = "bybit"
 CATEGORIES = ("spot", "linear", "inverse")
@@ -157,8 +157,19 @@ class Connection(base.Link):
         return str(self.req_id)
 
 
+# ``[collector.bybit]``: Bybit v5 public; ``channels`` are CHANNELS keys (see above)
+BybitSettings = config.venue_section(
+    "BybitSettings",
+    ws_url="wss://stream.bybit.com/v5/public/linear",
+    rest_url="https://api.bybit.com",
+    symbols=["BTCUSDT"],
+    channels=["publicTrade", "orderbook.50", "tickers"],
+)
+
+
 class BybitCollector(base.Collector):
     venue = VENUE
+    settings_class = BybitSettings
     ccxt_class = ccxt.bybit
     api = ("public", "")
     instruments = "once"  # each category's first try before connecting, then refreshed

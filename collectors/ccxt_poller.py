@@ -24,17 +24,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import ccxt.async_support as ccxt_async
+import msgspec
 import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from collectors.config import venue_settings
 from collectors.conn import new_conn_id
 from collectors.metrics import FRAMES, REST
 from streams import subjects
 from streams.bus.bigframes import H_FRAME_REF, H_FRAME_SIZE, FrameStore
 from streams.bus.runtime import Worker
 from streams.provision import STREAM_RAW
-from streams.settings import CcxtExchangeSettings
+from streams.settings import Section, Settings, SettingsError
 
 log = logging.getLogger("collectors.ccxt")
 
@@ -52,6 +54,51 @@ def timeframe_ms(tf: str) -> int:
     if unit is None or not tf[:-1].isdigit() or int(tf[:-1]) < 1:
         raise ValueError(f"unsupported timeframe {tf!r}")
     return int(tf[:-1]) * unit
+
+
+class CcxtExchangeSettings(Section):
+    """One exchange polled through ccxt (collectors/ccxt_poller.py). ``symbols`` are ccxt
+    unified symbols (``BTC/USDT``, ``BTC/USDT:USDT``); ``channels`` any of trades, ticker,
+    ohlcv. ``api_url`` replaces every entry of ccxt's ``urls['api']`` (emulators, proxies);
+    ``rate_limit_ms`` replaces ccxt's ``rateLimit`` (ms per unit of request cost): leave it
+    unset against a real exchange, ccxt's own value is the venue's published limit."""
+
+    symbols: list[str]
+    channels: list[str] = msgspec.field(default_factory=lambda: ["trades", "ticker", "ohlcv"])
+    timeframe: str = "1m"
+    trades_interval_s: float = 5.0
+    ticker_interval_s: float = 10.0
+    ohlcv_interval_s: float = 30.0
+    trades_limit: int = 1000
+    api_url: str | None = None
+    rate_limit_ms: float | None = None
+    timeout_ms: int = 10_000
+
+    def _check(self, prefix: str) -> None:
+        if not self.symbols:
+            raise SettingsError(f"{prefix}.symbols must not be empty")
+        unknown = set(self.channels) - {"trades", "ticker", "ohlcv"}
+        if unknown or not self.channels:
+            raise SettingsError(f"{prefix}.channels must be some of trades, ticker, ohlcv")
+        if min(self.trades_interval_s, self.ticker_interval_s, self.ohlcv_interval_s) <= 0:
+            raise SettingsError(f"{prefix}: poll intervals must be > 0")
+        if self.rate_limit_ms is not None and self.rate_limit_ms <= 0:
+            raise SettingsError(f"{prefix}.rate_limit_ms must be > 0")
+
+
+class CcxtSettings(Section):
+    """ccxt exchange id -> what to poll; started as ``python -m collectors ccxt:<id>``."""
+
+    exchanges: dict[str, CcxtExchangeSettings] = msgspec.field(default_factory=dict)
+
+    def _check(self, prefix: str) -> None:
+        for name, ex in self.exchanges.items():  # the settings walk does not enter dicts
+            ex._check(f"{prefix}.exchanges.{name}")
+
+
+def ccxt_settings(settings: Settings) -> CcxtSettings:
+    """The section ``[collector.ccxt]`` (every polled exchange), checked."""
+    return venue_settings(settings, "ccxt", CcxtSettings)
 
 
 def make_exchange(exchange_id: str, cfg: CcxtExchangeSettings) -> Any:
@@ -317,7 +364,7 @@ class Poller:
 
 
 async def run(w: Worker, exchange_id: str) -> None:
-    cfg = w.settings.collector.ccxt.exchanges.get(exchange_id)
+    cfg = ccxt_settings(w.settings).exchanges.get(exchange_id)
     if cfg is None:
         raise SystemExit(
             f"no settings for ccxt exchange {exchange_id!r}: add collector.ccxt.exchanges."

@@ -35,8 +35,8 @@ import msgspec
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from collectors import base
-from streams.settings import VenueSettings
+from collectors import base, config
+from collectors.config import VenueSettings
 
 VENUE = "coinbase"
 DATA_CHANNELS = ("level2", "market_trades", "ticker", "candles")
@@ -108,8 +108,19 @@ def stale_limits(cfg: VenueSettings) -> dict[str, float]:
     return limits
 
 
+# ``[collector.coinbase]``: Coinbase Advanced Trade; ``channels`` are CHANNELS keys (see above)
+CoinbaseSettings = config.venue_section(
+    "CoinbaseSettings",
+    ws_url="wss://advanced-trade-ws.coinbase.com",
+    rest_url="https://api.coinbase.com",
+    symbols=["BTC-USD"],
+    channels=["market_trades", "level2", "ticker"],
+)
+
+
 class CoinbaseCollector(base.Collector):
     venue = VENUE
+    settings_class = CoinbaseSettings
     ccxt_class = ccxt.coinbase
     # WebSocket pings too: Coinbase answers them, and a dead TCP path is found even on a
     # quiet connection

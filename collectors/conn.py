@@ -7,7 +7,7 @@ import os
 import random
 import time
 
-from streams.settings import ReconnectSettings
+from collectors.config import ReconnectSettings
 
 
 class Backoff:

@@ -38,8 +38,8 @@ import msgspec
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from collectors import base
-from streams.settings import VenueSettings
+from collectors import base, config
+from collectors.config import VenueSettings
 from streams.symbols import deribit as symbols
 
 VENUE = "deribit"
@@ -127,8 +127,19 @@ def instruments_queries(natives: list[str]) -> list[dict[str, str]]:
     return [{"currency": c, "kind": k, "expired": "false"} for c, k in seen]
 
 
+# ``[collector.deribit]``: Deribit v2; ``channels`` are CHANNELS keys (see above)
+DeribitSettings = config.venue_section(
+    "DeribitSettings",
+    ws_url="wss://www.deribit.com/ws/api/v2",
+    rest_url="https://www.deribit.com",
+    symbols=["BTC-PERPETUAL"],
+    channels=["trades", "book", "ticker"],
+)
+
+
 class DeribitCollector(base.Collector):
     venue = VENUE
+    settings_class = DeribitSettings
     ccxt_class = ccxt.deribit
     watch = frozenset({"control"})  # test_request must be answered; errors are logged
 

@@ -30,9 +30,9 @@ import ccxt.async_support as ccxt
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from collectors import base
+from collectors import base, config
+from collectors.config import VenueSettings
 from streams import subjects
-from streams.settings import VenueSettings
 
 VENUE = "kraken"
 PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
@@ -127,8 +127,19 @@ def check(cfg: VenueSettings) -> None:
         raise ValueError(f"collector.kraken.symbols: not Kraken v2 pairs (BTC/USD): {bad}")
 
 
+# ``[collector.kraken]``: Kraken WebSocket v2; ``channels`` are CHANNELS keys (see above)
+KrakenSettings = config.venue_section(
+    "KrakenSettings",
+    ws_url="wss://ws.kraken.com/v2",
+    rest_url="https://api.kraken.com",
+    symbols=["BTC/USD"],
+    channels=["trade", "book", "ticker"],
+)
+
+
 class KrakenCollector(base.Collector):
     venue = VENUE
+    settings_class = KrakenSettings
     ccxt_class = ccxt.kraken
     api = ("public", "")
     instruments_what = "AssetPairs"

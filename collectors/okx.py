@@ -24,9 +24,9 @@ import ccxt.async_support as ccxt
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from collectors import base
+from collectors import base, config
+from collectors.config import VenueSettings
 from streams import subjects
-from streams.settings import VenueSettings
 from streams.symbols.okx import inst_type, to_native
 
 VENUE = "okx"
@@ -86,8 +86,19 @@ def subscription_args(cfg: VenueSettings) -> list[dict[str, str]]:
     return args
 
 
+# ``[collector.okx]``: OKX v5 public; ``channels`` are CHANNELS keys (see above)
+OkxSettings = config.venue_section(
+    "OkxSettings",
+    ws_url="wss://ws.okx.com:8443/ws/v5/public",
+    rest_url="https://www.okx.com",
+    symbols=["BTC-USDT", "BTC-USDT-SWAP"],
+    channels=["trades", "books", "tickers"],
+)
+
+
 class OkxCollector(base.Collector):
     venue = VENUE
+    settings_class = OkxSettings
     ccxt_class = ccxt.okx
     watch = frozenset({"control"})  # error events are logged
     error_prefix = b'{"event":"error"'

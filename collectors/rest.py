@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from collectors.config import ReconnectSettings
 from collectors.conn import Backoff
 from collectors.metrics import REST
 from streams.bus.runtime import Worker
-from streams.settings import ReconnectSettings
 
 log = logging.getLogger("collectors")
 

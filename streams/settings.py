@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import orjson
@@ -21,18 +21,22 @@ import orjson
 ENV_PREFIX = "JETMARKET_"
 CONFIG_ENV = "JETMARKET_CONFIG"
 DEFAULT_CONFIG = "jetmarket.toml"
+T = TypeVar("T", bound="Section")
 
 
 class SettingsError(ValueError):
     """A setting is missing, malformed or out of range; the message names the key."""
 
 
-class _S(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A settings section: unknown keys are errors; ``_check`` adds range checks. Sections
+    defined outside this file (a venue's, in its collector) are read with ``section()``."""
+
     def _check(self, prefix: str) -> None:
         """Range checks msgspec's types cannot express; override per section."""
 
 
-class NatsServerSettings(_S):
+class NatsServerSettings(Section):
     """The embedded nats-server that `make up` and the tests start."""
 
     host: str = "127.0.0.1"
@@ -42,7 +46,7 @@ class NatsServerSettings(_S):
     max_payload: int = 8 * 1024 * 1024
 
 
-class NatsSettings(_S):
+class NatsSettings(Section):
     url: str = "nats://127.0.0.1:4222"
     # Identity (streams/bus/connect.py): user + password_file win; else creds_file (a JWT
     # .creds); else the role's password in credentials_dir, which `make up` fills
@@ -62,7 +66,7 @@ class NatsSettings(_S):
     server: NatsServerSettings = msgspec.field(default_factory=NatsServerSettings)
 
 
-class StreamLimits(_S):
+class StreamLimits(Section):
     max_age_s: float
     duplicate_window_s: float = 120.0
     # Bytes the stream may hold; the four streams' sum must fit nats-server's store (see
@@ -92,7 +96,7 @@ class StreamLimits(_S):
             raise SettingsError(f"{prefix}.warn_fraction must be in (0, 1)")
 
 
-class StreamsSettings(_S):
+class StreamsSettings(Section):
     """The four streams. Defaults fit the 20 GB ``max_file_store`` of infra/nats/*.conf
     with 10% left for replay streams: RAW 11 GB (the source of truth, ~72 h of a busy
     feed), MARKET 4 GB, EXEC 1 GB, DLQ 1 GB, and 1 GB for frames over max_payload stored
@@ -137,7 +141,7 @@ class StreamsSettings(_S):
                 )
 
 
-class ClickHouseSettings(_S):
+class ClickHouseSettings(Section):
     dsn: str = "chdb:///./var/clickhouse"
 
     def __post_init__(self) -> None:
@@ -153,155 +157,14 @@ class ClickHouseSettings(_S):
             raise SettingsError(f"{prefix}.dsn must start with chdb://, http:// or https://")
 
 
-class ReconnectSettings(_S):
-    min_s: float = 0.5
-    max_s: float = 30.0
-    jitter: float = 0.3
+class CollectorSettings(Section):
+    """The collector framework's knobs. Each venue's own section (``[collector.<venue>]``,
+    ``[collector.ccxt]``) is kept here as given, in ``sections``: its schema, defaults and
+    checks live beside the venue's collector (``collectors/<venue>.py``, read through
+    ``collectors/config.py``), so adding a venue touches no file of the contract."""
 
-    def _check(self, prefix: str) -> None:
-        if not 0 < self.min_s <= self.max_s:
-            raise SettingsError(f"{prefix}: need 0 < min_s <= max_s")
-
-
-class BinanceSettings(_S):
-    ws_url: str = "wss://stream.binance.com:9443"
-    rest_url: str = "https://api.binance.com"
-    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
-    channels: list[str] = msgspec.field(default_factory=lambda: ["trade", "depth"])
-    depth_interval_ms: Literal[100, 1000] = 100
-    snapshot_limit: int = 1000
-    ping_interval_s: float = 20.0
-    # Binance drops every connection after 24 h; we roll over a little earlier.
-    max_connection_s: float = 23.5 * 3600
-    stale_after_s: float = 60.0
-    reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
-
-    # The channels collectors/binance.py CHANNELS knows (and the normalizer parses).
-    KNOWN_CHANNELS = frozenset({"trade", "aggTrade", "depth", "bookTicker", "ticker", "kline"})
-
-    def _check(self, prefix: str) -> None:
-        if not self.symbols:
-            raise SettingsError(f"{prefix}.symbols must not be empty")
-        unknown = set(self.channels) - self.KNOWN_CHANNELS
-        if unknown:
-            raise SettingsError(f"{prefix}.channels has unknown channels {sorted(unknown)}")
-
-
-class BinanceUsdmSettings(BinanceSettings):
-    """Binance USDⓈ-M futures (collectors/binanceusdm.py): the spot protocol on other
-    hosts, plus mark price/funding, liquidations and open interest (polled over REST)."""
-
-    KNOWN_CHANNELS = BinanceSettings.KNOWN_CHANNELS | {"markPrice", "forceOrder", "openInterest"}
-    ws_url: str = "wss://fstream.binance.com"
-    rest_url: str = "https://fapi.binance.com"
-    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT"])
-    channels: list[str] = msgspec.field(
-        default_factory=lambda: ["aggTrade", "depth", "markPrice", "forceOrder", "openInterest"]
-    )
-    open_interest_interval_s: float = 10.0
-
-    def _check(self, prefix: str) -> None:
-        super()._check(prefix)
-        if self.open_interest_interval_s <= 0:
-            raise SettingsError(f"{prefix}.open_interest_interval_s must be > 0")
-
-
-class VenueSettings(_S):
-    """A native WebSocket venue other than Binance (whose section has extra knobs).
-    ``symbols`` are the venue's native instrument names; ``channels`` the venue module's
-    channel-map keys; ``options`` holds venue-specific extras, documented in its module."""
-
-    ws_url: str
-    rest_url: str
-    symbols: list[str]
-    channels: list[str]
-    ping_interval_s: float = 20.0
-    stale_after_s: float = 60.0
-    snapshot_depth: int = 400
-    reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
-    options: dict[str, str] = msgspec.field(default_factory=dict)
-
-    def _check(self, prefix: str) -> None:
-        if not self.symbols:
-            raise SettingsError(f"{prefix}.symbols must not be empty")
-        if not self.channels:
-            raise SettingsError(f"{prefix}.channels must not be empty")
-
-
-def _venue(ws: str, rest: str, symbols: list[str], channels: list[str]) -> Any:
-    """The default of a venue's settings field: a fresh VenueSettings per Settings."""
-    return msgspec.field(
-        default_factory=lambda: VenueSettings(
-            ws_url=ws, rest_url=rest, symbols=list(symbols), channels=list(channels)
-        )
-    )
-
-
-class CcxtExchangeSettings(_S):
-    """One exchange polled through ccxt (collectors/ccxt_poller.py). ``symbols`` are ccxt
-    unified symbols (``BTC/USDT``, ``BTC/USDT:USDT``); ``channels`` any of trades, ticker,
-    ohlcv. ``api_url`` replaces every entry of ccxt's ``urls['api']`` (emulators, proxies);
-    ``rate_limit_ms`` replaces ccxt's ``rateLimit`` (ms per unit of request cost): leave it
-    unset against a real exchange, ccxt's own value is the venue's published limit."""
-
-    symbols: list[str]
-    channels: list[str] = msgspec.field(default_factory=lambda: ["trades", "ticker", "ohlcv"])
-    timeframe: str = "1m"
-    trades_interval_s: float = 5.0
-    ticker_interval_s: float = 10.0
-    ohlcv_interval_s: float = 30.0
-    trades_limit: int = 1000
-    api_url: str | None = None
-    rate_limit_ms: float | None = None
-    timeout_ms: int = 10_000
-
-    def _check(self, prefix: str) -> None:
-        if not self.symbols:
-            raise SettingsError(f"{prefix}.symbols must not be empty")
-        unknown = set(self.channels) - {"trades", "ticker", "ohlcv"}
-        if unknown or not self.channels:
-            raise SettingsError(f"{prefix}.channels must be some of trades, ticker, ohlcv")
-        if min(self.trades_interval_s, self.ticker_interval_s, self.ohlcv_interval_s) <= 0:
-            raise SettingsError(f"{prefix}: poll intervals must be > 0")
-        if self.rate_limit_ms is not None and self.rate_limit_ms <= 0:
-            raise SettingsError(f"{prefix}.rate_limit_ms must be > 0")
-
-
-class CcxtSettings(_S):
-    """ccxt exchange id -> what to poll; started as ``python -m collectors ccxt:<id>``."""
-
-    exchanges: dict[str, CcxtExchangeSettings] = msgspec.field(default_factory=dict)
-
-    def _check(self, prefix: str) -> None:
-        for name, ex in self.exchanges.items():  # the settings walk does not enter dicts
-            ex._check(f"{prefix}.exchanges.{name}")
-
-
-class CollectorSettings(_S):
     venues: list[str] = msgspec.field(default_factory=lambda: ["binance"])
-    binance: BinanceSettings = msgspec.field(default_factory=BinanceSettings)
-    binanceusdm: BinanceUsdmSettings = msgspec.field(default_factory=BinanceUsdmSettings)
-    okx: VenueSettings = _venue(
-        "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com",
-        ["BTC-USDT", "BTC-USDT-SWAP"], ["trades", "books", "tickers"],
-    )  # fmt: skip
-    bybit: VenueSettings = _venue(
-        "wss://stream.bybit.com/v5/public/linear", "https://api.bybit.com",
-        ["BTCUSDT"], ["publicTrade", "orderbook.50", "tickers"],
-    )  # fmt: skip
-    deribit: VenueSettings = _venue(
-        "wss://www.deribit.com/ws/api/v2", "https://www.deribit.com",
-        ["BTC-PERPETUAL"], ["trades", "book", "ticker"],
-    )  # fmt: skip
-    coinbase: VenueSettings = _venue(
-        "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com",
-        ["BTC-USD"], ["market_trades", "level2", "ticker"],
-    )  # fmt: skip
-    kraken: VenueSettings = _venue(
-        "wss://ws.kraken.com/v2", "https://api.kraken.com",
-        ["BTC/USD"], ["trade", "book", "ticker"],
-    )  # fmt: skip
-    ccxt: CcxtSettings = msgspec.field(default_factory=CcxtSettings)
+    sections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     # Publish an acked barrier after this many core publishes so a dead server is noticed.
     flush_every: int = 2000
     # Frames held until JetStream confirms them (re-sent after an outage); past this the
@@ -321,7 +184,7 @@ class CollectorSettings(_S):
             raise SettingsError(f"{prefix}.max_frame_bytes must be in [1024, 1 GiB]")
 
 
-class ConsumerSettings(_S):
+class ConsumerSettings(Section):
     durable: str
     batch: int = 2000
     fetch_timeout_s: float = 0.25
@@ -332,7 +195,7 @@ class ConsumerSettings(_S):
             raise SettingsError(f"{prefix}.batch must be >= 1")
 
 
-class NormalizerSettings(_S):
+class NormalizerSettings(Section):
     consumer: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(durable="normalizer")
     )
@@ -361,7 +224,7 @@ class NormalizerSettings(_S):
         return base if self.partitions <= 1 else f"{base}-p{p}of{self.partitions}"
 
 
-class SqlSettings(_S):
+class SqlSettings(Section):
     """The ``sql.query`` sandbox (sinks/clickhouse/sqlservice.py, docs/clickhouse.md).
 
     Applied to the query session before ``readonly=1``, so a query cannot change them."""
@@ -394,7 +257,7 @@ class SqlSettings(_S):
             raise SettingsError(f"{prefix}.query_dsn must start with http:// or https://")
 
 
-class SinkSettings(_S):
+class SinkSettings(Section):
     market: ConsumerSettings = msgspec.field(
         default_factory=lambda: ConsumerSettings(durable="sink-market", batch=5000)
     )
@@ -435,7 +298,7 @@ class SinkSettings(_S):
             raise SettingsError(f"{prefix}.max_batch_rows must be >= 1")
 
 
-class OrderbookSettings(_S):
+class OrderbookSettings(Section):
     depth_levels: int = 20
     # Depth is published (and stored by the sink) at most this often per book.
     depth_interval_ms: int = 100
@@ -450,7 +313,7 @@ class OrderbookSettings(_S):
             raise SettingsError(f"{prefix}.depth_interval_ms must be >= 10")
 
 
-class InstrumentSpec(_S):
+class InstrumentSpec(Section):
     """Precision of one instrument for the paper venue (ccxt venues load their own)."""
 
     tick: str = "0.01"  # price increment, a decimal string
@@ -459,7 +322,7 @@ class InstrumentSpec(_S):
     contract_size: float = 1.0
 
 
-class RiskSettings(_S):
+class RiskSettings(Section):
     max_order_notional: float = 1_000_000.0  # quote currency
     # Absolute position per symbol in base units after the order fully fills; "*" = default.
     max_position: dict[str, float] = msgspec.field(default_factory=lambda: {"*": 1_000_000.0})
@@ -486,7 +349,7 @@ class RiskSettings(_S):
                 )
 
 
-class AccountSettings(_S):
+class AccountSettings(Section):
     """One trading account: ``exec.cmd.<account>`` goes to this venue.
     ``venue = "paper"`` fills against MARKET data of ``market_venue``; ``venue = "ccxt"``
     trades on ccxt exchange ``exchange`` with keys from the environment variables named by
@@ -524,7 +387,7 @@ class AccountSettings(_S):
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class ExecutorSettings(_S):
+class ExecutorSettings(Section):
     # Empty means one paper account named "paper" (a configured set replaces it, since
     # configured dicts merge into the defaults key by key).
     accounts: dict[str, AccountSettings] = msgspec.field(default_factory=dict)
@@ -552,7 +415,7 @@ class ExecutorSettings(_S):
             _walk_checks(account, f"{prefix}.accounts.{name}")
 
 
-class BacktestSettings(_S):
+class BacktestSettings(Section):
     """``jetmarket backtest``: the paper account a strategy trades on and how results are kept.
     Results go to EXEC under account ``<account_prefix><run_id>`` (the sink stores them)."""
 
@@ -567,7 +430,7 @@ class BacktestSettings(_S):
             raise SettingsError(f"{prefix}: curve_interval_s and publish_batch must be > 0")
 
 
-class MetricsSettings(_S):
+class MetricsSettings(Section):
     host: str = "127.0.0.1"
     # 0 disables the endpoint (tests run many workers side by side).
     ports: dict[str, int] = msgspec.field(
@@ -582,7 +445,7 @@ class MetricsSettings(_S):
     health_interval_s: float = 10.0
 
 
-class ReplaySettings(_S):
+class ReplaySettings(Section):
     """``jetmarket replay`` / ``replay``: history back onto the bus or into Python."""
 
     # JetStream source: messages are put in (ts_recv, stream seq) order within this window
@@ -600,11 +463,11 @@ class ReplaySettings(_S):
             raise SettingsError(f"{prefix}.page_rows must be >= 100")
 
 
-class LogSettings(_S):
+class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class Settings(_S):
+class Settings(Section):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     streams: StreamsSettings = msgspec.field(default_factory=StreamsSettings)
     clickhouse: ClickHouseSettings = msgspec.field(default_factory=ClickHouseSettings)
@@ -649,7 +512,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _walk_checks(node: Any, prefix: str) -> None:
-    if isinstance(node, _S):
+    if isinstance(node, Section):
         node._check(prefix)
         for name in node.__struct_fields__:
             _walk_checks(getattr(node, name), f"{prefix}.{name}" if prefix else name)
@@ -669,9 +532,39 @@ def _dotted(msg: str) -> str:
     return key or "<root>"
 
 
+def _venue_sections(merged: dict[str, Any]) -> None:
+    """Move ``collector.<venue>`` tables into ``collector.sections`` (see CollectorSettings):
+    a table there that is not one of the framework's own keys is a venue's section. A
+    plain value with an unknown key stays where it is and fails as a typo."""
+    col = merged.get("collector")
+    if not isinstance(col, dict):
+        return
+    own = set(CollectorSettings.__struct_fields__)
+    venue_keys = [k for k, v in col.items() if k not in own and isinstance(v, Mapping)]
+    if venue_keys:
+        sections = dict(col.get("sections") or {})
+        for k in venue_keys:
+            sections[k] = _merge(sections.get(k, {}), col.pop(k))
+        col["sections"] = sections
+
+
+def section(data: Mapping[str, Any], cls: type[T], prefix: str) -> T:
+    """A section defined outside this file (e.g. a venue's, in its collector), read and
+    checked with the same rules and errors as the core ones; ``prefix`` is its dotted key."""
+    try:
+        got = msgspec.convert(dict(data), cls, strict=False)
+    except msgspec.ValidationError as exc:
+        key = _dotted(str(exc))
+        key = prefix if key == "<root>" else f"{prefix}.{key}"
+        raise SettingsError(f"invalid setting {key}: {exc}") from None
+    _walk_checks(got, prefix)
+    return got
+
+
 def from_mapping(data: Mapping[str, Any]) -> Settings:
     # Overlay on the full default tree so a partial section keeps its other defaults.
     merged = _merge(msgspec.to_builtins(Settings()), data)
+    _venue_sections(merged)
     try:
         settings = msgspec.convert(merged, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -709,7 +602,7 @@ def to_toml_env(settings: Settings) -> dict[str, str]:
     out: dict[str, str] = {}
 
     def walk(node: Any, path: list[str]) -> None:
-        if isinstance(node, _S):
+        if isinstance(node, Section):
             for name in node.__struct_fields__:
                 walk(getattr(node, name), [*path, name])
         else:

@@ -19,11 +19,11 @@ from collectors.backfill.checkpoint import DEFAULT_DIR, Checkpoint, default_path
 from collectors.backfill.errors import BadArgs, Failed
 from collectors.backfill.markets import resolve_symbol
 from collectors.backfill.paging import MINUTE_MS, Backfill, Fetcher
-from collectors.ccxt_poller import make_exchange, timeframe_ms
+from collectors.ccxt_poller import CcxtExchangeSettings, ccxt_settings, make_exchange, timeframe_ms
 from streams.bus import logs
 from streams.bus.connect import connect
 from streams.provision import STREAM_RAW
-from streams.settings import CcxtExchangeSettings, Settings, SettingsError, load
+from streams.settings import Settings, SettingsError, load
 
 Kind = Literal["ohlcv", "trades"]
 
@@ -187,7 +187,7 @@ async def _job(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    cfg = settings.collector.ccxt.exchanges.get(args.venue)
+    cfg = ccxt_settings(settings).exchanges.get(args.venue)
     ex = make_exchange(args.venue, cfg or CcxtExchangeSettings(symbols=[args.symbol]))
     try:
         fetch = Fetcher(stop, args.max_retries)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -50,19 +50,22 @@ class PushConsumer:
     a durable push consumer on ``stream`` whose deliveries go straight to ``_on_msg``
     (streams/bus/delivery.py) and wait in a buffer for ``fetch()``."""
 
+    # appended to ``cfg.durable``: a kind of consumer whose config differs keeps its own
+    # durable, so two kinds are never bound to one durable at the same time
+    durable_suffix: ClassVar[str] = ""
+
     def __init__(
         self,
         js: JetStreamContext,
         stream: str,
         cfg: ConsumerSettings,
-        filter_subject: str | None,
-        durable: str,
+        filter_subject: str | None = None,
     ) -> None:
         self.js = js
         self.stream = stream
         self.cfg = cfg
         self.filter_subject = filter_subject
-        self.durable = durable
+        self.durable = cfg.durable + self.durable_suffix
         self.max_ack_pending = max(cfg.batch * 4, 10_000)
         self._sub: Any = None
         self._buffer: list[Delivery] = []
@@ -105,18 +108,10 @@ class PushConsumer:
 
 
 class BatchConsumer(PushConsumer):
-    def __init__(
-        self,
-        js: JetStreamContext,
-        stream: str,
-        cfg: ConsumerSettings,
-        filter_subject: str | None = None,
-    ) -> None:
-        super().__init__(js, stream, cfg, filter_subject, cfg.durable)
-        self._high = 0  # highest stream sequence handed to this process since start()
-        # Where the durable resumes, kept across a start() that deleted it and then failed
-        # to re-add it (a cluster mid-election): the next start() must not begin at seq 1.
-        self._resume: int | None = None
+    _high = 0  # highest stream sequence handed to this process since start()
+    # Where the durable resumes, kept across a start() that deleted it and then failed
+    # to re-add it (a cluster mid-election): the next start() must not begin at seq 1.
+    _resume: int | None = None
 
     def _config(self, start_seq: int | None, deliver_subject: str) -> ConsumerConfig:
         return self._consumer_config(start_seq, deliver_subject, AckPolicy.ALL)

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from streams.bus import delivery
 from streams.bus.consumer import PushConsumer, publish_batch, status_only
 from streams.bus.delivery import Delivery
-from streams.settings import ConsumerSettings
 
 log = logging.getLogger("streams.bus.shared_consumer")
 
@@ -54,17 +53,13 @@ def ack_position(reply: str) -> tuple[int, int]:
 class SharedConsumer(PushConsumer):
     """``fetch()`` hands out batches; ``seqs`` and ``delivered`` describe the last one."""
 
-    def __init__(
-        self,
-        js: JetStreamContext,
-        stream: str,
-        cfg: ConsumerSettings,
-        filter_subject: str | None = None,
-    ) -> None:
-        # a separate durable from the single-process one: its config (explicit acks, a
-        # deliver group) differs, and the two must never be bound at the same time
-        super().__init__(js, stream, cfg, filter_subject, f"{cfg.durable}-shared")
-        self.deliver_subject = f"_INBOX.jm.{stream}.{self.durable}"
+    # a separate durable from the single-process one: its config (explicit acks, a
+    # deliver group) differs, and the two must never be bound at the same time
+    durable_suffix = "-shared"
+
+    def __init__(self, *args: Any, **kw: Any) -> None:  # PushConsumer's arguments
+        super().__init__(*args, **kw)
+        self.deliver_subject = f"_INBOX.jm.{self.stream}.{self.durable}"
         self.metadata: dict[str, str] = {}
         self._delivered: list[int] = []
         self.delivered: list[int] = []

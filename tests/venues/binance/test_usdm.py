@@ -21,7 +21,9 @@ from sinks.clickhouse.worker import main as sink_main
 from streams import settings as settings_mod
 from streams import subjects
 from streams.bus.server import NatsServer
-from streams.settings import BinanceUsdmSettings
+from collectors.binance import BinanceSettings
+from collectors.binanceusdm import BinanceUsdmSettings
+from collectors.config import venue_settings
 from tests.conftest import make_settings
 from tests.helpers import rows
 from tests.venues.binance.emulator_usdm import BinanceUsdmEmulator
@@ -40,9 +42,11 @@ def test_streams_routes_and_settings() -> None:
     assert route(frame, CHANNELS) == ("markPrice", "BTCUSDT")
     assert route(frame) == ("unknown", "ALL")  # the spot collector does not speak it
     with pytest.raises(settings_mod.SettingsError, match="collector.binanceusdm.channels"):
-        settings_mod.from_mapping({"collector": {"binanceusdm": {"channels": ["bogus"]}}})
+        bad = settings_mod.from_mapping({"collector": {"binanceusdm": {"channels": ["bogus"]}}})
+        venue_settings(bad, "binanceusdm", BinanceUsdmSettings)
     with pytest.raises(settings_mod.SettingsError, match="collector.binance.channels"):
-        settings_mod.from_mapping({"collector": {"binance": {"channels": ["markPrice"]}}})
+        bad = settings_mod.from_mapping({"collector": {"binance": {"channels": ["markPrice"]}}})
+        venue_settings(bad, "binance", BinanceSettings)
 
 
 async def test_collector_to_clickhouse_and_validated_book(

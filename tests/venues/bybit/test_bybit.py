@@ -462,7 +462,7 @@ async def test_silent_collector_is_dropped_by_the_ping_guard() -> None:
 
 def test_topic_plan_per_category() -> None:
     from collectors.bybit import categories, category_url, topics
-    from streams.settings import VenueSettings
+    from collectors.config import VenueSettings
 
     cfg = VenueSettings(
         ws_url="wss://stream.bybit.com/v5/public/linear", rest_url="https://api.bybit.com",

@@ -19,7 +19,8 @@ from normalizer.core import Dead, Normalizer
 from streams import schemas, sql, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_RAW
-from streams.settings import CcxtExchangeSettings, Settings
+from collectors.ccxt_poller import CcxtExchangeSettings
+from streams.settings import Settings
 from streams.symbols import ccxt as symbols
 from tests.conftest import make_settings
 from tests.pipeline.test_e2e import wait_rows

@@ -30,7 +30,8 @@ from orderbook.venues.coinbase import CoinbaseConnectionSequence, rule_for
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
-from streams.settings import Settings, VenueSettings
+from collectors.config import VenueSettings
+from streams.settings import Settings
 from streams.symbols.coinbase import to_native, to_symbol
 from tests import recorded
 from tests.conftest import make_settings, shared_frames
