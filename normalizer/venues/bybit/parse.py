@@ -127,8 +127,15 @@ class _Bybit(Parser):
         if not isinstance(body, dict):
             return None
         topic = body.get("topic")
-        if isinstance(topic, str) and topic.partition(".")[0] in V2_TOPICS:
-            return f"a Bybit v2 frame (topic {topic[:60]!r}): jetmarket speaks v5"
+        if isinstance(topic, str):
+            head, parts = topic.partition(".")[0], topic.count(".") + 1
+            # v2 trades are trade.<symbol>; other v2 topics are named unlike any v5 one
+            if head in V2_TOPICS and (head != "trade" or parts == 2):
+                return f"a Bybit v2 frame (topic {topic[:60]!r}): jetmarket speaks v5"
+            return (
+                f"a Bybit topic {topic[:60]!r} that jetmarket's collector does not subscribe "
+                "(v5 names: publicTrade, orderbook, tickers, kline, allLiquidation)"
+            )
         if "request" in body and "ret_msg" in body:
             return "a Bybit v2 subscribe reply: jetmarket speaks v5"
         return None
@@ -205,17 +212,20 @@ class _Bybit(Parser):
         d = f.data
         sides = self.bbo.setdefault(d.s, [None, None])
         if f.type == "snapshot" or d.u == 1:
-            sides[0] = sides[1] = None
-        # A depth-1 delta lists changes in order, e.g. "b":[["27994.60","0"],["27991.70",
-        # "0.777"]]: the old best level removed, then the new one. Applied row by row, the
-        # side ends on the new best; a removal of another price than the one held (a late
-        # or repeated delete) leaves the side alone.
-        for i, levels in ((0, d.b), (1, d.a)):
-            for p, q in levels:
-                if q > 0:
-                    sides[i] = (p, q)
-                elif sides[i] is not None and sides[i][0] == p:  # type: ignore[index]
-                    sides[i] = None
+            # a snapshot's rows are sorted best first (Bybit's documentation)
+            sides[0] = d.b[0] if d.b and d.b[0][1] > 0 else None
+            sides[1] = d.a[0] if d.a and d.a[0][1] > 0 else None
+        else:
+            # A depth-1 delta lists changes in order, e.g. "b":[["27994.60","0"],
+            # ["27991.70","0.777"]]: the old best level removed, then the new one. Applied
+            # row by row, the side ends on the new best; a removal of another price than
+            # the one held (a late or repeated delete) leaves the side alone.
+            for i, levels in ((0, d.b), (1, d.a)):
+                for p, q in levels:
+                    if q > 0:
+                        sides[i] = (p, q)
+                    elif sides[i] is not None and sides[i][0] == p:  # type: ignore[index]
+                        sides[i] = None
         bid, ask = sides
         if bid is None or ask is None:
             return []  # one side empty: nothing meaningful to publish
@@ -351,7 +361,7 @@ class _Bybit(Parser):
         info = _instruments.decode(frame.data)
         if info.retCode != 0:
             raise Rejected(f"instruments error {info.retCode}: {info.retMsg[:200]}")
-        if info.result.category != self.category:
+        if info.result.category not in ("", self.category):
             raise Rejected(f"{info.result.category} instruments on the {self.category} subject")
         out = []
         for s in info.result.items:

@@ -127,9 +127,11 @@ class InstrumentInfo(msgspec.Struct):
 
 
 class InstrumentsResult(msgspec.Struct):
-    category: str
     items: list[InstrumentInfo] = msgspec.field(name="list")
-    nextPageCursor: str = ""
+    # documented as always present; real bodies have omitted it (the subject's category
+    # then decides) and written the cursor as null on the last page
+    category: str = ""
+    nextPageCursor: str | None = ""
 
 
 class Instruments(msgspec.Struct):

@@ -37,9 +37,17 @@ Quirks of the real feed (regression tests in tests/venues/deribit/test_real_fram
   (``MATIC_USDC-9MAR24-1d02-C``: strike 1.02). The collector routes such names like any
   other (collectors/deribit.py accepts ``d``; a ``.`` would split a subject token) and the
   symbol keeps the ``d`` (``MATIC-USDC-20240309-1d02-C``, streams/symbols/deribit.py).
+- Combos (``BTC-CS-19MAY26-70000_75000``, ``BTC-FS-...``) trade on ``trades`` like any
+  instrument but are not single instruments: rejected as "a Deribit combo".
+- Grouped books (``book.BTC-PERPETUAL.none.10.100ms``: ``[price, amount]`` rows, no
+  action) are not what the collector subscribes; one routed to ``book`` is rejected as such.
 """
 
 from __future__ import annotations
+
+import re
+
+import msgspec
 
 from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.deribit import wire
@@ -69,11 +77,25 @@ Chart = tuple[str, str, Names]
 # funding): everything a ticker frame's four messages need, looked up once per frame
 TickerNames = tuple[str, bool, bool, str, str, str, str, str, str, str, str]
 OPTION_TYPES = {"call": "call", "put": "put"}
+# a grouped book's channel: book.<instr>.<group>.<depth>.<interval> (bids [price, amount])
+_GROUPED = re.compile(rb'"channel":"book\.[^".]+\.[^".]+\.\d+\.')
 
 
 class DeribitParser(Parser):
     venue = VENUE
-    to_symbol = staticmethod(symbols.to_symbol)
+    @staticmethod
+    def to_symbol(native: str) -> str:
+        """``symbols.to_symbol``, with a combo's refusal said as such (cold: once per name)."""
+        try:
+            return symbols.to_symbol(native)
+        except ValueError:
+            p = native.split("-")
+            if len(p) >= 3 and p[1].isalpha() and p[1] != "PERPETUAL":  # BTC-CS-19MAY26-...
+                raise ValueError(
+                    f"a Deribit combo ({native[:60]!r}): combos are not single instruments, "
+                    "jetmarket does not normalize them"
+                ) from None
+            raise
     channels = {
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
         "ticker": "ticker+mark+open_interest+funding", "chart_trades": "candle",
@@ -169,7 +191,15 @@ class DeribitParser(Parser):
 
     # -- book / quote --------------------------------------------------------------------
     def _book(self, frame: Frame) -> list[Out]:
-        f = _book.decode(frame.data)
+        try:
+            f = _book.decode(frame.data)
+        except msgspec.ValidationError:
+            if _GROUPED.search(frame.data, 0, 200):
+                raise Rejected(
+                    "a grouped book notification (book.<instr>.<group>.<depth>.<interval>): "
+                    "jetmarket subscribes the raw change stream book.<instr>.<interval>"
+                ) from None
+            raise
         if f.method != "subscription":
             self._notification(f.method)
         d = f.params.data

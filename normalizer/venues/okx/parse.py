@@ -109,8 +109,16 @@ class OkxParser(Parser):
         """OKEx v3 (retired 2022): pushes ``{"table": "spot/trade", "data": [...]}``; v5
         writes ``{"arg": {...}, "data": [...]}``."""
         body = json_or_none(data)
-        if isinstance(body, dict) and isinstance(body.get("table"), str):
+        if not isinstance(body, dict):
+            return None
+        if isinstance(body.get("table"), str):
             return f"an OKEx v3 frame (table {body['table'][:40]!r}): jetmarket speaks OKX v5"
+        arg = body.get("arg")
+        if isinstance(arg, dict) and isinstance(arg.get("channel"), str):  # a v5 push
+            return (
+                f"an OKX v5 push of channel {arg['channel'][:40]!r}, which jetmarket's "
+                "collector does not subscribe"
+            )
         return None
 
     def __init__(self) -> None:
