@@ -31,6 +31,11 @@ from collectors.config import VenueSettings
 from streams.bus.runtime import Worker
 
 VENUE = "bybit"
+# ``[collector.bybit]``: Bybit v5 public; ``channels`` are CHANNELS keys (below)
+BybitSettings = config.venue_section("BybitSettings",
+    ws_url="wss://stream.bybit.com/v5/public/linear", rest_url="https://api.bybit.com",
+    symbols=["BTCUSDT"], channels=["publicTrade", "orderbook.50", "tickers"])  # fmt: skip
+
 CATEGORIES = ("spot", "linear", "inverse")
 CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")
 NOT_ON = {"spot": {"allLiquidation"}}  # channels a category does not have
@@ -155,16 +160,6 @@ class Connection(base.Link):
     def next_id(self) -> str:
         self.req_id += 1
         return str(self.req_id)
-
-
-# ``[collector.bybit]``: Bybit v5 public; ``channels`` are CHANNELS keys (see above)
-BybitSettings = config.venue_section(
-    "BybitSettings",
-    ws_url="wss://stream.bybit.com/v5/public/linear",
-    rest_url="https://api.bybit.com",
-    symbols=["BTCUSDT"],
-    channels=["publicTrade", "orderbook.50", "tickers"],
-)
 
 
 class BybitCollector(base.Collector):

@@ -39,6 +39,11 @@ from collectors import base, config
 from collectors.config import VenueSettings
 
 VENUE = "coinbase"
+# ``[collector.coinbase]``: Coinbase Advanced Trade; ``channels`` are CHANNELS keys (below)
+CoinbaseSettings = config.venue_section("CoinbaseSettings",
+    ws_url="wss://advanced-trade-ws.coinbase.com", rest_url="https://api.coinbase.com",
+    symbols=["BTC-USD"], channels=["market_trades", "level2", "ticker"])  # fmt: skip
+
 DATA_CHANNELS = ("level2", "market_trades", "ticker", "candles")
 WIRE_TO_CHANNEL = {"l2_data": "level2", "market_trades": "market_trades", "ticker": "ticker",
                    "candles": "candles", "heartbeats": "heartbeats",
@@ -106,16 +111,6 @@ def stale_limits(cfg: VenueSettings) -> dict[str, float]:
         if override:
             limits[ch] = float(override)
     return limits
-
-
-# ``[collector.coinbase]``: Coinbase Advanced Trade; ``channels`` are CHANNELS keys (see above)
-CoinbaseSettings = config.venue_section(
-    "CoinbaseSettings",
-    ws_url="wss://advanced-trade-ws.coinbase.com",
-    rest_url="https://api.coinbase.com",
-    symbols=["BTC-USD"],
-    channels=["market_trades", "level2", "ticker"],
-)
 
 
 class CoinbaseCollector(base.Collector):

@@ -43,6 +43,11 @@ from collectors.config import VenueSettings
 from streams.symbols import deribit as symbols
 
 VENUE = "deribit"
+# ``[collector.deribit]``: Deribit v2; ``channels`` are CHANNELS keys (below)
+DeribitSettings = config.venue_section("DeribitSettings",
+    ws_url="wss://www.deribit.com/ws/api/v2", rest_url="https://www.deribit.com",
+    symbols=["BTC-PERPETUAL"], channels=["trades", "book", "ticker"])  # fmt: skip
+
 CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades")
 RAW_CHANNEL = {"chart": "chart_trades", "trades": "trades", "book": "book", "quote": "quote",
                "ticker": "ticker"}  # fmt: skip
@@ -125,16 +130,6 @@ def instruments_queries(natives: list[str]) -> list[dict[str, str]]:
     contracts and options under their base coin, linear ones under the quote (USDC)."""
     seen = {(symbols.currency(n), symbols.kind(n)): None for n in natives}
     return [{"currency": c, "kind": k, "expired": "false"} for c, k in seen]
-
-
-# ``[collector.deribit]``: Deribit v2; ``channels`` are CHANNELS keys (see above)
-DeribitSettings = config.venue_section(
-    "DeribitSettings",
-    ws_url="wss://www.deribit.com/ws/api/v2",
-    rest_url="https://www.deribit.com",
-    symbols=["BTC-PERPETUAL"],
-    channels=["trades", "book", "ticker"],
-)
 
 
 class DeribitCollector(base.Collector):

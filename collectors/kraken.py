@@ -35,6 +35,11 @@ from collectors.config import VenueSettings
 from streams import subjects
 
 VENUE = "kraken"
+# ``[collector.kraken]``: Kraken WebSocket v2; ``channels`` are CHANNELS keys (below)
+KrakenSettings = config.venue_section("KrakenSettings",
+    ws_url="wss://ws.kraken.com/v2", rest_url="https://api.kraken.com",
+    symbols=["BTC/USD"], channels=["trade", "book", "ticker"])  # fmt: skip
+
 PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
 CHANNELS = frozenset((*PER_SYMBOL, "instrument"))
 DEPTHS = (10, 25, 100, 500, 1000)
@@ -125,16 +130,6 @@ def check(cfg: VenueSettings) -> None:
     bad = [s for s in cfg.symbols if s.count("/") != 1 or "-" in s]
     if bad:
         raise ValueError(f"collector.kraken.symbols: not Kraken v2 pairs (BTC/USD): {bad}")
-
-
-# ``[collector.kraken]``: Kraken WebSocket v2; ``channels`` are CHANNELS keys (see above)
-KrakenSettings = config.venue_section(
-    "KrakenSettings",
-    ws_url="wss://ws.kraken.com/v2",
-    rest_url="https://api.kraken.com",
-    symbols=["BTC/USD"],
-    channels=["trade", "book", "ticker"],
-)
 
 
 class KrakenCollector(base.Collector):

@@ -30,6 +30,11 @@ from streams import subjects
 from streams.symbols.okx import inst_type, to_native
 
 VENUE = "okx"
+# ``[collector.okx]``: OKX v5 public; ``channels`` are CHANNELS keys (below)
+OkxSettings = config.venue_section("OkxSettings",
+    ws_url="wss://ws.okx.com:8443/ws/v5/public", rest_url="https://www.okx.com",
+    symbols=["BTC-USDT", "BTC-USDT-SWAP"], channels=["trades", "books", "tickers"])  # fmt: skip
+
 PER_INSTRUMENT = ("trades", "books", "bbo-tbt", "tickers", "candle1m")
 DERIVATIVE_ONLY = ("open-interest", "mark-price")
 CHANNELS = frozenset(
@@ -84,16 +89,6 @@ def subscription_args(cfg: VenueSettings) -> list[dict[str, str]]:
             elif ch == "liquidation-orders" and kind in ("SWAP", "FUTURES"):
                 add(ch, "instType", kind)
     return args
-
-
-# ``[collector.okx]``: OKX v5 public; ``channels`` are CHANNELS keys (see above)
-OkxSettings = config.venue_section(
-    "OkxSettings",
-    ws_url="wss://ws.okx.com:8443/ws/v5/public",
-    rest_url="https://www.okx.com",
-    symbols=["BTC-USDT", "BTC-USDT-SWAP"],
-    channels=["trades", "books", "tickers"],
-)
 
 
 class OkxCollector(base.Collector):
