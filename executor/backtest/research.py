@@ -1,0 +1,306 @@
+"""Research backtests: the ``sim`` engine over the columnar replay, metrics, a results table
+in ClickHouse (one row per run), parameter sweeps in parallel processes.
+
+    jetmarket backtest --strategy examples/sma_cross.py:SmaCross --venue binance \\
+        --symbol BTC-USDT --columnar clickhouse --grid 'fast=5,10,20 slow=50,100'
+
+A sweep reads the range once: with ClickHouse as the source it is exported to Parquet under
+``var/backtest/cache/`` first (chdb belongs to one process; Parquet files can be read by
+every worker at once), then each combination runs in a process of its own. Every run is
+deterministic (``sim``), so a row's digest identifies its fills and PnL curve.
+
+Results go to ``backtest_results`` (created here if missing), written directly to
+``clickhouse.dsn``, like the columnar replay reads it: with chdb, the sink must not be
+running on that path (research runs offline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from executor.backtest.sim import Sim, SimSettings
+from executor.backtest.strategy import Strategy
+
+DEFAULT_TYPES = ("trade", "depth", "funding", "mark")
+RESULTS_TABLE = "backtest_results"
+YEAR_S = 365 * 86400
+METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees",
+           "hit_rate", "pnl", "funding", "fills")  # fmt: skip
+
+RESULTS_DDL = f"""CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (
+    run_id String,
+    sweep_id String,
+    created DateTime64(3, 'UTC') DEFAULT now64(3),
+    strategy String,
+    params String,
+    venue LowCardinality(String),
+    symbols Array(String),
+    source String,
+    start_ns Int64,
+    end_ns Int64,
+    messages UInt64,
+    seconds Float64,
+    events_per_s Float64,
+    total_return Float64,
+    sharpe Float64,
+    sortino Float64,
+    max_drawdown Float64,
+    turnover Float64,
+    fees Float64,
+    hit_rate Float64,
+    pnl Float64,
+    funding Float64,
+    fills UInt64,
+    digest String,
+    report String
+) ENGINE = MergeTree ORDER BY (sweep_id, run_id)"""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    strategy: str
+    params: dict[str, Any]
+    venue: str
+    symbols: list[str]
+    source: str
+    messages: int
+    seconds: float
+    first_ns: int
+    last_ns: int
+    metrics: dict[str, float]
+    digest: str
+    curve: dict[str, list[Any]] = field(default_factory=dict)
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    sweep_id: str = ""
+    report: str = ""
+
+    @property
+    def events_per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "sweep_id": self.sweep_id, "strategy": self.strategy,
+            "params": orjson.dumps(self.params, option=orjson.OPT_SORT_KEYS).decode(),
+            "venue": self.venue, "symbols": self.symbols, "source": self.source,
+            "start_ns": self.first_ns, "end_ns": self.last_ns, "messages": self.messages,
+            "seconds": self.seconds, "events_per_s": self.events_per_s,
+            **{k: self.metrics[k] for k in METRICS}, "digest": self.digest,
+            "report": self.report,
+        }  # fmt: skip
+
+
+def metrics(sim: Sim) -> dict[str, float]:
+    """Return, Sharpe and Sortino (annualised from the curve's step), max drawdown (of
+    peak equity), turnover (traded notional / initial cash), fees, hit rate (closing fills
+    that made money), PnL, funding paid, fills."""
+    c = sim.curve
+    cash = sim.cfg.initial_cash
+    eq = c.equity
+    rets = [b / a - 1.0 for a, b in itertools.pairwise(eq) if a > 0]
+    # the curve has points on the grid and after every fill: annualise by the mean step
+    span_s = (c.ts[-1] - c.ts[0]) / 1e9 if len(c.ts) > 1 else 0.0
+    per_year = len(rets) / span_s * YEAR_S if span_s > 0 and rets else 0.0
+    mean = sum(rets) / len(rets) if rets else 0.0
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)) if len(rets) > 1 else 0.0
+    down = math.sqrt(sum(min(r, 0.0) ** 2 for r in rets) / len(rets)) if rets else 0.0
+    peak, mdd = -math.inf, 0.0
+    for e in eq:
+        peak = max(peak, e)
+        if peak > 0:
+            mdd = max(mdd, (peak - e) / peak)
+    closing = [f for f in sim.fills if f.realized != 0.0]
+    notional = sum(f.price * f.size for f in sim.fills)
+    pos = sim.positions.values()
+    return {
+        "total_return": (eq[-1] / cash - 1.0) if eq else 0.0,
+        "sharpe": mean / sd * math.sqrt(per_year) if sd > 0 else 0.0,
+        "sortino": mean / down * math.sqrt(per_year) if down > 0 else 0.0,
+        "max_drawdown": mdd,
+        "turnover": notional / cash,
+        "fees": sum(p.fees for p in pos),
+        "hit_rate": sum(1 for f in closing if f.realized > 0) / len(closing) if closing else 0.0,
+        "pnl": (eq[-1] - cash) if eq else 0.0,
+        "funding": sum(p.funding for p in pos),
+        "fills": float(len(sim.fills)),
+    }
+
+
+def load(spec: str) -> type[Strategy]:
+    from executor.backtest.runner import load_strategy
+
+    return load_strategy(spec)
+
+
+def run_id_for(strategy: str, params: dict[str, Any], extra: str = "") -> str:
+    text = orjson.dumps([strategy, params, extra], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
+def run_one(
+    strategy_spec: str,
+    params: dict[str, Any],
+    *,
+    source: str,
+    dsn: str | None,
+    venue: str,
+    symbols: list[str],
+    start: Any = None,
+    end: Any = None,
+    types: tuple[str, ...] | list[str] = DEFAULT_TYPES,
+    cfg: SimSettings | None = None,
+    run_id: str | None = None,
+    keep: bool = True,
+) -> RunResult:
+    """One run over the columnar replay. ``keep``: the curve and fills for the report."""
+    from replay.columnar import Columnar
+
+    cls = load(strategy_spec)
+    sim = Sim(cls, venue=venue, symbols=symbols, params=params, cfg=cfg)
+    col = Columnar(source=source, dsn=dsn, start=start, end=end, venues=[venue],
+                   symbols=symbols, types=list(types))  # fmt: skip
+    t0 = time.perf_counter()
+    sim.start()
+    for batch in col.batches():
+        sim.run(batch.messages())
+    sim.finish()
+    dt = time.perf_counter() - t0
+    c = sim.curve
+    res = RunResult(
+        run_id=run_id or run_id_for(strategy_spec, sim.params, f"{source}|{start}|{end}"),
+        strategy=cls.__name__, params=sim.params, venue=venue, symbols=list(symbols),
+        source=str(source), messages=sim.messages, seconds=dt,
+        first_ns=sim.first_ns or 0, last_ns=sim.now, metrics=metrics(sim), digest=sim.digest(),
+    )  # fmt: skip
+    if keep:
+        res.curve = {"ts": c.ts, "equity": c.equity, "position": c.position, "mark": c.mark}
+        res.fills = [
+            {"ts": f.ts, "side": f.side, "price": f.price, "size": f.size, "fee": f.fee,
+             "symbol": f.symbol, "liquidity": f.liquidity, "realized": f.realized}
+            for f in sim.fills
+        ]  # fmt: skip
+    return res
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+def parse_grid(text: str, cls: type[Strategy]) -> list[dict[str, Any]]:
+    """``'fast=5,10,20 slow=50,100'`` -> every combination, typed like the class defaults,
+    in a fixed order (the names as given, values as given)."""
+    defaults = cls.parameters()
+    axes: list[tuple[str, list[Any]]] = []
+    for item in text.split():
+        name, sep, values = item.partition("=")
+        if not sep or not values or name not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise ValueError(f"--grid {item!r}: expected NAME=V1,V2,..., NAME one of: {known}")
+        kind = type(defaults[name])
+        try:
+            vals = [kind(v) if kind is not bool else v.lower() in ("1", "true", "yes")
+                    for v in values.split(",")]  # fmt: skip
+        except ValueError:
+            raise ValueError(f"--grid {name}: values must be {kind.__name__}") from None
+        axes.append((name, vals))
+    if not axes:
+        raise ValueError("--grid: no parameters")
+    return [dict(zip([a[0] for a in axes], combo, strict=True))
+            for combo in itertools.product(*(a[1] for a in axes))]  # fmt: skip
+
+
+def _sweep_worker(args: tuple[str, dict[str, Any], dict[str, Any]]) -> RunResult:
+    spec, params, kw = args
+    return run_one(spec, params, **kw)
+
+
+def sweep(
+    strategy_spec: str,
+    grid: list[dict[str, Any]],
+    base: dict[str, Any],
+    *,
+    source: str,
+    dsn: str | None,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike[str] = "var/backtest/cache",
+    **kw: Any,
+) -> list[RunResult]:
+    """Every combination of ``grid`` (over ``base`` parameters), in parallel processes over
+    the same data; results in grid order."""
+    if source == "clickhouse":
+        source = export_for_sweep(dsn, cache_dir, kw)
+    jobs = [(strategy_spec, {**base, **g}, {"source": source, "dsn": dsn, **kw}) for g in grid]
+    n = workers or min(len(jobs), os.cpu_count() or 1)
+    if n <= 1:
+        return [_sweep_worker(j) for j in jobs]
+    import multiprocessing
+
+    # spawn: a child must not inherit a parent's chdb engine or threads
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_sweep_worker, jobs))
+
+
+def export_for_sweep(dsn: str | None, cache_dir: str | os.PathLike[str], kw: dict[str, Any]) -> str:
+    """The sweep's data as Parquet (exported once per range and selection)."""
+    from replay.export import export
+    from streams.tables import TABLES
+
+    if not dsn:
+        raise ValueError("no ClickHouse DSN to export the sweep's data from")
+    types = list(kw.get("types") or DEFAULT_TYPES)
+    key = orjson.dumps([dsn, str(kw.get("start")), str(kw.get("end")), kw.get("venue"),
+                        kw.get("symbols"), types], option=orjson.OPT_SORT_KEYS)  # fmt: skip
+    out = Path(cache_dir) / hashlib.sha256(key).hexdigest()[:16]
+    done = out / "done"
+    if not done.exists():  # a relative time range re-exports: its key is the text given
+        export(dsn, out, [TABLES[t] for t in types], start=kw.get("start"), end=kw.get("end"),
+               venues=[kw["venue"]], symbols=kw["symbols"])  # fmt: skip
+        done.write_text("")
+    return str(out)
+
+
+# -- the results table -----------------------------------------------------------------------
+def store_results(dsn: str, results: list[RunResult]) -> int:
+    """One row per run in ``backtest_results`` (created if missing)."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=dsn)
+    try:
+        client.command(RESULTS_DDL)
+        rows = [r.row() for r in results]
+        if rows:
+            names = list(rows[0])
+            client.insert(RESULTS_TABLE, [[row[n] for n in names] for row in rows],
+                          column_names=names)  # fmt: skip
+    finally:
+        client.close()
+    return len(results)
+
+
+def read_results(dsn: str, sweep_id: str | None = None, run_id: str | None = None) -> list[dict]:
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=dsn)
+    try:
+        where = []
+        params: dict[str, str] = {}
+        if sweep_id is not None:
+            where.append("sweep_id = {s:String}")
+            params["s"] = sweep_id
+        if run_id is not None:
+            where.append("run_id = {r:String}")
+            params["r"] = run_id
+        q = (f"SELECT * FROM {RESULTS_TABLE} WHERE {' AND '.join(where) or '1'} "
+             "ORDER BY created, run_id")  # fmt: skip
+        res = client.query(q, parameters=params)
+        return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+    finally:
+        client.close()
