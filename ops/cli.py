@@ -216,7 +216,9 @@ def _run_nats(settings: Settings) -> int:
     from streams.bus.server import NatsServer
 
     srv = NatsServer(settings.nats.server, credentials_dir=settings.nats.credentials_dir,
-                     settings=settings).start()  # fmt: skip
+                     settings=settings)  # fmt: skip
+    srv.websocket_port = settings.api.nats_ws_port  # browsers (api.nats_ws, docs/api.md)
+    srv.start()
     print(f"nats-server listening on {srv.url}, store {settings.nats.server.store_dir}, "
           f"credentials in {settings.nats.credentials_dir}; `jetmarket provision` creates "
           "the streams")  # fmt: skip
@@ -250,6 +252,8 @@ def _run_cluster(settings: Settings) -> int:
         credentials_dir=settings.nats.credentials_dir,
         settings=settings,
     )
+    for i, node in enumerate(cluster.nodes):
+        node.websocket_port = settings.api.nats_ws_port + i  # browsers (api.nats_ws)
     signal.signal(signal.SIGTERM, lambda *_: cluster.stop())
     try:
         cluster.start()

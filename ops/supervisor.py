@@ -162,6 +162,7 @@ class Supervisor:
         self.nats = NatsServer(srv, log_file=Path(srv.store_dir).parent / "nats-server.log",
                                credentials_dir=creds, settings=self.settings)  # fmt: skip
         self.nats.new_session = True  # Ctrl-C must not reach it: it stops last, after workers
+        self.nats.websocket_port = self.settings.api.nats_ws_port  # browsers (api.nats_ws)
         self.nats.start()
         self.env["JETMARKET_NATS__URL"] = self.nats.url
         log.info("nats-server up", extra={"url": self.nats.url, "store": srv.store_dir,

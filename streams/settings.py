@@ -141,8 +141,39 @@ class StreamsSettings(Section):
                 )
 
 
+class TtlDays(Section):
+    """Days ClickHouse keeps the rows of each table, counted from the table's partition time
+    (ts_recv for raw_frames, ts_event otherwise); 0 keeps them forever. The sink applies
+    these at start (ALTER TABLE ... MODIFY TTL, only when they differ; sinks/clickhouse/ttl.py)
+    and whole expired days are dropped in the background. Defaults bound the fast-growing
+    tables: raw frames (the bulk, kept 10x RAW's 72 h for re-normalization), book updates,
+    BBO and tickers 30 days, depth (derived from book updates) 7. Trades, candles and the
+    slow tables stay; execution tables (orders, fills, ...) are account records and never
+    expire. See docs/operations.md."""
+
+    raw_frames: int = 30
+    book_updates: int = 30
+    depth: int = 7
+    bbo: int = 30
+    tickers: int = 30
+    trades: int = 0
+    candles: int = 0
+    funding: int = 0
+    open_interest: int = 0
+    liquidations: int = 0
+    marks: int = 0
+    instruments: int = 0
+    gaps: int = 0
+
+    def _check(self, prefix: str) -> None:
+        for name in self.__struct_fields__:
+            if not 0 <= getattr(self, name) <= 36500:
+                raise SettingsError(f"{prefix}.{name} must be in [0, 36500] days (0: forever)")
+
+
 class ClickHouseSettings(Section):
     dsn: str = "chdb:///./var/clickhouse"
+    ttl_days: TtlDays = msgspec.field(default_factory=TtlDays)
 
     def __post_init__(self) -> None:
         # "chdb:///./path" (or "chdb://./path") names a path relative to the working
@@ -467,6 +498,37 @@ class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class ApiSettings(Section):
+    """``jetmarket api`` (api/): the HTTP/WebSocket API and live console, and the NATS
+    WebSocket listener of the embedded server (docs/api.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8780
+    # started by `make up`; only on loopback unless this is set to "always"
+    with_up: Literal["loopback", "always", "never"] = "loopback"
+    keys_file: str = "./var/api/keys.json"  # hashed API keys, mode 0600 (`jetmarket api keys`)
+    cors_origins: list[str] = msgspec.field(default_factory=list)  # empty: no CORS headers
+    rate_per_s: float = 50.0  # requests per second per key (token bucket) unless the key says
+    burst: int = 100
+    ws_queue: int = 2000  # messages queued for one WebSocket client before it is dropped
+    ws_batch: int = 500  # messages sent in one WebSocket frame at most
+    sql_max_rows: int = 100_000  # rows one API query returns at most (the service caps too)
+    sql_timeout_s: float = 30.0
+    # the embedded nats-server's WebSocket listener: "auto" = on when nats.server.host is
+    # loopback; "on" outside loopback needs nats_ws_tls_cert/key (no plain ws off loopback)
+    nats_ws: Literal["auto", "on", "off"] = "auto"
+    nats_ws_port: int = 4280
+    nats_ws_tls_cert: str | None = None
+    nats_ws_tls_key: str | None = None
+    nats_ws_origins: list[str] = msgspec.field(default_factory=list)  # empty: any origin
+
+    def _check(self, prefix: str) -> None:
+        if self.rate_per_s <= 0 or self.burst < 1 or self.ws_queue < 10 or self.ws_batch < 1:
+            raise SettingsError(f"{prefix}: rate_per_s, burst, ws_queue, ws_batch must be > 0")
+        if bool(self.nats_ws_tls_cert) != bool(self.nats_ws_tls_key):
+            raise SettingsError(f"{prefix}: nats_ws_tls_cert and nats_ws_tls_key go together")
+
+
 class Settings(Section):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     streams: StreamsSettings = msgspec.field(default_factory=StreamsSettings)
@@ -480,6 +542,7 @@ class Settings(Section):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
     backtest: BacktestSettings = msgspec.field(default_factory=BacktestSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

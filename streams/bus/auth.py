@@ -32,7 +32,11 @@ FRAMES_BUCKET = "JM_FRAMES"
 FRAMES_STREAM = f"OBJ_{FRAMES_BUCKET}"
 # Workers (processes started by the supervisor) and the people/tools around them.
 WORKER_ROLES = ("collector", "normalizer", "sink", "orderbook", "executor")
-ROLES = (*WORKER_ROLES, "trader", "operator", "reader", "replay", "admin")
+ROLES = (*WORKER_ROLES, "trader", "operator", "reader", "replay", "admin", "api", "browser")
+# Who may connect over the nats-server WebSocket listener (browsers, nats.ws): the read-only
+# identities. Workers, traders and admin connect over the client port only, so a password of
+# theirs is no use on the browser-facing listener.
+WEBSOCKET_ROLES = ("browser", "reader")
 # The streams each worker checks at start (STREAM.INFO) before it runs.
 STREAMS = {
     "collector": ("RAW", "DLQ"), "normalizer": ("RAW", "MARKET", "DLQ"),
@@ -56,9 +60,10 @@ class Perms:
     responses: bool = False  # may answer requests (status.query, sql.query, book.get ...)
 
     def to_conf(self) -> dict[str, object]:
+        # an empty allow-list means "no restriction" to nats-server: deny all instead
         out: dict[str, object] = {
-            "publish": {"allow": sorted(set(self.pub))},
-            "subscribe": {"allow": sorted(set(self.sub))},
+            "publish": {"allow": sorted(set(self.pub))} if self.pub else {"deny": [">"]},
+            "subscribe": {"allow": sorted(set(self.sub))} if self.sub else {"deny": [">"]},
         }
         if self.responses:
             out["allow_responses"] = True
@@ -192,6 +197,15 @@ def role_perms(role: str, settings: Settings) -> Perms:
         p.pub += ["replay.>", "raw.>", subjects.SQL_QUERY, f"{API}.STREAM.INFO.*",
                   f"{API}.CONSUMER.CREATE.*", f"{API}.CONSUMER.INFO.*.*",
                   f"{API}.CONSUMER.MSG.NEXT.*.*", "$JS.FC.>"]  # fmt: skip
+    elif role == "api":
+        # the HTTP/WebSocket API (api/): asks the services (sql, book, status, the executor's
+        # request path), reads RAW's subject counts for feed health, follows market and exec
+        p.pub += [subjects.SQL_QUERY, subjects.BOOK_GET_ALL, status, "ctl.exec.>",
+                  *stream_info("RAW"), *msg_get("RAW")]  # fmt: skip
+        p.sub += ["market.>", "exec.evt.>", "exec.pos.>"]
+    elif role == "browser":
+        # handed to browser pages (nats.ws): market data only, no requests, no inbox
+        return Perms(sub=["market.>"])
     elif role == "admin":
         p.pub, p.sub, p.responses = [">"], [">"], True
     else:
@@ -255,10 +269,17 @@ def users_conf(
     passwords = ensure_credentials(directory, names)
     entries = [
         {"user": n, "password": bcrypt_hash(passwords[n], cost),
-         "permissions": role_perms(n, settings).to_conf()}
+         "permissions": role_perms(n, settings).to_conf(),
+         "allowed_connection_types": connection_types(n)}
         for n in names
     ]  # fmt: skip
     return json.dumps(entries)
+
+
+def connection_types(role: str) -> list[str]:
+    """The listeners ``role`` may log in on: STANDARD (the client port) for every role, and
+    WEBSOCKET for the read-only ones in ``WEBSOCKET_ROLES``."""
+    return ["STANDARD", "WEBSOCKET"] if role in WEBSOCKET_ROLES else ["STANDARD"]
 
 
 def route_credentials(directory: str | os.PathLike[str]) -> tuple[str, str]:

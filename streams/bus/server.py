@@ -32,6 +32,35 @@ def users_conf(settings: Settings, credentials_dir: str | os.PathLike[str]) -> s
     return "users: " + natsauth.users_conf(settings, credentials_dir)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def websocket_conf(settings: Settings, host: str, port: int | None) -> str:
+    """The ``websocket {}`` block (written to websocket.conf beside users.conf, which every
+    infra config includes): empty when ``port`` is None or settings turn it off. The same
+    users log in there, but only the read-only roles may (auth.connection_types). Plain ws
+    only on loopback; elsewhere the listener needs api.nats_ws_tls_cert/key."""
+    api = settings.api
+    loopback = host in LOOPBACK or host.startswith("127.")
+    if port is None or api.nats_ws == "off" or (api.nats_ws == "auto" and not loopback):
+        return "# no WebSocket listener (api.nats_ws; docs/api.md)\n"
+    lines = ["websocket {", f"  host: {json.dumps(host)}", f"  port: {int(port)}"]
+    if api.nats_ws_tls_cert and api.nats_ws_tls_key:
+        lines += ["  tls {", f"    cert_file: {json.dumps(api.nats_ws_tls_cert)}",
+                  f"    key_file: {json.dumps(api.nats_ws_tls_key)}", "  }"]  # fmt: skip
+    elif loopback:
+        lines.append("  no_tls: true  # loopback only")
+    else:
+        raise ValueError(
+            f"api.nats_ws = on for {host}, off loopback, needs api.nats_ws_tls_cert and "
+            "api.nats_ws_tls_key (no plain WebSocket outside loopback)"
+        )
+    if api.nats_ws_origins:
+        lines.append(f"  allowed_origins: {json.dumps(api.nats_ws_origins)}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def binary() -> str:
     local = Path(sys.executable).parent / "nats-server"
     if local.exists():
@@ -85,10 +114,22 @@ class NatsServer:
         # its own session: a terminal's Ctrl-C then reaches only whoever started it (make up
         # stops it last, after its workers drained)
         self.new_session = False
+        # the WebSocket listener's port (websocket_conf); None: none. `make up` and
+        # `jetmarket nats` set api.nats_ws_port, tests a free port when they want one
+        self.websocket_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.cfg.host}:{self.cfg.port}"
+
+    @property
+    def ws_url(self) -> str | None:
+        """``ws(s)://host:port`` of the WebSocket listener, None when there is none."""
+        text = websocket_conf(self.settings, self.cfg.host, self.websocket_port)
+        if not text.startswith("websocket"):
+            return None
+        scheme = "wss" if self.settings.api.nats_ws_tls_cert else "ws"
+        return f"{scheme}://{self.cfg.host}:{self.websocket_port}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -111,6 +152,8 @@ class NatsServer:
         with os.fdopen(fd, "w") as f:
             f.write(users_conf(self.settings, self.credentials_dir) + "\n")
         os.chmod(users, 0o600)
+        ws = conf_dir / "websocket.conf"
+        ws.write_text(websocket_conf(self.settings, self.cfg.host, self.websocket_port))
         copy = conf_dir / self.config.name
         copy.write_text(self.config.read_text())
         return copy
