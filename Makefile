@@ -25,9 +25,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-## the whole pipeline: embedded nats-server + collector + normalizer + sink (Ctrl-C stops it)
+## the whole pipeline: embedded nats-server + collector, normalizer, sink, orderbook, executor
+## (Ctrl-C stops it). Venues from collector.venues unless VENUES="binance okx" is given;
+## EMULATOR=1 collects from the local Binance emulator instead (offline, with data)
 up: $(STAMP)
-	$(PY) -m ops up --venues $(VENUES)
+	$(PY) -m ops up $(if $(VENUES),--venues $(VENUES)) $(if $(EMULATOR),--emulator)
 
 down: $(STAMP)
 	$(PY) -m ops down
@@ -61,10 +63,10 @@ bench: $(STAMP)
 faults: $(STAMP)
 	$(PY) -m tests.faults
 
-## the newcomer path end to end: fresh clone into var/tmp, make up in a pty, the README's
-## examples against it, Ctrl-C, no process left (~1-2 min; a short form runs in make test)
+## the newcomer path end to end (also part of make test): a fresh clone into var/tmp,
+## make up EMULATOR=1 in a terminal, every README example against it, Ctrl-C, no process left
 newcomer: $(STAMP)
-	JM_NEWCOMER_FULL=1 $(PY) -m pytest -q -s tests/docs/test_newcomer.py
+	$(PY) -m pytest -q tests/docs
 
 ## fuzz every venue parser and exec commands: >= 100k adversarial cases
 fuzz: $(STAMP)
