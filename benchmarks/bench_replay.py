@@ -143,9 +143,11 @@ DEPTH_EVERY = 5  # one depth update (5 levels a side) per 5 trades
 def _fill_columnar(dsn: str, n: int) -> None:
     """n trades of two symbols, 100 µs apart, and n/5 depth updates, straight into chdb."""
     from sinks.clickhouse.store import Store
+    from sinks.clickhouse.ttl import KEEP_ALL
 
     store = Store(dsn)
     store.apply_ddl()
+    store.apply_ttl(KEEP_ALL)  # historic timestamps: no table TTL
     c = store._client_()
     ns = "fromUnixTimestamp64Nano(toInt64({}), 'UTC')"
     t = f"{T0} + number * 100000"

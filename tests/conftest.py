@@ -28,7 +28,7 @@ from streams.bus import server as natsserver
 from streams.bus.connect import connect
 from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
-from streams.settings import MetricsSettings, NatsServerSettings, Settings
+from streams.settings import MetricsSettings, NatsServerSettings, Settings, TtlDays
 
 SHARED_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "frames"
 
@@ -67,12 +67,16 @@ async def _provision_as_admin(url: str) -> None:
         await nc.close()
 
 
+NO_TTL = dict.fromkeys(TtlDays.__struct_fields__, 0)
+
+
 def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
     """Settings for a test: temp chdb path, metrics endpoints off, then any overrides
     given as a nested dict, e.g. ``collector={"binance": {"ws_url": ...}}``."""
     base: dict[str, Any] = {
         "nats": {"url": nats_url, "credentials_dir": str(CREDENTIALS), "default_role": "admin"},
-        "clickhouse": {"dsn": f"chdb://{tmp_path / 'clickhouse'}"},
+        # no table TTL: tests store messages stamped in 2023-2025, which a TTL would expire
+        "clickhouse": {"dsn": f"chdb://{tmp_path / 'clickhouse'}", "ttl_days": NO_TTL},
         # 0 disables a worker's endpoint (an empty dict would merge with the defaults and
         # have every test worker fight over ports 9101-9105)
         "metrics": {"ports": dict.fromkeys(MetricsSettings().ports, 0), "health_interval_s": 5.0},

@@ -9,6 +9,10 @@
 -- ids and level arrays are just compressed with ZSTD. LowCardinality for venue/symbol/side
 -- style columns with few distinct values. The dedup window makes a re-sent block with the
 -- same insert_deduplication_token a no-op.
+--
+-- TTL: the fast-growing tables expire whole days (ttl_only_drop_parts) after the days of
+-- clickhouse.ttl_days (defaults written here); the sink ALTERs every table to the configured
+-- days at start (sinks/clickhouse/ttl.py), so the TTL lines below are only the first value.
 
 CREATE TABLE IF NOT EXISTS trades (
     venue LowCardinality(String),
@@ -42,7 +46,8 @@ CREATE TABLE IF NOT EXISTS book_updates (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event, seq)
-SETTINGS non_replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.book_updates
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS bbo (
     venue LowCardinality(String),
@@ -58,7 +63,8 @@ CREATE TABLE IF NOT EXISTS bbo (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event)
-SETTINGS non_replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.bbo
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS depth (
     venue LowCardinality(String),
@@ -73,7 +79,8 @@ CREATE TABLE IF NOT EXISTS depth (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event, seq)
-SETTINGS non_replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 7 DAY  -- clickhouse.ttl_days.depth
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS tickers (
     venue LowCardinality(String),
@@ -92,7 +99,8 @@ CREATE TABLE IF NOT EXISTS tickers (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event)
-SETTINGS non_replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.tickers
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS candles (
     venue LowCardinality(String),

@@ -19,6 +19,8 @@ from typing import Any
 
 import clickhouse_connect
 
+from sinks.clickhouse import ttl
+
 DDL_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse"
 
 
@@ -73,6 +75,28 @@ class Store:
             )
             applied.append(f.name)
         return applied
+
+    def apply_ttl(self, days: dict[str, int]) -> tuple[list[str], list[str]]:
+        """Bring each table's TTL to ``days`` (clickhouse.ttl_days; sinks/clickhouse/ttl.py).
+        Idempotent: a table already at its setting gets no statement. Returns (changes made,
+        warnings about TTLs the sink does not own)."""
+        c = self._client_()
+        rows = [
+            ttl.TableRow(*r)
+            for r in c.query(
+                "SELECT name, engine, engine_full, partition_key FROM system.tables"
+                " WHERE database = currentDatabase()"
+            ).result_rows
+        ]
+        changes, warnings = [], []
+        for p in ttl.plans(rows, days):
+            for stmt in p.statements:
+                c.command(stmt)
+            if p.change:
+                changes.append(p.change)
+            if p.warning:
+                warnings.append(p.warning)
+        return changes, warnings
 
     def watermark(self, table: str) -> int:
         rows = self._client_().query(f"SELECT max(stream_seq) FROM {table}").result_rows

@@ -426,6 +426,12 @@ class ClickHouseSink:
         w = self.w
         assert w.nc is not None
         applied = await self.store.call(self.store.apply_ddl)
+        ttl_days = msgspec.to_builtins(w.settings.clickhouse.ttl_days)
+        changed, foreign = await self.store.call(self.store.apply_ttl, ttl_days)
+        for line in changed:
+            log.info("table TTL set", extra={"ttl": line})
+        for line in foreign:
+            log.warning("table TTL kept", extra={"ttl": line})
         keys = await self.store.call(self.store.partition_keys)
         self.partition_columns = {
             t: c for t, k in keys.items() if (c := tables.partition_column(k)) is not None

@@ -16,6 +16,7 @@ from replay import Digest, Replay, ReplayMsg
 from replay.columnar import Columnar, ColumnarError, replay_batches
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.tables import TABLE_OF_CLASS, columns, to_columns
+from sinks.clickhouse.ttl import KEEP_ALL
 from streams import schemas
 from streams.settings import Settings
 from streams.tables import TABLES
@@ -48,6 +49,7 @@ def store_market(dsn: str, msgs: list[schemas.Base]) -> None:
     physical order then differs from the replay order), stream sequences as MARKET's."""
     store = Store(dsn)
     store.apply_ddl()
+    store.apply_ttl(KEEP_ALL)  # historic timestamps: no table TTL
     by_cls: dict[type, list[tuple[schemas.Base, int]]] = {}
     for seq, m in enumerate(msgs, 1):
         by_cls.setdefault(type(m), []).append((m, seq))

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS book_updates_local ON CLUSTER 'jetmarket' (
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/book_updates_local', '{replica}')
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event, seq)
-SETTINGS replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.book_updates
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS book_updates ON CLUSTER 'jetmarket' AS book_updates_local
 ENGINE = Distributed('jetmarket', currentDatabase(), book_updates_local, cityHash64(venue, symbol));
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS bbo_local ON CLUSTER 'jetmarket' (
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/bbo_local', '{replica}')
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event)
-SETTINGS replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.bbo
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS bbo ON CLUSTER 'jetmarket' AS bbo_local
 ENGINE = Distributed('jetmarket', currentDatabase(), bbo_local, cityHash64(venue, symbol));
@@ -72,7 +74,8 @@ CREATE TABLE IF NOT EXISTS depth_local ON CLUSTER 'jetmarket' (
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/depth_local', '{replica}')
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event, seq)
-SETTINGS replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 7 DAY  -- clickhouse.ttl_days.depth
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS depth ON CLUSTER 'jetmarket' AS depth_local
 ENGINE = Distributed('jetmarket', currentDatabase(), depth_local, cityHash64(venue, symbol));
@@ -94,7 +97,8 @@ CREATE TABLE IF NOT EXISTS tickers_local ON CLUSTER 'jetmarket' (
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/tickers_local', '{replica}')
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event)
-SETTINGS replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.tickers
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS tickers ON CLUSTER 'jetmarket' AS tickers_local
 ENGINE = Distributed('jetmarket', currentDatabase(), tickers_local, cityHash64(venue, symbol));
@@ -246,7 +250,8 @@ CREATE TABLE IF NOT EXISTS raw_frames_local ON CLUSTER 'jetmarket' (
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/raw_frames_local', '{replica}')
 PARTITION BY toYYYYMMDD(ts_recv)
 ORDER BY (venue, channel, symbol, ts_recv, stream_seq)
-SETTINGS replicated_deduplication_window = 1000;
+TTL toDateTime(ts_recv) + INTERVAL 30 DAY  -- clickhouse.ttl_days.raw_frames
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS raw_frames ON CLUSTER 'jetmarket' AS raw_frames_local
 ENGINE = Distributed('jetmarket', currentDatabase(), raw_frames_local, cityHash64(venue, symbol));
