@@ -609,11 +609,11 @@ async def bench_collector_publish(n: int) -> tuple[float, float]:
         srv.stop()
 
 
-def _table(title: str, *prose: str, columns: str, align: str) -> list[str]:
+def _table(title: str, prose: str, columns: str, align: str) -> list[str]:
     """A report section: heading, prose, then a table's header row and its alignment row
     (``align``: one letter per column, l = text, r = figure)."""
     rule = "|".join("---:" if a == "r" else "---" for a in align)
-    return ["", f"## {title}", "", *prose, "", columns, f"|{rule}|"]
+    return ["", f"## {title}", "", *prose.splitlines(), "", columns, f"|{rule}|"]
 
 
 def _goal(ok: bool) -> str:
@@ -774,10 +774,11 @@ def main() -> None:
         lines.append(f"| {name} | {ours:,.0f} | {base:,.0f} | {ours / base:.2f} |")
     lines += _table(
         "Parsers, in process, every venue and channel (benchmarks/bench_venues.py; best of 3)",
-        "The venue's parser (typed decode, validation, symbol mapping, typed encode of every",
-        "output message) next to `orjson.loads` alone on the same frames. Goal: ratio >= 0.40.",
-        "A frame that becomes several messages pays for each (Bybit tickers: ticker, mark,",
-        "funding and open interest from one frame; Coinbase/Kraken tickers: bbo + ticker).",
+        """\
+The venue's parser (typed decode, validation, symbol mapping, typed encode of every
+output message) next to `orjson.loads` alone on the same frames. Goal: ratio >= 0.40.
+A frame that becomes several messages pays for each (Bybit tickers: ticker, mark,
+funding and open interest from one frame; Coinbase/Kraken tickers: bbo + ticker).""",
         columns="| venue | channel | parser msg/s | `orjson.loads` msg/s | ratio |",
         align="llrrr",
     )
@@ -789,15 +790,16 @@ def main() -> None:
             )
     lines += _table(
         "Parsers next to ccxt pro's, in process, same frames (benchmarks/bench_ccxt.py)",
-        "ccxt pro (MIT, already our REST library) is the leading Python feed handler that can",
-        "run here: cryptofeed needs `order_book` (GPLv3) and nautilus_trader is LGPL, so",
-        "neither is installed. Per frame, ccxt's WebSocket client's own entry point",
-        "`handle_text_or_binary_message` (JSON decode, dispatch, parse into its unified",
-        "structure, cache) against our parser (typed decode, validation, typed encode); no",
-        "socket, markets built by ccxt from our emulators' instrument lists. Best of 3 each,",
-        "passes interleaved. Left out: book channels (ccxt's handlers also maintain a sorted",
-        "book, which our normalizer leaves to the order-book service), Coinbase candles and",
-        "Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.",
+        """\
+ccxt pro (MIT, already our REST library) is the leading Python feed handler that can
+run here: cryptofeed needs `order_book` (GPLv3) and nautilus_trader is LGPL, so
+neither is installed. Per frame, ccxt's WebSocket client's own entry point
+`handle_text_or_binary_message` (JSON decode, dispatch, parse into its unified
+structure, cache) against our parser (typed decode, validation, typed encode); no
+socket, markets built by ccxt from our emulators' instrument lists. Best of 3 each,
+passes interleaved. Left out: book channels (ccxt's handlers also maintain a sorted
+book, which our normalizer leaves to the order-book service), Coinbase candles and
+Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
         columns="| venue | channel | our parser frames/s | ccxt pro frames/s | ours / ccxt |",
         align="llrrr",
     )

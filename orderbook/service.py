@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import msgspec
 import orjson
@@ -161,25 +162,26 @@ class OrderBookService:
         await self.w.nc.publish(subject, _encode(msg), headers={subjects.H_MSG_ID: msg_id})
         self._pending_publishes += 1
 
+    async def _publish_book(
+        self, kind: str, key: tuple[str, str], st: BookState, **body: Any
+    ) -> None:
+        """A message made from a validated book (``bbo``, ``depth``): venue, symbol, times
+        and sequence come from the book's state; its msg id makes a re-publish a duplicate."""
+        venue, symbol = key
+        cls = schemas.BBO if kind == "bbo" else schemas.Depth
+        msg = cls(venue=venue, symbol=symbol, ts_event=st.ts_event, ts_recv=st.ts_recv,
+                  seq=st.seq, **body)  # fmt: skip
+        await self._publish(
+            subjects.market(kind, venue, symbol), msg, f"{venue}:{kind}:{symbol}:{st.seq}"
+        )
+
     async def _bbo(self, key: tuple[str, str], st: BookState) -> None:
         bb, ba = st.book.best_bid(), st.book.best_ask()
         if bb is None or ba is None or self.last_bbo.get(key) == (bb, ba):
             return
         self.last_bbo[key] = (bb, ba)
-        venue, symbol = key
-        msg = schemas.BBO(
-            venue=venue,
-            symbol=symbol,
-            ts_event=st.ts_event,
-            ts_recv=st.ts_recv,
-            bid_price=bb[0],
-            bid_size=bb[1],
-            ask_price=ba[0],
-            ask_size=ba[1],
-            seq=st.seq,
-        )
-        await self._publish(
-            subjects.market("bbo", venue, symbol), msg, f"{venue}:bbo:{symbol}:{st.seq}"
+        await self._publish_book(
+            "bbo", key, st, bid_price=bb[0], bid_size=bb[1], ask_price=ba[0], ask_size=ba[1]
         )
 
     async def publish_depth(self) -> None:
@@ -189,20 +191,7 @@ class OrderBookService:
             if not st.valid or st.seq is None:
                 continue
             bids, asks = st.book.top(n)
-            venue, symbol = key
-            msg = schemas.Depth(
-                venue=venue,
-                symbol=symbol,
-                ts_event=st.ts_event,
-                ts_recv=st.ts_recv,
-                bids=bids,
-                asks=asks,
-                seq=st.seq,
-                levels=n,
-            )
-            await self._publish(
-                subjects.market("depth", venue, symbol), msg, f"{venue}:depth:{symbol}:{st.seq}"
-            )
+            await self._publish_book("depth", key, st, bids=bids, asks=asks, levels=n)
         self.dirty.clear()
         await self._barrier()
 
