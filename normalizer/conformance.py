@@ -628,27 +628,30 @@ def run_source(src: Source) -> Iterator[Row]:
 class Result:
     rows: list[Row]
     listed: list[Source]  # private, unsupported, not collected: with the reason
+    status: dict[str, str] = field(default_factory=dict)  # file -> its Source.status
 
-    def totals(self) -> dict[str, int]:
+    def totals(self, status: str | None = None) -> dict[str, int]:
+        """Frame counts, of the files with ``status`` ("public", "retired") or all."""
+        rows = [r for r in self.rows if status is None or self.status[r.rel] == status]
         return {
-            "frames": sum(r.frames for r in self.rows),
-            "right": sum(r.right for r in self.rows),
-            "rejected": sum(r.deliberate for r in self.rows),
-            "wrong": sum(r.wrong for r in self.rows),
+            "frames": sum(r.frames for r in rows),
+            "right": sum(r.right for r in rows),
+            "rejected": sum(r.deliberate for r in rows),
+            "wrong": sum(r.wrong for r in rows),
         }
 
 
 def run() -> Result:
     _load_expect()
-    rows: list[Row] = []
-    listed: list[Source] = []
+    out = Result([], [])
     for rel in files():
         src = classify(rel)
+        out.status[rel] = src.status
         if src.items is None:
-            listed.append(src)
+            out.listed.append(src)
             continue
-        rows += run_source(src)
-    return Result(rows, listed)
+        out.rows += run_source(src)
+    return out
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -674,10 +677,14 @@ def _cell(c: Counter[str], limit: int = 4) -> str:
 
 
 def document(result: Result, differences: list[tuple[str, str, str, str]] | None = None) -> str:
-    t = result.totals()
+    t, old = result.totals("public"), result.totals("retired")
     lines = [HEADER, "## Totals", "",
-             f"{t['frames']} frames of supported or retired APIs: {t['right']} right, "
-             f"{t['rejected']} rejected with a reason, {t['wrong']} wrong.", "",
+             f"- Supported APIs: {t['frames']} frames: {t['right']} right, {t['rejected']} "
+             f"rejected with a reason, {t['wrong']} wrong.",
+             f"- Retired APIs (replayed old captures): {old['frames']} frames: {old['rejected']}"
+             f" rejected naming the retired API, {old['wrong']} wrong.",
+             f"- Listed without normalizing (private, unsupported, not collected): "
+             f"{len(result.listed)} files.", "",
              "## Supported and retired APIs: venue x file x channel", "",
              "| venue | file | channel | frames | messages | rejected with reason | right "
              "| wrong |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -31,3 +31,37 @@ def read(path: Path) -> Iterator[Recorded]:
                 yield Recorded("config", "", 0.0, body)
             else:
                 yield Recorded("recv", "", float(head), body)
+
+
+# -- the conformance corpus, for tests/venues/*/test_real_frames.py ----------------------------
+def normalize(venue: str, channel: str, native: str, frames: list[bytes]) -> list[object]:
+    """Each frame through one fresh normalizer on ``raw.<venue>.<channel>.<native>``, in
+    order: per frame, its messages (dicts) or the dead letter's reason (str)."""
+    import orjson
+
+    from normalizer.core import Dead, Normalizer
+    from streams import subjects
+
+    n = Normalizer()
+    out: list[object] = []
+    for i, data in enumerate(frames, 1):
+        r = n.normalize(subjects.raw(venue, channel, native), data,
+                        {subjects.H_RECV_NS: "1700000000000000000"}, i)  # fmt: skip
+        out.append(r.reason if isinstance(r, Dead) else [orjson.loads(o.data) for o in r])
+    return out
+
+
+def check_expectations(expect: dict[str, list[tuple[str, dict[str, object]]]]) -> None:
+    """Every file of ``expect`` (paths under ../shared/frames) through the conformance runner:
+    its messages equal the expectation field by field (or its dead letter names the reason)."""
+    from normalizer import conformance
+    from tests.conftest import shared_frames
+
+    for rel in expect:
+        shared_frames(rel)  # skips clearly when ../shared is absent
+        conformance.EXPECT[rel] = expect[rel]
+        rows = list(conformance.run_source(conformance.classify(rel)))
+        assert rows, f"{rel}: no frames"
+        wrong = {why for r in rows for why in r.wrong_why}
+        assert not wrong, f"{rel}: {wrong}"
+        assert sum(r.right + r.deliberate for r in rows) == sum(r.frames for r in rows), rel
