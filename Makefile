@@ -124,7 +124,7 @@ config: $(STAMP)
 .PHONY: replay record renormalize
 replay: $(STAMP)
 	$(PY) -m ops replay $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL)) \
-		$(if $(SUBJECTS),--subjects $(SUBJECTS)) --speed $(or $(SPEED),max) \
+		$(if $(SUBJECTS),--subjects $(foreach s,$(SUBJECTS),'$(s)')) --speed $(or $(SPEED),max) \
 		$(if $(NAME),--name $(NAME)) $(if $(FILE),--from-file $(FILE))
 
 ## raw frames of a range into a compressed file: make record FILE=rec.jmrec SINCE=1h [UNTIL=...]

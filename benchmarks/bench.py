@@ -716,6 +716,10 @@ def main() -> None:
     rp = uvloop.run(bench_replay.measure(n))
     print("columnar replay ...", flush=True)
     rp_col = bench_replay.measure_columnar()
+    print("research backtest ...", flush=True)
+    from benchmarks import bench_backtest
+
+    bt = bench_backtest.measure()
     elapsed = time.monotonic() - t_start
 
     worst = min((ours / base, v, ch) for v, rows in venues for ch, ours, base in rows)
@@ -963,6 +967,7 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
             lines.append(f"| {key.replace('_', ' ')} | {value:,.0f} |")
     lines.append("")
     lines += bench_replay.columnar_lines(rp_col)
+    lines += bench_backtest.lines(bt)
     text = "\n".join(lines)
     (ROOT / "BENCHMARKS.md").write_text(text)
     print(text)

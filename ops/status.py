@@ -94,6 +94,17 @@ def render(ws: list[dict[str, Any]], lag: list[tuple[str, str, int, int]],
 
 
 async def status(nc: Client, settings: Settings) -> str:
-    js = nc.jetstream(timeout=5.0)
-    ws, lag, fresh = await asyncio.gather(workers(nc), lags(js, settings), freshness(js))
-    return render(ws, lag, fresh)
+    js = nc.jetstream(timeout=3.0)
+    ws, lag, fresh = await asyncio.gather(
+        workers(nc), lags(js, settings), freshness(js), return_exceptions=True
+    )
+    # a part that cannot be read (no permission, stream missing) is one line, not a traceback
+    notes = [f"  ({what} unavailable: {type(r).__name__} {r})".rstrip()
+             for what, r in (("workers", ws), ("consumer lag", lag), ("raw data", fresh))
+             if isinstance(r, BaseException)]  # fmt: skip
+    text = render(
+        ws if isinstance(ws, list) else [],
+        lag if isinstance(lag, list) else [],
+        fresh if isinstance(fresh, dict) else {},
+    )
+    return "\n".join([text, *notes])

@@ -42,6 +42,10 @@ STREAMS = {
     "collector": ("RAW", "DLQ"), "normalizer": ("RAW", "MARKET", "DLQ"),
     "sink": ("RAW", "MARKET", "EXEC", "DLQ"), "orderbook": ("MARKET",), "executor": ("EXEC",),
 }  # fmt: skip
+# Who calls venues over REST (collectors, backfill as collector or replay, executor): they
+# share the per-venue budgets of streams/bus/budget.py.
+BUDGET_BUCKET, BUDGET_STREAM = "JM_BUDGET", "KV_JM_BUDGET"
+BUDGET_ROLES = ("collector", "executor", "replay")
 ROUTE_USER = "route"  # cluster routes; not a client identity
 # Partitioned normalizers' durables (normalizer-p<p>of<N>) are allowed up to this N unless
 # settings ask for more: the server starts before any normalizer says how many it runs.
@@ -185,7 +189,10 @@ def role_perms(role: str, settings: Settings) -> Perms:
         p.sub += ["market.>", subjects.exec_evt_filter(account), subjects.exec_pos(account)]
     elif role == "operator":
         p.pub += [subjects.EXEC_HALT, subjects.EXEC_RESUME, subjects.SQL_QUERY,
-                  subjects.BOOK_GET_ALL, status]  # fmt: skip
+                  subjects.BOOK_GET_ALL, status,
+                  # `jetmarket status`: durable consumers' lag, RAW's newest frame per subject
+                  f"{API}.CONSUMER.INFO.RAW.*", f"{API}.CONSUMER.INFO.MARKET.*",
+                  *stream_info("RAW"), *msg_get("RAW")]  # fmt: skip
         p.sub += ["market.>", "exec.evt.>", "exec.pos.>"]
     elif role == "reader":
         p.pub += [subjects.SQL_QUERY, subjects.BOOK_GET_ALL, status]
@@ -210,6 +217,13 @@ def role_perms(role: str, settings: Settings) -> Perms:
         p.pub, p.sub, p.responses = [">"], [">"], True
     else:
         raise ValueError(f"unknown NATS role {role!r}")
+    if role in BUDGET_ROLES:  # shared REST budgets: KV JM_BUDGET + ban broadcasts
+        p.pub += [*stream_info(BUDGET_STREAM), *msg_get(BUDGET_STREAM),
+                  f"$KV.{BUDGET_BUCKET}.>", subjects.BUDGET_BAN_ALL]  # fmt: skip
+        p.sub.append(subjects.BUDGET_BAN_ALL)
+    elif role == "operator":  # `jetmarket status` reads bans and windows
+        p.pub += [*stream_info(BUDGET_STREAM), *msg_get(BUDGET_STREAM),
+                  *ephemeral(BUDGET_STREAM)]  # fmt: skip
     return p
 
 
