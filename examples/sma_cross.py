@@ -32,6 +32,8 @@ class SmaCross(Strategy):
         self.state = 0  # +1 fast above slow, -1 below, 0 not known yet
 
     def on_trade(self, trade: Trade) -> None:
+        if trade.symbol != self.ctx.symbol:  # bars of the traded symbol only
+            return
         if self.bar_end == 0:
             self.bar_end = self._bar_end(trade.ts_recv)
         elif trade.ts_recv >= self.bar_end:

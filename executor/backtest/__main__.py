@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,7 +35,109 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-interval-s", type=float, help="PnL curve step (replayed seconds)")
     p.add_argument("--no-store", action="store_true", help="do not publish results on EXEC")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    return p
+    r = p.add_argument_group(
+        "research path (executor/backtest/sim.py on the columnar replay; "
+        "no NATS; results in ClickHouse backtest_results + HTML report)"
+    )
+    r.add_argument(
+        "--columnar",
+        metavar="SOURCE",
+        help="'clickhouse' (clickhouse.dsn, read directly) or a Parquet export dir",
+    )
+    r.add_argument(
+        "--grid",
+        help="sweep, e.g. 'fast=5,10,20 slow=50,100' (implies --columnar "
+        "clickhouse unless given); one process per combination",
+    )
+    r.add_argument("--workers", type=int, help="sweep processes (default: the CPU count)")
+    r.add_argument("--latency-ms", type=float, default=0.0, help="order/cancel latency")
+    r.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        metavar="VENUE=TIER",
+        help="fee tier of a venue (fees in SimSettings.fees['<venue>:<tier>'])",
+    )
+    r.add_argument("--initial-cash", type=float, default=100_000.0)
+    r.add_argument("--report-dir", default="var/backtest/reports", help="HTML reports here")
+    r.add_argument("--metric", default="sharpe", help="the sweep heat map's metric")
+    r.add_argument(
+        "--cache-dir",
+        default="var/backtest/cache",
+        help="a sweep's data from ClickHouse is exported to Parquet here once",
+    )
+    return p  # fmt: skip
+
+
+def research(settings: Settings, args: argparse.Namespace) -> int:
+    """The research path: one run or a sweep, stored in backtest_results, with reports."""
+    import uuid
+
+    from executor.backtest import report
+    from executor.backtest.research import (
+        METRICS,
+        parse_grid,
+        run_one,
+        store_results,
+        sweep,
+    )  # fmt: skip
+    from executor.backtest.sim import SimSettings
+
+    cls = load_strategy(args.strategy)
+    tiers = {}
+    for item in args.tier:
+        venue, sep, tier = item.partition("=")
+        if not sep or not venue or not tier:
+            raise BacktestError(f"--tier {item!r}: expected VENUE=TIER")
+        tiers[venue] = tier
+    cfg = SimSettings(
+        latency_ms=args.latency_ms,
+        tiers=tiers,
+        initial_cash=args.initial_cash,
+        curve_interval_s=args.curve_interval_s or settings.backtest.curve_interval_s,
+    )
+    source = args.columnar or "clickhouse"
+    dsn = settings.clickhouse.dsn
+    params = parse_params(cls, args.param)
+    types = [t for t in args.types.split(",") if t and t != "instrument"]
+    kw = {
+        "dsn": dsn,
+        "venue": args.venue,
+        "symbols": args.symbol,
+        "start": args.start,
+        "end": args.end,
+        "types": types,
+        "cfg": cfg,
+    }
+    if args.grid:
+        if args.metric not in METRICS:
+            raise BacktestError(f"--metric {args.metric!r}: one of {', '.join(METRICS)}")
+        grid = parse_grid(args.grid, cls)
+        sweep_id = args.run_id or uuid.uuid4().hex[:12]
+        results = sweep(args.strategy, grid, params, source=source, workers=args.workers,
+                        cache_dir=args.cache_dir, **kw)  # fmt: skip
+    else:
+        grid = []
+        sweep_id = ""
+        results = [run_one(args.strategy, params, source=source, run_id=args.run_id, **kw)]
+    for r in results:
+        r.sweep_id = sweep_id
+        r.report = str(report.run_report(r, args.report_dir))
+    store_results(dsn, results)
+    for r in results:
+        ps = " ".join(f"{k}={v}" for k, v in sorted(r.params.items()))
+        ms = "  ".join(f"{k} {report.fmt(k, r.metrics[k])}" for k in METRICS)
+        print(
+            f"run {r.run_id}  {ps}\n  {r.messages:,} events in {r.seconds:.2f} s "
+            f"({r.events_per_s:,.0f}/s)  digest {r.digest[:16]}\n  {ms}"
+        )
+    if grid:
+        page = report.sweep_report(results, grid, args.report_dir, sweep_id, args.metric)
+        print(f"sweep {sweep_id}: {len(results)} runs in backtest_results")
+        print(f"report {page.resolve()}")
+    else:
+        print(f"report {Path(results[0].report).resolve()}")
+    return 0
 
 
 def parse_params(cls: Any, items: list[str]) -> dict[str, Any]:
@@ -95,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
     try:
+        if args.columnar or args.grid:
+            return research(settings, args)
         return asyncio.run(run(settings, args))
     except (BacktestError, ValueError, ConnectionError) as exc:  # NatsUnreachable: one line
         print(f"jetmarket backtest: {exc}", file=sys.stderr)

@@ -108,10 +108,11 @@ def metrics(sim: Sim) -> dict[str, float]:
     c = sim.curve
     cash = sim.cfg.initial_cash
     eq = c.equity
-    rets = [b / a - 1.0 for a, b in itertools.pairwise(eq) if a > 0]
-    # the curve has points on the grid and after every fill: annualise by the mean step
-    span_s = (c.ts[-1] - c.ts[0]) / 1e9 if len(c.ts) > 1 else 0.0
-    per_year = len(rets) / span_s * YEAR_S if span_s > 0 and rets else 0.0
+    # returns between the regular grid points (curve_interval_s apart; the points after
+    # fills would make the steps uneven), annualised by that step
+    on_grid = [e for e, g in zip(eq, c.grid, strict=True) if g]
+    rets = [b / a - 1.0 for a, b in itertools.pairwise(on_grid) if a > 0]
+    per_year = YEAR_S / sim.cfg.curve_interval_s
     mean = sum(rets) / len(rets) if rets else 0.0
     sd = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)) if len(rets) > 1 else 0.0
     down = math.sqrt(sum(min(r, 0.0) ** 2 for r in rets) / len(rets)) if rets else 0.0
@@ -217,6 +218,15 @@ def parse_grid(text: str, cls: type[Strategy]) -> list[dict[str, Any]]:
             for combo in itertools.product(*(a[1] for a in axes))]  # fmt: skip
 
 
+def _init_worker() -> None:
+    # the parallelism is the processes': Arrow's own thread pool in each would only
+    # oversubscribe the cores
+    import pyarrow as pa
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+
+
 def _sweep_worker(args: tuple[str, dict[str, Any], dict[str, Any]]) -> RunResult:
     spec, params, kw = args
     return run_one(spec, params, **kw)
@@ -244,7 +254,8 @@ def sweep(
     import multiprocessing
 
     # spawn: a child must not inherit a parent's chdb engine or threads
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker) as pool:
         return list(pool.map(_sweep_worker, jobs))
 
 

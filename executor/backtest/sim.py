@@ -138,6 +138,7 @@ class Curve:
     equity: list[float] = field(default_factory=list)
     position: list[float] = field(default_factory=list)  # of the first symbol
     mark: list[float] = field(default_factory=list)  # of the first symbol
+    grid: list[bool] = field(default_factory=list)  # a point of the regular grid (not a fill)
 
 
 class SimContext:
@@ -246,8 +247,9 @@ class Sim:
     def equity(self) -> float:
         return self.cfg.initial_cash + sum(self.pnl(k) for k in self.positions)
 
-    def _sample(self, ts: int) -> None:
+    def _sample(self, ts: int, grid: bool = False) -> None:
         c = self.curve
+        c.grid.append(grid)
         c.ts.append(ts)
         c.equity.append(self.equity())
         p = self.positions.get(self._primary)
@@ -466,7 +468,7 @@ class Sim:
                 self._events(now)
             if now >= self._next_curve:
                 if self._next_curve:
-                    self._sample(self._next_curve)  # the state just before this message
+                    self._sample(self._next_curve, True)  # the state before this message
                 else:
                     self.first_ns = now
                 self._next_curve = (now // self._curve_ns + 1) * self._curve_ns
