@@ -34,6 +34,7 @@ from collectors.metrics import RECONNECTS
 from collectors.publisher import RawPublisher, dead_letter
 from collectors.rest import rest_body, retry_until_ok
 from streams import subjects
+from streams.bus import budget
 from streams.bus.runtime import Worker
 from streams.settings import Section
 
@@ -106,6 +107,9 @@ class Collector(ABC):
         # ONE ccxt client per venue: its rate limiter spaces every REST call of the venue
         self.exchange = self.ccxt_class({"enableRateLimit": True})
         self.exchange.urls["api"][self.api[0]] = cfg.rest_url.rstrip("/") + self.api[1]
+        # the venue's shared REST budget (streams/bus/budget.py), opened when running
+        self.budget: budget.VenueBudget | None = None
+        self.proxy = budget.proxy_url(self.venue, cfg.limits)  # REST and WebSocket
         self._background: set[asyncio.Task[None]] = set()
 
     # -- what a venue gives --------------------------------------------------------------
@@ -312,7 +316,7 @@ class Collector(ABC):
                     link.url, ping_interval=ping, ping_timeout=ping,
                     # a bigger frame ends the connection (close 1009): dead-lettered below
                     max_size=w.settings.collector.max_frame_bytes, max_queue=4096,
-                    compression=None, proxy=None, open_timeout=10,
+                    compression=None, proxy=self.proxy, open_timeout=10,
                 ) as ws:  # fmt: skip
                     link.connected = True
                     reason = await self._session(ws, link)
@@ -443,6 +447,12 @@ class Collector(ABC):
         w = self.w
         assert w.nc is not None
         venue = self.ctl_venue or self.venue
+        # every REST call of the venue through the budget shared with the other processes
+        # on this IP; the limits are published for those that do not read this section
+        self.budget = await budget.open_budget(
+            w.nc, self.venue, self.cfg.limits, self.exchange, on_change=self._budget_changed
+        )
+        await budget.publish_limits(w.nc, self.venue, self.cfg.limits)
         sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(venue), cb=self.on_ctl_snapshot)
         helpers = [
             asyncio.create_task(self._report()),
@@ -459,7 +469,13 @@ class Collector(ABC):
                 pass
             for pub in self.pubs:
                 pub.flush_metrics()
+            await self.budget.close()
             await self.exchange.close()
+
+    def _budget_changed(self) -> None:
+        """A breaker or ban changed: say so in health (``jetmarket status`` shows it)."""
+        if self.budget is not None:
+            self.w.health.set(budget=self.budget.summary() or "ok")
 
 
 def leading_string(frame: bytes, prefix: bytes, limit: int) -> str | None:

@@ -36,7 +36,8 @@ from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 
 from collectors import base
-from collectors.config import ReconnectSettings
+from collectors.config import LimitsSettings, RateLimit, ReconnectSettings, copy_section
+from streams.bus import budget
 from streams.bus.runtime import Worker
 from streams.settings import Section, SettingsError
 
@@ -59,6 +60,36 @@ INSTRUMENTS_REFRESH_S = 3600.0
 MAX_INFO_SYMBOLS = 100
 _PREFIX = b'{"stream":"'
 
+# Binance spot's limits (they change: these are defaults of [collector.binance.limits]).
+# https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits
+#   REQUEST_WEIGHT 6000 per minute per IP (X-MBX-USED-WEIGHT-1M tells the IP's use);
+#   ORDERS 50 per 10 s and 160000 per day per account; RAW_REQUESTS 61000 per 5 min (never
+#   binding under 6000 weight/min); 429 first, then 418 with Retry-After (2 min to 3 days).
+# https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints
+#   depth weight by limit: 1-100 -> 5, 101-500 -> 25, 501-1000 -> 50, 1001-5000 -> 250;
+#   exchangeInfo 20, klines 2, aggTrades 4, trades/historicalTrades 25, ticker/24hr 2 (one).
+# https://developers.binance.com/docs/binance-spot-api-docs/rest-api/trading-endpoints
+#   POST/DELETE order 1, GET order 4, openOrders 6 (one symbol), myTrades 20, account 20.
+# https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/rate-limits and
+# .../web-socket-streams: 300 connections per 5 min per IP, 5 incoming messages per s,
+#   1024 streams per connection.
+LIMITS = LimitsSettings(
+    rules=[
+        RateLimit(name="weight", capacity=6000, window_s=60.0),
+        RateLimit(name="orders10s", capacity=50, window_s=10.0, scope="account",
+                  applies=["POST order"], count="requests"),
+        RateLimit(name="ordersday", capacity=160_000, window_s=86_400.0, scope="account",
+                  applies=["POST order"], count="requests"),
+    ],
+    weights={"exchangeInfo": 20, "klines": 2, "aggTrades": 4, "trades": 25,
+             "historicalTrades": 25, "ticker/24hr": 2, "GET order": 4, "openOrders": 6,
+             "myTrades": 20, "account": 20, "allOrders": 20},
+    weights_by_limit={"depth": [[100, 5], [500, 25], [1000, 50], [5000, 250]]},
+    used_headers={"X-MBX-USED-WEIGHT-1M": "weight"},
+    ban_statuses=[418, 429],
+    ws={"connections_per_5min": 300, "messages_per_s": 5, "streams_per_connection": 1024},
+)  # fmt: skip
+
 
 class BinanceSettings(Section):
     """``[collector.binance]``: the spot venue (combined streams; depth via REST snapshot)."""
@@ -74,6 +105,7 @@ class BinanceSettings(Section):
     max_connection_s: float = 23.5 * 3600
     stale_after_s: float = 60.0
     reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
+    limits: LimitsSettings = msgspec.field(default_factory=lambda: copy_section(LIMITS))
 
     KNOWN_CHANNELS = frozenset(CHANNELS)  # a class constant, not a setting
 
@@ -186,9 +218,10 @@ class BinanceCollector(base.Collector):
 
     async def fetch_snapshot(self, native: str) -> int:
         """GET <api>/depth, published untouched; returns its lastUpdateId."""
-        body, recv = await self.rest(
-            "depth", self._depth_call(), {"symbol": native, "limit": self.cfg.snapshot_limit}
-        )
+        with budget.priority(budget.RESYNC):  # a book waits on it: before polls/backfill
+            body, recv = await self.rest(
+                "depth", self._depth_call(), {"symbol": native, "limit": self.cfg.snapshot_limit}
+            )
         last = int(orjson.loads(body)["lastUpdateId"])
         await self.pub.publish(
             "snapshot", native, body, recv, self._conn_for(native),

@@ -28,6 +28,7 @@ import orjson
 from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
 from collectors.binance import BinanceCollector, BinanceSettings
+from collectors.config import LimitsSettings, RateLimit, copy_section
 from streams.settings import SettingsError
 
 log = logging.getLogger("collectors.binanceusdm")
@@ -38,6 +39,30 @@ CHANNELS = {
     "forceOrder": "{s}@forceOrder",
 }
 POLLED = ("openInterest",)
+
+# USDⓈ-M limits (defaults of [collector.binanceusdm.limits]); a separate IP budget from spot.
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info
+#   REQUEST_WEIGHT 2400 per minute per IP (X-MBX-USED-WEIGHT-1M); ORDERS 1200 per minute
+#   and 300 per 10 s per account; 429, then 418 bans with Retry-After.
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api
+#   depth weight by limit: 5-50 -> 2, 100 -> 5, 500 -> 10, 1000 -> 20; exchangeInfo 1,
+#   openInterest 1, klines by limit: <100 -> 1, <500 -> 2, <=1000 -> 5, more -> 10.
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams
+#   10 incoming messages per s, 1024 streams per connection, 300 connections per 5 min per IP.
+LIMITS = LimitsSettings(
+    rules=[
+        RateLimit(name="weight", capacity=2400, window_s=60.0),
+        RateLimit(name="orders10s", capacity=300, window_s=10.0, scope="account",
+                  applies=["POST order"], count="requests"),
+        RateLimit(name="ordersmin", capacity=1200, window_s=60.0, scope="account",
+                  applies=["POST order"], count="requests"),
+    ],
+    weights_by_limit={"depth": [[50, 2], [100, 5], [500, 10], [1000, 20]],
+                      "klines": [[99, 1], [499, 2], [1000, 5], [1500, 10]]},
+    used_headers={"X-MBX-USED-WEIGHT-1M": "weight"},
+    ban_statuses=[418, 429],
+    ws={"connections_per_5min": 300, "messages_per_s": 10, "streams_per_connection": 1024},
+)  # fmt: skip
 
 
 class BinanceUsdmSettings(BinanceSettings):
@@ -52,6 +77,7 @@ class BinanceUsdmSettings(BinanceSettings):
         default_factory=lambda: ["aggTrade", "depth", "markPrice", "forceOrder", "openInterest"]
     )
     open_interest_interval_s: float = 10.0
+    limits: LimitsSettings = msgspec.field(default_factory=lambda: copy_section(LIMITS))
 
     def _check(self, prefix: str) -> None:
         super()._check(prefix)

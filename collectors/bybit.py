@@ -32,9 +32,24 @@ from streams.bus.runtime import Worker
 
 VENUE = "bybit"
 # ``[collector.bybit]``: Bybit v5 public; ``channels`` are CHANNELS keys (below)
+# Bybit limits (defaults of [collector.bybit.limits]):
+# https://bybit-exchange.github.io/docs/v5/rate-limit : HTTP 600 requests per 5 s per IP;
+#   over it "403 access too frequently" and the IP is banned for at least 10 minutes;
+#   API-key limits (X-Bapi-Limit-Status headers) per endpoint, e.g. create order 10/s.
+#   WebSocket: 500 connections per 5 minutes per IP.
+LIMITS = config.LimitsSettings(
+    rules=[config.RateLimit(name="ip", capacity=600, window_s=5.0, sliding=True),
+           config.RateLimit(name="order", capacity=10, window_s=1.0, scope="account",
+                            applies=["v5/order/create"])],
+    ban_statuses=[403, 429],
+    default_ban_s=600.0,
+    ws={"connections_per_5min": 500},
+)  # fmt: skip
+
 BybitSettings = config.venue_section("BybitSettings",
     ws_url="wss://stream.bybit.com/v5/public/linear", rest_url="https://api.bybit.com",
-    symbols=["BTCUSDT"], channels=["publicTrade", "orderbook.50", "tickers"])  # fmt: skip
+    symbols=["BTCUSDT"], channels=["publicTrade", "orderbook.50", "tickers"],
+    limits=LIMITS)  # fmt: skip
 
 CATEGORIES = ("spot", "linear", "inverse")
 CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")

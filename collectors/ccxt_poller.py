@@ -29,11 +29,12 @@ import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from collectors.config import venue_settings
+from collectors.config import LimitsSettings, venue_settings
 from collectors.conn import new_conn_id
 from collectors.metrics import FRAMES, REST
 from streams import subjects
 from streams.bus.bigframes import H_FRAME_REF, H_FRAME_SIZE, FrameStore
+from streams.bus.budget import open_budget
 from streams.bus.runtime import Worker
 from streams.provision import STREAM_RAW
 from streams.settings import Section, Settings, SettingsError
@@ -73,6 +74,9 @@ class CcxtExchangeSettings(Section):
     api_url: str | None = None
     rate_limit_ms: float | None = None
     timeout_ms: int = 10_000
+    # shared REST budget (streams/bus/budget.py): empty rules = the venue's limits as its
+    # collector published them, else ccxt's rateLimit; proxy as for a native venue
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
 
     def _check(self, prefix: str) -> None:
         if not self.symbols:
@@ -266,6 +270,7 @@ class Poller:
 
     # -- channels ------------------------------------------------------------------------
     async def run(self) -> None:
+        budget = await open_budget(self.w.nc, self.id, self.cfg.limits, self.ex)
         try:
             while await self._fetch("load_markets", self.ex.load_markets()) is None:
                 if await self.w.sleep(self.cfg.trades_interval_s):
@@ -287,6 +292,7 @@ class Poller:
             self.w.health.set("ok")
             await asyncio.gather(*loops)
         finally:
+            await budget.close()
             await self.ex.close()
 
     async def trades(self, unified: str) -> None:

@@ -40,9 +40,28 @@ from collectors.config import VenueSettings
 
 VENUE = "coinbase"
 # ``[collector.coinbase]``: Coinbase Advanced Trade; ``channels`` are CHANNELS keys (below)
+# Coinbase Advanced Trade limits (defaults of [collector.coinbase.limits]):
+# https://docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits : public REST 10
+#   requests per s per IP, private 30 per s per user; 429 over it.
+# https://docs.cdp.coinbase.com/advanced-trade/docs/ws-rate-limits : WebSocket 8 messages
+#   per s per IP unauthenticated (we keep to MAX_MSGS_PER_S).
+LIMITS = config.LimitsSettings(
+    rules=[config.RateLimit(name="public", capacity=10, window_s=1.0, sliding=True,
+                            applies=["brokerage/market/products", "brokerage/market/products/"
+                                     "{product_id}/book", "brokerage/market/products/"
+                                     "{product_id}/candles", "brokerage/market/products/"
+                                     "{product_id}/ticker"]),
+           config.RateLimit(name="private", capacity=30, window_s=1.0, scope="account",
+                            applies=["brokerage/orders", "brokerage/orders/batch_cancel"])],
+    ban_statuses=[429],
+    default_ban_s=5.0,
+    ws={"messages_per_s": 8},
+)  # fmt: skip
+
 CoinbaseSettings = config.venue_section("CoinbaseSettings",
     ws_url="wss://advanced-trade-ws.coinbase.com", rest_url="https://api.coinbase.com",
-    symbols=["BTC-USD"], channels=["market_trades", "level2", "ticker"])  # fmt: skip
+    symbols=["BTC-USD"], channels=["market_trades", "level2", "ticker"],
+    limits=LIMITS)  # fmt: skip
 
 DATA_CHANNELS = ("level2", "market_trades", "ticker", "candles")
 WIRE_TO_CHANNEL = {"l2_data": "level2", "market_trades": "market_trades", "ticker": "ticker",

@@ -14,7 +14,10 @@ from typing import Any, TypeVar, get_type_hints
 
 import msgspec
 
+from streams.bus.budget import LimitsSettings, RateLimit
 from streams.settings import Section, Settings, SettingsError, section
+
+__all__ = ["LimitsSettings", "RateLimit", "ReconnectSettings", "VenueSettings"]
 
 V = TypeVar("V", bound=Section)
 
@@ -45,6 +48,8 @@ class VenueSettings(Section):
     snapshot_depth: int = 400
     reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
     options: dict[str, str] = msgspec.field(default_factory=dict)
+    # the venue's REST limits and proxy (streams/bus/budget.py); defaults in its module
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
 
     def _check(self, prefix: str) -> None:
         if not self.symbols:
@@ -56,11 +61,14 @@ class VenueSettings(Section):
 def venue_section(name: str, **defaults: Any) -> type[VenueSettings]:
     """A venue's settings class: ``VenueSettings`` with the venue's own defaults (its URLs,
     symbols and channels), named ``name`` in the calling module. Lists are copied per
-    instance, so one Settings never shares a list with another."""
+    instance, so one Settings never shares a list with another (a section, like ``limits``,
+    is copied too)."""
     hints = get_type_hints(VenueSettings)
     fields = [
         (key, hints[key], msgspec.field(default_factory=lambda v=value: list(v)))
         if isinstance(value, list)
+        else (key, hints[key], msgspec.field(default_factory=lambda v=value: copy_section(v)))
+        if isinstance(value, Section)
         else (key, hints[key], value)
         for key, value in defaults.items()
     ]
@@ -69,6 +77,11 @@ def venue_section(name: str, **defaults: Any) -> type[VenueSettings]:
         name, fields, bases=(VenueSettings,), module=module, kw_only=True,
         forbid_unknown_fields=True,
     )  # fmt: skip
+
+
+def copy_section(value: V) -> V:
+    """A deep copy of a section (defaults must not be shared between Settings)."""
+    return msgspec.convert(msgspec.to_builtins(value), type(value))
 
 
 def venue_settings(settings: Settings, venue: str, cls: type[V]) -> V:

@@ -44,9 +44,25 @@ from streams.symbols import deribit as symbols
 
 VENUE = "deribit"
 # ``[collector.deribit]``: Deribit v2; ``channels`` are CHANNELS keys (below)
+# Deribit limits (defaults of [collector.deribit.limits]):
+# https://docs.deribit.com/#rate-limits : credits per sub-account; a non-matching-engine
+#   request costs 500 credits, refilled at 10000 credits/s up to 50000: 20 requests/s
+#   sustained (a burst of 100); matching-engine (order) requests have their own tier,
+#   5 per s by default. Error 10028 "too_many_requests" (ccxt: RateLimitExceeded).
+LIMITS = config.LimitsSettings(
+    rules=[config.RateLimit(name="credits", capacity=20, window_s=1.0),
+           config.RateLimit(name="matching", capacity=5, window_s=1.0, scope="account",
+                            applies=["private/buy", "private/sell", "private/cancel",
+                                     "private/edit"])],
+    ban_statuses=[429],
+    default_ban_s=5.0,
+    ws={"subscribe_requests_per_s": 3.3},
+)  # fmt: skip
+
 DeribitSettings = config.venue_section("DeribitSettings",
     ws_url="wss://www.deribit.com/ws/api/v2", rest_url="https://www.deribit.com",
-    symbols=["BTC-PERPETUAL"], channels=["trades", "book", "ticker"])  # fmt: skip
+    symbols=["BTC-PERPETUAL"], channels=["trades", "book", "ticker"],
+    limits=LIMITS)  # fmt: skip
 
 CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades")
 RAW_CHANNEL = {"chart": "chart_trades", "trades": "trades", "book": "book", "quote": "quote",

@@ -36,9 +36,29 @@ from streams import subjects
 
 VENUE = "kraken"
 # ``[collector.kraken]``: Kraken WebSocket v2; ``channels`` are CHANNELS keys (below)
+# Kraken spot limits (defaults of [collector.kraken.limits]):
+# https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits : public endpoints about 1
+#   request per s per IP; private calls add to a counter (max 15, decaying 0.33/s for a
+#   starter tier); over it "EAPI:Rate limit exceeded" / "EGeneral:Too many requests" in
+#   the body (ccxt: RateLimitExceeded / DDoSProtection), with no HTTP status to read.
+# https://docs.kraken.com/api/docs/guides/spot-ws-intro : about 150 connection attempts
+#   per rolling 10 minutes per IP.
+LIMITS = config.LimitsSettings(
+    rules=[config.RateLimit(name="public", capacity=1, window_s=1.0,
+                            applies=["AssetPairs", "Depth", "Trades", "OHLC", "Ticker",
+                                     "Assets", "Time", "SystemStatus", "Spread"]),
+           config.RateLimit(name="private", capacity=15, window_s=45.0, scope="account",
+                            applies=["AddOrder", "CancelOrder", "QueryOrders",
+                                     "OpenOrders", "ClosedOrders", "TradesHistory"])],
+    ban_statuses=[429],
+    default_ban_s=15.0,
+    ws={"connections_per_10min": 150},
+)  # fmt: skip
+
 KrakenSettings = config.venue_section("KrakenSettings",
     ws_url="wss://ws.kraken.com/v2", rest_url="https://api.kraken.com",
-    symbols=["BTC/USD"], channels=["trade", "book", "ticker"])  # fmt: skip
+    symbols=["BTC/USD"], channels=["trade", "book", "ticker"],
+    limits=LIMITS)  # fmt: skip
 
 PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
 CHANNELS = frozenset((*PER_SYMBOL, "instrument"))

@@ -31,9 +31,30 @@ from streams.symbols.okx import inst_type, to_native
 
 VENUE = "okx"
 # ``[collector.okx]``: OKX v5 public; ``channels`` are CHANNELS keys (below)
+# OKX limits per endpoint (defaults of [collector.okx.limits]):
+# https://www.okx.com/docs-v5/en/#overview-rate-limits and each endpoint's "Rate Limit" line:
+#   GET /api/v5/public/instruments 20 requests per 2 s (IP + instType); GET
+#   /api/v5/market/books 40 per 2 s (IP); POST /api/v5/trade/order 60 per 2 s (user ID +
+#   instrument); over it HTTP 429 with code 50011. Counted as sliding (half per second).
+# https://www.okx.com/docs-v5/en/#overview-websocket-connect: 3 connection requests per s
+#   per IP, 480 subscribe/unsubscribe/login requests per hour per connection.
+LIMITS = config.LimitsSettings(
+    rules=[
+        config.RateLimit(name="instruments", capacity=20, window_s=2.0, sliding=True,
+                         applies=["public/instruments"]),
+        config.RateLimit(name="books", capacity=40, window_s=2.0, sliding=True,
+                         applies=["market/books"]),
+        config.RateLimit(name="order", capacity=60, window_s=2.0, sliding=True,
+                         scope="account", applies=["trade/order"]),
+    ],
+    ban_statuses=[429],
+    ws={"connections_per_s": 3, "subscribes_per_hour": 480},
+)  # fmt: skip
+
 OkxSettings = config.venue_section("OkxSettings",
     ws_url="wss://ws.okx.com:8443/ws/v5/public", rest_url="https://www.okx.com",
-    symbols=["BTC-USDT", "BTC-USDT-SWAP"], channels=["trades", "books", "tickers"])  # fmt: skip
+    symbols=["BTC-USDT", "BTC-USDT-SWAP"], channels=["trades", "books", "tickers"],
+    limits=LIMITS)  # fmt: skip
 
 PER_INSTRUMENT = ("trades", "books", "bbo-tbt", "tickers", "candle1m")
 DERIVATIVE_ONLY = ("open-interest", "mark-price")

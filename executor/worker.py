@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import orjson
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -161,8 +162,8 @@ def _record_done(fut: asyncio.Future[Any]) -> None:
         m.RECORD_FAILURES.inc()
 
 
-def make_venue(cfg: AccountSettings) -> Venue:
-    return PaperVenue(cfg) if cfg.venue == "paper" else CcxtVenue(cfg)
+def make_venue(cfg: AccountSettings, nc: Client | None = None) -> Venue:
+    return PaperVenue(cfg) if cfg.venue == "paper" else CcxtVenue(cfg, nc)
 
 
 class Executor:
@@ -185,7 +186,7 @@ class Executor:
 
     async def start(self) -> None:
         for account, acfg in self.cfg.active_accounts().items():
-            venue = make_venue(acfg)
+            venue = make_venue(acfg, self.nc)  # nc: the ccxt venue's shared REST budget
             await venue.start()
             e = Engine(account, acfg, venue, self.pub, self.marks, self._clock(venue))
             history = await read_history(self.js, account)

@@ -20,7 +20,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from streams import subjects
-from streams.bus import bigframes
+from streams.bus import bigframes, budget
 from streams.settings import Settings, StreamLimits
 
 log = logging.getLogger("streams.provision")
@@ -115,5 +115,9 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         report.append(await bigframes.ensure_bucket(js, settings.streams.frames))
     except Exception as exc:
         raise RuntimeError(f"object store {bigframes.FRAMES_BUCKET}: {exc}") from exc
+    try:  # the shared REST budgets (streams/bus/budget.py)
+        report.append(await budget.ensure_bucket(js, settings.streams.frames.replicas))
+    except Exception as exc:
+        raise RuntimeError(f"key-value bucket {budget.BUCKET}: {exc}") from exc
     log.info("streams provisioned", extra={"streams": report})
     return report

@@ -61,6 +61,14 @@ def book_get(venue: str, symbol: str) -> str:
 BOOK_GET_ALL = "book.get.>"
 
 
+def budget_ban(venue: str) -> str:
+    """A venue's rate-limit ban, broadcast to every process (streams/bus/budget.py)."""
+    return f"budget.ban.{token(venue)}"
+
+
+BUDGET_BAN_ALL = "budget.ban.>"
+
+
 def exec_cmd(account: str) -> str:
     return f"exec.cmd.{token(account)}"
 

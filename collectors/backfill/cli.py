@@ -21,6 +21,7 @@ from collectors.backfill.markets import resolve_symbol
 from collectors.backfill.paging import MINUTE_MS, Backfill, Fetcher
 from collectors.ccxt_poller import CcxtExchangeSettings, ccxt_settings, make_exchange, timeframe_ms
 from streams.bus import logs
+from streams.bus.budget import BACKFILL, VenueBudget, open_budget
 from streams.bus.connect import connect
 from streams.provision import STREAM_RAW
 from streams.settings import Settings, SettingsError, load
@@ -139,7 +140,7 @@ def _plan(args: argparse.Namespace, ex: Any) -> tuple[Checkpoint, Path]:
 
 async def _run(
     args: argparse.Namespace, settings: Settings, ex: Any, fetch: Fetcher, ck: Checkpoint,
-    path: Path,
+    path: Path, budget: VenueBudget,
 ) -> int:  # fmt: skip
     try:
         nc = await connect(settings.nats, f"backfill-{ck.venue}", max_reconnect_attempts=5)
@@ -147,6 +148,8 @@ async def _run(
         raise Failed(f"cannot reach NATS at {settings.nats.url} ({exc!r:.200})") from None
     try:
         js = nc.jetstream(timeout=10.0)
+        # from now on the budget is the one shared with every process on this IP
+        await budget.bind(nc)
         # RAW is provisioned by the admin identity (`make up`, `jetmarket provision`); the
         # backfill publishes as the collector, which may not create or update streams
         try:
@@ -188,7 +191,11 @@ async def _job(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     cfg = ccxt_settings(settings).exchanges.get(args.venue)
-    ex = make_exchange(args.venue, cfg or CcxtExchangeSettings(symbols=[args.symbol]))
+    cfg = cfg or CcxtExchangeSettings(symbols=[args.symbol])
+    ex = make_exchange(args.venue, cfg)
+    # the lowest priority: collectors' resyncs, polls and orders on this IP go first; until
+    # NATS is connected (load_markets) the budget is this process's local share
+    budget = await open_budget(None, args.venue, cfg.limits, ex, default_priority=BACKFILL)
     try:
         fetch = Fetcher(stop, args.max_retries)
         await fetch("load_markets", ex.load_markets)
@@ -198,11 +205,12 @@ async def _job(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if ck.pages:
             print(f"resuming at {iso(ck.next_ms)} from {path}", file=sys.stderr)
-        return await _run(args, settings, ex, fetch, ck, path)
+        return await _run(args, settings, ex, fetch, ck, path, budget)
     except Failed as exc:
         print(f"jetmarket backfill: {exc}", file=sys.stderr)
         return 1
     finally:
+        await budget.close()
         await ex.close()
 
 

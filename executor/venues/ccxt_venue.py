@@ -1,4 +1,4 @@
-"""Any ccxt exchange as a venue, through ccxt.async_support with ccxt's rate limiter.
+"""Any ccxt exchange as a venue, through ccxt.async_support and the venue's shared REST budget.
 
 Client order ids go to the exchange (``clientOrderId``), so every lookup, cancel and
 reconciliation finds orders by the id the executor chose. Keys come from environment
@@ -10,6 +10,7 @@ raises VenueUnknown: the caller must look the order up before doing anything els
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from decimal import Decimal
@@ -18,6 +19,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 from ccxt.base import errors as cx
 from ccxt.base.decimal_to_precision import TICK_SIZE
+from nats.aio.client import Client
 
 from executor.model import (
     Order,
@@ -30,6 +32,7 @@ from executor.model import (
 )
 from executor.precision import Spec
 from streams.bus import logs, secrets
+from streams.bus.budget import ORDERS, VenueBudget, open_budget
 from streams.settings import AccountSettings
 
 _STATUS = {"open": "new", "closed": "filled", "canceled": "canceled", "expired": "expired",
@@ -76,8 +79,10 @@ def our_symbol(m: dict[str, Any]) -> str | None:
 class CcxtVenue:
     write_ahead = True
 
-    def __init__(self, cfg: AccountSettings) -> None:
+    def __init__(self, cfg: AccountSettings, nc: Client | None = None) -> None:
         self.cfg = cfg
+        self.nc = nc  # for the venue's shared REST budget (streams/bus/budget.py)
+        self.budget: VenueBudget | None = None
         self.ex: Any = None
         self.symbols: dict[str, str] = {}  # ours -> ccxt unified
         self.ours: dict[str, str] = {}  # ccxt unified -> ours
@@ -86,8 +91,9 @@ class CcxtVenue:
         klass = getattr(ccxt_async, self.cfg.exchange, None)
         if klass is None:
             raise ValueError(f"ccxt has no exchange {self.cfg.exchange!r}")
+        keys = load_keys(self.cfg)
         self.ex = klass({
-            **load_keys(self.cfg), "enableRateLimit": True,
+            **keys, "enableRateLimit": True,
             "timeout": int(self.cfg.request_timeout_s * 1000),
             "options": dict(self.cfg.options),
         })  # fmt: skip
@@ -95,6 +101,11 @@ class CcxtVenue:
             api = self.ex.urls.get("api")
             self.ex.urls["api"] = {**api, **self.cfg.urls} if isinstance(api, dict) else dict(
                 self.cfg.urls)  # fmt: skip
+        # every call through the budget the collectors of this venue share, orders first;
+        # the account rules (order counts) are keyed by a digest of the API key, never the key
+        account = hashlib.sha256(keys.get("apiKey", "").encode()).hexdigest()[:12]
+        self.budget = await open_budget(self.nc, self.cfg.exchange, None, self.ex,
+                                        account=account, default_priority=ORDERS)  # fmt: skip
         try:
             await self.ex.load_markets()
         except BaseException:
@@ -107,6 +118,8 @@ class CcxtVenue:
                 self.ours.setdefault(m["symbol"], ours)
 
     async def close(self) -> None:
+        if self.budget is not None:
+            await self.budget.close()
         if self.ex is not None:
             await self.ex.close()
 
