@@ -6,6 +6,8 @@
 2. ``jetmarket backtest`` replays that stream from JetStream twice with the example
    SMA-cross strategy, under two run ids: the digests of fills and PnL must match.
 3. The results, stored by the running sink, are read back with SQL per run id.
+4. With the pipeline stopped, the research path: a 4-run sweep on the columnar replay of
+   the same ClickHouse data, HTML reports; the last line is the sweep page's path.
 """
 
 from __future__ import annotations
@@ -64,7 +66,29 @@ def main() -> int:
         emu.terminate()
         emu.wait(10)
     print(f"backtest: pipeline stopped; data kept under {var}")
+    if code == 0:
+        code = research(env, var)
     return code
+
+
+def research(env: dict[str, str], var: object) -> int:
+    """4. The research path on the same data, the sink stopped (chdb is free to read): the
+    columnar replay into the sim engine, a 4-run sweep in parallel processes, one
+    backtest_results row per run, HTML reports. Opens nothing: prints where they are."""
+    reports = f"{var}/reports"
+    cmd = [sys.executable, "-m", "ops", "backtest", "--strategy", STRATEGY, "--venue", "binance",
+           "--symbol", "BTC-USDT", "--columnar", "clickhouse", "--curve-interval-s", "1",
+           "--report-dir", reports, "--cache-dir", f"{var}/cache"]  # fmt: skip
+    if STRATEGY.startswith("examples/sma_cross.py"):
+        cmd += [a for p in PARAMS for a in ("--param", p) if not p.startswith(("fast", "slow"))]
+    print("backtest: research sweep fast=2,3 slow=6,10 on the columnar replay ...", flush=True)
+    cmd += ["--grid", "fast=2,3 slow=6,10", "--run-id", "demo-sweep"]
+    sweep = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if sweep.returncode != 0:
+        print(f"research sweep failed:\n{sweep.stderr}", file=sys.stderr)
+        return 1
+    print(sweep.stdout, flush=True)
+    return 0
 
 
 async def _query(nc: object, q: str) -> sql.SqlResult:
