@@ -13,9 +13,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from collectors.config import check_sections
+from collectors.config import check_sections, venue_settings
 from streams.bus.runtime import Worker, load_or_exit, parse_args, run
-from streams.settings import SettingsError
+from streams.settings import Settings, SettingsError
 
 # the framework's own modules and packages: every other module here is a venue
 _NOT_VENUES = {
@@ -42,6 +42,22 @@ def check_venues(chosen: list[str]) -> str | None:
     return f"unknown venue(s) {', '.join(unknown)}; known: {', '.join(known)} or ccxt:<exchange id>"
 
 
+def read_sections(settings: Settings, chosen: list[str]) -> None:
+    """Read each chosen venue's section with its class: a bad value fails here, in one
+    line, not in the middle of a running collector."""
+    for v in chosen:
+        if v.startswith("ccxt:"):
+            from collectors.ccxt_poller import ccxt_settings
+
+            ccxt_settings(settings)
+            continue
+        mod = importlib.import_module(f"collectors.{v}")
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and getattr(obj, "venue", None) == v:
+                venue_settings(settings, v, obj.settings_class)
+                break
+
+
 def main(argv: list[str]) -> None:
     args = parse_args("collectors", __doc__, argv, lambda p: p.add_argument(
         "venues", nargs="*", metavar="VENUE",
@@ -54,6 +70,8 @@ def main(argv: list[str]) -> None:
     bad = check_venues(chosen)
     try:
         check_sections(settings, venues())
+        if not bad:
+            read_sections(settings, chosen)
     except SettingsError as exc:
         bad = f"bad configuration: {exc}"
     if bad:

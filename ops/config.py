@@ -34,7 +34,6 @@ SECTION_HELP = {
     "orderbook": "Validated L2 books: depth/BBO publishing and snapshot retries.",
     "executor": 'Order execution. Without [executor.accounts.*] one paper account "paper".',
     "metrics": "Prometheus endpoints (0 disables one) and the health line interval.",
-    "log": "Console logs: level, and format (auto: human on a terminal, JSON otherwise).",
     "streams.raw": "RAW: every exchange frame untouched (the source of truth).",
     "streams.market": "MARKET: normalized messages.",
     "streams.exec": "EXEC: order commands, events, positions (never drops old records).",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -495,7 +496,11 @@ class ReplaySettings(Section):
 
 
 class LogSettings(Section):
+    """Console logs: level, and format ("auto": human-readable on a terminal, JSON lines
+    otherwise; "human" or "json" to force one)."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "human", "json"] = "auto"
 
 
 class ApiSettings(Section):
@@ -595,6 +600,46 @@ def _dotted(msg: str) -> str:
     return key or "<root>"
 
 
+def _field_type(root: type, key: str) -> Any:
+    """The declared type at ``key`` (as _dotted gives it: ``a.b[...].c``, ``a.0``) under the
+    Struct ``root``, stepping through dict values and list items; None when it leads nowhere."""
+    node: Any = root
+    for part in re.findall(r"\[\.\.\.\]|[^.\[\]]+", key):
+        origin = typing.get_origin(node)
+        if part == "[...]" and origin is dict:
+            node = typing.get_args(node)[1]
+        elif part.isdigit() and origin is list:
+            node = typing.get_args(node)[0]
+        elif isinstance(node, type) and issubclass(node, msgspec.Struct):
+            node = typing.get_type_hints(node).get(part)
+            if node is None:
+                return None
+        else:
+            return None
+    return node
+
+
+def _invalid(exc: msgspec.ValidationError, root: type, prefix: str = "") -> str:
+    """One line for a value msgspec refused: the dotted key, what was wrong and, for a
+    choice, the valid values; a list given as plain text gets the JSON form to use."""
+    msg = str(exc)
+    key = _dotted(msg)
+    where = prefix if key == "<root>" else f"{prefix}.{key}" if prefix else key
+    shown = where.replace("[...]", ".<name>")
+    bad = re.match(r"Invalid enum value (.+?) - at", msg)
+    if bad:
+        hint = _field_type(root, key)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+        if choices:
+            valid = ", ".join(orjson.dumps(c).decode() for c in choices)
+            return f"invalid setting {shown}: {bad.group(1)} is not one of {valid}"
+    if "Expected `array`, got `str`" in msg:
+        env = ENV_PREFIX + "__".join(p.upper() for p in where.split(".") if p != "[...]")
+        return (f"invalid setting {shown}: expected a list; in the environment write it as "
+                f"JSON, e.g. {env}='[\"a\", \"b\"]'")  # fmt: skip
+    return f"invalid setting {shown}: {msg.split(' - at ')[0]}"
+
+
 def _venue_sections(merged: dict[str, Any]) -> None:
     """Move ``collector.<venue>`` tables into ``collector.sections`` (see CollectorSettings):
     a table there that is not one of the framework's own keys is a venue's section. A
@@ -631,7 +676,7 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
     try:
         settings = msgspec.convert(merged, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"invalid setting {_dotted(str(exc))}: {exc}") from None
+        raise SettingsError(_invalid(exc, Settings)) from None
     _walk_checks(settings, "")
     return settings
 

@@ -28,6 +28,7 @@ from streams import subjects
 from streams.bus import auth as natsauth
 from streams.bus import logs
 from streams.bus.connect import connect, role_of
+from streams.bus.secrets import SecretsError
 from streams.settings import Settings, SettingsError
 from streams.settings import load as load_settings
 
@@ -239,3 +240,9 @@ def run(
         uvloop.run(_main(name, body, settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass  # stopped by a signal: the "stopped" line was logged, no traceback
+    except SettingsError as exc:  # a section read at start (a venue's, an account's)
+        print(f"{name}: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (natsauth.CredentialsError, SecretsError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
