@@ -81,8 +81,12 @@ def research(settings: Settings, args: argparse.Namespace) -> int:
         store_results,
         sweep,
     )  # fmt: skip
+    from executor.backtest.runner import RUN_ID
     from executor.backtest.sim import SimSettings
 
+    if args.run_id is not None and not RUN_ID.match(args.run_id):
+        # it names the report file: nothing but a plain name
+        raise BacktestError(f"run id {args.run_id!r}: use 1-40 of A-Z a-z 0-9 _ -")
     cls = load_strategy(args.strategy)
     tiers = {}
     for item in args.tier:

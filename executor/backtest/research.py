@@ -33,6 +33,7 @@ from executor.backtest.strategy import Strategy
 
 DEFAULT_TYPES = ("trade", "depth", "funding", "mark")
 RESULTS_TABLE = "backtest_results"
+MAX_GRID = 10_000  # combinations in one sweep: a typo like fast=1,...,1000 stops here
 YEAR_S = 365 * 86400
 METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees",
            "hit_rate", "pnl", "funding", "fills")  # fmt: skip
@@ -214,6 +215,9 @@ def parse_grid(text: str, cls: type[Strategy]) -> list[dict[str, Any]]:
         axes.append((name, vals))
     if not axes:
         raise ValueError("--grid: no parameters")
+    total = math.prod(len(v) for _, v in axes)
+    if total > MAX_GRID:
+        raise ValueError(f"--grid: {total} combinations, at most {MAX_GRID}")
     return [dict(zip([a[0] for a in axes], combo, strict=True))
             for combo in itertools.product(*(a[1] for a in axes))]  # fmt: skip
 

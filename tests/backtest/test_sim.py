@@ -204,3 +204,33 @@ def test_grid_parsing() -> None:
         parse_grid("nope=1", cls)
     with pytest.raises(ValueError, match="must be int"):
         parse_grid("fast=a", cls)
+
+
+def test_hostile_inputs(loaded: Settings, tmp_path: Path) -> None:
+    """Quotes in a symbol stay a value (no SQL), a sweep cannot explode, a run id cannot
+    name a file outside the report directory, and report text is escaped."""
+    import subprocess
+    import sys
+
+    from executor.backtest.report import run_report
+    from replay.columnar import Columnar
+    from streams.settings import to_toml_env
+
+    sneaky = ["BTC-USDT' OR '1'='1", "BTC-USDT\\' OR 1=1 --"]
+    assert list(Columnar(loaded, symbols=sneaky)) == []
+    assert export(loaded.clickhouse.dsn, tmp_path / "x", ["trades"], symbols=sneaky) == {
+        "trades": 0}  # fmt: skip
+    with pytest.raises(ValueError, match="at most 10000"):
+        parse_grid("fast=" + ",".join(map(str, range(200))) + " slow=" +
+                   ",".join(map(str, range(100))), SMA_CLS())  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "executor.backtest", "--strategy", SMA, "--venue", "binance",
+         "--symbol", "BTC-USDT", "--columnar", "clickhouse", "--run-id", "../../evil",
+         "--report-dir", str(tmp_path / "r")], env=to_toml_env(loaded), cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and "run id '../../evil'" in out.stderr, out.stderr[-500:]
+    r = run_one(SMA, PARAMS, source="clickhouse", **kw(loaded))
+    r.strategy = "<script>alert(1)</script>"
+    page = run_report(r, tmp_path / "r").read_text()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
