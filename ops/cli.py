@@ -116,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     from replay import cli as replay_cli
 
     replay_cli.add_commands(sub)  # replay, record, renormalize
+    from ops import backup
+
+    for name, what in (("backup", "back up"), ("restore", "restore")):
+        backup.add_arguments(
+            sub.add_parser(
+                name, help=f"{what} the ClickHouse tables and JetStream streams (var/backups/)"
+            )
+        )
     return p
 
 
@@ -182,6 +190,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace, extra: list[str]) ->
         return asyncio.run(_sql(settings, args))
     if args.cmd == "book":
         return asyncio.run(_book(settings, args.venue, args.symbol, args.levels))
+    if args.cmd in ("backup", "restore"):
+        from ops import backup
+
+        return backup.run(args)
     if args.cmd in ("replay", "record", "renormalize", "export"):
         from replay import cli as replay_cli
 
