@@ -146,3 +146,13 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info
+
+## ClickHouse tables and JetStream streams into backups/<UTC time> (kept by make clean), or
+## DIR=...; with the embedded ClickHouse stop make up first (chdb: one process per path)
+.PHONY: backup restore
+backup: $(STAMP)
+	$(PY) -m ops backup $(DIR)
+
+## the newest backup under backups/ (or DIR=...) back; REPLACE=1 overwrites existing data
+restore: $(STAMP)
+	$(PY) -m ops restore $(if $(REPLACE),--replace) $(DIR)

@@ -1,5 +1,5 @@
 """``jetmarket backup`` / ``jetmarket restore``: ClickHouse tables and JetStream streams into a
-directory (default ``var/backups/<UTC time>`` in the checkout) and back.
+directory (default ``backups/<UTC time>`` in the checkout, which `make clean` keeps) and back.
 
 ClickHouse: one ``<table>.native.zst`` per MergeTree table (``SELECT *`` in the Native format,
 zstd-compressed), which works the same on chdb and on a server through clickhouse-connect.
@@ -44,7 +44,8 @@ import orjson
 from streams.bus.logs import redact_url
 from streams.settings import Settings, SettingsError, load
 
-BACKUP_ROOT = Path("var/backups")
+# outside var/: `make clean` removes var/, and must not take the backups with it
+BACKUP_ROOT = Path("backups")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 CHUNK = 128 * 1024  # snapshot chunk size (the server's default)

@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in (("backup", "back up"), ("restore", "restore")):
         backup.add_arguments(
             sub.add_parser(
-                name, help=f"{what} the ClickHouse tables and JetStream streams (var/backups/)"
+                name, help=f"{what} the ClickHouse tables and JetStream streams (backups/)"
             )
         )
     return p

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -228,3 +229,31 @@ def test_chdb_in_use_is_one_line(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_backup_starts_the_embedded_nats_server_when_it_is_down(tmp_path: Path) -> None:
+    """After `make down` nothing listens on nats.url: the command runs the embedded server on
+    its store for the duration, and stops it."""
+    from streams.bus.server import free_port
+    from streams.settings import NatsServerSettings
+
+    port = free_port()
+    settings = make_settings(
+        tmp_path, f"nats://127.0.0.1:{port}",
+        nats={"server": {"port": port, "monitor_port": free_port(),
+                         "store_dir": str(tmp_path / "nats")}},
+    )  # fmt: skip
+    cfg = NatsServerSettings(**{k: getattr(settings.nats.server, k) for k in ("port",
+                             "monitor_port", "store_dir")})  # fmt: skip
+    with NatsServer(cfg, log_file=tmp_path / "nats.log"):
+        from tests.conftest import _provision_as_admin
+
+        await _provision_as_admin(settings.nats.url)
+        await fill_streams(settings)
+    out = jetmarket(settings, "backup", "--only", "streams", str(tmp_path / "bk"))
+    assert out.returncode == 0, out.stderr
+    assert "started the embedded nats-server" in out.stderr
+    manifest = orjson.loads((tmp_path / "bk" / "manifest.json").read_bytes())
+    assert manifest["streams"][STREAM_RAW]["messages"] == 300
+    with socket.socket() as s:  # stopped again: the port is free
+        assert s.connect_ex(("127.0.0.1", port)) != 0
