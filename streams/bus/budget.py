@@ -501,12 +501,13 @@ class VenueBudget:
     ) -> float:
         """More units for ``lease`` from the shared window (or the local share)."""
         end = (lease.window + 1) * window_s
-        limit = int(capacity * self.cfg.safety * (1 - self.cfg.reserve[me.prio]))
+        # at least 1: a limit of 1 per second (Kraken public) must still serve a call
+        limit = max(1, int(capacity * self.cfg.safety * (1 - self.cfg.reserve[me.prio])))
         need = _units(lease, me) - lease.have
         want = max(need, int(capacity * self.cfg.lease * (0.5 if me.prio == ORDERS else 1)))
         kv = await self._bucket()
         if kv is None:  # fail safe: our share of the window, counted here
-            limit = int(limit * self.cfg.fallback_share)
+            limit = max(1, int(limit * self.cfg.fallback_share))
             grant = min(want, limit - lease.local_used)
             if grant < need:
                 return end - now + 0.01

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 PRICE_DECIMALS = 2
 QTY_DECIMALS = 5
@@ -166,6 +166,24 @@ class BinanceEmulator(EmulatorServer):
         app.router.add_get("/api/v3/exchangeInfo", self._rest_info)
         app.router.add_get("/api/v3/ping", self._rest_ping)
         app.router.add_get("/api/v3/time", self._rest_time)
+
+    # (limit upper bound, weight) of GET depth, and the IP's weight per minute
+    DEPTH_WEIGHTS: tuple[tuple[int, int], ...] = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+    WEIGHT_PER_MIN = 6000
+    INFO_WEIGHT = 20
+
+    def venue_limits(self) -> VenueLimits:
+        """Binance's REQUEST_WEIGHT per minute per IP with its weights, the used-weight
+        header, 429 then a 418 ban for a client that keeps calling."""
+
+        def weight(request: web.Request) -> int:
+            if request.path.endswith("/depth"):
+                limit = int(request.query.get("limit", "100"))
+                return next((w for upto, w in self.DEPTH_WEIGHTS if limit <= upto),
+                            self.DEPTH_WEIGHTS[-1][1])  # fmt: skip
+            return self.INFO_WEIGHT if request.path.endswith("/exchangeInfo") else 1
+
+        return VenueLimits(self.WEIGHT_PER_MIN, 60.0, weight, "X-MBX-USED-WEIGHT-1M")
 
     @property
     def connections(self) -> int:

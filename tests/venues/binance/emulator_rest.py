@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 API_KEY = "mock-key"
 SECRET = "mock-secret"
@@ -93,6 +93,19 @@ class MockBinance(EmulatorServer):
         self._next_id = 1000
         self._next_trade = 5000
         self._hold = asyncio.Event()  # set at stop: releases dropped requests
+
+    def venue_limits(self) -> VenueLimits:
+        """Spot REQUEST_WEIGHT 6000 per minute per IP with the trading endpoints' weights
+        (GET order 4, openOrders 6, myTrades/account 20, exchangeInfo 20, else 1)."""
+        weights = {"/api/v3/exchangeInfo": 20, "/api/v3/openOrders": 6,
+                   "/api/v3/myTrades": 20, "/api/v3/account": 20}  # fmt: skip
+
+        def weight(request: web.Request) -> int:
+            if request.path == "/api/v3/order" and request.method == "GET":
+                return 4
+            return weights.get(request.path, 1)
+
+        return VenueLimits(6000, 60.0, weight, "X-MBX-USED-WEIGHT-1M")
 
     def ccxt_urls(self) -> dict[str, str]:
         """``urls['api']`` overrides pointing ccxt's binance at this mock."""

@@ -70,6 +70,11 @@ class FuturesSim(SymbolSim):
 
 
 class BinanceUsdmEmulator(BinanceEmulator):
+    # USDⓈ-M: 2400 weight per minute; depth 5-50 -> 2, 100 -> 5, 500 -> 10, 1000 -> 20
+    DEPTH_WEIGHTS = ((50, 2), (100, 5), (500, 10), (1000, 20))
+    WEIGHT_PER_MIN = 2400
+    INFO_WEIGHT = 1
+
     def __init__(self, symbols: list[str] | tuple[str, ...] = ("BTCUSDT",), **kw: object) -> None:
         super().__init__(symbols, **kw)  # type: ignore[arg-type]
         self.sims = {  # type: ignore[assignment]

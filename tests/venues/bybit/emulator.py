@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 PRICE_DECIMALS = 2
 QTY_DECIMALS = {"spot": 6, "linear": 3, "inverse": 0}  # inverse: whole USD contracts
@@ -153,6 +153,12 @@ class BybitEmulator(EmulatorServer):
         self._conns = 0
 
     # -- routes --------------------------------------------------------------------------
+    def venue_limits(self) -> VenueLimits:
+        """600 requests per 5 s per IP; over it 403 "access too frequent" and a 10 minute
+        ban at once (https://bybit-exchange.github.io/docs/v5/rate-limit)."""
+        return VenueLimits(600, 5.0, over_status=403, ban_status=403, ban_s=600.0,
+                           over_body=b'{"retCode":10006,"retMsg":"Too many visits!"}')  # fmt: skip
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v5/public/{category}", self._ws_handler)
         app.router.add_get("/v5/market/instruments-info", self._rest_instruments)

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 CHANNELS = {"level2", "market_trades", "ticker", "candles", "heartbeats"}
 WIRE_NAME = {"level2": "l2_data"}  # channel name on data messages when it differs
@@ -216,6 +216,11 @@ class CoinbaseEmulator(EmulatorServer):
         self._hb = 0
 
     # -- routes --------------------------------------------------------------------------
+    def venue_limits(self) -> VenueLimits:
+        """Public REST: 10 requests per s per IP; 429, no ban."""
+        return VenueLimits(10, 1.0, ban_status=0,
+                           over_body=b'{"errors":[{"id":"rate_limit_exceeded"}]}')  # fmt: skip
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._ws_handler)
         app.router.add_get("/api/v3/brokerage/market/products", self._rest_products)

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 START_MS = 1_700_000_000_000
 
@@ -269,6 +269,11 @@ class DeribitEmulator(EmulatorServer):
         self.clock_ms = START_MS
 
     # -- routes --------------------------------------------------------------------------
+    def venue_limits(self) -> VenueLimits:
+        """Credits: 20 non-matching requests per s sustained; error 10028, no ban."""
+        return VenueLimits(20, 1.0, ban_status=0, over_body=(
+            b'{"jsonrpc":"2.0","error":{"code":10028,"message":"too_many_requests"}}'))  # fmt: skip
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws/api/v2", self._ws_handler)
         app.router.add_get("/api/v2/public/get_instruments", self._rest_instruments)

@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 from sortedcontainers import SortedDict
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 CHANNELS = {"trade", "book", "ticker", "ohlc", "instrument"}
 DEPTHS = (10, 25, 100, 500, 1000)
@@ -297,6 +297,12 @@ class KrakenEmulator(EmulatorServer):
         self._n = 0
 
     # -- routes --------------------------------------------------------------------------
+    def venue_limits(self) -> VenueLimits:
+        """Public REST about 1 request per s; over it HTTP 200 with the error in the body
+        (EAPI:Rate limit exceeded), no status to read; no ban."""
+        body = b'{"error":["EAPI:Rate limit exceeded"],"result":{}}'
+        return VenueLimits(1, 1.0, ban_status=0, over_status=200, over_body=body)
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2", self._ws_handler)
         app.router.add_get("/0/public/AssetPairs", self._rest_asset_pairs)

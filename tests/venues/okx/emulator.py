@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from tests.venues.emulator_base import EmulatorServer
+from tests.venues.emulator_base import EmulatorServer, VenueLimits
 
 CHANNELS = {"trades", "books", "bbo-tbt", "tickers"}
 
@@ -203,6 +203,12 @@ class OkxEmulator(EmulatorServer):
         self._n = 0
 
     # -- routes --------------------------------------------------------------------------
+    def venue_limits(self) -> VenueLimits:
+        """GET public/instruments: 20 requests per 2 s; 429 with code 50011, no ban."""
+        body = b'{"code":"50011","msg":"Too Many Requests","data":[]}'
+        return VenueLimits(20, 2.0, ban_status=0, paths=("/api/v5/public/instruments",),
+                           over_body=body)  # fmt: skip
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws/v5/public", self._ws_handler)
         app.router.add_get("/api/v5/public/instruments", self._rest_instruments)
