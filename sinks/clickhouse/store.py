@@ -16,6 +16,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
 
@@ -44,7 +45,7 @@ class Store:
         if self._client is None:
             if self.dsn.startswith("chdb://"):
                 private_dir(Path(self.dsn[len("chdb://") :].split("?")[0]))
-            self._client = clickhouse_connect.get_client(dsn=self.dsn)
+            self._client = connect(self.dsn)
         return self._client
 
     def apply_ddl(self) -> list[str]:
@@ -167,6 +168,43 @@ class Store:
     async def aclose(self) -> None:
         await self.call(self.close)
         self._pool.shutdown(wait=True)
+
+
+def connect(dsn: str) -> Any:
+    """A clickhouse-connect client for ``dsn``; the database the DSN names
+    (``http://u:p@host:8123/jetmarket``, ``chdb:///path?database=jetmarket``) is created
+    when it does not exist yet (clickhouse-connect only joins an existing one), so a fresh
+    server needs nothing but a user allowed to CREATE DATABASE, or the database made once."""
+    try:
+        return clickhouse_connect.get_client(dsn=dsn)
+    except Exception as exc:
+        db, bare = dsn_database(dsn)
+        if not db or "UNKNOWN_DATABASE" not in str(exc):
+            raise
+    admin = clickhouse_connect.get_client(dsn=bare)
+    try:
+        admin.command(f"CREATE DATABASE IF NOT EXISTS `{db.replace('`', '')}`")
+    finally:
+        if not dsn.startswith("chdb://"):  # chdb: one engine per process, kept for the next
+            admin.close()
+    return clickhouse_connect.get_client(dsn=dsn)
+
+
+def dsn_database(dsn: str) -> tuple[str, str]:
+    """(database named by ``dsn``, the same DSN without it); ("", dsn) when none is named."""
+    u = urlsplit(dsn)
+    query = parse_qsl(u.query, keep_blank_values=True)
+    named = [v for k, v in query if k == "database"]
+    if named:
+        rest = urlencode([(k, v) for k, v in query if k != "database"])
+        if u.scheme == "chdb" and not u.netloc:  # urlunsplit would drop the "//" of chdb:///
+            return named[0], f"chdb://{u.path}" + (f"?{rest}" if rest else "")
+        return named[0], urlunsplit(u._replace(query=rest))
+    if u.scheme != "chdb" or u.netloc:  # http(s)://host/db, chdb://memory/db
+        db = unquote(u.path.lstrip("/").split("/")[0])
+        if db:
+            return db, urlunsplit(u._replace(path=""))
+    return "", dsn
 
 
 def split_sql(text: str) -> list[str]:
