@@ -101,6 +101,12 @@ orderbook: $(STAMP)
 executor: $(STAMP)
 	$(PY) -m executor
 
+## the HTTP/WebSocket API and live console on api.host:api.port (docs/api.md); make up starts
+## it too on loopback. Keys: .venv/bin/python -m api keys add NAME --scopes market
+.PHONY: api
+api: $(STAMP)
+	$(PY) -m api
+
 book: $(STAMP)
 	$(PY) -m ops book $(VENUE) $(SYMBOL)
 

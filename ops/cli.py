@@ -28,6 +28,7 @@ WORKERS = {
     "sink": ["sinks", "clickhouse"],
     "orderbook": ["orderbook"],
     "executor": ["executor"],
+    "api": ["api"],  # also `jetmarket api keys add/list/revoke`
 }
 ALIASES = {"collector": ["collect"], "normalizer": ["normalize"], "executor": ["exec"]}
 CANONICAL = {a: name for name, aliases in ALIASES.items() for a in aliases}
@@ -43,6 +44,8 @@ Starts, in this order, and supervises (a worker that dies is restarted with back
   sink          MARKET, RAW, EXEC -> ClickHouse (clickhouse.dsn, ./var/clickhouse); answers sql
   orderbook     validated books, depth/BBO, book.get (`jetmarket book`)
   executor      order commands (account "paper" unless executor.accounts says otherwise)
+  api           HTTP/WebSocket API and live console on api.host:api.port (loopback only
+                unless api.with_up = "always"; docs/api.md)
 Ctrl-C (or `jetmarket down`) stops the workers first, then nats-server. One instance per
 checkout: a second `up` refuses to start."""
 

@@ -122,7 +122,18 @@ def default_workers(settings: Settings, venues: list[str] | None = None) -> list
         Child("sink", [py, "-m", "sinks", "clickhouse"]),
         Child("orderbook", [py, "-m", "orderbook"]),
         Child("executor", [py, "-m", "executor"]),  # paper account unless configured
+        *_api(settings, py),
     ]
+
+
+def _api(settings: Settings, py: str) -> list[Child]:
+    """The API and console (api/): on by default where only this machine can reach it;
+    off loopback only when asked (api.with_up = "always"), since it then faces a network."""
+    api = settings.api
+    loopback = api.host in ("127.0.0.1", "localhost", "::1") or api.host.startswith("127.")
+    if api.with_up == "always" or (api.with_up == "loopback" and loopback):
+        return [Child("api", [py, "-m", "api"])]
+    return []
 
 
 class Supervisor:

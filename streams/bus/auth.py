@@ -209,7 +209,8 @@ def role_perms(role: str, settings: Settings) -> Perms:
         # request path), reads RAW's subject counts for feed health, follows market and exec
         p.pub += [subjects.SQL_QUERY, subjects.BOOK_GET_ALL, status, "ctl.exec.>",
                   *stream_info("RAW"), *msg_get("RAW")]  # fmt: skip
-        p.sub += ["market.>", "exec.evt.>", "exec.pos.>"]
+        p.sub += ["market.>", "exec.evt.>", "exec.pos.>", status]
+        p.responses = True  # its own status line
     elif role == "browser":
         # handed to browser pages (nats.ws): market data only, no requests, no inbox
         return Perms(sub=["market.>"])
