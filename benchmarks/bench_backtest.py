@@ -29,12 +29,14 @@ DEPTH_EVERY = 5
 def fill(dsn: str, n: int) -> None:
     """n trades (a seeded random walk, 100 µs apart) and n/5 depth updates of BTC-USDT."""
     from sinks.clickhouse.store import Store
+    from sinks.clickhouse.ttl import KEEP_ALL
 
     rnd = np.random.default_rng(11)
     px = np.round(65000.0 + np.cumsum(rnd.choice([-0.5, 0.0, 0.5], n)), 1)
     ts = T0 + np.arange(n, dtype=np.int64) * 100_000
     store = Store(dsn)
     store.apply_ddl()
+    store.apply_ttl(KEEP_ALL)  # historic timestamps: no table TTL (depth keeps 7 days)
     store.insert("trades", ["venue", "symbol", "ts_event", "ts_recv", "id", "price", "size",
                             "side", "aggregated", "stream_seq"],
                  [["binance"] * n, ["BTC-USDT"] * n, ts.tolist(), ts.tolist(),
