@@ -7,8 +7,10 @@ their sizes, last, high, low, volume). A field where the two differ must be list
 docs/conformance.md. An explanation that no longer matches any difference fails too, so
 the table stays true.
 
-Frames: the benchmark generators' (emulator-shaped, every compared channel) plus the real
-captures in ../shared/frames/nautilus for the same instruments (when ../shared is there).
+Frames: the benchmark generators' (emulator-shaped, every compared channel), the real
+captures in ../shared/frames/nautilus for the same instruments, and the cryptofeed captures
+of Binance spot, USDⓈ-M and OKX with markets built from the capture's own REST answers
+(when ../shared is there).
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
     ("deribit", "chart_trades", "candle"): (
         "convention: Deribit never marks a candle final; when a later one starts jetmarket "
         "re-sends the previous one closed, while ccxt keeps only the newest row"
+    ),
+    ("okx", "trades", "size"): (
+        "units: OKX sizes swaps and futures in contracts; jetmarket publishes base units "
+        "(contracts x ctVal, / price for inverse contracts), ccxt keeps contracts"
+    ),
+    ("okx", "tickers", "volume_24h"): (
+        "units: on swaps and futures OKX's vol24h counts contracts and volCcy24h the base coin; "
+        "jetmarket publishes base units (volCcy24h), ccxt takes vol24h as its baseVolume"
     ),
     ("kraken", "ticker", "ts"): (
         "ccxt gap: the v2 ticker's RFC 3339 `timestamp` is read by jetmarket; ccxt's handler "
@@ -272,7 +282,75 @@ async def _differences() -> tuple[dict[Diff, list[str]], int]:
                 compare(v.label, channel, ours, seen, by_id.get(f.native_symbol, "?"), diffs)
                 compared += 1
             await ex.close()
+        compared += await _recorded(v, diffs)
     return diffs, compared
+
+
+# ccxt venue label -> (cryptofeed capture with the venue's REST instruments, its WebSocket
+# capture): real frames of many instruments, compared with markets built from the same REST
+# bodies the capture holds
+RECORDED = {
+    "binance (spot)": ("cryptofeed/BINANCE.0", "cryptofeed/BINANCE.ws.1.0"),
+    "binance (usdm)": ("cryptofeed/BINANCE_FUTURES.0", "cryptofeed/BINANCE_FUTURES.ws.1.0"),
+    "okx": ("cryptofeed/OKX.0", "cryptofeed/OKX.ws.1.0"),
+}
+RECORDED_PER_CHANNEL = 60
+
+
+async def _recorded(v: Any, diffs: dict[Diff, list[str]]) -> int:
+    """The venue's cryptofeed capture through both parsers, ccxt's markets and our
+    instruments from the capture's own REST answers. Returns the frames compared."""
+    from ccxt.async_support.base.ws.client import Client
+
+    from normalizer import conformance
+    from tests.recorded import read
+
+    if v.label not in RECORDED or not conformance.SHARED.is_dir():
+        return 0
+    rest, ws = RECORDED[v.label]
+    rows: list[dict[str, Any]] = []
+    for r in read(conformance.SHARED / rest):
+        if r.kind == "rest":
+            body = orjson.loads(r.payload)
+            if isinstance(body, dict) and isinstance(body.get("symbols"), list):
+                rows += body["symbols"]  # Binance exchangeInfo
+            elif "instruments" in r.url:
+                rows += body.get("data") or []  # OKX
+    # one row per instrument: a capture may list one in several answers (OKX), and ccxt
+    # refuses two markets with one id
+    rows = list({r.get("symbol") or r.get("instId") or r.get("instrument_name"): r
+                 for r in rows}.values())  # fmt: skip
+    instruments = conformance.classify(rest).items()  # type: ignore[misc]
+    items = conformance.classify(ws).items()  # type: ignore[misc]
+    compared = 0
+    for channel in sorted(v.channels):
+        ex = v.exchange()
+        ex.options["crossMarginPairsData"] = ex.options["isolatedMarginPairsData"] = []
+        ex.set_markets([ex.parse_market(r) for r in rows])
+        handle = Client(v.url, ex.handle_message, None, None, None).handle_text_or_binary_message
+        parse = type(parsers()[v.parser])().parse
+        for i, it in enumerate(instruments):
+            parse(Frame(it.channel, it.native, it.data, 1, i + 1))
+        by_id = {m["id"]: m["symbol"] for m in ex.markets.values()}
+        seen, n = Seen(ex), 0
+        for i, it in enumerate(items):
+            if it.channel != channel or it.native not in by_id:
+                continue
+            f = Frame(it.channel, it.native, it.data, 1, 10_000 + i)
+            try:
+                handle(f.data)
+            except Exception as exc:  # ccxt's handler failed on a frame we parse
+                diffs[(v.label, channel, "ccxt handler")].append(repr(exc)[:80])
+                continue
+            ours = [orjson.loads(o.data) for o in parse(f)]
+            if ours:
+                compare(v.label, channel, ours, seen, by_id[it.native], diffs)
+                n += 1
+            if n >= RECORDED_PER_CHANNEL:
+                break
+        compared += n
+        await ex.close()
+    return compared
 
 
 @pytest.fixture(scope="module")
