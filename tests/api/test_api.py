@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.api.pipeline import ApiPipeline
-
-
-@pytest.fixture(scope="module")
-def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiPipeline]:
-    p = ApiPipeline(tmp_path_factory.mktemp("api"), api={"rate_per_s": 200, "burst": 400})
-    p.start()
-    yield p
-    codes = p.stop()
-    assert codes == [0] * len(codes), f"a worker did not stop cleanly: {codes}"
 
 
 @pytest.fixture
