@@ -51,6 +51,14 @@ def normalize(venue: str, channel: str, native: str, frames: list[bytes]) -> lis
     return out
 
 
+def shared(rel: str) -> Path:
+    """``tests.conftest.shared_frames``, imported late: the conformance CLI reads this module's
+    callers without pytest's fixtures (conftest creates temporary files when imported)."""
+    from tests.conftest import shared_frames
+
+    return shared_frames(rel)
+
+
 def check_expectations(expect: dict[str, list[tuple[str, dict[str, object]]]]) -> None:
     """Every file of ``expect`` (paths under ../shared/frames) through the conformance runner:
     its messages equal the expectation field by field (or its dead letter names the reason)."""

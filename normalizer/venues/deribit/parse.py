@@ -83,6 +83,7 @@ _GROUPED = re.compile(rb'"channel":"book\.[^".]+\.[^".]+\.\d+\.')
 
 class DeribitParser(Parser):
     venue = VENUE
+
     @staticmethod
     def to_symbol(native: str) -> str:
         """``symbols.to_symbol``, with a combo's refusal said as such (cold: once per name)."""
@@ -96,6 +97,7 @@ class DeribitParser(Parser):
                     "jetmarket does not normalize them"
                 ) from None
             raise
+
     channels = {
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
         "ticker": "ticker+mark+open_interest+funding", "chart_trades": "candle",

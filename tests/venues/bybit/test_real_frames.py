@@ -7,8 +7,7 @@ from __future__ import annotations
 import orjson
 
 from collectors.bybit import route
-from tests.conftest import shared_frames
-from tests.recorded import check_expectations, normalize, read
+from tests.recorded import check_expectations, normalize, read, shared
 
 B = "nautilus/bybit/"
 # Bybit v5 public WebSocket documentation: publicTrade S = taker side; orderbook b/a rows
@@ -109,7 +108,7 @@ def test_quirk7_a_bybit_v2_frame_is_named() -> None:
 
 def test_quirk7_every_recorded_v2_frame_is_named() -> None:
     frames = [r.payload.encode() for name in ("BYBIT.ws.25.0", "BYBIT.ws.26.0")
-              for r in read(shared_frames(f"cryptofeed/{name}")) if r.kind == "recv"]  # fmt: skip
+              for r in read(shared(f"cryptofeed/{name}")) if r.kind == "recv"]  # fmt: skip
     assert len(frames) > 4000
     reasons = normalize("bybit_linear", "unknown", "ALL", frames)
     assert all(isinstance(r, str) and r.endswith("jetmarket speaks v5") for r in reasons)

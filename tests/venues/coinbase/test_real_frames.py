@@ -4,8 +4,7 @@ retired Coinbase Pro feed frame named as one)."""
 
 from __future__ import annotations
 
-from tests.conftest import shared_frames
-from tests.recorded import check_expectations, normalize, read
+from tests.recorded import check_expectations, normalize, read, shared
 
 C = "nautilus/coinbase/"
 # Advanced Trade WebSocket documentation: market_trades side is the maker order's (taker =
@@ -43,7 +42,7 @@ def test_quirk7_coinbase_pro_frames_are_named() -> None:
     [reason] = normalize("coinbase", "unknown", "ALL", [pro])
     assert reason == ("a Coinbase Pro feed frame (type 'l2update'): jetmarket speaks "
                       "Advanced Trade")  # fmt: skip
-    frames = [r.payload.encode() for r in read(shared_frames("cryptofeed/COINBASE.ws.28.0"))
+    frames = [r.payload.encode() for r in read(shared("cryptofeed/COINBASE.ws.28.0"))
               if r.kind == "recv"]  # fmt: skip
     reasons = normalize("coinbase", "unknown", "ALL", frames)
     assert len(reasons) > 9000
