@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VENUE=TIER",
         help="fee tier of a venue (fees in SimSettings.fees['<venue>:<tier>'])",
     )
-    r.add_argument("--initial-cash", type=float, default=100_000.0)
+    r.add_argument(
+        "--initial-cash",
+        type=float,
+        default=100_000.0,
+        help="quote currency; returns are relative to it",
+    )
     r.add_argument("--report-dir", default="var/backtest/reports", help="HTML reports here")
     r.add_argument("--metric", default="sharpe", help="the sweep heat map's metric")
     r.add_argument(
