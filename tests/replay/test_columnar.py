@@ -184,3 +184,24 @@ def test_export_command(loaded: Settings, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-500:]
     assert "trades" in out.stdout and "450 rows" in out.stdout
     assert pq.read_table(tmp_path / "x" / "trades.parquet").num_rows == 450
+
+
+def test_chdb_owned_by_another_process_is_one_clear_error(tmp_path: Path) -> None:
+    """A running sink owns its chdb path: the columnar replay says so instead of reading."""
+    import subprocess
+    import sys
+
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, clickhouse_connect\n"
+         f"c = clickhouse_connect.get_client(dsn={dsn!r}); c.query('SELECT 1')\n"
+         "print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(ColumnarError, match="a running sink owns the chdb path"):
+            list(Columnar(dsn=dsn, types=["trade"]))
+    finally:
+        holder.kill()
+        holder.wait(10)
