@@ -6,10 +6,10 @@ service's read-only sandbox and limits), ``book.get`` (validated books), ``statu
 checks). Live BBO, trades, gaps, orders and positions are the messages on the bus (api/live.py).
 """
 
-
 import asyncio
 import contextlib
 import io
+import math
 import re
 import secrets
 import time
@@ -153,7 +153,8 @@ class RateLimiter:
     def take(self, key: ApiKey) -> float:
         """0 when allowed, else the seconds to wait."""
         rate = key.rate_per_s or self.rate
-        burst = max(self.burst, 1)
+        # a key with its own rate gets one second of it as burst, others api.burst
+        burst = max(1, math.ceil(key.rate_per_s)) if key.rate_per_s else max(self.burst, 1)
         now = time.monotonic()
         tokens, at = self.buckets.get(key.id, (float(burst), now))
         tokens = min(burst, tokens + (now - at) * rate)

@@ -330,3 +330,23 @@ async def test_websocket_push_and_slow_client(
         assert ws.close_code == 4008 and "slow consumer" in reason, (ws.close_code, reason)
     code, body = await get(http, pipe, "/v1/health", who="")
     assert code == 200 and body["ok"]
+
+
+async def test_rate_limit_per_key_and_no_cors_by_default(
+    pipe: ApiPipeline, http: aiohttp.ClientSession
+) -> None:
+    from api.keys import KeyStore
+
+    _, token = KeyStore(pipe.settings.api.keys_file).add("slow", ["market"], rate_per_s=1.0)
+    h = {"Authorization": f"Bearer {token}", "Origin": "https://evil.example"}
+    codes = []
+    for _ in range(4):
+        async with http.get(pipe.url + "/v1/me", headers=h) as r:
+            codes.append(r.status)
+            if r.status == 429:
+                assert float(r.headers["Retry-After"]) > 0
+                assert "rate limit" in (await r.json())["detail"]
+            assert "Access-Control-Allow-Origin" not in r.headers  # api.cors_origins empty
+    assert codes[0] == 200 and 429 in codes, codes
+    # another key is not slowed by this one
+    assert (await get(http, pipe, "/v1/me", who="market"))[0] == 200
