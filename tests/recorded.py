@@ -62,8 +62,8 @@ def shared(rel: str) -> Path:
 def check_expectations(expect: dict[str, list[tuple[str, dict[str, object]]]]) -> None:
     """Every file of ``expect`` (paths under ../shared/frames) through the conformance runner:
     its messages equal the expectation field by field (or its dead letter names the reason)."""
-    from normalizer import conformance
     from tests.conftest import shared_frames
+    from tests.venues import conformance
 
     for rel in expect:
         shared_frames(rel)  # skips clearly when ../shared is absent

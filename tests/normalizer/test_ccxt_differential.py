@@ -208,7 +208,7 @@ def _real_frames(label: str) -> dict[str, list[Frame]]:
     """Nautilus captures for the benchmark's instruments, as the collector would route them."""
     from pathlib import Path
 
-    from normalizer import conformance
+    from tests.venues import conformance
 
     base = Path(__file__).resolve().parents[2] / REAL
     if not base.is_dir():
@@ -302,8 +302,8 @@ async def _recorded(v: Any, diffs: dict[Diff, list[str]]) -> int:
     instruments from the capture's own REST answers. Returns the frames compared."""
     from ccxt.async_support.base.ws.client import Client
 
-    from normalizer import conformance
     from tests.recorded import read
+    from tests.venues import conformance
 
     if v.label not in RECORDED or not conformance.SHARED.is_dir():
         return 0

@@ -1,4 +1,4 @@
-"""docs/conformance.md is what ``python -m normalizer.conformance`` generates from the corpus
+"""docs/conformance.md is what ``python -m tests.venues.conformance`` generates from the corpus
 in ../shared/frames: regenerate it (``--write``) when a parser, a route, an expectation or
 the corpus changes. Also: every corpus file is classified, and no frame of a supported API
 comes out wrong."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from normalizer import conformance
+from tests.venues import conformance
 
 
 @pytest.fixture(scope="module")
@@ -39,5 +39,5 @@ def test_no_frame_of_a_supported_api_comes_out_wrong(result: conformance.Result)
 def test_the_document_is_in_sync(result: conformance.Result) -> None:
     text = conformance.document(result, conformance.ccxt_differences())
     assert conformance.DOC.read_text() == text, (
-        "docs/conformance.md is out of date: run python -m normalizer.conformance --write"
+        "docs/conformance.md is out of date: run python -m tests.venues.conformance --write"
     )
