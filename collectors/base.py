@@ -322,6 +322,8 @@ class Collector(ABC):
                     reason = await self._session(ws, link)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:300]
+                if self.proxy and not link.connected:  # say which way we tried
+                    reason = f"through proxy {budget.safe_url(self.proxy)}: {reason}"[:300]
                 if not link.connected:  # never got in: one line per retry, keep going
                     delay = link.backoff.next()
                     why = {"error": reason}

@@ -227,6 +227,17 @@ class BreakerOpen(BudgetError):
     pass
 
 
+class ProxyUnreachable(ConnectionError):
+    """A call through the venue's proxy got no answer; the message names the proxy
+    (without its credentials)."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user:password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+
+
 # -- priorities ------------------------------------------------------------------------
 @contextlib.contextmanager
 def priority(level: int, urgency: float = 0.0) -> Iterator[None]:
@@ -739,8 +750,15 @@ def attach(exchange: Any, budget: VenueBudget) -> Any:
                 # the venue's own rate-limit error code (OKX 50011, Deribit 10028, Kraken
                 # EAPI:Rate limit exceeded ...) without a ban status: stop for the default
                 budget.ban(429, budget.cfg.default_ban_s, f"{name} on {endpoint}")
-            elif kinds & set(_CCXT_TRANSPORT_ERRORS):
+            elif (kinds & set(_CCXT_TRANSPORT_ERRORS) or isinstance(exc, OSError)
+                  or any("Proxy" in k for k in kinds)):  # fmt: skip
                 budget.breaker(endpoint).failure(f"{name}: {exc}"[:300])
+                proxy = exchange.httpProxy or exchange.httpsProxy or exchange.socksProxy
+                if proxy and name != "RequestTimeout":
+                    raise ProxyUnreachable(
+                        f"{budget.venue} {endpoint}: no answer through proxy "
+                        f"{safe_url(proxy)} ({name}); is the proxy up?"
+                    ) from exc
             raise
         finally:
             current.reset(token)
