@@ -52,6 +52,8 @@ CHUNK = 128 * 1024  # snapshot chunk size (the server's default)
 IDLE_S = 60.0  # a snapshot or restore with no progress for this long fails
 SKIP_TABLES = {"schema_migrations"}  # rebuilt by the DDL on restore
 _MV_TARGET = re.compile(r"\bTO\s+(?:`?\w+`?\.)?`?(\w+)`?")
+_MV_SOURCE = re.compile(r"\bFROM\s+(?:`?\w+`?\.)?`?(\w+)`?")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class BackupError(RuntimeError):
@@ -160,6 +162,7 @@ def restore(
         raise BackupError(f"{src}: not a backup ({MANIFEST} unreadable: {exc})") from None
     if manifest.get("version") != FORMAT_VERSION:
         raise BackupError(f"{src}: backup format {manifest.get('version')} is not supported")
+    _check_manifest(manifest)
     lines: list[str] = []
     if only in (None, "streams") and manifest["streams"]:
         lines += asyncio.run(_js_restore(settings, src, manifest["streams"], streams, replace))
@@ -300,11 +303,16 @@ def _ch_restore(
         have = {n: (e, q) for n, e, q in _tables(c)}
         # materialized views fill their target tables while their source is restored: the
         # targets go last and are emptied first, so they hold exactly the backed-up rows
-        targets = {
-            m.group(1)
-            for e, q in have.values()
-            if e == "MaterializedView" and (m := _MV_TARGET.search(q.split(" AS ", 1)[0]))
-        }
+        edges = _mv_edges(have)
+        targets = {t for _, t in edges}
+        # restoring a source re-aggregates into its views' targets: they must come back
+        # from the backup too, or they would count the source's rows twice
+        for src_table, target in edges:
+            if src_table in names and target not in names:
+                raise BackupError(
+                    f"restoring {src_table} feeds the materialized view into {target}: restore "
+                    f"them together (--tables {' '.join(sorted({*names, target}))})"
+                )
         order = [n for n in names if n not in targets] + [n for n in names if n in targets]
         for name in names:
             if name not in have:
@@ -330,6 +338,32 @@ def _ch_restore(
     finally:
         store.close()
     return lines
+
+
+def _mv_edges(have: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    """(source table, target table) of every materialized view among ``have``."""
+    edges = []
+    for engine, query in have.values():
+        if engine != "MaterializedView":
+            continue
+        head, _, body = query.partition(" AS ")
+        to, src = _MV_TARGET.search(head), _MV_SOURCE.search(body)
+        if to and src:
+            edges.append((src.group(1), to.group(1)))
+    return edges
+
+
+def _check_manifest(manifest: dict[str, Any]) -> None:
+    """Names from the manifest end up in SQL and file paths: only plain names pass, and a
+    table definition must be a CREATE TABLE (a tampered manifest cannot run other SQL)."""
+    for name, t in manifest.get("clickhouse", {}).items():
+        if not _NAME.match(name) or not all(_NAME.match(c) for c in t.get("columns", [])):
+            raise BackupError(f"manifest: bad table or column name in {name!r}")
+        if not str(t.get("create", "")).startswith("CREATE TABLE "):
+            raise BackupError(f"manifest: table {name} has no CREATE TABLE definition")
+    for name, st in manifest.get("streams", {}).items():
+        if not _NAME.match(name) or st.get("file") != f"{name}.snapshot":
+            raise BackupError(f"manifest: bad stream entry {name!r}")
 
 
 def _ch_insert(c: Any, settings: Settings, path: Path, table: str, cols: list[str]) -> None:

@@ -182,6 +182,12 @@ async def test_round_trip(tmp_path: Path, nats_server: NatsServer) -> None:
     assert orjson.loads(py(settings, DIGEST.format(dsn=dsn))) == tables_before
     assert await stream_digests(settings) == streams_before
 
+    # trades alone would be aggregated a second time into ohlcv_*: refused, nothing touched
+    alone = jetmarket(settings, "restore", str(tmp_path / "bk"), "--replace", "--only",
+                      "clickhouse", "--tables", "trades")  # fmt: skip
+    assert alone.returncode == 1 and "feeds the materialized view into ohlcv_1" in alone.stderr
+    assert orjson.loads(py(settings, DIGEST.format(dsn=dsn))) == tables_before
+
 
 async def test_damaged_backup_is_refused_before_deleting(
     tmp_path: Path, nats_server: NatsServer
@@ -257,3 +263,20 @@ async def test_backup_starts_the_embedded_nats_server_when_it_is_down(tmp_path: 
     assert manifest["streams"][STREAM_RAW]["messages"] == 300
     with socket.socket() as s:  # stopped again: the port is free
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_tampered_manifest_runs_no_sql(tmp_path: Path) -> None:
+    """Names and table definitions of the manifest reach SQL: only plain names and CREATE
+    TABLE pass, checked before any connection."""
+    settings = make_settings(tmp_path, "nats://127.0.0.1:1")
+    cases = [
+        {"trades": {"columns": ["venue"], "create": "DROP TABLE fills"}},
+        {"trades`; DROP TABLE fills; --": {"columns": [], "create": "CREATE TABLE x (a Int8)"}},
+    ]
+    for case in cases:
+        (tmp_path / "bk").mkdir(exist_ok=True)
+        (tmp_path / "bk" / "manifest.json").write_bytes(
+            orjson.dumps({"version": 1, "clickhouse": case, "streams": {}})
+        )
+        out = jetmarket(settings, "restore", str(tmp_path / "bk"))
+        assert out.returncode == 1 and "manifest:" in out.stderr, out.stderr
