@@ -43,6 +43,7 @@ FORMATS = ("json", "csv", "parquet", "arrow")
 MEDIA = {"json": "application/json", "csv": "text/csv",
          "parquet": "application/vnd.apache.parquet",
          "arrow": "application/vnd.apache.arrow.stream"}  # fmt: skip
+MAX_PATTERNS = 64  # subscriptions one WebSocket may hold (each is a NATS subscription)
 Format = Literal["json", "csv", "parquet", "arrow"]
 
 
@@ -579,6 +580,8 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
                     continue
                 for pattern in req.get("subscribe") or []:
                     why = allowed(key, str(pattern))
+                    if not why and len(client.patterns) >= MAX_PATTERNS:
+                        why = f"at most {MAX_PATTERNS} subscriptions per connection"
                     if why:
                         out = {"error": why, "subject": pattern}
                         await sock.send_text(orjson.dumps(out).decode())

@@ -313,6 +313,16 @@ async def test_websocket_push_and_slow_client(
         assert "not a subject pattern" in errs["market.*x"]
         assert lines[0]["subject"].startswith("market.trade.binance.")
         assert lines[0]["data"]["type"] == "trade"
+    # another account's events, anything outside market/exec, too many subscriptions
+    async with http.ws_connect(url) as ws:
+        await ws.send_str(orjson.dumps({"key": pipe.tokens["other"]}).decode())
+        many = [f"market.trade.binance.S{i}" for i in range(70)]
+        await ws.send_str(orjson.dumps({"subscribe": ["exec.evt.paper.>", ">", *many]}).decode())
+        answers = [orjson.loads((await ws.receive(timeout=5)).data) for _ in range(72)]
+        errs = [a for a in answers if "error" in a]
+        assert "only exec.evt.other" in errs[0]["error"]
+        assert "only market" in errs[1]["error"]
+        assert sum("at most 64" in a["error"] for a in errs) == 70 - 64
     # a client that stops reading is dropped with a reason; the API stays healthy
     async with http.ws_connect(url, max_msg_size=0) as ws:
         await ws.send_str(orjson.dumps({"key": pipe.tokens["market"]}).decode())
