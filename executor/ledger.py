@@ -57,6 +57,8 @@ class Ledger:
         # quantity still to fill of open orders per (venue, symbol, side), for max_position
         self.working: dict[tuple[str, str, str], float] = {}
         self._left: dict[str, float] = {}  # each open order's part of ``working``
+        # told of every fill recorded (executor/algo: a parent's fees and fill times)
+        self.fill_hook: Callable[[Order, VenueFill], None] | None = None
         self.lock = asyncio.Lock()
 
     # -- publishing ------------------------------------------------------------------------
@@ -80,6 +82,8 @@ class Ledger:
         pos = self.positions.setdefault(key, Pos())
         pos.apply(o.side, f.price, f.size, fee_in_quote(o.symbol, f.fee, f.fee_currency, f.price))
         m.FILLS.labels(self.account).inc()
+        if self.fill_hook is not None:
+            self.fill_hook(o, f)
         ts = f.ts_ns or self.ts()
         await self.pub.publish(
             subjects.exec_evt(self.account, o.venue, o.symbol),

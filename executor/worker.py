@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,21 +26,35 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from executor import metrics as m
+from executor.algo.runner import Algos
+from executor.algo.tape import Tapes
 from executor.engine import Engine, command_msg_id
 from executor.killswitch import KillSwitch
 from executor.marks import Marks
+from executor.model import Reply
 from executor.venues.base import Venue
 from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue
-from streams import schemas, subjects
+from streams import schemas, sql, subjects
 from streams.bus.consumer import BatchConsumer
 from streams.bus.runtime import Worker
 from streams.provision import STREAM_EXEC, STREAM_MARKET
-from streams.schemas import ExecBase, Fill, Instrument, OrderCommand, OrderUpdate
+from streams.schemas import (
+    AlgoCommand,
+    ExecBase,
+    Fill,
+    Instrument,
+    OrderCommand,
+    OrderUpdate,
+    ParentUpdate,
+)
 from streams.settings import AccountSettings
 
 log = logging.getLogger("executor")
-MARKET_TYPES = ("depth", "bbo", "trade", "mark", "instrument")
+MARKET_TYPES = ("depth", "bbo", "trade", "mark", "instrument", "gap")
+Command = OrderCommand | AlgoCommand
+# venue and symbol go into the VWAP profile query as literals: subject tokens only
+_SQL_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class JsPublisher:
@@ -67,14 +82,14 @@ def subject_account(subject: str) -> str:
     return parts[2] if len(parts) == 3 else ""
 
 
-def command_of(subject: str, data: bytes) -> OrderCommand:
-    """The order command in a message on an account's command subject, or a one-line
-    reason (msgspec.ValidationError) why it is not one."""
+def command_of(subject: str, data: bytes) -> Command:
+    """The order or algo command in a message on an account's command subject, or a
+    one-line reason (msgspec.ValidationError) why it is not one."""
     cmd = schemas.decode_exec(data)
-    if not isinstance(cmd, OrderCommand):
+    if not isinstance(cmd, OrderCommand | AlgoCommand):
         kind = cmd.__struct_config__.tag  # type: ignore[attr-defined]
         raise msgspec.ValidationError(
-            f"only order_command messages are accepted on {subject}, not {kind}"
+            f"only order_command and algo_command messages are accepted on {subject}, not {kind}"
         )
     account = subject_account(subject)
     if cmd.account != account:
@@ -87,7 +102,17 @@ def command_of(subject: str, data: bytes) -> OrderCommand:
 
 # What a rebuild takes from each subject kind: commands only as the terms of orders the
 # executor's own events describe; orders and fills only from what the executor published.
-HISTORY_KINDS: dict[str, tuple[type, ...]] = {"cmd": (OrderCommand,), "evt": (OrderUpdate, Fill)}
+HISTORY_KINDS: dict[str, tuple[type, ...]] = {
+    "cmd": (OrderCommand,),
+    "evt": (OrderUpdate, Fill, ParentUpdate),
+}
+
+
+def command_record_id(cmd: Command) -> str:
+    """Nats-Msg-Id of a command's record on exec.cmd."""
+    if isinstance(cmd, AlgoCommand):
+        return f"{cmd.account}:{cmd.parent_id}:algo:{cmd.action}:{cmd.ts_event}"
+    return command_msg_id(cmd)
 
 
 async def read_all(js: JetStreamContext, stream: str, cfg: ConsumerConfig) -> list[Msg]:
@@ -157,6 +182,10 @@ async def read_instruments(js: JetStreamContext, prefix: str) -> list[Instrument
     return out
 
 
+def _cmd_id(cmd: Command) -> str:
+    return cmd.parent_id if isinstance(cmd, AlgoCommand) else cmd.client_order_id
+
+
 def _record_done(fut: asyncio.Future[Any]) -> None:
     if fut.cancelled() or fut.exception() is not None:
         m.RECORD_FAILURES.inc()
@@ -176,6 +205,8 @@ class Executor:
         self.pub = JsPublisher(self.js)
         self.marks = Marks()
         self.engines: dict[str, Engine] = {}
+        self.algos: dict[str, Algos] = {}
+        self.tapes = Tapes()
         self.papers: list[tuple[PaperVenue, Engine]] = []
         self.killswitch = KillSwitch(self.js, self._halt)
 
@@ -194,6 +225,9 @@ class Executor:
             log.info("state rebuilt", extra={"account": account, "messages": len(history),
                                              "open": len(e.active)})  # fmt: skip
             self.engines[account] = e
+            algos = Algos(e, self.cfg.algo, self.tapes, self._profile, self._record)
+            await algos.restore(history)
+            self.algos[account] = algos
             if isinstance(venue, PaperVenue):
                 self.papers.append((venue, e))
         if self.papers:
@@ -220,10 +254,45 @@ class Executor:
         except msgspec.DecodeError:
             return  # the normalizer dead-letters bad market data; nothing to add here
         self.marks.on_market(data)
+        self.tapes.on_market(data)
         for venue, e in self.papers:
             reports = venue.on_market(data)
             if reports:
                 await e.on_reports(reports)
+
+    async def _profile(self, venue: str, symbol: str, days: int) -> dict[int, float] | None:
+        """Traded volume per UTC hour of day over ``days`` of ClickHouse history (the VWAP
+        profile), through the sink's sql.query; None without history or an answer."""
+        if not (_SQL_TOKEN.match(venue) and _SQL_TOKEN.match(symbol)):
+            return None
+        q = (f"SELECT toHour(ts_event) AS h, sum(size) AS v FROM trades "
+             f"WHERE venue = '{venue}' AND symbol = '{symbol}' "
+             f"AND ts_event >= now() - INTERVAL {int(days)} DAY GROUP BY h ORDER BY h")  # fmt: skip
+        try:
+            res = await sql.query(self.nc, q, timeout=self.cfg.algo.profile_timeout_s)
+        except Exception as exc:  # no sink, no permission, a ClickHouse error: flat profile
+            log.warning("vwap profile unavailable", extra={"error": str(exc)[:200]})
+            return None
+        return {int(h): float(v) for h, v in res.rows} or None
+
+    async def _record(self, cmd: OrderCommand) -> None:
+        """Record a child's command on exec.cmd (the order_commands table, and the terms a
+        restart rebuild reads), after it was handled: the consumer sees it as a duplicate.
+        Never before: a record the consumer met first would send the child itself."""
+        fut = await self.js.publish_async(
+            subjects.exec_cmd(cmd.account), schemas.encode(cmd),
+            headers={subjects.H_MSG_ID: command_msg_id(cmd)},
+        )  # fmt: skip
+        fut.add_done_callback(_record_done)
+
+    async def dispatch(self, cmd: Command) -> Reply | None:
+        """A command to its account's engine (orders) or algos (parents); None when this
+        executor does not serve the account."""
+        if isinstance(cmd, AlgoCommand):
+            a = self.algos.get(cmd.account)
+            return await a.handle(cmd) if a is not None else None
+        e = self.engines.get(cmd.account)
+        return await e.handle(cmd) if e is not None else None
 
     async def _on_request(self, msg: Msg) -> None:
         try:
@@ -232,15 +301,14 @@ class Executor:
             await msg.respond(orjson.dumps({"accepted": False, "reason": f"bad command: {exc}"}))
             await self.pub.dlq(msg.data, f"bad command: {exc}")
             return
-        e = self.engines.get(cmd.account)
-        if e is None:
-            await msg.respond(orjson.dumps({"accepted": False, "reason": "unknown account"}))
-            return
         try:
-            reply = await e.handle(cmd)
+            reply = await self.dispatch(cmd)
         except Exception as exc:  # a bug or a venue surprise must not stop the executor
-            log.exception("command failed", extra={"client_order_id": cmd.client_order_id})
+            log.exception("command failed", extra={"command": _cmd_id(cmd)})
             await msg.respond(orjson.dumps({"accepted": False, "reason": f"internal: {exc}"}))
+            return
+        if reply is None:
+            await msg.respond(orjson.dumps({"accepted": False, "reason": "unknown account"}))
             return
         await msg.respond(msgspec.json.encode(reply))
         if not reply.duplicate:
@@ -248,7 +316,7 @@ class Executor:
             # awaited here (that would delay the next request by a round trip).
             fut = await self.js.publish_async(
                 subjects.exec_cmd(cmd.account), msg.data,
-                headers={subjects.H_MSG_ID: command_msg_id(cmd)},
+                headers={subjects.H_MSG_ID: command_record_id(cmd)},
             )  # fmt: skip
             fut.add_done_callback(_record_done)
 
@@ -265,15 +333,14 @@ class Executor:
             except msgspec.DecodeError as exc:
                 await self.pub.dlq(msg.data, f"bad command: {exc}")
                 continue
-            e = self.engines.get(cmd.account)
-            if e is None:
-                await self.pub.dlq(msg.data, f"account {cmd.account} not served by this executor")
-                continue
             try:
-                await e.handle(cmd)
+                reply = await self.dispatch(cmd)
             except Exception as exc:  # a bug or a venue surprise must not stop the executor
-                log.exception("command failed", extra={"client_order_id": cmd.client_order_id})
+                log.exception("command failed", extra={"command": _cmd_id(cmd)})
                 await self.pub.dlq(msg.data, f"command failed: {exc}")
+                continue
+            if reply is None:
+                await self.pub.dlq(msg.data, f"account {cmd.account} not served by this executor")
 
     async def close(self) -> None:
         await self.killswitch.stop()
@@ -307,6 +374,7 @@ async def main(w: Worker) -> None:
             for e in ex.engines.values():
                 try:
                     await e.tick()
+                    await ex.algos[e.account].tick()
                     if reconcile:
                         await e.reconcile()
                 except Exception:  # retried at the next round

@@ -63,12 +63,24 @@ def running() -> tuple[int, str] | None:
     pid_s, _, url = text.partition(" ")
     try:
         pid = int(pid_s)
+    except ValueError:
+        return None
+    return (pid, url) if _alive(pid) else None  # else stale: that process is gone
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (exited, its parent has not reaped it yet) does not."""
+    try:
         os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return None  # stale: that process is gone
+    except ProcessLookupError:
+        return False
     except PermissionError:
-        pass  # alive, another user's
-    return pid, url
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def up(settings: Settings, venues: list[str] | None, *, external_nats: bool = False,
@@ -308,9 +320,7 @@ def down(timeout: float = 60.0) -> int:
         return 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             print("jetmarket stopped")
             return 0
         time.sleep(0.2)

@@ -25,17 +25,18 @@ def _selection_args(p: argparse.ArgumentParser, default_subjects: str) -> None:
         nargs="*",
         help=f"subject patterns (default {default_subjects}; a whole recording with --from-file)",
     )
-    p.add_argument("--venues", nargs="*")
+    p.add_argument("--venues", nargs="*", help="venues (default: all)")
     p.add_argument("--symbols", nargs="*", help="symbols (native ones for raw subjects)")
     p.add_argument("--types", nargs="*", help="message types (channels for raw subjects)")
-    p.add_argument("--source", choices=["auto", "jetstream", "clickhouse"], default="auto")
+    p.add_argument("--source", choices=["auto", "jetstream", "clickhouse"], default="auto",
+                   help="auto: JetStream within its retention, else ClickHouse")  # fmt: skip
     p.add_argument(
         "--clickhouse",
         choices=["auto", "sink", "direct"],
         default="auto",
         help="with a chdb DSN: ask the running sink, or open the path here",
     )
-    p.add_argument("--no-progress", action="store_true")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_commands(sub: Any) -> None:
@@ -60,17 +61,19 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--order", choices=["time", "stream"], default="time",
                    help="time: (ts_recv, stream, seq); stream: one stream's own order")  # fmt: skip
     rec = sub.add_parser("record", help="raw frames of a range into a compressed file")
-    rec.add_argument("path")
+    rec.add_argument("path", help="the file to write (.jmrec)")
     _selection_args(rec, "raw.>")
-    rec.add_argument("--compression", choices=["auto", "zstd", "gzip"], default="auto")
+    rec.add_argument("--compression", choices=["auto", "zstd", "gzip"], default="auto",
+                     help="auto: zstd when installed, else gzip")  # fmt: skip
     ren = sub.add_parser("renormalize", help="RAW through the normalizer into a fresh prefix")
-    ren.add_argument("--since", required=True)
-    ren.add_argument("--until")
+    ren.add_argument("--since", required=True, help="start: ISO-8601, epoch s/ns or 2h")
+    ren.add_argument("--until", help="end (exclusive), same forms")
     ren.add_argument("--prefix", help="replay name for the output (default renorm-<utc time>)")
-    ren.add_argument("--venues", nargs="*")
-    ren.add_argument("--source", choices=["auto", "jetstream", "clickhouse"], default="auto")
+    ren.add_argument("--venues", nargs="*", help="venues (default: all)")
+    ren.add_argument("--source", choices=["auto", "jetstream", "clickhouse"], default="auto",
+                     help="auto: JetStream within its retention, else ClickHouse")  # fmt: skip
     ren.add_argument("--compare", action="store_true", help="digest MARKET over the range too")
-    ren.add_argument("--no-progress", action="store_true")
+    ren.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end", help="same forms as --start (exclusive)")
     p.add_argument("--venue", action="append", help="repeat for several")
     p.add_argument("--symbol", action="append", help="repeat for several")
-    p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="file format")
     p.add_argument("--page-rows", type=int, default=200_000, help="rows per ClickHouse read")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")  # fmt: skip

@@ -217,7 +217,87 @@ class Position(ExecBase, tag="position", kw_only=True):
     mark_price: float | None = None
 
 
-ExecMessage = Union[OrderCommand, OrderUpdate, Fill, Position]
+# -- execution algorithms and TCA (executor/algo) -----------------------------------------
+AlgoKind = Literal["twap", "vwap", "pov", "iceberg", "peg"]
+ParentState = Literal["working", "paused", "filled", "canceled", "expired", "rejected"]
+
+
+class AlgoCommand(ExecBase, tag="algo_command", kw_only=True):
+    """An instruction about a parent order (an algorithm working a quantity through child
+    orders). ``new`` names the algorithm and its terms; ``amend`` changes the terms given
+    (quantity, limit_price, end_ts, participation, display); pause/resume/cancel take only
+    the parent id. Quantities and prices are exact decimal strings, times ns since epoch."""
+
+    action: Literal["new", "pause", "resume", "amend", "cancel"]
+    parent_id: str
+    algo: AlgoKind | None = None
+    side: Side | None = None
+    quantity: str | None = None
+    limit_price: str | None = None  # never buy above / sell below
+    start_ts: int | None = None  # default: when accepted
+    end_ts: int | None = None  # TWAP/VWAP horizon, POV end, peg deadline (then it crosses)
+    slices: int | None = None  # TWAP/VWAP child count
+    participation: float | None = None  # POV target share; cap of the others when given
+    display: str | None = None  # iceberg: the visible quantity
+    offset_ticks: int = 0  # peg: ticks inside the touch (0 joins the best bid/ask)
+    venues: list[str] = msgspec.field(default_factory=list)  # smart routing: candidates
+
+
+class ParentUpdate(ExecBase, tag="parent_update", kw_only=True):
+    """A parent order's state and terms as the executor holds them (its restart record)."""
+
+    parent_id: str
+    algo: AlgoKind
+    state: ParentState
+    side: Side
+    quantity: float
+    filled: float = 0.0
+    avg_price: float | None = None
+    children: int = 0  # child orders sent so far
+    limit_price: float | None = None
+    start_ts: int
+    end_ts: int | None = None
+    slices: int = 0
+    participation: float | None = None
+    display: float | None = None
+    offset_ticks: int = 0
+    profile: list[float] = msgspec.field(default_factory=list)  # VWAP slice weights
+    arrival_mid: float | None = None
+    market_volume: float = 0.0  # traded on the venue since start_ts (seen by us)
+    market_notional: float = 0.0
+    version: int = 0  # bumped on every record: a distinct message id per record
+    cmd_ts: int = 0  # ts_event of the last command applied: an older or equal one is stale
+    reason: str = ""
+
+
+class Tca(ExecBase, tag="tca", kw_only=True):
+    """Transaction-cost analysis of one finished order or parent (docs/execution.md)."""
+
+    scope: Literal["order", "parent"]
+    id: str  # client order id or parent id
+    parent_id: str = ""
+    algo: str = ""
+    side: Side
+    quantity: float
+    filled: float
+    avg_price: float | None = None
+    arrival_mid: float | None = None
+    interval_vwap: float | None = None
+    end_mid: float | None = None
+    slippage_bps: float | None = None  # vs arrival mid; positive = cost
+    vwap_slippage_bps: float | None = None
+    shortfall: float | None = None  # implementation shortfall, quote currency
+    shortfall_bps: float | None = None  # of the arrival notional of the whole quantity
+    fill_ratio: float = 0.0
+    fees: float = 0.0  # quote currency
+    children: int = 0
+    ts_start: int
+    ts_end: int
+    time_to_fill_s: float | None = None
+    ack_latency_ms: float | None = None  # mean over the children (scope parent)
+
+
+ExecMessage = Union[OrderCommand, OrderUpdate, Fill, Position, AlgoCommand, ParentUpdate, Tca]
 EXEC_TYPES: dict[str, type[ExecBase]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
     for cls in ExecMessage.__args__  # type: ignore[attr-defined]

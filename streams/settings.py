@@ -419,6 +419,18 @@ class AccountSettings(Section):
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+class AlgoSettings(Section):
+    """Execution algorithms (executor/algo, docs/execution.md)."""
+
+    max_parents: int = 100  # working parents per account at most
+    min_child_interval_s: float = 0.2  # a parent sends (or re-prices) at most this often
+    child_timeout_s: float = 30.0  # a resting child (iceberg/peg) is cancelled after this
+    end_grace_s: float = 5.0  # after end_ts a TWAP/VWAP/POV parent still unfilled expires
+    profile_days: int = 7  # VWAP: trade history the volume profile is drawn from
+    profile_timeout_s: float = 3.0  # VWAP: the profile query's budget; flat profile after
+    max_parent_id: int = 28  # characters: ``<parent>.<n>`` must stay a 36-character client id
+
+
 class ExecutorSettings(Section):
     # Empty means one paper account named "paper" (a configured set replaces it, since
     # configured dicts merge into the defaults key by key).
@@ -433,6 +445,7 @@ class ExecutorSettings(Section):
     position_interval_s: float = 1.0
     # Market subjects are read under this prefix: "" live, "replay.<name>." for a backtest.
     market_prefix: str = ""
+    algo: AlgoSettings = msgspec.field(default_factory=AlgoSettings)
 
     def active_accounts(self) -> dict[str, AccountSettings]:
         return self.accounts or {"paper": AccountSettings()}

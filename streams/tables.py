@@ -25,6 +25,9 @@ EXEC_TABLES: dict[str, str] = {
     "order_update": "orders",
     "fill": "fills",
     "position": "positions",
+    "algo_command": "algo_commands",
+    "parent_update": "parents",
+    "tca": "tca",
 }
 RAW_TABLE = "raw_frames"
 RAW_COLUMNS = ["venue", "channel", "symbol", "ts_recv", "conn", "subject", "payload", "stream_seq"]

@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 
 from executor.backtest.runner import DEFAULT_TYPES, Backtest, BacktestError, load_strategy
 from streams.bus import logs
+from streams.bus.auth import CredentialsError
 from streams.bus.connect import connect
 from streams.provision import STREAM_EXEC
 from streams.settings import Settings
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.columnar or args.grid:
             return research(settings, args)
         return asyncio.run(run(settings, args))
-    except (BacktestError, ValueError, ConnectionError) as exc:  # NatsUnreachable: one line
+    except (BacktestError, ValueError, ConnectionError, CredentialsError) as exc:  # one line
         print(f"jetmarket backtest: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -105,7 +105,9 @@ class PaperVenue:
                 p.status = "expired"
                 return p.report("FOK: not fully fillable")
             self._take(p, bids, asks)
-            self._settle(p, rest=order.order_type == "limit" and order.time_in_force == "GTC")
+            # GTC and post-only limits rest; IOC (and FOK's filled part) never does
+            rest = order.order_type == "limit" and order.time_in_force in ("GTC", "POST_ONLY")
+            self._settle(p, rest=rest)
         else:
             self._rest(p)
         return p.report()

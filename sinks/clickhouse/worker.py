@@ -199,8 +199,8 @@ class Pipe:
 # executor may publish exec.evt/exec.pos; exec.cmd is open to traders, so a fill or position
 # there is forged and must not be stored as the account's history.
 EXEC_KINDS: dict[str, tuple[type, ...]] = {
-    "cmd": (schemas.OrderCommand,),
-    "evt": (schemas.OrderUpdate, schemas.Fill),
+    "cmd": (schemas.OrderCommand, schemas.AlgoCommand),
+    "evt": (schemas.OrderUpdate, schemas.Fill, schemas.ParentUpdate, schemas.Tca),
     "pos": (schemas.Position,),
 }
 

@@ -170,7 +170,9 @@ def role_perms(role: str, settings: Settings) -> Perms:
     elif role == "executor":
         # exec.cmd.>: it records each request's command itself (subjects.exec_req); never
         # exec.ctl.>: resuming a halt is the operator's alone
+        # sql.query: the VWAP volume profile from ClickHouse history (executor/algo)
         p.pub += ["exec.cmd.>", "exec.evt.>", "exec.pos.>", subjects.dlq("executor"),
+                  subjects.SQL_QUERY,
                   *stream_info("EXEC", "MARKET"), *msg_get("EXEC"),
                   *durable("EXEC", settings.executor.consumer.durable),
                   # EXEC: history and the kill switch's ordered consumer; MARKET: the last

@@ -40,6 +40,16 @@ def exec_messages(n: int) -> list[tuple[str, schemas.ExecBase]]:
         out.append((subjects.exec_pos("desk1"), schemas.Position(
             **b, size=0.01 * (i + 1), avg_price=65000.1, realized_pnl=0.0, unrealized_pnl=1.5,
             fees=0.26 * (i + 1), mark_price=65150.0)))  # fmt: skip
+        # parents and TCA (executor/algo): the algo_commands, parents and tca tables
+        out.append((subjects.exec_cmd("desk1"), schemas.AlgoCommand(
+            **b, action="new", parent_id=f"p{i}", algo="twap", side="buy", quantity="1",
+            end_ts=NS + i + 60, venues=["paper"])))  # fmt: skip
+        out.append((evt, schemas.ParentUpdate(
+            **b, parent_id=f"p{i}", algo="vwap", state="working", side="buy", quantity=1.0,
+            start_ts=NS + i, profile=[0.5, 0.5], version=1)))  # fmt: skip
+        out.append((evt, schemas.Tca(
+            **b, scope="parent", id=f"p{i}", side="buy", quantity=1.0, filled=1.0,
+            ts_start=NS + i, ts_end=NS + i + 5, slippage_bps=1.5)))  # fmt: skip
     return out
 
 

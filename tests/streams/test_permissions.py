@@ -83,7 +83,7 @@ OWN: dict[str, set[str]] = {
                   "$JS.FC.MARKET.x", "$JS.API.STREAM.INFO.MARKET", "$JS.API.CONSUMER.CREATE.MARKET",
                   *(f"$JS.API.{v}.MARKET.{d}" for v in EPHEMERAL for d in DURABLES)},
     "executor": {"exec.cmd.paper", "exec.cmd.alice", "exec.evt.paper.binance.BTC-USDT",
-                 "exec.pos.paper", "dlq.executor", "$JS.ACK.EXEC.executor.1.1.1.1.0",
+                 "exec.pos.paper", "dlq.executor", "sql.query", "$JS.ACK.EXEC.executor.1.1.1.1.0",
                  "$JS.API.STREAM.INFO.EXEC", "$JS.API.STREAM.INFO.MARKET",
                  "$JS.API.STREAM.MSG.GET.EXEC", "$JS.API.DIRECT.GET.EXEC",
                  "$JS.API.CONSUMER.CREATE.EXEC", "$JS.API.CONSUMER.CREATE.MARKET",

@@ -1,0 +1,1 @@
+"""Execution algorithms (parents and children), TCA and smart order routing."""
