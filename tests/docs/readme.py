@@ -113,7 +113,7 @@ def light_venv(checkout: Path) -> None:
 
 
 def pipeline_env(checkout: Path, home: Path) -> dict[str, str]:
-    """The newcomer's environment: free ports instead of 4222/8222 (other checkouts run
+    """The newcomer's environment: free ports instead of 4222/8222/8780/4280 (other checkouts run
     on this machine too), metrics endpoints off, temporary files in the checkout's var/tmp
     (as the Makefile sets) and a HOME outside the checkout that must stay empty. Nothing
     else: every path is the default, relative to the checkout."""
@@ -126,6 +126,8 @@ def pipeline_env(checkout: Path, home: Path) -> dict[str, str]:
         "JETMARKET_NATS__URL": f"nats://127.0.0.1:{port}",
         "JETMARKET_NATS__SERVER__PORT": str(port),
         "JETMARKET_NATS__SERVER__MONITOR_PORT": str(free_port()),
+        "JETMARKET_API__PORT": str(free_port()),
+        "JETMARKET_API__NATS_WS_PORT": str(free_port()),
         "JETMARKET_METRICS__PORTS": '{"collector": 0, "normalizer": 0, "sink": 0, '
         '"orderbook": 0, "executor": 0}',
         "TERM": "xterm",

@@ -31,6 +31,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "JETMARKET_NATS__URL": f"nats://127.0.0.1:{free_port()}",
         "JETMARKET_NATS__CREDENTIALS_DIR": str(tmp_path / "creds"),
         "JETMARKET_CLICKHOUSE__DSN": f"chdb://{tmp_path / 'ch'}",
+        "JETMARKET_API__PORT": str(free_port()),
+        "JETMARKET_API__NATS_WS_PORT": str(free_port()),
         "JETMARKET_METRICS__PORTS": '{"collector": 0, "normalizer": 0, "sink": 0, '
         '"orderbook": 0, "executor": 0}',
         **extra,

@@ -34,6 +34,8 @@ def test_up_offline_health_lines_restart_and_clean_stop(tmp_path: Path) -> None:
         **os.environ,
         "JETMARKET_NATS__SERVER__PORT": str(port := free_port()),
         "JETMARKET_NATS__SERVER__MONITOR_PORT": str(free_port()),
+        "JETMARKET_API__PORT": str(free_port()),
+        "JETMARKET_API__NATS_WS_PORT": str(free_port()),
         "JETMARKET_NATS__SERVER__STORE_DIR": str(tmp_path / "nats"),
         "JETMARKET_NATS__URL": f"nats://127.0.0.1:{port}",
         "JETMARKET_CLICKHOUSE__DSN": f"chdb://{tmp_path / 'ch'}",
