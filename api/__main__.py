@@ -37,7 +37,7 @@ async def serve(w: Worker) -> None:
     await live.start()
     svc = Services(w.nc, w.settings, live, Hub(w.nc))
     seeding = asyncio.create_task(
-        live.seed(lambda q: svc.sql(q, 10_000, 10.0))
+        live.seed_until_done(lambda q: svc.sql(q, 10_000, 10.0))
     )  # open orders and positions so far; the sink may still be starting
     app = create_app(svc, KeyStore(cfg.keys_file))
 

@@ -202,6 +202,10 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
         description="Market data, history, SQL, live state and paper/live orders of a "
         "jetmarket deployment. Authenticate with `Authorization: Bearer <key>` or "
         "`X-API-Key: <key>` (keys: `jetmarket api keys add`). docs/api.md has examples.",
+        # no Swagger/ReDoc pages: they load scripts from a CDN into this origin, where the
+        # console keeps its key; the schema is at /openapi.json (and docs/openapi.json)
+        docs_url=None,
+        redoc_url=None,
     )
     limiter = RateLimiter(cfg.rate_per_s, cfg.burst)
     bearer = HTTPBearer(auto_error=False, description="an API key: jm_<id>_<secret>")

@@ -120,38 +120,52 @@ class Live:
             return
 
     # -- seeds from history (the sink's tables), so a restart of the API forgets nothing --
+    async def seed_until_done(
+        self, query: Callable[[str], Awaitable[Any]], every_s: float = 2.0
+    ) -> None:
+        """``seed`` until the SQL service answers (under `make up` the sink starts beside
+        the API): said once, then retried quietly."""
+        said = False
+        while True:
+            try:
+                await self.seed(query)
+                return
+            except Exception as exc:
+                if not said:
+                    log.info("orders/positions wait for the SQL service",
+                             extra={"error": str(exc)[:200]})  # fmt: skip
+                    said = True
+            await asyncio.sleep(every_s)
+
     async def seed(self, query: Callable[[str], Awaitable[Any]]) -> None:
         """Open orders and last positions from ClickHouse; a live update already received
         wins over a stored row."""
         states = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
-        try:
-            orders = await query(
-                "SELECT account, venue, symbol, toUnixTimestamp64Nano(ts_event), "
-                "client_order_id, venue_order_id, state, side, order_type, quantity, price, "
-                "filled, avg_price, reason FROM (SELECT * FROM orders ORDER BY ts_event DESC, "
-                "stream_seq DESC LIMIT 1 BY account, client_order_id) "
-                f"WHERE state NOT IN ({states}) LIMIT 10000"
-            )
-            for r in orders.rows:
-                keys = ("account", "venue", "symbol", "ts_event", "client_order_id",
-                        "venue_order_id", "state", "side", "order_type", "quantity", "price",
-                        "filled", "avg_price", "reason")  # fmt: skip
-                row = dict(zip(keys, r, strict=True))
-                self.orders.setdefault((row["account"], row["client_order_id"]),
-                                       {"type": "order_update", **row})  # fmt: skip
-            pos = await query(
-                "SELECT account, venue, symbol, toUnixTimestamp64Nano(ts_event), size, "
-                "avg_price, realized_pnl, unrealized_pnl, fees, mark_price FROM positions "
-                "ORDER BY ts_event DESC LIMIT 1 BY account, venue, symbol LIMIT 10000"
-            )
-            for r in pos.rows:
-                keys = ("account", "venue", "symbol", "ts_event", "size", "avg_price",
-                        "realized_pnl", "unrealized_pnl", "fees", "mark_price")  # fmt: skip
-                row = dict(zip(keys, r, strict=True))
-                self.positions.setdefault((row["account"], row["venue"], row["symbol"]),
-                                          {"type": "position", **row})  # fmt: skip
-        except Exception as exc:  # sink not up yet: live updates still arrive
-            log.warning("cannot seed orders/positions from ClickHouse", extra={"error": str(exc)})
+        orders = await query(
+            "SELECT account, venue, symbol, toUnixTimestamp64Nano(ts_event), "
+            "client_order_id, venue_order_id, state, side, order_type, quantity, price, "
+            "filled, avg_price, reason FROM (SELECT * FROM orders ORDER BY ts_event DESC, "
+            "stream_seq DESC LIMIT 1 BY account, client_order_id) "
+            f"WHERE state NOT IN ({states}) LIMIT 10000"
+        )
+        for r in orders.rows:
+            keys = ("account", "venue", "symbol", "ts_event", "client_order_id",
+                    "venue_order_id", "state", "side", "order_type", "quantity", "price",
+                    "filled", "avg_price", "reason")  # fmt: skip
+            row = dict(zip(keys, r, strict=True))
+            self.orders.setdefault((row["account"], row["client_order_id"]),
+                                   {"type": "order_update", **row})  # fmt: skip
+        pos = await query(
+            "SELECT account, venue, symbol, toUnixTimestamp64Nano(ts_event), size, "
+            "avg_price, realized_pnl, unrealized_pnl, fees, mark_price FROM positions "
+            "ORDER BY ts_event DESC LIMIT 1 BY account, venue, symbol LIMIT 10000"
+        )
+        for r in pos.rows:
+            keys = ("account", "venue", "symbol", "ts_event", "size", "avg_price",
+                    "realized_pnl", "unrealized_pnl", "fees", "mark_price")  # fmt: skip
+            row = dict(zip(keys, r, strict=True))
+            self.positions.setdefault((row["account"], row["venue"], row["symbol"]),
+                                      {"type": "position", **row})  # fmt: skip
 
     # -- feed health ------------------------------------------------------------------------
     async def _poll_loop(self, every_s: float) -> None:

@@ -247,6 +247,13 @@ async def test_orders_through_the_executor(pipe: ApiPipeline, http: aiohttp.Clie
 
     (o,) = await until(listed)
     assert o["state"] in ("new", "pending_new") and o["account"] == "paper"
+    # a restarted API knows the open order again (from the orders table via sql.query)
+    api = pipe.procs[-1]
+    assert api.cmd[-1] == "api" and api.stop() == 0
+    api.start()
+    await asyncio.to_thread(pipe.wait_http, 60)
+    (o,) = await until(listed)
+    assert o["state"] == "new" and o["venue"] == "binance" and o["symbol"] == "BTC-USDT"
     # another account's key sees none of it
     code, body = await get(http, pipe, "/v1/orders", who="other")
     assert code == 200 and body == []
