@@ -431,7 +431,7 @@ class ClickHouseSink:
         for line in changed:
             log.info("table TTL set", extra={"ttl": line})
         for line in foreign:
-            log.warning("table TTL kept", extra={"ttl": line})
+            log.warning("table TTL not changed", extra={"ttl": line})
         keys = await self.store.call(self.store.partition_keys)
         self.partition_columns = {
             t: c for t, k in keys.items() if (c := tables.partition_column(k)) is not None

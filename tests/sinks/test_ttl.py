@@ -113,6 +113,18 @@ def test_foreign_ttl_is_not_removed_by_zero_but_replaced_by_days(store: Store) -
     assert changed == ["gaps: another TTL -> 5 days"] and ttl_of(store, "gaps") == 5
 
 
+def test_a_refused_ttl_is_a_warning_and_the_others_apply(store: Store) -> None:
+    """A table the TTL cannot apply to (here one partitioned by venue, not time) does not stop
+    the sink: one warning line, the other tables still get theirs."""
+    store.rows("DROP TABLE gaps")
+    store.rows("CREATE TABLE gaps (venue String, ts_event DateTime64(9, 'UTC')) ENGINE ="
+               " MergeTree PARTITION BY venue ORDER BY venue")  # fmt: skip
+    changed, warnings = store.apply_ttl({"gaps": 3, "trades": 9})
+    assert changed == ["trades: forever -> 9 days"]
+    assert warnings == ["gaps: TTL of 3 days not applied: gaps: no daily/monthly time partition "
+                        "key to expire by"]  # fmt: skip
+
+
 def test_cluster_tables_are_altered_on_their_local_table_on_the_cluster() -> None:
     local = ttl.TableRow(
         "depth_local",
