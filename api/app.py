@@ -423,7 +423,9 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
     @app.get("/v1/feeds", tags=["live"], responses=ERRORS)
     async def feeds(_k: Market) -> dict[str, Any]:
         """Per venue/channel: frames in RAW, rate (frames/s, and the last minute's samples),
-        age of the newest frame, gaps and reconnects seen; plus every worker's state."""
+        age of the newest frame, gaps and reconnects seen since the API started; rows with
+        ``raw: false`` are named by gap events only (``ws``: connection closes, ``book``:
+        the orderbook's sequence/checksum problems); plus every worker's state."""
         return {"feeds": svc.live.feed_rows(), "workers": svc.live.workers}
 
     @app.get("/v1/gaps", tags=["live"], responses=ERRORS)

@@ -40,6 +40,8 @@ class Feed:
         self.spark: deque[float] = deque(maxlen=SPARK)
         self.gaps = 0
         self.reconnects = 0
+        self.raw = False  # a RAW channel; else only gap events name it ("ws", "book")
+        self._closed: set[str] = set()  # connections whose close was counted
 
     def age(self, now: float) -> float | None:
         if self.last_change:
@@ -100,9 +102,16 @@ class Live:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return
         feed = self.feeds.setdefault(key, Feed())
-        feed.gaps += 1
         if gap.get("reason") == "reconnect":
-            feed.reconnects += 1
+            # one gap per symbol of the connection: count the connection's close once
+            conn = str(gap.get("detail", ""))[:200]
+            if conn not in feed._closed:
+                if len(feed._closed) > 1000:
+                    feed._closed.clear()
+                feed._closed.add(conn)
+                feed.reconnects += 1
+        else:
+            feed.gaps += 1
 
     async def _on_evt(self, msg: Msg) -> None:
         try:
@@ -192,6 +201,7 @@ class Live:
         first = not self.polled
         for key, n in counts.items():
             feed = self.feeds.setdefault(key, Feed())
+            feed.raw = True
             if first and feed.age0 is None:
                 feed.age0 = await self._age(js, newest[key])
             if dt and n > feed.frames:
@@ -240,5 +250,6 @@ class Live:
                 "venue": venue, "channel": channel, "frames": f.frames,
                 "rate": round(f.rate, 1), "age_s": None if age is None else round(age, 1),
                 "gaps": f.gaps, "reconnects": f.reconnects, "spark": list(f.spark),
+                "raw": f.raw,
             })  # fmt: skip
         return rows

@@ -122,8 +122,11 @@ function renderFeeds() {
     tr.dataset.feed = `${r.venue}.${r.channel}`;
     cell(tr, r.venue); cell(tr, r.channel); cell(tr, num(r.rate, 1));
     cell(tr, "").appendChild(spark(r.spark));
-    const age = r.age_s === null ? "never" : `${num(r.age_s, 1)}s ago`;
-    cell(tr, age, r.age_s === null || r.age_s > 60 ? "dead" : (r.age_s > 10 ? "stale" : ""));
+    if (!r.raw) { cell(tr, "(events)", "muted"); }
+    else {
+      const age = r.age_s === null ? "never" : `${num(r.age_s, 1)}s ago`;
+      cell(tr, age, r.age_s === null || r.age_s > 60 ? "dead" : (r.age_s > 10 ? "stale" : ""));
+    }
     cell(tr, String(r.frames)); cell(tr, String(r.gaps), r.gaps ? "stale" : ""); cell(tr, String(r.reconnects));
   });
   $("workers").textContent = "workers: " + f.workers.map((w) => `${w.worker} ${w.state}`).join(" · ");

@@ -367,3 +367,36 @@ async def test_rate_limit_per_key_and_no_cors_by_default(
     assert codes[0] == 200 and 429 in codes, codes
     # another key is not slowed by this one
     assert (await get(http, pipe, "/v1/me", who="market"))[0] == 200
+
+
+async def test_gap_events_count_per_venue_channel(
+    pipe: ApiPipeline, http: aiohttp.ClientSession
+) -> None:
+    from streams import schemas, subjects
+    from streams.bus.connect import connect
+
+    nc = await connect(pipe.settings.nats, "test")  # admin: stands in for the normalizer
+    now = time.time_ns()
+    try:
+        for sym in ("BTC-USDT", "ETH-USDT"):  # one closed connection: a gap per symbol
+            g = schemas.Gap(venue="gapvenue", symbol=sym, ts_event=now, ts_recv=now,
+                            reason="reconnect", channel="ws",
+                            detail="connection c1 closed")  # fmt: skip
+            await nc.publish(subjects.market("gap", "gapvenue", sym), schemas.encode(g))
+        g = schemas.Gap(venue="gapvenue", symbol="BTC-USDT", ts_event=now, ts_recv=now,
+                        reason="sequence", channel="book", expected_seq=5, got_seq=7)  # fmt: skip
+        await nc.publish(subjects.market("gap", "gapvenue", "BTC-USDT"), schemas.encode(g))
+        await nc.flush()
+    finally:
+        await nc.close()
+
+    async def rows() -> Any:
+        _, body = await get(http, pipe, "/v1/feeds")
+        got = {f["channel"]: f for f in body["feeds"] if f["venue"] == "gapvenue"}
+        return got if len(got) == 2 else None
+
+    got = await until(rows, timeout=10)
+    assert (got["ws"]["reconnects"], got["ws"]["gaps"]) == (1, 0)
+    assert (got["book"]["gaps"], got["book"]["raw"]) == (1, False)
+    _, gaps = await get(http, pipe, "/v1/gaps", limit=3)
+    assert gaps[0]["venue"] == "gapvenue" and gaps[0]["reason"] == "sequence"  # newest first
