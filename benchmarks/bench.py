@@ -720,6 +720,10 @@ def main() -> None:
     from benchmarks import bench_backtest
 
     bt = bench_backtest.measure()
+    print("execution algorithms: child-order scheduling ...", flush=True)
+    from benchmarks import bench_algo
+
+    algo = bench_algo.measure()
     elapsed = time.monotonic() - t_start
 
     worst = min((ours / base, v, ch) for v, rows in venues for ch, ours, base in rows)
@@ -968,6 +972,7 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
     lines.append("")
     lines += bench_replay.columnar_lines(rp_col)
     lines += bench_backtest.lines(bt)
+    lines += bench_algo.lines(algo)
     text = "\n".join(lines)
     (ROOT / "BENCHMARKS.md").write_text(text)
     print(text)
