@@ -163,6 +163,9 @@ class TtlDays(Section):
     open_interest: int = 0
     liquidations: int = 0
     marks: int = 0
+    # option greeks come with every option ticker push (many per second on Deribit): 0 for
+    # now because the table's DDL carries no TTL yet; 30 would match tickers
+    option_greeks: int = 0
     instruments: int = 0
     gaps: int = 0
 

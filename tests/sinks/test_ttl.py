@@ -170,3 +170,11 @@ async def test_the_sink_applies_the_setting_at_start(tmp_path: Path, nats_server
     finally:
         store.close()
     assert "raw_frames: 30 days -> 3 days" in (tmp_path / "sink.log").read_text()
+
+
+def test_every_market_table_has_a_ttl_setting() -> None:
+    """A new market table gets its key in clickhouse.ttl_days (streams/settings.py TtlDays),
+    so its retention is a setting like the others' (0 when it should stay forever)."""
+    from streams.tables import RAW_TABLE, TABLES
+
+    assert set(TtlDays.__struct_fields__) == {*TABLES.values(), RAW_TABLE}
