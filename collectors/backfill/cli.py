@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -29,19 +30,33 @@ from streams.settings import Settings, SettingsError, load
 Kind = Literal["ohlcv", "trades"]
 
 
+_AGO = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
 def parse_time(text: str) -> int:
-    """Unix milliseconds or ISO-8601 (naive means UTC) -> unix ms."""
+    """-> unix ms. The forms replay and backtest take: ISO-8601 (naive means UTC), unix
+    seconds, milliseconds or nanoseconds (told apart by size), or a duration before now
+    (``90s``, ``15m``, ``2h``, ``1d``: resolved at start, so to resume a job give the same
+    absolute time again)."""
     t = text.strip()
     if t.isdigit():
-        ms = int(t)
-        if ms < 100_000_000_000:  # before 1973: almost surely seconds, not ms
-            raise argparse.ArgumentTypeError(f"{text!r} looks like unix seconds; give unix ms")
-        return ms
+        n = int(t)
+        if n < 100_000_000_000:  # seconds (ms this small would be 1973)
+            return n * 1000
+        if n < 100_000_000_000_000:
+            return n
+        if n >= 10**17:
+            return n // 1_000_000
+        raise argparse.ArgumentTypeError(f"{text!r}: give unix seconds, ms or ns")
+    ago = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", t)
+    if ago:
+        return int(time.time() * 1000) - int(float(ago.group(1)) * _AGO[ago.group(2)])
     try:
         dt = datetime.fromisoformat(t)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither unix ms nor ISO-8601 (e.g. 2024-05-01T00:00:00Z)"
+            f"{text!r} is not a time: ISO-8601 (2024-05-01T00:00:00Z), unix s/ms/ns, or a "
+            "duration before now (2h)"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -76,7 +91,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--venue", required=True, help="ccxt exchange id, e.g. binance, bitfinex")
     p.add_argument("--symbol", required=True, help="BTC-USDT / BTC-USDT-PERP or ccxt BTC/USDT")
-    p.add_argument("--since", required=True, type=parse_time, help="start (inclusive)")
+    p.add_argument(
+        "--since",
+        required=True,
+        type=parse_time,
+        help="start (inclusive): ISO-8601, unix s/ms/ns or a duration ago (2h)",
+    )
     p.add_argument("--until", type=parse_time, help="end (exclusive); default: now")
     p.add_argument("--timeframe", default="1m", type=_timeframe, help="candle size (1m)")
     p.add_argument("--trades", action="store_true", help="trade history instead of candles")

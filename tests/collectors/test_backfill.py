@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,9 @@ async def test_killed_and_resumed_backfill_gives_the_range_exactly_once_and_reru
 def test_times_symbols_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse_time("2023-11-14T22:13:20Z") == 1_700_000_000_000
     assert parse_time("2023-11-14T22:13:20") == parse_time("1700000000000") == 1_700_000_000_000
+    # the forms replay and backtest take too: unix seconds and ns, a duration before now
+    assert parse_time("1700000000") == parse_time("1700000000000000000") == 1_700_000_000_000
+    assert abs(parse_time("2h") - (time.time() * 1000 - 7_200_000)) < 5_000
     markets = {
         "BTC/USDT": {"base": "BTC", "quote": "USDT", "spot": True},
         "BTC/USDT:USDT": {"base": "BTC", "quote": "USDT", "swap": True, "settle": "USDT"},
@@ -227,9 +231,9 @@ def test_times_symbols_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> 
         (["--venue", "bitfinex", "--symbol", "BTC-USD", "--since", "2024-01-02",
           "--until", "2024-01-01"], "must be before --until"),
         (["--venue", "bitfinex", "--symbol", "BTC-USD", "--since", "yesterday"],
-         "neither unix ms nor ISO-8601"),
-        (["--venue", "bitfinex", "--symbol", "BTC-USD", "--since", "1700000000"],
-         "looks like unix seconds"),
+         "'yesterday' is not a time"),
+        (["--venue", "bitfinex", "--symbol", "BTC-USD", "--since", "1700000000000000"],
+         "give unix seconds, ms or ns"),
         (["--venue", "bitfinex", "--symbol", "BTC-USD", "--since", "2024-01-01",
           "--timeframe", "1q"], "unsupported timeframe '1q'"),
         (["--venue", "bitfinex", "--since", "2024-01-01"], "--symbol"),
