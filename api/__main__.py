@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 
 from api.keys import SCOPES, KeysError, KeyStore
@@ -49,7 +50,22 @@ async def serve(w: Worker) -> None:
     config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning",
                             access_log=False, lifespan="off", ws_max_size=1 << 20)  # fmt: skip
     server = Server(config)
-    task = asyncio.create_task(server.serve())
+    # bound here, not by uvicorn: a taken port is one line and exit 1 (a supervisor
+    # retries with backoff), not uvicorn's traceback
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((cfg.host, cfg.port))
+    except OSError as exc:
+        sock.close()
+        print(f"jetmarket api: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}): "
+              "another API runs there? set api.port", file=sys.stderr)  # fmt: skip
+        seeding.cancel()
+        await live.stop()
+        raise SystemExit(1) from None
+    sock.listen(128)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     w.health.set("ok", url=f"http://{cfg.host}:{cfg.port}/console/")
     url = f"http://{cfg.host}:{cfg.port}"
     log.info("api listening", extra={"url": url, "console": f"{url}/console/"})
@@ -58,8 +74,6 @@ async def serve(w: Worker) -> None:
     server.should_exit = True
     with contextlib.suppress(Exception):
         await asyncio.wait_for(task, 10)
-    if task.done() and not task.cancelled() and task.exception() is None and not w.stop.is_set():
-        raise SystemExit(2)  # uvicorn gave up at start (port taken): said why already
     seeding.cancel()
     await live.stop()
 
