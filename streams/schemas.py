@@ -103,6 +103,32 @@ class Mark(Base, tag="mark", kw_only=True):
     index_price: float | None = None
 
 
+class OptionGreeks(Base, tag="option_greeks", kw_only=True):
+    """Option analytics of one option (Deribit ``ticker``, OKX ``opt-summary``, Bybit option
+    ``tickers``). Implied volatilities are fractions (0.55 = 55 % a year), whatever the
+    venue writes (Deribit: percent); greeks are Black-Scholes as the venue states them
+    (delta per unit of underlying, gamma per unit squared, vega per 1 vol point, theta per
+    day); prices in the option's quote currency. ``strike``/``expiry_ts``/``option_type``
+    restate the symbol for SQL. Fields a venue does not give are None."""
+
+    strike: float
+    expiry_ts: int
+    option_type: Literal["call", "put"]
+    mark_price: float | None = None
+    bid_price: float | None = None
+    ask_price: float | None = None
+    mark_iv: float | None = None
+    bid_iv: float | None = None
+    ask_iv: float | None = None
+    delta: float | None = None
+    gamma: float | None = None
+    vega: float | None = None
+    theta: float | None = None
+    underlying_price: float | None = None  # the underlying (future/forward) the option uses
+    index_price: float | None = None
+    open_interest: float | None = None  # base units
+
+
 class Instrument(Base, tag="instrument", kw_only=True):
     native_symbol: str
     kind: Literal["spot", "perpetual", "future", "option"]
@@ -142,6 +168,7 @@ MarketMessage = Union[
     OpenInterest,
     Liquidation,
     Mark,
+    OptionGreeks,
     Instrument,
     Gap,
 ]

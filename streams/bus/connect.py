@@ -83,7 +83,7 @@ async def connect(cfg: NatsSettings, name: str, *, role: str | None = None, **ex
     ``max_reconnect_attempts=0`` (what commands pass) means fail fast: nats-py itself reads
     0 as "forever" for the first connection, so it becomes one retry, and a server that
     does not answer raises :class:`NatsUnreachable` (one line, nothing logged) within about
-    a second instead of hanging."""
+    a second instead of hanging. Once connected, reconnects are unlimited as before."""
     auth = credentials(cfg, name, role)
     fail_fast = extra.get("max_reconnect_attempts") == 0
     if fail_fast:
@@ -137,6 +137,10 @@ async def connect(cfg: NatsSettings, name: str, *, role: str | None = None, **ex
         if not fail_fast:
             raise
         raise NatsUnreachable(unreachable_hint(cfg.url)) from exc
+    if fail_fast:
+        # what nats-py did with 0 once connected (retry forever): a command survives a NATS
+        # restart as before; only the first connection fails fast
+        nc.options["max_reconnect_attempts"] = -1
     connected.append(nc)
     natsheaders.install(nc)
     return nc

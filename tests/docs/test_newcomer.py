@@ -5,6 +5,8 @@ README's paper order -> Ctrl-C -> no process left, nothing written outside the c
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 
 from tests.docs.conftest import Checkout
@@ -52,3 +54,22 @@ def test_second_make_up_refuses_in_one_line(checkout: Checkout) -> None:
     assert time.monotonic() - t0 < 10
     # the first one is untouched: still answering
     assert checkout.make("book", "VENUE=binance", "SYMBOL=BTC-USDT").returncode == 0
+
+
+def test_ctrl_c_on_a_command_is_one_quiet_exit(checkout: Checkout) -> None:
+    # a replay at the market's own pace runs for an hour: Ctrl-C it
+    argv = [str(checkout.path / ".venv/bin/python"), "-m", "ops", "replay", "--since", "1h",
+            "--speed", "1x", "--print", "--no-progress"]  # fmt: skip
+    p = subprocess.Popen(argv, cwd=checkout.path, env=checkout.env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=15)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+
+
+def test_startup_took(checkout: Checkout) -> None:
+    # make up EMULATOR=1 -> trades in ClickHouse and a valid book (printed for the report)
+    print(f"newcomer: make up to data and a valid book in {checkout.started_s:.1f}s")
+    assert checkout.started_s < 60
