@@ -150,6 +150,8 @@ class Engine(Ledger):
             return f"a {kind} order needs a stop_price"
         if kind in ("market", "stop", "take_profit") and cmd.time_in_force == "POST_ONLY":
             return "post-only needs a limit price"
+        if kind == "stop_limit" and cmd.time_in_force == "POST_ONLY":
+            return "post-only applies to limit orders, not stop_limit"
         try:
             spec = await self.venue.spec(cmd.venue, cmd.symbol)
             qty = parse_decimal("quantity", cmd.quantity)
@@ -172,6 +174,9 @@ class Engine(Ledger):
             quantity, price, stop, cmd.time_in_force, cmd.reduce_only, qty_str, price_str,
             stop_str, since=self.clock(),
         )  # fmt: skip
+        check = getattr(self.venue, "check", None)  # what this venue takes (ccxt features)
+        if check is not None and (why := check(o)) is not None:
+            return why
         timeout = cmd.timeout_s if cmd.timeout_s is not None else self.default_timeout(o)
         if timeout is not None:
             if timeout <= 0:

@@ -144,6 +144,30 @@ class CcxtVenue:
         return Spec(tick(prec["price"]), tick(prec["amount"]), float(cost_min),
                     float(m.get("contractSize") or 1.0))  # fmt: skip
 
+    def check(self, order: Order) -> str | None:
+        """Why this exchange cannot take ``order`` as it is (ccxt's ``features`` of the
+        market's kind: trigger and take-profit prices, time in force), else None. What ccxt
+        does not state is left to the exchange to refuse."""
+        m = self.ex.market(self._sym(order.symbol))
+        kind = next((k for k in ("spot", "swap", "future", "option") if m.get(k)), None)
+        name = f"{self.cfg.exchange} {kind or 'market'} {order.symbol}"
+        if order.reduce_only and kind == "spot":
+            return f"reduce-only applies to derivatives: {name} has no position to reduce"
+        feats: Any = (getattr(self.ex, "features", None) or {}).get(kind) or {}
+        if kind != "spot" and isinstance(feats, dict) and "createOrder" not in feats:
+            feats = feats.get("linear" if m.get("linear") else "inverse") or {}
+        co = feats.get("createOrder") if isinstance(feats, dict) else None
+        if not isinstance(co, dict):
+            return None
+        if order.order_type in ("stop", "stop_limit") and not co.get("triggerPrice"):
+            return f"{name} takes no stop (trigger price) orders"
+        if order.order_type == "take_profit" and not co.get("takeProfitPrice"):
+            return f"{name} takes no take-profit orders"
+        tif = "PO" if order.time_in_force == "POST_ONLY" else order.time_in_force
+        if (co.get("timeInForce") or {}).get(tif) is False:
+            return f"{name} does not take time in force {order.time_in_force}"
+        return None
+
     def _report(self, o: dict[str, Any], cid: str, fills: list[VenueFill] | None = None,
                 contract: float = 1.0) -> VenueReport:  # fmt: skip
         status = _STATUS.get(o.get("status") or "", "new")
