@@ -1,4 +1,5 @@
-"""Bybit v5 public WebSocket collector: one connection per category (spot/linear/inverse).
+"""Bybit v5 public WebSocket collector: one connection per category
+(spot/linear/inverse/option).
 
 Settings (``collector.bybit``, a ``VenueSettings``):
 - ``ws_url``: one category's endpoint, e.g. ``wss://stream.bybit.com/v5/public/linear``;
@@ -7,6 +8,9 @@ Settings (``collector.bybit``, a ``VenueSettings``):
   ``spot:BTCUSDT`` only in one.
 - ``channels``: topic prefixes ``publicTrade``, ``orderbook.50`` (or ``.200``; ``.1`` is the
   BBO), ``tickers``, ``kline.1`` (any interval), ``allLiquidation`` (not on spot).
+  The ``option`` category (symbols ``option:BTC-27DEC25-100000-C``) takes trades per base
+  coin (``publicTrade.BTC``), books at depth 25 or 100 (the nearest to the one asked),
+  tickers (with IVs and greeks); no klines, liquidations or ``orderbook.1``.
 - ``options``: ``category`` (default ``linear``) or ``categories`` (``"spot,linear"``).
 
 Raw venue tokens are ``bybit_<category>`` because ``BTCUSDT`` names both a spot pair and
@@ -29,6 +33,7 @@ from websockets.asyncio.client import ClientConnection
 from collectors import base, config
 from collectors.config import VenueSettings
 from streams.bus.runtime import Worker
+from streams.symbols import bybit as bybit_symbols
 
 VENUE = "bybit"
 # ``[collector.bybit]``: Bybit v5 public; ``channels`` are CHANNELS keys (below)
@@ -51,9 +56,11 @@ BybitSettings = config.venue_section("BybitSettings",
     symbols=["BTCUSDT"], channels=["publicTrade", "orderbook.50", "tickers"],
     limits=LIMITS)  # fmt: skip
 
-CATEGORIES = ("spot", "linear", "inverse")
+CATEGORIES = ("spot", "linear", "inverse", "option")
 CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")
-NOT_ON = {"spot": {"allLiquidation"}}  # channels a category does not have
+# channels a category does not have (options: no klines, no liquidations)
+NOT_ON = {"spot": {"allLiquidation"}, "option": {"allLiquidation", "kline"}}
+OPTION_DEPTHS = (25, 100)  # option books: orderbook.25 / orderbook.100 only
 # Bybit caps args per subscribe request (spot: 10); one limit for all keeps it simple.
 MAX_ARGS_PER_REQUEST = 10
 _TOPIC = b'{"topic":"'
@@ -138,9 +145,26 @@ def topics(cfg: VenueSettings, category: str) -> tuple[list[str], list[str]]:
         if prefix not in CHANNELS:
             raise ValueError(f"collector.bybit.channels: unknown channel {ch!r}")
         if prefix in NOT_ON.get(category, ()):
+        if category == "option":
+            out += _option_topics(ch, prefix, natives)
+            continue
             continue
         out += [f"{ch}.{n}" for n in natives]
     return out, natives
+
+def _option_topics(ch: str, prefix: str, natives: list[str]) -> list[str]:
+    """Option topics: trades per base coin (``publicTrade.BTC``), books at the nearest
+    depth options have (no ``orderbook.1``: an option's BBO comes with its ticker)."""
+    if prefix == "publicTrade":
+        return [f"publicTrade.{c}" for c in dict.fromkeys(n.split("-", 1)[0] for n in natives)]
+    if prefix == "orderbook":
+        depth = int(ch.split(".")[1]) if ch.count(".") == 1 and ch[10:].isdigit() else 0
+        if depth == 1:
+            return []
+        depth = next((d for d in OPTION_DEPTHS if depth <= d), OPTION_DEPTHS[-1])
+        return [f"orderbook.{depth}.{n}" for n in natives]
+    return [f"{ch}.{n}" for n in natives]
+
 
 
 def category_url(ws_url: str, category: str) -> str:
@@ -153,6 +177,8 @@ def category_url(ws_url: str, category: str) -> str:
 
 def _symbol(info: dict[str, Any], category: str) -> str:
     """jetmarket symbol of an instruments-info entry (for ``ctl.snapshot`` lookups)."""
+    if category == "option":
+        return bybit_symbols.option(info["symbol"])
     base, quote = info.get("baseCoin", ""), info.get("quoteCoin", "")
     if category == "spot":
         return f"{base}-{quote}"

@@ -5,6 +5,7 @@ CHANNELS (setting name = OKX channel -> subscription arg -> raw subject):
   funding-rate (SWAP only), open-interest, mark-price (derivatives only)     same shape
   index-tickers    {"channel", "instId": "<BASE-QUOTE>" index}   raw.okx.index-tickers.BTC-USDT
   liquidation-orders {"channel", "instType": "SWAP"|"FUTURES"}   raw.okx.liquidation-orders.SWAP
+  opt-summary (options) {"channel", "instFamily": "BTC-USD"}    raw.okx.opt-summary.BTC-USD
   (REST)   GET /api/v5/public/instruments?instType=...   raw.okx.instruments.ALL (one per type)
   (ours)   connection events                             raw.okx.conn.ALL
   (venue)  {"event":...} acks/errors/notices, "pong"     raw.okx.control.ALL
@@ -59,7 +60,9 @@ OkxSettings = config.venue_section("OkxSettings",
 PER_INSTRUMENT = ("trades", "books", "bbo-tbt", "tickers", "candle1m")
 DERIVATIVE_ONLY = ("open-interest", "mark-price")
 CHANNELS = frozenset(
-    PER_INSTRUMENT + DERIVATIVE_ONLY + ("funding-rate", "index-tickers", "liquidation-orders")
+    PER_INSTRUMENT
+    + DERIVATIVE_ONLY
+    + ("funding-rate", "index-tickers", "liquidation-orders", "opt-summary")
 )
 ARGS_PER_REQUEST = 100  # well under OKX's 64 KB request limit
 _ARG = b'{"arg":{'
@@ -77,7 +80,7 @@ def route(frame: bytes) -> tuple[str, str]:
             except orjson.JSONDecodeError:
                 return "unknown", "ALL"
             channel = arg.get("channel")
-            target = arg.get("instId") or arg.get("instType")
+            target = arg.get("instId") or arg.get("instFamily") or arg.get("instType")
             if (
                 channel in CHANNELS
                 and isinstance(target, str)
@@ -109,6 +112,8 @@ def subscription_args(cfg: VenueSettings) -> list[dict[str, str]]:
                 add(ch, "instId", "-".join(inst.split("-")[:2]))
             elif ch == "liquidation-orders" and kind in ("SWAP", "FUTURES"):
                 add(ch, "instType", kind)
+            elif ch == "opt-summary" and kind == "OPTION":  # one per family: BTC-USD
+                add(ch, "instFamily", "-".join(inst.split("-")[:2]))
     return args
 
 

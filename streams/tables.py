@@ -17,6 +17,7 @@ TABLES: dict[str, str] = {
     "open_interest": "open_interest",
     "liquidation": "liquidations",
     "mark": "marks",
+    "option_greeks": "option_greeks",
     "instrument": "instruments",
     "gap": "gaps",
 }

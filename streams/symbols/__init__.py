@@ -15,6 +15,8 @@ outside the scheme raises ValueError.
 
 from __future__ import annotations
 
+from datetime import date
+
 PERP = "PERP"
 # Month abbreviations as venues write them in expiries (``26DEC25``), January first.
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -38,3 +40,38 @@ def split_quote(pair: str, quotes: tuple[str, ...], venue: str) -> tuple[str, st
 def is_date(tail: str) -> bool:
     """A jetmarket expiry: ``YYYYMMDD``."""
     return len(tail) == 8 and tail.isdigit()
+
+
+_EPOCH = date(1970, 1, 1)
+_terms: dict[str, tuple[int, float, str]] = {}
+
+
+def option_terms(symbol: str) -> tuple[int, float, str]:
+    """``BTC-USD-20240329-92000-C`` -> (expiry ns at 08:00 UTC, strike 92000.0, ``call``).
+
+    Expiry at 08:00 UTC: the settlement time of Deribit's, OKX's and Bybit's options (their
+    instrument frames carry the exact one). A fractional strike keeps Deribit's ``d``
+    (``1d02`` = 1.02). ValueError for a symbol that is not an option's."""
+    hit = _terms.get(symbol)
+    if hit is not None:
+        return hit
+    parts = symbol.split("-")
+    if len(parts) != 5 or not is_date(parts[2]) or parts[4] not in ("C", "P"):
+        raise ValueError(f"not an option symbol: {symbol!r}")
+    ymd = parts[2]
+    days = _days(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+    try:
+        strike = float(parts[3].replace("d", "."))
+    except ValueError:
+        raise ValueError(f"bad strike in option symbol {symbol!r}") from None
+    out = _terms[symbol] = (
+        (days * 86_400 + 8 * 3600) * 1_000_000_000,
+        strike,
+        "call" if parts[4] == "C" else "put",
+    )
+    return out
+
+
+def _days(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a civil date."""
+    return (date(y, m, d) - _EPOCH).days

@@ -9,6 +9,11 @@
 | linear   | ``BTC-26DEC25`` (USDC fut.) | ``BTC-USDC-20251226`` |
 | inverse  | ``BTCUSD``                  | ``BTC-USD-PERP``      |
 | inverse  | ``BTCUSDZ25`` (month code)  | ``BTC-USD-20251226``  |
+| option   | ``BTC-27DEC25-100000-C``    | ``BTC-USDC-20251227-100000-C`` |
+| option   | ``BTC-27DEC25-100000-P-USDT`` | ``BTC-USDT-20251227-100000-P`` |
+
+Options are quoted and settled in USDC (instruments-info says quoteCoin ``USD``,
+settleCoin ``USDC``: the premium is paid in USDC), or in USDT when the name ends ``-USDT``.
 
 Pure functions of the native name, so re-normalizing is deterministic; the one exception
 is an inverse future, whose native name has a month code but no day: its delivery time
@@ -90,13 +95,36 @@ def inverse(native: str, expiry_ms: int | None = None) -> str:
     raise ValueError(f"not a bybit inverse symbol: {native!r}")
 
 
-TO_SYMBOL = {"spot": spot, "linear": linear, "inverse": inverse}
+def option(native: str) -> str:
+    """``BTC-27DEC25-100000-C`` -> ``BTC-USDC-20251227-100000-C``; ``...-C-USDT`` -> USDT."""
+    hit = _cache.get("o:" + native)
+    if hit is not None:
+        return hit
+    p = native.upper().split("-")
+    quote = "USDC"
+    if len(p) == 5 and p[4] in ("USDT", "USDC"):
+        quote = p.pop()
+    if len(p) != 4 or not p[0].isalnum() or p[3] not in ("C", "P"):
+        raise ValueError(f"not a bybit option symbol: {native!r}")
+    strike = p[2]
+    if not strike.replace(".", "", 1).isdigit():
+        raise ValueError(f"bad strike in bybit option {native!r}")
+    strike = strike.replace(".", "d")  # a "." would split a subject token (Deribit's way)
+    out = _cache["o:" + native] = f"{p[0]}-{quote}-{_ddmonyy(p[1])}-{strike}-{p[3]}"
+    return out
+
+
+TO_SYMBOL = {"spot": spot, "linear": linear, "inverse": inverse, "option": option}
 
 
 def to_native(symbol: str) -> tuple[str, str]:
     """jetmarket symbol -> (category, native): the category is part of the answer because
     spot ``BTCUSDT`` and linear ``BTCUSDT`` are different instruments."""
     parts = symbol.upper().split("-")
+    if len(parts) == 5 and parts[1] in ("USDC", "USDT") and parts[4] in ("C", "P"):
+        base, quote, ymd, strike, kind = parts
+        tail = "" if quote == "USDC" else "-USDT"
+        return "option", f"{base}-{_to_ddmonyy(ymd)}-{strike.replace('D', '.')}-{kind}{tail}"
     if len(parts) == 2 and all(parts):
         return "spot", parts[0] + parts[1]
     if len(parts) != 3 or not all(parts):

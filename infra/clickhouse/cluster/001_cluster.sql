@@ -514,3 +514,33 @@ SETTINGS replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS tca ON CLUSTER 'jetmarket' AS tca_local
 ENGINE = Distributed('jetmarket', currentDatabase(), tca_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS option_greeks_local ON CLUSTER 'jetmarket' (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    strike Float64 CODEC(ZSTD(1)),
+    expiry_ts DateTime64(9, 'UTC') CODEC(ZSTD(1)),
+    option_type LowCardinality(String),
+    mark_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    bid_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    ask_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    mark_iv Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    bid_iv Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    ask_iv Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    delta Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    gamma Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    vega Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    theta Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    underlying_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    index_price Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    open_interest Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/option_greeks_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts_event)
+ORDER BY (venue, symbol, ts_event)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS option_greeks ON CLUSTER 'jetmarket' AS option_greeks_local
+ENGINE = Distributed('jetmarket', currentDatabase(), option_greeks_local, cityHash64(venue, symbol));

@@ -1,4 +1,15 @@
-from normalizer.venues.bybit.parse import BybitInverseParser, BybitLinearParser, BybitSpotParser
+from normalizer.venues.bybit.parse import (
+    BybitInverseParser,
+    BybitLinearParser,
+    BybitOptionParser,
+    BybitSpotParser,
+)
 
-PARSERS = [BybitSpotParser, BybitLinearParser, BybitInverseParser]
-__all__ = ["PARSERS", "BybitInverseParser", "BybitLinearParser", "BybitSpotParser"]
+PARSERS = [BybitSpotParser, BybitLinearParser, BybitInverseParser, BybitOptionParser]
+__all__ = [
+    "PARSERS",
+    "BybitInverseParser",
+    "BybitLinearParser",
+    "BybitOptionParser",
+    "BybitSpotParser",
+]

@@ -1,7 +1,8 @@
 """Bybit v5 raw frames -> typed jetmarket messages, one parser per category.
 
-Raw venue tokens ``bybit_spot``, ``bybit_linear``, ``bybit_inverse`` (spot ``BTCUSDT`` and
-linear ``BTCUSDT`` are different instruments, so the category must be in the subject);
+Raw venue tokens ``bybit_spot``, ``bybit_linear``, ``bybit_inverse``, ``bybit_option``
+(spot ``BTCUSDT`` and linear ``BTCUSDT`` are different instruments, so the category must be
+in the subject);
 all normalize to venue ``bybit`` and the symbol tells the market. Channel map, raw channel
 (the topic's first token) -> market type:
 
@@ -17,7 +18,12 @@ all normalize to venue ``bybit`` and the symbol tells the market. Channel map, r
 | conn           | gap(reconnect) per symbol on disconnect                           |
 | control        | nothing (subscribe acks, pongs)                                  |
 
-Sizes: spot and linear quantities are already base units. Inverse quantities are USD
+Options (``bybit_option``, :class:`BybitOptionParser`): ``tickers`` -> ticker, mark,
+open_interest and option_greeks (IVs are fractions already, greeks Black-Scholes in
+USD(C)); ``orderbook.25``/``.100`` -> book; ``publicTrade.<BASE>`` -> trade (one topic per
+base coin); instruments -> instrument (kind option, strike, call/put). Sizes in the coin.
+
+Sizes: spot, linear and option quantities are already base units. Inverse quantities are USD
 contracts (1 USD each): base = contracts / price. An inverse frame is only converted once
 the instruments frame has described that symbol (else Rejected: we would be guessing).
 
@@ -42,6 +48,7 @@ from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or
 from normalizer.venues.bybit import wire
 from streams import schemas
 from streams.symbols import bybit as symbols
+from streams.symbols import option_terms
 
 VENUE = "bybit"
 MS = 1_000_000
@@ -54,6 +61,7 @@ _trade, _kline, _liq = (wire.decoder(wire.Push[row]) for row in (wire.Trade, wir
                                                                    wire.Liquidation))  # fmt: skip
 _book, _ticker, _instruments = map(wire.decoder, (wire.BookFrame, wire.TickerFrame,
                                                   wire.Instruments))  # fmt: skip
+_option_ticker = wire.decoder(wire.OptionTickerFrame)
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
 # fuzz/fuzzers.py shapes frames from them)
 _ticker_decode = _ticker.decode
@@ -376,15 +384,24 @@ class _Bybit(Parser):
                 symbol = self.to_symbol(s.symbol)
             except ValueError:
                 continue  # a naming scheme we do not map (e.g. pre-listing oddities)
-            future = s.contractType.endswith("Futures")
+            future = s.contractType.endswith("Futures") or self.category == "option"
             kind = "spot" if self.category == "spot" else "future" if future else "perpetual"
+            strike = option_type = None
+            if self.category == "option":
+                kind = "option"
+                strike = option_terms(symbol)[1]
+                option_type = {"Call": "call", "Put": "put"}.get(s.optionsType)
             msg = schemas.Instrument(
                 venue=VENUE, symbol=symbol, ts_event=(info.time or 0) * MS or frame.ts_recv,
                 ts_recv=frame.ts_recv, native_symbol=s.symbol, kind=kind,  # type: ignore[arg-type]
-                base=s.baseCoin, quote=s.quoteCoin, settle=s.settleCoin or None,
+                base=s.baseCoin, settle=s.settleCoin or None,
+                # options: instruments-info says quoteCoin "USD" for USDC-settled options
+                # whose premiums are USDC; the symbol's quote (USDC/USDT) is the truth
+                quote=symbol.split("-")[1] if kind == "option" else s.quoteCoin,
                 tick_size=tick, lot_size=lot,
                 # contract_size 1: linear/spot sizes are base units; inverse ones are 1 USD
                 expiry_ts=s.deliveryTime * MS if future and s.deliveryTime else None,
+                strike=strike, option_type=option_type,  # type: ignore[arg-type]
                 active=s.status == "Trading",
             )  # fmt: skip
             out.append(self.instrument_out(msg, frame))
@@ -402,6 +419,71 @@ class BybitSpotParser(_Bybit):
 class BybitLinearParser(_Bybit):
     venue = "bybit_linear"
     category = "linear"
+
+
+class BybitOptionParser(_Bybit):
+    """The ``option`` category (USDC- or USDT-settled options; sizes in the base coin).
+    ``tickers`` of an option is always a full snapshot with IVs and greeks: ticker, mark,
+    open interest and ``option_greeks``. Option trades are published per base coin
+    (topic ``publicTrade.BTC``: raw symbol ``BTC``), each row naming its option."""
+
+    venue = "bybit_option"
+    category = "option"
+    channels = {
+        "publicTrade": "trade", "orderbook": "book",
+        "tickers": "ticker+mark+open_interest+option_greeks",
+        "instruments": "instrument", "conn": "gap", "control": "",
+    }  # fmt: skip
+
+    @staticmethod
+    def _same(frame: Frame, native: str) -> None:
+        """A trade push of base coin ``BTC`` carries rows of ``BTC-...`` options."""
+        sub = frame.native_symbol
+        if native != sub and not ("-" not in sub and native.startswith(sub + "-")):
+            raise Rejected(f"symbol {native!r} in a frame published for {sub!r}")
+
+    def _publicTrade(self, frame: Frame) -> list[Out]:
+        f = _trade_decode(frame.data)
+        out = []
+        for t in f.data:
+            s = t.s
+            if s != frame.native_symbol:
+                self._same(frame, s)
+            names = self._trade_names.get(s) or self.names_miss("trade", s)
+            out.append(new_out((names[0], names[2] + t.i, encode(Trade(
+                venue=VENUE, symbol=names[1], ts_event=t.T * MS, ts_recv=frame.ts_recv,
+                id=t.i, price=t.p, size=t.v, side=TAKER.get(t.S, "unknown"),  # type: ignore[arg-type]
+            )))))  # fmt: skip
+        return out
+
+    def _tickers(self, frame: Frame) -> list[Out]:
+        f = _option_ticker.decode(frame.data)
+        d = f.data
+        s = d.symbol
+        self._same(frame, s)
+        names = self._ticker_names.get(s) or self.names_miss("ticker", s)
+        try:
+            expiry, strike, kind = option_terms(names[1])
+        except ValueError:
+            raise Rejected(f"an option ticker of {s!r}, which is not an option") from None
+        ts, natural = f.ts * MS, str(f.ts)
+        bid, ask = d.bidPrice or None, d.askPrice or None
+        return [
+            self.emit(Ticker, s, natural, frame, ts, last=d.lastPrice or None, bid=bid,
+                      ask=ask, high_24h=d.highPrice24h, low_24h=d.lowPrice24h,
+                      volume_24h=d.volume24h, quote_volume_24h=d.turnover24h),
+            self.emit(Mark, s, natural, frame, ts, mark_price=d.markPrice,
+                      index_price=d.indexPrice),
+            *([self.emit(OpenInterest, s, natural, frame, ts, open_interest=d.openInterest)]
+              if d.openInterest is not None else []),
+            self.emit(schemas.OptionGreeks, s, natural, frame, ts, strike=strike,
+                      expiry_ts=expiry, option_type=kind, mark_price=d.markPrice,
+                      bid_price=bid, ask_price=ask, mark_iv=d.markPriceIv or None,
+                      bid_iv=d.bidIv or None, ask_iv=d.askIv or None, delta=d.delta,
+                      gamma=d.gamma, vega=d.vega, theta=d.theta,
+                      underlying_price=d.underlyingPrice, index_price=d.indexPrice,
+                      open_interest=d.openInterest),
+        ]  # fmt: skip
 
 
 class BybitInverseParser(_Bybit):

@@ -83,6 +83,40 @@ class TickerFrame(msgspec.Struct, gc=False):
     cs: int | None = None
 
 
+class OptionTickerData(msgspec.Struct, gc=False):
+    """An option's ticker (always a full snapshot). Decimal strings; IVs are fractions;
+    greeks are Black-Scholes, in USD(C)."""
+
+    symbol: str
+    bidPrice: Size = 0.0  # 0: no bid
+    bidSize: Size = 0.0
+    bidIv: float = 0.0
+    askPrice: Size = 0.0
+    askSize: Size = 0.0
+    askIv: float = 0.0
+    lastPrice: Size | None = None  # 0: no trade yet
+    highPrice24h: Size | None = None
+    lowPrice24h: Size | None = None
+    markPrice: Price | None = None
+    indexPrice: Price | None = None
+    markPriceIv: float | None = None
+    underlyingPrice: Price | None = None
+    openInterest: Size | None = None
+    turnover24h: Size | None = None
+    volume24h: Size | None = None
+    delta: float | None = None
+    gamma: float | None = None
+    vega: float | None = None
+    theta: float | None = None
+
+
+class OptionTickerFrame(msgspec.Struct, gc=False):
+    topic: str
+    ts: int
+    data: OptionTickerData
+    type: str = "snapshot"
+
+
 class Kline(msgspec.Struct, gc=False):
     start: int
     end: int
@@ -122,6 +156,7 @@ class InstrumentInfo(msgspec.Struct):
     contractType: str = ""  # LinearPerpetual / LinearFutures / InversePerpetual / ...
     settleCoin: str = ""
     deliveryTime: int = 0  # ms, "0" for perpetuals
+    optionsType: str = ""  # option: Call / Put
     priceFilter: PriceFilter | None = None
     lotSizeFilter: LotSizeFilter | None = None
 

@@ -8,6 +8,7 @@ Channel map (raw channel, as the collector names it -> market type):
 | book         | book.<instr>.<interval>           | book (seq = change_id, prev_seq)   |
 | quote        | quote.<instr>                     | bbo                                |
 | ticker       | ticker.<instr>.<interval>         | ticker, mark, open_interest, funding |
+|              |                                   | (+ option_greeks for options)        |
 | chart_trades | chart.trades.<instr>.<resolution> | candle                             |
 | instruments  | REST public/get_instruments       | instrument                         |
 | conn         | (ours) connection events          | gap (reconnect), per symbol        |
@@ -25,6 +26,10 @@ realised over the last 8 hours) and ``current_funding`` (the rate accruing now).
 ``rate = funding_8h`` (8-hour rates compare with other venues) and ``predicted_rate =
 current_funding`` (the next 8 hours' rate if nothing changes); ``next_funding_ts`` is None:
 there is no settlement instant.
+
+Options. An option's ticker carries ``greeks`` and implied volatilities: an
+``option_greeks`` message besides ticker/mark/open_interest, IVs as fractions (Deribit
+writes percent), strike/expiry/call-put from the name.
 
 Candles. Deribit re-sends the current candle as it changes and never marks one final: the
 candle is published open on every push, and once a push for a later candle arrives the
@@ -53,6 +58,7 @@ from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.deribit import wire
 from streams import schemas, subjects
 from streams.symbols import deribit as symbols
+from streams.symbols import option_terms
 
 VENUE = "deribit"
 MS = 1_000_000
@@ -77,6 +83,13 @@ Chart = tuple[str, str, Names]
 # funding): everything a ticker frame's four messages need, looked up once per frame
 TickerNames = tuple[str, bool, bool, str, str, str, str, str, str, str, str]
 OPTION_TYPES = {"call": "call", "put": "put"}
+
+
+def _pct(v: float | None) -> float | None:
+    """Deribit's implied volatility in percent -> a fraction; 0 (no quote) -> None."""
+    return round(v / 100.0, 10) if v else None  # 115.62 -> 1.1562, not 1.1562000000000001
+
+
 # a grouped book's channel: book.<instr>.<group>.<depth>.<interval> (bids [price, amount])
 _GROUPED = re.compile(rb'"channel":"book\.[^".]+\.[^".]+\.\d+\.')
 
@@ -100,7 +113,7 @@ class DeribitParser(Parser):
 
     channels = {
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
-        "ticker": "ticker+mark+open_interest+funding", "chart_trades": "candle",
+        "ticker": "ticker+mark+open_interest+funding+option_greeks", "chart_trades": "candle",
         "instruments": "instrument", "conn": "gap", "control": "",
     }  # fmt: skip
 
@@ -307,7 +320,30 @@ class DeribitParser(Parser):
                 venue=VENUE, symbol=symbol, ts_event=ts, ts_recv=recv, rate=t.funding_8h,
                 predicted_rate=t.current_funding,
             )))))  # fmt: skip
+        if t.greeks is not None:
+            out.append(self._greeks(frame, t, symbol, natural))
         return out
+
+    def _greeks(self, frame: Frame, t: wire.Ticker, symbol: str, natural: str) -> Out:
+        """An option's ticker: its analytics. Deribit writes implied volatilities in percent
+        (``"mark_iv":120.74``): published as fractions (1.2074). Prices are in the option's
+        own currency (BTC for BTC options, USDC for ``_USDC`` ones), open interest in the base
+        coin (options' amounts are base units, module docstring)."""
+        try:
+            expiry, strike, kind = option_terms(symbol)
+        except ValueError:
+            raise Rejected(f"greeks on a ticker of {symbol!r}, which is not an option") from None
+        g = t.greeks
+        assert g is not None
+        iv = _pct
+        return self.emit(
+            schemas.OptionGreeks, t.instrument_name, natural, frame, t.timestamp * MS,
+            strike=strike, expiry_ts=expiry, option_type=kind, mark_price=t.mark_price,
+            bid_price=t.best_bid_price or None, ask_price=t.best_ask_price or None,
+            mark_iv=iv(t.mark_iv), bid_iv=iv(t.bid_iv), ask_iv=iv(t.ask_iv), delta=g.delta,
+            gamma=g.gamma, vega=g.vega, theta=g.theta, underlying_price=t.underlying_price,
+            index_price=t.index_price, open_interest=t.open_interest,
+        )  # fmt: skip
 
     # -- candles -------------------------------------------------------------------------
     def _chart_channel(self, frame: Frame, channel: str) -> Chart:

@@ -70,6 +70,14 @@ class Stats(msgspec.Struct, gc=False):
     price_change: float | None = None  # percent
 
 
+class Greeks(msgspec.Struct, gc=False):
+    delta: float | None = None
+    gamma: float | None = None
+    vega: float | None = None
+    theta: float | None = None
+    rho: float | None = None
+
+
 class Ticker(msgspec.Struct, gc=False):
     instrument_name: str
     timestamp: int
@@ -83,6 +91,13 @@ class Ticker(msgspec.Struct, gc=False):
     current_funding: float | None = None  # perpetuals only
     funding_8h: float | None = None  # perpetuals only
     state: str = "open"
+    # options only: implied volatilities in percent, Black-Scholes greeks, the underlying
+    # (future or index) the option is priced on
+    greeks: Greeks | None = None
+    mark_iv: float | None = None
+    bid_iv: float | None = None
+    ask_iv: float | None = None
+    underlying_price: float | None = None
 
 
 class Candle(msgspec.Struct, gc=False):

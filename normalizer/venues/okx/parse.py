@@ -14,6 +14,7 @@ Channel map (raw channel = OKX channel name -> market type):
 | liquidation-orders | liquidation   | subscribed per instType: raw subject ``...SWAP``   |
 | mark-price         | mark          | mark_price                                         |
 | index-tickers      | mark          | index_price on the index's own name (BTC-USDT)     |
+| opt-summary        | option_greeks | per ``instFamily`` (raw symbol BTC-USD); BS greeks |
 | instruments        | instrument    | REST body; also fills the contract-size cache      |
 | conn               | gap           | reconnect, per symbol                              |
 | control            | nothing       | subscribe acks, pong, notices, errors              |
@@ -46,6 +47,7 @@ from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or
 from normalizer.venues.okx import wire
 from streams import schemas
 from streams.symbols import okx as symbols
+from streams.symbols import option_terms
 
 VENUE = "okx"
 MS = 1_000_000
@@ -54,10 +56,10 @@ CANDLE_CHANNELS = ("candle1m", "candle3m", "candle5m", "candle15m", "candle1H")
 # decoders of the whole-frame shapes, then of the data pushes
 _books, _candles, _instruments = map(wire.decoder, (wire.BooksFrame, wire.CandlesFrame,
                                                     wire.Instruments))  # fmt: skip
-_trades, _tickers, _funding, _oi, _liq, _mark, _index = (
+_trades, _tickers, _funding, _oi, _liq, _mark, _index, _opt = (
     wire.decoder(wire.Push[row]) for row in (
         wire.Trade, wire.Ticker, wire.Funding, wire.OpenInterest, wire.Liquidation,
-        wire.MarkPrice, wire.IndexTicker,
+        wire.MarkPrice, wire.IndexTicker, wire.OptSummary,
     )
 )  # fmt: skip
 # bound ``decode`` of the hot channels (the Decoders stay module attributes: fuzz/fuzzers.py
@@ -99,6 +101,7 @@ class OkxParser(Parser):
         **{c: "candle" for c in CANDLE_CHANNELS},
         "funding-rate": "funding", "open-interest": "open_interest",
         "liquidation-orders": "liquidation", "mark-price": "mark", "index-tickers": "mark",
+        "opt-summary": "option_greeks",
         "instruments": "instrument", "conn": "gap", "control": "",
     }  # fmt: skip
 
@@ -346,6 +349,32 @@ class OkxParser(Parser):
         self._same(frame, f.arg.instId)
         return [self.emit(schemas.Mark, d.instId, d.ts, frame, d.ts * MS, mark_price=d.markPx)
                 for d in f.data]  # fmt: skip
+
+    def _opt_summary(self, frame: Frame) -> list[Out]:
+        """Option analytics of a whole family (``instFamily`` BTC-USD: raw subject
+        ``raw.okx.opt-summary.BTC-USD``). OKX gives two sets of greeks: the price-adjusted
+        ones (``delta``.., in the coin) and Black-Scholes ones (``deltaBS``..): we publish the
+        Black-Scholes set, the convention of Deribit's and Bybit's greeks. No open interest,
+        mark or index price in this channel (None); ``fwdPx`` is the underlying."""
+        f = _opt.decode(frame.data)
+        family = f.arg.instFamily
+        self._same(frame, family)
+        out = []
+        for d in f.data:
+            if not d.instId.startswith(family + "-"):
+                raise Rejected(f"option {d.instId!r} in an opt-summary of {family!r}")
+            try:
+                expiry, strike, kind = option_terms(self.to_symbol(d.instId))
+            except ValueError:
+                raise Rejected(f"opt-summary row {d.instId!r} is not an option") from None
+            ts = int(d.ts) * MS if d.ts else frame.ts_recv
+            out.append(self.emit(
+                schemas.OptionGreeks, d.instId, d.ts, frame, ts, strike=strike,
+                expiry_ts=expiry, option_type=kind, mark_iv=_f(d.markVol), bid_iv=_f(d.bidVol),
+                ask_iv=_f(d.askVol), delta=_f(d.deltaBS), gamma=_f(d.gammaBS),
+                vega=_f(d.vegaBS), theta=_f(d.thetaBS), underlying_price=_f(d.fwdPx),
+            ))  # fmt: skip
+        return out
 
     def _index_tickers(self, frame: Frame) -> list[Out]:
         """Index prices, published as marks of the index's own name (``BTC-USDT``)."""

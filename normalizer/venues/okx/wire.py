@@ -22,6 +22,7 @@ class Arg(msgspec.Struct, gc=False):
     channel: str
     instId: str = ""
     instType: str = ""
+    instFamily: str = ""  # opt-summary: the options' family (BTC-USD)
 
 
 T = TypeVar("T")
@@ -146,3 +147,20 @@ class Instruments(msgspec.Struct, gc=False):
     code: str
     data: list[Instrument]
     msg: str = ""
+
+
+class OptSummary(msgspec.Struct, gc=False):
+    """One option of an ``opt-summary`` push (every option of an ``instFamily``). Decimal
+    strings; the volatilities are fractions. ``delta``..``vega`` are OKX's price-adjusted
+    greeks (in the coin); ``deltaBS``..``vegaBS`` the Black-Scholes ones."""
+
+    instId: str
+    ts: str
+    markVol: str = ""
+    bidVol: str = ""
+    askVol: str = ""
+    deltaBS: str = ""
+    gammaBS: str = ""
+    thetaBS: str = ""
+    vegaBS: str = ""
+    fwdPx: str = ""

@@ -423,7 +423,7 @@ def test_recorded_frames_normalize_and_every_book_chain_holds() -> None:
                     problems.append(p)
                 applied[m.symbol] += 1
     assert control == 1
-    assert types == {"book": 46, "ticker": 89, "mark": 89, "open_interest": 89}
+    assert types == {"book": 46, "ticker": 89, "mark": 89, "open_interest": 89, "option_greeks": 89}
     assert problems == []
     assert len(states) == 10 and all(st.valid for st in states.values())
     assert sum(st.updates for st in states.values()) == 46 - 10  # every change chained
