@@ -62,6 +62,7 @@ bench: $(STAMP)
 ## fault suite on the full pipeline (kill -9, nats restart, drops/stalls, insert outage); table
 faults: $(STAMP)
 	$(PY) -m tests.faults
+	$(PY) -m tests.faults.storm  # one minute: 4 processes on one REST budget (issue 19)
 
 ## the newcomer path end to end (also part of make test): a fresh clone into var/tmp,
 ## make up EMULATOR=1 in a terminal, every README example against it, Ctrl-C, no process left

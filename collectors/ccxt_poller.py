@@ -74,6 +74,7 @@ class CcxtExchangeSettings(Section):
     api_url: str | None = None
     rate_limit_ms: float | None = None
     timeout_ms: int = 10_000
+    options: dict[str, Any] = msgspec.field(default_factory=dict)  # ccxt ``options``
     # shared REST budget (streams/bus/budget.py): empty rules = the venue's limits as its
     # collector published them, else ccxt's rateLimit; proxy as for a native venue
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
@@ -110,6 +111,8 @@ def make_exchange(exchange_id: str, cfg: CcxtExchangeSettings) -> Any:
     if cls is None:
         raise SystemExit(f"ccxt has no exchange {exchange_id!r}")
     config: dict[str, Any] = {"enableRateLimit": True, "timeout": cfg.timeout_ms}
+    if cfg.options:
+        config["options"] = dict(cfg.options)
     if cfg.rate_limit_ms is not None:
         config["rateLimit"] = cfg.rate_limit_ms
     ex = cls(config)

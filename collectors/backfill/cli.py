@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import signal
 import sys
@@ -168,8 +169,8 @@ async def _run(
         raise Failed(f"cannot reach NATS at {settings.nats.url} ({exc!r:.200})") from None
     try:
         js = nc.jetstream(timeout=10.0)
-        # from now on the budget is the one shared with every process on this IP
-        await budget.bind(nc)
+        if budget.nc is None:  # NATS came back since: the shared budget from now on
+            await budget.bind(nc)
         # RAW is provisioned by the admin identity (`make up`, `jetmarket provision`); the
         # backfill publishes as the collector, which may not create or update streams
         try:
@@ -213,9 +214,14 @@ async def _job(args: argparse.Namespace, settings: Settings) -> int:
     cfg = ccxt_settings(settings).exchanges.get(args.venue)
     cfg = cfg or CcxtExchangeSettings(symbols=[args.symbol])
     ex = make_exchange(args.venue, cfg)
-    # the lowest priority: collectors' resyncs, polls and orders on this IP go first; until
-    # NATS is connected (load_markets) the budget is this process's local share
-    budget = await open_budget(None, args.venue, cfg.limits, ex, default_priority=BACKFILL)
+    # the lowest priority: collectors' resyncs, polls and orders on this IP go first. Its
+    # own connection, so load_markets counts in the shared budget too; without NATS the
+    # budget is this process's local share (and the job stops at _run's connect anyway)
+    budget_nc = None
+    with contextlib.suppress(Exception):
+        budget_nc = await connect(settings.nats, f"backfill-{args.venue}:budget",
+                                  max_reconnect_attempts=0)  # fmt: skip
+    budget = await open_budget(budget_nc, args.venue, cfg.limits, ex, default_priority=BACKFILL)
     try:
         fetch = Fetcher(stop, args.max_retries)
         await fetch("load_markets", ex.load_markets)
@@ -232,6 +238,8 @@ async def _job(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await budget.close()
         await ex.close()
+        if budget_nc is not None:
+            await budget_nc.close()
 
 
 def _default_limit(ex: Any, kind: Kind) -> int:

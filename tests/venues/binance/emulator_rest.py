@@ -85,6 +85,7 @@ class MockBinance(EmulatorServer):
     fail_creates: int = 0
     reject_creates: int = 0
     requests: list[str] = field(default_factory=list)
+    klines_served: int = 0
 
     access_log = False
 
@@ -98,7 +99,8 @@ class MockBinance(EmulatorServer):
         """Spot REQUEST_WEIGHT 6000 per minute per IP with the trading endpoints' weights
         (GET order 4, openOrders 6, myTrades/account 20, exchangeInfo 20, else 1)."""
         weights = {"/api/v3/exchangeInfo": 20, "/api/v3/openOrders": 6,
-                   "/api/v3/myTrades": 20, "/api/v3/account": 20}  # fmt: skip
+                   "/api/v3/myTrades": 20, "/api/v3/account": 20,
+                   "/api/v3/klines": 2}  # fmt: skip
 
         def weight(request: web.Request) -> int:
             if request.path == "/api/v3/order" and request.method == "GET":
@@ -118,6 +120,7 @@ class MockBinance(EmulatorServer):
         r.add_get("/api/v3/ping", self._ping)
         r.add_get("/api/v3/time", self._time)
         r.add_get("/api/v3/exchangeInfo", self._exchange_info)
+        r.add_get("/api/v3/klines", self._klines)
         r.add_post("/api/v3/order", self._private(self._create))
         r.add_get("/api/v3/order", self._private(self._query))
         r.add_delete("/api/v3/order", self._private(self._cancel))
@@ -187,6 +190,19 @@ class MockBinance(EmulatorServer):
 
     async def _time(self, _: web.Request) -> web.Response:
         return web.json_response({"serverTime": _ms()})
+
+    async def _klines(self, request: web.Request) -> web.Response:
+        """1m candles from startTime (a flat synthetic tape, enough for a backfill to page
+        through); ``klines_served`` counts the pages."""
+        step = 60_000
+        start = int(request.query.get("startTime", "0")) // step * step
+        limit = min(int(request.query.get("limit", "500")), 1000)
+        end = min(int(request.query.get("endTime", str(_ms()))), _ms() - step)
+        self.klines_served += 1
+        rows = [[t, "65000.00", "65010.00", "64990.00", "65005.00", "1.50000", t + step - 1,
+                 "97507.50", 12, "0.75000", "48753.75", "0"]
+                for t in range(start, end + 1, step)][:limit]  # fmt: skip
+        return web.json_response(rows)
 
     async def _exchange_info(self, _: web.Request) -> web.Response:
         syms = [{
