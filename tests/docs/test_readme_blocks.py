@@ -8,6 +8,8 @@ import tomllib
 
 import pytest
 
+from collectors.config import venue_settings
+from ops import config
 from streams import settings as S
 from tests.docs.conftest import Checkout
 from tests.docs.readme import RUN_LANGS, blocks, run_block
@@ -26,8 +28,11 @@ def test_every_block_is_checked_or_skipped_with_a_reason() -> None:
         assert b.lang in RUN_LANGS or b.lang in SHOWN or b.lang == "toml", (b.where, b.lang)
         if b.lang == "python":
             compile(b.code, b.where, "exec")
-        if b.lang == "toml":  # a configuration example must load as one
-            S.from_mapping(tomllib.loads(b.code))
+        if b.lang == "toml":  # a configuration example must load as one, venues included
+            loaded = S.from_mapping(tomllib.loads(b.code))
+            classes = dict(config.venue_sections())
+            for venue in loaded.collector.sections:
+                venue_settings(loaded, venue, classes[venue])  # type: ignore[type-var]
         if b.skip is not None:
             assert len(b.skip) > 10, f"{b.where}: say why it is skipped"
 
