@@ -180,7 +180,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace, extra: list[str]) ->
     if args.cmd == "down":
         from ops.supervisor import down
 
-        return down()
+        return down(settings)
     if args.cmd == "nats":
         return _run_nats(settings)
     if args.cmd == "cluster":

@@ -38,7 +38,15 @@ def orjson_list(items: list[str]) -> str:
     return orjson.dumps(items).decode()
 
 
-PID_FILE = Path("var/up.pid")
+PID_FILE = Path("var/up.pid")  # with the default store; see pid_file()
+
+
+def pid_file(settings: Settings) -> Path:
+    """``up.pid`` beside the instance's NATS store (``./var/up.pid`` by default): one
+    instance per data directory, so `make demo` (var/demo) runs beside a `make up`."""
+    return Path(settings.nats.server.store_dir).parent / "up.pid"
+
+
 # a worker's exit code for "bad configuration or arguments": restarting cannot help
 EXIT_CONFIG = 2
 
@@ -54,10 +62,10 @@ class Child:
     backoff: float = field(default=1.0)
 
 
-def running() -> tuple[int, str] | None:
-    """(pid, nats url) of the ``jetmarket up`` of this checkout, if one runs."""
+def running(path: Path = PID_FILE) -> tuple[int, str] | None:
+    """(pid, nats url) of the ``jetmarket up`` whose pid file is ``path``, if it runs."""
     try:
-        text = PID_FILE.read_text().strip()
+        text = path.read_text().strip()
     except FileNotFoundError:
         return None
     pid_s, _, url = text.partition(" ")
@@ -88,7 +96,7 @@ def up(settings: Settings, venues: list[str] | None, *, external_nats: bool = Fa
     """``jetmarket up``: checks that cannot wait for a worker to fail, then the supervisor."""
     from collectors.__main__ import check_venues
 
-    other = running()
+    other = running(pid_file(settings))
     if other:
         print(f"jetmarket up: already running in this checkout (pid {other[0]}, NATS "
               f"{other[1] or '?'}); stop it with `make down` first", file=sys.stderr)  # fmt: skip
@@ -252,12 +260,13 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
-        PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+        pid_path = pid_file(self.settings)
+        pid_path.parent.mkdir(parents=True, exist_ok=True)
         url = self.settings.nats.url
         if self.embedded_nats:
             srv = self.settings.nats.server
             url = f"nats://{srv.host}:{srv.port}"
-        PID_FILE.write_text(f"{os.getpid()} {url}")
+        pid_path.write_text(f"{os.getpid()} {url}")
         try:
             if self.embedded_nats:
                 self.start_nats()
@@ -275,8 +284,8 @@ class Supervisor:
                 time.sleep(0.2)
         finally:
             self.shutdown()
-            if running() == (os.getpid(), url):  # only our own: never another instance's
-                PID_FILE.unlink(missing_ok=True)
+            if running(pid_path) == (os.getpid(), url):  # ours only, never another's
+                pid_path.unlink(missing_ok=True)
         return 1 if self.failed else 0
 
     def shutdown(self, timeout: float = 30.0) -> None:
@@ -303,19 +312,20 @@ class Supervisor:
                 log.error("worker did not stop in time, killed", extra={"worker": c.name})
 
 
-def down(timeout: float = 60.0) -> int:
+def down(settings: Settings | None = None, timeout: float = 60.0) -> int:
     """Stop a running ``jetmarket up`` (what ``make down`` calls)."""
-    found = running()
+    path = pid_file(settings) if settings is not None else PID_FILE
+    found = running(path)
     if found is None:
-        existed = PID_FILE.exists()
-        PID_FILE.unlink(missing_ok=True)
-        print("jetmarket was not running" + (" (stale var/up.pid removed)" if existed else ""))
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        print("jetmarket was not running" + (f" (stale {path} removed)" if existed else ""))
         return 0
     pid = found[0]
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        PID_FILE.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         print("jetmarket was not running (stale pid file removed)")
         return 0
     deadline = time.monotonic() + timeout

@@ -165,7 +165,7 @@ def test_item5_6_second_up_refuses_and_nats_has_its_own_process_group(tmp_path: 
     log = tmp_path / "up.log"  # a file: a pipe nobody reads would block the workers' logging
     first = subprocess.Popen([sys.executable, "-m", "ops", "up"], cwd=tmp_path, env=env,
                              stderr=log.open("w"))  # fmt: skip
-    pid_file = tmp_path / "var" / "up.pid"
+    pid_file = tmp_path / "up.pid"  # beside the store (tmp_path/nats)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not _nats_pid(tmp_path):
