@@ -87,7 +87,14 @@ def copy_section(value: V) -> V:
 def venue_settings(settings: Settings, venue: str, cls: type[V]) -> V:
     """The section ``collector.<venue>`` read with the venue's own settings class (its
     defaults where the file says nothing); a bad value raises SettingsError naming the key."""
-    return section(settings.collector.sections.get(venue, {}), cls, f"collector.{venue}")
+    data = dict(settings.collector.sections.get(venue, {}))
+    if isinstance(data.get("limits"), dict):
+        # keys given under [collector.<venue>.limits] change the venue's default limits,
+        # they do not replace them (a proxy alone must not drop the venue's rules)
+        for f in msgspec.structs.fields(cls):
+            if f.name == "limits" and f.default_factory is not msgspec.NODEFAULT:
+                data["limits"] = {**msgspec.to_builtins(f.default_factory()), **data["limits"]}
+    return section(data, cls, f"collector.{venue}")
 
 
 def check_sections(settings: Settings, known: list[str]) -> None:

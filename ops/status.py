@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from streams import subjects
+from streams.bus.budget import render_shared, shared_state  # REST budgets
 from streams.provision import STREAM_MARKET, STREAM_RAW
 from streams.settings import Settings
 
@@ -107,4 +108,4 @@ async def status(nc: Client, settings: Settings) -> str:
         lag if isinstance(lag, list) else [],
         fresh if isinstance(fresh, dict) else {},
     )
-    return "\n".join([text, *notes])
+    return "\n".join([text, *notes, *render_shared(await shared_state(nc))])

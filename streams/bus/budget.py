@@ -52,7 +52,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -752,6 +752,7 @@ def attach(exchange: Any, budget: VenueBudget) -> Any:
     exchange.enableRateLimit = False
     exchange.enableLastResponseHeaders = True
     current: contextvars.ContextVar[str] = contextvars.ContextVar("jm_endpoint", default="")
+    answered: contextvars.ContextVar[int] = contextvars.ContextVar("jm_status", default=0)
 
     async def budgeted(path: str, api: Any = "public", method: str = "GET",
                        params: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
@@ -765,6 +766,7 @@ def attach(exchange: Any, budget: VenueBudget) -> Any:
             weight = budget.cfg.weight(endpoint, params, method)
         await budget.acquire(endpoint, weight, method)
         token = current.set(endpoint)
+        answered.set(0)
         try:
             return await fetch2(path, api, method, params, config or {})
         except BudgetError:
@@ -776,8 +778,10 @@ def attach(exchange: Any, budget: VenueBudget) -> Any:
                 # the venue's own rate-limit error code (OKX 50011, Deribit 10028, Kraken
                 # EAPI:Rate limit exceeded ...) without a ban status: stop for the default
                 budget.ban(429, budget.cfg.default_ban_s, f"{name} on {endpoint}")
-            elif (kinds & set(_CCXT_TRANSPORT_ERRORS) or isinstance(exc, OSError)
-                  or any("Proxy" in k for k in kinds)):  # fmt: skip
+            elif not answered.get() and (
+                kinds & set(_CCXT_TRANSPORT_ERRORS) or isinstance(exc, OSError)
+                or any("Proxy" in k for k in kinds)):  # fmt: skip
+                # no HTTP answer at all (an answer's status was judged in observe)
                 budget.breaker(endpoint).failure(f"{name}: {exc}"[:300])
                 proxy = exchange.httpProxy or exchange.httpsProxy or exchange.socksProxy
                 if proxy and name != "RequestTimeout":
@@ -792,6 +796,7 @@ def attach(exchange: Any, budget: VenueBudget) -> Any:
     def on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
                          body: Any, *rest: Any) -> Any:  # fmt: skip
         with contextlib.suppress(Exception):
+            answered.set(int(code or 0))
             budget.observe(current.get() or "?", int(code or 0), dict(headers or {}))
         return on_response(code, reason, url, method, headers, body, *rest)
 
@@ -871,4 +876,18 @@ async def shared_state(nc: Client) -> dict[str, Any]:
     return out
 
 
-Call = Callable[..., Awaitable[Any]]
+def render_shared(state: dict[str, Any]) -> list[str]:
+    """``jetmarket status`` lines: each venue's ban in force and each rule's use of its
+    current window (breakers are per process: in each worker's ``budget=`` health field)."""
+    if not state:
+        return []
+    now = time.time()
+    lines = ["REST budgets (shared by every process on this IP)"]
+    for key, v in sorted(state.items()):
+        if key.endswith(".ban"):
+            left = float(v.get("until", 0)) - now
+            if left > 0:
+                lines.append(f"  {key[:-4]:<28} BANNED {left:.0f}s more: {v.get('reason', '?')}")
+        elif "w" in v:
+            lines.append(f"  {key:<28} window {v['w']}: {v.get('u', 0)} units granted")
+    return lines

@@ -217,3 +217,25 @@ def test_weights_as_data() -> None:
     assert LIMITS.weight("order", {}, "GET") == 4
     assert LIMITS.weight("order", {}, "POST") == 1
     assert LIMITS.weight("exchangeInfo") == 20
+
+
+def test_partial_limits_keep_the_venue_rules() -> None:
+    """``[collector.binance.limits] proxy = ...`` alone keeps Binance's rules and weights."""
+    from collectors.binance import BinanceSettings
+    from collectors.config import venue_settings
+    from streams import settings as settings_mod
+
+    s = settings_mod.from_mapping(
+        {"collector": {"binance": {"limits": {"proxy": "socks5://127.0.0.1:1080"}}}}
+    )
+    cfg = venue_settings(s, "binance", BinanceSettings).limits
+    assert cfg.proxy == "socks5://127.0.0.1:1080"
+    assert [r.name for r in cfg.rules] == ["weight", "orders10s", "ordersday"]
+    assert cfg.weight("depth", {"limit": 1000}) == 50
+
+
+def test_proxy_with_credentials_in_settings_is_refused() -> None:
+    from streams.settings import SettingsError, section
+
+    with pytest.raises(SettingsError, match="must not hold credentials"):
+        section({"proxy": "http://u:p@127.0.0.1:8080"}, b.LimitsSettings, "collector.x.limits")
