@@ -93,7 +93,8 @@ class ConsoleFormatter(logging.Formatter):
 
     def _format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        who = record.__dict__.get("worker") or record.__dict__.get("client") or record.name
+        extra = record.__dict__
+        who = extra.get("worker") or extra.get("client") or PROCESS or record.name
         fields = " ".join(
             f"{k}={_short(v)}"
             for k, v in record.__dict__.items()
@@ -132,6 +133,9 @@ def settings_format(settings: Settings) -> str:
     return str(getattr(settings.log, "format", "auto"))
 
 
+# The process's own name (a worker's, set by runtime.run) shown on the console for lines
+# that name no worker; else the logger's name.
+PROCESS = ""
 # True once setup() chose the console format: periodic repeats (health lines) are then left
 # out, a person at a terminal wants changes; JSON consumers get every line.
 HUMAN = False

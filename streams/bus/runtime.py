@@ -225,6 +225,7 @@ def run(
 ) -> None:
     """Entry point of every worker process."""
     settings = settings or load_or_exit(name)
+    logs.PROCESS = name.split(":")[0]
     logs.setup(settings.log.level, logs.settings_format(settings))
     port = settings.metrics.ports.get(name.split(":")[0], 0)
     if port:
