@@ -99,7 +99,8 @@ class BinanceUsdmCollector(BinanceCollector):
         return self.exchange.fapipublic_get_exchangeinfo
 
     def owns(self, symbol: str) -> bool:
-        return symbol.count("-") >= 2  # BTC-USDT-PERP, BTC-USDT-20251226
+        parts = symbol.split("-")  # BTC-USDT-PERP, BTC-USDT-20251226; USD: COIN-M's
+        return len(parts) >= 3 and parts[1] != "USD"
 
     def native_of(self, symbol: str) -> str:
         base, quote, kind = symbol.split("-")[:3]

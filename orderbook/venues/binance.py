@@ -1,4 +1,5 @@
-"""Binance book sync: spot diff-depth and USDⓈ-M futures diff-depth, REST snapshots."""
+"""Binance book sync: spot diff-depth and futures diff-depth (USDⓈ-M and COIN-M speak the
+same rule: ``pu`` chains each event to the previous one), REST snapshots."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class BinanceSpot:
 
 
 class BinanceFutures:
-    """USDⓈ-M diff-depth: drop ``u < lastUpdateId``; first needs ``U <= lastUpdateId <= u``;
-    then every ``pu == previous u``."""
+    """USDⓈ-M and COIN-M diff-depth (both documented alike, "How to manage a local order
+    book correctly", fapi and dapi): drop ``u < lastUpdateId``; first needs
+    ``U <= lastUpdateId <= u``; then every ``pu == previous u``."""
 
     name = "binance-futures"
     rest_snapshot = True
@@ -41,5 +43,7 @@ class BinanceFutures:
 
 
 def rule_for(symbol: str) -> Rule:
-    spot = symbol.count("-") == 1  # BTC-USDT; futures are BTC-USDT-PERP / BTC-USDT-20251226
+    # BTC-USDT is spot; futures are BTC-USDT-PERP / BTC-USDT-20251226 (USDⓈ-M) and
+    # BTC-USD-PERP / BTC-USD-20251226 (COIN-M)
+    spot = symbol.count("-") == 1
     return BinanceSpot() if spot else BinanceFutures()

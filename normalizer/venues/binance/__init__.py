@@ -1,4 +1,8 @@
-from normalizer.venues.binance.parse import BinanceSpotParser, BinanceUsdmParser
+from normalizer.venues.binance.parse import (
+    BinanceCoinmParser,
+    BinanceSpotParser,
+    BinanceUsdmParser,
+)
 
-PARSERS = [BinanceSpotParser, BinanceUsdmParser]
-__all__ = ["PARSERS", "BinanceSpotParser", "BinanceUsdmParser"]
+PARSERS = [BinanceSpotParser, BinanceUsdmParser, BinanceCoinmParser]
+__all__ = ["PARSERS", "BinanceCoinmParser", "BinanceSpotParser", "BinanceUsdmParser"]

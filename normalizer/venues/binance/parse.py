@@ -1,8 +1,9 @@
 """Binance raw frames -> typed jetmarket messages, spot and USDⓈ-M futures.
 
-Raw venue tokens: ``binance`` (spot) and ``binanceusdm`` (USDⓈ-M, ccxt's id); both
-normalize to venue ``binance``, the symbol tells the market (``BTC-USDT`` vs
-``BTC-USDT-PERP``). Channel map, raw channel -> market type:
+Raw venue tokens: ``binance`` (spot), ``binanceusdm`` (USDⓈ-M) and ``binancecoinm``
+(COIN-M, inverse: :class:`BinanceCoinmParser`, sizes converted from contracts), ccxt's ids;
+all normalize to venue ``binance``, the symbol tells the market (``BTC-USDT`` vs
+``BTC-USDT-PERP`` vs ``BTC-USD-PERP``). Channel map, raw channel -> market type:
 
 | channel     | spot                     | usdm                                   |
 |-------------|--------------------------|----------------------------------------|
@@ -320,6 +321,220 @@ class BinanceUsdmParser(_Binance):
                 settle=s.marginAsset or s.quoteAsset, tick_size=tick, lot_size=lot,
                 expiry_ts=None if perp else s.deliveryDate * MS,
                 active=s.status == "TRADING",
+            )  # fmt: skip
+            out.append(self.instrument_out(msg, frame))
+        return out
+
+
+_ckline, _coi, _cinfo = (wire.decoder(wire.Envelope[wire.CoinmKlineEvent]),
+                         wire.decoder(wire.CoinmOpenInterest),
+                         wire.decoder(wire.CoinmExchangeInfo))  # fmt: skip
+
+
+class BinanceCoinmParser(BinanceUsdmParser):
+    """COIN-M futures (raw venue token ``binancecoinm``, ccxt's id): the USDⓈ-M protocol on
+    dstream/dapi with inverse contracts. Symbols ``BTCUSD_PERP`` -> ``BTC-USD-PERP``,
+    ``BTCUSD_251226`` -> ``BTC-USD-20251226`` (venue ``binance``; USDⓈ-M never quotes USD).
+
+    Sizes are base units, as for every inverse venue here (Bybit inverse, Deribit, OKX
+    inverse): Binance counts contracts of ``contractSize`` USD (100 for BTC, 10 for the
+    others), so base = contracts * contractSize / price, at the trade's, level's or order's
+    own price. ``contractSize`` comes only from the ``instruments`` frame (exchangeInfo,
+    published by the collector before it connects), so re-normalizing RAW in order gives the
+    same sizes; a frame of a symbol not yet described is Rejected, never published in
+    contracts. Where Binance gives the base volume itself (kline and ticker ``q``) we take it
+    (``v`` counts contracts); open interest (contracts) is converted at the last mark price
+    seen on ``markPrice`` (Rejected before any)."""
+
+    venue = "binancecoinm"
+    to_symbol = staticmethod(symbols.binance_coinm)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contract_size: dict[str, float] = {}  # native -> USD per contract
+        self.mark_price: dict[str, float] = {}  # native -> last mark (open interest)
+
+    def _cs(self, native: str) -> float:
+        cs = self.contract_size.get(native)
+        if cs is None:
+            raise Rejected(
+                f"contract size of COIN-M {native!r} unknown: no instruments frame for it yet"
+            )
+        return cs
+
+    def _levels(self, native: str, levels: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        cs = self._cs(native)
+        return [(p, q * cs / p) for p, q in levels]
+
+    def _trade(self, frame: Frame) -> list[Out]:
+        d = _trade_decode(frame.data).data
+        if d.e != "trade":
+            self._event(d.e, "trade", "trade")
+        self._same(frame, d.s)
+        if d.X != "MARKET":
+            return self._off_book(d.X)
+        tid = str(d.t)
+        return [
+            self.emit(
+                Trade,
+                d.s,
+                tid,
+                frame,
+                d.trade_time * MS,
+                id=tid,
+                price=d.p,
+                size=d.q * self._cs(d.s) / d.p,
+                side="sell" if d.m else "buy",
+            )
+        ]
+
+    def _aggTrade(self, frame: Frame) -> list[Out]:
+        d = _agg_decode(frame.data).data
+        if d.e != "aggTrade":
+            self._event(d.e, "aggTrade", "aggTrade")
+        self._same(frame, d.s)
+        tid = f"a{d.a}"
+        return [self.emit(Trade, d.s, tid, frame, d.trade_time * MS, id=tid, price=d.p,
+                          size=d.q * self._cs(d.s) / d.p, side="sell" if d.m else "buy",
+                          aggregated=True)]  # fmt: skip
+
+    def _depth(self, frame: Frame) -> list[Out]:
+        d = self.depth_decoder.decode(frame.data).data
+        if d.e != "depthUpdate":
+            self._event(d.e, "depthUpdate", "depth")
+        self._same(frame, d.s)
+        if d.first_id > d.last_id:
+            raise Rejected(f"depth update with U {d.first_id} > u {d.last_id}")
+        return [
+            self.emit(
+                Book,
+                d.s,
+                d.last_id,
+                frame,
+                d.event_time * MS,
+                snapshot=False,
+                bids=self._levels(d.s, d.b),
+                asks=self._levels(d.s, d.a),
+                seq=d.last_id,
+                first_seq=d.first_id,
+                prev_seq=d.prev_id,
+            )
+        ]
+
+    def _snapshot(self, frame: Frame) -> list[Out]:
+        d = self.snapshot_decoder.decode(frame.data)
+        native = frame.native_symbol
+        return [
+            self.emit(
+                Book,
+                native,
+                f"snap{d.lastUpdateId}",
+                frame,
+                d.event_time * MS,
+                snapshot=True,
+                bids=self._levels(native, d.bids),
+                asks=self._levels(native, d.asks),
+                seq=d.lastUpdateId,
+            )
+        ]
+
+    def _bookTicker(self, frame: Frame) -> list[Out]:
+        d = _book_ticker_decode(frame.data).data
+        self._same(frame, d.s)
+        cs = self._cs(d.s)
+        ts = d.event_time * MS if d.event_time else frame.ts_recv
+        return [
+            self.emit(
+                BBO,
+                d.s,
+                d.u,
+                frame,
+                ts,
+                bid_price=d.b,
+                bid_size=d.B * cs / d.b,
+                ask_price=d.a,
+                ask_size=d.A * cs / d.a,
+                seq=d.u,
+            )
+        ]
+
+    def _ticker(self, frame: Frame) -> list[Out]:
+        d = _ticker_decode(frame.data).data
+        if d.e != "24hrTicker":
+            self._event(d.e, "24hrTicker", "ticker")
+        self._same(frame, d.s)
+        # v counts contracts (USD notional = v * contractSize); q is the base volume
+        return [self.emit(Ticker, d.s, d.event_time, frame, d.event_time * MS, last=d.c,
+                          open_24h=d.o, high_24h=d.h, low_24h=d.l, volume_24h=d.q,
+                          quote_volume_24h=d.v * self._cs(d.s))]  # fmt: skip
+
+    def _kline(self, frame: Frame) -> list[Out]:
+        d = _ckline.decode(frame.data).data
+        if d.e != "kline":
+            self._event(d.e, "kline", "kline")
+        self._same(frame, d.s)
+        k = d.k
+        return [self.emit(Candle, d.s, f"{k.i}:{k.t}:{d.event_time}", frame, d.event_time * MS,
+                          interval=k.i, ts_open=k.t * MS, open=k.o, high=k.h, low=k.l,
+                          close=k.c, volume=k.q, closed=k.x, trades=k.n)]  # fmt: skip
+
+    def _markPrice(self, frame: Frame) -> list[Out]:
+        out = super()._markPrice(frame)
+        d = _mark_decode(frame.data).data
+        self.mark_price[d.s] = d.p  # open interest converts at it
+        return out
+
+    def _forceOrder(self, frame: Frame) -> list[Out]:
+        d = _force_decode(frame.data).data
+        if d.e != "forceOrder":
+            self._event(d.e, "forceOrder", "forceOrder")
+        o = d.o
+        self._same(frame, o.s)
+        price = o.ap or o.p
+        natural = f"{o.T}:{o.S}:{frame.raw_seq}"
+        return [self.emit(Liquidation, o.s, natural, frame, o.T * MS,
+                          side=LIQUIDATION_SIDE.get(o.S, "unknown"), price=price,
+                          size=(o.z or o.q) * self._cs(o.s) / price, id=natural)]  # fmt: skip
+
+    def _openInterest(self, frame: Frame) -> list[Out]:
+        d = _coi.decode(frame.data)
+        self._same(frame, d.symbol)
+        cs, mark = self._cs(d.symbol), self.mark_price.get(d.symbol)
+        if not mark:
+            raise Rejected(f"COIN-M open interest of {d.symbol} before any mark price")
+        usd = d.openInterest * cs
+        return [
+            self.emit(
+                schemas.OpenInterest,
+                d.symbol,
+                d.time,
+                frame,
+                d.time * MS,
+                open_interest=usd / mark,
+                open_interest_value=usd,
+            )
+        ]
+
+    def _instruments(self, frame: Frame) -> list[Out]:
+        info = _cinfo.decode(frame.data)
+        out = []
+        for s in info.symbols:
+            tick, lot = _tick_lot(s.filters)
+            if not tick or not lot or not s.contractType or s.contractSize <= 0:
+                continue
+            try:
+                symbol = symbols.binance_coinm(s.symbol)
+            except ValueError:
+                continue  # outside our naming scheme
+            self.contract_size[s.symbol] = s.contractSize
+            perp = s.contractType == "PERPETUAL"
+            msg = schemas.Instrument(
+                venue=VENUE, symbol=symbol, ts_event=info.serverTime * MS,
+                ts_recv=frame.ts_recv, native_symbol=s.symbol,
+                kind="perpetual" if perp else "future", base=s.baseAsset, quote=s.quoteAsset,
+                settle=s.marginAsset or s.baseAsset, tick_size=tick, lot_size=lot,
+                contract_size=s.contractSize, expiry_ts=None if perp else s.deliveryDate * MS,
+                active=s.contractStatus == "TRADING",
             )  # fmt: skip
             out.append(self.instrument_out(msg, frame))
         return out

@@ -184,3 +184,39 @@ class FuturesSymbolInfo(SymbolInfo):
 class FuturesExchangeInfo(msgspec.Struct):
     serverTime: int
     symbols: list[FuturesSymbolInfo]
+
+
+# -- COIN-M (dapi/dstream): sizes are contract counts; the shapes below differ from USDⓈ-M's
+class CoinmKline(Kline, gc=False):
+    q: Size  # base-asset volume (``v`` counts contracts)
+
+
+class CoinmKlineEvent(Event, gc=False):
+    k: CoinmKline
+
+
+class CoinmOpenInterest(msgspec.Struct, gc=False):
+    """REST ``GET /dapi/v1/openInterest`` body: ``openInterest`` in contracts."""
+
+    symbol: str
+    openInterest: Size
+    time: int
+
+
+class CoinmSymbolInfo(msgspec.Struct):
+    symbol: str
+    baseAsset: str
+    quoteAsset: str
+    contractSize: float  # USD per contract (100 for BTC, 10 for the others)
+    marginAsset: str = ""
+    contractType: str = ""
+    deliveryDate: int = 0
+    contractStatus: str = ""  # COIN-M's name for ``status``
+    filters: list[SymbolFilter] = []
+
+
+class CoinmExchangeInfo(msgspec.Struct):
+    """REST ``GET /dapi/v1/exchangeInfo`` body (the parts we use)."""
+
+    serverTime: int
+    symbols: list[CoinmSymbolInfo]
