@@ -271,13 +271,19 @@ def _ch_backup(settings: Settings, out: Path, only: list[str] | None) -> dict[st
                 "SELECT name, type FROM system.columns WHERE database = currentDatabase()"
                 " AND table = {t:String} ORDER BY position", parameters={"t": name},
             ).result_rows]  # fmt: skip
-            stream = c.raw_stream(f"SELECT * FROM `{name}`", fmt="Native")
-            try:
-                with pa.CompressedOutputStream(str(path), "zstd") as f:
-                    for chunk in stream:
-                        f.write(chunk)
-            finally:
-                stream.close()
+            if chdb:
+                # the in-process engine writes the file itself: its streamed result comes in
+                # ~1 KB pieces through Python (2M trades: 150 s), INTO OUTFILE takes 0.2 s
+                c.command(f"SELECT * FROM `{name}` INTO OUTFILE '{_quote(str(path.resolve()))}'"
+                          " COMPRESSION 'zstd' FORMAT Native")  # fmt: skip
+            else:
+                stream = c.raw_stream(f"SELECT * FROM `{name}`", fmt="Native")
+                try:
+                    with pa.CompressedOutputStream(str(path), "zstd") as f:
+                        for chunk in stream:
+                            f.write(chunk)
+                finally:
+                    stream.close()
             # counted from the file, not the table: on a server the sink may insert while
             # the export runs, and the manifest must describe exactly what the file holds
             rows, dig = file_digest(path, types, c if chdb else None)
