@@ -1,17 +1,20 @@
-"""WebSocket fan-out: one NATS subscription per subject pattern, shared by every client
-that asked for it; each client has a bounded queue and its own sender.
+"""WebSocket fan-out: one NATS subscription per subject pattern (a topic), shared by every
+client that asked for it.
 
-The NATS callback only appends the message's line to each client's queue (no await, no
-task, no decode): a slow client never slows the bus or the other clients. A client whose
-queue is full is dropped with a reason (close code 4008 and a last ``{"error": ...}``
-frame when it can still take one), and its queue is freed."""
+Each topic keeps one log of the lines it received; each client only holds a cursor into
+the logs of its topics. So a NATS message costs one append whatever the number of clients
+(no await, no task, no decode, no per-client work), and each client's sender reads up to
+``batch`` lines per WebSocket frame from where its cursor stands. Clients are woken once
+per event-loop pass, not once per message. A client more than ``max_queue`` lines behind on
+a topic is dropped with a reason (close code 4008 and a last ``{"error": ...}`` frame when
+it can still take one): a slow client never slows the bus or the other clients, and the
+logs never grow past twice ``max_queue``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
@@ -25,92 +28,143 @@ DROPPED = Counter("jetmarket_api_ws_dropped_total", "WebSocket clients dropped",
 CLOSE_SLOW = 4008  # application close code: dropped because it could not keep up
 
 
-class WsClient:
-    """One WebSocket connection's queue. ``send`` writes one text frame."""
-
-    def __init__(self, send: Callable[[str], Awaitable[None]], max_queue: int, batch: int):
-        self.send = send
-        self.max_queue = max_queue
-        self.batch = batch
-        self.queue: deque[bytes] = deque()
-        self.ready = asyncio.Event()
-        self.dropped: str = ""  # why it was dropped; "" while it is served
-        self.patterns: set[str] = set()
-        self.sent = 0
-        # set on drop: the sender may be stuck writing to a client that does not read
-        self.gone = asyncio.Event()
-
-    def push(self, line: bytes) -> None:
-        """From the NATS callback: never blocks."""
-        if self.dropped:
-            return
-        if len(self.queue) >= self.max_queue:
-            self.dropped = f"slow consumer: {len(self.queue)} messages queued (api.ws_queue)"
-            self.queue.clear()
-            self.gone.set()
-            DROPPED.labels("slow").inc()
-        else:
-            self.queue.append(line)
-        self.ready.set()
-
-    async def pump(self) -> str:
-        """Send queued lines, up to ``batch`` per frame (newline-separated JSON), until the
-        client is dropped; returns the reason."""
-        while True:
-            await self.ready.wait()
-            self.ready.clear()
-            while self.queue and not self.dropped:
-                n = min(len(self.queue), self.batch)
-                lines = [self.queue.popleft() for _ in range(n)]
-                await self.send(b"\n".join(lines).decode())
-                self.sent += n
-                SENT.inc(n)
-            if self.dropped:
-                return self.dropped
-
-
 def line(subject: str, data: bytes) -> bytes:
     """``{"subject": ..., "data": <the message's JSON as published>}``: no re-encoding."""
     return b'{"subject":"' + subject.encode() + b'","data":' + (data or b"null") + b"}"
 
 
+class Topic:
+    """One pattern's lines: ``log[i]`` is line number ``base + i``."""
+
+    def __init__(self, pattern: str, keep: int) -> None:
+        self.pattern = pattern
+        self.keep = keep
+        self.log: list[bytes] = []
+        self.base = 0
+        self.clients: set[WsClient] = set()
+        self.sub: Subscription | None = None
+        self._wake_pending = False
+
+    @property
+    def head(self) -> int:
+        return self.base + len(self.log)
+
+    def append(self, text: bytes) -> None:
+        self.log.append(text)
+        if len(self.log) > 2 * self.keep:  # amortised: one slice per ``keep`` lines
+            cut = len(self.log) - self.keep
+            del self.log[:cut]
+            self.base += cut
+        if not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        head = self.head
+        for c in list(self.clients):
+            cur = c.cursors.get(self)
+            if cur is None:
+                continue
+            if head - cur > c.max_queue or cur < self.base:
+                c.drop(f"slow consumer: {head - cur} messages behind on {self.pattern} "
+                       "(api.ws_queue)")  # fmt: skip
+            else:
+                c.ready.set()
+
+
+class WsClient:
+    """One WebSocket connection: a cursor per topic. ``send`` writes one text frame."""
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], max_queue: int, batch: int):
+        self.send = send
+        self.max_queue = max_queue
+        self.batch = batch
+        self.cursors: dict[Topic, int] = {}
+        self.ready = asyncio.Event()
+        self.dropped: str = ""  # why it was dropped; "" while it is served
+        # set on drop: the sender may be stuck writing to a client that does not read
+        self.gone = asyncio.Event()
+        self.sent = 0
+
+    @property
+    def patterns(self) -> set[str]:
+        return {t.pattern for t in self.cursors}
+
+    def drop(self, reason: str) -> None:
+        if not self.dropped:
+            self.dropped = reason
+            DROPPED.labels("slow").inc()
+            self.gone.set()
+            self.ready.set()
+
+    async def pump(self) -> str:
+        """Send what the topics hold past each cursor, up to ``batch`` lines per frame
+        (newline-separated JSON), until the client is dropped; returns the reason."""
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while not self.dropped:
+                lines: list[bytes] = []
+                for topic, cur in list(self.cursors.items()):
+                    if cur < topic.base:
+                        self.drop(f"slow consumer: fell behind on {topic.pattern} (api.ws_queue)")
+                        break
+                    room = self.batch - len(lines)
+                    if room <= 0:
+                        break
+                    start = cur - topic.base
+                    got = topic.log[start : start + room]
+                    if got:
+                        lines += got
+                        self.cursors[topic] = cur + len(got)
+                if not lines or self.dropped:
+                    break
+                await self.send(b"\n".join(lines).decode())
+                self.sent += len(lines)
+                SENT.inc(len(lines))
+            if self.dropped:
+                return self.dropped
+
+
 class Hub:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
-        self.subs: dict[str, tuple[Subscription, set[WsClient]]] = {}
+        self.topics: dict[str, Topic] = {}
         self.lock = asyncio.Lock()
 
     async def add(self, client: WsClient, pattern: str) -> None:
         async with self.lock:
-            if pattern not in self.subs:
-                clients: set[WsClient] = set()
+            topic = self.topics.get(pattern)
+            if topic is None:
+                topic = Topic(pattern, keep=max(client.max_queue, 1))
 
-                async def on_msg(msg: Msg, clients: set[WsClient] = clients) -> None:
-                    text = line(msg.subject, msg.data)
-                    for c in list(clients):
-                        c.push(text)
+                async def on_msg(msg: Msg, topic: Topic = topic) -> None:
+                    topic.append(line(msg.subject, msg.data))
 
                 # generous pending limits: the callback is cheap, a burst must not be cut
-                sub = await self.nc.subscribe(
+                topic.sub = await self.nc.subscribe(
                     pattern, cb=on_msg, pending_msgs_limit=1_000_000,
                     pending_bytes_limit=512 * 1024 * 1024,
                 )  # fmt: skip
-                self.subs[pattern] = (sub, clients)
-            self.subs[pattern][1].add(client)
-            client.patterns.add(pattern)
+                self.topics[pattern] = topic
+            topic.keep = max(topic.keep, client.max_queue)
+            topic.clients.add(client)
+            client.cursors.setdefault(topic, topic.head)  # from now on
 
     async def remove(self, client: WsClient, pattern: str | None = None) -> None:
         async with self.lock:
             for p in [pattern] if pattern else list(client.patterns):
-                client.patterns.discard(p)
-                entry = self.subs.get(p)
-                if entry is None:
+                topic = self.topics.get(p)
+                if topic is None:
                     continue
-                entry[1].discard(client)
-                if not entry[1]:
-                    del self.subs[p]
-                    with contextlib.suppress(Exception):
-                        await entry[0].unsubscribe()
+                client.cursors.pop(topic, None)
+                topic.clients.discard(client)
+                if not topic.clients:
+                    del self.topics[p]
+                    if topic.sub is not None:
+                        with contextlib.suppress(Exception):
+                            await topic.sub.unsubscribe()
 
     def clients(self) -> int:
-        return len({c for _, cs in self.subs.values() for c in cs})
+        return len({c for t in self.topics.values() for c in t.clients})
