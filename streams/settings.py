@@ -531,7 +531,7 @@ class ApiSettings(Section):
     cors_origins: list[str] = msgspec.field(default_factory=list)  # empty: no CORS headers
     rate_per_s: float = 50.0  # requests per second per key (token bucket) unless the key says
     burst: int = 100
-    ws_queue: int = 2000  # messages queued for one WebSocket client before it is dropped
+    ws_queue: int = 2000  # messages a WebSocket client may fall behind before it is dropped
     ws_batch: int = 500  # messages sent in one WebSocket frame at most
     sql_max_rows: int = 100_000  # rows one API query returns at most (the service caps too)
     sql_timeout_s: float = 30.0
