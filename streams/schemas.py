@@ -294,6 +294,7 @@ class ParentUpdate(ExecBase, tag="parent_update", kw_only=True):
     market_notional: float = 0.0
     version: int = 0  # bumped on every record: a distinct message id per record
     cmd_ts: int = 0  # ts_event of the last command applied: an older or equal one is stale
+    venues: list[str] = msgspec.field(default_factory=list)  # smart routing: candidates
     reason: str = ""
 
 

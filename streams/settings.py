@@ -432,6 +432,12 @@ class AlgoSettings(Section):
     profile_days: int = 7  # VWAP: trade history the volume profile is drawn from
     profile_timeout_s: float = 3.0  # VWAP: the profile query's budget; flat profile after
     max_parent_id: int = 28  # characters: ``<parent>.<n>`` must stay a 36-character client id
+    # smart routing (a parent naming several venues): taker fee per venue (fraction; else
+    # the account's taker_fee), adverse drift priced per ms of measured ack latency, and the
+    # largest absolute position the account may hold per venue (base units; none if absent)
+    venue_fees: dict[str, float] = msgspec.field(default_factory=dict)
+    drift_bps_per_ms: float = 0.01
+    venue_max_position: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class ExecutorSettings(Section):

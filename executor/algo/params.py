@@ -12,6 +12,8 @@ from streams.settings import AlgoSettings
 
 # no '.': a child's client id is ``<parent>.<n>``, so the parent is everything before the dot
 PARENT_ID = re.compile(r"^[A-Za-z0-9_:-]+$")
+VENUE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+MAX_VENUES = 8
 MAX_SLICES = 10_000
 DEFAULT_SLICES = 10
 
@@ -51,9 +53,13 @@ def new_parent(cmd: AlgoCommand, spec: Spec, now_ns: int, cfg: AlgoSettings) -> 
         raise Invalid(why)
     if cmd.algo is None or cmd.side is None:
         raise Invalid("algo and side are required (algo: twap, vwap, pov, iceberg, peg)")
-    if cmd.venues:
-        raise Invalid("venues: smart routing across venues is not available for algo parents")
     algo = cmd.algo
+    venues = list(dict.fromkeys(cmd.venues))  # order kept (ties go to the first), once each
+    if venues:
+        if algo not in ("twap", "vwap", "pov"):
+            raise Invalid(f"venues (smart routing) apply to twap, vwap and pov, not {algo}")
+        if len(venues) > MAX_VENUES or not all(v and VENUE.match(v) for v in venues):
+            raise Invalid(f"venues: 1-{MAX_VENUES} venue names (A-Z a-z 0-9 _ -)")
     quantity = _qty("quantity", cmd.quantity, spec)
     limit = _price("limit_price", cmd.limit_price, spec)
     start = cmd.start_ts if cmd.start_ts is not None else now_ns
@@ -97,7 +103,7 @@ def new_parent(cmd: AlgoCommand, spec: Spec, now_ns: int, cfg: AlgoSettings) -> 
         ts_recv=now_ns, parent_id=cmd.parent_id, algo=algo, state="working", side=cmd.side,
         quantity=quantity, limit_price=limit, start_ts=start, end_ts=end, slices=slices,
         participation=part, display=display, offset_ticks=cmd.offset_ticks,
-        cmd_ts=cmd.ts_event,
+        cmd_ts=cmd.ts_event, venues=venues,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from executor.algo import params, schedule
+from executor.algo.route import Quote, route
 from executor.algo.tape import Tape, Tapes
 from executor.algo.tca import figures
 from executor.engine import Engine
@@ -91,6 +92,7 @@ class Algos:
         self.children_sent = 0
         self.pending_tca: list[tuple[Parent, Order]] = []
         self.lock = asyncio.Lock()  # commands and the timer never interleave on a parent
+        self.latency_ms: dict[str, float] = {}  # per venue: moving average of child acks
         engine.fill_hook = self._on_fill
 
     # -- fills (called by the Ledger for every fill it records) ----------------------------
@@ -169,6 +171,11 @@ class Algos:
         allow = self.e.cfg.risk.allow_symbols
         if allow and cmd.symbol not in allow:
             raise params.Invalid(f"symbol {cmd.symbol} not in the allow-list")
+        others = [v for v in cmd.venues if v != self.e.cfg.market_venue]
+        if self.e.cfg.venue != "paper" and others:
+            only = self.e.cfg.market_venue
+            raise params.Invalid(f"venues: account {self.e.account} trades on {only} only, "
+                                 f"not {', '.join(others)}")  # fmt: skip
         if self.e.cfg.venue != "paper" and cmd.venue != self.e.cfg.market_venue:
             raise params.Invalid(f"account {self.e.account} trades on "
                                  f"{self.e.cfg.market_venue}, not {cmd.venue}")  # fmt: skip
@@ -344,12 +351,44 @@ class Algos:
             await self._take(p, qty, now)
 
     async def _take(self, p: Parent, qty: float, now: float) -> None:
-        """A marketable child: market, or IOC at the parent's limit (never beyond it)."""
+        """A marketable child: market, or IOC at the parent's limit (never beyond it); to
+        the venue routing picks when the parent names several."""
+        venue = None
+        if p.rec.venues:
+            leg = self._route(p, qty)
+            if leg is None:
+                return
+            venue, qty = leg
         limit = p.rec.limit_price
         if limit is None:
-            await self._send(p, qty, "market", None, "GTC", None, now)
+            await self._send(p, qty, "market", None, "GTC", None, now, venue)
         else:
-            await self._send(p, qty, "limit", limit, "IOC", None, now)
+            await self._send(p, qty, "limit", limit, "IOC", None, now, venue)
+
+    def _route(self, p: Parent, qty: float) -> tuple[str, float] | None:
+        """The best venue for the next child and how much of ``qty`` it takes there (its
+        first leg); None when no named venue has a usable book (in gap, empty, no room)."""
+        r = p.rec
+        quotes = []
+        for v in r.venues:
+            tape = self.tapes.get(v, r.symbol)
+            room = math.inf
+            cap = self.cfg.venue_max_position.get(v)
+            if cap is not None:
+                pos = self.e.positions.get((v, r.symbol))
+                size = pos.size if pos is not None else 0.0
+                room = max(cap - size if r.side == "buy" else cap + size, 0.0)
+            quotes.append(Quote(v, tape.levels(r.side),
+                                self.cfg.venue_fees.get(v, self.e.cfg.taker_fee),
+                                self.latency_ms.get(v, 0.0), room, tape.in_gap))  # fmt: skip
+        legs = route(r.side, qty, quotes, self.cfg.drift_bps_per_ms)
+        if not legs:
+            why = f"routing: no usable book on {', '.join(r.venues)} (gap, empty or no room)"
+            if r.reason != why:
+                r.reason, p.dirty = why, True
+            return None
+        q = schedule.floor_lot(legs[0].quantity, p.lot)
+        return (legs[0].venue, q) if q > 0 else None
 
     async def _repeg(self, p: Parent, o: Order, tape: Tape, now: float, now_ns: int) -> None:
         """Cancel a resting peg child whose price left the touch (or at the deadline); the
@@ -377,19 +416,20 @@ class Algos:
 
     async def _send(
         self, p: Parent, qty: float, kind: str, price: float | None, tif: str,
-        timeout: float | None, now: float,
+        timeout: float | None, now: float, venue: str | None = None,
     ) -> None:  # fmt: skip
         r = p.rec
+        venue = venue or r.venue
         n = r.children + 1
         cid = f"{r.parent_id}.{n}"
         ts = self.e.ts()
         cmd = OrderCommand(
-            account=r.account, venue=r.venue, symbol=r.symbol, ts_event=ts, ts_recv=ts,
+            account=r.account, venue=venue, symbol=r.symbol, ts_event=ts, ts_recv=ts,
             action="new", client_order_id=cid, side=r.side, order_type=kind,  # type: ignore[arg-type]
             quantity=_q(qty), price=_q(price) if price is not None else None,
             time_in_force=tif, timeout_s=timeout,  # type: ignore[arg-type]
         )  # fmt: skip
-        tape = self.tapes.get(r.venue, r.symbol)
+        tape = self.tapes.get(venue, r.symbol)
         p.sent[cid] = (now, tape.mid, tape.volume, tape.notional)
         p.cids.append(cid)
         p.open.append(cid)
@@ -398,7 +438,9 @@ class Algos:
         p.dirty = True
         t0 = time.perf_counter()
         reply = await self.e.handle(cmd)
-        p.ack_ms[cid] = (time.perf_counter() - t0) * 1e3
+        ack = p.ack_ms[cid] = (time.perf_counter() - t0) * 1e3
+        old = self.latency_ms.get(venue)
+        self.latency_ms[venue] = ack if old is None else 0.8 * old + 0.2 * ack
         self.children_sent += 1
         if reply.accepted:
             p.refusals = 0

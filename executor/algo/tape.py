@@ -16,6 +16,8 @@ class Tape:
     ask: float | None = None
     bid_size: float = 0.0
     ask_size: float = 0.0
+    bids: list[tuple[float, float]] | None = None  # levels of the last depth (else the BBO)
+    asks: list[tuple[float, float]] | None = None
     book_ns: int = 0  # ts_event of the last top of book
     in_gap: bool = False  # a gap was reported and no book has been published since
     volume: float = 0.0  # traded since this process started (cumulative)
@@ -27,6 +29,14 @@ class Tape:
         if self.bid is None or self.ask is None or self.in_gap:
             return None
         return (self.bid + self.ask) / 2
+
+    def levels(self, side: str) -> list[tuple[float, float]]:
+        """The side a ``side`` order takes (asks for a buy), best first; [] if unusable."""
+        if not self.usable():
+            return []
+        if side == "buy":
+            return self.asks or [(self.ask, self.ask_size)]  # type: ignore[list-item]
+        return self.bids or [(self.bid, self.bid_size)]  # type: ignore[list-item]
 
     def usable(self) -> bool:
         """A two-sided, uncrossed book that is not in a gap."""
@@ -60,10 +70,12 @@ class Tapes:
             t.bid, t.ask, t.bid_size, t.ask_size = (
                 msg.bid_price, msg.ask_price, msg.bid_size, msg.ask_size)  # fmt: skip
             t.book_ns, t.in_gap = msg.ts_event, False
+            t.bids = t.asks = None
         elif isinstance(msg, Depth):
             t = self.get(msg.venue, msg.symbol)
             if msg.bids and msg.asks:
                 (t.bid, t.bid_size), (t.ask, t.ask_size) = msg.bids[0], msg.asks[0]
+                t.bids, t.asks = msg.bids, msg.asks  # kept as received: no copy per message
                 t.book_ns, t.in_gap = msg.ts_event, False
         elif isinstance(msg, Gap) and not msg.detail.endswith("(book still valid)"):
             # until the order-book service publishes the book again (only valid books are

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS parents (
     market_notional Float64,
     version Int64,
     cmd_ts Int64,
+    venues Array(String),
     reason String CODEC(ZSTD(1)),
     stream_seq UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = MergeTree

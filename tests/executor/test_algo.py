@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from executor.algo.tca import figures
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
-from streams.schemas import BBO, AlgoCommand, Gap, OrderUpdate, ParentUpdate, Tca
+from streams.schemas import BBO, AlgoCommand, Depth, Gap, OrderUpdate, ParentUpdate, Tca
 from tests.conftest import make_settings
 from tests.executor.test_paper import PAPER, depth, exec_log, market, running, trade, wait_until
 
@@ -255,3 +255,42 @@ async def test_pause_resume_amend_cancel_and_rejections(
     rec = parents(log, "c1")
     assert rec[-1].state == "canceled" and rec[-1].quantity == 2.0
     assert rec[-1].filled == pytest.approx(filled)
+
+
+async def test_routing_sends_children_to_the_cheapest_venue_after_fees_and_skips_a_gap(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, executor={
+        "accounts": {"paper": PAPER}, "timer_interval_s": 0.05,
+        "algo": {"min_child_interval_s": 0.1, "venue_fees": {"binance": 0.001, "okx": 0.0002}},
+    })  # fmt: skip
+    n = time.time_ns()
+    okx_book = Depth(venue="okx", symbol="BTC-USDT", ts_event=n, ts_recv=n, bids=[(99.9, 10.0)],
+                     asks=[(100.05, 10.0)], seq=1, levels=1)  # fmt: skip
+    async with running(settings):
+        # effective asks: binance 100.0 * 1.001 = 100.1, okx 100.05 * 1.0002 = 100.07
+        await market(nc, depth([(99.9, 10.0)], [(100.0, 10.0)]), okx_book)
+        start = time.time_ns()
+        r = await ask(nc, algo("rt1", algo="twap", side="buy", quantity="0.3", start_ts=start,
+                               end_ts=start + 3 * NS, slices=3,
+                               venues=["binance", "okx"]))  # fmt: skip
+        assert r["accepted"], r
+
+        def sent(n: int) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return len(children(await exec_log(js), "rt1")) >= n
+
+            return check
+
+        await wait_until(sent(1))
+        n = time.time_ns()
+        await market(nc, Gap(venue="okx", symbol="BTC-USDT", ts_event=n, ts_recv=n,
+                             reason="sequence", channel="book"))  # fmt: skip
+        await wait_until(sent(2))
+        await market(nc, okx_book)  # the order-book service publishes okx again: usable
+        log = await final(js, "rt1")
+    kids = children(log, "rt1")
+    assert [(k.venue, k.filled) for k in kids.values()] == [
+        ("okx", 0.1), ("binance", 0.1), ("okx", 0.1)]  # fmt: skip
+    assert [k.avg_price for k in kids.values()] == [100.05, 100.0, 100.05]
+    assert parents(log, "rt1")[-1].filled == pytest.approx(0.3)

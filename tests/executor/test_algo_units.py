@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.algo import params, schedule
+from executor.algo import params, route, schedule
 from executor.algo.tca import figures
 from executor.precision import Spec
 from streams.schemas import AlgoCommand
@@ -111,7 +111,8 @@ def algo(**kw: object) -> AlgoCommand:
         ({"algo": "iceberg", "slices": None, "display": "0.1"}, "needs display"),
         ({"algo": "iceberg", "slices": None, "display": "2", "limit_price": "100"}, "exceed"),
         ({"offset_ticks": 2}, "offset_ticks applies to peg"),
-        ({"venues": ["okx"]}, "smart routing"),
+        ({"algo": "peg", "slices": None, "end_ts": None, "venues": ["okx"]}, "apply to twap"),
+        ({"venues": ["a.b"]}, "venues: 1-8 venue names"),
         ({"limit_price": "abc"}, "not a decimal"),
     ],
 )
@@ -143,3 +144,35 @@ def test_amend_is_all_or_nothing() -> None:
                  limit_price="99")  # fmt: skip
     changed = params.amend(rec, amend, SPEC, T0)
     assert changed == ["limit_price", "quantity"] and (rec.quantity, rec.limit_price) == (2, 99)
+
+
+def test_routing_picks_what_a_hand_calculation_picks_and_skips_a_gap() -> None:
+    # buy 3; drift 0.01 bps/ms: okx's 10 ms add 0.00001 to its 0.0002 fee
+    bn = route.Quote("binance", [(100.0, 1.0), (100.2, 5.0)], fee=0.001)
+    okx = route.Quote("okx", [(100.05, 1.5), (100.1, 1.0)], fee=0.0002, latency_ms=10.0)
+    gap = route.Quote("bybit", [(99.0, 10.0)], fee=0.0, in_gap=True)  # cheapest, but in gap
+    # effective: okx 100.05*1.00021 = 100.0710 (1.5), binance 100.0*1.001 = 100.1 (1.0),
+    # okx 100.1*1.00021 = 100.1210 (0.5 of 1.0 needed), binance 100.2*1.001 = 100.3002
+    legs = route.route("buy", 3.0, [bn, okx, gap], drift_bps_per_ms=0.01)
+    assert [(leg.venue, leg.quantity) for leg in legs] == [("okx", 2.0), ("binance", 1.0)]
+    assert legs[0].price == pytest.approx((1.5 * 100.05 + 0.5 * 100.1) / 2)  # 100.0625
+    assert legs[0].effective == pytest.approx((1.5 * 100.05 + 0.5 * 100.1) * 1.00021 / 2)
+    assert legs[1].price == 100.0 and legs[1].effective == pytest.approx(100.1)
+    # okx may take only 1 more (position limit): binance's second level fills the rest
+    okx.headroom = 1.0
+    legs = route.route("buy", 3.0, [bn, okx, gap], drift_bps_per_ms=0.01)
+    assert [(leg.venue, leg.quantity) for leg in legs] == [("okx", 1.0), ("binance", 2.0)]
+    assert legs[1].price == pytest.approx(100.1)  # 1 @ 100.0 + 1 @ 100.2
+    # selling: bids valued down by the fee; okx 99.95*(1-0.00021) beats binance 99.9*(1-0.001)
+    legs = route.route(
+        "sell",
+        1.0,
+        [
+            route.Quote("binance", [(99.9, 5.0)], 0.001),
+            route.Quote("okx", [(99.95, 5.0)], 0.0002, 10.0),
+        ],
+        0.01,
+    )
+    assert [(leg.venue, leg.quantity) for leg in legs] == [("okx", 1.0)]
+    # every book in a gap or empty: nowhere to go
+    assert route.route("buy", 1.0, [gap, route.Quote("okx", [], 0.0)]) == []

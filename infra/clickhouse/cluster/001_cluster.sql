@@ -468,6 +468,7 @@ CREATE TABLE IF NOT EXISTS parents_local ON CLUSTER 'jetmarket' (
     market_notional Float64,
     version Int64,
     cmd_ts Int64,
+    venues Array(String),
     reason String CODEC(ZSTD(1)),
     stream_seq UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/parents_local', '{replica}')
