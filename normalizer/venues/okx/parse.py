@@ -355,7 +355,8 @@ class OkxParser(Parser):
         ``raw.okx.opt-summary.BTC-USD``). OKX gives two sets of greeks: the price-adjusted
         ones (``delta``.., in the coin) and Black-Scholes ones (``deltaBS``..): we publish the
         Black-Scholes set, the convention of Deribit's and Bybit's greeks. No open interest,
-        mark or index price in this channel (None); ``fwdPx`` is the underlying."""
+        mark or index price in this channel (None); ``fwdPx`` is the underlying. A volatility
+        of "0" (no bid or ask) is None, as Deribit's and Bybit's zeros are."""
         f = _opt.decode(frame.data)
         family = f.arg.instFamily
         self._same(frame, family)
@@ -370,9 +371,10 @@ class OkxParser(Parser):
             ts = int(d.ts) * MS if d.ts else frame.ts_recv
             out.append(self.emit(
                 schemas.OptionGreeks, d.instId, d.ts, frame, ts, strike=strike,
-                expiry_ts=expiry, option_type=kind, mark_iv=_f(d.markVol), bid_iv=_f(d.bidVol),
-                ask_iv=_f(d.askVol), delta=_f(d.deltaBS), gamma=_f(d.gammaBS),
-                vega=_f(d.vegaBS), theta=_f(d.thetaBS), underlying_price=_f(d.fwdPx),
+                expiry_ts=expiry, option_type=kind, mark_iv=_f(d.markVol) or None,
+                bid_iv=_f(d.bidVol) or None, ask_iv=_f(d.askVol) or None, delta=_f(d.deltaBS),
+                gamma=_f(d.gammaBS), vega=_f(d.vegaBS), theta=_f(d.thetaBS),
+                underlying_price=_f(d.fwdPx),
             ))  # fmt: skip
         return out
 
