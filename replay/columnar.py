@@ -78,8 +78,10 @@ def column_list(col: pa.Array | pa.ChunkedArray) -> list[Any]:
     if pa.types.is_dictionary(t):
         values = np.array([*column_list(col.dictionary), None], dtype=object)
         idx = col.indices
-        if idx.null_count:  # nulls point at the None appended to the values
-            idx = pc.fill_null(idx, len(values) - 1)
+        if idx.null_count:  # rare; nulls point at the None appended to the values (in Python:
+            # pc.fill_null with a Python int imports pandas, see _numpy)
+            none = len(values) - 1
+            return values[[none if i is None else i for i in idx.to_pylist()]].tolist()  # type: ignore[no-any-return]
         return values[_numpy(idx)].tolist()  # type: ignore[no-any-return]
     if col.null_count == 0 and (
         pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
@@ -392,16 +394,38 @@ def _where(pairs: list[tuple[str | None, str | None]]) -> str:
     return " OR ".join(ors) or "0"
 
 
-def _mask(tb: pa.Table, pairs: list[tuple[str | None, str | None]]) -> pa.Array | None:
-    """The same filter as ``_where``, on an Arrow table; None = keep every row."""
+def _equal(col: pa.ChunkedArray, value: str) -> np.ndarray:
+    """``col == value`` as numpy bools; a dictionary column compares its few distinct values
+    once and then the indices."""
+    out = []
+    for c in col.chunks:
+        if pa.types.is_dictionary(c.type) and c.indices.null_count == 0:
+            hits = [i for i, v in enumerate(column_list(c.dictionary)) if v == value]
+            out.append(np.isin(_numpy(c.indices), hits))
+        else:
+            out.append(np.array(c.to_pylist(), dtype=object) == value)
+    return np.concatenate(out) if len(out) != 1 else out[0]
+
+
+def _mask(tb: pa.Table, pairs: list[tuple[str | None, str | None]]) -> np.ndarray | None:
+    """The same filter as ``_where``, on an Arrow table; None = keep every row. In numpy:
+    ``pc.equal(col, "binance")`` converts the Python string to an Arrow scalar, which
+    imports pandas (see ``_numpy``)."""
     out = None
     for venue, symbol in pairs:
-        conds = [pc.equal(tb.column(c), v) for c, v in (("venue", venue), ("symbol", symbol)) if v]
+        conds = [_equal(tb.column(c), v) for c, v in (("venue", venue), ("symbol", symbol)) if v]
         if not conds:
             return None
-        m = conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
-        out = m if out is None else pc.or_(out, m)
+        m = conds[0] if len(conds) == 1 else conds[0] & conds[1]
+        out = m if out is None else out | m
     return out
+
+
+def _bool_array(mask: np.ndarray) -> pa.Array:
+    """numpy bools as an Arrow boolean array, from its packed bits (``pa.array`` would import
+    pandas, see ``_numpy``)."""
+    bits = pa.py_buffer(np.packbits(mask, bitorder="little"))
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, bits])
 
 
 def parquet_files(path: str | os.PathLike[str]) -> dict[str, Path]:
@@ -450,20 +474,21 @@ def parquet_chunks(
         return
     for rb in f.iter_batches(batch_size=page_rows, row_groups=groups):
         tb = pa.Table.from_batches([rb])
-        ts = tb.column(TS)
+        ts = _numpy(tb.column(TS))
         conds = []
         if start_ns is not None:
-            conds.append(pc.greater_equal(ts, start_ns))
+            conds.append(ts >= start_ns)
         if end_ns is not None:
-            conds.append(pc.less(ts, end_ns))
+            conds.append(ts < end_ns)
         m = _mask(tb, pairs)
         if m is not None:
             conds.append(m)
         if conds:
             mask = conds[0]
             for c in conds[1:]:
-                mask = pc.and_(mask, c)
-            tb = tb.filter(mask)
+                mask = mask & c
+            if not mask.all():
+                tb = tb.filter(_bool_array(mask))
         if tb.num_rows:
             yield tb
 

@@ -205,3 +205,29 @@ def test_chdb_owned_by_another_process_is_one_clear_error(tmp_path: Path) -> Non
     finally:
         holder.kill()
         holder.wait(10)
+
+
+def test_replay_from_parquet_does_not_import_pandas(loaded: Settings, tmp_path: Path) -> None:
+    """pyarrow imports pandas the first time a Python value becomes an Arrow scalar or an
+    array goes through ``to_numpy`` (0.3-1.5 s and ~60 MB per process here): every sweep
+    worker would pay it. A fresh process replays a selection of an export without it."""
+    import subprocess
+    import sys
+
+    from replay.export import export
+
+    out = tmp_path / "export"
+    export(loaded.clickhouse.dsn, out, ["trades", "depth"])
+    code = (
+        "import sys\n"
+        "from replay.columnar import replay_batches\n"
+        f"bs = replay_batches(source={str(out)!r}, start={T0 + 150_000_000}, "
+        f"end={T0 + 330_000_000}, venues=['binance'], symbols=['ETH-USDT'])\n"
+        "n = sum(len(b.messages()) for b in bs)\n"
+        "print(n, 'pandas' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, timeout=120, check=True)  # fmt: skip
+    n, pandas = res.stdout.split()
+    assert int(n) > 0 and pandas == "False", res.stdout
