@@ -107,9 +107,9 @@ def router(venue: str) -> Route:
     """The collector's ``route`` for a raw venue token (USDⓈ-M: spot's with its channels)."""
     if venue.startswith("bybit_"):
         return importlib.import_module("collectors.bybit").route  # type: ignore[no-any-return]
-    if venue == "binanceusdm":
-        spot, usdm = (importlib.import_module(f"collectors.{m}") for m in ("binance", venue))
-        return lambda data: spot.route(data, usdm.CHANNELS)  # type: ignore[no-any-return]
+    if venue in ("binanceusdm", "binancecoinm"):
+        spot, fut = (importlib.import_module(f"collectors.{m}") for m in ("binance", venue))
+        return lambda data: spot.route(data, fut.CHANNELS)  # type: ignore[no-any-return]
     return importlib.import_module(f"collectors.{venue}").route  # type: ignore[no-any-return]
 
 
@@ -130,6 +130,13 @@ _BINANCE_STREAM = {
     "depthUpdate": "depth@100ms", "kline": "kline_1m", "forceOrder": "forceOrder",
     "markPriceUpdate": "markPrice@1s", "24hrTicker": "ticker",
 }  # fmt: skip
+
+
+def okx_opt_summary(rows: list[dict[str, Any]]) -> bytes:
+    """The nautilus ``ws_opt_summary.json`` holds only the push's ``data`` rows; OKX sends
+    them in ``{"arg": {"channel": "opt-summary", "instFamily": ...}, "data": [...]}``."""
+    family = "-".join(rows[0]["instId"].split("-")[:2])
+    return orjson.dumps({"arg": {"channel": "opt-summary", "instFamily": family}, "data": rows})
 
 
 def binance_combined(event: dict[str, Any]) -> bytes:
@@ -206,11 +213,9 @@ def _kraken_pick(url: str) -> tuple[str, str] | None:
 PRIVATE = "private (account, orders, fills, positions): jetmarket's executor speaks to "
 PRIVATE += "venues through ccxt, not through these payloads"
 NOT_COLLECTED = "public REST endpoint jetmarket does not collect (its data comes over WebSocket)"
-OPTION_LATER = "option analytics (issue 18's second part, another helper): not supported yet"
 KRAKEN_FUTURES = "Kraken Futures: a separate API jetmarket does not speak (spot v2 only)"
 SBE = PRIVATE + "; SBE binary encoding, which jetmarket does not decode"
 L3 = "level3 (individual orders) needs an authenticated connection: " + PRIVATE
-BYBIT_OPTION = "Bybit v5 `option` category: " + OPTION_LATER
 
 # (path prefix or name under SHARED) -> classification; the first match wins
 Rule = tuple[str, str, str, str, Any]  # (prefix, venue, status, why, reader binder)
@@ -342,7 +347,13 @@ RULES: list[Rule] = [
     ("nautilus/bybit/ws_account_", "bybit", "private", PRIVATE, None),
     ("nautilus/bybit/ws_auth_", "bybit", "private", PRIVATE, None),
     ("nautilus/bybit/ws_order_response", "bybit", "private", PRIVATE, None),
-    ("nautilus/bybit/ws_ticker_option", "bybit", "unsupported", BYBIT_OPTION, None),
+    (
+        "nautilus/bybit/ws_ticker_option",
+        "bybit_option",
+        "public",
+        "",
+        _one("bybit_option", None),
+    ),
     ("nautilus/bybit/ws_", "bybit_linear", "public", "", _one("bybit_linear", None)),
     (
         "nautilus/bybit/http_get_instruments_linear.json",
@@ -372,7 +383,13 @@ RULES: list[Rule] = [
         "",
         _one("bybit_spot", "instruments"),
     ),
-    ("nautilus/bybit/http_get_instruments_option", "bybit", "unsupported", BYBIT_OPTION, None),
+    (
+        "nautilus/bybit/http_get_instruments_option",
+        "bybit_option",
+        "public",
+        "",
+        _one("bybit_option", "instruments"),
+    ),
     ("nautilus/bybit/http_get_orderbook", "bybit", "not collected", NOT_COLLECTED, None),
     ("nautilus/bybit/http_get_trades_recent", "bybit", "not collected", NOT_COLLECTED, None),
     ("nautilus/bybit/http_get_klines", "bybit", "not collected", NOT_COLLECTED, None),
@@ -404,8 +421,9 @@ RULES: list[Rule] = [
     (
         "nautilus/deribit/ws_volatility_index",
         "deribit",
-        "unsupported",
-        "Deribit `deribit_volatility_index` channel: " + OPTION_LATER,
+        "not collected",
+        "Deribit `deribit_volatility_index` channel (the DVOL index): jetmarket does not "
+        "subscribe it; option analytics come from the options' own tickers",
         None,
     ),
     ("nautilus/deribit/ws_", "deribit", "public", "", _one("deribit", None)),
@@ -445,9 +463,9 @@ RULES: list[Rule] = [
     (
         "nautilus/okx/ws_opt_summary",
         "okx",
-        "unsupported",
-        "OKX `opt-summary` channel: " + OPTION_LATER,
-        None,
+        "public",
+        "",
+        lambda r: _one("okx", None, wrap=okx_opt_summary)(r),
     ),
     ("nautilus/okx/ws_", "okx", "public", "", _one("okx", None)),
     ("nautilus/okx/http_get_instruments_option", "okx", "public", "", _one("okx", "instruments")),
@@ -459,8 +477,9 @@ RULES: list[Rule] = [
     (
         "nautilus/okx/http_get_option_summary",
         "okx",
-        "unsupported",
-        "OKX option summary: " + OPTION_LATER,
+        "not collected",
+        "public REST endpoint jetmarket does not collect (the same data comes over "
+        "WebSocket: opt-summary)",
         None,
     ),
     ("nautilus/okx/http_get_order_book", "okx", "not collected", NOT_COLLECTED, None),

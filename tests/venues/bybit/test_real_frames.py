@@ -1,5 +1,5 @@
 """Bybit v5 frames as the venue really sends them: the nautilus captures field by field
-(EXPECT, also read by normalizer/conformance.py), issue 18's quirk 1 (orderbook.1 -> BBO)
+(EXPECT, also read by tests/venues/conformance.py), issue 18's quirk 1 (orderbook.1 -> BBO)
 and quirk 7 (a v2 frame named as one), with inline frames shaped exactly as Bybit sends them."""
 
 from __future__ import annotations
@@ -43,6 +43,28 @@ EXPECT = {
         ("instrument", {"symbol": "BTC-USDT-PERP", "kind": "perpetual"}),
         ("instrument", {"symbol": "ETH-USDT-PERP", "kind": "perpetual"}),
     ],
+    # Bybit v5 option ticker (documentation: always a snapshot; IVs are fractions, greeks
+    # Black-Scholes): ticker, mark, open interest and the option's analytics; bidPrice/bidIv
+    # "0" mean no bid
+    B + "ws_ticker_option.json": [
+        ("ticker", {"symbol": "BTC-USDC-20230106-17500-C", "last": 10.0, "bid": None,
+                    "ask": 10.0, "high_24h": 25.0, "low_24h": 5.0, "volume_24h": 26.55}),
+        ("mark", {"mark_price": 7.86976724, "index_price": 16823.73}),
+        ("open_interest", {"open_interest": 49.85}),
+        ("option_greeks", {"strike": 17500.0, "option_type": "call", "mark_iv": 0.4896,
+                           "bid_iv": None, "ask_iv": 0.514, "delta": 0.047831,
+                           "gamma": 0.00021453, "vega": 0.81351067, "theta": -19.9115368,
+                           "underlying_price": 16815.1, "index_price": 16823.73,
+                           "open_interest": 49.85, "ts_event": 1672917511074 * 10**6}),
+    ],
+    # quoteCoin "USD" (the documentation's example too) for USDC-settled options: the symbol
+    # says USDC, what the premium is paid in
+    B + "http_get_instruments_option.json": [("instrument", {
+        "symbol": "ETH-USDC-20260626-16000-P", "kind": "option", "strike": 16000.0,
+        "option_type": "put", "settle": "USDC", "expiry_ts": 1780005000000 * 10**6})],
+    B + "http_get_instruments_option_symbol_id.json": [("instrument", {
+        "symbol": "BTC-USDC-20250630-100000-C", "kind": "option", "quote": "USDC",
+        "strike": 100000.0, "option_type": "call"})],
     B + "http_get_instruments_spot.json": [
         ("instrument", {"kind": "spot", "symbol": "BTC-USDT"}),
         ("instrument", {"kind": "spot", "symbol": "ETH-USDT"}),

@@ -1,5 +1,5 @@
 """OKX v5 frames as the venue really sends them: the nautilus captures field by field
-(EXPECT, also read by normalizer/conformance.py), issue 18's quirk 3 (a funding-rate push
+(EXPECT, also read by tests/venues/conformance.py), issue 18's quirk 3 (a funding-rate push
 without fundingRate) and quirk 7 (an OKEx v3 frame named as one), inline frames shaped as
 OKX sends them."""
 
@@ -32,6 +32,17 @@ EXPECT = {
     # channels jetmarket's collector does not subscribe: named in the dead letter
     X + "ws_candle.json": [("dead", {"reason": "channel 'candle1D'"})],
     X + "ws_instruments.json": [("dead", {"reason": "channel 'instruments'"})],
+    # opt-summary: the capture writes deltaBs..vegaBs; OKX's documentation (and ccxt's
+    # recorded answers) write deltaBS..vegaBS. The documentation decides: the Black-Scholes
+    # greeks of this capture are not read (None), the volatilities and forward price are
+    X + "ws_opt_summary.json": [
+        ("option_greeks", {"symbol": "BTC-USD-20250328-92000-C", "strike": 92000.0,
+                           "option_type": "call", "mark_iv": 0.53, "bid_iv": 0.52,
+                           "ask_iv": 0.55, "underlying_price": 92150.5, "delta": None,
+                           "ts_event": 1711612800000 * 10**6}),
+        ("option_greeks", {"symbol": "BTC-USD-20250328-92000-P", "option_type": "put",
+                           "mark_iv": 0.52, "bid_iv": 0.5, "ask_iv": 0.54}),
+    ],
 }  # fmt: skip
 
 
