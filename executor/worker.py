@@ -292,7 +292,15 @@ class Executor:
             a = self.algos.get(cmd.account)
             return await a.handle(cmd) if a is not None else None
         e = self.engines.get(cmd.account)
-        return await e.handle(cmd) if e is not None else None
+        if e is None:
+            return None
+        a = self.algos[cmd.account]
+        pid = a.reserved(cmd.client_order_id) if cmd.action == "new" else None
+        # a parent's own child (its record redelivered) is a known order: a duplicate below
+        if pid is not None and cmd.client_order_id not in e.orders:
+            why = f"client_order_id {cmd.client_order_id} is reserved for parent {pid}'s children"
+            return Reply(accepted=False, client_order_id=cmd.client_order_id, reason=why)
+        return await e.handle(cmd)
 
     async def _on_request(self, msg: Msg) -> None:
         try:

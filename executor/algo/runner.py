@@ -95,6 +95,12 @@ class Algos:
         self.latency_ms: dict[str, float] = {}  # per venue: moving average of child acks
         engine.fill_hook = self._on_fill
 
+    def reserved(self, client_order_id: str) -> str | None:
+        """The parent whose child ids include ``client_order_id`` (``<parent>.<n>``): an
+        order sent by hand under that id is refused, so a parent's children are its own."""
+        pid, _, n = client_order_id.rpartition(".")
+        return pid if n.isdigit() and pid in self.parents else None
+
     # -- fills (called by the Ledger for every fill it records) ----------------------------
     def _on_fill(self, o: Order, f: VenueFill) -> None:
         pid = o.client_order_id.rpartition(".")[0]
@@ -185,6 +191,13 @@ class Algos:
             raise params.Invalid(str(exc)) from None
         now_ns = self.e.ts()
         rec = params.new_parent(cmd, spec, now_ns, self.cfg)
+        prefix = rec.parent_id + "."
+        taken = next((c for c in self.e.orders if c.startswith(prefix)), None)
+        if taken is not None:  # its children's ids would collide with an existing order
+            raise params.Invalid(
+                f"parent_id {rec.parent_id} clashes with order {taken}: child ids are "
+                "<parent_id>.<n>; choose another parent_id"
+            )
         lot = float(spec.lot) * spec.contract_size
         if rec.algo == "vwap":
             assert rec.end_ts is not None
@@ -442,7 +455,12 @@ class Algos:
         old = self.latency_ms.get(venue)
         self.latency_ms[venue] = ack if old is None else 0.8 * old + 0.2 * ack
         self.children_sent += 1
-        if reply.accepted:
+        if reply.duplicate:  # cannot happen unless an order took the id (reserved: worker.py)
+            r.reason = f"child {cid} is an existing order, not this parent's: skipped"
+            p.cids.remove(cid)
+            p.open.remove(cid)
+            log.error("child id taken", extra={"parent_id": r.parent_id, "cid": cid})
+        elif reply.accepted:
             p.refusals = 0
         else:
             r.reason = f"child {cid} refused: {reply.reason}"

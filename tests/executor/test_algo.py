@@ -19,7 +19,17 @@ from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.schemas import BBO, AlgoCommand, Depth, Gap, OrderUpdate, ParentUpdate, Tca
 from tests.conftest import make_settings
-from tests.executor.test_paper import PAPER, depth, exec_log, market, running, trade, wait_until
+from tests.executor.test_paper import (
+    PAPER,
+    cmd,
+    depth,
+    exec_log,
+    market,
+    request,
+    running,
+    trade,
+    wait_until,
+)
 
 NS = 1_000_000_000
 
@@ -251,6 +261,21 @@ async def test_pause_resume_amend_cancel_and_rejections(
         ]:  # fmt: skip
             r = await ask(nc, bad)
             assert not r["accepted"] and why in r["reason"], (why, r)
+        # as an attacker on the same bus: a child id by hand, a parent over an order's ids,
+        # a command for another account through this account's subject
+        r = await request(nc, cmd("c1.99", side="buy", order_type="limit", quantity="0.001",
+                                  price="90"))  # fmt: skip
+        assert not r["accepted"] and "reserved for parent c1's children" in r["reason"], r
+        r = await request(nc, cmd("zz.1", side="buy", order_type="limit", quantity="0.001",
+                                  price="90"))  # fmt: skip
+        assert r["accepted"], r
+        r = await ask(nc, algo("zz", algo="twap", side="buy", quantity="1",
+                               end_ts=time.time_ns() + 60 * NS))  # fmt: skip
+        assert not r["accepted"] and "clashes with order zz.1" in r["reason"], r
+        reply = await nc.request(subjects.exec_req("paper"), schemas.encode(
+            algo("c1", "resume", account="other")), timeout=15)  # fmt: skip
+        body = orjson.loads(reply.data)
+        assert not body["accepted"] and "does not match" in body["reason"], body
         log = await final(js, "c1")
     rec = parents(log, "c1")
     assert rec[-1].state == "canceled" and rec[-1].quantity == 2.0
