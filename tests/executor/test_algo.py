@@ -235,7 +235,8 @@ async def test_pause_resume_amend_cancel_and_rejections(
         assert (await ask(nc, algo("c1", algo="twap", side="buy", quantity="1",
                                    end_ts=start + 4 * NS)))["duplicate"]  # fmt: skip
         await asyncio.sleep(0.2)
-        assert (await ask(nc, algo("c1", "pause")))["state"] == "paused"
+        pause = algo("c1", "pause")
+        assert (await ask(nc, pause))["state"] == "paused"
         sent = len(children(await exec_log(js), "c1"))
         await asyncio.sleep(1.2)
         assert len(children(await exec_log(js), "c1")) == sent  # paused: nothing sent
@@ -244,6 +245,8 @@ async def test_pause_resume_amend_cancel_and_rejections(
         r = await ask(nc, algo("c1", "amend", slices=3))
         assert not r["accepted"] and "slices cannot be amended" in r["reason"], r
         assert (await ask(nc, algo("c1", "resume")))["state"] == "working"
+        again = await ask(nc, pause)  # the same pause replayed: older than the resume
+        assert again["duplicate"] and again["state"] == "working", again
         await asyncio.sleep(0.5)  # catches up with the schedule of 2
         r = await ask(nc, algo("c1", "cancel"))
         assert r["accepted"] and r["state"] == "canceled", r
