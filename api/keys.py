@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ import msgspec
 # read market data (live and history) / read one account's orders, fills, positions and run
 # SQL (which can read every table) / place, cancel and amend orders for that account
 SCOPES = ("market", "account", "trade")
+log = logging.getLogger("api.keys")
 _TOKEN = re.compile(r"^jm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
 
@@ -55,7 +57,10 @@ class KeyStore:
             return self._keys
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
-            keys = msgspec.json.decode(self.path.read_bytes(), type=list[ApiKey])
+            try:
+                keys = msgspec.json.decode(self.path.read_bytes(), type=list[ApiKey])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise KeysError(f"{self.path} is not a keys file: {exc}") from None
             self._keys, self._stamp = {k.id: k for k in keys}, stamp
         return self._keys
 
@@ -106,7 +111,11 @@ class KeyStore:
         m = _TOKEN.match(token or "")
         if not m:
             return None
-        key = self._load().get(m.group(1))
+        try:
+            key = self._load().get(m.group(1))
+        except KeysError as exc:  # a damaged file admits nobody, and says why
+            log.error("API keys unreadable: every request is refused", extra={"error": str(exc)})
+            return None
         if key is None or key.revoked:
             return None
         digest = hashlib.sha256(m.group(2).encode()).hexdigest()

@@ -400,3 +400,15 @@ async def test_gap_events_count_per_venue_channel(
     assert (got["book"]["gaps"], got["book"]["raw"]) == (1, False)
     _, gaps = await get(http, pipe, "/v1/gaps", limit=3)
     assert gaps[0]["venue"] == "gapvenue" and gaps[0]["reason"] == "sequence"  # newest first
+
+
+def test_damaged_keys_file_admits_nobody(tmp_path: Path) -> None:
+    from api.keys import KeysError, KeyStore
+
+    store = KeyStore(tmp_path / "keys.json")
+    _, token = store.add("a", ["market"])
+    assert store.verify(token) is not None
+    (tmp_path / "keys.json").write_text("{not json")
+    assert store.verify(token) is None
+    with pytest.raises(KeysError, match="is not a keys file"):
+        store.list()
