@@ -140,7 +140,7 @@ def metrics(sim: Sim) -> dict[str, float]:
 
 
 def load(spec: str) -> type[Strategy]:
-    from executor.backtest.runner import load_strategy
+    from executor.backtest.strategy import load_strategy
 
     return load_strategy(spec)
 

@@ -8,22 +8,23 @@ publishes the results on EXEC. Why it runs in-process: see the package docstring
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from executor.backtest.results import Record, Recorder, Summary, store, summarize
+
+# BacktestError and load_strategy live beside Strategy (a research sweep worker imports them
+# without this module's engine, NATS and ccxt); re-exported here, where they were
+from executor.backtest.strategy import BacktestError as BacktestError
 from executor.backtest.strategy import Context, Strategy
+from executor.backtest.strategy import load_strategy as load_strategy
 from executor.engine import Engine
 from executor.marks import Marks
 from executor.positions import Pos
@@ -43,34 +44,6 @@ DEFAULT_TYPES = ("trade", "depth", "mark", "instrument")
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 MAX_ROUNDS = 1000  # order -> event -> order rounds on one message before we call it a loop
 TICK_S = 0.1  # order timeouts are checked this often, in replayed time
-
-
-class BacktestError(RuntimeError):
-    pass
-
-
-def load_strategy(spec: str) -> type[Strategy]:
-    """``path/to/file.py:Class`` or ``package.module:Class``."""
-    where, _, name = spec.rpartition(":")
-    if not where or not name:
-        raise BacktestError(f"strategy {spec!r}: expected FILE.py:Class or module:Class")
-    if where.endswith(".py"):
-        path = Path(where)
-        if not path.is_file():
-            raise BacktestError(f"strategy file {where} not found")
-        mod_name = f"_jm_strategy_{path.stem}"
-        loader = importlib.util.spec_from_file_location(mod_name, path)
-        if loader is None or loader.loader is None:
-            raise BacktestError(f"cannot load {where}")
-        module = importlib.util.module_from_spec(loader)
-        sys.modules[mod_name] = module
-        loader.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    cls = getattr(module, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise BacktestError(f"{spec}: {name} is not a Strategy subclass in {where}")
-    return cls
 
 
 class Backtest:

@@ -16,7 +16,11 @@ their outcomes come back through ``on_order``/``on_fill`` before the next messag
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from streams.schemas import BBO, Depth, Fill, Mark, OrderCommand, OrderUpdate, Side, Trade
@@ -166,3 +170,31 @@ class Strategy:
 
     def on_stop(self) -> None:
         """After the last message; orders placed here still execute."""
+
+
+class BacktestError(RuntimeError):
+    pass
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """``path/to/file.py:Class`` or ``package.module:Class``."""
+    where, _, name = spec.rpartition(":")
+    if not where or not name:
+        raise BacktestError(f"strategy {spec!r}: expected FILE.py:Class or module:Class")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise BacktestError(f"strategy file {where} not found")
+        mod_name = f"_jm_strategy_{path.stem}"
+        loader = importlib.util.spec_from_file_location(mod_name, path)
+        if loader is None or loader.loader is None:
+            raise BacktestError(f"cannot load {where}")
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[mod_name] = module
+        loader.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise BacktestError(f"{spec}: {name} is not a Strategy subclass in {where}")
+    return cls
