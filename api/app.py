@@ -323,6 +323,8 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
         venue: str, symbol: str | None = None,
         start: Annotated[str | None, Query(description="ISO-8601 or epoch s/ms/us/ns")] = None,
         end: Annotated[str | None, Query(description="exclusive; same forms")] = None,
+        from_: Annotated[str | None, Query(alias="from", description="= start")] = None,
+        to: Annotated[str | None, Query(description="= end")] = None,
         limit: Annotated[int, Query(ge=1)] = 1000,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
         interval: Annotated[Literal["1m", "1h"], Query(description="ohlcv only")] = "1m",
@@ -341,7 +343,7 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
             where.append(f"symbol = '{_token('symbol', symbol)}'")
         elif kind not in ("instrument", "gap"):
             raise _bad(f"symbol is required for {kind}")
-        t0, t1 = _time_ns("start", start), _time_ns("end", end)
+        t0, t1 = _time_ns("start", start or from_), _time_ns("end", end or to)
         if kind == "ohlcv":
             table, ts, order = f"candles_{interval}", "bucket", "bucket"
             conv = "toDateTime(intDiv({}, 1000000000))"

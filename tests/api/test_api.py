@@ -191,11 +191,17 @@ async def test_history_paging(pipe: ApiPipeline, http: aiohttp.ClientSession) ->
                              q="SELECT id FROM trades WHERE venue='binance' AND symbol='BTC-USDT' "
                                "ORDER BY ts_event, stream_seq LIMIT 10")  # fmt: skip
     assert [r["id"] for r in direct["rows"]] == [r["id"] for r in first["rows"]]
-    # a time range
+    # a time range (start/end, or from/to)
     t_mid = first["rows"][5]["ts_event"]
+    t_end = t_mid + 1  # [t_mid, t_mid + 1 ns): the rows of that instant only
     code, ranged = await get(http, pipe, "/v1/history/trade", venue="binance",
                              symbol="BTC-USDT", start=str(t_mid), limit=3)  # fmt: skip
     assert code == 200 and all(r["ts_event"] >= t_mid for r in ranged["rows"])
+    span = {"from": str(t_mid), "to": str(t_end)}
+    code, ranged = await get(http, pipe, "/v1/history/trade", venue="binance",
+                             symbol="BTC-USDT", **span)  # fmt: skip
+    assert code == 200 and ranged["rows"]
+    assert all(t_mid <= r["ts_event"] < t_end for r in ranged["rows"])
     async with http.get(pipe.url + "/v1/history/trade", headers=auth(pipe, "market"),
                         params={"venue": "binance", "symbol": "BTC-USDT", "limit": "3",
                                 "format": "csv"}) as r:  # fmt: skip
@@ -412,3 +418,31 @@ def test_damaged_keys_file_admits_nobody(tmp_path: Path) -> None:
     assert store.verify(token) is None
     with pytest.raises(KeysError, match="is not a keys file"):
         store.list()
+
+
+async def test_status_bbo_list_metrics_and_nats_ws_handoff(
+    pipe: ApiPipeline, http: aiohttp.ClientSession
+) -> None:
+    import nats
+
+    code, workers = await get(http, pipe, "/v1/status")
+    assert code == 200 and any(w["worker"] == "api" for w in workers)
+
+    async def bbos() -> Any:
+        _, body = await get(http, pipe, "/v1/bbo")
+        return {b["symbol"] for b in body} >= {"BTC-USDT", "ETH-USDT"}
+
+    await until(bbos)
+    async with http.get(pipe.url + "/metrics") as r:
+        assert r.status == 200 and "jetmarket_api_ws_messages_total" in await r.text()
+    # /v1/nats hands a market key what a browser needs: it works over the WebSocket
+    code, hand = await get(http, pipe, "/v1/nats")
+    assert code == 200 and hand["url"] == pipe.nats.ws_url and hand["user"] == "browser"
+    nc = await nats.connect(hand["url"], user=hand["user"], password=hand["password"],
+                            allow_reconnect=False, connect_timeout=3)  # fmt: skip
+    try:
+        sub = await nc.subscribe("market.>")
+        msg = await sub.next_msg(timeout=10)
+        assert msg.subject.startswith("market.")
+    finally:
+        await nc.close()
