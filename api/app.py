@@ -83,6 +83,31 @@ class NewOrder(BaseModel):
     client_order_id: str | None = Field(None, description="yours for idempotency; else made")
 
 
+class NewAlgo(BaseModel):
+    venue: str = Field(description="market venue of the parent, e.g. binance")
+    symbol: str
+    algo: Literal["twap", "vwap", "pov", "iceberg", "peg"]
+    side: Literal["buy", "sell"]
+    quantity: str = Field(description="base units, a decimal string")
+    limit_price: str | None = Field(None, description="never buy above / sell below")
+    start_ts: int | None = Field(None, ge=0, description="ns since epoch; default now")
+    end_ts: int | None = Field(None, ge=0, description="TWAP/VWAP horizon, POV end (ns)")
+    slices: int | None = Field(None, ge=1, description="TWAP/VWAP child count")
+    participation: float | None = Field(None, gt=0, le=1, description="POV share")
+    display: str | None = Field(None, description="iceberg: visible quantity")
+    offset_ticks: int = Field(0, ge=0, description="peg: ticks inside the touch")
+    venues: list[str] = Field(default_factory=list, description="smart routing candidates")
+    parent_id: str | None = Field(None, description="yours for idempotency; else made")
+
+
+class AmendAlgo(BaseModel):
+    quantity: str | None = None
+    limit_price: str | None = None
+    end_ts: int | None = Field(None, ge=0)
+    participation: float | None = Field(None, gt=0, le=1)
+    display: str | None = None
+
+
 class Amend(BaseModel):
     quantity: str | None = None
     price: str | None = None
@@ -455,6 +480,9 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
             cmd = schemas.OrderCommand(account=key.account, ts_event=now, ts_recv=now, **fields)
         except (TypeError, msgspec.ValidationError) as exc:
             raise _bad(f"bad order: {exc}") from None
+        return await send_command(key, cmd)
+
+    async def send_command(key: ApiKey, cmd: Any) -> JSONResponse:
         try:
             msg = await svc.nc.request(subjects.exec_req(key.account), schemas.encode(cmd),
                                        timeout=15)  # fmt: skip
@@ -515,6 +543,73 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
             side=known.get("side"), order_type=known.get("order_type"),
             quantity=_decimal("quantity", body.quantity), price=_decimal("price", body.price),
         )  # fmt: skip
+
+    # -- execution algorithms (executor/algo), the same request path ----------------------
+    async def algo_command(key: ApiKey, **fields: Any) -> JSONResponse:
+        now = time.time_ns()
+        try:
+            cmd = schemas.AlgoCommand(account=key.account, ts_event=now, ts_recv=now, **fields)
+        except (TypeError, msgspec.ValidationError) as exc:
+            raise _bad(f"bad algo command: {exc}") from None
+        return await send_command(key, cmd)
+
+    def _parent_ref(
+        key: ApiKey, pid: str, venue: str | None, symbol: str | None
+    ) -> tuple[str, str]:
+        known = svc.live.parents.get((key.account, pid)) or {}
+        venue, symbol = venue or known.get("venue"), symbol or known.get("symbol")
+        if not venue or not symbol:
+            raise _bad(f"parent {pid} not seen by the API: pass venue and symbol", 404)
+        return _token("venue", venue), _token("symbol", symbol)
+
+    @app.get("/v1/algos", tags=["account"], responses=ERRORS)
+    async def algos(key: Account, active: bool = True) -> list[dict[str, Any]]:
+        """The key's account: algorithm parents (working/paused unless ``active=false``)."""
+        rows = [a for (acct, _), a in svc.live.parents.items() if acct == key.account
+                and (not active or a.get("state") in ("working", "paused"))]  # fmt: skip
+        return sorted(rows, key=lambda a: -int(a.get("ts_event") or 0))
+
+    @app.post("/v1/algos", tags=["trade"], responses={**ERRORS, 422: {"model": Problem}})
+    async def algo_new(body: NewAlgo, key: Trade) -> JSONResponse:
+        """Start an execution algorithm (TWAP, VWAP, POV, iceberg, peg) on the key's account;
+        its children go through the executor's risk checks like any order."""
+        pid = body.parent_id or f"algo-{secrets.token_hex(6)}"
+        return await algo_command(
+            key, action="new", parent_id=_cid(pid), venue=_token("venue", body.venue),
+            symbol=_token("symbol", body.symbol), algo=body.algo, side=body.side,
+            quantity=_decimal("quantity", body.quantity),
+            limit_price=_decimal("limit_price", body.limit_price), start_ts=body.start_ts,
+            end_ts=body.end_ts, slices=body.slices, participation=body.participation,
+            display=_decimal("display", body.display), offset_ticks=body.offset_ticks,
+            venues=[_token("venues", v) for v in body.venues],
+        )  # fmt: skip
+
+    @app.patch("/v1/algos/{parent_id}", tags=["trade"],
+               responses={**ERRORS, 422: {"model": Problem}})  # fmt: skip
+    async def algo_amend(
+        parent_id: str, body: AmendAlgo, key: Trade,
+        venue: str | None = None, symbol: str | None = None,
+    ) -> JSONResponse:  # fmt: skip
+        """Change a parent's quantity, limit price, end, participation or display."""
+        pid = _cid(parent_id)
+        v, s = _parent_ref(key, pid, venue, symbol)
+        return await algo_command(
+            key, action="amend", parent_id=pid, venue=v, symbol=s,
+            quantity=_decimal("quantity", body.quantity),
+            limit_price=_decimal("limit_price", body.limit_price), end_ts=body.end_ts,
+            participation=body.participation, display=_decimal("display", body.display),
+        )  # fmt: skip
+
+    @app.post("/v1/algos/{parent_id}/{action}", tags=["trade"],
+              responses={**ERRORS, 422: {"model": Problem}})  # fmt: skip
+    async def algo_action(
+        parent_id: str, action: Literal["pause", "resume", "cancel"], key: Trade,
+        venue: str | None = None, symbol: str | None = None,
+    ) -> JSONResponse:  # fmt: skip
+        """Pause, resume or cancel a parent (cancel also cancels its resting children)."""
+        pid = _cid(parent_id)
+        v, s = _parent_ref(key, pid, venue, symbol)
+        return await algo_command(key, action=action, parent_id=pid, venue=v, symbol=s)
 
     # -- WebSocket push ----------------------------------------------------------------------
     def allowed(key: ApiKey, pattern: str) -> str:

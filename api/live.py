@@ -50,6 +50,13 @@ class Feed:
 
 
 START = time.monotonic()
+# the working algorithm parents a restarted API starts from (executor/algo's parents table)
+PARENTS_SQL = (
+    "SELECT account, venue, symbol, toUnixTimestamp64Nano(ts_event), parent_id, "
+    "algo, state, side, quantity, filled, avg_price, children, reason FROM "
+    "(SELECT * FROM parents ORDER BY ts_event DESC, version DESC "
+    "LIMIT 1 BY account, parent_id) WHERE state IN ('working', 'paused') LIMIT 10000"
+)
 
 
 class Live:
@@ -61,6 +68,7 @@ class Live:
         self.gaps: deque[bytes] = deque(maxlen=gaps_kept)
         self.orders: dict[tuple[str, str], dict[str, Any]] = {}  # (account, cid) -> update
         self.positions: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.parents: dict[tuple[str, str], dict[str, Any]] = {}  # (account, parent_id)
         self.feeds: dict[str, Feed] = {}
         self.workers: list[dict[str, Any]] = []
         self.polled = 0.0
@@ -118,8 +126,11 @@ class Live:
             evt = orjson.loads(msg.data)
         except orjson.JSONDecodeError:
             return
-        if evt.get("type") == "order_update":
+        kind = evt.get("type")
+        if kind == "order_update":
             self.orders[evt["account"], evt["client_order_id"]] = evt
+        elif kind == "parent_update":  # an execution algorithm's parent (executor/algo)
+            self.parents[evt["account"], evt["parent_id"]] = evt
 
     async def _on_pos(self, msg: Msg) -> None:
         try:
@@ -175,6 +186,18 @@ class Live:
             row = dict(zip(keys, r, strict=True))
             self.positions.setdefault((row["account"], row["venue"], row["symbol"]),
                                       {"type": "position", **row})  # fmt: skip
+        # working algorithm parents (executor/algo's parents table), where it exists
+        tables = await query("SELECT name FROM system.tables WHERE name = 'parents' "
+                             "AND database = currentDatabase()")  # fmt: skip
+        if tables.rows:
+            par = await query(PARENTS_SQL)
+            for r in par.rows:
+                keys = ("account", "venue", "symbol", "ts_event", "parent_id", "algo",
+                        "state", "side", "quantity", "filled", "avg_price", "children",
+                        "reason")  # fmt: skip
+                row = dict(zip(keys, r, strict=True))
+                self.parents.setdefault((row["account"], row["parent_id"]),
+                                        {"type": "parent_update", **row})  # fmt: skip
 
     # -- feed health ------------------------------------------------------------------------
     async def _poll_loop(self, every_s: float) -> None:

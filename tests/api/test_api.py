@@ -446,3 +446,59 @@ async def test_status_bbo_list_metrics_and_nats_ws_handoff(
         assert msg.subject.startswith("market.")
     finally:
         await nc.close()
+
+
+async def test_algorithms_through_the_executor(
+    pipe: ApiPipeline, http: aiohttp.ClientSession
+) -> None:
+    async def bbo() -> Any:
+        code, body = await get(http, pipe, "/v1/bbo/binance/ETH-USDT")
+        return body if code == 200 else None
+
+    q = await until(bbo)
+    limit = f"{round(q['bid_price'] * 0.8, 2):.2f}"  # children rest far below: nothing fills
+    end = time.time_ns() + 120 * 10**9
+    twap = {"venue": "binance", "symbol": "ETH-USDT", "algo": "twap", "side": "buy",
+            "quantity": "0.03", "limit_price": limit, "end_ts": end, "slices": 3,
+            "parent_id": "api-twap-1"}  # fmt: skip
+
+    async def start() -> Any:
+        async with http.post(pipe.url + "/v1/algos", headers=auth(pipe, "trader"),
+                             json=twap) as r:  # fmt: skip
+            return await r.json() if r.status == 200 else None
+
+    reply = await until(start)
+    assert reply["accepted"] and reply["client_order_id"] == "api-twap-1"
+
+    async def listed() -> Any:
+        _, body = await get(http, pipe, "/v1/algos", who="trader")
+        return [a for a in body if a["parent_id"] == "api-twap-1"]
+
+    (parent,) = await until(listed)
+    assert parent["state"] == "working" and parent["algo"] == "twap"
+    # what a restarted API would seed it from (the sink's parents table)
+    from api.live import PARENTS_SQL
+
+    async def stored() -> Any:
+        code, body = await get(http, pipe, "/v1/sql", who="account", q=PARENTS_SQL)
+        assert code == 200, body
+        return [r for r in body["rows"] if "api-twap-1" in r.values()]
+
+    await until(stored)
+    # no trade scope, or another account: refused before the executor
+    async with http.post(pipe.url + "/v1/algos/api-twap-1/cancel",
+                         headers=auth(pipe, "account")) as r:  # fmt: skip
+        assert r.status == 403
+    async with http.post(pipe.url + "/v1/algos", headers=auth(pipe, "trader"),
+                         json={**twap, "algo": "martingale"}) as r:  # fmt: skip
+        assert r.status == 400 and "algo" in (await r.json())["detail"]
+    async with http.post(pipe.url + "/v1/algos/api-twap-1/cancel",
+                         headers=auth(pipe, "trader")) as r:  # fmt: skip
+        body = await r.json()
+        assert r.status == 200 and body["accepted"], body
+
+    async def canceled() -> Any:
+        _, body = await get(http, pipe, "/v1/algos", who="trader", active="false")
+        return [a for a in body if a["parent_id"] == "api-twap-1" and a["state"] == "canceled"]
+
+    await until(canceled)
