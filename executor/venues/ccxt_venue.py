@@ -32,7 +32,7 @@ from executor.model import (
 )
 from executor.precision import Spec
 from streams.bus import logs, secrets
-from streams.bus.budget import ORDERS, VenueBudget, open_budget
+from streams.bus.budget import ORDERS, POLL, BudgetError, VenueBudget, open_budget, priority
 from streams.settings import AccountSettings
 
 _STATUS = {"open": "new", "closed": "filled", "canceled": "canceled", "expired": "expired",
@@ -101,11 +101,12 @@ class CcxtVenue:
             api = self.ex.urls.get("api")
             self.ex.urls["api"] = {**api, **self.cfg.urls} if isinstance(api, dict) else dict(
                 self.cfg.urls)  # fmt: skip
-        # every call through the budget the collectors of this venue share, orders first;
-        # the account rules (order counts) are keyed by a digest of the API key, never the key
+        # every call through the budget the collectors of this venue share: submit, cancel
+        # and lookup first (ORDERS), reconciliation polls and markets as polls; the account
+        # rules (order counts) are keyed by a digest of the API key, never the key
         account = hashlib.sha256(keys.get("apiKey", "").encode()).hexdigest()[:12]
         self.budget = await open_budget(self.nc, self.cfg.exchange, None, self.ex,
-                                        account=account, default_priority=ORDERS)  # fmt: skip
+                                        account=account, default_priority=POLL)  # fmt: skip
         try:
             await self.ex.load_markets()
         except BaseException:
@@ -181,6 +182,10 @@ class CcxtVenue:
         )  # fmt: skip
 
     async def submit(self, order: Order) -> VenueReport:
+        with priority(ORDERS):
+            return await self._submit(order)
+
+    async def _submit(self, order: Order) -> VenueReport:
         sym = self._sym(order.symbol)
         params: dict[str, Any] = {"clientOrderId": order.client_order_id}
         kind = "market" if order.order_type in ("market", "stop", "take_profit") else "limit"
@@ -209,14 +214,21 @@ class CcxtVenue:
             raise VenueUnknown(f"{type(exc).__name__}") from None
         except cx.BaseError as exc:
             raise VenueRejected(_reason(exc)) from None
+        except BudgetError as exc:  # banned or breaker open: the order was never sent
+            raise VenueRejected(str(exc)[:300]) from None
         return await self._with_fills(o, order)
 
     async def cancel(self, order: Order) -> VenueReport | None:
         sym = self._sym(order.symbol)
         try:
-            o = await self.ex.cancel_order(None, sym, {"origClientOrderId": order.client_order_id})
+            with priority(ORDERS):
+                o = await self.ex.cancel_order(
+                    None, sym, {"origClientOrderId": order.client_order_id}
+                )
         except cx.OrderNotFound:
             return None
+        except BudgetError as exc:  # not sent
+            raise VenueRejected(str(exc)[:300]) from None
         except (cx.RequestTimeout, cx.NetworkError) as exc:
             raise VenueUnknown(type(exc).__name__) from None
         except cx.BaseError as exc:
@@ -226,10 +238,13 @@ class CcxtVenue:
     async def lookup(self, order: Order) -> VenueReport | None:
         sym = self._sym(order.symbol)
         try:
-            o = await self.ex.fetch_order(None, sym, {"origClientOrderId": order.client_order_id})
+            with priority(ORDERS):  # an order's fate is unknown until this answers
+                o = await self.ex.fetch_order(
+                    None, sym, {"origClientOrderId": order.client_order_id}
+                )
         except cx.OrderNotFound:
             return None
-        except cx.BaseError as exc:  # any other failure: the order's fate is still unknown
+        except (cx.BaseError, BudgetError) as exc:  # the order's fate is still unknown
             raise VenueUnknown(type(exc).__name__) from None
         return await self._with_fills(o, order)
 

@@ -74,7 +74,7 @@ BUCKET = "JM_BUDGET"
 STREAM = f"KV_{BUCKET}"
 
 ORDERS, RESYNC, POLL, BACKFILL = 0, 1, 2, 3
-GUARD_S = 0.1  # no grant this close to a window's end (request latency), orders aside
+GUARD_S = 0.25  # no grant this close to a window's end (request latency), orders aside
 SPEC_RECHECK_S = 5.0  # on ccxt's default limits: how often to look for the published ones
 PRIORITY_NAMES = ("orders", "resync", "poll", "backfill")
 # the priority of REST calls made in this task (set with `priority()`), POLL by default
@@ -535,10 +535,12 @@ class VenueBudget:
     ) -> float:
         """More units for ``lease`` from the shared window (or the local share)."""
         end = (lease.window + 1) * window_s
-        # orders may use the safety margin the others leave (the venue's own count decides
-        # for them, through the used-weight correction); at least 1: a limit of 1 per
-        # second (Kraken public) must still serve a call
-        share = 1.0 if me.prio == ORDERS else self.cfg.safety * (1 - self.cfg.reserve[me.prio])
+        # orders may use half the safety margin the others leave; at least 1: a limit of 1
+        # per second (Kraken public) must still serve a call
+        safety = self.cfg.safety
+        if me.prio == ORDERS:  # half the margin: orders are never the ones to wait
+            safety = (1 + safety) / 2
+        share = safety * (1 - self.cfg.reserve[me.prio])
         limit = max(1, int(capacity * share))
         need = _units(lease, me) - lease.have
         want = max(need, int(capacity * self.cfg.lease * (0.5 if me.prio == ORDERS else 1)))

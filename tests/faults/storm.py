@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from aiohttp import web
 from collectors.binance import LIMITS
 from streams import schemas, subjects
 from streams.bus.connect import connect
+from streams.bus.server import free_port
 from streams.provision import STREAM_RAW
 from tests.conftest import make_settings
 from tests.executor.test_ccxt import ACCOUNT, Executor, limit, live
@@ -52,6 +54,7 @@ class StormResult:
     backfill_pages: int = 0
     latency_before_ms: list[float] = field(default_factory=list)
     latency_storm_ms: list[float] = field(default_factory=list)
+    executor_waits: dict[str, str] = field(default_factory=dict)  # priority -> histogram
     max_window_used: int = 0
     capacity: int = 0
     problems: list[str] = field(default_factory=list)
@@ -75,6 +78,7 @@ class StormResult:
             f"{self.p(self.latency_before_ms, 0.99):.1f} ms ({len(self.latency_before_ms)}); "
             f"during the storms: p50 {self.p(self.latency_storm_ms, 0.5):.1f} ms p99 "
             f"{self.p(self.latency_storm_ms, 0.99):.1f} ms ({len(self.latency_storm_ms)})",
+            f"executor's waits for budget: {self.executor_waits}",
         ]
 
 
@@ -107,14 +111,14 @@ async def run_storm(
     res = StormResult(symbols=len(natives), storms=storms, statuses={}, capacity=capacity)
     lim = shared_limit(capacity, window_s)
     used_by_window: dict[int, int] = {}
-    check = lim.check
+    check = lim._check
 
     def counting(request: Any) -> tuple[int, float] | None:
         out = check(request)
         used_by_window[lim.window] = lim.used
         return out
 
-    lim.check = counting  # type: ignore[method-assign]
+    lim._check = counting  # type: ignore[method-assign]
     spec = limits_spec(capacity, window_s)
     emu = BinanceEmulator(natives, seed=3)
     emu.access_log = False
@@ -122,7 +126,12 @@ async def run_storm(
     mock = MockBinance()
     mock.limits = lim
     await emu.start()
-    await mock.start()
+    # the trading venue on its own thread and loop: an order's latency is then ours, not
+    # the market-data emulator's backlog while it serves a storm of snapshots
+    mock_loop = asyncio.new_event_loop()
+    mock_thread = threading.Thread(target=mock_loop.run_forever, daemon=True)
+    mock_thread.start()
+    asyncio.run_coroutine_threadsafe(mock.start(), mock_loop).result(10)
     procs: list[Proc] = []
     nc = await connect(make_settings(work, nats_url).nats, "storm")
     try:
@@ -141,9 +150,10 @@ async def run_storm(
             "request_timeout_s": 5.0, "unknown_grace_s": 2.0, "timeouts": {},
             "risk": {"require_mark": False},
         }  # fmt: skip
+        metrics_port = free_port()  # the executor's budget waits, read at the end
         ex_settings = make_settings(work, nats_url, executor={
             "accounts": {ACCOUNT: account}, "reconcile_interval_s": 2.0},
-            nats={"role": "executor"})  # fmt: skip
+            nats={"role": "executor"}, metrics={"ports": {"executor": metrics_port}})  # fmt: skip
         executor = Executor(ex_settings, work / "executor.log")
         await executor.start(nc)
         procs.append(executor.proc)
@@ -234,6 +244,7 @@ async def run_storm(
         stop_orders.set()
         await order_task
         await asyncio.gather(*tasks)
+        res.executor_waits = await budget_waits(metrics_port)
         if errors:
             res.problems.append(f"{len(errors)} order requests failed: {errors[:3]}")
         await asyncio.sleep(2.0)
@@ -257,7 +268,9 @@ async def run_storm(
             except Exception:
                 p.kill9()
         await nc.close()
-        await mock.stop()
+        asyncio.run_coroutine_threadsafe(mock.stop(), mock_loop).result(10)
+        mock_loop.call_soon_threadsafe(mock_loop.stop)
+        mock_thread.join(5)
         await emu.stop()
     res.statuses = dict(lim.stats)
     res.max_window_used = max(used_by_window.values(), default=0)
@@ -268,6 +281,29 @@ async def run_storm(
     if res.backfill_rc != 0:
         res.problems.append(f"backfill exit status {res.backfill_rc}")
     return res
+
+
+async def budget_waits(port: int) -> dict[str, str]:
+    """priority -> "calls, waits over 10/100/1000 ms" from the executor's /metrics."""
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as r,
+        ):
+            text = await r.text()
+    except Exception as exc:
+        return {"error": repr(exc)[:100]}
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if line.startswith("jetmarket_budget_wait_seconds_bucket"):
+            prio = line.split('priority="')[1].split('"')[0]
+            le = line.split('le="')[1].split('"')[0]
+            out.setdefault(prio, {})[le] = float(line.rsplit(" ", 1)[1])
+    return {p: f"{b['+Inf']:.0f} calls, {b['+Inf'] - b['0.01']:.0f} > 10 ms, "
+               f"{b['+Inf'] - b['0.1']:.0f} > 100 ms, {b['+Inf'] - b['1.0']:.0f} > 1 s"
+            for p, b in out.items()}  # fmt: skip
 
 
 async def snapshot_counts(nc: Any) -> dict[str, int]:
@@ -282,7 +318,7 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=200, help="per collector (200)")
     ap.add_argument("--seconds", type=float, default=60.0, help="run length (60)")
     args = ap.parse_args()
-    from streams.bus.server import NatsServer, free_port
+    from streams.bus.server import NatsServer
     from streams.settings import NatsServerSettings
     from tests.conftest import _provision_as_admin
 

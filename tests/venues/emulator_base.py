@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
@@ -49,9 +50,15 @@ class VenueLimits:
     used: int = 0
     told_until: float = 0.0  # a 429 said: wait until then
     banned_until: float = 0.0
+    # two emulators of one venue may share one limit (one IP), each on its own thread
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, request: Any) -> tuple[int, float] | None:
         """None to serve the call, or (status, retry-after seconds) to refuse it."""
+        with self.lock:
+            return self._check(request)
+
+    def _check(self, request: Any) -> tuple[int, float] | None:
         now = time.time()
         if now < self.banned_until:
             self.stats["banned"] += 1
