@@ -19,6 +19,7 @@ const state = {
   gaps: [],
   orders: [],
   positions: [],
+  algos: [],
   candles: [],
   msgs: 0,
   renders: 0,
@@ -57,6 +58,7 @@ function frame(t) {
     if (dirty.has("gaps")) renderGaps();
     if (dirty.has("orders")) renderOrders();
     if (dirty.has("positions")) renderPositions();
+    if (dirty.has("algos")) renderAlgos();
     if (dirty.has("candles")) renderCandles();
     $("stats").textContent = `${state.msgs} msgs, ${state.renders} renders`;
   }
@@ -168,6 +170,21 @@ function renderPositions() {
   });
 }
 
+function renderAlgos() {
+  fill($("algos").tBodies[0], state.algos, (tr, a) => {
+    cell(tr, a.parent_id); cell(tr, a.algo); cell(tr, a.symbol); cell(tr, a.side, a.side);
+    cell(tr, String(a.quantity)); cell(tr, String(a.filled)); cell(tr, a.state);
+    const b = document.createElement("button");
+    b.textContent = "cancel";
+    b.onclick = async () => {
+      try { await api(`/v1/algos/${encodeURIComponent(a.parent_id)}/cancel?venue=${a.venue}&symbol=${a.symbol}`, { method: "POST" }); }
+      catch (e) { $("order-status").textContent = e.message; }
+      pollAccount();
+    };
+    cell(tr, "").appendChild(b);
+  });
+}
+
 function renderCandles() {
   const c = $("candles"), ctx = c.getContext("2d"), rows = state.candles.slice(-60);
   ctx.clearRect(0, 0, c.width, c.height);
@@ -221,7 +238,8 @@ async function pollAccount() {
   try {
     state.orders = await json("/v1/orders");
     state.positions = await json("/v1/positions");
-    mark("orders", "positions");
+    state.algos = await json("/v1/algos");
+    mark("orders", "positions", "algos");
   } catch (e) { /* executor away */ }
 }
 
@@ -262,7 +280,7 @@ function connect() {
         mark("tape");
       } else if (d.type === "depth" || d.type === "bbo") {
         bookDue = true;
-      } else if (d.type === "order_update" || d.type === "fill" || d.type === "position") {
+      } else if (["order_update", "fill", "position", "parent_update"].includes(d.type)) {
         accountDue = true;
       }
     }
