@@ -684,9 +684,7 @@ def section(data: Mapping[str, Any], cls: type[T], prefix: str) -> T:
     try:
         got = msgspec.convert(dict(data), cls, strict=False)
     except msgspec.ValidationError as exc:
-        key = _dotted(str(exc))
-        key = prefix if key == "<root>" else f"{prefix}.{key}"
-        raise SettingsError(f"invalid setting {key}: {exc}") from None
+        raise SettingsError(_invalid(exc, cls, prefix)) from None
     _walk_checks(got, prefix)
     return got
 
