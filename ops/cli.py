@@ -16,7 +16,7 @@ from streams.bus import logs
 from streams.bus.auth import CredentialsError
 from streams.bus.connect import NatsUnreachable
 from streams.bus.secrets import SecretsError
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 
 log = logging.getLogger("jetmarket")
 
@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jetmarket {args.cmd}: {exc}; start the pipeline with `make up` first (it "
               "writes the credentials), or set nats.credentials_dir", file=sys.stderr)  # fmt: skip
         return 1
+    except SettingsError as exc:  # a section read later than load (a venue's, say)
+        print(f"jetmarket {args.cmd}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130  # Ctrl-C: the user knows, no traceback
 

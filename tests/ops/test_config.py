@@ -75,3 +75,19 @@ def test_config_command_shows_sources_and_masks_secrets(tmp_path: Path) -> None:
     okx = text.split("[collector.okx]")[1]
     assert re.search(r'^symbols = \["ETH-USDT"\] +# file$', okx, re.M)
     assert re.search(r'^ws_url = "wss://ws.okx.com.*# default$', okx, re.M)
+
+
+def test_config_command_names_a_bad_venue_key_in_one_line(tmp_path: Path) -> None:
+    toml = tmp_path / "jm.toml"
+    toml.write_text('[collector.okx]\nchanels = ["trades"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETMARKET_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "ops", "--config", str(toml), "config"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "jetmarket config: invalid setting collector.okx.chanels: "
+        "Object contains unknown field `chanels`"
+    ]
