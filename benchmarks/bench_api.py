@@ -7,7 +7,7 @@ subscriber (its own process) and the WebSocket clients (two processes). It repor
 - delivered: messages received by all WebSocket clients per second (goal: N x R),
 - latency publish -> receipt, p50/p99, for the direct NATS subscriber and for the
   WebSocket clients (per frame: its oldest message), and the p99 the API adds,
-- CPU of the API process (% of one core) and clients dropped as slow.
+- CPU of the API process (% of one core), of the client processes, and clients dropped.
 Everything shares the machine's cores (2 here): the numbers include that contention.
 """
 
@@ -79,7 +79,11 @@ async def _ws_clients(url: str, key: str, n: int, until: float, out: Path) -> No
 
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(one(i, session) for i in range(n)), return_exceptions=True)
-    out.write_bytes(orjson.dumps({"lat": lat, "windows": windows, "dropped": dropped}))
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out.write_bytes(orjson.dumps({"lat": lat, "windows": windows, "dropped": dropped,
+                                  "cpu_s": ru.ru_utime + ru.ru_stime}))  # fmt: skip
 
 
 async def _direct(nats_url: str, creds: str, until: float, out: Path) -> None:
@@ -200,6 +204,8 @@ async def run(clients: int = 50, rate: float = 10_000, seconds: float = 10.0) ->
         "added_p99_ms": round(p99_ws - p99_direct, 2),
         "api_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
         "dropped_clients": sum(len(w["dropped"]) for w in ws),
+        # the two client processes, over their whole life (connect, warm-up, run)
+        "clients_cpu_pct": round(100 * sum(w["cpu_s"] for w in ws) / (until - start + 3), 1),
     }  # fmt: skip
 
 
