@@ -79,9 +79,13 @@ def open_read(path: str | Path) -> BinaryIO:
 
 
 class Writer:
+    """A recording written to ``<path>.part`` and renamed to ``path`` when it is complete:
+    a failed or interrupted recording (no pipeline, Ctrl-C) leaves no file that looks whole."""
+
     def __init__(self, path: str | Path, *, compression: str = "auto", **meta: Any) -> None:
         self.path = Path(path)
-        self.f = open_write(self.path, compression)
+        self._part = self.path.with_name(self.path.name + ".part")
+        self.f = open_write(self._part, compression)
         self.count = 0
         self._pending: list[Record] = []
         head = {"format": FORMAT, "version": VERSION, "created_ns": time.time_ns(), **meta}
@@ -110,8 +114,12 @@ class Writer:
     def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
         self.close()
+        if exc_type is None:
+            self._part.replace(self.path)
+        else:
+            self._part.unlink(missing_ok=True)
 
 
 def _read(f: BinaryIO, n: int) -> bytes:

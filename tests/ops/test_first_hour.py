@@ -75,6 +75,7 @@ def test_item3_commands_without_a_pipeline_fail_in_one_line_under_3s(tmp_path: P
         line = _one_line(res.stderr)
         assert "start the pipeline with `make up`" in line, (argv, line)
         assert took < 3 * _load(), (argv, took)
+    assert not list(tmp_path.glob("x.jmrec*")), "a failed record left a file"
 
 
 def test_item3_without_credentials_says_what_to_start(tmp_path: Path) -> None:
