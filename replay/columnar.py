@@ -91,11 +91,27 @@ def column_list(col: pa.Array | pa.ChunkedArray) -> list[Any]:
         vt = t.value_type
         if pa.types.is_struct(vt) and vt.num_fields == 2 and col.null_count == 0:
             flat = col.flatten()
-            pairs = list(zip(column_list(flat.field(0)), column_list(flat.field(1)), strict=True))
             off = _numpy(col.offsets)
+            n, width = len(col), int(off[1] - off[0]) if len(col) else 0
+            if n and _is_float_pair(vt) and (np.diff(off) == width).all():
+                # every row the same number of levels (a depth feed's usual shape): numpy
+                # makes the lists of tuples in C, 753 -> 663 ns a row of 5 levels measured
+                pairs = np.empty(len(flat), _PAIR)
+                pairs["p"], pairs["s"] = _numpy(flat.field(0)), _numpy(flat.field(1))
+                return pairs.reshape(n, width).tolist()  # type: ignore[no-any-return]
+            pairs = list(zip(column_list(flat.field(0)), column_list(flat.field(1)), strict=True))
             off = (off - off[0]).tolist()  # a slice's offsets start where the slice does
             return [pairs[a:b] for a, b in itertools.pairwise(off)]
     return col.to_pylist()
+
+
+_PAIR = np.dtype([("p", "<f8"), ("s", "<f8")])  # tolist() of a record array gives tuples
+
+
+def _is_float_pair(t: pa.StructType) -> bool:
+    return all(pa.types.is_float64(t.field(i).type) for i in range(2)) and not any(
+        t.field(i).nullable for i in range(2)
+    )
 
 
 def _numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -178,8 +194,12 @@ class Batch:
                 self._msgs = parts[0]  # one table: its own order is the replay order
             else:
                 base = np.cumsum([0] + [len(p) for p in parts[:-1]])
-                flat = [m for p in parts for m in p]
-                self._msgs = list(map(flat.__getitem__, (base[self.kind] + self.row).tolist()))
+                # the parts in one object array (fromiter: no per-item shape discovery, which
+                # slice assignment does), gathered by one fancy index: 98 -> 56 ns/message
+                # measured against a flat list and map(list.__getitem__)
+                n = len(self.kind)
+                flat = np.fromiter(itertools.chain.from_iterable(parts), dtype=object, count=n)
+                self._msgs = flat[base[self.kind] + self.row].tolist()
         return self._msgs
 
     def replay_msgs(self) -> list[ReplayMsg]:

@@ -231,3 +231,19 @@ def test_replay_from_parquet_does_not_import_pandas(loaded: Settings, tmp_path: 
                          cwd=root, timeout=120, check=True)  # fmt: skip
     n, pandas = res.stdout.split()
     assert int(n) > 0 and pandas == "False", res.stdout
+
+
+def test_levels_fixed_and_ragged_slices_equal_to_pylist() -> None:
+    """Depth levels take numpy's path when every row has as many levels, Python's otherwise;
+    both give lists of (price, size) tuples equal to Arrow's own, on slices too."""
+    from replay.columnar import column_list
+
+    f = [pa.field(n, pa.float64(), nullable=False) for n in ("1", "2")]
+    ty = pa.list_(pa.struct(f))
+    for width in (lambda i: 3, lambda i: i % 4):
+        rows = [[{"1": i + k / 8, "2": k / 3} for k in range(width(i))] for i in range(50)]
+        arr = pa.array(rows, ty)
+        for part in (arr, arr.slice(7), arr.slice(7, 11), arr.slice(49), arr.slice(8, 1)):
+            want = [[(d["1"], d["2"]) for d in r] for r in part.to_pylist()]
+            got = column_list(part)
+            assert got == want and all(type(x) is tuple for r in got for x in r)
