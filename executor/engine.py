@@ -211,8 +211,10 @@ class Engine(Ledger):
         return self._reply(o)
 
     async def _submit(self, o: Order) -> None:
+        t0 = time.perf_counter()
         try:
             rep = await self.venue.submit(o)
+            o.ack_ms = (time.perf_counter() - t0) * 1e3
         except VenueRejected as exc:
             o.reason = str(exc)
             o.move("rejected", self.clock())

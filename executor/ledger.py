@@ -59,6 +59,7 @@ class Ledger:
         self._left: dict[str, float] = {}  # each open order's part of ``working``
         # told of every fill recorded (executor/algo: a parent's fees and fill times)
         self.fill_hook: Callable[[Order, VenueFill], None] | None = None
+        self.done_hook: Callable[[Order], None] | None = None  # an order reached a final state
         self.lock = asyncio.Lock()
 
     # -- publishing ------------------------------------------------------------------------
@@ -67,6 +68,8 @@ class Ledger:
 
     async def emit(self, o: Order) -> None:
         if o.done:
+            if self.done_hook is not None:
+                self.done_hook(o)
             self.active.pop(o.client_order_id, None)
         else:
             self.active[o.client_order_id] = o

@@ -106,6 +106,7 @@ class Order:
     since: float = 0.0  # clock seconds when the order entered its current state
     checked: float = 0.0  # last lookup of an unknown order
     fill_ids: set[str] = field(default_factory=set)
+    ack_ms: float | None = None  # submission to the venue's answer (TCA)
 
     @property
     def live(self) -> bool:

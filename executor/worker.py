@@ -300,6 +300,8 @@ class Executor:
         if pid is not None and cmd.client_order_id not in e.orders:
             why = f"client_order_id {cmd.client_order_id} is reserved for parent {pid}'s children"
             return Reply(accepted=False, client_order_id=cmd.client_order_id, reason=why)
+        if cmd.action == "new":
+            a.note_new(cmd.venue, cmd.symbol, cmd.client_order_id)
         return await e.handle(cmd)
 
     async def _on_request(self, msg: Msg) -> None:

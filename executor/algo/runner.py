@@ -41,6 +41,20 @@ ProfileSource = Callable[[str, str, int], Awaitable[dict[int, float] | None]]
 Recorder = Callable[[OrderCommand], Awaitable[None]]
 
 
+MAX_STANDALONE = 100_000  # orders awaiting their TCA at most (beyond: no TCA, no growth)
+
+
+@dataclass(slots=True)
+class Standalone:
+    ts_ns: int  # accepted
+    arrival_mid: float | None
+    volume: float  # the tape's cumulative volume/notional then
+    notional: float
+    fills: list[tuple[float, float, float]] = field(default_factory=list)
+    last_fill_ns: int = 0
+    final: bool = False
+
+
 @dataclass(slots=True)
 class Parent:
     rec: ParentUpdate
@@ -93,7 +107,11 @@ class Algos:
         self.pending_tca: list[tuple[Parent, Order]] = []
         self.lock = asyncio.Lock()  # commands and the timer never interleave on a parent
         self.latency_ms: dict[str, float] = {}  # per venue: moving average of child acks
+        # orders sent outside a parent: what their TCA needs, from acceptance to final
+        self.standalone: dict[str, Standalone] = {}
+        self.finished: list[tuple[Order, Standalone]] = []
         engine.fill_hook = self._on_fill
+        engine.done_hook = self._on_done
 
     def reserved(self, client_order_id: str) -> str | None:
         """The parent whose child ids include ``client_order_id`` (``<parent>.<n>``): an
@@ -102,9 +120,35 @@ class Algos:
         return pid if n.isdigit() and pid in self.parents else None
 
     # -- fills (called by the Ledger for every fill it records) ----------------------------
+    def note_new(self, venue: str, symbol: str, client_order_id: str) -> None:
+        """An order command from outside a parent is about to be handled: the arrival
+        figures of its TCA (``done_hook`` publishes it when the order is final)."""
+        if client_order_id in self.e.orders or len(self.standalone) >= MAX_STANDALONE:
+            return
+        tape = self.tapes.get(venue, symbol)
+        mid = tape.mid or self.e.marks.get(venue, symbol)
+        self.standalone[client_order_id] = Standalone(self.e.ts(), mid, tape.volume,
+                                                      tape.notional)  # fmt: skip
+
+    def _on_done(self, o: Order) -> None:
+        # kept until the next tick: the final update is emitted before its fills
+        s = self.standalone.get(o.client_order_id)
+        if s is None or s.final:
+            return
+        if o.state == "rejected" and o.filled == 0:
+            del self.standalone[o.client_order_id]  # a refused order has no cost to analyse
+            return
+        s.final = True
+        self.finished.append((o, s))
+
     def _on_fill(self, o: Order, f: VenueFill) -> None:
         pid = o.client_order_id.rpartition(".")[0]
         p = self.working.get(pid)
+        s = self.standalone.get(o.client_order_id) if p is None else None
+        if s is not None:
+            fee = fee_in_quote(o.symbol, f.fee, f.fee_currency, f.price)
+            s.fills.append((f.price, f.size, fee))
+            s.last_fill_ns = max(s.last_fill_ns, f.ts_ns or self.e.ts())
         if p is not None:
             fee = fee_in_quote(o.symbol, f.fee, f.fee_currency, f.price)
             p.fills.setdefault(o.client_order_id, []).append((f.price, f.size, fee))
@@ -225,6 +269,8 @@ class Algos:
 
     # -- the timer -------------------------------------------------------------------------
     async def tick(self) -> None:
+        if self.finished:
+            await self._standalone_tca()
         if not self.working:
             return
         async with self.lock:
@@ -286,7 +332,8 @@ class Algos:
             self._start_counting(p, tape)
         self._market(p, tape)
         self.pending_tca = []
-        live = self._progress(p)
+        async with self.e.lock:  # no report half applied (its fills come after its update)
+            live = self._progress(p)
         for parent, o in self.pending_tca:
             await self._order_tca(parent, o)
         if r.state in TERMINAL:
@@ -507,6 +554,24 @@ class Algos:
                             if last and o.state == "filled" and sent else None),
             ack=p.ack_ms.get(o.client_order_id),
         )  # fmt: skip
+
+    async def _standalone_tca(self) -> None:
+        async with self.e.lock:  # no report half applied (its fills come after its update)
+            done, self.finished = self.finished, []
+        for o, s in done:
+            self.standalone.pop(o.client_order_id, None)
+            tape = self.tapes.get(o.venue, o.symbol)
+            end_ns = self.e.ts()
+            fig = figures(o.side, o.quantity, s.fills, s.arrival_mid, tape.volume - s.volume,
+                          tape.notional - s.notional, tape.mid)  # fmt: skip
+            await self._publish_tca(
+                scope="order", id=o.client_order_id, venue=o.venue, symbol=o.symbol,
+                side=o.side, quantity=o.quantity, filled=o.filled, arrival_mid=s.arrival_mid,
+                end_mid=tape.mid, fig=fig, children=0, ts_start=s.ts_ns, ts_end=end_ns,
+                time_to_fill_s=(max(s.last_fill_ns - s.ts_ns, 0) / 1e9
+                                if o.state == "filled" and s.last_fill_ns else None),
+                ack=o.ack_ms,
+            )  # fmt: skip
 
     async def _parent_tca(self, p: Parent) -> None:
         r = p.rec

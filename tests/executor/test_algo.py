@@ -322,3 +322,29 @@ async def test_routing_sends_children_to_the_cheapest_venue_after_fees_and_skips
         ("okx", 0.1), ("binance", 0.1), ("okx", 0.1)]  # fmt: skip
     assert [k.avg_price for k in kids.values()] == [100.05, 100.0, 100.05]
     assert parents(log, "rt1")[-1].filled == pytest.approx(0.3)
+
+
+async def test_an_order_sent_outside_a_parent_gets_its_own_tca(
+    algo_settings: Any, nc: Client, js: JetStreamContext
+) -> None:
+    async with running(algo_settings):
+        await market(nc, BOOK)  # mid 100.25
+        r = await request(nc, cmd("solo1", side="buy", order_type="limit", quantity="0.5",
+                                  price="100.1"))  # fmt: skip
+        assert r["accepted"] and r["state"] == "new", r
+        await market(nc, trade(100.0, 2.0, "s1"))  # prints through 100.1: fills as maker
+        r = await request(nc, cmd("solo2", side="buy", order_type="limit", quantity="1",
+                                  price="abc"))  # fmt: skip
+        assert not r["accepted"]
+
+        async def tca() -> list[Tca]:
+            return [m for m in await exec_log(js) if isinstance(m, Tca) and m.id == "solo1"]
+
+        got = (await wait_until(tca))[0]
+    # maker fill 0.5 @ 100.1, fee 0.1 % = 0.05005; the market traded 2 @ 100.0 meanwhile
+    assert (got.scope, got.parent_id, got.filled, got.avg_price) == ("order", "", 0.5, 100.1)
+    assert got.arrival_mid == 100.25 and got.interval_vwap == 100.0
+    assert got.slippage_bps == pytest.approx((100.1 - 100.25) / 100.25 * 1e4)
+    assert got.fees == pytest.approx(0.05005) and got.ack_latency_ms is not None
+    assert got.time_to_fill_s is not None and got.time_to_fill_s >= 0
+    assert not [m for m in await exec_log(js) if isinstance(m, Tca) and m.id == "solo2"]
