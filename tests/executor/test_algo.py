@@ -4,6 +4,9 @@ scripted market reaches its schedule; pause/resume/amend/cancel; clear rejection
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +21,7 @@ from executor.algo.tca import figures
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.schemas import BBO, AlgoCommand, Depth, Gap, OrderUpdate, ParentUpdate, Tca
+from streams.settings import to_toml_env
 from tests.conftest import make_settings
 from tests.executor.test_paper import (
     PAPER,
@@ -30,6 +34,7 @@ from tests.executor.test_paper import (
     trade,
     wait_until,
 )
+from tests.workers import ROOT
 
 NS = 1_000_000_000
 
@@ -348,3 +353,28 @@ async def test_an_order_sent_outside_a_parent_gets_its_own_tca(
     assert got.fees == pytest.approx(0.05005) and got.ack_latency_ms is not None
     assert got.time_to_fill_s is not None and got.time_to_fill_s >= 0
     assert not [m for m in await exec_log(js) if isinstance(m, Tca) and m.id == "solo2"]
+
+
+async def test_jetmarket_exec_algo_sends_commands_from_the_command_line(
+    algo_settings: Any, nc: Client, js: JetStreamContext
+) -> None:
+    env = {**os.environ, **to_toml_env(algo_settings)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "executor", "algo", *argv], cwd=ROOT,
+                              env=env, capture_output=True, timeout=60)  # fmt: skip
+
+    async with running(algo_settings):
+        await market(nc, BOOK)
+        out = await asyncio.to_thread(cli, "new", "cli1", "--symbol", "BTC-USDT", "--algo",
+                                      "twap", "--side", "buy", "--quantity", "0.2",
+                                      "--duration", "60", "--slices", "2")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert orjson.loads(out.stdout)["state"] == "working"
+        out = await asyncio.to_thread(cli, "cancel", "cli1")
+        assert out.returncode == 0 and orjson.loads(out.stdout)["state"] == "canceled"
+        out = await asyncio.to_thread(cli, "new", "cli2", "--symbol", "BTC-USDT", "--algo",
+                                      "twap", "--side", "buy", "--quantity", "0.2")  # fmt: skip
+        assert out.returncode == 1 and b"needs end_ts" in out.stdout
+        log = await final(js, "cli1")
+    assert parents(log, "cli1")[-1].filled == pytest.approx(0.1)  # the first slice, then cancel
