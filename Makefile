@@ -59,6 +59,16 @@ backtest: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench
 
+## our Binance parsers vs cryptofeed's handlers on its real recorded frames. cryptofeed goes
+## into a throwaway venv, var/bench-cryptofeed (never a dependency: its order_book is GPL),
+## and runs in a subprocess of it
+.PHONY: bench-cryptofeed
+bench-cryptofeed: $(STAMP)
+	@test -x var/bench-cryptofeed/bin/python || $(PYTHON) -m venv var/bench-cryptofeed
+	@var/bench-cryptofeed/bin/python -c 'import cryptofeed' 2>/dev/null || \
+		var/bench-cryptofeed/bin/pip install -q cryptofeed
+	$(PY) -m benchmarks.bench_cryptofeed
+
 ## fault suite on the full pipeline (kill -9, nats restart, drops/stalls, insert outage); table
 faults: $(STAMP)
 	$(PY) -m tests.faults
