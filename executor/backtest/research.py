@@ -251,6 +251,8 @@ def sweep(
     the same data; results in grid order."""
     if source == "clickhouse":
         source = export_for_sweep(dsn, cache_dir, kw)
+    if len(grid) > 1:
+        source = arrow_for_sweep(source, cache_dir)
     jobs = [(strategy_spec, {**base, **g}, {"source": source, "dsn": dsn, **kw}) for g in grid]
     n = workers or min(len(jobs), os.cpu_count() or 1)
     if n <= 1:
@@ -280,6 +282,20 @@ def export_for_sweep(dsn: str | None, cache_dir: str | os.PathLike[str], kw: dic
                venues=[kw["venue"]], symbols=kw["symbols"])  # fmt: skip
         done.write_text("")
     return str(out)
+
+
+def arrow_for_sweep(source: str, cache_dir: str | os.PathLike[str]) -> str:
+    """A Parquet export as Arrow IPC files (``replay.columnar.arrow_copy``): every run of the
+    sweep maps the same pages instead of decoding the Parquet again. Keyed by the files'
+    paths, sizes and modification times; a source already in Arrow is used as it is."""
+    from replay.columnar import arrow_copy, parquet_files
+
+    files = sorted(parquet_files(source).values())
+    if any(f.suffix == ".arrow" for f in files):
+        return source
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    key = hashlib.sha256(orjson.dumps(stats)).hexdigest()[:16]
+    return arrow_copy(source, Path(cache_dir) / f"arrow-{key}")
 
 
 # -- the results table -----------------------------------------------------------------------

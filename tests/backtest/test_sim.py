@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from executor.backtest.research import metrics, parse_grid, run_one
+from executor.backtest.research import arrow_for_sweep, metrics, parse_grid, run_one, sweep
 from executor.backtest.sim import FeeTier, Sim, SimSettings
 from executor.backtest.strategy import Strategy
 from replay import Replay
@@ -92,9 +92,23 @@ async def test_same_run_twice_and_columnar_vs_replay(
     export(loaded.clickhouse.dsn, out, [TABLES[t] for t in ("trade", "depth", "funding")])
     c = run_one(SMA, PARAMS, source=str(out), cfg=cfg, **kw(loaded))
     assert c.digest == a.digest
+    # a sweep reads an Arrow copy of the export, mapped by every worker: same runs
+    arrow = arrow_for_sweep(str(out), tmp_path / "cache")
+    assert sorted(p.name for p in Path(arrow).iterdir()) == [
+        "depth.arrow",
+        "done",
+        "funding.arrow",
+        "trades.arrow",
+    ]
+    made = (Path(arrow) / "trades.arrow").stat().st_mtime_ns
+    assert arrow_for_sweep(str(out), tmp_path / "cache") == arrow  # made once
+    assert (Path(arrow) / "trades.arrow").stat().st_mtime_ns == made
+    runs = sweep(SMA, [{}, {"slow": 7}], PARAMS, source=str(out), workers=2, cfg=cfg,
+                 cache_dir=tmp_path / "cache", **kw(loaded))  # fmt: skip
+    assert runs[0].source == arrow and runs[0].digest == a.digest and runs[0].fills == a.fills
     # a different parameter is a different run (the digest is not blind)
     d = run_one(SMA, {**PARAMS, "slow": 7}, source=str(out), cfg=cfg, **kw(loaded))
-    assert d.digest != a.digest
+    assert d.digest != a.digest and runs[1].digest == d.digest
 
 
 def SMA_CLS() -> type[Strategy]:
