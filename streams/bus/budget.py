@@ -22,8 +22,8 @@ The model (docs/ratelimits.md has the long version):
 * **Never over budget.** Units are counted when leased, not when spent: a lease lost to a
   crash or the window's end is counted as used. ``safety`` keeps a margin for clock skew and
   for requests we do not see. Without the KV (NATS down, bucket missing) a process falls back
-  to ``fallback_share`` of each window, counted locally: with at most 1/share processes on
-  the IP that still cannot pass the limit (slower, never over).
+  to ``fallback_share`` (0.1 = 1 - safety) of each window, counted locally: the room the
+  processes still on the KV leave (slower, never over while one process is cut off).
 * **Priorities.** ORDERS > RESYNC (book snapshots) > POLL (instruments, polls) > BACKFILL.
   Inside a process waiters are served strictly by (priority, urgency, arrival). Across
   processes priority p may only lease up to ``1 - reserve[p]`` of a window (orders always
@@ -138,7 +138,10 @@ class LimitsSettings(Section):
     default_ban_s: float = 60.0  # when the venue gives no Retry-After
     safety: float = 0.9  # share of each window we use at most
     lease: float = 0.05  # share of a window one lease takes
-    fallback_share: float = 0.25  # share of a window a process uses alone, KV unreachable
+    # share of a window a process uses alone while the KV is unreachable: at most 1 - safety,
+    # the room the processes still on the KV leave, so one process cut off cannot push
+    # the IP over the limit (several cut off share it: slower, the design's choice)
+    fallback_share: float = 0.1
     # share of each window priority orders/resync/poll/backfill may NOT use
     reserve: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
     hot_s: float = 1.0  # a resync/poll lease holds lower priorities off this long
@@ -317,7 +320,9 @@ class _Lease:
     key: str
     rule: RateLimit
     window: int = -1
-    have: int = 0  # units leased and not spent in this window
+    # units leased and not spent in this window, per priority: a backfill call must not
+    # spend what an order leased
+    have: dict[int, int] = field(default_factory=dict)
     shared_used: int = 0  # the shared count as of our last look
     local_used: int = 0  # fallback mode: what this process spent alone
 
@@ -362,6 +367,7 @@ class VenueBudget:
         self._sub: Any = None
         self._fixes: set[asyncio.Task[None]] = set()
         self._spec_checked = time.monotonic()
+        self._topping: set[str] = set()  # order leases being renewed in the background
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> VenueBudget:
@@ -444,9 +450,8 @@ class VenueBudget:
                 extra={"error": f"{type(exc).__name__}: {exc}"[:300],
                        "share": self.cfg.fallback_share},
             )  # fmt: skip
-        # until the longest window ends: a share counted locally must not mix with the KV
-        longest = max((r.effective()[1] for r in self.cfg.rules), default=10.0)
-        self._kv_down_until = time.monotonic() + min(longest, 60.0)
+        # a while (not per call: each would wait for the timeout); then the KV again
+        self._kv_down_until = time.monotonic() + 10.0
         self._kv = None
 
     # -- the call path -----------------------------------------------------------------
@@ -513,22 +518,41 @@ class VenueBudget:
             capacity, window_s = lease.rule.effective()
             window = int(now // window_s)
             if lease.window != window:
-                lease.window, lease.have, lease.local_used = window, 0, 0
+                lease.window, lease.have, lease.local_used = window, {}, 0
             # the window's last moments: a call granted now would reach the venue in the
             # next window and count there (measured: 199 of 200 without this); orders go
             left = (window + 1) * window_s - now
             if me.prio != ORDERS and left < min(GUARD_S, window_s * 0.05):
                 return left + 0.01
-            if lease.have >= _units(lease, me):
+            if lease.have.get(me.prio, 0) >= _units(lease, me):
                 continue
             wait = await self._lease(lease, me, capacity, window_s, now)
             if wait > 0:
                 return wait
         for lease in leases:
             units = _units(lease, me)
-            lease.have -= units
+            lease.have[me.prio] -= units
             GRANTED.labels(self.venue, lease.rule.name, PRIORITY_NAMES[me.prio]).inc(units)
+            short = lease.have[me.prio] < units
+            if me.prio == ORDERS and short and lease.key not in self._topping:
+                # the next order must not wait for a KV round trip (~1 ms, seconds on a
+                # starved server): lease again now, off the order's path
+                self._topping.add(lease.key)
+                task = asyncio.get_running_loop().create_task(self._top_up(lease, units))
+                self._fixes.add(task)
+                task.add_done_callback(self._fixes.discard)
         return 0.0
+
+    async def _top_up(self, lease: _Lease, weight: int) -> None:
+        try:
+            now = time.time()
+            capacity, window_s = lease.rule.effective()
+            if lease.window == int(now // window_s):
+                me = _Waiter(ORDERS, 0.0, next(self._seq), weight)
+                with contextlib.suppress(Exception):
+                    await self._lease(lease, me, capacity, window_s, now)
+        finally:
+            self._topping.discard(lease.key)
 
     async def _lease(
         self, lease: _Lease, me: _Waiter, capacity: int, window_s: float, now: float
@@ -542,16 +566,16 @@ class VenueBudget:
             safety = (1 + safety) / 2
         share = safety * (1 - self.cfg.reserve[me.prio])
         limit = max(1, int(capacity * share))
-        need = _units(lease, me) - lease.have
+        need = _units(lease, me) - lease.have.get(me.prio, 0)
         want = max(need, int(capacity * self.cfg.lease * (0.5 if me.prio == ORDERS else 1)))
         kv = await self._bucket()
         if kv is None:  # fail safe: our share of the window, counted here
-            limit = max(1, int(limit * self.cfg.fallback_share))
+            limit = max(1, int(capacity * self.cfg.fallback_share))
             grant = min(want, limit - lease.local_used)
             if grant < need:
                 return end - now + 0.01
             lease.local_used += grant
-            lease.have += grant
+            lease.have[me.prio] = lease.have.get(me.prio, 0) + grant
             LEASES.labels(self.venue, lease.rule.name, "local").inc()
             return 0.0
         for _ in range(20):  # compare-and-set; a conflict means another process leased
@@ -577,7 +601,7 @@ class VenueBudget:
                 if me.prio in (RESYNC, POLL):
                     hot[me.prio] = now + self.cfg.hot_s
                 await self._put(kv, lease.key, lease.window, used + grant, hot, rev)
-                lease.have += grant
+                lease.have[me.prio] = lease.have.get(me.prio, 0) + grant
                 lease.shared_used = used + grant
                 LEASES.labels(self.venue, lease.rule.name, "shared").inc()
                 return 0.0
@@ -616,21 +640,31 @@ class VenueBudget:
             self.breaker(endpoint).success()
 
     def _correct(self, rule: str, used: int) -> None:
-        """The venue counts more than we granted: someone else on the IP spends too."""
+        """The venue counts more than we granted: someone else on the IP spends too. The
+        count belongs to the window the answer came in; just after a window begins it may
+        still be the old window's (the venue's clock and the way back), so it is skipped."""
+        now = time.time()
         for lease in self.leases:
             if lease.rule.name == rule and used > lease.shared_used:
+                window_s = lease.rule.effective()[1]
+                window = int(now // window_s)
+                if now - window * window_s < min(GUARD_S, window_s * 0.05):
+                    continue
                 lease.shared_used = used
-                task = asyncio.get_running_loop().create_task(self._raise_count(lease, used))
+                task = asyncio.get_running_loop().create_task(
+                    self._raise_count(lease, used, window)
+                )
                 self._fixes.add(task)
                 task.add_done_callback(self._fixes.discard)
 
-    async def _raise_count(self, lease: _Lease, used: int) -> None:
+    async def _raise_count(self, lease: _Lease, used: int, window: int) -> None:
         kv = await self._bucket()
         if kv is None:
             lease.local_used = max(lease.local_used, used)
             return
-        window = int(time.time() // lease.rule.effective()[1])
         for _ in range(10):
+            if int(time.time() // lease.rule.effective()[1]) != window:
+                return  # that window is over: its count must not land in the next one
             try:
                 try:
                     entry = await kv.get(lease.key)

@@ -317,13 +317,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m tests.faults.storm")
     ap.add_argument("--symbols", type=int, default=200, help="per collector (200)")
     ap.add_argument("--seconds", type=float, default=60.0, help="run length (60)")
+    ap.add_argument("--keep", type=Path, default=None, help="work dir to keep (logs)")
     args = ap.parse_args()
     from streams.bus.server import NatsServer
     from streams.settings import NatsServerSettings
     from tests.conftest import _provision_as_admin
 
     with tempfile.TemporaryDirectory(prefix="jm-storm-", dir="var/tmp") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         cfg = NatsServerSettings(port=free_port(), monitor_port=free_port(),
                                  store_dir=str(work / "nats"))  # fmt: skip
         srv = NatsServer(cfg, log_file=work / "nats.log").start()

@@ -173,7 +173,7 @@ async def test_breaker_opens_half_opens_closes() -> None:
 
 
 async def test_local_share_without_the_kv() -> None:
-    """No NATS: a quarter of the window (fail safe), then it waits for the next window."""
+    """No NATS: a tenth of the window (fail safe), then it waits for the next window."""
     bud = b.VenueBudget("solo", limits(100, 1.0))
     await _wait_window_start(1.0)
     n = 0
@@ -183,7 +183,7 @@ async def test_local_share_without_the_kv() -> None:
         except TimeoutError:
             break
         n += 1
-    assert n == int(100 * 0.9 * 0.8 * 0.25), n  # safety, POLL's reserve, the share
+    assert n == int(100 * 0.1), n  # the share: the room the others' safety margin leaves
 
 
 async def test_used_weight_header_raises_the_shared_count(conns: list[Client]) -> None:
@@ -191,6 +191,7 @@ async def test_used_weight_header_raises_the_shared_count(conns: list[Client]) -
     and another process gets only what is left."""
     cfg = limits(100, 3.0, used_headers={"X-MBX-USED-WEIGHT-1M": "weight"}, lease=0.01)
     await _wait_window_start(3.0)
+    await asyncio.sleep(0.3)  # a count just after a window begins may be the old one's
     a = await b.VenueBudget("emu", cfg, conns[0]).start()
     await a.acquire("x", 1)
     a.observe("x", 200, {"x-mbx-used-weight-1m": "50"})
