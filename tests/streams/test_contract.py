@@ -35,6 +35,7 @@ def test_every_market_type_round_trips() -> None:
         "open_interest",
         "liquidation",
         "mark",
+        "option_greeks",
         "instrument",
         "gap",
     }
