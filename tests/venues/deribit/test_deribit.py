@@ -16,6 +16,7 @@ import websockets
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from collectors.config import VenueSettings
 from collectors.deribit import channel_names, instruments_queries, route
 from collectors.deribit import run as collector_main
 from normalizer.core import Dead, Normalizer
@@ -25,7 +26,6 @@ from orderbook.venues.deribit import DeribitChangeId, rule_for
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
-from collectors.config import VenueSettings
 from streams.settings import Settings
 from streams.symbols.deribit import currency, inverse, kind, to_native, to_symbol
 from tests import recorded
