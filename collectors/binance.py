@@ -131,19 +131,15 @@ def stream_names(cfg: BinanceSettings, channels: dict[str, str] = CHANNELS) -> l
 
 
 def route(frame: bytes, channels: dict[str, str] = CHANNELS) -> tuple[str, str]:
-    """(channel, SYMBOL) of a combined-stream frame, by slicing the ``stream`` value out of
-    the bytes. Binance always writes ``{"stream":"...","data":...}`` in that order, so the
-    name sits at a fixed offset; a full JSON parse of every frame here would cost more CPU
-    than everything else the collector does, only to read one string (the normalizer parses
-    the frame properly anyway)."""
-    if frame.startswith(_PREFIX):
-        end = frame.find(b'"', len(_PREFIX), len(_PREFIX) + 200)
-        if end > 0:
-            sym, _, kind = frame[len(_PREFIX) : end].decode("ascii", "replace").partition("@")
-            base = kind.split("@", 1)[0]
-            channel = "kline" if base.startswith("kline_") else base
-            if channel in channels and sym.replace("_", "").isalnum():  # BTCUSDT_250627
-                return channel, sym.upper()
+    """(channel, SYMBOL) of a combined-stream frame: Binance always writes
+    ``{"stream":"...","data":...}`` in that order, so the name is sliced out of the bytes."""
+    stream = base.leading_string(frame, _PREFIX, 200)
+    if stream is not None:
+        sym, _, kind = stream.partition("@")
+        first = kind.split("@", 1)[0]
+        channel = "kline" if first.startswith("kline_") else first
+        if channel in channels and sym.replace("_", "").isalnum():  # BTCUSDT_250627
+            return channel, sym.upper()
     if frame.startswith((b'{"result"', b'{"error"', b'{"id"')):
         return "control", "ALL"
     return "unknown", "ALL"

@@ -89,10 +89,9 @@ def route(frame: bytes) -> tuple[str, str]:
     """(channel, native symbol) of a frame. Bybit writes ``topic`` first in data frames, so
     slicing it out of the bytes avoids a JSON parse per frame; other frames (acks, pongs:
     rare) get a tiny msgspec decode of two keys."""
-    if frame.startswith(_TOPIC):
-        end = frame.find(b'"', len(_TOPIC), len(_TOPIC) + 120)
-        if end > 0:
-            return _from_topic(frame[len(_TOPIC) : end].decode("ascii", "replace"))
+    topic = base.leading_string(frame, _TOPIC, 120)
+    if topic is not None:
+        return _from_topic(topic)
     try:
         probe = _probe.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -145,12 +144,13 @@ def topics(cfg: VenueSettings, category: str) -> tuple[list[str], list[str]]:
         if prefix not in CHANNELS:
             raise ValueError(f"collector.bybit.channels: unknown channel {ch!r}")
         if prefix in NOT_ON.get(category, ()):
+            continue
         if category == "option":
             out += _option_topics(ch, prefix, natives)
             continue
-            continue
         out += [f"{ch}.{n}" for n in natives]
     return out, natives
+
 
 def _option_topics(ch: str, prefix: str, natives: list[str]) -> list[str]:
     """Option topics: trades per base coin (``publicTrade.BTC``), books at the nearest
@@ -166,7 +166,6 @@ def _option_topics(ch: str, prefix: str, natives: list[str]) -> list[str]:
     return [f"{ch}.{n}" for n in natives]
 
 
-
 def category_url(ws_url: str, category: str) -> str:
     base = ws_url.rstrip("/")
     head, _, last = base.rpartition("/")
@@ -177,9 +176,9 @@ def category_url(ws_url: str, category: str) -> str:
 
 def _symbol(info: dict[str, Any], category: str) -> str:
     """jetmarket symbol of an instruments-info entry (for ``ctl.snapshot`` lookups)."""
+    base, quote = info.get("baseCoin", ""), info.get("quoteCoin", "")
     if category == "option":
         return bybit_symbols.option(info["symbol"])
-    base, quote = info.get("baseCoin", ""), info.get("quoteCoin", "")
     if category == "spot":
         return f"{base}-{quote}"
     if str(info.get("contractType", "")).endswith("Futures"):

@@ -108,10 +108,9 @@ def route(frame: bytes) -> tuple[str, str]:
     """(raw channel, instrument) of a frame. Deribit writes notifications as
     ``{"jsonrpc":"2.0","method":"subscription","params":{"channel":"...`` so the channel is
     sliced out of the bytes; other frames (replies, heartbeats: rare) get a small decode."""
-    if frame.startswith(_NOTIFICATION):
-        end = frame.find(b'"', len(_NOTIFICATION), len(_NOTIFICATION) + 120)
-        if end > 0:
-            return _from_channel(frame[len(_NOTIFICATION) : end].decode("ascii", "replace"))
+    channel = base.leading_string(frame, _NOTIFICATION, 120)
+    if channel is not None:
+        return _from_channel(channel)
     try:
         probe = _probe.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError):
