@@ -1,5 +1,5 @@
 """Binance frames as the venue really sends them: the nautilus captures field by field
-(EXPECT, also read by normalizer/conformance.py), and issue 18's quirks 4 and 5 with the
+(EXPECT, also read by tests/venues/conformance.py), and issue 18's quirks 4 and 5 with the
 one frame each needs, inline and shaped exactly as Binance sends it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Coinbase Advanced Trade frames as the venue really sends them: the nautilus captures
-field by field (EXPECT, also read by normalizer/conformance.py) and issue 18's quirk 7 (a
+field by field (EXPECT, also read by tests/venues/conformance.py) and issue 18's quirk 7 (a
 retired Coinbase Pro feed frame named as one)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Deribit frames as the venue really sends them: the nautilus captures field by field
-(EXPECT, also read by normalizer/conformance.py) and issue 18's quirk 2 (a fractional strike
+(EXPECT, also read by tests/venues/conformance.py) and issue 18's quirk 2 (a fractional strike
 written with Deribit's lowercase ``d``) with an inline frame shaped as Deribit sends it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Kraken v2 frames as the venue really sends them: the nautilus captures field by field
-(EXPECT, also read by normalizer/conformance.py), issue 18's quirk 6 (the ticker of a pair
+(EXPECT, also read by tests/venues/conformance.py), issue 18's quirk 6 (the ticker of a pair
 with an empty book) and quirk 7 (v1 frames named as such), inline frames shaped as Kraken
 sends them."""
 
