@@ -1,4 +1,4 @@
-"""The execution-quality SQL (docs/sql_parts/execution.md, merged into docs/sql.md) and
+"""The execution-quality SQL (docs/sql.md) and
 ``jetmarket exec report`` against rows the live sink stored, each figure checked against the
 same numbers computed here (and, for TCA, against executor/algo/tca.py)."""
 
@@ -28,18 +28,18 @@ from tests.workers import ROOT, Proc
 
 T0 = 1_700_000_040
 NS = 10**9
-DOCS = [ROOT / "docs" / "sql.md", ROOT / "docs" / "sql_parts" / "execution.md"]
+DOCS = [ROOT / "docs" / "sql.md"]
 
 
 def exec_queries() -> dict[str, str]:
-    """The exec_* queries, from docs/sql.md once merged, else from the part file."""
+    """The exec_* queries of docs/sql.md."""
     for doc in DOCS:
         if doc.exists():
             found = dict(re.findall(r"<!-- query: (exec_\w+) -->\s*```sql\n(.*?)```",
                                     doc.read_text(), re.S))  # fmt: skip
             if found:
                 return found
-    raise AssertionError("no exec_* queries in docs/sql.md or docs/sql_parts/execution.md")
+    raise AssertionError("no exec_* queries in docs/sql.md")
 
 
 def b(ts: float, symbol: str = "BTC-USDT") -> dict[str, Any]:

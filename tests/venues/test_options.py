@@ -1,7 +1,7 @@
 """Option coverage (issue 18): the ``option_greeks`` message from Deribit option tickers,
 OKX ``opt-summary`` and Bybit v5 option tickers (frames shaped as each venue's documentation
 writes them), the Bybit ``option`` category's subscriptions, and the option queries of
-docs/sql_parts/options.md (docs/sql.md once merged) run through the real normalizer and sink
+docs/sql.md run through the real normalizer and sink
 against Deribit ticker frames, their results computed here independently."""
 
 from __future__ import annotations
@@ -185,9 +185,9 @@ def iv_pct(exp: str, strike: int, kind: str, k: int) -> float:
 
 
 def doc_queries() -> dict[str, str]:
-    text = (ROOT / "docs" / "sql.md").read_text() + (ROOT / "docs/sql_parts/options.md").read_text()
+    text = (ROOT / "docs" / "sql.md").read_text()
     found = re.findall(r"<!-- query: (option_\w+) -->\s*```sql\n(.*?)```", text, re.S)
-    return dict(found)  # the merged copy in sql.md, when there, is read first: same text
+    return dict(found)
 
 
 async def test_option_queries_through_normalizer_and_sink(
