@@ -148,7 +148,7 @@ class TtlDays(Section):
     these at start (ALTER TABLE ... MODIFY TTL, only when they differ; sinks/clickhouse/ttl.py)
     and whole expired days are dropped in the background. Defaults bound the fast-growing
     tables: raw frames (the bulk, kept 10x RAW's 72 h for re-normalization), book updates,
-    BBO and tickers 30 days, depth (derived from book updates) 7. Trades, candles and the
+    BBO, tickers and option greeks 30 days, depth (derived from book updates) 7. Trades, candles and the
     slow tables stay; execution tables (orders, fills, ...) are account records and never
     expire. See docs/operations.md."""
 
@@ -163,9 +163,8 @@ class TtlDays(Section):
     open_interest: int = 0
     liquidations: int = 0
     marks: int = 0
-    # option greeks come with every option ticker push (many per second on Deribit): 0 for
-    # now because the table's DDL carries no TTL yet; 30 would match tickers
-    option_greeks: int = 0
+    # option greeks come with every option ticker push (many per second on Deribit)
+    option_greeks: int = 30
     instruments: int = 0
     gaps: int = 0
 

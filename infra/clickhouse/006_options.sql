@@ -31,4 +31,5 @@ CREATE TABLE IF NOT EXISTS option_greeks (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event)
-SETTINGS non_replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.option_greeks
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;

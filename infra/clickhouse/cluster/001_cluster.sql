@@ -541,7 +541,8 @@ CREATE TABLE IF NOT EXISTS option_greeks_local ON CLUSTER 'jetmarket' (
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/option_greeks_local', '{replica}')
 PARTITION BY toYYYYMMDD(ts_event)
 ORDER BY (venue, symbol, ts_event)
-SETTINGS replicated_deduplication_window = 1000;
+TTL toDateTime(ts_event) + INTERVAL 30 DAY  -- clickhouse.ttl_days.option_greeks
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS option_greeks ON CLUSTER 'jetmarket' AS option_greeks_local
 ENGINE = Distributed('jetmarket', currentDatabase(), option_greeks_local, cityHash64(venue, symbol));
