@@ -34,6 +34,7 @@ from executor.backtest.strategy import Strategy
 DEFAULT_TYPES = ("trade", "depth", "funding", "mark")
 RESULTS_TABLE = "backtest_results"
 MAX_GRID = 10_000  # combinations in one sweep: a typo like fast=1,...,1000 stops here
+GROUP = 16  # runs sharing one pass of the data in a sweep (each holds its curve and fills)
 YEAR_S = 365 * 86400
 METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees",
            "hit_rate", "pnl", "funding", "fills")  # fmt: skip
@@ -154,6 +155,18 @@ def run_one(
     strategy_spec: str,
     params: dict[str, Any],
     *,
+    run_id: str | None = None,
+    **kw: Any,
+) -> RunResult:
+    """One run over the columnar replay (``run_many``'s keywords). ``keep``: the curve and
+    fills for the report."""
+    return run_many(strategy_spec, [params], run_ids=[run_id], **kw)[0]
+
+
+def run_many(
+    strategy_spec: str,
+    params_list: list[dict[str, Any]],
+    *,
     source: str,
     dsn: str | None,
     venue: str,
@@ -162,37 +175,55 @@ def run_one(
     end: Any = None,
     types: tuple[str, ...] | list[str] = DEFAULT_TYPES,
     cfg: SimSettings | None = None,
-    run_id: str | None = None,
+    run_ids: list[str | None] | None = None,
     keep: bool = True,
-) -> RunResult:
-    """One run over the columnar replay. ``keep``: the curve and fills for the report."""
+) -> list[RunResult]:
+    """Several runs over ONE pass of the data: each batch's messages are built once and
+    handed to every run's ``Sim`` in turn (building them is most of a run's cost). The runs
+    share nothing but the messages, which the engine only reads, so each result is the one
+    ``run_one`` gives alone (a strategy must not modify the messages it is given). A run's
+    ``seconds``: its own engine time plus an equal share of reading and building."""
     from replay.columnar import Columnar
 
     cls = load(strategy_spec)
-    sim = Sim(cls, venue=venue, symbols=symbols, params=params, cfg=cfg)
+    sims = [Sim(cls, venue=venue, symbols=symbols, params=p, cfg=cfg) for p in params_list]
     col = Columnar(source=source, dsn=dsn, start=start, end=end, venues=[venue],
                    symbols=symbols, types=list(types))  # fmt: skip
-    t0 = time.perf_counter()
-    sim.start()
+    own = [0.0] * len(sims)
+    clock = time.perf_counter
+    t0 = clock()
+    for sim in sims:
+        sim.start()
     for batch in col.batches():
-        sim.run(batch.messages())
-    sim.finish()
-    dt = time.perf_counter() - t0
-    c = sim.curve
-    res = RunResult(
-        run_id=run_id or run_id_for(strategy_spec, sim.params, f"{source}|{start}|{end}"),
-        strategy=cls.__name__, params=sim.params, venue=venue, symbols=list(symbols),
-        source=str(source), messages=sim.messages, seconds=dt,
-        first_ns=sim.first_ns or 0, last_ns=sim.now, metrics=metrics(sim), digest=sim.digest(),
-    )  # fmt: skip
-    if keep:
-        res.curve = {"ts": c.ts, "equity": c.equity, "position": c.position, "mark": c.mark}
-        res.fills = [
-            {"ts": f.ts, "side": f.side, "price": f.price, "size": f.size, "fee": f.fee,
-             "symbol": f.symbol, "liquidity": f.liquidity, "realized": f.realized}
-            for f in sim.fills
-        ]  # fmt: skip
-    return res
+        msgs = batch.messages()
+        for i, sim in enumerate(sims):
+            t = clock()
+            sim.run(msgs)
+            own[i] += clock() - t
+    for i, sim in enumerate(sims):
+        t = clock()
+        sim.finish()
+        own[i] += clock() - t
+    shared = (clock() - t0 - sum(own)) / len(sims)
+    out = []
+    for sim, dt, rid in zip(sims, own, run_ids or [None] * len(sims), strict=True):
+        c = sim.curve
+        res = RunResult(
+            run_id=rid or run_id_for(strategy_spec, sim.params, f"{source}|{start}|{end}"),
+            strategy=cls.__name__, params=sim.params, venue=venue, symbols=list(symbols),
+            source=str(source), messages=sim.messages, seconds=dt + shared,
+            first_ns=sim.first_ns or 0, last_ns=sim.now, metrics=metrics(sim),
+            digest=sim.digest(),
+        )  # fmt: skip
+        if keep:
+            res.curve = {"ts": c.ts, "equity": c.equity, "position": c.position, "mark": c.mark}
+            res.fills = [
+                {"ts": f.ts, "side": f.side, "price": f.price, "size": f.size, "fee": f.fee,
+                 "symbol": f.symbol, "liquidity": f.liquidity, "realized": f.realized}
+                for f in sim.fills
+            ]  # fmt: skip
+        out.append(res)
+    return out
 
 
 # -- sweeps ----------------------------------------------------------------------------------
@@ -231,9 +262,9 @@ def _init_worker() -> None:
     pa.set_io_thread_count(1)
 
 
-def _sweep_worker(args: tuple[str, dict[str, Any], dict[str, Any]]) -> RunResult:
-    spec, params, kw = args
-    return run_one(spec, params, **kw)
+def _sweep_worker(args: tuple[str, list[dict[str, Any]], dict[str, Any]]) -> list[RunResult]:
+    spec, params_list, kw = args
+    return run_many(spec, params_list, **kw)
 
 
 def sweep(
@@ -248,21 +279,33 @@ def sweep(
     **kw: Any,
 ) -> list[RunResult]:
     """Every combination of ``grid`` (over ``base`` parameters), in parallel processes over
-    the same data; results in grid order."""
+    the same data; results in grid order. Each process takes its combinations in groups of
+    at most ``GROUP`` and runs a group over one pass of the data (``run_many``)."""
     if source == "clickhouse":
         source = export_for_sweep(dsn, cache_dir, kw)
-    if len(grid) > 1:
+    n = max(1, min(workers or os.cpu_count() or 1, len(grid)))
+    # at least a group per process, at most GROUP runs in one; round-robin, so neighbouring
+    # combinations (often alike in cost) go to different processes
+    k = max(n, -(-len(grid) // GROUP))
+    groups = [list(range(i, len(grid), k)) for i in range(k)]
+    if k > 1:  # several passes over the same data
         source = arrow_for_sweep(source, cache_dir)
-    jobs = [(strategy_spec, {**base, **g}, {"source": source, "dsn": dsn, **kw}) for g in grid]
-    n = workers or min(len(jobs), os.cpu_count() or 1)
+    common = {"source": source, "dsn": dsn, **kw}
+    jobs = [(strategy_spec, [{**base, **grid[i]} for i in g], common) for g in groups]
     if n <= 1:
-        return [_sweep_worker(j) for j in jobs]
-    import multiprocessing
+        done = [_sweep_worker(j) for j in jobs]
+    else:
+        import multiprocessing
 
-    # spawn: a child must not inherit a parent's chdb engine or threads
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker) as pool:
-        return list(pool.map(_sweep_worker, jobs))
+        # spawn: a child must not inherit a parent's chdb engine or threads
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker) as pool:
+            done = list(pool.map(_sweep_worker, jobs))
+    out: list[RunResult | None] = [None] * len(grid)
+    for g, results in zip(groups, done, strict=True):
+        for i, r in zip(g, results, strict=True):
+            out[i] = r
+    return out  # type: ignore[return-value]
 
 
 def export_for_sweep(dsn: str | None, cache_dir: str | os.PathLike[str], kw: dict[str, Any]) -> str:

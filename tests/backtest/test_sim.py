@@ -109,6 +109,13 @@ async def test_same_run_twice_and_columnar_vs_replay(
     # a different parameter is a different run (the digest is not blind)
     d = run_one(SMA, {**PARAMS, "slow": 7}, source=str(out), cfg=cfg, **kw(loaded))
     assert d.digest != a.digest and runs[1].digest == d.digest
+    # one process, both runs over one pass of the data: each as if alone
+    one = sweep(SMA, [{}, {"slow": 7}], PARAMS, source=str(out), workers=1, cfg=cfg,
+                cache_dir=tmp_path / "cache2", **kw(loaded))  # fmt: skip
+    assert [(r.digest, r.fills, r.curve, r.metrics) for r in one] == [
+        (r.digest, r.fills, r.curve, r.metrics) for r in (c, d)
+    ]
+    assert one[0].source == str(out) and not (tmp_path / "cache2").exists()  # no copy needed
 
 
 def SMA_CLS() -> type[Strategy]:
