@@ -38,7 +38,7 @@ def _password(role: str) -> str:
 async def _ws_connect(srv: NatsServer, role: str) -> nats.NATS:
     assert srv.ws_url is not None
     return await nats.connect(
-        srv.ws_url, user=role, password=_password(role), max_reconnect_attempts=0,
+        srv.ws_url, user=role, password=_password(role), max_reconnect_attempts=1,
         connect_timeout=2, allow_reconnect=False,
     )  # fmt: skip
 
@@ -117,3 +117,34 @@ async def test_reader_may_log_in_over_websocket(ws_server: NatsServer) -> None:
     nc = await _ws_connect(ws_server, "reader")
     assert nc.is_connected
     await nc.close()
+
+
+async def test_wss_listener_with_tls(tmp_path: Path) -> None:
+    """api.nats_ws = on with a certificate: wss:// works (the browser identity, verified
+    against the CA) and plain ws:// on that port does not."""
+    import ssl
+
+    from tests.pipeline.test_security import _pki
+
+    ca, cert, key = _pki(tmp_path, "ws")
+    settings = settings_mod.from_mapping({"api": {
+        "nats_ws": "on", "nats_ws_tls_cert": str(cert), "nats_ws_tls_key": str(key)}})  # fmt: skip
+    cfg = NatsServerSettings(port=free_port(), monitor_port=free_port(),
+                             store_dir=str(tmp_path / "nats"))  # fmt: skip
+    srv = NatsServer(cfg, log_file=tmp_path / "nats.log", settings=settings)
+    srv.websocket_port = free_port()
+    srv.start()
+    try:
+        assert srv.ws_url and srv.ws_url.startswith("wss://")
+        tls = ssl.create_default_context(cafile=str(ca))
+        nc = await nats.connect(srv.ws_url, user="browser", password=_password("browser"),
+                                tls=tls, allow_reconnect=False, connect_timeout=3)  # fmt: skip
+        assert nc.is_connected
+        await nc.close()
+        with pytest.raises((NatsError, OSError, asyncio.TimeoutError)):
+            plain = await nats.connect(srv.ws_url.replace("wss://", "ws://"), user="browser",
+                                       password=_password("browser"), allow_reconnect=False,
+                                       connect_timeout=2, max_reconnect_attempts=1)  # fmt: skip
+            await plain.close()
+    finally:
+        srv.stop()
