@@ -1,5 +1,6 @@
 """``python -m collectors [venue ...] [ccxt:<exchange id> ...]``: one collector process for
-the given venues (``ccxt:<id>`` polls any ccxt exchange, see collectors/ccxt_poller.py).
+the given venues (``ccxt:<id>``: any ccxt exchange, over WebSocket where ccxt pro can, see
+collectors/ccxt_ws.py, else polled, collectors/ccxt_poller.py).
 
 A venue is a module ``collectors/<venue>.py`` with ``async def run(w: Worker)``; this
 entry point finds them by name, so adding a venue touches no other file.
@@ -19,7 +20,7 @@ from streams.settings import Settings, SettingsError
 
 # the framework's own modules and packages: every other module here is a venue
 _NOT_VENUES = {
-    "backfill", "base", "ccxt_poller", "config", "conn", "health", "losses", "metrics",
+    "backfill", "base", "ccxt_poller", "ccxt_ws", "config", "conn", "health", "losses", "metrics",
     "publisher", "rest",
 }  # fmt: skip
 
@@ -83,10 +84,10 @@ def main(argv: list[str]) -> None:
         polled = [v.split(":", 1)[1] for v in chosen if v.startswith("ccxt:")]
         modules = [importlib.import_module(f"collectors.{v}") for v in chosen if ":" not in v]
         pollers = []
-        if polled:
-            from collectors import ccxt_poller
+        if polled:  # WebSocket where ccxt pro watches the channels, REST polling otherwise
+            from collectors import ccxt_ws
 
-            pollers = [ccxt_poller.run(w, x) for x in polled]
+            pollers = [ccxt_ws.run(w, x) for x in polled]
         await asyncio.gather(*(m.run(w) for m in modules), *pollers)
 
     run("collector", body, settings)

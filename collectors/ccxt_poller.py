@@ -66,6 +66,12 @@ class CcxtExchangeSettings(Section):
 
     symbols: list[str]
     channels: list[str] = msgspec.field(default_factory=lambda: ["trades", "ticker", "ohlcv"])
+    # "auto": WebSocket (collectors/ccxt_ws.py) when ccxt pro watches every asked channel
+    # of this exchange, REST polling otherwise; "ws" or "rest" to force one. Over
+    # WebSocket, ohlcv is still polled; ``book`` needs WebSocket.
+    transport: str = "auto"
+    ws_url: str | None = None  # replaces every entry of ccxt's urls['api']['ws'] (emulators)
+    book_depth: int | None = None  # watch_order_book's limit (None: ccxt's default)
     timeframe: str = "1m"
     trades_interval_s: float = 5.0
     ticker_interval_s: float = 10.0
@@ -82,9 +88,13 @@ class CcxtExchangeSettings(Section):
     def _check(self, prefix: str) -> None:
         if not self.symbols:
             raise SettingsError(f"{prefix}.symbols must not be empty")
-        unknown = set(self.channels) - {"trades", "ticker", "ohlcv"}
+        unknown = set(self.channels) - {"trades", "ticker", "ohlcv", "book"}
         if unknown or not self.channels:
-            raise SettingsError(f"{prefix}.channels must be some of trades, ticker, ohlcv")
+            raise SettingsError(f"{prefix}.channels must be some of trades, ticker, ohlcv, book")
+        if self.transport not in ("auto", "ws", "rest"):
+            raise SettingsError(f"{prefix}.transport must be one of auto, ws, rest")
+        if self.transport == "rest" and "book" in self.channels:
+            raise SettingsError(f"{prefix}.channels: book needs transport ws or auto")
         if min(self.trades_interval_s, self.ticker_interval_s, self.ohlcv_interval_s) <= 0:
             raise SettingsError(f"{prefix}: poll intervals must be > 0")
         if self.rate_limit_ms is not None and self.rate_limit_ms <= 0:

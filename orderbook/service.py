@@ -214,6 +214,10 @@ class OrderBookService:
                 "venue": venue,
                 "symbol": symbol,
                 "valid": st.valid,
+                "rule": st.rule.name,
+                # what the venue's data is checked with (ccxt books may say "none: ...")
+                "validation": getattr(st.rule, "validation", None)
+                or ("checksum and sequence" if hasattr(st.rule, "verify") else "sequence"),
                 "seq": st.seq,
                 "ts_event": st.ts_event,
                 "ts_recv": st.ts_recv,

@@ -49,8 +49,10 @@ def rule_for(venue: str, symbol: str, instrument: Instrument | None = None) -> R
     ``rule_with(symbol, instrument)``, used once the instrument message has been seen."""
     try:
         mod = importlib.import_module(f"orderbook.venues.{venue}")
-    except ModuleNotFoundError:
-        return None
+    except ModuleNotFoundError:  # the ccxt long tail: ccxt validates, the chain is ours
+        from orderbook.venues import ccxt
+
+        return ccxt.rule_for_venue(venue, symbol)
     if instrument is not None and hasattr(mod, "rule_with"):
         return mod.rule_with(symbol, instrument)
     return mod.rule_for(symbol)

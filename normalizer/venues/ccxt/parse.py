@@ -30,6 +30,7 @@ from streams.symbols import ccxt as symbols
 PREFIX = "ccxt-"
 HIST = "ccxt-hist-"
 OHLCV = "ccxt-ohlcv-"
+WS = "ccxt-ws"
 MS = 1_000_000
 UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 TICK_SIZE, DECIMAL_PLACES = 4, 2
@@ -75,6 +76,7 @@ class CcxtParser(Parser):
         super().__init__()
         # unified symbol -> (contract size, inverse); spot symbols need no entry
         self.contracts: dict[str, tuple[float, bool]] = {}
+        self._ws: Any = None  # the venue's ccxt-ws parser, made on its first frame
 
     def _unlisted(self, channel: str) -> Handler:
         """``ccxt-ohlcv-<timeframe>`` for any timeframe, and the backfill's ``ccxt-hist-*``
@@ -82,6 +84,12 @@ class CcxtParser(Parser):
         ch = PREFIX + channel[len(HIST) :] if channel.startswith(HIST) else channel
         if ch.startswith(OHLCV):
             return self._ohlcv
+        if channel.startswith(WS):  # the WebSocket long tail (collectors/ccxt_ws.py)
+            if self._ws is None:
+                from normalizer.venues.ccxt_ws import CcxtWsParser
+
+                self._ws = CcxtWsParser(self.venue)
+            return self._ws.parse
         handler = self._dispatch.get(ch)
         if handler is not None:
             return handler

@@ -120,6 +120,7 @@ def test_cursor_skips_seen_ids_at_the_same_millisecond() -> None:
 
 def poller_settings(tmp_path: Path, url: str, emu: BitfinexEmulator, **over: Any) -> Settings:
     ex = {"symbols": ["BTC/USD", "ETH/USD"], "api_url": emu.url, "rate_limit_ms": 10,
+          "transport": "rest",  # bitfinex has WebSocket in ccxt pro: this tests the poller
           "trades_limit": 50, "trades_interval_s": 0.2, "ticker_interval_s": 0.5,
           "ohlcv_interval_s": 0.3, **over}  # fmt: skip
     return make_settings(

@@ -1,0 +1,188 @@
+"""The ccxt WebSocket long tail end to end, per venue: the venue's emulated WebSocket ->
+ccxt pro's own watch machinery in collectors/ccxt_ws.py (frames tapped untouched into RAW)
+-> the normalizer running ccxt's own handlers on them -> MARKET -> ClickHouse and the
+order-book service; then RAW re-normalized reproduces MARKET bit for bit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from collectors import ccxt_ws
+from normalizer.worker import main as normalizer_main
+from orderbook.service import main as orderbook_main
+from replay import Replay
+from replay.renormalize import renormalize
+from sinks.clickhouse.worker import main as sink_main
+from streams.bus.server import NatsServer
+from streams.provision import STREAM_DLQ, STREAM_RAW
+from streams.settings import Settings
+from streams.symbols import ccxt as symbols
+from tests.conftest import make_settings
+from tests.helpers import rows, served_book
+from tests.venues.ccxt_ws.emulator_bitfinex import BitfinexWsEmulator
+from tests.workers import inprocess, inprocess_all
+
+
+@dataclass
+class Spec:
+    make: Callable[[], Any]
+    section: Callable[[Any], dict[str, Any]]
+    validation: str  # what book.get says ccxt checks of the venue's book
+    steps: int = 40
+
+
+def _bitfinex(e: BitfinexWsEmulator) -> dict[str, Any]:
+    return {"symbols": ["BTC/USD", "ETH/USD"], "channels": ["trades", "ticker", "book"],
+            "api_url": e.rest_url, "ws_url": e.ws_url, "transport": "ws"}  # fmt: skip
+
+
+VENUES = {
+    "bitfinex": Spec(BitfinexWsEmulator, _bitfinex, "checksum"),
+}
+
+
+def long_tail_settings(tmp_path: Path, url: str, venue: str, section: dict[str, Any]) -> Settings:
+    return make_settings(
+        tmp_path, url, collector={"ccxt": {"exchanges": {venue: section}}},
+        sink={"flush_interval_s": 0.2}, log={"level": "WARNING"},
+    )  # fmt: skip
+
+
+async def _until(pred: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def _normalized(js: JetStreamContext, settings: Settings) -> None:
+    while True:
+        info = await js.consumer_info(STREAM_RAW, settings.normalizer.consumer.durable)
+        if not info.num_pending and not info.num_ack_pending:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _book(nc: Client, venue: str, symbol: str, want: dict[str, Any]) -> dict[str, Any]:
+    """The served book once it equals ``want`` (or the last answer after 20 s)."""
+    got: dict[str, Any] = {}
+    for _ in range(100):
+        got = await served_book(nc, venue, symbol)
+        if got.get("valid") and _levels(got) == want:
+            return got
+        await asyncio.sleep(0.2)
+    return got
+
+
+def _levels(b: dict[str, Any]) -> dict[str, dict[float, float]]:
+    return {side: {p: s for p, s in b.get(side, [])} for side in ("bids", "asks")}
+
+
+@pytest.mark.parametrize("venue", sorted(VENUES))
+async def test_long_tail_venue_end_to_end_and_renormalized(
+    venue: str, tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext
+) -> None:
+    spec = VENUES[venue]
+    since = time.time_ns()
+    async with spec.make() as emu:
+        settings = long_tail_settings(tmp_path, nats_server.url, venue, spec.section(emu))
+        assert ccxt_ws.choose(venue, ccxt_ws.ccxt_settings(settings).exchanges[venue]) == "ws"
+        async with inprocess_all(settings, sink=sink_main, orderbook=orderbook_main,
+                                 normalizer=normalizer_main):  # fmt: skip
+            async with inprocess("collector", lambda w: ccxt_ws.run(w, venue), settings):
+                await _until(emu.subscribed, f"{venue}: ccxt never subscribed everything")
+                await emu.play(spec.steps)
+                # every trade once, with the venue's values
+                want = sorted(
+                    (symbols.to_symbol(m.unified), str(t.id), t.price, t.size, t.side, t.ms)
+                    for m in emu.markets.values() for t in m.trades
+                )  # fmt: skip
+                q = ("SELECT symbol, id, price, size, toString(side), "
+                     "toUnixTimestamp64Milli(ts_event) FROM trades "
+                     f"WHERE venue = '{venue}' ORDER BY symbol, id")  # fmt: skip
+                got = await rows(nc, q, len(want), 30, settle_s=0.5)
+                assert sorted(tuple(r) for r in got) == want
+                # the books the order-book service keeps: the venue's, level for level
+                for m in emu.markets.values():
+                    sym = symbols.to_symbol(m.unified)
+                    book = await _book(nc, venue, sym, m.book())
+                    assert book.get("valid"), book
+                    assert _levels(book) == m.book(), sym
+                    assert book["rule"] == f"ccxt-{venue}"
+                    assert book["validation"].startswith(spec.validation)
+                tickers = await rows(
+                    nc, f"SELECT count() FROM tickers WHERE venue = '{venue}'", 1, 10
+                )  # fmt: skip
+                assert tickers and tickers[0][0] >= 2
+                q = f"SELECT count() FROM book_updates WHERE venue = '{venue}' AND NOT snapshot"
+                updates = await rows(nc, q, 1, 10)
+                assert updates[0][0] >= spec.steps  # deltas, not snapshots per frame
+            await _normalized(js, settings)
+    assert (await js.stream_info(STREAM_DLQ)).state.messages == 0
+    # RAW re-normalized: the normalizer's part of MARKET again, bit for bit, in order (the
+    # rest of MARKET is the order-book service's depth, bbo and gaps, made from books)
+    res = await renormalize(settings, since=since, name="lt", progress=False)
+    assert res.dead == 0 and res.messages > 2 * spec.steps
+    again = await _messages(settings, from_replay="lt")
+    live = await _messages(settings, start=since)
+    made = set(again)
+    assert [m for m in live if m in made] == again
+    assert len(again) == len(made)  # no message twice
+    others = [m for m in live if m not in made]
+    assert {s.split(".")[1] for s, _, _ in others} <= {"depth", "bbo", "gap"}
+    assert all(i.startswith(f"{venue}:") and ":book" not in i for _, i, _ in others)
+
+
+async def _messages(settings: Settings, **kw: Any) -> list[tuple[str, str, bytes]]:
+    r = Replay(settings, subjects="market.>", order="stream", progress=False,
+               source="jetstream", **kw)  # fmt: skip
+    return [(m.subject, (m.headers or {}).get("Nats-Msg-Id", ""), m.data) async for m in r]
+
+
+async def test_raw_frames_are_the_venue_bytes(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    """What RAW holds for a ccxt-ws venue: the frames exactly as the emulator wrote them,
+    in order, after the market and subscription records."""
+    async with BitfinexWsEmulator() as emu:
+        section = {**_bitfinex(emu), "channels": ["trades"], "symbols": ["BTC/USD"]}
+        settings = long_tail_settings(tmp_path, nats_server.url, "bitfinex", section)
+        sent: list[str] = []
+        send = emu._send
+
+        async def record(c: Any, chan: int, *body: Any) -> None:
+            sent.append(orjson.dumps([chan, *body]).decode())
+            await send(c, chan, *body)
+
+        emu._send = record  # type: ignore[method-assign]
+        async with inprocess("collector", lambda w: ccxt_ws.run(w, "bitfinex"), settings):
+            await _until(lambda: emu.subscribed(("trades",)) or bool(emu.clients and
+                         emu.clients[0].chans), "no subscription")  # fmt: skip
+            await emu.play(5)
+            await asyncio.sleep(0.5)
+    sub = await js.subscribe("raw.bitfinex.*.WS", stream=STREAM_RAW, ordered_consumer=True)
+    got = []
+    while True:
+        try:
+            got.append(await sub.next_msg(timeout=1))
+        except Exception:
+            break
+    await sub.unsubscribe()
+    channels = [m.subject.split(".")[2] for m in got]
+    assert channels[0] == "ccxt-ws-market"
+    assert "ccxt-ws-sub" in channels and "ccxt-ws-open" in channels
+    texts = [m.data.decode() for m in got if m.subject.split(".")[2].startswith("ccxt-ws-t")]
+    info, ack, *frames = texts
+    assert orjson.loads(info)["event"] == "info" and orjson.loads(ack)["event"] == "subscribed"
+    assert frames == sent  # untouched, in order
+    assert all(m.headers and int(m.headers["Jm-Recv-Ns"]) > 0 for m in got)
