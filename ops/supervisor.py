@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from streams.bus.server import NatsServer
+from streams.bus.server import NatsServer, websocket_conf
 from streams.settings import Settings
 
 log = logging.getLogger("ops.supervisor")
@@ -113,6 +113,12 @@ def up(settings: Settings, venues: list[str] | None, *, external_nats: bool = Fa
         print(f"jetmarket up: port {srv.host}:{srv.port} is taken (another checkout's "
               "`make up`, or a nats-server): stop it, or set nats.server.port and nats.url",
               file=sys.stderr)  # fmt: skip
+        return 1
+    ws = settings.api.nats_ws_port
+    if (not external_nats and websocket_conf(settings, srv.host, ws).startswith("websocket")
+            and not _port_free(srv.host, ws)):  # fmt: skip
+        print(f"jetmarket up: port {srv.host}:{ws} (the NATS WebSocket listener) is taken: "
+              "set api.nats_ws_port, or api.nats_ws = \"off\"", file=sys.stderr)  # fmt: skip
         return 1
     children = default_workers(settings, venues)
     sup = Supervisor(settings, children, embedded_nats=not external_nats)
