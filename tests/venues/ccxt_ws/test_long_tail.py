@@ -30,6 +30,7 @@ from streams.symbols import ccxt as symbols
 from tests.conftest import make_settings
 from tests.helpers import rows, served_book
 from tests.venues.ccxt_ws.emulator_bitfinex import BitfinexWsEmulator
+from tests.venues.ccxt_ws.emulator_bitget import BitgetEmulator
 from tests.workers import inprocess, inprocess_all
 
 
@@ -46,8 +47,15 @@ def _bitfinex(e: BitfinexWsEmulator) -> dict[str, Any]:
             "api_url": e.rest_url, "ws_url": e.ws_url, "transport": "ws"}  # fmt: skip
 
 
+def _bitget(e: BitgetEmulator) -> dict[str, Any]:
+    return {"symbols": ["BTC/USDT", "ETH/USDT"], "channels": ["trades", "ticker", "book"],
+            "api_url": e.rest_url, "ws_url": e.ws_url,
+            "options": {"fetchMarkets": {"types": ["spot"]}}}  # fmt: skip
+
+
 VENUES = {
     "bitfinex": Spec(BitfinexWsEmulator, _bitfinex, "checksum"),
+    "bitget": Spec(BitgetEmulator, _bitget, "checksum"),
 }
 
 
