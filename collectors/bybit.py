@@ -51,13 +51,15 @@ LIMITS = config.LimitsSettings(
     ws={"connections_per_5min": 500},
 )  # fmt: skip
 
+CATEGORIES = ("spot", "linear", "inverse", "option")
+CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")
+
+# ``[collector.bybit]``: its defaults; ``channels`` must be some of CHANNELS
 BybitSettings = config.venue_section("BybitSettings",
     ws_url="wss://stream.bybit.com/v5/public/linear", rest_url="https://api.bybit.com",
     symbols=["BTCUSDT"], channels=["publicTrade", "orderbook.50", "tickers"],
-    limits=LIMITS)  # fmt: skip
+    limits=LIMITS, known_channels=CHANNELS)  # fmt: skip
 
-CATEGORIES = ("spot", "linear", "inverse", "option")
-CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")
 # channels a category does not have (options: no klines, no liquidations)
 NOT_ON = {"spot": {"allLiquidation"}, "option": {"allLiquidation", "kline"}}
 OPTION_DEPTHS = (25, 100)  # option books: orderbook.25 / orderbook.100 only

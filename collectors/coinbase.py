@@ -58,12 +58,14 @@ LIMITS = config.LimitsSettings(
     ws={"messages_per_s": 8},
 )  # fmt: skip
 
+DATA_CHANNELS = ("level2", "market_trades", "ticker", "candles")
+
+# ``[collector.coinbase]``: its defaults; ``channels`` must be some of DATA_CHANNELS
 CoinbaseSettings = config.venue_section("CoinbaseSettings",
     ws_url="wss://advanced-trade-ws.coinbase.com", rest_url="https://api.coinbase.com",
     symbols=["BTC-USD"], channels=["market_trades", "level2", "ticker"],
-    limits=LIMITS)  # fmt: skip
+    limits=LIMITS, known_channels=DATA_CHANNELS)  # fmt: skip
 
-DATA_CHANNELS = ("level2", "market_trades", "ticker", "candles")
 WIRE_TO_CHANNEL = {"l2_data": "level2", "market_trades": "market_trades", "ticker": "ticker",
                    "candles": "candles", "heartbeats": "heartbeats",
                    "subscriptions": "control"}  # fmt: skip

@@ -10,7 +10,8 @@ here, so a venue reads as one unit and adding one touches no shared file.
 from __future__ import annotations
 
 import sys
-from typing import Any, TypeVar, get_type_hints
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar, get_type_hints
 
 import msgspec
 
@@ -51,18 +52,31 @@ class VenueSettings(Section):
     # the venue's REST limits and proxy (streams/bus/budget.py); defaults in its module
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
 
+    KNOWN_CHANNELS: ClassVar[frozenset[str]] = frozenset()  # empty: not checked here
+
     def _check(self, prefix: str) -> None:
         if not self.symbols:
             raise SettingsError(f"{prefix}.symbols must not be empty")
         if not self.channels:
             raise SettingsError(f"{prefix}.channels must not be empty")
+        known = self.KNOWN_CHANNELS
+        # "orderbook.50": a channel with its parameter after the dot counts as that channel
+        bad = [c for c in self.channels if c not in known and c.split(".")[0] not in known]
+        bad = bad if known else []
+        if bad:
+            raise SettingsError(
+                f"{prefix}.channels: unknown {bad}; this venue's channels: {sorted(known)}"
+            )
 
 
-def venue_section(name: str, **defaults: Any) -> type[VenueSettings]:
+def venue_section(
+    name: str, known_channels: Iterable[str] = (), **defaults: Any
+) -> type[VenueSettings]:
     """A venue's settings class: ``VenueSettings`` with the venue's own defaults (its URLs,
-    symbols and channels), named ``name`` in the calling module. Lists are copied per
-    instance, so one Settings never shares a list with another (a section, like ``limits``,
-    is copied too)."""
+    symbols and channels), named ``name`` in the calling module; ``known_channels`` (the
+    venue's channel map) is what ``channels`` may name, checked when settings load. Lists
+    are copied per instance, so one Settings never shares a list with another (a section,
+    like ``limits``, is copied too)."""
     hints = get_type_hints(VenueSettings)
     fields = [
         (key, hints[key], msgspec.field(default_factory=lambda v=value: list(v)))
@@ -75,7 +89,7 @@ def venue_section(name: str, **defaults: Any) -> type[VenueSettings]:
     module = sys._getframe(1).f_globals.get("__name__", __name__)
     return msgspec.defstruct(
         name, fields, bases=(VenueSettings,), module=module, kw_only=True,
-        forbid_unknown_fields=True,
+        forbid_unknown_fields=True, namespace={"KNOWN_CHANNELS": frozenset(known_channels)},
     )  # fmt: skip
 
 

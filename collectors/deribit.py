@@ -59,12 +59,14 @@ LIMITS = config.LimitsSettings(
     ws={"subscribe_requests_per_s": 3.3},
 )  # fmt: skip
 
+CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades")
+
+# ``[collector.deribit]``: its defaults; ``channels`` must be some of CHANNELS
 DeribitSettings = config.venue_section("DeribitSettings",
     ws_url="wss://www.deribit.com/ws/api/v2", rest_url="https://www.deribit.com",
     symbols=["BTC-PERPETUAL"], channels=["trades", "book", "ticker"],
-    limits=LIMITS)  # fmt: skip
+    limits=LIMITS, known_channels=CHANNELS)  # fmt: skip
 
-CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades")
 RAW_CHANNEL = {"chart": "chart_trades", "trades": "trades", "book": "book", "quote": "quote",
                "ticker": "ticker"}  # fmt: skip
 CHANNELS_PER_REQUEST = 100

@@ -55,13 +55,15 @@ LIMITS = config.LimitsSettings(
     ws={"connections_per_10min": 150},
 )  # fmt: skip
 
+PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
+CHANNELS = frozenset((*PER_SYMBOL, "instrument"))
+
+# ``[collector.kraken]``: its defaults; ``channels`` must be some of CHANNELS
 KrakenSettings = config.venue_section("KrakenSettings",
     ws_url="wss://ws.kraken.com/v2", rest_url="https://api.kraken.com",
     symbols=["BTC/USD"], channels=["trade", "book", "ticker"],
-    limits=LIMITS)  # fmt: skip
+    limits=LIMITS, known_channels=CHANNELS)  # fmt: skip
 
-PER_SYMBOL = ("trade", "book", "ticker", "ohlc")
-CHANNELS = frozenset((*PER_SYMBOL, "instrument"))
 DEPTHS = (10, 25, 100, 500, 1000)
 INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 # Kraken documents no per-request symbol cap; small batches keep each ack burst short.

@@ -52,11 +52,6 @@ LIMITS = config.LimitsSettings(
     ws={"connections_per_s": 3, "subscribes_per_hour": 480},
 )  # fmt: skip
 
-OkxSettings = config.venue_section("OkxSettings",
-    ws_url="wss://ws.okx.com:8443/ws/v5/public", rest_url="https://www.okx.com",
-    symbols=["BTC-USDT", "BTC-USDT-SWAP"], channels=["trades", "books", "tickers"],
-    limits=LIMITS)  # fmt: skip
-
 PER_INSTRUMENT = ("trades", "books", "bbo-tbt", "tickers", "candle1m")
 DERIVATIVE_ONLY = ("open-interest", "mark-price")
 CHANNELS = frozenset(
@@ -64,6 +59,13 @@ CHANNELS = frozenset(
     + DERIVATIVE_ONLY
     + ("funding-rate", "index-tickers", "liquidation-orders", "opt-summary")
 )
+
+# ``[collector.okx]``: its defaults; ``channels`` must be some of CHANNELS
+OkxSettings = config.venue_section("OkxSettings",
+    ws_url="wss://ws.okx.com:8443/ws/v5/public", rest_url="https://www.okx.com",
+    symbols=["BTC-USDT", "BTC-USDT-SWAP"], channels=["trades", "books", "tickers"],
+    limits=LIMITS, known_channels=CHANNELS)  # fmt: skip
+
 ARGS_PER_REQUEST = 100  # well under OKX's 64 KB request limit
 _ARG = b'{"arg":{'
 

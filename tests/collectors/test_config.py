@@ -69,3 +69,13 @@ def test_a_section_for_no_venue_is_a_typo() -> None:
     check_sections(S.from_mapping({"collector": {"okx": {}, "ccxt": {}}}), venues())
     with pytest.raises(S.SettingsError, match=r"collector\.flush_evry"):  # not a table: a typo
         S.from_mapping({"collector": {"flush_evry": 5}})
+
+
+@pytest.mark.parametrize("venue", ["okx", "bybit", "deribit", "coinbase", "kraken"])
+def test_an_unknown_channel_fails_when_settings_load_and_lists_the_valid_ones(venue: str) -> None:
+    cls = _collector_class(venue).settings_class
+    s = S.from_mapping({"collector": {venue: {"channels": ["nope"]}}})
+    with pytest.raises(S.SettingsError, match=rf"collector\.{venue}\.channels: unknown \['nope'\]"):
+        venue_settings(s, venue, cls)
+    for ch in sorted(cls.KNOWN_CHANNELS):  # every channel of the map is accepted
+        venue_settings(S.from_mapping({"collector": {venue: {"channels": [ch]}}}), venue, cls)
