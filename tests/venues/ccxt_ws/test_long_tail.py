@@ -31,6 +31,7 @@ from tests.conftest import make_settings
 from tests.helpers import rows, served_book
 from tests.venues.ccxt_ws.emulator_bitfinex import BitfinexWsEmulator
 from tests.venues.ccxt_ws.emulator_bitget import BitgetEmulator
+from tests.venues.ccxt_ws.emulator_cryptocom import CryptocomEmulator
 from tests.workers import inprocess, inprocess_all
 
 
@@ -53,9 +54,15 @@ def _bitget(e: BitgetEmulator) -> dict[str, Any]:
             "options": {"fetchMarkets": {"types": ["spot"]}}}  # fmt: skip
 
 
+def _cryptocom(e: CryptocomEmulator) -> dict[str, Any]:
+    return {"symbols": ["BTC/USDT", "BTC/USD:USD"], "channels": ["trades", "ticker", "book"],
+            "api_url": e.rest_url, "ws_url": e.ws_url}  # fmt: skip
+
+
 VENUES = {
     "bitfinex": Spec(BitfinexWsEmulator, _bitfinex, "checksum"),
     "bitget": Spec(BitgetEmulator, _bitget, "checksum"),
+    "cryptocom": Spec(CryptocomEmulator, _cryptocom, "sequence"),
 }
 
 
