@@ -129,6 +129,52 @@ class OptionGreeks(Base, tag="option_greeks", kw_only=True):
     open_interest: float | None = None  # base units
 
 
+class LongShortRatio(Base, tag="long_short_ratio", kw_only=True):
+    """Crowd positioning over one venue period (``ts_event`` = the period's time as the venue
+    stamps it). ``kind``: ``global_accounts`` (share of all accounts net long/short),
+    ``top_accounts`` (top traders by account count), ``top_positions`` (top traders by
+    position size). ``long_share``/``short_share`` are fractions (0.61 = 61 %); ``ratio`` is
+    long/short as the venue states it."""
+
+    kind: Literal["global_accounts", "top_accounts", "top_positions"]
+    period: str  # the venue's period: 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d
+    ratio: float
+    long_share: float | None = None
+    short_share: float | None = None
+
+
+class TakerVolume(Base, tag="taker_volume", kw_only=True):
+    """Taker buy and sell volume over one venue period, base units (``*_value``: quote)."""
+
+    period: str
+    buy_volume: float
+    sell_volume: float
+    buy_value: float | None = None
+    sell_value: float | None = None
+
+
+class OpenInterestHist(Base, tag="open_interest_hist", kw_only=True):
+    """Open interest at the end of one venue period, as the venue keeps its history
+    (``open_interest``: the live polls)."""
+
+    period: str
+    open_interest: float  # base units
+    open_interest_value: float | None = None  # quote currency
+
+
+class VolatilityIndex(Base, tag="volatility_index", kw_only=True):
+    """A volatility index (Deribit DVOL, in vol points: 55.2 = 55.2 %). ``interval`` is
+    empty for a live value (``value`` only), else a candle's resolution (1m, 1h, 12h, 1d)
+    with open/high/low and ``value`` = close; ``symbol`` is the index's currency pair."""
+
+    index_name: str  # "dvol"
+    interval: str = ""
+    value: float
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+
+
 class Instrument(Base, tag="instrument", kw_only=True):
     native_symbol: str
     kind: Literal["spot", "perpetual", "future", "option"]
@@ -171,6 +217,10 @@ MarketMessage = Union[
     OptionGreeks,
     Instrument,
     Gap,
+    LongShortRatio,
+    TakerVolume,
+    OpenInterestHist,
+    VolatilityIndex,
 ]
 MARKET_TYPES: dict[str, type[Base]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]

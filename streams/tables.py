@@ -20,6 +20,10 @@ TABLES: dict[str, str] = {
     "option_greeks": "option_greeks",
     "instrument": "instruments",
     "gap": "gaps",
+    "long_short_ratio": "long_short_ratios",
+    "taker_volume": "taker_volume",
+    "open_interest_hist": "open_interest_hist",
+    "volatility_index": "volatility_index",
 }
 EXEC_TABLES: dict[str, str] = {
     "order_command": "order_commands",

@@ -51,6 +51,14 @@ def sample(kind: str, i: int) -> schemas.Base:
                                                  lot_size=1e-5),
         "gap": lambda: schemas.Gap(**base, reason="sequence", channel="book", expected_seq=i,
                                    got_seq=i + 2, detail="test"),
+        "long_short_ratio": lambda: schemas.LongShortRatio(**base, kind="top_positions",
+                                                           period="5m", ratio=1.5,
+                                                           long_share=0.6, short_share=0.4),
+        "taker_volume": lambda: schemas.TakerVolume(**base, period="5m", buy_volume=12.5,
+                                                    sell_volume=10.0, buy_value=None),
+        "open_interest_hist": lambda: schemas.OpenInterestHist(**base, period="1h",
+                                                               open_interest=8000.5),
+        "volatility_index": lambda: schemas.VolatilityIndex(**base, index_name="dvol", value=55.2),
     }[kind]()  # fmt: skip
 
 

@@ -38,6 +38,10 @@ def test_every_market_type_round_trips() -> None:
         "option_greeks",
         "instrument",
         "gap",
+        "long_short_ratio",
+        "taker_volume",
+        "open_interest_hist",
+        "volatility_index",
     }
     t = schemas.Trade(
         venue="binance",

@@ -546,3 +546,78 @@ SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS option_greeks ON CLUSTER 'jetmarket' AS option_greeks_local
 ENGINE = Distributed('jetmarket', currentDatabase(), option_greeks_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS long_short_ratios_local ON CLUSTER 'jetmarket' (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    kind LowCardinality(String),
+    period LowCardinality(String),
+    ratio Float64 CODEC(Gorilla, ZSTD(1)),
+    long_share Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    short_share Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/long_short_ratios_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts_event)
+ORDER BY (venue, symbol, kind, period, ts_event)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS long_short_ratios ON CLUSTER 'jetmarket' AS long_short_ratios_local
+ENGINE = Distributed('jetmarket', currentDatabase(), long_short_ratios_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS taker_volume_local ON CLUSTER 'jetmarket' (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    period LowCardinality(String),
+    buy_volume Float64 CODEC(Gorilla, ZSTD(1)),
+    sell_volume Float64 CODEC(Gorilla, ZSTD(1)),
+    buy_value Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    sell_value Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/taker_volume_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts_event)
+ORDER BY (venue, symbol, period, ts_event)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS taker_volume ON CLUSTER 'jetmarket' AS taker_volume_local
+ENGINE = Distributed('jetmarket', currentDatabase(), taker_volume_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS open_interest_hist_local ON CLUSTER 'jetmarket' (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    period LowCardinality(String),
+    open_interest Float64 CODEC(Gorilla, ZSTD(1)),
+    open_interest_value Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/open_interest_hist_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts_event)
+ORDER BY (venue, symbol, period, ts_event)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS open_interest_hist ON CLUSTER 'jetmarket' AS open_interest_hist_local
+ENGINE = Distributed('jetmarket', currentDatabase(), open_interest_hist_local, cityHash64(venue, symbol));
+
+CREATE TABLE IF NOT EXISTS volatility_index_local ON CLUSTER 'jetmarket' (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    ts_event DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    index_name LowCardinality(String),
+    interval LowCardinality(String),
+    value Float64 CODEC(Gorilla, ZSTD(1)),
+    open Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    high Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    low Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    stream_seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/volatility_index_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts_event)
+ORDER BY (venue, symbol, index_name, interval, ts_event)
+SETTINGS replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS volatility_index ON CLUSTER 'jetmarket' AS volatility_index_local
+ENGINE = Distributed('jetmarket', currentDatabase(), volatility_index_local, cityHash64(venue, symbol));
