@@ -187,7 +187,15 @@ class WsCollector:
                 self._put(text, message.data.encode(), time.time_ns())
             elif message.type == WSMsgType.BINARY:
                 self._put(binary, bytes(message.data), time.time_ns())
-            handle(message)
+            try:
+                handle(message)
+            except Exception as exc:
+                # ccxt raised out of its handler (a sequence break it detected, say): left
+                # alone, its receive loop would stop for good. Ending the connection makes
+                # its watchers reconnect and resubscribe, i.e. a fresh snapshot.
+                log.warning("ccxt handler failed on a frame; reconnecting", extra={
+                    "exchange": self.id, "client": key, "error": repr(exc)[:300]})  # fmt: skip
+                c.on_error(exc)
 
         def on_connected(client: Any, *args: Any) -> Any:
             self._record("ccxt-ws-open", {"client": key, "url": client.url})

@@ -167,6 +167,8 @@ class CcxtWsParser(Naming):
         self.books: dict[str, _Book] = {}  # unified symbol -> what was published
         self.book_client: dict[str, str] = {}  # unified symbol -> client key it came through
         self._markets: dict[str, dict[str, Any]] = {}
+        # books ccxt reported broken: no book output until ccxt subscribes to them again
+        self.resyncing: set[str] = set()
 
     # -- dispatch ------------------------------------------------------------------------
     def parse(self, frame: Frame) -> list[Out]:
@@ -227,6 +229,12 @@ class CcxtWsParser(Naming):
                 raise Rejected("ccxt-ws-sub record for an unknown client without a url")
             client = self.clients[rec["client"]] = FeedClient(url, self.ex)
         client.subscriptions[rec.get("hash")] = rec.get("sub", True)
+        if self.resyncing:  # ccxt subscribed again: its next book of the symbol is whole
+            text = str(rec.get("hash"))
+            for sym in list(self.resyncing):
+                mid = self._markets.get(sym, {}).get("id")
+                if sym in text or (isinstance(mid, str) and mid in text):
+                    self.resyncing.discard(sym)
         return []
 
     def _close(self, frame: Frame) -> list[Out]:
@@ -264,10 +272,15 @@ class CcxtWsParser(Naming):
                 data = data.decode()
             except UnicodeDecodeError as exc:
                 raise Rejected(f"text frame is not UTF-8: {exc}") from None
+        raised: Exception | None = None
         try:
             client.handle_message(WSMessage(kind, data, None))
-        except Exception as exc:  # ccxt's handler failed on this frame: its state is ccxt's
-            raise Rejected(f"ccxt {self.venue} handler failed: {exc!r}"[:400]) from None
+        except Exception as exc:  # the collector reconnects on this (collectors/ccxt_ws.py)
+            if type(exc).__name__ not in _FAILURES:
+                raise Rejected(f"ccxt {self.venue} handler failed: {exc!r}"[:400]) from None
+            raised = exc
+        if raised is not None:
+            client.rejected.append(raised)
         out: list[Out] = []
         if ex.trades:
             for cache in ex.trades.values():
@@ -298,6 +311,8 @@ class CcxtWsParser(Naming):
         for r in client.resolved:
             if isinstance(r, OrderBook):
                 sym = r.get("symbol")
+                if sym in self.resyncing:
+                    continue  # ccxt's book of it is partial until it subscribes again
                 if isinstance(sym, str) and sym not in seen and sym not in failed:
                     seen.add(sym)
                     book = ex.orderbooks.get(sym) if ex.orderbooks else None
@@ -308,11 +323,13 @@ class CcxtWsParser(Naming):
             if (
                 st.obj is not None
                 and sym not in failed
+                and sym not in self.resyncing
                 and (not ex.orderbooks or ex.orderbooks.get(sym) is not st.obj)
                 and sym not in seen
             ):
                 failed[sym] = "sequence"
         for sym, reason in failed.items():
+            self.resyncing.add(sym)
             detail = "ccxt needs a REST snapshot, which RAW cannot replay" if reason == "snapshot" \
                 else f"ccxt {reason} failure"  # fmt: skip
             out.extend(self._fail(frame, sym, reason, detail))
@@ -376,6 +393,14 @@ class CcxtWsParser(Naming):
             out.append(self._out("bbo", unified, f"{ts_event}:{frame.raw_seq}", bbo))
 
     def _levels(self, unified: str, side: Any) -> dict[float, float]:
+        """price -> size in base units of one side of ccxt's book (runs per book message:
+        the spot and linear cases without a call per level)."""
+        m = self._markets.get(unified)
+        if m is None or not m.get("contract"):
+            return {float(lvl[0]): float(lvl[1]) for lvl in side}
+        size = float(m.get("contractSize") or 1.0)
+        if not m.get("inverse"):
+            return {float(lvl[0]): float(lvl[1]) * size for lvl in side}
         to_base = self._to_base
         return {float(lvl[0]): to_base(unified, float(lvl[1]), float(lvl[0])) for lvl in side}
 

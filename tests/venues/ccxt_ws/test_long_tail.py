@@ -201,3 +201,44 @@ async def test_raw_frames_are_the_venue_bytes(
     assert orjson.loads(info)["event"] == "info" and orjson.loads(ack)["event"] == "subscribed"
     assert frames == sent  # untouched, in order
     assert all(m.headers and int(m.headers["Jm-Recv-Ns"]) > 0 for m in got)
+
+
+async def test_a_sequence_break_ccxt_detects_becomes_a_gap_and_a_resync(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext
+) -> None:
+    """Crypto.com skips a ``u``: ccxt's handler raises (its ``pu`` check); the collector
+    reconnects so ccxt resubscribes; the normalizer turns ccxt's verdict into a gap, cuts
+    the chain (the order-book service invalidates the book) and publishes the snapshot that
+    follows: the served book is the venue's again. Re-normalization agrees."""
+    since = time.time_ns()
+    async with CryptocomEmulator() as emu:
+        section = {**_cryptocom(emu), "symbols": ["BTC/USDT"], "channels": ["book"]}
+        emu.markets.pop("BTCUSD-PERP")
+        settings = long_tail_settings(tmp_path, nats_server.url, "cryptocom", section)
+        async with inprocess_all(settings, sink=sink_main, orderbook=orderbook_main,
+                                 normalizer=normalizer_main):  # fmt: skip
+            async with inprocess("collector", lambda w: ccxt_ws.run(w, "cryptocom"), settings):
+                await _until(lambda: emu.subscribed(("book",)), "no book subscription")
+                m = emu.markets["BTC_USDT"]
+                await emu.play(10)
+                assert (await _book(nc, "cryptocom", "BTC-USDT", m.book())).get("valid")
+                first = emu.clients[0]
+                emu.skip_sequence = True
+                await emu.play(1)
+                await _until(lambda: bool(emu.clients) and emu.clients[0] is not first
+                             and emu.subscribed(("book",)), "ccxt did not resubscribe")  # fmt: skip
+                await emu.play(10)
+                book = await _book(nc, "cryptocom", "BTC-USDT", m.book())
+                assert book.get("valid") and _levels(book) == m.book()
+                q = ("SELECT reason, channel FROM gaps WHERE venue = 'cryptocom' "
+                     "AND symbol = 'BTC-USDT' ORDER BY ts_recv")  # fmt: skip
+                gaps = await rows(nc, q, 2, 15)
+                reasons = [r[0] for r in gaps]
+                assert reasons[0] == "checksum", gaps  # ccxt words a pu mismatch so
+                assert "reconnect" in reasons
+            await _normalized(js, settings)
+    res = await renormalize(settings, since=since, name="rs", progress=False)
+    again = await _messages(settings, from_replay="rs")
+    live = await _messages(settings, start=since)
+    made = set(again)
+    assert res.dead == 0 and [x for x in live if x in made] == again
