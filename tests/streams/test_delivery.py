@@ -144,6 +144,29 @@ def test_raw_header_agrees_with_the_parsed_headers_on_random_blocks() -> None:
     assert answered > 1000  # the fast path did answer, not only decline
 
 
+def test_int_header_agrees_with_the_parsed_headers_on_random_blocks() -> None:
+    """The first-line fast path of ``int_header`` (the collectors' shape) and the general
+    search answer alike: a value only when nats-py's parsed headers hold that integer."""
+    rnd = random.Random(12)
+    pieces = [
+        b"Jm-Recv-Ns: 17", b"Jm-Recv-Ns:9 ", b" Jm-Recv-Ns: 3", b"Jm-Recv-Ns: x1",
+        b"Jm-Conn: c", b"Jm-Conn: Jm-Recv-Ns: 5", b"X: Jm-Recv-Ns", b"A:1", b"",
+    ]  # fmt: skip
+    fast_answers = 0
+    for _ in range(5000):
+        lines = [pieces[rnd.randint(0, 1)], *rnd.choices(pieces, k=rnd.randint(0, 3))]
+        block = b"NATS/1.0\r\n" + b"".join(x + b"\r\n" for x in lines) + b"\r\n"
+        m = Delivery(None, "s", "", b"", block)  # type: ignore[arg-type]
+        parsed = (Delivery(None, "s", "", b"", block).headers or {}).get("Jm-Recv-Ns")  # type: ignore[arg-type]
+        try:
+            value = m.int_header(b"\r\nJm-Recv-Ns:")
+        except (KeyError, ValueError):
+            continue
+        fast_answers += 1
+        assert parsed is not None and value == int(parsed), block
+    assert fast_answers > 1000
+
+
 class _Recorder:
     """What a client sees from its protocol parser: every message and control line."""
 
