@@ -6,6 +6,9 @@ CHANNELS (setting name -> Binance stream -> raw subject), in addition to spot's:
   openInterest (REST) /fapi/v1/openInterest every open_interest_interval_s
                                         raw.binanceusdm.openInterest.<SYM>
                Nats-Msg-Id binanceusdm:openInterest:<SYM>:<time>
+  positioning  (REST) /futures/data/<endpoint> per positioning_period (below, POSITIONING)
+                                        raw.binanceusdm.<endpoint>-<period>.<SYM>
+               cursor in RAW (collectors/positioning.py): no gap, no duplicate on restart
   depth        <sym>@depth@100ms with ``pu`` (the previous event's ``u``) + REST /fapi/v1/depth
 Raw subjects use ccxt's id ``binanceusdm``; the normalizer names the venue ``binance`` and
 the market by symbol (``BTC-USDT-PERP``), so ``ctl.snapshot.binance.BTC-USDT-PERP`` is ours
@@ -29,6 +32,7 @@ from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
 from collectors.binance import BinanceCollector, BinanceSettings
 from collectors.config import LimitsSettings, RateLimit, copy_section
+from collectors.positioning import PERIOD_MS, poll_history, rows_times
 from streams.settings import SettingsError
 
 log = logging.getLogger("collectors.binanceusdm")
@@ -38,7 +42,22 @@ CHANNELS = {
     "markPrice": "{s}@markPrice@1s",
     "forceOrder": "{s}@forceOrder",
 }
-POLLED = ("openInterest",)
+POLLED = ("openInterest", "positioning")
+# ``positioning`` (REST, collectors/positioning.py): Binance's futures/data history, one
+# raw channel ``<endpoint>-<period>`` per endpoint, cursor in RAW, backfilled 30 days:
+#   globalLongShortAccountRatio, topLongShortAccountRatio, topLongShortPositionRatio,
+#   takerlongshortRatio (taker buy/sell volume), openInterestHist
+# https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api
+#   (Long-Short-Ratio, Top-Long-Short-Account-Ratio, ..., Open-Interest-Statistics): period
+#   5m..1d, limit <= 500, startTime/endTime, latest 30 days only; IP limit 1000 requests
+#   per 5 min for futures/data (our rule ``futuresData``).
+POSITIONING = {
+    "globalLongShortAccountRatio": "fapidata_get_globallongshortaccountratio",
+    "topLongShortAccountRatio": "fapidata_get_toplongshortaccountratio",
+    "topLongShortPositionRatio": "fapidata_get_toplongshortpositionratio",
+    "takerlongshortRatio": "fapidata_get_takerlongshortratio",
+    "openInterestHist": "fapidata_get_openinteresthist",
+}
 
 # USDⓈ-M limits (defaults of [collector.binanceusdm.limits]); a separate IP budget from spot.
 # https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info
@@ -56,6 +75,8 @@ LIMITS = LimitsSettings(
                   applies=["POST order"], count="requests"),
         RateLimit(name="ordersmin", capacity=1200, window_s=60.0, scope="account",
                   applies=["POST order"], count="requests"),
+        RateLimit(name="futuresData", capacity=1000, window_s=300.0, count="requests",
+                  applies=list(POSITIONING)),
     ],
     weights_by_limit={"depth": [[50, 2], [100, 5], [500, 10], [1000, 20]],
                       "klines": [[99, 1], [499, 2], [1000, 5], [1500, 10]]},
@@ -77,12 +98,24 @@ class BinanceUsdmSettings(BinanceSettings):
         default_factory=lambda: ["aggTrade", "depth", "markPrice", "forceOrder", "openInterest"]
     )
     open_interest_interval_s: float = 10.0
+    # channel ``positioning`` (off by default): the futures/data history at this period
+    positioning_period: str = "5m"
+    positioning_interval_s: float = 60.0  # poll once caught up
+    positioning_backfill_days: float = 30.0  # what Binance keeps
+    positioning_limit: int = 500  # rows per request (Binance's maximum)
     limits: LimitsSettings = msgspec.field(default_factory=lambda: copy_section(LIMITS))
 
     def _check(self, prefix: str) -> None:
         super()._check(prefix)
         if self.open_interest_interval_s <= 0:
             raise SettingsError(f"{prefix}.open_interest_interval_s must be > 0")
+        if self.positioning_period not in PERIOD_MS:
+            raise SettingsError(f"{prefix}.positioning_period must be one of {list(PERIOD_MS)}")
+        if self.positioning_interval_s <= 0 or self.positioning_backfill_days < 0:
+            raise SettingsError(f"{prefix}: positioning_interval_s must be > 0, "
+                                "positioning_backfill_days >= 0")  # fmt: skip
+        if not 1 <= self.positioning_limit <= 500:
+            raise SettingsError(f"{prefix}.positioning_limit must be 1..500")
 
 
 class BinanceUsdmCollector(BinanceCollector):
@@ -91,6 +124,13 @@ class BinanceUsdmCollector(BinanceCollector):
     channels = CHANNELS
     ccxt_class = ccxt.binanceusdm
     api = ("fapiPublic", "/fapi/v1")
+
+    positioning = POSITIONING  # endpoint -> ccxt method (COIN-M: its own)
+    data_api = ("fapiData", "/futures/data")
+
+    def __init__(self, w: Any, cfg: BinanceUsdmSettings, flush_every: int) -> None:
+        super().__init__(w, cfg, flush_every)
+        self.exchange.urls["api"][self.data_api[0]] = cfg.rest_url.rstrip("/") + self.data_api[1]
 
     def _depth_call(self) -> Any:
         return self.exchange.fapipublic_get_depth
@@ -107,9 +147,34 @@ class BinanceUsdmCollector(BinanceCollector):
         return f"{base}{quote}" if kind == "PERP" else f"{base}{quote}_{kind[2:]}"
 
     def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
+        loops = []
         if "openInterest" in self.cfg.channels:
-            return [self._open_interest_loop()]
-        return []
+            loops.append(self._open_interest_loop())
+        if "positioning" in self.cfg.channels:
+            loops += [self._positioning_loop(ep, native)
+                      for native in self.cfg.symbols for ep in self.positioning]  # fmt: skip
+        return loops
+
+    def positioning_params(self, native: str) -> dict[str, str]:
+        """The symbol's query parameters on futures/data (COIN-M: pair, contractType)."""
+        return {"symbol": native}
+
+    async def _positioning_loop(self, endpoint: str, native: str) -> None:
+        cfg = self.cfg
+        call = getattr(self.exchange, self.positioning[endpoint])
+        params = self.positioning_params(native)
+
+        async def fetch(start: int, end: int) -> tuple[bytes, int]:
+            return await self.rest(endpoint, call, {
+                **params, "period": cfg.positioning_period, "limit": cfg.positioning_limit,
+                "startTime": start, "endTime": end,
+            })  # fmt: skip
+
+        await poll_history(
+            self.w, self.venue, endpoint, native, cfg.positioning_period, fetch, rows_times,
+            limit=cfg.positioning_limit, backfill_days=cfg.positioning_backfill_days,
+            interval_s=cfg.positioning_interval_s, reconnect=cfg.reconnect,
+        )  # fmt: skip
 
     async def poll_open_interest(self, native: str) -> None:
         body, recv = await self.rest(

@@ -18,6 +18,11 @@ all normalize to venue ``binance``, the symbol tells the market (``BTC-USDT`` vs
 | forceOrder  | -                        | liquidation                            |
 | openInterest| -                        | open_interest (REST poll)              |
 | instruments | instrument (exchangeInfo)| instrument (exchangeInfo)              |
+| globalLongShortAccountRatio-<period> | - | long_short_ratio (global_accounts)  |
+| topLongShortAccountRatio-<period>    | - | long_short_ratio (top_accounts)     |
+| topLongShortPositionRatio-<period>   | - | long_short_ratio (top_positions)    |
+| takerlongshortRatio-<period>         | - | taker_volume                        |
+| openInterestHist-<period>            | - | open_interest_hist                  |
 | conn        | gap(reconnect) per symbol on disconnect                           |
 | control     | nothing (subscription acknowledgements)                          |
 
@@ -74,6 +79,12 @@ Trade, Book, BBO, Ticker, Candle = (
 )  # fmt: skip
 Mark, Funding, Liquidation = schemas.Mark, schemas.Funding, schemas.Liquidation
 LIQUIDATION_SIDE = {"BUY": "buy", "SELL": "sell"}
+# futures/data history (collectors/positioning.py): raw channel ``<endpoint>-<period>``
+PERIODS = frozenset({"5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"})
+_ls_rows, _taker_rows, _oih_rows = (
+    wire.decoder(list[row]) for row in (wire.LongShortRow, wire.TakerRow,
+                                        wire.OpenInterestHistRow)
+)  # fmt: skip
 OFF_BOOK = frozenset({"INSURANCE_FUND", "ADL", "NA"})  # USDⓈ-M trade X values besides MARKET
 
 
@@ -243,7 +254,90 @@ class BinanceUsdmParser(_Binance):
     channels = {
         **BinanceSpotParser.channels,
         "markPrice": "mark+funding", "forceOrder": "liquidation", "openInterest": "open_interest",
+        "globalLongShortAccountRatio-<period>": "long_short_ratio",
+        "topLongShortAccountRatio-<period>": "long_short_ratio",
+        "topLongShortPositionRatio-<period>": "long_short_ratio",
+        "takerlongshortRatio-<period>": "taker_volume",
+        "openInterestHist-<period>": "open_interest_hist",
     }  # fmt: skip
+    handler_of = {
+        "globalLongShortAccountRatio-<period>": "_ls_global",
+        "topLongShortAccountRatio-<period>": "_ls_top_accounts",
+        "topLongShortPositionRatio-<period>": "_ls_top_positions",
+        "takerlongshortRatio-<period>": "_taker",
+        "openInterestHist-<period>": "_oi_hist",
+    }
+
+    # -- futures/data history: one frame = one page of period rows -----------------------
+    def _unlisted(self, channel: str) -> Callable[[Frame], list[Out]]:
+        """``<endpoint>-<period>``: the history channels for any of Binance's periods."""
+        endpoint, _, period = channel.rpartition("-")
+        handler = self._dispatch.get(f"{endpoint}-<period>")
+        if handler is None or period not in PERIODS:
+            return super()._unlisted(channel)
+        return handler
+
+    @staticmethod
+    def _period(frame: Frame) -> str:
+        return frame.channel.rpartition("-")[2]
+
+    def _ls(self, frame: Frame, kind: str) -> list[Out]:
+        period = self._period(frame)
+        native = frame.native_symbol
+        _, symbol = self._names("long_short_ratio", native)
+        out = []
+        for r in _ls_rows.decode(frame.data):
+            self._row_symbol(frame, r.symbol or r.pair)
+            long = r.longAccount if r.longAccount is not None else r.longPosition
+            short = r.shortAccount if r.shortAccount is not None else r.shortPosition
+            msg = schemas.LongShortRatio(
+                venue=VENUE, symbol=symbol, ts_event=r.timestamp * MS, ts_recv=frame.ts_recv,
+                kind=kind, period=period, ratio=r.longShortRatio,  # type: ignore[arg-type]
+                long_share=long, short_share=short,
+            )  # fmt: skip
+            out.append(self._out("long_short_ratio", native, f"{kind}:{period}:{r.timestamp}", msg))
+        return out
+
+    def _row_symbol(self, frame: Frame, native: str) -> None:
+        if native and native != frame.native_symbol:
+            raise Rejected(f"symbol {native!r} in a frame published for {frame.native_symbol!r}")
+
+    def _ls_global(self, frame: Frame) -> list[Out]:
+        return self._ls(frame, "global_accounts")
+
+    def _ls_top_accounts(self, frame: Frame) -> list[Out]:
+        return self._ls(frame, "top_accounts")
+
+    def _ls_top_positions(self, frame: Frame) -> list[Out]:
+        return self._ls(frame, "top_positions")
+
+    def _taker(self, frame: Frame) -> list[Out]:
+        period = self._period(frame)
+        return [
+            self.emit(
+                schemas.TakerVolume,
+                frame.native_symbol,
+                f"{period}:{r.timestamp}",
+                frame,
+                r.timestamp * MS,
+                period=period,
+                buy_volume=r.buyVol,
+                sell_volume=r.sellVol,
+            )
+            for r in _taker_rows.decode(frame.data)
+        ]
+
+    def _oi_hist(self, frame: Frame) -> list[Out]:
+        period = self._period(frame)
+        out = []
+        for r in _oih_rows.decode(frame.data):
+            self._row_symbol(frame, r.symbol)
+            out.append(self.emit(
+                schemas.OpenInterestHist, frame.native_symbol, f"{period}:{r.timestamp}", frame,
+                r.timestamp * MS, period=period, open_interest=r.sumOpenInterest,
+                open_interest_value=r.sumOpenInterestValue,
+            ))  # fmt: skip
+        return out
 
     def _markPrice(self, frame: Frame) -> list[Out]:
         d = _mark_decode(frame.data).data

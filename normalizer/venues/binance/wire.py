@@ -220,3 +220,38 @@ class CoinmExchangeInfo(msgspec.Struct):
 
     serverTime: int
     symbols: list[CoinmSymbolInfo]
+
+
+# -- futures/data history (collectors/positioning.py): lists of rows, one per period --------
+class LongShortRow(msgspec.Struct, gc=False):
+    """A row of ``globalLongShortAccountRatio``, ``topLongShortAccountRatio`` or
+    ``topLongShortPositionRatio`` (USDⓈ-M: ``symbol``, shares in ``longAccount`` /
+    ``shortAccount``; COIN-M: ``pair``, and ``longPosition``/``shortPosition`` for the
+    position ratio). ``timestamp`` is the period's time, ms."""
+
+    longShortRatio: Size
+    timestamp: int
+    symbol: str = ""
+    pair: str = ""
+    longAccount: Size | None = None
+    shortAccount: Size | None = None
+    longPosition: Size | None = None
+    shortPosition: Size | None = None
+
+
+class TakerRow(msgspec.Struct, gc=False):
+    """A row of USDⓈ-M ``takerlongshortRatio``: taker buy/sell volume in the base asset."""
+
+    buyVol: Size
+    sellVol: Size
+    timestamp: int
+    buySellRatio: Size | None = None
+
+
+class OpenInterestHistRow(msgspec.Struct, gc=False):
+    """A row of ``openInterestHist``: open interest (base units on USDⓈ-M) and its value."""
+
+    sumOpenInterest: Size
+    timestamp: int
+    symbol: str = ""
+    sumOpenInterestValue: Size | None = None
