@@ -40,3 +40,22 @@ FOREIGN = Gauge(
     "orders at the venue with another client's id, seen by reconciliation and left alone",
     ["account"],
 )  # fmt: skip
+# live account streams and account truth (executor/venues/private)
+PRIVATE_FRAMES = Counter(
+    "jetmarket_executor_private_frames_total", "private (account) frames received", ["account"]
+)
+PRIVATE_DROPS = Counter(
+    "jetmarket_executor_private_disconnects_total",
+    "private stream connections lost (each is reconciled by polling)", ["account"],
+)  # fmt: skip
+PRIVATE_UP = Gauge(
+    "jetmarket_executor_private_up", "1 while the account's private stream is connected",
+    ["account"],
+)  # fmt: skip
+DRIFT = Gauge(
+    "jetmarket_executor_account_drift", "venue minus ours, last comparison (balance or position)",
+    ["account", "kind", "name"],
+)  # fmt: skip
+DRIFT_EVENTS = Counter(
+    "jetmarket_executor_account_drift_events_total", "drifts beyond tolerance", ["account", "kind"]
+)

@@ -35,6 +35,7 @@ from executor.model import Reply
 from executor.venues.base import Venue
 from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue
+from executor.venues.private.stream import PrivateStream
 from streams import schemas, sql, subjects
 from streams.bus.consumer import BatchConsumer
 from streams.bus.runtime import Worker
@@ -209,6 +210,7 @@ class Executor:
         self.tapes = Tapes()
         self.papers: list[tuple[PaperVenue, Engine]] = []
         self.killswitch = KillSwitch(self.js, self._halt)
+        self.private: list[PrivateStream] = []  # live account streams (ccxt accounts)
 
     def _clock(self, venue: Venue) -> Callable[[], float]:
         if isinstance(venue, PaperVenue) and self.cfg.market_prefix.startswith("replay."):
@@ -247,6 +249,12 @@ class Executor:
         await self.killswitch.start()
         for e in self.engines.values():
             await e.reconcile(restart=True)
+        for account, e in self.engines.items():
+            acfg = e.cfg
+            if acfg.private.enabled and isinstance(e.venue, CcxtVenue):
+                ps = PrivateStream(account, acfg, e.venue, e, self.nc)
+                await ps.start()
+                self.private.append(ps)
 
     async def _on_market(self, msg: Msg) -> None:
         try:
@@ -354,6 +362,8 @@ class Executor:
 
     async def close(self) -> None:
         await self.killswitch.stop()
+        for ps in self.private:
+            await ps.close()
         for e in self.engines.values():
             await e.venue.close()
 

@@ -383,6 +383,20 @@ class RiskSettings(Section):
                 )
 
 
+class PrivateStreamSettings(Section):
+    """Live account streams and account truth of a ccxt account (executor/venues/private,
+    docs/execution.md): fills, orders and balances pushed by the venue; polling stays the
+    fallback. ``ws`` overrides ccxt's ``urls['api']['ws']`` by dotted key (``ws-api.spot``)."""
+
+    enabled: bool = False
+    ws: dict[str, str] = msgspec.field(default_factory=dict)
+    raw: bool = True  # private frames to RAW on raw.private.<account>.<exchange>
+    truth_interval_s: float = 30.0  # venue balances/positions fetched and compared with ours
+    balance_tolerance: float = 1e-8  # absolute drift per asset before an account drift event
+    position_tolerance: float = 1e-8  # absolute drift per symbol (derivatives)
+    halt_on_drift: bool = False  # a drift beyond tolerance also halts the account
+
+
 class AccountSettings(Section):
     """One trading account: ``exec.cmd.<account>`` goes to this venue.
     ``venue = "paper"`` fills against MARKET data of ``market_venue``; ``venue = "ccxt"``
@@ -412,6 +426,7 @@ class AccountSettings(Section):
     # How far back the first reconciliation after a start asks for fills.
     reconcile_lookback_s: float = 86400.0
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+    private: PrivateStreamSettings = msgspec.field(default_factory=PrivateStreamSettings)
 
     def _check(self, prefix: str) -> None:
         if self.venue == "ccxt" and not self.exchange:

@@ -93,6 +93,26 @@ def exec_req(account: str) -> str:
     return f"ctl.exec.{token(account)}"
 
 
+# Live account streams (executor/venues/private): the venue's private frames go to RAW on
+# their own venue token, which no collector owns, so no normalizer parser takes them; NATS
+# permissions keep them to the executor (publish) and admin (streams/bus/auth.py).
+RAW_PRIVATE_ALL = "raw.private.>"
+
+
+def raw_private(account: str, exchange: str) -> str:
+    """One account's private frames (orders, fills, balances) as the venue sent them."""
+    return f"raw.private.{token(account)}.{token(exchange)}"
+
+
+ACCOUNT_DRIFT_ALL = "account.drift.>"
+
+
+def account_drift(account: str) -> str:
+    """Account truth: the venue's balances/positions differ from ours beyond tolerance. Core
+    NATS outside ``exec.>``: EXEC's sink stores only the order/fill/position types."""
+    return f"account.drift.{token(account)}"
+
+
 def replay(name: str, original_subject: str) -> str:
     return f"replay.{token(name)}.{original_subject}"
 

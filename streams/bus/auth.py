@@ -173,6 +173,8 @@ def role_perms(role: str, settings: Settings) -> Perms:
         # sql.query: the VWAP volume profile from ClickHouse history (executor/algo)
         p.pub += ["exec.cmd.>", "exec.evt.>", "exec.pos.>", subjects.dlq("executor"),
                   subjects.SQL_QUERY,
+                  # live account streams: the venue's private frames to RAW, drift events
+                  subjects.RAW_PRIVATE_ALL, subjects.ACCOUNT_DRIFT_ALL,
                   *stream_info("EXEC", "MARKET"), *msg_get("EXEC"),
                   *durable("EXEC", settings.executor.consumer.durable),
                   # EXEC: history and the kill switch's ordered consumer; MARKET: the last
@@ -183,19 +185,24 @@ def role_perms(role: str, settings: Settings) -> Perms:
     elif role == "trader":
         p.pub += ["exec.cmd.>", "ctl.exec.>", subjects.EXEC_HALT, subjects.BOOK_GET_ALL,
                   subjects.SQL_QUERY]  # fmt: skip
-        p.sub += ["market.>", "exec.evt.>", "exec.pos.>"]
+        p.sub += ["market.>", "exec.evt.>", "exec.pos.>", subjects.ACCOUNT_DRIFT_ALL]
     elif role.startswith("trader-"):
         account = subjects.token(role.removeprefix("trader-"))
         p.pub += [subjects.exec_cmd(account), subjects.exec_req(account), subjects.EXEC_HALT,
                   subjects.BOOK_GET_ALL]  # fmt: skip
-        p.sub += ["market.>", subjects.exec_evt_filter(account), subjects.exec_pos(account)]
+        p.sub += [
+            "market.>",
+            subjects.exec_evt_filter(account),
+            subjects.exec_pos(account),
+            subjects.account_drift(account),
+        ]
     elif role == "operator":
         p.pub += [subjects.EXEC_HALT, subjects.EXEC_RESUME, subjects.SQL_QUERY,
                   subjects.BOOK_GET_ALL, status,
                   # `jetmarket status`: durable consumers' lag, RAW's newest frame per subject
                   f"{API}.CONSUMER.INFO.RAW.*", f"{API}.CONSUMER.INFO.MARKET.*",
                   *stream_info("RAW"), *msg_get("RAW")]  # fmt: skip
-        p.sub += ["market.>", "exec.evt.>", "exec.pos.>"]
+        p.sub += ["market.>", "exec.evt.>", "exec.pos.>", subjects.ACCOUNT_DRIFT_ALL]
     elif role == "reader":
         p.pub += [subjects.SQL_QUERY, subjects.BOOK_GET_ALL, status]
         p.sub += ["market.>"]

@@ -1,0 +1,161 @@
+"""Live account streams: the executor (real subprocess) on real ccxt pro against the Binance
+emulator's user data stream (signed WebSocket API). Fills arrive pushed with polling far
+away; a dropped private connection with a fill lost in it is reconciled by polling, nothing
+lost or doubled; a balance drift raises an event and halts the account; only the executor
+may publish private frames to RAW, no other identity can subscribe to them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from executor.venues.private import parse
+from streams import subjects
+from streams.bus.server import NatsServer
+from streams.schemas import Fill
+from tests.executor.test_ccxt import ACCOUNT, Executor, final, limit, live_settings
+from tests.executor.test_paper import exec_log, request, wait_until
+from tests.streams.test_permissions import client, refused
+from tests.venues.binance.emulator_private import MockBinancePrivate
+
+FRAMES = Path(__file__).resolve().parents[3] / "shared" / "frames" / "nautilus"
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockBinancePrivate]:
+    m = await MockBinancePrivate().start()
+    try:
+        yield m
+    finally:
+        await m.stop()
+
+
+def private_settings(tmp_path: Path, url: str, mock: MockBinancePrivate, **private: object):
+    s = live_settings(tmp_path, url, mock)
+    acc = s.executor.accounts[ACCOUNT]
+    acc.private.enabled = True
+    acc.private.ws = {"ws-api.spot": mock.ws_api_url}
+    acc.private.truth_interval_s = 3600.0  # only pushed balances are compared here
+    for k, v in private.items():
+        setattr(acc.private, k, v)
+    s.executor.reconcile_interval_s = 3600.0  # no polling: fills must come pushed
+    return s
+
+
+def fills(log: list[object], cid: str) -> list[Fill]:
+    return [m for m in log if isinstance(m, Fill) and m.client_order_id == cid]
+
+
+async def test_pushed_fills_a_dropped_stream_reconciled_and_drift_halts(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext,
+    mock: MockBinancePrivate,
+) -> None:  # fmt: skip
+    settings = private_settings(tmp_path, nats_server.url, mock, halt_on_drift=True)
+    drifts: list[dict[str, object]] = []
+
+    async def on_drift(msg: object) -> None:
+        drifts.append(orjson.loads(msg.data))  # type: ignore[attr-defined]
+
+    await nc.subscribe(subjects.account_drift(ACCOUNT), cb=on_drift)
+    raw = await nc.subscribe(subjects.raw_private(ACCOUNT, "binance"))
+    ex = Executor(settings, tmp_path / "executor.log")
+    await ex.start(nc)
+    try:
+        await mock.wait_for(lambda: mock.subscribes >= 1, timeout=20)
+        assert (await request(nc, limit("pv1", qty="0.01")))["accepted"]
+        mock.fill("pv1", qty="0.004")
+
+        async def pushed() -> list[Fill]:
+            return fills(await exec_log(js), "pv1")
+
+        got = await wait_until(pushed, timeout=5)  # reconciliation is an hour away
+        assert [f.size for f in got] == [0.004]
+        # the connection drops and the rest fills while nobody listens: lost frames
+        mock.mute = True
+        await mock.drop_private()
+        mock.fill("pv1")
+        mock.mute = False
+        log = await final(js, "pv1", "filled")  # ccxt reconnects; polling finds the fill
+        fs = fills(log, "pv1")
+        assert sorted(f.size for f in fs) == [0.004, 0.006]
+        assert len({f.trade_id for f in fs}) == 2  # nothing doubled
+        assert mock.subscribes >= 2
+        assert drifts == [], drifts  # balances pushed after each fill equal ours
+        # RAW carries the frames as the venue sent them
+        frames = [orjson.loads((await raw.next_msg(timeout=5)).data) for _ in range(3)]
+        assert frames[0]["result"] == {"subscriptionId": 0}  # the subscription's answer
+        assert frames[1]["event"]["e"] == "executionReport"  # pv1 NEW, as sent
+        # someone moves 1 BTC outside our orders: the next pushed balance shows the drift
+        mock.balances["BTC"] += Decimal(1)
+        assert (await request(nc, limit("pv2", qty="0.01")))["accepted"]
+        mock.fill("pv2")
+        await wait_until(lambda: drifts, timeout=5)
+        assert drifts[0]["name"] == "BTC" and abs(float(drifts[0]["drift"]) - 1.0) < 1e-9
+        assert drifts[0]["halt"] is True
+        reply = await request(nc, limit("pv3", qty="0.01"))
+        assert not reply["accepted"] and "drift" in reply["reason"], reply
+    finally:
+        assert ex.proc.stop() == 0
+
+
+async def test_only_the_executor_publishes_private_frames_and_nobody_else_reads_them(
+    nats_server: NatsServer,
+) -> None:
+    subject = subjects.raw_private(ACCOUNT, "binance")
+    errors: list[Exception] = []
+    execu = await client(nats_server.url, "executor", errors)
+    spies = []
+    try:
+        assert not await refused(execu, errors, subject)
+        for role in ("collector", "normalizer", "sink", "orderbook", "trader", "operator",
+                     "reader", "api", "replay"):  # fmt: skip
+            errs: list[Exception] = []
+            nc = await client(nats_server.url, role, errs)
+            spies.append(nc)
+            sub = await nc.subscribe(subject)
+            await nc.flush()
+            if role not in ("collector", "replay"):  # both may publish raw.> (recordings)
+                assert await refused(nc, errs, subject), role
+            await execu.publish(subject, b'{"secret": 1}')
+            await execu.flush()
+            with pytest.raises(asyncio.TimeoutError):
+                await sub.next_msg(timeout=0.3)
+    finally:
+        for nc in spies:
+            await nc.close()
+        await execu.close()
+
+
+def _load(path: str) -> dict[str, object]:
+    return json.loads((FRAMES / path).read_text())
+
+
+def test_private_frames_of_each_venue_parse() -> None:
+    u = parse.binance(_load("binance/spot/user_data_json/execution_report_trade.json"))
+    (r,) = u.reports
+    assert (r.client_order_id, r.status, r.filled, r.avg_price) == (
+        "x-TD67BGP9-T0000000000000", "filled", 1.0, 2500.0)  # fmt: skip
+    assert (r.fills[0].trade_id, r.fills[0].fee, r.fills[0].liquidity) == ("98765432", 0.001,
+                                                                            "maker")  # fmt: skip
+    (r,) = parse.binance(_load("binance/spot/user_data_json/execution_report_wrapped.json")).reports
+    assert r.status == "new" and r.fills == []
+    b = parse.binance(_load("binance/spot/user_data_json/account_position.json")).balances
+    assert b == {"USDT": 12500.0, "ETH": 5.0}
+    (r,) = parse.okx(_load("okx/ws_orders.json")).reports
+    assert (r.client_order_id, r.status, r.fills[0].trade_id, r.fills[0].size) == (
+        "001BTCUSDT20250106001", "filled", "1518905529", 0.03)  # fmt: skip
+    assert abs(r.fills[0].fee - 0.021776769) < 1e-12  # OKX's negative fee is a charge
+    assert parse.okx(_load("okx/ws_account.json")).balances["USDT"] > 100
+    (r,) = parse.bybit(_load("bybit/ws_account_execution_fast.json")).reports
+    assert (r.client_order_id, r.fills[0].size, r.fills[0].liquidity) == (
+        "test-order-link-001", 3000.0, "taker")  # fmt: skip
+    assert parse.bybit(_load("bybit/ws_account_position.json")).positions == {"ETHUSDT": -0.01}
+    assert parse.bybit(_load("bybit/ws_account_wallet.json")).balances["BTC"] == 0.00102964
