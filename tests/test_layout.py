@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPONENTS = ("collectors", "normalizer", "sinks", "orderbook", "executor")
+COMPONENTS = ("collectors", "normalizer", "sinks", "orderbook", "executor", "api")
 APPLICATIONS = ("ops", "replay")
 PACKAGES = ("streams", *COMPONENTS, *APPLICATIONS)
 
