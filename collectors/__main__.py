@@ -21,7 +21,7 @@ from streams.settings import Settings, SettingsError
 # the framework's own modules and packages: every other module here is a venue
 _NOT_VENUES = {
     "backfill", "base", "ccxt_poller", "ccxt_ws", "config", "conn", "health", "losses", "metrics",
-    "publisher", "rest",
+    "positioning", "publisher", "rest",
 }  # fmt: skip
 
 

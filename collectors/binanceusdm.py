@@ -103,6 +103,8 @@ class BinanceUsdmSettings(BinanceSettings):
     positioning_interval_s: float = 60.0  # poll once caught up
     positioning_backfill_days: float = 30.0  # what Binance keeps
     positioning_limit: int = 500  # rows per request (Binance's maximum)
+    # an empty window is stepped over once it ended this many periods ago (a late row is not)
+    positioning_settle_periods: int = 2
     limits: LimitsSettings = msgspec.field(default_factory=lambda: copy_section(LIMITS))
 
     def _check(self, prefix: str) -> None:
@@ -114,6 +116,8 @@ class BinanceUsdmSettings(BinanceSettings):
         if self.positioning_interval_s <= 0 or self.positioning_backfill_days < 0:
             raise SettingsError(f"{prefix}: positioning_interval_s must be > 0, "
                                 "positioning_backfill_days >= 0")  # fmt: skip
+        if self.positioning_settle_periods < 1:
+            raise SettingsError(f"{prefix}.positioning_settle_periods must be >= 1")
         if not 1 <= self.positioning_limit <= 500:
             raise SettingsError(f"{prefix}.positioning_limit must be 1..500")
 
@@ -174,6 +178,7 @@ class BinanceUsdmCollector(BinanceCollector):
             self.w, self.venue, endpoint, native, cfg.positioning_period, fetch, rows_times,
             limit=cfg.positioning_limit, backfill_days=cfg.positioning_backfill_days,
             interval_s=cfg.positioning_interval_s, reconnect=cfg.reconnect,
+            settle_periods=cfg.positioning_settle_periods,
         )  # fmt: skip
 
     async def poll_open_interest(self, native: str) -> None:

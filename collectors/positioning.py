@@ -13,7 +13,9 @@ neither a gap (the window after the cursor is asked again) nor a duplicate (the 
 reaches back over a stored row; a frame whose ack was lost is re-sent with the same id and
 JetStream drops the copy). Without a cursor (first start, or RAW expired) the loop backfills
 ``backfill_days`` (the venues keep 30 days) in windows of at most ``limit`` periods, at the
-budget's BACKFILL priority, then polls every ``interval_s`` at POLL priority.
+budget's BACKFILL priority, then polls every ``interval_s`` at POLL priority. An empty
+window is stepped over only once it ended ``settle_periods`` periods ago (the venue had
+time to publish it); a younger one is asked again, so a late row is never skipped.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ async def poll_history(
     backfill_days: float,
     interval_s: float,
     reconnect: ReconnectSettings,
+    settle_periods: int = 2,
 ) -> None:
     """Publish the history of one endpoint for one symbol, then keep up with it."""
     assert w.js is not None
@@ -97,7 +100,7 @@ async def poll_history(
         behind = end < now  # more history waits after this window: no sleep
         # a window the venue has surely published by now; an empty one is skipped (the venue
         # has nothing there), a younger empty one is asked again (a row may be late)
-        settled = end < now - 2 * step
+        settled = end < now - settle_periods * step
         try:
             with budget.priority(budget.BACKFILL if behind else budget.POLL):
                 body, recv = await fetch(start, end)
