@@ -240,8 +240,8 @@ def test_replay_from_parquet_does_not_import_pandas(loaded: Settings, tmp_path: 
 
 
 def test_levels_fixed_and_ragged_slices_equal_to_pylist() -> None:
-    """Depth levels take numpy's path when every row has as many levels, Python's otherwise;
-    both give lists of (price, size) tuples equal to Arrow's own, on slices too."""
+    """Depth levels, as many in every row or not, are lists of (price, size) tuples equal to
+    Arrow's own, on slices (whose offsets do not start at 0) too."""
     from replay.columnar import column_list
 
     f = [pa.field(n, pa.float64(), nullable=False) for n in ("1", "2")]
