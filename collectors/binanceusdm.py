@@ -32,7 +32,7 @@ from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
 from collectors.binance import BinanceCollector, BinanceSettings
 from collectors.config import LimitsSettings, RateLimit, copy_section
-from collectors.positioning import PERIOD_MS, poll_history, rows_times
+from collectors.positioning import poll_history, rows_times
 from streams.settings import SettingsError
 
 log = logging.getLogger("collectors.binanceusdm")
@@ -51,6 +51,7 @@ POLLED = ("openInterest", "positioning")
 #   (Long-Short-Ratio, Top-Long-Short-Account-Ratio, ..., Open-Interest-Statistics): period
 #   5m..1d, limit <= 500, startTime/endTime, latest 30 days only; IP limit 1000 requests
 #   per 5 min for futures/data (our rule ``futuresData``).
+BINANCE_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 POSITIONING = {
     "globalLongShortAccountRatio": "fapidata_get_globallongshortaccountratio",
     "topLongShortAccountRatio": "fapidata_get_toplongshortaccountratio",
@@ -111,8 +112,8 @@ class BinanceUsdmSettings(BinanceSettings):
         super()._check(prefix)
         if self.open_interest_interval_s <= 0:
             raise SettingsError(f"{prefix}.open_interest_interval_s must be > 0")
-        if self.positioning_period not in PERIOD_MS:
-            raise SettingsError(f"{prefix}.positioning_period must be one of {list(PERIOD_MS)}")
+        if self.positioning_period not in BINANCE_PERIODS:
+            raise SettingsError(f"{prefix}.positioning_period must be one of {BINANCE_PERIODS}")
         if self.positioning_interval_s <= 0 or self.positioning_backfill_days < 0:
             raise SettingsError(f"{prefix}: positioning_interval_s must be > 0, "
                                 "positioning_backfill_days >= 0")  # fmt: skip

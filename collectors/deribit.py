@@ -7,6 +7,13 @@ CHANNELS (setting name -> Deribit channel -> raw subject):
   quote         quote.<instr>                      raw.deribit.quote.<instr>
   ticker        ticker.<instr>.<interval>          raw.deribit.ticker.<instr>
   chart.trades  chart.trades.<instr>.<resolution>  raw.deribit.chart_trades.<instr>
+  volatility_index  deribit_volatility_index.<index>  raw.deribit.volatility_index.<index>
+                (DVOL live, per index of option ``dvol_indexes``, default ``btc_usd``)
+  volatility_candles (REST) public/get_volatility_index_data per DVOL currency
+                raw.deribit.volatility_index_data-<period>.<CUR> (closed candles only,
+                cursor in RAW: collectors/positioning.py; options ``dvol_resolution``
+                (Deribit's: 1, 60, 3600, 43200, 1D; default 3600), ``dvol_backfill_days``
+                (default 30), ``dvol_interval_s`` (default 60))
   (REST)  GET /api/v2/public/get_instruments?currency=&kind=   raw.deribit.instruments.<CUR>
   (ours)  connection events                                    raw.deribit.conn.ALL
   (venue) JSON-RPC replies, heartbeats, test replies           raw.deribit.control.ALL
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Coroutine
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -40,6 +48,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base, config
 from collectors.config import VenueSettings
+from collectors.positioning import PERIOD_MS, poll_history
 from streams.symbols import deribit as symbols
 
 VENUE = "deribit"
@@ -59,7 +68,11 @@ LIMITS = config.LimitsSettings(
     ws={"subscribe_requests_per_s": 3.3},
 )  # fmt: skip
 
-CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades")
+CHANNELS = ("trades", "book", "quote", "ticker", "chart.trades", "volatility_index",
+            "volatility_candles")  # fmt: skip
+# DVOL candle resolutions (Deribit's names) -> our period names
+DVOL_RESOLUTIONS = {"1": "1s", "60": "1m", "3600": "1h", "43200": "12h", "1D": "1d"}
+DVOL_CANDLES = 500  # candles per request (Deribit answers up to 1000)
 
 # ``[collector.deribit]``: its defaults; ``channels`` must be some of CHANNELS
 DeribitSettings = config.venue_section("DeribitSettings",
@@ -95,6 +108,11 @@ _probe = msgspec.json.Decoder(_Probe)
 
 def _from_channel(channel: str) -> tuple[str, str]:
     p = channel.split(".")
+    if p[0] == "deribit_volatility_index" and len(p) == 2:
+        index = p[1]  # btc_usd: lowercase, one underscore
+        if index.replace("_", "").isalnum() and index.islower():
+            return "volatility_index", index
+        return "unknown", "ALL"
     if p[0] == "chart" and len(p) == 4 and p[1] == "trades":
         kind, native = "chart", p[2]
     elif p[0] in RAW_CHANNEL and p[0] != "chart" and len(p) >= 2:
@@ -132,6 +150,11 @@ def channel_names(cfg: VenueSettings) -> list[str]:
     for ch in cfg.channels:
         if ch not in CHANNELS:
             raise ValueError(f"collector.deribit.channels: unknown channel {ch!r}")
+        if ch == "volatility_index":
+            out += [f"deribit_volatility_index.{i}" for i in dvol_indexes(cfg)]
+            continue
+        if ch == "volatility_candles":
+            continue  # REST
         for inst in cfg.symbols:
             if ch == "quote":
                 out.append(f"quote.{inst}")
@@ -140,6 +163,10 @@ def channel_names(cfg: VenueSettings) -> list[str]:
             else:
                 out.append(f"{ch}.{inst}.{interval}")
     return out
+
+
+def dvol_indexes(cfg: VenueSettings) -> list[str]:
+    return [i.strip() for i in cfg.options.get("dvol_indexes", "btc_usd").split(",") if i.strip()]
 
 
 def instruments_queries(natives: list[str]) -> list[dict[str, str]]:
@@ -167,6 +194,40 @@ class DeribitCollector(base.Collector):
         # channels that push continuously: silence on one means a dead feed even while
         # heartbeats still arrive
         self.stale_limits = dict.fromkeys(self.stale_channels, cfg.stale_after_s)
+        res = cfg.options.get("dvol_resolution", "3600")
+        if res not in DVOL_RESOLUTIONS:
+            raise ValueError(f"collector.deribit.options.dvol_resolution must be one of "
+                             f"{list(DVOL_RESOLUTIONS)}, not {res!r}")  # fmt: skip
+        self.dvol_resolution = res
+
+    def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
+        if "volatility_candles" not in self.cfg.channels:
+            return []
+        currencies = {i.split("_")[0].upper(): None for i in dvol_indexes(self.cfg)}
+        return [self._dvol_candles(cur) for cur in currencies]
+
+    async def _dvol_candles(self, currency: str) -> None:
+        """Closed DVOL candles of ``currency``, backfilled then polled (positioning.py)."""
+        cfg, res = self.cfg, self.dvol_resolution
+        period = DVOL_RESOLUTIONS[res]
+        call = self.exchange.public_get_get_volatility_index_data
+
+        async def fetch(start: int, end: int) -> tuple[bytes, int]:
+            return await self.rest("get_volatility_index_data", call, {
+                "currency": currency, "resolution": res,
+                "start_timestamp": start, "end_timestamp": end,
+            })  # fmt: skip
+
+        def times(body: bytes) -> list[int]:
+            reply = orjson.loads(body)
+            return [int(row[0]) for row in reply["result"]["data"]]
+
+        await poll_history(
+            self.w, self.venue, "volatility_index_data", currency, period, fetch, times,
+            limit=DVOL_CANDLES, backfill_days=float(cfg.options.get("dvol_backfill_days", "30")),
+            interval_s=float(cfg.options.get("dvol_interval_s", "60")), reconnect=cfg.reconnect,
+            lag_ms=PERIOD_MS[period],
+        )  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {"channels": len(self.channels)}

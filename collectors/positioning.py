@@ -39,8 +39,9 @@ from streams.provision import STREAM_RAW
 log = logging.getLogger("collectors.positioning")
 
 PERIOD_MS = {
-    "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000,
-    "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000, "1d": 86_400_000,
+    "1s": 1_000, "1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000,
+    "1d": 86_400_000,
 }  # fmt: skip
 
 # (start_ms, end_ms) -> (untouched body, receive ns)
@@ -79,6 +80,7 @@ async def poll_history(
     interval_s: float,
     reconnect: ReconnectSettings,
     settle_periods: int = 2,
+    lag_ms: int = 0,
 ) -> None:
     """Publish the history of one endpoint for one symbol, then keep up with it."""
     assert w.js is not None
@@ -95,7 +97,9 @@ async def poll_history(
     backoff = Backoff(reconnect)
     conn = f"rest-{venue}-positioning"
     while not w.stop.is_set():
-        now = int(time.time() * 1000)
+        # ``lag_ms``: a venue whose newest row is still changing (a candle in progress) is
+        # asked only for rows that far in the past, so each row is stored once, final
+        now = int(time.time() * 1000) - lag_ms
         end = min(now, start + step * limit - 1)  # at most ``limit`` periods: one page
         behind = end < now  # more history waits after this window: no sleep
         # a window the venue has surely published by now; an empty one is skipped (the venue

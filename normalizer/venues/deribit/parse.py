@@ -11,6 +11,8 @@ Channel map (raw channel, as the collector names it -> market type):
 |              |                                   | (+ option_greeks for options)        |
 | chart_trades | chart.trades.<instr>.<resolution> | candle                             |
 | instruments  | REST public/get_instruments       | instrument                         |
+| volatility_index | deribit_volatility_index.<index> | volatility_index (DVOL, live)     |
+| volatility_index_data-<period> | REST get_volatility_index_data | volatility_index (candles) |
 | conn         | (ours) connection events          | gap (reconnect), per symbol        |
 | control      | JSON-RPC replies, heartbeats      | nothing                            |
 
@@ -51,6 +53,7 @@ Quirks of the real feed (regression tests in tests/venues/deribit/test_real_fram
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import msgspec
 
@@ -74,6 +77,11 @@ _trades, _book, _quote, _ticker, _candle = (
     for data in (list[wire.Trade], wire.Book, wire.Quote, wire.Ticker, wire.Candle)
 )  # fmt: skip
 _instruments = wire.decoder(wire.Instruments)
+_dvol = wire.decoder(wire.Notification[wire.VolatilityIndex])
+_dvol_data = wire.decoder(wire.VolatilityIndexReply)
+# DVOL candle channels (collectors/positioning.py names them <endpoint>-<period>)
+DVOL_PERIODS = frozenset({"1s", "1m", "1h", "12h", "1d"})
+DVOL_DATA = "volatility_index_data-"
 
 # (symbol, market subject, "deribit:<type>:<symbol>:", inverse) of one instrument
 Names = tuple[str, str, str, bool]
@@ -115,7 +123,52 @@ class DeribitParser(Parser):
         "trades": "trade+liquidation", "book": "book", "quote": "bbo",
         "ticker": "ticker+mark+open_interest+funding+option_greeks", "chart_trades": "candle",
         "instruments": "instrument", "conn": "gap", "control": "",
+        "volatility_index": "volatility_index",
+        "volatility_index_data-<period>": "volatility_index",
     }  # fmt: skip
+    handler_of = {"volatility_index_data-<period>": "_dvol_candles"}
+
+    # -- volatility index (DVOL): its own names, ``btc_usd`` / ``BTC`` -> ``BTC-USD`` --------
+    def _unlisted(self, channel: str) -> Callable[[Frame], list[Out]]:
+        if channel.startswith(DVOL_DATA) and channel[len(DVOL_DATA) :] in DVOL_PERIODS:
+            return self._dvol_candles
+        return super()._unlisted(channel)
+
+    @staticmethod
+    def _index_symbol(native: str) -> str:
+        """``btc_usd`` (an index name) or ``BTC`` (a DVOL currency: quoted in USD)."""
+        base, _, quote = native.partition("_")
+        if not base.isalnum() or (quote and not quote.isalnum()):
+            raise Rejected(f"not a Deribit index name: {native[:60]!r}")
+        return f"{base.upper()}-{(quote or 'usd').upper()}"
+
+    def _index_out(self, native: str, natural: str, msg: schemas.VolatilityIndex) -> Out:
+        subject = subjects.market("volatility_index", VENUE, msg.symbol)
+        return new_out((subject, f"{VENUE}:volatility_index:{msg.symbol}:{natural}", encode(msg)))
+
+    def _volatility_index(self, frame: Frame) -> list[Out]:
+        d = _dvol.decode(frame.data).params.data
+        if d.index_name != frame.native_symbol:
+            self._same(frame, d.index_name)
+        symbol = self._index_symbol(d.index_name)
+        msg = schemas.VolatilityIndex(
+            venue=VENUE, symbol=symbol, ts_event=d.timestamp * MS, ts_recv=frame.ts_recv,
+            index_name="dvol", value=d.volatility,
+        )  # fmt: skip
+        return [self._index_out(d.index_name, f"live:{d.timestamp}", msg)]
+
+    def _dvol_candles(self, frame: Frame) -> list[Out]:
+        """One page of closed DVOL candles (the collector asks only for closed ones)."""
+        period = frame.channel.rpartition("-")[2]
+        symbol = self._index_symbol(frame.native_symbol)
+        out = []
+        for ts, o, h, lo, c in _dvol_data.decode(frame.data).result.data:
+            msg = schemas.VolatilityIndex(
+                venue=VENUE, symbol=symbol, ts_event=ts * MS, ts_recv=frame.ts_recv,
+                index_name="dvol", interval=period, value=c, open=o, high=h, low=lo,
+            )  # fmt: skip
+            out.append(self._index_out(frame.native_symbol, f"{period}:{ts}", msg))
+        return out
 
     def __init__(self) -> None:
         super().__init__()

@@ -138,3 +138,22 @@ class RpcError(msgspec.Struct, gc=False):
 class Instruments(msgspec.Struct, gc=False):
     result: list[Instrument] | None = None
     error: RpcError | None = None
+
+
+class VolatilityIndex(msgspec.Struct, gc=False):
+    """``deribit_volatility_index.<index_name>`` data: DVOL in vol points."""
+
+    volatility: float
+    timestamp: int
+    index_name: str
+
+
+class VolatilityIndexData(msgspec.Struct, gc=False):
+    """REST ``public/get_volatility_index_data`` result: [ms, open, high, low, close] rows."""
+
+    data: list[tuple[int, float, float, float, float]]
+    continuation: int | None = None
+
+
+class VolatilityIndexReply(msgspec.Struct, gc=False):
+    result: VolatilityIndexData
