@@ -35,8 +35,18 @@ MAX_SCAN = 50_000  # RAW messages read back to find the lost ones (one request e
 
 # one (channel, native symbol) of a loss record: [frames, first receive ns, last receive ns]
 _Span = list[int]
-# a kept frame: (number, subject, data, headers, channel, native symbol)
-_Kept = tuple[int, str, bytes, dict[str, str], str, str]
+# a kept frame: (number, subject, data, receive ns, connection id, its other headers (a
+# msg id, a frame reference) or None, channel, native symbol). The two per-frame values
+# are kept as they are: a headers dict is built only when a kept frame is sent again.
+_Kept = tuple[int, str, bytes, int, str, dict[str, str] | None, str, str]
+
+
+def kept_headers(entry: _Kept) -> dict[str, str]:
+    """The RAW headers of a kept frame, as it was published."""
+    headers = {subjects.H_RECV_NS: str(entry[3]), subjects.H_CONN: entry[4]}
+    if entry[5]:
+        headers.update(entry[5])
+    return headers
 
 
 class _Loss:
@@ -67,11 +77,7 @@ class LossRecords:
 
     def _lose(self, entry: _Kept, kind: str, detail: str) -> None:
         """Count one lost frame into the loss record of its kind and channel."""
-        _, _, data, headers, channel, native = entry
-        try:
-            ns = int(headers[subjects.H_RECV_NS])
-        except (KeyError, ValueError):
-            ns = time.time_ns()
+        _, _, data, ns, _, _, channel, native = entry
         natives = [native]
         if channel == "conn":  # a lost connection event: the symbols it spoke for
             try:
@@ -139,11 +145,11 @@ class LossRecords:
             for k in kept:
                 self._lose(k, "unverified", f"RAW not readable after an outage: {exc!r}"[:300])
             return
-        missing = [k for k in kept if (k[3][subjects.H_CONN], k[3][subjects.H_RECV_NS])
-                   not in present]  # fmt: skip
+        missing = [k for k in kept if (k[4], str(k[3])) not in present]
         done = 0  # missing frames confirmed stored
         try:
-            for i, (_, subject, data, headers, _, _) in enumerate(missing, 1):
+            for i, k in enumerate(missing, 1):
+                subject, data, headers = k[1], k[2], kept_headers(k)
                 if i % 500 == 0 or i == len(missing):  # bounded bursts, the last one acked
                     await self.js.publish(subject, data, headers=headers, stream=STREAM_RAW,
                                           timeout=self.ack_timeout_s)  # fmt: skip

@@ -18,7 +18,7 @@ from collections import deque
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from collectors.losses import LossRecords, _Kept, _Loss
+from collectors.losses import LossRecords, _Kept, _Loss, kept_headers
 from collectors.metrics import BARRIER_FAILURES, DLQ, FRAMES, LARGE, LAST_FRAME
 from streams import subjects
 from streams.bus import wire
@@ -123,11 +123,12 @@ class RawPublisher(LossRecords):
         subject = by_symbol.get(native_symbol) if by_symbol is not None else None
         if subject is None:
             subject = self._subject(channel, native_symbol)
-        headers = {subjects.H_RECV_NS: str(recv_ns), subjects.H_CONN: conn}
-        if msg_id:
-            headers[subjects.H_MSG_ID] = msg_id
-        if ref:
-            headers[H_FRAME_REF] = ref
+        # headers beyond the two every frame has (receive time, connection): rare
+        extra: dict[str, str] | None = None
+        if msg_id or ref:
+            extra = {subjects.H_MSG_ID: msg_id} if msg_id else {}
+            if ref:
+                extra[H_FRAME_REF] = ref
         self.published += 1
         self.counts[channel] = self.counts.get(channel, 0) + 1
         self.since_barrier += 1
@@ -143,16 +144,19 @@ class RawPublisher(LossRecords):
             self._lose(kept.popleft(), "buffer",
                        f"collector buffer of {self.max_kept} unconfirmed frames full "
                        f"({self.last_error or 'publishes not confirmed'})")  # fmt: skip
-        kept.append((self.published, subject, data, headers, channel, native_symbol))
+        # kept until an acked publish covers it; the per-frame values as they are, no
+        # headers dict (the hot path writes its HPUB from them: streams.bus.wire)
+        entry = (self.published, subject, data, recv_ns, conn, extra, channel, native_symbol)
+        kept.append(entry)
         if (
             reconnected
             or durable
             or self.since_barrier >= self.flush_every
             or time.monotonic() - self.last_barrier >= 1.0
         ):
-            await self._acked(subject, data, headers)
-        elif msg_id or ref or not await self._write(subject, data, recv_ns, conn):
-            await self._core(subject, data, headers)
+            await self._acked(subject, data, kept_headers(entry))
+        elif extra is not None or not await self._write(subject, data, recv_ns, conn):
+            await self._core(subject, data, kept_headers(entry))
 
     async def _core(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         """``nc.publish``, but never into nats-py's reconnect buffer: while NATS is away the
@@ -213,8 +217,7 @@ class RawPublisher(LossRecords):
         """A frame that cannot reach RAW: a loss record (gap) and a dead letter with the
         frame's first bytes and the reason."""
         subject = subjects.raw(self.venue, channel, native)
-        headers = {subjects.H_RECV_NS: str(recv_ns), subjects.H_CONN: conn}
-        self._lose((0, subject, data, headers, channel, native), "oversized", why)
+        self._lose((0, subject, data, recv_ns, conn, None, channel, native), "oversized", why)
         log.warning("raw frame lost: too big", extra={"venue": self.venue, "error": why})
         await dead_letter(self.js, subject, data[:DLQ_KEEP], why, recv_ns)
 
