@@ -206,6 +206,8 @@ class NormalizerWorker:
         """The hot loop's view of a delivered subject, cached per subject."""
         subject = delivered[len(self.prefix) :]
         own = not self.own_suffix or subject.endswith(self.own_suffix)
+        # an account's private frames (executor/venues/private): no market data, no dead letter
+        own = own and not subject.startswith(subjects.RAW_PRIVATE_PREFIX)
         if len(self._entries) >= ROUTES_MAX:
             self._entries.clear()
         entry = self._entries[delivered] = (subject, self.core.route(subject), own)

@@ -97,6 +97,7 @@ def exec_req(account: str) -> str:
 # their own venue token, which no collector owns, so no normalizer parser takes them; NATS
 # permissions keep them to the executor (publish) and admin (streams/bus/auth.py).
 RAW_PRIVATE_ALL = "raw.private.>"
+RAW_PRIVATE_PREFIX = "raw.private."  # the normalizer and the sink's raw table skip these
 
 
 def raw_private(account: str, exchange: str) -> str:

@@ -286,6 +286,8 @@ class ClickHouseSink:
             if seq <= mark:
                 SKIPPED.labels(table).inc()
                 continue
+            if m.subject.startswith(subjects.RAW_PRIVATE_PREFIX):
+                continue  # an account's private frames stay out of SQL (executor/venues/private)
             # at most 4 splits: a partitioned RAW's ``.<N>.<p>`` tail stays out of the symbol
             parts = m.subject.split(".", 4)
             try:  # the two values straight from the raw header block: no dict per frame

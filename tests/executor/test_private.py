@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,10 +22,13 @@ from executor.venues.private import parse
 from streams import subjects
 from streams.bus.server import NatsServer
 from streams.schemas import Fill
+from tests.conftest import make_settings
 from tests.executor.test_ccxt import ACCOUNT, Executor, final, limit, live_settings
 from tests.executor.test_paper import exec_log, request, wait_until
+from tests.pipeline.test_e2e import scalar, wait_rows
 from tests.streams.test_permissions import client, refused
 from tests.venues.binance.emulator_private import MockBinancePrivate
+from tests.workers import Proc
 
 FRAMES = Path(__file__).resolve().parents[3] / "shared" / "frames" / "nautilus"
 
@@ -159,3 +163,43 @@ def test_private_frames_of_each_venue_parse() -> None:
         "test-order-link-001", 3000.0, "taker")  # fmt: skip
     assert parse.bybit(_load("bybit/ws_account_position.json")).positions == {"ETHUSDT": -0.01}
     assert parse.bybit(_load("bybit/ws_account_wallet.json")).balances["BTC"] == 0.00102964
+
+
+async def test_private_frames_are_kept_in_raw_but_out_of_market_dlq_and_sql(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, sink={"flush_interval_s": 0.1})
+    procs = [Proc("normalizer", settings, log=tmp_path / "normalizer.log"),
+             Proc("sinks", settings, "clickhouse", log=tmp_path / "sink.log")]  # fmt: skip
+    for p in procs:
+        p.start()
+    try:
+        private = subjects.raw_private(ACCOUNT, "binance")
+        heads = {subjects.H_RECV_NS: str(time.time_ns()), subjects.H_CONN: "t"}
+        secret = b'{"subscriptionId":0,"event":{"e":"executionReport","c":"secret-cid"}}'
+        for _ in range(3):
+            await js.publish(private, secret, headers=heads)
+        # a public frame after them: once it is stored, the private ones were handled
+        await js.publish(subjects.raw("binance", "trade", "BTCUSDT"), b'{"e":"junk"}',
+                         headers=heads)  # fmt: skip
+        await wait_rows(nc, "SELECT count() FROM raw_frames WHERE venue = 'binance'", 1, 60)
+        assert await scalar(nc, "SELECT count() FROM raw_frames WHERE venue = 'private'") == 0
+        assert (await js.get_last_msg("RAW", private)).data == secret  # replayable from RAW
+
+        # the junk frame's dead letter: the normalizer has passed the private ones by then
+        async def dead() -> list[bytes]:
+            return await exec_log_raw(js, "DLQ")
+
+        dlq = await wait_until(dead, timeout=30)
+        assert not [d for d in dlq if b"secret-cid" in d]
+    finally:
+        codes = [p.stop() for p in reversed(procs)]
+    assert codes == [0, 0]
+
+
+async def exec_log_raw(js: JetStreamContext, stream: str) -> list[bytes]:
+    info = await js.stream_info(stream)
+    if not info.state.messages:
+        return []
+    return [(await js.get_msg(stream, seq)).data or b""
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)]  # fmt: skip

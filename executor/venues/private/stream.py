@@ -42,7 +42,6 @@ from streams import subjects
 from streams.settings import AccountSettings
 
 log = logging.getLogger("executor")
-H_RECV = "Jm-Recv-Ns"  # receive time of a private frame in RAW
 
 
 def watches(exchange: str) -> list[str]:
@@ -67,6 +66,7 @@ class PrivateStream:
         self.exchange = cfg.exchange
         self.parse = PARSERS.get(cfg.exchange)
         self.raw_subject = subjects.raw_private(account, cfg.exchange)
+        self.conn = f"private-{account}-{time.time_ns() // 1_000_000:x}"  # this run's frames
         self.ex: Any = None
         self.queue: deque[tuple[bytes, int]] = deque()
         self.wake = asyncio.Event()
@@ -208,7 +208,7 @@ class PrivateStream:
             batch = []
             while q:
                 data, recv = q.popleft()
-                batch.append(data)
+                batch.append((data, recv))
                 try:
                     await self._apply(data, recv)
                 except Exception:  # a frame we cannot apply must not stop the stream
@@ -224,9 +224,13 @@ class PrivateStream:
                                   extra={"account": self.account})  # fmt: skip
                     self.need_reconcile = True
 
-    async def _raw(self, frames: list[bytes]) -> None:
-        for data in frames:
-            await self.nc.publish(self.raw_subject, data)
+    async def _raw(self, frames: list[tuple[bytes, int]]) -> None:
+        """Into RAW with the headers public frames carry (receive time, connection), after
+        they were applied: the copy for replay never delays a fill. Unacked: a lost copy
+        loses no fill (those are on EXEC)."""
+        for data, recv in frames:
+            await self.nc.publish(self.raw_subject, data, headers={
+                subjects.H_RECV_NS: str(recv), subjects.H_CONN: self.conn})  # fmt: skip
 
     async def _apply(self, data: bytes, recv_ns: int) -> None:
         self.frames += 1
