@@ -236,6 +236,8 @@ class Client:
 
 def _kind_inst(channel: str) -> tuple[str, str] | None:
     p = channel.split(".")
+    if p[0] == "deribit_volatility_index" and len(p) == 2:  # DVOL: emulator_dvol.py
+        return "dvol", p[1]
     if p[0] == "chart" and len(p) == 4 and p[1] == "trades":
         return "chart", p[2]
     if p[0] == "quote" and len(p) == 2:
@@ -454,7 +456,7 @@ class DeribitEmulator(EmulatorServer):
         snapshots: list[bytes] = []
         for ch in channels:
             key = _kind_inst(ch) if isinstance(ch, str) else None
-            if key is None or key[1] not in self.sims:
+            if key is None or (key[0] != "dvol" and key[1] not in self.sims):
                 continue  # Deribit leaves channels it cannot serve out of the result
             done.append(ch)
             if method == "public/unsubscribe":
