@@ -5,9 +5,12 @@ in ClickHouse (one row per run), parameter sweeps in parallel processes.
         --symbol BTC-USDT --columnar clickhouse --grid 'fast=5,10,20 slow=50,100'
 
 A sweep reads the range once: with ClickHouse as the source it is exported to Parquet under
-``var/backtest/cache/`` first (chdb belongs to one process; Parquet files can be read by
-every worker at once), then each combination runs in a process of its own. Every run is
-deterministic (``sim``), so a row's digest identifies its fills and PnL curve.
+``var/backtest/cache/`` first (chdb belongs to one process; files can be read by every
+worker at once). The combinations are split into groups, at least one per worker process;
+a group runs over one pass of the data, every batch's messages built once and handed to
+each of its runs (``run_many``). With several passes the export is copied once to
+uncompressed Arrow IPC, which every pass memory-maps instead of decoding Parquet again.
+Every run is deterministic (``sim``), so a row's digest identifies its fills and PnL curve.
 
 Results go to ``backtest_results`` (created here if missing), written directly to
 ``clickhouse.dsn``, like the columnar replay reads it: with chdb, the sink must not be
