@@ -18,10 +18,13 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from executor.model import Order, VenueFill
 from executor.venues.private import parse
+from executor.venues.private.truth import Truth
 from streams import subjects
 from streams.bus.server import NatsServer
 from streams.schemas import Fill
+from streams.settings import PrivateStreamSettings
 from tests.conftest import make_settings
 from tests.executor.test_ccxt import ACCOUNT, Executor, final, limit, live_settings
 from tests.executor.test_paper import exec_log, request, wait_until
@@ -203,3 +206,34 @@ async def exec_log_raw(js: JetStreamContext, stream: str) -> list[bytes]:
         return []
     return [(await js.get_msg(stream, seq)).data or b""
             for seq in range(info.state.first_seq, info.state.last_seq + 1)]  # fmt: skip
+
+
+async def test_account_truth_polled_drift_needs_two_looks_pushed_one() -> None:
+    sent: list[dict[str, object]] = []
+    halts: list[str] = []
+
+    async def publish(account: str, body: bytes) -> None:
+        sent.append(orjson.loads(body))
+
+    async def halt(reason: str) -> None:
+        halts.append(reason)
+
+    t = Truth("a", PrivateStreamSettings(balance_tolerance=1e-6, halt_on_drift=True),
+              publish, halt)  # fmt: skip
+    t.baseline({"BTC": 1.0, "USDT": 1000.0})
+    o = Order("a", "binance", "BTC-USDT", "c1", "buy", "limit", 0.5)
+    t.on_fill(o, VenueFill("t1", 100.0, 0.5, 0.05, "USDT"))  # ours: BTC 1.5, USDT 949.95
+    assert await t.balances({"BTC": 1.5, "USDT": 949.95}, pushed=True) == []
+    # a fill between the venue's answer and our record: seen once, not raised
+    assert await t.balances({"BTC": 2.0, "USDT": 899.9}, pushed=False) == []
+    t.on_fill(o, VenueFill("t2", 100.0, 0.5, 0.05, "USDT"))
+    assert await t.balances({"BTC": 2.0, "USDT": 899.9}, pushed=False) == []
+    assert sent == [] and halts == []
+    # a real difference: polled twice -> raised once, halted once
+    await t.balances({"BTC": 2.25}, pushed=False)
+    (d,) = await t.balances({"BTC": 2.25}, pushed=False)
+    assert (d.name, d.diff) == ("BTC", 0.25) and len(sent) == 1 and len(halts) == 1
+    assert await t.balances({"BTC": 2.25}, pushed=True) == []  # the new base: not again
+    # positions (derivatives): pushed once is enough
+    (p,) = await t.positions({"BTC-USDT-PERP": -1.0}, {"BTC-USDT-PERP": 1.0}, pushed=True)
+    assert p.diff == -2.0 and len(halts) == 1  # halted already: not twice

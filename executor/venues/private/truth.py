@@ -75,6 +75,9 @@ class Truth:
     def _beyond(self, d: Drift, tol: float, pushed: bool) -> bool:
         m.DRIFT.labels(self.account, d.kind, d.name).set(d.diff)
         key = (d.kind, d.name)
+        # plus a relative allowance: ours is a float sum of every fill (1e6 USDT moved by
+        # thousands of fills carries ~1e-8 of rounding), the venue's is exact decimal
+        tol = tol + 1e-9 * max(abs(d.venue), abs(d.ours))
         if abs(d.diff) <= tol:
             self.suspect.pop(key, None)
             return False

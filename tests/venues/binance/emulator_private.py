@@ -13,7 +13,7 @@ moved. ``balances`` are the account's (``/api/v3/account`` answers them too).
 
 Test controls: ``drop_private()`` closes every user data connection; while ``mute`` is set
 events are not sent (lost, as on a dead connection); ``pushed_ns[trade_id]`` is when each
-trade's report was written to the socket (the private-fill latency benchmark).
+trade's report was handed to the socket (the private-fill latency benchmark).
 """
 
 from __future__ import annotations
@@ -117,12 +117,12 @@ class MockBinancePrivate(MockBinance):
         while True:
             data = await self._out.get()
             event = orjson.loads(data)
+            if event.get("x") == "TRADE":  # the fill leaves the venue now
+                self.pushed_ns[str(event["t"])] = time.time_ns()
             for s in list(self.subs):
                 with contextlib.suppress(Exception):
                     await s.ws.send_str(orjson.dumps({"subscriptionId": s.sub_id,
                                                       "event": event}).decode())  # fmt: skip
-            if event.get("x") == "TRADE":
-                self.pushed_ns[str(event["t"])] = time.time_ns()
 
     def _push(self, event: dict[str, Any]) -> None:
         if not self.mute and self._out is not None:
