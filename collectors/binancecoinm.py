@@ -24,6 +24,19 @@ from collectors.config import LimitsSettings, RateLimit, copy_section
 from streams.symbols.binance import binance_coinm, binance_coinm_native
 
 CHANNELS = USDM_CHANNELS
+# ``positioning`` (collectors/positioning.py): COIN-M's futures/data, per pair (BTCUSD) and,
+# for taker volume and open interest, contractType PERPETUAL; so only ``*_PERP`` symbols.
+# https://developers.binance.com/docs/derivatives/coin-margined-futures/market-data/rest-api
+#   (Long-Short-Ratio, Top-..., Taker-Buy-Sell-Volume, Open-Interest-Statistics): period 5m..1d,
+#   limit <= 500, latest 30 days; takerBuySellVol / openInterestHist in contracts and in base.
+POSITIONING = {
+    "globalLongShortAccountRatio": "dapidata_get_globallongshortaccountratio",
+    "topLongShortAccountRatio": "dapidata_get_toplongshortaccountratio",
+    "topLongShortPositionRatio": "dapidata_get_toplongshortpositionratio",
+    "takerBuySellVol": "dapidata_get_takerbuysellvol",
+    "openInterestHist": "dapidata_get_openinteresthist",
+}
+PER_CONTRACT = frozenset({"takerBuySellVol", "openInterestHist"})
 
 # COIN-M limits (defaults of [collector.binancecoinm.limits]); a separate IP budget.
 # https://developers.binance.com/docs/derivatives/coin-margined-futures/general-info
@@ -39,6 +52,8 @@ LIMITS = LimitsSettings(
         RateLimit(name="weight", capacity=2400, window_s=60.0),
         RateLimit(name="ordersmin", capacity=1200, window_s=60.0, scope="account",
                   applies=["POST order"], count="requests"),
+        RateLimit(name="futuresData", capacity=1000, window_s=300.0, count="requests",
+                  applies=list(POSITIONING)),
     ],
     weights_by_limit={"depth": [[50, 2], [100, 5], [500, 10], [1000, 20]]},
     used_headers={"X-MBX-USED-WEIGHT-1M": "weight"},
@@ -64,6 +79,16 @@ class BinanceCoinmCollector(BinanceUsdmCollector):
     ccxt_class = ccxt.binancecoinm
     api = ("dapiPublic", "/dapi/v1")
     instruments = "first"  # contract sizes on RAW before any frame: the normalizer needs them
+    positioning = POSITIONING
+    data_api = ("dapiData", "/futures/data")
+
+    def positioning_params(self, native: str, endpoint: str) -> dict[str, str] | None:
+        pair, _, kind = native.partition("_")
+        if kind != "PERP":
+            return None  # dated contracts: Binance's CURRENT/NEXT_QUARTER, not by name
+        if endpoint in PER_CONTRACT:
+            return {"pair": pair, "contractType": "PERPETUAL"}
+        return {"pair": pair}
 
     def _depth_call(self) -> Any:
         return self.exchange.dapipublic_get_depth

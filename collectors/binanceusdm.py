@@ -156,18 +156,24 @@ class BinanceUsdmCollector(BinanceCollector):
         if "openInterest" in self.cfg.channels:
             loops.append(self._open_interest_loop())
         if "positioning" in self.cfg.channels:
-            loops += [self._positioning_loop(ep, native)
-                      for native in self.cfg.symbols for ep in self.positioning]  # fmt: skip
+            for native in self.cfg.symbols:
+                for ep in self.positioning:
+                    params = self.positioning_params(native, ep)
+                    if params is None:
+                        log.warning("no positioning history for this symbol",
+                                    extra={"symbol": native, "endpoint": ep})  # fmt: skip
+                        continue
+                    loops.append(self._positioning_loop(ep, native, params))
         return loops
 
-    def positioning_params(self, native: str) -> dict[str, str]:
-        """The symbol's query parameters on futures/data (COIN-M: pair, contractType)."""
+    def positioning_params(self, native: str, endpoint: str) -> dict[str, str] | None:
+        """The symbol's query parameters on futures/data (COIN-M: pair, contractType);
+        None: not served for this symbol."""
         return {"symbol": native}
 
-    async def _positioning_loop(self, endpoint: str, native: str) -> None:
+    async def _positioning_loop(self, endpoint: str, native: str, params: dict[str, str]) -> None:
         cfg = self.cfg
         call = getattr(self.exchange, self.positioning[endpoint])
-        params = self.positioning_params(native)
 
         async def fetch(start: int, end: int) -> tuple[bytes, int]:
             return await self.rest(endpoint, call, {

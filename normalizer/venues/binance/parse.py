@@ -81,6 +81,8 @@ Mark, Funding, Liquidation = schemas.Mark, schemas.Funding, schemas.Liquidation
 LIQUIDATION_SIDE = {"BUY": "buy", "SELL": "sell"}
 # futures/data history (collectors/positioning.py): raw channel ``<endpoint>-<period>``
 PERIODS = frozenset({"5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"})
+_coinm_taker_rows = wire.decoder(list[wire.CoinmTakerRow])
+_coinm_oih_rows = wire.decoder(list[wire.CoinmOpenInterestHistRow])
 _ls_rows, _taker_rows, _oih_rows = (
     wire.decoder(list[row]) for row in (wire.LongShortRow, wire.TakerRow,
                                         wire.OpenInterestHistRow)
@@ -443,6 +445,17 @@ class BinanceCoinmParser(BinanceUsdmParser):
     venue = "binancecoinm"
     to_symbol = staticmethod(symbols.binance_coinm)
 
+    channels = {
+        **{k: v for k, v in BinanceUsdmParser.channels.items()
+           if k != "takerlongshortRatio-<period>"},
+        "takerBuySellVol-<period>": "taker_volume",
+    }  # fmt: skip
+    handler_of = {
+        **{k: v for k, v in BinanceUsdmParser.handler_of.items()
+           if k != "takerlongshortRatio-<period>"},
+        "takerBuySellVol-<period>": "_taker_coinm",
+    }  # fmt: skip
+
     def __init__(self) -> None:
         super().__init__()
         self.contract_size: dict[str, float] = {}  # native -> USD per contract
@@ -631,4 +644,39 @@ class BinanceCoinmParser(BinanceUsdmParser):
                 active=s.contractStatus == "TRADING",
             )  # fmt: skip
             out.append(self.instrument_out(msg, frame))
+        return out
+
+    # -- futures/data history: per pair (BTCUSD), perpetual contracts (collectors) ---------
+    def _row_symbol(self, frame: Frame, native: str) -> None:
+        pair = frame.native_symbol.partition("_")[0]
+        if native and native != pair:
+            raise Rejected(f"pair {native!r} in a frame published for {frame.native_symbol!r}")
+
+    def _taker_coinm(self, frame: Frame) -> list[Out]:
+        """Base volume is Binance's ``*VolValue``; the USD value is contracts x size."""
+        period = self._period(frame)
+        cs = self._cs(frame.native_symbol)
+        out = []
+        for r in _coinm_taker_rows.decode(frame.data):
+            self._row_symbol(frame, r.pair)
+            out.append(self.emit(
+                schemas.TakerVolume, frame.native_symbol, f"{period}:{r.timestamp}", frame,
+                r.timestamp * MS, period=period, buy_volume=r.takerBuyVolValue,
+                sell_volume=r.takerSellVolValue, buy_value=r.takerBuyVol * cs,
+                sell_value=r.takerSellVol * cs,
+            ))  # fmt: skip
+        return out
+
+    def _oi_hist(self, frame: Frame) -> list[Out]:
+        """Base units are Binance's ``sumOpenInterestValue``; USD is contracts x size."""
+        period = self._period(frame)
+        cs = self._cs(frame.native_symbol)
+        out = []
+        for r in _coinm_oih_rows.decode(frame.data):
+            self._row_symbol(frame, r.pair)
+            out.append(self.emit(
+                schemas.OpenInterestHist, frame.native_symbol, f"{period}:{r.timestamp}", frame,
+                r.timestamp * MS, period=period, open_interest=r.sumOpenInterestValue,
+                open_interest_value=r.sumOpenInterest * cs,
+            ))  # fmt: skip
         return out

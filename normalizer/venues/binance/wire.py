@@ -255,3 +255,26 @@ class OpenInterestHistRow(msgspec.Struct, gc=False):
     timestamp: int
     symbol: str = ""
     sumOpenInterestValue: Size | None = None
+
+
+class CoinmTakerRow(msgspec.Struct, gc=False):
+    """A row of COIN-M ``takerBuySellVol``: ``*Vol`` in contracts, ``*VolValue`` in the
+    base asset."""
+
+    takerBuyVol: Size
+    takerSellVol: Size
+    takerBuyVolValue: Size
+    takerSellVolValue: Size
+    timestamp: int
+    pair: str = ""
+    contractType: str = ""
+
+
+class CoinmOpenInterestHistRow(msgspec.Struct, gc=False):
+    """A row of COIN-M ``openInterestHist``: contracts, and their value in the base asset."""
+
+    sumOpenInterest: Size
+    sumOpenInterestValue: Size
+    timestamp: int
+    pair: str = ""
+    contractType: str = ""

@@ -15,6 +15,12 @@ Rows are ascending; with startTime/endTime the rows inside them (the most recent
 of those), with neither the most recent ``limit``. History is a fixed timeline of periods
 ``[first, latest]`` (in the past); ``advance(n)`` publishes ``n`` more periods. Values are a
 function of (endpoint, symbol, time), so a test computes the truth with ``rows()``.
+
+COIN-M (``BinanceCoinmPositioningEmulator``, the COIN-M docs' shapes): the same paths on the
+dapi host, asked by ``pair`` (BTCUSD) and, for ``takerBuySellVol`` and ``openInterestHist``,
+``contractType`` (only PERPETUAL simulated); rows carry ``pair``, the top position ratio
+``longPosition``/``shortPosition``, taker volume and open interest in contracts and in the
+base asset (``*Value``).
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ import time
 import orjson
 from aiohttp import web
 
+from tests.venues.binance.emulator_coinm import BinanceCoinmEmulator
 from tests.venues.binance.emulator_usdm import BinanceUsdmEmulator
 
 ENDPOINTS = (
     "globalLongShortAccountRatio", "topLongShortAccountRatio", "topLongShortPositionRatio",
     "takerlongshortRatio", "openInterestHist",
 )  # fmt: skip
+COINM_ENDPOINTS = (*ENDPOINTS[:3], "takerBuySellVol", "openInterestHist")
+PER_CONTRACT = ("takerBuySellVol", "openInterestHist")
 PERIOD_MS = {"5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 
 
@@ -53,17 +62,34 @@ def row(endpoint: str, symbol: str, ts: int) -> dict:
             "timestamp": ts}  # fmt: skip
 
 
-class BinancePositioningEmulator(BinanceUsdmEmulator):
-    def __init__(
-        self,
-        symbols: list[str] | tuple[str, ...] = ("BTCUSDT",),
-        *,
-        period: str = "5m",
-        history: int = 144,
-        lag_periods: int = 300,
-        **kw: object,
-    ) -> None:
-        super().__init__(symbols, **kw)
+def coinm_row(endpoint: str, pair: str, ts: int) -> dict:
+    """COIN-M's row of ``endpoint`` for ``pair`` (BTCUSD) at ``ts``."""
+    rnd = random.Random(f"coinm:{endpoint}:{pair}:{ts}")
+    if endpoint in PER_CONTRACT:
+        a, b = rnd.randint(1, 900_000), rnd.randint(1, 900_000)  # contracts
+        va, vb = a * 100 / 65000.5, b * 100 / 65000.5  # their BTC at some price
+        if endpoint == "takerBuySellVol":
+            return {"pair": pair, "contractType": "PERPETUAL", "takerBuyVol": str(a),
+                    "takerSellVol": str(b), "takerBuyVolValue": f"{va:.8f}",
+                    "takerSellVolValue": f"{vb:.8f}", "timestamp": ts}  # fmt: skip
+        return {"pair": pair, "contractType": "PERPETUAL", "sumOpenInterest": str(a),
+                "sumOpenInterestValue": f"{va:.8f}", "timestamp": ts}  # fmt: skip
+    long = rnd.randint(2_500, 7_500)
+    side = "Position" if endpoint == "topLongShortPositionRatio" else "Account"
+    return {"pair": pair, "longShortRatio": f"{long / (10_000 - long):.4f}",
+            f"long{side}": f"{long / 1e4:.4f}", f"short{side}": f"{(10_000 - long) / 1e4:.4f}",
+            "timestamp": ts}  # fmt: skip
+
+
+class _History:
+    """The futures/data timeline and its handler (mixed into the venue emulators)."""
+
+    sims: dict
+    _count: object
+    add_rest_routes: object
+    endpoints = ENDPOINTS
+
+    def _init_history(self, period: str, history: int, lag_periods: int) -> None:
         self.period = period
         step = PERIOD_MS[period]
         now = int(time.time() * 1000) // step * step
@@ -73,10 +99,17 @@ class BinancePositioningEmulator(BinanceUsdmEmulator):
         self.delay_s = 0.0  # per answer: lets a test kill the collector mid-backfill
         self.data_calls: list[tuple[str, str, int, int]] = []  # endpoint, symbol, start, end
 
-    def add_rest_routes(self, app: web.Application) -> None:
-        super().add_rest_routes(app)
-        for ep in ENDPOINTS:
+    def add_history_routes(self, app: web.Application) -> None:
+        for ep in self.endpoints:
             app.router.add_get(f"/futures/data/{ep}", self._history)
+
+    def row(self, endpoint: str, native: str, ts: int) -> dict:
+        return row(endpoint, native, ts)
+
+    def asked(self, endpoint: str, q: dict) -> str | None:
+        """The native symbol a query names, or None when it names none of ours."""
+        symbol = q.get("symbol", "")
+        return symbol if symbol in self.sims else None
 
     def advance(self, n: int) -> None:
         """``n`` more periods exist (the venue published them)."""
@@ -87,14 +120,14 @@ class BinancePositioningEmulator(BinanceUsdmEmulator):
         return list(range(self.first, self.latest + 1, step))
 
     def rows(self, endpoint: str, symbol: str) -> list[dict]:
-        return [row(endpoint, symbol, t) for t in self.times()]
+        return [self.row(endpoint, symbol, t) for t in self.times()]
 
     async def _history(self, request: web.Request) -> web.Response:
         ep = request.path.rsplit("/", 1)[1]
-        self._count(ep)
+        self._count(ep)  # type: ignore[operator]
         q = request.query
-        symbol, period = q.get("symbol", ""), q.get("period", "")
-        if symbol not in self.sims:
+        symbol, period = self.asked(ep, dict(q)), q.get("period", "")
+        if symbol is None:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         if period != self.period:  # only one period is simulated
             return web.json_response({"code": -1120, "msg": "Invalid period."}, status=400)
@@ -107,5 +140,56 @@ class BinancePositioningEmulator(BinanceUsdmEmulator):
         times = [t for t in self.times() if start <= t <= end][-limit:]
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        body = orjson.dumps([row(ep, symbol, t) for t in times])
+        body = orjson.dumps([self.row(ep, symbol, t) for t in times])
         return web.Response(body=body, content_type="application/json")
+
+
+class BinancePositioningEmulator(_History, BinanceUsdmEmulator):
+    def __init__(
+        self,
+        symbols: list[str] | tuple[str, ...] = ("BTCUSDT",),
+        *,
+        period: str = "5m",
+        history: int = 144,
+        lag_periods: int = 300,
+        **kw: object,
+    ) -> None:
+        BinanceUsdmEmulator.__init__(self, symbols, **kw)
+        self._init_history(period, history, lag_periods)
+
+    def add_rest_routes(self, app: web.Application) -> None:
+        BinanceUsdmEmulator.add_rest_routes(self, app)
+        self.add_history_routes(app)
+
+
+class BinanceCoinmPositioningEmulator(_History, BinanceCoinmEmulator):
+    endpoints = COINM_ENDPOINTS
+
+    def __init__(
+        self,
+        symbols: list[str] | tuple[str, ...] = ("BTCUSD_PERP",),
+        *,
+        period: str = "5m",
+        history: int = 144,
+        lag_periods: int = 300,
+        **kw: object,
+    ) -> None:
+        BinanceCoinmEmulator.__init__(self, symbols, **kw)
+        self._init_history(period, history, lag_periods)
+
+    def add_rest_routes(self, app: web.Application) -> None:
+        BinanceCoinmEmulator.add_rest_routes(self, app)
+        self.add_history_routes(app)
+
+    def row(self, endpoint: str, native: str, ts: int) -> dict:
+        return coinm_row(endpoint, native.split("_")[0], ts)
+
+    def asked(self, endpoint: str, q: dict) -> str | None:
+        native = f"{q.get('pair', '')}_PERP"
+        if native not in self.sims:
+            return None
+        if (endpoint in PER_CONTRACT) != ("contractType" in q):
+            return None  # Binance: contractType is required there, unknown elsewhere
+        if endpoint in PER_CONTRACT and q["contractType"] != "PERPETUAL":
+            return None
+        return native

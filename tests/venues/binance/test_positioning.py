@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from collectors.binancecoinm import run as coinm_main
 from collectors.binanceusdm import BinanceUsdmSettings
 from collectors.binanceusdm import run as collector_main
 from collectors.config import venue_settings
@@ -25,7 +26,12 @@ from streams.bus.server import NatsServer
 from streams.provision import STREAM_RAW
 from tests.conftest import make_settings
 from tests.helpers import rows
-from tests.venues.binance.emulator_positioning import ENDPOINTS, BinancePositioningEmulator
+from tests.venues.binance.emulator_positioning import (
+    COINM_ENDPOINTS,
+    ENDPOINTS,
+    BinanceCoinmPositioningEmulator,
+    BinancePositioningEmulator,
+)
 from tests.workers import Proc, inprocess, inprocess_all
 
 MS = 1_000_000
@@ -70,7 +76,7 @@ async def got(nc: Client, w: dict[str, list[tuple[Any, ...]]], timeout: float = 
     return out
 
 
-def collector_cfg(emu: BinancePositioningEmulator, symbols: list[str]) -> dict[str, Any]:
+def collector_cfg(emu: Any, symbols: list[str]) -> dict[str, Any]:
     """The emulator's history lies hundreds of periods in the past (so ``advance`` has room):
     the backfill starts a minute before its first period, and an empty window is never
     stepped over (settle), as a live venue's newest window is not."""
@@ -174,3 +180,46 @@ async def test_kill9_mid_backfill_no_gap_no_duplicate(
         assert not dup, dup[:5]  # no row stored twice in RAW, across the kill
         per_subject = Counter(s for s, _ in seen)
         assert set(per_subject.values()) == {len(emu.times())}  # nor missing from it
+
+
+async def test_coinm_positioning_in_base_units_exactly(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    """COIN-M: per pair, perpetual contracts; taker volume and open interest in contracts
+    and base, stored in base units with the USD value (contracts x 100 USD for BTC)."""
+    async with BinanceCoinmPositioningEmulator(["BTCUSD_PERP"], history=60, seed=5) as emu:
+        cfg = {**collector_cfg(emu, ["BTCUSD_PERP"]), "channels": ["markPrice", "positioning"]}
+        settings = make_settings(tmp_path, nats_server.url, collector={"binancecoinm": cfg},
+                                 sink={"flush_interval_s": 0.2})  # fmt: skip
+        async with (
+            inprocess_all(settings, sink=sink_main, normalizer=normalizer_main),
+            inprocess("collector", coinm_main, settings),
+        ):
+            sym, p = "BTC-USD-PERP", emu.period
+            ls = sorted(
+                (sym, kind, p, r["timestamp"] * MS, float(r["longShortRatio"]),
+                 float(r.get("longAccount") or r["longPosition"]),
+                 float(r.get("shortAccount") or r["shortPosition"]))
+                for ep, kind in KIND.items() for r in emu.rows(ep, "BTCUSD_PERP")
+            )  # fmt: skip
+            taker = sorted(
+                (sym, p, r["timestamp"] * MS, float(r["takerBuyVolValue"]),
+                 float(r["takerSellVolValue"]), int(r["takerBuyVol"]) * 100.0,
+                 int(r["takerSellVol"]) * 100.0)
+                for r in emu.rows("takerBuySellVol", "BTCUSD_PERP")
+            )  # fmt: skip
+            oih = sorted(
+                (sym, p, r["timestamp"] * MS, float(r["sumOpenInterestValue"]),
+                 int(r["sumOpenInterest"]) * 100.0)
+                for r in emu.rows("openInterestHist", "BTCUSD_PERP")
+            )  # fmt: skip
+            assert len(ls) == 180 and len(taker) == len(oih) == 60
+            assert sorted(tuple(r) for r in await rows(nc, LS_SQL, 180, settle_s=0.3)) == ls
+            got_t = await rows(nc, "SELECT symbol, period, toUnixTimestamp64Nano(ts_event), "
+                               "buy_volume, sell_volume, buy_value, sell_value FROM taker_volume",
+                               60, settle_s=0.3)  # fmt: skip
+            assert sorted(tuple(r) for r in got_t) == taker
+            assert sorted(tuple(r) for r in await rows(nc, OIH_SQL, 60, settle_s=0.3)) == oih
+        # the pair and contract type Binance's COIN-M endpoints require (the emulator
+        # refuses anything else with -1121, which would leave the tables short)
+        assert set(emu.rest_calls) >= set(COINM_ENDPOINTS)
