@@ -58,11 +58,20 @@ def fill(dsn: str, n: int) -> None:
 
 
 def child(n: int) -> dict[str, Any]:
+    import shutil
+
+    tmp = Path(tempfile.mkdtemp(prefix="jm-bench-backtest-"))
+    try:
+        return _measure(n, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # chdb, Parquet and its Arrow copy: ~150 MB
+
+
+def _measure(n: int, tmp: Path) -> dict[str, Any]:
     from executor.backtest.research import parse_grid, run_one, sweep
     from executor.backtest.runner import load_strategy
     from replay.export import export
 
-    tmp = Path(tempfile.mkdtemp(prefix="jm-bench-backtest-"))
     dsn = f"chdb://{tmp / 'ch'}"
     fill(dsn, n)
     kw: dict[str, Any] = {"dsn": dsn, "venue": "binance", "symbols": ["BTC-USDT"],

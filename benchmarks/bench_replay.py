@@ -215,15 +215,20 @@ def _run_child(*args: object) -> dict[str, float]:
 def measure_columnar(n: int = 1_000_000) -> list[tuple[str, str, dict[str, float]]]:
     """(data, path, result) rows: ClickHouse raw scan, columnar batches and typed messages
     from ClickHouse and from a Parquet export, trades alone and trades + depth."""
+    import shutil
+
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-columnar-"))
     dsn = f"chdb://{tmp / 'ch'}"
-    _run_child_fill(dsn, n)
     rows = []
-    for data, types in (("trades", ["trade"]), ("trades + depth", ["trade", "depth"])):
-        out = str(tmp / ("pq-" + "-".join(types)))
-        for what in ("scan", "clickhouse_batches", "clickhouse_typed", "export",
-                     "parquet_batches", "parquet_typed"):  # fmt: skip
-            rows.append((data, what, _run_child(what, dsn, types, out)))
+    try:
+        _run_child_fill(dsn, n)
+        for data, types in (("trades", ["trade"]), ("trades + depth", ["trade", "depth"])):
+            out = str(tmp / ("pq-" + "-".join(types)))
+            for what in ("scan", "clickhouse_batches", "clickhouse_typed", "export",
+                         "parquet_batches", "parquet_typed"):  # fmt: skip
+                rows.append((data, what, _run_child(what, dsn, types, out)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ~50 MB of chdb and Parquet a run
     return rows
 
 
