@@ -612,6 +612,9 @@ async def bench_collector_publish(n: int) -> tuple[float, float]:
         srv.stop()
 
 
+KEPT = "<!-- kept by make bench: everything below is written by hand -->"
+
+
 def _table(title: str, prose: str, columns: str, align: str) -> list[str]:
     """A report section: heading, prose, then a table's header row and its alignment row
     (``align``: one letter per column, l = text, r = figure)."""
@@ -977,7 +980,12 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
     lines += bench_backtest.lines(bt)
     lines += bench_algo.lines(algo)
     text = "\n".join(lines)
-    (ROOT / "BENCHMARKS.md").write_text(text)
+    out = ROOT / "BENCHMARKS.md"
+    # sections written by hand (before/after comparisons, figures from other runs) follow
+    # KEPT in the file and survive a new `make bench`
+    old = out.read_text() if out.exists() else ""
+    kept = old[old.index(KEPT) :] if KEPT in old else ""
+    out.write_text(text + ("\n" + kept if kept else ""))
     print(text)
 
 
