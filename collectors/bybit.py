@@ -12,6 +12,12 @@ Settings (``collector.bybit``, a ``VenueSettings``):
   coin (``publicTrade.BTC``), books at depth 25 or 100 (the nearest to the one asked),
   tickers (with IVs and greeks); no klines, liquidations or ``orderbook.1``.
 - ``options``: ``category`` (default ``linear``) or ``categories`` (``"spot,linear"``).
+- channel ``positioning`` (REST, collectors/positioning.py; linear and inverse): the global
+  long/short account ratio (``/v5/market/account-ratio``, raw ``account_ratio-<period>``) and,
+  on linear, open interest history (``/v5/market/open-interest``, raw
+  ``open_interest_hist-<period>``), cursor in RAW, backfilled; options
+  ``positioning_period`` (5m, 15m, 30m, 1h, 4h, 1d; default 5m), ``positioning_interval_s``
+  (default 60), ``positioning_backfill_days`` (default 30).
 
 Raw venue tokens are ``bybit_<category>`` because ``BTCUSDT`` names both a spot pair and
 a linear perpetual. Books come over the stream (a snapshot on subscribe, then deltas);
@@ -21,6 +27,7 @@ fresh snapshot. Keepalive is Bybit's application ping (``{"op":"ping"}``), not W
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +39,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base, config
 from collectors.config import VenueSettings
+from collectors.positioning import poll_history
 from streams.bus.runtime import Worker
 from streams.symbols import bybit as bybit_symbols
 
@@ -52,7 +60,15 @@ LIMITS = config.LimitsSettings(
 )  # fmt: skip
 
 CATEGORIES = ("spot", "linear", "inverse", "option")
-CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation")
+CHANNELS = ("publicTrade", "orderbook", "tickers", "kline", "allLiquidation", "positioning")
+# positioning periods (ours -> Bybit's ``period``/``intervalTime``) and page sizes
+# https://bybit-exchange.github.io/docs/v5/market/long-short-ratio (limit <= 500) and
+# .../v5/market/open-interest (limit <= 200); both take startTime/endTime (ms)
+BYBIT_PERIODS = {"5m": "5min", "15m": "15min", "30m": "30min", "1h": "1h", "4h": "4h", "1d": "1d"}
+POSITIONING = {  # raw endpoint name -> (ccxt method, Bybit's period parameter, page size)
+    "account_ratio": ("public_get_v5_market_account_ratio", "period", 500),
+    "open_interest_hist": ("public_get_v5_market_open_interest", "intervalTime", 200),
+}
 
 # ``[collector.bybit]``: its defaults; ``channels`` must be some of CHANNELS
 BybitSettings = config.venue_section("BybitSettings",
@@ -143,6 +159,8 @@ def topics(cfg: VenueSettings, category: str) -> tuple[list[str], list[str]]:
     out = []
     for ch in cfg.channels:
         prefix = ch.split(".", 1)[0]
+        if prefix == "positioning":
+            continue  # REST
         if prefix not in CHANNELS:
             raise ValueError(f"collector.bybit.channels: unknown channel {ch!r}")
         if prefix in NOT_ON.get(category, ()):
@@ -237,6 +255,50 @@ class BybitCollector(base.Collector):
         return links
 
     route = staticmethod(route)
+
+    def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
+        if "positioning" not in self.cfg.channels:
+            return []
+        period = self.cfg.options.get("positioning_period", "5m")
+        if period not in BYBIT_PERIODS:
+            raise ValueError(f"collector.bybit.options.positioning_period must be one of "
+                             f"{list(BYBIT_PERIODS)}, not {period!r}")  # fmt: skip
+        loops = []
+        for c in self.links:
+            assert isinstance(c, Connection)
+            for native in c.natives if c.category in ("linear", "inverse") else []:
+                for ep in POSITIONING:
+                    # inverse open interest is in USD: no base units without a price
+                    if ep == "open_interest_hist" and c.category != "linear":
+                        continue
+                    loops.append(self._positioning_loop(c.category, ep, native, period))
+        return loops
+
+    async def _positioning_loop(self, category: str, ep: str, native: str, period: str) -> None:
+        opts = self.cfg.options
+        method, key, limit = POSITIONING[ep]
+        call = getattr(self.exchange, method)
+        path = "v5/market/account-ratio" if ep == "account_ratio" else "v5/market/open-interest"
+
+        async def fetch(start: int, end: int) -> tuple[bytes, int]:
+            return await self.rest(path, call, {
+                "category": category, "symbol": native, key: BYBIT_PERIODS[period],
+                "startTime": start, "endTime": end, "limit": limit,
+            })  # fmt: skip
+
+        def times(body: bytes) -> list[int]:
+            reply = orjson.loads(body)
+            if reply.get("retCode") != 0:
+                raise RuntimeError(f"retCode {reply.get('retCode')}: {reply.get('retMsg')}")
+            return [int(r["timestamp"]) for r in reply["result"]["list"]]
+
+        await poll_history(
+            self.w, f"{VENUE}_{category}", ep, native, period, fetch, times, limit=limit,
+            backfill_days=float(opts.get("positioning_backfill_days", "30")),
+            interval_s=float(opts.get("positioning_interval_s", "60")),
+            reconnect=self.cfg.reconnect,
+            settle_periods=int(opts.get("positioning_settle_periods", "2")),
+        )  # fmt: skip
 
     def ping_text(self, link: base.Link) -> str:
         assert isinstance(link, Connection)

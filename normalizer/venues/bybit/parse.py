@@ -41,6 +41,7 @@ Quirks of the real feed (regression tests in tests/venues/bybit/test_real_frames
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from msgspec.structs import astuple
 
@@ -62,6 +63,12 @@ _trade, _kline, _liq = (wire.decoder(wire.Push[row]) for row in (wire.Trade, wir
 _book, _ticker, _instruments = map(wire.decoder, (wire.BookFrame, wire.TickerFrame,
                                                   wire.Instruments))  # fmt: skip
 _option_ticker = wire.decoder(wire.OptionTickerFrame)
+_account_ratio = wire.decoder(wire.Reply[wire.AccountRatioRow])
+_oi_hist = wire.decoder(wire.Reply[wire.OpenInterestRow])
+# REST history channels ``<endpoint>-<period>`` (collectors/bybit.py, positioning.py)
+PERIODS = frozenset({"5m", "15m", "30m", "1h", "4h", "1d"})
+POSITIONING = {"account_ratio-<period>": "long_short_ratio"}
+LINEAR_POSITIONING = {**POSITIONING, "open_interest_hist-<period>": "open_interest_hist"}
 # bound ``decode`` of the hot channels' decoders (the Decoders stay module attributes:
 # fuzz/fuzzers.py shapes frames from them)
 _ticker_decode = _ticker.decode
@@ -127,6 +134,62 @@ class _Bybit(Parser):
         self.tickers: dict[str, list[float | None]] = {}  # last known FIELDS
         self.bbo: dict[str, list[tuple[float, float] | None]] = {}  # orderbook.1 sides
         self.known: dict[str, int] = {}  # inverse: native -> delivery ms (0 = perpetual)
+
+    handler_of = {
+        "account_ratio-<period>": "_account_ratio",
+        "open_interest_hist-<period>": "_open_interest_hist",
+    }
+
+    # -- REST history: account ratio and open interest, one page of periods a frame -------
+    def _unlisted(self, channel: str) -> Callable[[Frame], list[Out]]:
+        endpoint, _, period = channel.rpartition("-")
+        if f"{endpoint}-<period>" in self.channels and period in PERIODS:
+            return getattr(self, f"_{endpoint}")  # type: ignore[no-any-return]
+        return super()._unlisted(channel)
+
+    @staticmethod
+    def _reply(reply: wire.Reply, frame: Frame) -> None:  # type: ignore[type-arg]
+        if reply.retCode != 0:
+            raise Rejected(f"Bybit error {reply.retCode}: {reply.retMsg[:200]}")
+
+    def _account_ratio(self, frame: Frame) -> list[Out]:
+        """``buyRatio``/``sellRatio``: shares of accounts long/short; ratio = their quotient."""
+        period = frame.channel.rpartition("-")[2]
+        reply = _account_ratio.decode(frame.data)
+        self._reply(reply, frame)
+        _, symbol = self._names("long_short_ratio", frame.native_symbol)
+        out = []
+        for r in reply.result.rows:
+            self._same(frame, r.symbol)
+            if not r.sellRatio:
+                raise Rejected(f"sellRatio 0 at {r.timestamp}: no long/short ratio")
+            msg = schemas.LongShortRatio(
+                venue=VENUE, symbol=symbol, ts_event=r.timestamp * MS, ts_recv=frame.ts_recv,
+                kind="global_accounts", period=period, ratio=r.buyRatio / r.sellRatio,
+                long_share=r.buyRatio, short_share=r.sellRatio,
+            )  # fmt: skip
+            natural = f"global_accounts:{period}:{r.timestamp}"
+            out.append(self._out("long_short_ratio", frame.native_symbol, natural, msg))
+        return out
+
+    def _open_interest_hist(self, frame: Frame) -> list[Out]:
+        period = frame.channel.rpartition("-")[2]
+        reply = _oi_hist.decode(frame.data)
+        self._reply(reply, frame)
+        if reply.result.symbol:
+            self._same(frame, reply.result.symbol)
+        return [
+            self.emit(
+                schemas.OpenInterestHist,
+                frame.native_symbol,
+                f"{period}:{r.timestamp}",
+                frame,
+                r.timestamp * MS,
+                period=period,
+                open_interest=r.openInterest,
+            )
+            for r in reply.result.rows
+        ]
 
     def retired(self, data: bytes) -> str | None:
         """Bybit v2 (``realtime``/``realtime_public``, retired 2023): topics ``trade.X``,
@@ -419,6 +482,7 @@ class BybitSpotParser(_Bybit):
 class BybitLinearParser(_Bybit):
     venue = "bybit_linear"
     category = "linear"
+    channels = {**_Bybit.channels, **LINEAR_POSITIONING}
 
 
 class BybitOptionParser(_Bybit):
@@ -490,3 +554,4 @@ class BybitInverseParser(_Bybit):
     venue = "bybit_inverse"
     category = "inverse"
     inverse = True
+    channels = {**_Bybit.channels, **POSITIONING}  # open interest in USD: not in base units

@@ -176,3 +176,31 @@ class Instruments(msgspec.Struct):
     result: InstrumentsResult
     time: int = 0
     retMsg: str = ""
+
+
+# -- REST history (collectors/positioning.py): ``{"retCode":0,"result":{"list":[...]}}`` --
+class AccountRatioRow(msgspec.Struct, gc=False):
+    """``/v5/market/account-ratio`` row: shares of accounts long (buy) and short (sell)."""
+
+    symbol: str
+    buyRatio: Size
+    sellRatio: Size
+    timestamp: int
+
+
+class OpenInterestRow(msgspec.Struct, gc=False):
+    """``/v5/market/open-interest`` row: linear open interest in the base coin."""
+
+    openInterest: Size
+    timestamp: int
+
+
+class RowList(msgspec.Struct, Generic[T], gc=False):
+    rows: list[T] = msgspec.field(name="list")
+    symbol: str = ""
+
+
+class Reply(msgspec.Struct, Generic[T], gc=False):
+    retCode: int
+    result: RowList[T]
+    retMsg: str = ""
