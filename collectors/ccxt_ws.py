@@ -29,16 +29,20 @@ import ccxt.pro as ccxtpro
 import msgspec
 import orjson
 from aiohttp import WSMsgType
+from ccxt.base.errors import NetworkError
 
 from collectors import ccxt_poller
+from collectors.base import ctl_reply
 from collectors.ccxt_poller import CcxtExchangeSettings, ccxt_settings, content_id, market_frame
 from collectors.conn import new_conn_id
 from collectors.publisher import RawPublisher
+from streams import subjects
 from streams.bus.runtime import Worker
 
 log = logging.getLogger("collectors.ccxt_ws")
 
 TOKEN = "WS"  # the raw symbol token of every frame and record of this collector
+RESYNC_MIN_S = 10.0  # ctl.snapshot: at most one forced reconnect this often
 WATCH = {"trades": "watchTrades", "ticker": "watchTicker", "book": "watchOrderBook"}
 
 
@@ -123,6 +127,8 @@ class WsCollector:
         self.wake = asyncio.Event()
         self.frames = 0
         self.errors = 0
+        self.last_resync = -RESYNC_MIN_S
+        self.markets_frame = b""  # the ccxt-ws-market record, once markets are loaded
         self._tap_exchange()
 
     # -- the tap -------------------------------------------------------------------------
@@ -198,6 +204,8 @@ class WsCollector:
                 c.on_error(exc)
 
         def on_connected(client: Any, *args: Any) -> Any:
+            if self.markets_frame:  # again with each connection: a normalizer started since
+                self._put("ccxt-ws-market", self.markets_frame, time.time_ns(), durable=True)
             self._record("ccxt-ws-open", {"client": key, "url": client.url})
             return connected(client, *args)
 
@@ -222,6 +230,26 @@ class WsCollector:
         c.handle_message = handle_message
         c.on_connected_callback, c.on_close_callback = on_connected, on_close
         c.on_error_callback = on_error
+
+    async def on_ctl_snapshot(self, msg: Any) -> None:
+        """``ctl.snapshot.<id>.<symbol>`` (the order-book service asks it for an invalid
+        book; an operator may too, e.g. after restarting a normalizer mid-connection, whose
+        ccxt state then starts at the next connection): ccxt's clients are ended, so ccxt
+        reconnects and resubscribes and every book starts again from a snapshot. At most
+        once per ``RESYNC_MIN_S``: several books asking at once cost one reconnect."""
+        now = time.monotonic()
+        if now - self.last_resync < RESYNC_MIN_S:
+            ago = now - self.last_resync
+            await ctl_reply(msg, {"ok": True, "resync": f"reconnected {ago:.1f} s ago"})
+            return
+        clients = [c for c in (self.ex.clients or {}).values() if not c.closed()]
+        if not clients:
+            await ctl_reply(msg, {"ok": False, "error": "not connected; reconnecting already"})
+            return
+        self.last_resync = now
+        for c in clients:
+            c.on_error(NetworkError("resync asked on ctl.snapshot"))
+        await ctl_reply(msg, {"ok": True, "resync": f"reconnecting {len(clients)} client(s)"})
 
     # -- loops ---------------------------------------------------------------------------
     async def pump(self) -> None:
@@ -285,13 +313,18 @@ class WsCollector:
                 raise SystemExit(f"{self.id} lists no market {unknown} (ccxt unified symbols)")
             now = time.time_ns()
             markets = [self.ex.market(s) for s in self.cfg.symbols]
-            self._put("ccxt-ws-market", orjson.dumps(markets, default=str), now, durable=True)
+            self.markets_frame = orjson.dumps(markets, default=str)
+            self._put("ccxt-ws-market", self.markets_frame, now, durable=True)
             for s in self.cfg.symbols:  # instruments, as the REST poller publishes them
                 data = market_frame(self.ex, s)
                 await self.pub.publish(ccxt_poller.CH_MARKET, s, data, now, self.conn,
                                        msg_id=f"ccxt:{self.id}:{content_id(data)}",
                                        durable=True)  # fmt: skip
             self.w.health.set("ok", transport="ws")
+            assert self.w.nc is not None
+            ctl = await self.w.nc.subscribe(
+                subjects.ctl_snapshot_filter(self.id), cb=self.on_ctl_snapshot
+            )
             loops = [
                 asyncio.create_task(self.watch(c, s))
                 for s in self.cfg.symbols
@@ -300,6 +333,8 @@ class WsCollector:
             try:  # a watch waits for data as long as it takes: stop ends them from here
                 await self.w.stop.wait()
             finally:
+                with contextlib.suppress(Exception):  # the connection may be closing
+                    await ctl.unsubscribe()
                 for t in loops:
                     t.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)

@@ -242,3 +242,55 @@ async def test_a_sequence_break_ccxt_detects_becomes_a_gap_and_a_resync(
     live = await _messages(settings, start=since)
     made = set(again)
     assert res.dead == 0 and [x for x in live if x in made] == again
+
+
+async def test_a_normalizer_restarted_mid_connection_catches_up_on_ctl_snapshot(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext
+) -> None:
+    """ccxt's state lives in the normalizer: one restarted mid-connection skips that
+    connection's frames (counted, never guessed). ``ctl.snapshot.<id>.<symbol>`` (what the
+    order-book service sends for an invalid book, or an operator) makes the collector
+    reconnect: ccxt resubscribes, and trades and the book flow again."""
+    async with BitgetEmulator() as emu:
+        section = {**_bitget(emu), "symbols": ["BTC/USDT"]}
+        emu.markets.pop("ETHUSDT")
+        m = emu.markets["BTCUSDT"]
+        settings = long_tail_settings(tmp_path, nats_server.url, "bitget", section)
+        q = "SELECT id FROM trades WHERE venue = 'bitget' ORDER BY id"
+        async with (
+            inprocess("sink", sink_main, settings),
+            inprocess("collector", lambda w: ccxt_ws.run(w, "bitget"), settings),
+        ):
+            async with inprocess("normalizer", normalizer_main, settings):
+                await _until(emu.subscribed, "no subscription")
+                await emu.play(5)
+                assert len(await rows(nc, q, 5, 20)) == 5
+            await emu.play(5)  # no normalizer now
+            async with inprocess("normalizer", normalizer_main, settings):
+                await emu.play(5)
+                await asyncio.sleep(1.0)
+                assert len(await rows(nc, q, 5, 5)) == 5  # skipped: no state for them
+                first = emu.clients[0]
+                answer = orjson.loads(
+                    (await nc.request("ctl.snapshot.bitget.BTC-USDT", b"", timeout=5)).data
+                )
+                assert answer["ok"] and "reconnecting" in answer["resync"], answer
+                await _until(lambda: bool(emu.clients) and emu.clients[0] is not first
+                             and emu.subscribed(), "ccxt did not reconnect")  # fmt: skip
+                again = orjson.loads(
+                    (await nc.request("ctl.snapshot.bitget.BTC-USDT", b"", timeout=5)).data
+                )
+                assert "ago" in again["resync"]  # one reconnect for a burst of requests
+                await emu.play(5)
+                ids = [r[0] for r in await rows(nc, q, 10, 20)]
+                assert ids[-5:] == [str(t.id) for t in m.trades[-5:]]
+                # an order-book service started now sees deltas only: it asks for a snapshot
+                # (again while the collector's last reconnect is under 10 s old)
+                async with inprocess("orderbook", orderbook_main, settings):
+                    for _ in range(80):  # book messages keep coming, as live
+                        await emu.play(1)
+                        if (await served_book(nc, "bitget", "BTC-USDT")).get("valid"):
+                            break
+                        await asyncio.sleep(0.4)
+                    book = await _book(nc, "bitget", "BTC-USDT", m.book())
+                    assert book.get("valid") and _levels(book) == m.book(), book
