@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import zlib
 from array import array
@@ -33,7 +34,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from sinks.clickhouse import tables
 from sinks.clickhouse.sqlservice import Sandbox, SqlService
-from sinks.clickhouse.store import InsertFault, Store
+from sinks.clickhouse.store import InsertFault, Store, without_pandas
 from streams import schemas, subjects
 from streams.bus.consumer import BatchConsumer, stream_seq
 from streams.bus.delivery import Delivery
@@ -427,6 +428,8 @@ class ClickHouseSink:
     async def run(self) -> None:
         w = self.w
         assert w.nc is not None
+        if _own_process():
+            without_pandas()  # not imported at the first insert (store.without_pandas)
         applied = await self.store.call(self.store.apply_ddl)
         ttl_days = msgspec.to_builtins(w.settings.clickhouse.ttl_days)
         changed, foreign = await self.store.call(self.store.apply_ttl, ttl_days)
@@ -501,6 +504,13 @@ class ClickHouseSink:
                     LAG.labels(p.stream).set(await p.consumer.lag())
                 except Exception:  # server briefly away; next round
                     pass
+
+
+def _own_process() -> bool:
+    """True in ``python -m sinks`` (the worker's own process), not in tests or tools that
+    run the sink beside other code."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    return getattr(spec, "name", "") == "sinks.__main__"
 
 
 async def main(w: Worker) -> None:
