@@ -7,6 +7,13 @@ CHANNELS (setting name = OKX channel -> subscription arg -> raw subject):
   liquidation-orders {"channel", "instType": "SWAP"|"FUTURES"}   raw.okx.liquidation-orders.SWAP
   opt-summary (options) {"channel", "instFamily": "BTC-USD"}    raw.okx.opt-summary.BTC-USD
   (REST)   GET /api/v5/public/instruments?instType=...   raw.okx.instruments.ALL (one per type)
+  positioning (REST, SWAP/FUTURES; collectors/positioning.py, cursor in RAW, backfilled):
+           GET /api/v5/rubik/stat/contracts/long-short-account-ratio-contract[-top-trader],
+           .../long-short-position-ratio-contract-top-trader, .../open-interest-history,
+           /api/v5/rubik/stat/taker-volume-contract (unit=0: coin)
+                                         raw.okx.<endpoint>-<period>.<instId>
+           options ``positioning_period`` (5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d; default 5m),
+           ``positioning_interval_s`` (60), ``positioning_backfill_days`` (30)
   (ours)   connection events                             raw.okx.conn.ALL
   (venue)  {"event":...} acks/errors/notices, "pong"     raw.okx.control.ALL
   (venue)  anything unroutable                           raw.okx.unknown.ALL
@@ -19,6 +26,7 @@ unsubscribe + subscribe of that book, whose fresh snapshot arrives through the s
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -27,6 +35,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base, config
 from collectors.config import VenueSettings
+from collectors.positioning import poll_history
 from streams import subjects
 from streams.symbols.okx import inst_type, to_native
 
@@ -39,6 +48,27 @@ VENUE = "okx"
 #   instrument); over it HTTP 429 with code 50011. Counted as sliding (half per second).
 # https://www.okx.com/docs-v5/en/#overview-websocket-connect: 3 connection requests per s
 #   per IP, 480 subscribe/unsubscribe/login requests per hour per connection.
+# positioning: raw endpoint name -> (ccxt method, REST path); OKX pages hold 100 rows and
+# each endpoint allows 5 requests per 2 s per IP
+# https://www.okx.com/docs-v5/en/#trading-statistics-rest-api
+POSITIONING = {
+    "long_short_account_ratio": (
+        "public_get_rubik_stat_contracts_long_short_account_ratio_contract",
+        "rubik/stat/contracts/long-short-account-ratio-contract"),
+    "top_account_ratio": (
+        "public_get_rubik_stat_contracts_long_short_account_ratio_contract_top_trader",
+        "rubik/stat/contracts/long-short-account-ratio-contract-top-trader"),
+    "top_position_ratio": (
+        "public_get_rubik_stat_contracts_long_short_position_ratio_contract_top_trader",
+        "rubik/stat/contracts/long-short-position-ratio-contract-top-trader"),
+    "open_interest_history": ("public_get_rubik_stat_contracts_open_interest_history",
+                              "rubik/stat/contracts/open-interest-history"),
+    "taker_volume": ("public_get_rubik_stat_taker_volume_contract",
+                     "rubik/stat/taker-volume-contract"),
+}  # fmt: skip
+OKX_PERIODS = {"5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H", "4h": "4H",
+               "6h": "6H", "12h": "12H", "1d": "1D"}  # fmt: skip
+POSITIONING_PAGE = 100
 LIMITS = config.LimitsSettings(
     rules=[
         config.RateLimit(name="instruments", capacity=20, window_s=2.0, sliding=True,
@@ -47,6 +77,8 @@ LIMITS = config.LimitsSettings(
                          applies=["market/books"]),
         config.RateLimit(name="order", capacity=60, window_s=2.0, sliding=True,
                          scope="account", applies=["trade/order"]),
+        *(config.RateLimit(name=f"rubik:{name}", capacity=5, window_s=2.0, sliding=True,
+                           applies=[path]) for name, (_, path) in POSITIONING.items()),
     ],
     ban_statuses=[429],
     ws={"connections_per_s": 3, "subscribes_per_hour": 480},
@@ -57,7 +89,7 @@ DERIVATIVE_ONLY = ("open-interest", "mark-price")
 CHANNELS = frozenset(
     PER_INSTRUMENT
     + DERIVATIVE_ONLY
-    + ("funding-rate", "index-tickers", "liquidation-orders", "opt-summary")
+    + ("funding-rate", "index-tickers", "liquidation-orders", "opt-summary", "positioning")
 )
 
 # ``[collector.okx]``: its defaults; ``channels`` must be some of CHANNELS
@@ -135,6 +167,45 @@ class OkxCollector(base.Collector):
 
     def describe(self) -> dict[str, Any]:
         return {"subscriptions": len(self.args)}
+
+    def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
+        if "positioning" not in self.cfg.channels:
+            return []
+        period = self.cfg.options.get("positioning_period", "5m")
+        if period not in OKX_PERIODS:
+            raise ValueError(f"collector.okx.options.positioning_period must be one of "
+                             f"{list(OKX_PERIODS)}, not {period!r}")  # fmt: skip
+        return [
+            self._positioning_loop(ep, inst, period)
+            for inst in self.cfg.symbols if inst_type(inst) in ("SWAP", "FUTURES")
+            for ep in POSITIONING
+        ]  # fmt: skip
+
+    async def _positioning_loop(self, ep: str, inst: str, period: str) -> None:
+        opts = self.cfg.options
+        method, path = POSITIONING[ep]
+        call = getattr(self.exchange, method)
+        extra = {"unit": "0"} if ep == "taker_volume" else {}  # volumes in the coin
+
+        async def fetch(start: int, end: int) -> tuple[bytes, int]:
+            return await self.rest(path, call, {
+                "instId": inst, "period": OKX_PERIODS[period], "begin": str(start),
+                "end": str(end), "limit": str(POSITIONING_PAGE), **extra,
+            })  # fmt: skip
+
+        def times(body: bytes) -> list[int]:
+            reply = orjson.loads(body)
+            if reply.get("code") != "0":
+                raise RuntimeError(f"code {reply.get('code')}: {reply.get('msg')}")
+            return [int(r[0]) for r in reply["data"]]
+
+        await poll_history(
+            self.w, self.venue, ep, inst, period, fetch, times, limit=POSITIONING_PAGE,
+            backfill_days=float(opts.get("positioning_backfill_days", "30")),
+            interval_s=float(opts.get("positioning_interval_s", "60")),
+            reconnect=self.cfg.reconnect,
+            settle_periods=int(opts.get("positioning_settle_periods", "2")),
+        )  # fmt: skip
 
     route = staticmethod(route)
 

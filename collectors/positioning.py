@@ -134,7 +134,9 @@ async def poll_history(
             await publish_acked(w.js, w.stop, subject, body, headers)
             start = last + 1
         elif settled:
-            start = end + 1
+            # past an empty window; from ``end`` itself, not end + 1, in case a venue reads
+            # ``end`` as exclusive (then a row exactly there comes with the next window)
+            start = max(end, start + 1)
         if (not behind or not (stamps or settled)) and await w.sleep(interval_s):
             return
 

@@ -16,6 +16,11 @@ Channel map (raw channel = OKX channel name -> market type):
 | index-tickers      | mark          | index_price on the index's own name (BTC-USDT)     |
 | opt-summary        | option_greeks | per ``instFamily`` (raw symbol BTC-USD); BS greeks |
 | instruments        | instrument    | REST body; also fills the contract-size cache      |
+| long_short_account_ratio-<period> | long_short_ratio (global_accounts), REST rubik |
+| top_account_ratio-<period>        | long_short_ratio (top_accounts), REST rubik    |
+| top_position_ratio-<period>       | long_short_ratio (top_positions), REST rubik   |
+| taker_volume-<period>             | taker_volume (coin units: unit=0), REST rubik  |
+| open_interest_history-<period>    | open_interest_hist (oiCcy, oiUsd), REST rubik  |
 | conn               | gap           | reconnect, per symbol                              |
 | control            | nothing       | subscribe acks, pong, notices, errors              |
 
@@ -41,6 +46,7 @@ Quirks of the real feed (regression tests in tests/venues/okx/test_real_frames.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or_none, new_out
@@ -51,6 +57,20 @@ from streams.symbols import option_terms
 
 VENUE = "okx"
 MS = 1_000_000
+RUBIK_PERIODS = frozenset({"5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"})
+RATIO_KINDS = {"long_short_account_ratio": "global_accounts", "top_account_ratio": "top_accounts",
+               "top_position_ratio": "top_positions"}  # fmt: skip
+_rubik = wire.decoder(wire.RubikReply)
+
+
+def _num(text: str) -> float:
+    """A rubik cell: a finite, non-negative decimal string."""
+    v = float(text)
+    if not 0 <= v < 1e18:  # also NaN
+        raise ValueError(f"not a count or ratio: {text[:40]!r}")
+    return v
+
+
 CANDLE_CHANNELS = ("candle1m", "candle3m", "candle5m", "candle15m", "candle1H")
 
 # decoders of the whole-frame shapes, then of the data pushes
@@ -105,8 +125,51 @@ class OkxParser(Parser):
         "instruments": "instrument", "conn": "gap", "control": "",
     }  # fmt: skip
 
-    handler_of = {c: "_candles" for c in CANDLE_CHANNELS}
+    channels.update({
+        "long_short_account_ratio-<period>": "long_short_ratio",
+        "top_account_ratio-<period>": "long_short_ratio",
+        "top_position_ratio-<period>": "long_short_ratio",
+        "taker_volume-<period>": "taker_volume",
+        "open_interest_history-<period>": "open_interest_hist",
+    })  # fmt: skip
+    handler_of = {
+        **{c: "_candles" for c in CANDLE_CHANNELS},
+        **{c: "_rubik" for c in channels if c.endswith("-<period>")},
+    }
     inline_names = ("trade", "book", "bbo", "ticker")
+
+    # -- trading statistics (REST rubik, collectors/positioning.py) ----------------------
+    def _unlisted(self, channel: str) -> Callable[[Frame], list[Out]]:
+        endpoint, _, period = channel.rpartition("-")
+        if f"{endpoint}-<period>" in self.channels and period in RUBIK_PERIODS:
+            return self._rubik
+        return super()._unlisted(channel)
+
+    def _rubik(self, frame: Frame) -> list[Out]:
+        endpoint, _, period = frame.channel.rpartition("-")
+        reply = _rubik.decode(frame.data)
+        if reply.code != "0":
+            raise Rejected(f"OKX error {reply.code}: {reply.msg[:200]}")
+        native, out = frame.native_symbol, []
+        kind = RATIO_KINDS.get(endpoint)
+        for row in reply.data:
+            ts = int(row[0])
+            if kind is not None:
+                _, symbol = self._names("long_short_ratio", native)
+                msg: schemas.Base = schemas.LongShortRatio(
+                    venue=VENUE, symbol=symbol, ts_event=ts * MS, ts_recv=frame.ts_recv,
+                    kind=kind, period=period, ratio=_num(row[1]),  # type: ignore[arg-type]
+                )  # fmt: skip
+                out.append(self._out("long_short_ratio", native, f"{kind}:{period}:{ts}", msg))
+            elif endpoint == "taker_volume":
+                out.append(self.emit(schemas.TakerVolume, native, f"{period}:{ts}", frame,
+                                     ts * MS, period=period, buy_volume=_num(row[2]),
+                                     sell_volume=_num(row[1])))  # fmt: skip
+            else:  # open_interest_history: [ts, contracts, coin, usd]
+                out.append(self.emit(schemas.OpenInterestHist, native, f"{period}:{ts}", frame,
+                                     ts * MS, period=period, open_interest=_num(row[2]),
+                                     open_interest_value=_num(row[3])))  # fmt: skip
+        return out
 
     def retired(self, data: bytes) -> str | None:
         """OKEx v3 (retired 2022): pushes ``{"table": "spot/trade", "data": [...]}``; v5

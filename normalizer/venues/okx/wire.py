@@ -164,3 +164,13 @@ class OptSummary(msgspec.Struct, gc=False):
     thetaBS: str = ""
     vegaBS: str = ""
     fwdPx: str = ""
+
+
+class RubikReply(msgspec.Struct, gc=False):
+    """``/api/v5/rubik/stat/...`` answers: ``{"code":"0","msg":"","data":[[ts, ...], ...]}``,
+    each row strings, newest first: ratios ``[ts, ratio]``; open-interest-history ``[ts, oi
+    (contracts), oiCcy (coin), oiUsd]``; taker-volume-contract ``[ts, sellVol, buyVol]``."""
+
+    code: str
+    data: list[list[str]]
+    msg: str = ""
