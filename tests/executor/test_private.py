@@ -13,21 +13,27 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from executor.engine import Engine
+from executor.marks import Marks
 from executor.model import Order, VenueFill
+from executor.venues.paper import PaperVenue
 from executor.venues.private import parse
+from executor.venues.private.stream import PrivateStream
 from executor.venues.private.truth import Truth
 from streams import subjects
 from streams.bus.server import NatsServer
-from streams.schemas import Fill
-from streams.settings import PrivateStreamSettings
+from streams.schemas import Depth, Fill
+from streams.settings import AccountSettings, InstrumentSpec, PrivateStreamSettings
 from tests.conftest import make_settings
 from tests.executor.test_ccxt import ACCOUNT, Executor, final, limit, live_settings
-from tests.executor.test_paper import exec_log, request, wait_until
+from tests.executor.test_paper import cmd, exec_log, request, wait_until
+from tests.executor.test_reconcile import Recorder
 from tests.pipeline.test_e2e import scalar, wait_rows
 from tests.streams.test_permissions import client, refused
 from tests.venues.binance.emulator_private import MockBinancePrivate
@@ -237,3 +243,30 @@ async def test_account_truth_polled_drift_needs_two_looks_pushed_one() -> None:
     # positions (derivatives): pushed once is enough
     (p,) = await t.positions({"BTC-USDT-PERP": -1.0}, {"BTC-USDT-PERP": 1.0}, pushed=True)
     assert p.diff == -2.0 and len(halts) == 1  # halted already: not twice
+
+
+async def test_bybit_order_filled_before_its_execution_loses_no_fill() -> None:
+    """Bybit's ``order`` topic may say Filled before ``execution`` brings the trade: the
+    order is final then, and its fill is still recorded, once."""
+    cfg = AccountSettings(instruments={"BTC-USDT": InstrumentSpec()})
+    venue, rec, marks = PaperVenue(cfg), Recorder(), Marks()
+    e = Engine("paper", cfg, venue, rec, marks)
+    book = Depth(venue="binance", symbol="BTC-USDT", ts_event=10**18, ts_recv=10**18,
+                 bids=[(99.0, 1.0)], asks=[(101.0, 1.0)], seq=1, levels=1)  # fmt: skip
+    venue.on_market(book)
+    marks.on_market(book)
+    r = await e.handle(cmd("by1", side="buy", order_type="limit", quantity="2", price="100"))
+    assert r.state == "new", r
+    ps = PrivateStream("paper", msgspec.structs.replace(cfg, exchange="bybit"), venue, e, None)  # type: ignore[arg-type]
+    ps._contracts = lambda rep: None  # type: ignore[method-assign]  # paper: no contracts
+    order = {"topic": "order", "data": [{"orderLinkId": "by1", "orderId": "v1",
+             "orderStatus": "Filled", "cumExecQty": "2", "avgPrice": "100"}]}  # fmt: skip
+    execution = {"topic": "execution", "data": [{"orderLinkId": "by1", "orderId": "v1",
+                 "execId": "e1", "execPrice": "100", "execQty": "2", "execFee": "0.2",
+                 "feeCurrency": "USDT", "isMaker": True, "execTime": "1"}]}  # fmt: skip
+    for frame in (order, execution, execution):  # the second execution: a repeat
+        await ps._apply(orjson.dumps(frame), 0)
+    assert e.orders["by1"].state == "filled"
+    fills = [m for _, m in rec.sent if isinstance(m, Fill)]
+    assert [(f.trade_id, f.size, f.fee) for f in fills] == [("e1", 2.0, 0.2)]
+    assert e.positions[("binance", "BTC-USDT")].size == 2.0

@@ -34,7 +34,7 @@ from nats.aio.client import Client
 
 from executor import metrics as m
 from executor.engine import Engine
-from executor.model import Order, VenueFill
+from executor.model import Order, VenueFill, VenueReport
 from executor.venues.ccxt_venue import CcxtVenue, load_keys
 from executor.venues.private.parse import PARSERS, Update
 from executor.venues.private.truth import Truth
@@ -249,11 +249,26 @@ class PrivateStream:
                     rep.client_order_id = self.ids.get(rep.venue_order_id or "", "")
                 self._contracts(rep)
             await self.e.on_reports([r for r in u.reports if r.client_order_id])
+            await self._late_fills(u.reports)
         if u.balances:
             await self.truth.balances(u.balances, pushed=True)
         if u.positions is not None:
             await self.truth.positions(self._ours_native(u.positions),
                                        self._our_positions(), pushed=True)  # fmt: skip
+
+    async def _late_fills(self, reports: list[VenueReport]) -> None:
+        """Fills of an order already final (Bybit may send the order's ``Filled`` before
+        its ``execution``): recorded like reconciliation records them, state untouched."""
+        for rep in reports:
+            o = self.e.orders.get(rep.client_order_id)
+            if o is None or not o.done or not rep.fills:
+                continue
+            fresh = [f for f in rep.fills if f.trade_id not in o.fill_ids]
+            if fresh:
+                async with self.e.lock:
+                    await self.e.apply(o, VenueReport(o.client_order_id, o.state,
+                                                      rep.venue_order_id, o.filled,
+                                                      o.avg_price, fresh))  # fmt: skip
 
     def _contracts(self, rep: Any) -> None:
         o = self.e.orders.get(rep.client_order_id)
