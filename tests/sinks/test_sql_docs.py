@@ -25,10 +25,11 @@ DOC = ROOT / "docs" / "sql.md"
 
 def doc_queries() -> dict[str, str]:
     text = DOC.read_text()
-    # option_* and exec_* queries run against their own data in tests/venues/test_options.py
-    # and tests/executor/test_tca_report.py
+    # option_*, exec_* and pos_* queries run against their own data in
+    # tests/venues/test_options.py, tests/executor/test_tca_report.py and
+    # tests/venues/test_positioning_sql.py
     found = re.findall(r"<!-- query: (\w+) -->\s*```sql\n(.*?)```", text, re.S)
-    return {k: q for k, q in found if not k.startswith(("option_", "exec_"))}
+    return {k: q for k, q in found if not k.startswith(("option_", "exec_", "pos_"))}
 
 
 def base(venue: str, symbol: str, ts: float) -> dict:
