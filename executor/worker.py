@@ -405,6 +405,7 @@ async def main(w: Worker) -> None:
                     for key in list(e.positions):
                         await e.emit_position(key, periodic=True)
                 w.health.set(open={a: len(e.active) for a, e in ex.engines.items()},
+                             private={p.account: "up" if p.up else "down" for p in ex.private},
                              foreign_orders={a: len(e.recon.foreign)
                                              for a, e in ex.engines.items()})  # fmt: skip
     finally:

@@ -77,6 +77,7 @@ class PrivateStream:
         self.frames = 0
         self.need_reconcile = False
         self.truth = Truth(account, cfg.private, self._publish_drift, engine.halt)
+        self._frames_metric = m.PRIVATE_FRAMES.labels(account)  # no label lookup per frame
         hook = engine.fill_hook
 
         def on_fill(o: Order, f: VenueFill) -> None:  # chained: executor/algo's hook too
@@ -234,7 +235,7 @@ class PrivateStream:
 
     async def _apply(self, data: bytes, recv_ns: int) -> None:
         self.frames += 1
-        m.PRIVATE_FRAMES.labels(self.account).inc()
+        self._frames_metric.inc()
         try:
             msg = orjson.loads(data)
         except orjson.JSONDecodeError:
