@@ -97,6 +97,8 @@ class _History:
         self.latest = now - lag_periods * step
         self.first = self.latest - (history - 1) * step
         self.delay_s = 0.0  # per answer: lets a test kill the collector mid-backfill
+        self.ignore_window = False  # a misbehaving venue: always the newest rows
+        self.garbage = 0  # answers to replace with an HTML error page (status 200)
         self.data_calls: list[tuple[str, str, int, int]] = []  # endpoint, symbol, start, end
 
     def add_history_routes(self, app: web.Application) -> None:
@@ -138,6 +140,11 @@ class _History:
         end = int(q.get("endTime", str(2**62)))
         self.data_calls.append((ep, symbol, start, end))
         times = [t for t in self.times() if start <= t <= end][-limit:]
+        if self.ignore_window:
+            times = self.times()[-limit:]
+        if self.garbage:
+            self.garbage -= 1
+            return web.Response(body=b"<html>502 Bad Gateway</html>", content_type="text/html")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         body = orjson.dumps([self.row(ep, symbol, t) for t in times])

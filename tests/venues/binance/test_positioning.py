@@ -19,6 +19,8 @@ from collectors.binancecoinm import run as coinm_main
 from collectors.binanceusdm import BinanceUsdmSettings
 from collectors.binanceusdm import run as collector_main
 from collectors.config import venue_settings
+from normalizer.venues.base import Frame, Rejected
+from normalizer.venues.binance import BinanceUsdmParser
 from normalizer.worker import main as normalizer_main
 from sinks.clickhouse.worker import main as sink_main
 from streams import settings as settings_mod
@@ -223,3 +225,63 @@ async def test_coinm_positioning_in_base_units_exactly(
         # the pair and contract type Binance's COIN-M endpoints require (the emulator
         # refuses anything else with -1121, which would leave the tables short)
         assert set(emu.rest_calls) >= set(COINM_ENDPOINTS)
+
+
+def test_hostile_rows_are_dead_letters_not_messages() -> None:
+    """Rows a venue (or whoever answers in its place) should never send: refused with a
+    reason, nothing published."""
+    p = BinanceUsdmParser()
+
+    def parse(channel: str, rows: list[dict]) -> list:
+        return p.parse(Frame(channel=channel, native_symbol="BTCUSDT", data=orjson.dumps(rows),
+                             ts_recv=1, raw_seq=1))  # fmt: skip
+
+    good = {"symbol": "BTCUSDT", "longShortRatio": "1.5", "longAccount": "0.6",
+            "shortAccount": "0.4", "timestamp": 1700000000000}  # fmt: skip
+    assert len(parse("globalLongShortAccountRatio-5m", [good])) == 1
+    for bad, why in (
+        ({**good, "longShortRatio": "-1"}, "invalid"),
+        ({**good, "longAccount": "NaN"}, "invalid"),
+        ({**good, "symbol": "ETHUSDT"}, "ETHUSDT"),
+        ({**good, "timestamp": "soon"}, "invalid"),
+    ):
+        with pytest.raises(Rejected, match=why):
+            parse("globalLongShortAccountRatio-5m", [good, bad])
+    with pytest.raises(Rejected, match="unknown channel"):
+        parse("globalLongShortAccountRatio-7m", [good])  # not a Binance period
+    with pytest.raises(Rejected, match="invalid"):
+        parse("takerlongshortRatio-5m", [{"buyVol": "1e999", "sellVol": "1", "timestamp": 1}])
+
+
+async def test_misbehaving_venue_never_duplicates_rows(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext, nc: Client
+) -> None:
+    """Error pages with status 200 are retried, not stored; a venue that ignores the asked
+    window (old rows again) is not stored either: RAW never holds a row twice."""
+    async with BinancePositioningEmulator(["BTCUSDT"], history=60, seed=9) as emu:
+        emu.garbage = 7
+        settings = make_settings(
+            tmp_path, nats_server.url,
+            collector={"binanceusdm": {**collector_cfg(emu, ["BTCUSDT"]),
+                                       "reconnect": {"min_s": 0.05, "max_s": 0.2}}},
+            sink={"flush_interval_s": 0.2},
+        )  # fmt: skip
+        async with (
+            inprocess_all(settings, sink=sink_main, normalizer=normalizer_main),
+            inprocess("collector", collector_main, settings),
+        ):
+            w = want(emu)
+            assert await got(nc, w) == w
+            assert emu.garbage == 0
+            emu.ignore_window = True
+            emu.advance(2)
+            calls = len(emu.data_calls)
+            for _ in range(100):  # several polls of every endpoint answered wrongly
+                if len(emu.data_calls) >= calls + 3 * len(ENDPOINTS):
+                    break
+                await asyncio.sleep(0.1)
+            emu.ignore_window = False
+            w = want(emu)
+            assert await got(nc, w) == w  # the two new periods, once, after the venue heals
+        seen = await raw_rows(js)
+        assert seen and max(seen.values()) == 1
