@@ -680,7 +680,7 @@ uvloop.run(main())
 def main() -> None:
     import uvloop
 
-    from benchmarks import bench_ccxt, bench_executor, bench_replay, bench_venues
+    from benchmarks import bench_ccxt, bench_cryptofeed, bench_executor, bench_replay, bench_venues
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t_start = time.monotonic()
@@ -690,6 +690,8 @@ def main() -> None:
     venues = list(bench_venues.all_venues())
     print("in-process parsers next to ccxt pro's on the same frames ...", flush=True)
     vs_ccxt = bench_ccxt.bench()
+    print("in-process parsers next to cryptofeed's, real recorded frames ...", flush=True)
+    vs_cryptofeed = bench_cryptofeed.measure()  # None without its throwaway venv
     n = 200_000
     print(f"raw -> market over NATS, {n} trade frames ...", flush=True)
     # three rounds, each relay then normalizer on a fresh server: the box's load swings
@@ -820,6 +822,7 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
     for venue, rows in vs_ccxt:
         for ch, ours, cc in rows:
             lines.append(f"| {venue} | {ch} | {ours:,.0f} | {cc:,.0f} | {ours / cc:.1f}x |")
+    lines += bench_cryptofeed.lines(vs_cryptofeed)
     lines += [
         "",
         f"## RAW -> MARKET over NATS ({n:,} Binance trade frames already in RAW)",
