@@ -119,6 +119,31 @@ async def test_pushed_fills_a_dropped_stream_reconciled_and_drift_halts(
         assert ex.proc.stop() == 0
 
 
+async def test_kill9_with_fills_while_down_and_pushed_after_restart_records_each_once(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext,
+    mock: MockBinancePrivate,
+) -> None:  # fmt: skip
+    settings = private_settings(tmp_path, nats_server.url, mock)
+    ex = Executor(settings, tmp_path / "executor.log")
+    await ex.start(nc)
+    await mock.wait_for(lambda: mock.subscribes >= 1, timeout=20)
+    assert (await request(nc, limit("pk1", qty="0.01")))["accepted"]
+    ex.proc.kill9()
+    mock.fill("pk1", qty="0.003")  # pushed to nobody: the executor is dead
+    ex = Executor(settings, tmp_path / "executor2.log")
+    await ex.start(nc)  # the restart's reconciliation finds it
+    try:
+        await mock.wait_for(lambda: mock.subscribes >= 2, timeout=20)
+        mock.fill("pk1")  # pushed to the new instance
+        log = await final(js, "pk1", "filled")
+        await asyncio.sleep(0.5)  # a late double would show now
+        fs = fills(await exec_log(js), "pk1")
+        assert sorted(f.size for f in fs) == [0.003, 0.007], fs
+    finally:
+        assert ex.proc.stop() == 0
+    assert log
+
+
 async def test_only_the_executor_publishes_private_frames_and_nobody_else_reads_them(
     nats_server: NatsServer,
 ) -> None:
