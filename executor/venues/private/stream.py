@@ -153,7 +153,10 @@ class PrivateStream:
             if message.type == WSMsgType.TEXT:  # before ccxt decodes it: as the venue sent it
                 self.queue.append((message.data.encode(), time.time_ns()))
                 self.wake.set()
-            handle(message)
+            try:
+                handle(message)
+            except Exception as exc:  # ccxt's handler raised: its receive loop would stop;
+                c.on_error(exc)  # ending the connection makes the watchers reconnect
 
         def on_connected(client: Any, *args: Any) -> Any:
             self.connects += 1
@@ -303,7 +306,8 @@ class PrivateStream:
 
     async def _baseline(self) -> None:
         try:
-            self.truth.baseline(await self._venue_totals())
+            async with self.e.lock:  # no fill recorded while the venue answers
+                self.truth.baseline(await self._venue_totals())
         except Exception as exc:  # no balances: truth starts at the next poll
             log.warning("account baseline unavailable", extra={
                 "account": self.account, "error": repr(exc)[:200]})  # fmt: skip
