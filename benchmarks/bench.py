@@ -430,6 +430,16 @@ class Pipeline:
             out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
         return out
 
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Peak resident memory (VmHWM) so far of each process of the pipeline, MB."""
+        pids = {"emulator": self.emu.pid, "nats-server": self.srv.proc.pid}  # type: ignore[union-attr]
+        pids.update({" ".join(w.cmd[2:]): w.p.pid for w in self.workers})  # type: ignore[union-attr]
+        out = {}
+        for name, pid in pids.items():
+            status = Path(f"/proc/{pid}/status").read_text()
+            out[name] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+        return out
+
     async def emit(self, n: int, rate: float, chunk: int) -> tuple[int, int]:
         """Offer n trades at rate; (first, last) send time in ns."""
         import aiohttp
@@ -482,6 +492,7 @@ async def bench_e2e_throughput(rate: int, seconds: int, store_raw: bool = True) 
         tb, cb = next(((t, c) for t, c in polls if c >= n * 9 // 10), polls[-1])
         at_send_end = max((c for t, c in polls if t <= t1), default=0)
         cpu1 = pl.cpu_seconds()
+        rss = pl.peak_rss_mb()
         await asyncio.sleep(1.0)  # anything late or duplicated shows up too
         stored, distinct = map(
             int, await pl.count("SELECT count(), uniqExact(symbol, id) FROM trades")
@@ -497,6 +508,7 @@ async def bench_e2e_throughput(rate: int, seconds: int, store_raw: bool = True) 
         "loadavg": load,
         # CPU microseconds per offered trade, per process, from first send to last row
         **{f"cpu_us:{k}": (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0},
+        **{f"rss_mb:{k}": v for k, v in rss.items()},
     }  # fmt: skip
 
 
@@ -877,18 +889,21 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
         "engine running inside it.",
         "",
         "| process | CPU us/trade, `store_raw` on | trades/s per core | `store_raw` off |"
-        " trades/s per core |",
-        "|---|---:|---:|---:|---:|",
+        " trades/s per core | peak RSS MB, on / off |",
+        "|---|---:|---:|---:|---:|---:|",
         *[
             f"| {k[7:]} | {e2e[k]:.1f} | {1e6 / e2e[k]:,.0f} | {e2e_nr[k]:.1f} |"
             f" {1e6 / e2e_nr[k]:,.0f} |"
+            f" {e2e.get('rss_mb:' + k[7:], 0):.0f} / {e2e_nr.get('rss_mb:' + k[7:], 0):.0f} |"
             for k in e2e
             if k.startswith("cpu_us:") and e2e[k] > 0 and e2e_nr.get(k, 0) > 0
         ],
         f"| all | {sum(v for k, v in e2e.items() if k.startswith('cpu_us:')):.1f} |"
         f" {1e6 / sum(v for k, v in e2e.items() if k.startswith('cpu_us:')):,.0f} |"
         f" {sum(v for k, v in e2e_nr.items() if k.startswith('cpu_us:')):.1f} |"
-        f" {1e6 / sum(v for k, v in e2e_nr.items() if k.startswith('cpu_us:')):,.0f} |",
+        f" {1e6 / sum(v for k, v in e2e_nr.items() if k.startswith('cpu_us:')):,.0f} |"
+        f" {sum(v for k, v in e2e.items() if k.startswith('rss_mb:')):.0f} /"
+        f" {sum(v for k, v in e2e_nr.items() if k.startswith('rss_mb:')):.0f} |",
         "",
         f"## recv -> market latency at {r2m_rate:,} trades/s for {r2m_s} s",
         "",
