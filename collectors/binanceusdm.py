@@ -137,6 +137,14 @@ class BinanceUsdmCollector(BinanceCollector):
         super().__init__(w, cfg, flush_every)
         self.exchange.urls["api"][self.data_api[0]] = cfg.rest_url.rstrip("/") + self.data_api[1]
 
+    @property
+    def pub(self) -> base.RawPublisher:
+        """The REST frames' publisher; with only REST channels (``positioning`` alone) there
+        is no stream to connect, so no link brought one: made here, once."""
+        if not self.pubs:
+            self.pubs.append(self.publisher())
+        return self.pubs[0]
+
     def _depth_call(self) -> Any:
         return self.exchange.fapipublic_get_depth
 

@@ -190,7 +190,7 @@ async def test_coinm_positioning_in_base_units_exactly(
     """COIN-M: per pair, perpetual contracts; taker volume and open interest in contracts
     and base, stored in base units with the USD value (contracts x 100 USD for BTC)."""
     async with BinanceCoinmPositioningEmulator(["BTCUSD_PERP"], history=60, seed=5) as emu:
-        cfg = {**collector_cfg(emu, ["BTCUSD_PERP"]), "channels": ["markPrice", "positioning"]}
+        cfg = {**collector_cfg(emu, ["BTCUSD_PERP"]), "channels": ["positioning"]}
         settings = make_settings(tmp_path, nats_server.url, collector={"binancecoinm": cfg},
                                  sink={"flush_interval_s": 0.2})  # fmt: skip
         async with (
