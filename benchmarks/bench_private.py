@@ -79,7 +79,7 @@ async def run(fills: int, gap_s: float) -> dict[str, float]:
                             "fetchMarkets": {"types": ["spot"]}},
                 "timeouts": {}, "risk": {"require_mark": False, "max_open_orders": 10**6,
                                          "max_orders_per_s": 10**6},
-                "private": {"enabled": True, "ws": {"ws-api.spot": mock.ws_api_url},
+                "private": {"enabled": True, "ws": {"ws.ws-api.spot": mock.ws_api_url},
                             "truth_interval_s": 3600.0},
             }  # fmt: skip
             settings = from_mapping({

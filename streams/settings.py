@@ -386,7 +386,7 @@ class RiskSettings(Section):
 class PrivateStreamSettings(Section):
     """Live account streams and account truth of a ccxt account (executor/venues/private,
     docs/execution.md): fills, orders and balances pushed by the venue; polling stays the
-    fallback. ``ws`` overrides ccxt's ``urls['api']['ws']`` by dotted key (``ws-api.spot``)."""
+    fallback. ``ws`` overrides ccxt's ``urls['api']`` by dotted path (``ws.ws-api.spot``)."""
 
     enabled: bool = False
     ws: dict[str, str] = msgspec.field(default_factory=dict)

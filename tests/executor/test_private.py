@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import ccxt.async_support as ccxt_async
 import msgspec
 import orjson
 import pytest
@@ -22,6 +23,7 @@ from nats.js import JetStreamContext
 from executor.engine import Engine
 from executor.marks import Marks
 from executor.model import Order, VenueFill
+from executor.venues.ccxt_venue import CcxtVenue
 from executor.venues.paper import PaperVenue
 from executor.venues.private import parse
 from executor.venues.private.stream import PrivateStream
@@ -37,6 +39,10 @@ from tests.executor.test_reconcile import Recorder
 from tests.pipeline.test_e2e import scalar, wait_rows
 from tests.streams.test_permissions import client, refused
 from tests.venues.binance.emulator_private import MockBinancePrivate
+from tests.venues.okx.emulator_private import API_KEY as OKX_KEY
+from tests.venues.okx.emulator_private import PASSPHRASE as OKX_PASS
+from tests.venues.okx.emulator_private import SECRET as OKX_SECRET
+from tests.venues.okx.emulator_private import OkxPrivateEmulator
 from tests.workers import Proc
 
 FRAMES = Path(__file__).resolve().parents[3] / "shared" / "frames" / "nautilus"
@@ -55,7 +61,7 @@ def private_settings(tmp_path: Path, url: str, mock: MockBinancePrivate, **priva
     s = live_settings(tmp_path, url, mock)
     acc = s.executor.accounts[ACCOUNT]
     acc.private.enabled = True
-    acc.private.ws = {"ws-api.spot": mock.ws_api_url}
+    acc.private.ws = {"ws.ws-api.spot": mock.ws_api_url}
     acc.private.truth_interval_s = 3600.0  # only pushed balances are compared here
     for k, v in private.items():
         setattr(acc.private, k, v)
@@ -295,3 +301,63 @@ async def test_bybit_order_filled_before_its_execution_loses_no_fill() -> None:
     fills = [m for _, m in rec.sent if isinstance(m, Fill)]
     assert [(f.trade_id, f.size, f.fee) for f in fills] == [("e1", 2.0, 0.2)]
     assert e.positions[("binance", "BTC-USDT")].size == 2.0
+
+
+async def test_okx_private_channels_through_ccxt_pro(nc: Client, tmp_path: Path) -> None:
+    """OKX: ccxt pro logs in and subscribes orders/account/positions on the emulator's
+    private WebSocket; an order's fill (in contracts) is recorded in base units, a position
+    the venue reports that ours does not match is a drift."""
+    secrets = tmp_path / "okx.json"
+    secrets.write_text(json.dumps({"apiKey": OKX_KEY, "secret": OKX_SECRET,
+                                   "password": OKX_PASS}))  # fmt: skip
+    secrets.chmod(0o600)
+    async with OkxPrivateEmulator() as emu:
+        no_snapshot = {"watchPositions": {"fetchPositionsSnapshot": False}}  # no REST here
+        cfg = AccountSettings(venue="ccxt", exchange="okx", secrets_file=str(secrets),
+                              options=no_snapshot)  # fmt: skip
+        cfg.private.ws = {"ws": emu.ws_base}
+        venue = CcxtVenue(cfg)
+        venue.ex = ccxt_async.okx()
+        venue.ex.set_markets([{
+            "id": "BTC-USDT-SWAP", "symbol": "BTC/USDT:USDT", "base": "BTC", "quote": "USDT",
+            "settle": "USDT", "baseId": "BTC", "quoteId": "USDT", "type": "swap", "spot": False,
+            "swap": True, "future": False, "option": False, "active": True, "contract": True,
+            "linear": True, "contractSize": 0.01, "precision": {"price": 0.1, "amount": 1},
+            "limits": {},
+        }])  # fmt: skip
+        venue.symbols, venue.ours = (
+            {"BTC-USDT-PERP": "BTC/USDT:USDT"},
+            {"BTC/USDT:USDT": "BTC-USDT-PERP"},
+        )
+        rec = Recorder()
+        e = Engine("okx", cfg, venue, rec, Marks())
+        o = Order("okx", "okx", "BTC-USDT-PERP", "ok1", "buy", "limit", 0.03, 100000.0,
+                  state="new", venue_order_id="77")  # fmt: skip
+        e.orders["ok1"] = e.active["ok1"] = o
+        drifts: list[dict[str, object]] = []
+
+        async def on_drift(msg: object) -> None:
+            drifts.append(orjson.loads(msg.data))  # type: ignore[attr-defined]
+
+        await nc.subscribe(subjects.account_drift("okx"), cb=on_drift)
+        ps = PrivateStream("okx", cfg, venue, e, nc)
+        await ps.start()
+        try:
+            channels = ("orders", "account", "positions")
+            await emu.wait_for(lambda: all(emu.subscribed(c) for c in channels), timeout=10)
+            await emu.push_order("ok1", "77", "BTC-USDT-SWAP", "buy", "3", "filled", "3",
+                                 "100000", ("t9", "3", "100000", "-0.6"))  # fmt: skip
+            await wait_until(lambda: e.orders["ok1"].state == "filled", timeout=5)
+            fills = [m for _, m in rec.sent if isinstance(m, Fill)]
+            assert [(f.trade_id, f.size, f.price, f.fee) for f in fills] == [
+                ("t9", 0.03, 100000.0, 0.6)
+            ]  # 3 contracts of 0.01 BTC; OKX's -0.6 = charged
+            await emu.push_positions("BTC-USDT-SWAP", "3")  # 0.03 BTC: as ours
+            await emu.push_positions("BTC-USDT-SWAP", "5")  # 0.05 BTC: someone else's 0.02
+            await wait_until(lambda: drifts, timeout=5)
+            assert len(drifts) == 1 and drifts[0]["name"] == "BTC-USDT-PERP"
+            assert abs(float(drifts[0]["drift"]) - 0.02) < 1e-12
+            assert emu.logins == 1
+        finally:
+            await ps.close()
+            await venue.ex.close()

@@ -55,7 +55,9 @@ def _set_dotted(tree: dict[str, Any], key: str, value: str) -> None:
     *path, last = key.split(".")
     node = tree
     for p in path:
-        node = node.setdefault(p, {})
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
     node[last] = value
 
 
@@ -107,8 +109,8 @@ class PrivateStream:
             api = self.ex.urls.get("api")
             self.ex.urls["api"] = {**api, **self.cfg.urls} if isinstance(api, dict) else dict(
                 self.cfg.urls)  # fmt: skip
-        for key, url in self.cfg.private.ws.items():
-            _set_dotted(self.ex.urls["api"].setdefault("ws", {}), key, url)
+        for key, url in self.cfg.private.ws.items():  # e.g. "ws.ws-api.spot", "ws" (OKX)
+            _set_dotted(self.ex.urls["api"], key, url)
         # the REST venue loaded the markets through the shared budget: no second load
         self.ex.set_markets(self.venue.ex.markets, self.venue.ex.currencies)
         self._tap()
