@@ -17,7 +17,9 @@ Settings (``collector.bybit``, a ``VenueSettings``):
   on linear, open interest history (``/v5/market/open-interest``, raw
   ``open_interest_hist-<period>``), cursor in RAW, backfilled; options
   ``positioning_period`` (5m, 15m, 30m, 1h, 4h, 1d; default 5m), ``positioning_interval_s``
-  (default 60), ``positioning_backfill_days`` (default 30).
+  (default 60), ``positioning_backfill_days`` (default 30). ``positioning`` may be the only
+  channel (no WebSocket then); inverse symbols are named from the category's instruments,
+  which are fetched for the categories with a WebSocket channel, so give inverse one.
 
 Raw venue tokens are ``bybit_<category>`` because ``BTCUSDT`` names both a spot pair and
 a linear perpetual. Books come over the stream (a snapshot on subscribe, then deltas);
@@ -250,9 +252,9 @@ class BybitCollector(base.Collector):
                            events={"category": cat, "topics": tps, "symbols": natives},
                            info={"category": cat})
             )  # fmt: skip
-        if not links:
+        if not links and "positioning" not in self.cfg.channels:
             raise ValueError("collector.bybit: no topic to subscribe")
-        return links
+        return links  # none: REST positioning only
 
     route = staticmethod(route)
 
@@ -264,14 +266,13 @@ class BybitCollector(base.Collector):
             raise ValueError(f"collector.bybit.options.positioning_period must be one of "
                              f"{list(BYBIT_PERIODS)}, not {period!r}")  # fmt: skip
         loops = []
-        for c in self.links:
-            assert isinstance(c, Connection)
-            for native in c.natives if c.category in ("linear", "inverse") else []:
+        for cat in categories(self.cfg):
+            for native in topics(self.cfg, cat)[1] if cat in ("linear", "inverse") else []:
                 for ep in POSITIONING:
                     # inverse open interest is in USD: no base units without a price
-                    if ep == "open_interest_hist" and c.category != "linear":
+                    if ep == "open_interest_hist" and cat != "linear":
                         continue
-                    loops.append(self._positioning_loop(c.category, ep, native, period))
+                    loops.append(self._positioning_loop(cat, ep, native, period))
         return loops
 
     async def _positioning_loop(self, category: str, ep: str, native: str, period: str) -> None:

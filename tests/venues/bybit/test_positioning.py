@@ -36,7 +36,7 @@ async def test_bybit_account_ratio_and_open_interest_history(
     async with BybitPositioningEmulator({"linear": ["BTCUSDT"]}, seed=7, history=250) as emu:
         days = (time.time() * 1000 - emu.first + 60_000) / 86.4e6
         cfg = {"ws_url": emu.ws_url, "rest_url": emu.rest_url, "symbols": ["linear:BTCUSDT"],
-               "channels": ["publicTrade", "positioning"],
+               "channels": ["positioning"],
                "options": {"category": "linear", "positioning_period": "5m",
                            "positioning_interval_s": "0.2", "positioning_backfill_days": str(days),
                            "positioning_settle_periods": "1000000"},
