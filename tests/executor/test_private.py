@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -39,6 +40,9 @@ from tests.executor.test_reconcile import Recorder
 from tests.pipeline.test_e2e import scalar, wait_rows
 from tests.streams.test_permissions import client, refused
 from tests.venues.binance.emulator_private import MockBinancePrivate
+from tests.venues.bybit.emulator_private import API_KEY as BYBIT_KEY
+from tests.venues.bybit.emulator_private import SECRET as BYBIT_SECRET
+from tests.venues.bybit.emulator_private import BybitPrivateEmulator
 from tests.venues.okx.emulator_private import API_KEY as OKX_KEY
 from tests.venues.okx.emulator_private import PASSPHRASE as OKX_PASS
 from tests.venues.okx.emulator_private import SECRET as OKX_SECRET
@@ -358,6 +362,67 @@ async def test_okx_private_channels_through_ccxt_pro(nc: Client, tmp_path: Path)
             assert len(drifts) == 1 and drifts[0]["name"] == "BTC-USDT-PERP"
             assert abs(float(drifts[0]["drift"]) - 0.02) < 1e-12
             assert emu.logins == 1
+        finally:
+            await ps.close()
+            await venue.ex.close()
+
+
+async def test_bybit_private_topics_through_ccxt_pro(nc: Client, tmp_path: Path) -> None:
+    """Bybit: ccxt pro authenticates and subscribes order/execution/wallet/position on the
+    emulator; the order's ``Filled`` before its ``execution`` still records the fill once;
+    a position unlike ours is a drift."""
+    os.environ.update(JM_BYBIT_KEY=BYBIT_KEY, JM_BYBIT_SECRET=BYBIT_SECRET)
+    async with BybitPrivateEmulator() as emu:
+        options = {"defaultType": "swap", "enableUnifiedMargin": False,
+                   "enableUnifiedAccount": True,
+                   "watchPositions": {"fetchPositionsSnapshot": False}}  # fmt: skip
+        cfg = AccountSettings(venue="ccxt", exchange="bybit", api_key_env="JM_BYBIT_KEY",
+                              secret_env="JM_BYBIT_SECRET", options=options)  # fmt: skip
+        cfg.private.ws = {"ws.private.contract": emu.private_url,
+                          "ws.private.spot.unified": emu.private_url}  # fmt: skip
+        venue = CcxtVenue(cfg)
+        venue.ex = ccxt_async.bybit({"options": options})
+        venue.ex.set_markets([{
+            "id": "BTCUSDT", "symbol": "BTC/USDT:USDT", "base": "BTC", "quote": "USDT",
+            "settle": "USDT", "baseId": "BTC", "quoteId": "USDT", "type": "swap", "spot": False,
+            "swap": True, "future": False, "option": False, "active": True, "contract": True,
+            "linear": True, "contractSize": 1.0, "precision": {"price": 0.1, "amount": 0.001},
+            "limits": {}, "info": {"category": "linear"},
+        }])  # fmt: skip
+        venue.symbols = {"BTC-USDT-PERP": "BTC/USDT:USDT"}
+        venue.ours = {"BTC/USDT:USDT": "BTC-USDT-PERP"}
+        rec = Recorder()
+        e = Engine("bb", cfg, venue, rec, Marks())
+        o = Order("bb", "bybit", "BTC-USDT-PERP", "bb1", "sell", "limit", 0.01, 100000.0,
+                  state="new", venue_order_id="o-1")  # fmt: skip
+        e.orders["bb1"] = e.active["bb1"] = o
+        drifts: list[dict[str, object]] = []
+
+        async def on_drift(msg: object) -> None:
+            drifts.append(orjson.loads(msg.data))  # type: ignore[attr-defined]
+
+        await nc.subscribe(subjects.account_drift("bb"), cb=on_drift)
+        ps = PrivateStream("bb", cfg, venue, e, nc)
+        await ps.start()
+        try:
+            topics = ("order", "execution", "wallet", "position")
+            await emu.wait_for(lambda: all(emu.subscribed(t) for t in topics), timeout=10)
+            await emu.push_order("bb1", "o-1", "BTCUSDT", "Sell", "0.01", "Filled", "0.01",
+                                 "100000")  # fmt: skip
+            await wait_until(lambda: e.orders["bb1"].state == "filled", timeout=5)
+            await emu.push_execution("bb1", "o-1", "BTCUSDT", "Sell", "x-1", "0.01", "100000",
+                                     "0.5")  # fmt: skip
+
+            def fills() -> list[Fill]:
+                return [m for _, m in rec.sent if isinstance(m, Fill)]
+
+            got = await wait_until(fills, timeout=5)
+            assert [(f.trade_id, f.size, f.fee) for f in got] == [("x-1", 0.01, 0.5)]
+            await emu.push_position("BTCUSDT", "Sell", "0.01")  # as ours: short 0.01
+            await emu.push_position("BTCUSDT", "Sell", "0.03")
+            await wait_until(lambda: drifts, timeout=5)
+            assert len(drifts) == 1 and abs(float(drifts[0]["drift"]) + 0.02) < 1e-12
+            assert emu.auths == 1
         finally:
             await ps.close()
             await venue.ex.close()
