@@ -19,13 +19,15 @@ from collectors.binancecoinm import run as coinm_main
 from collectors.binanceusdm import BinanceUsdmSettings
 from collectors.binanceusdm import run as collector_main
 from collectors.config import venue_settings
+from normalizer.core import Normalizer
 from normalizer.venues.base import Frame, Rejected
 from normalizer.venues.binance import BinanceUsdmParser
 from normalizer.worker import main as normalizer_main
 from sinks.clickhouse.worker import main as sink_main
 from streams import settings as settings_mod
+from streams import subjects
 from streams.bus.server import NatsServer
-from streams.provision import STREAM_RAW
+from streams.provision import STREAM_MARKET, STREAM_RAW
 from tests.conftest import make_settings
 from tests.helpers import rows
 from tests.venues.binance.emulator_positioning import (
@@ -124,6 +126,40 @@ async def test_backfill_then_new_periods_into_clickhouse_exactly(
         # every request stayed within one page of periods and inside Binance's 30 days
         assert all(end - start < 50 * 300_000 for _, _, start, end in emu.data_calls)
         assert set(emu.rest_calls) >= set(ENDPOINTS)
+        # re-normalizing RAW reproduces MARKET bit for bit (subjects, ids and bytes)
+        types = ("long_short_ratio", "taker_volume", "open_interest_hist")
+        market = await stream_all(js, STREAM_MARKET, "market.*.binance.*", types)
+        n, again = Normalizer(), set()
+        for msg in await stream_all(js, STREAM_RAW, "raw.binanceusdm.*.*", ENDPOINTS):
+            outs = n.normalize(msg.subject, msg.data, msg.headers, msg.metadata.sequence.stream)
+            assert isinstance(outs, list), outs
+            again |= {(o.subject, o.msg_id, o.data) for o in outs}
+        got_market = {(m.subject, m.headers[subjects.H_MSG_ID], m.data) for m in market}  # type: ignore[index]
+        assert len(got_market) == 3 * 2 * 123 + 2 * 2 * 123 and again == got_market
+
+
+async def stream_all(
+    js: JetStreamContext, stream: str, subject: str, kinds: tuple[str, ...]
+) -> list[Any]:
+    """Every message on ``subject`` in ``stream`` whose second token starts with one of
+    ``kinds`` (a raw channel ``<endpoint>-<period>`` or a market type), in order."""
+    out = []
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
+    last = (await js.stream_info(stream)).state.last_seq
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=3)
+            except TimeoutError:
+                break
+            token = msg.subject.split(".")[1 if stream == STREAM_MARKET else 2]
+            if token.split("-")[0] in kinds:
+                out.append(msg)
+            if msg.metadata.sequence.stream >= last:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
 
 
 async def raw_rows(js: JetStreamContext) -> Counter[tuple[str, int]]:
