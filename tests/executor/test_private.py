@@ -426,3 +426,38 @@ async def test_bybit_private_topics_through_ccxt_pro(nc: Client, tmp_path: Path)
         finally:
             await ps.close()
             await venue.ex.close()
+
+
+async def test_a_wrong_secret_gets_no_private_frames_and_polling_stays(
+    nc: Client, tmp_path: Path
+) -> None:
+    """An API key with the wrong secret (or passphrase): the venue refuses the login and
+    pushes nothing; the account keeps its polling, nothing is applied."""
+    secrets = tmp_path / "okx.json"
+    secrets.write_text(json.dumps({"apiKey": OKX_KEY, "secret": "stolen-key-no-secret",
+                                   "password": OKX_PASS}))  # fmt: skip
+    secrets.chmod(0o600)
+    async with OkxPrivateEmulator() as emu:
+        cfg = AccountSettings(
+            venue="ccxt",
+            exchange="okx",
+            secrets_file=str(secrets),
+            options={"watchPositions": {"fetchPositionsSnapshot": False}},
+        )
+        cfg.private.ws = {"ws": emu.ws_base}
+        venue = CcxtVenue(cfg)
+        venue.ex = ccxt_async.okx()
+        venue.ex.set_markets([])
+        e = Engine("okx", cfg, venue, Recorder(), Marks())
+        ps = PrivateStream("okx", cfg, venue, e, nc)
+        await ps.start()
+        try:
+            await asyncio.sleep(1.5)
+            logins = [r for r in emu.private_requests if r.get("op") == "login"]
+            assert logins and emu.logins == 0 and not emu.subscribed("orders")
+            await emu.push_order("ok1", "1", "BTC-USDT-SWAP", "buy", "1", "filled", "1", "1")
+            await asyncio.sleep(0.2)
+            assert ps.ids == {}  # no order frame reached the account
+        finally:
+            await ps.close()
+            await venue.ex.close()
