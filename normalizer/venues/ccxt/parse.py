@@ -86,7 +86,7 @@ class CcxtParser(Parser):
             return self._ohlcv
         if channel.startswith(WS):  # the WebSocket long tail (collectors/ccxt_ws.py)
             if self._ws is None:
-                from normalizer.venues.ccxt_ws import CcxtWsParser
+                from normalizer.venues.ccxt_ws.parse import CcxtWsParser
 
                 self._ws = CcxtWsParser(self.venue)
             return self._ws.parse
