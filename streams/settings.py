@@ -148,9 +148,9 @@ class TtlDays(Section):
     these at start (ALTER TABLE ... MODIFY TTL, only when they differ; sinks/clickhouse/ttl.py)
     and whole expired days are dropped in the background. Defaults bound the fast-growing
     tables: raw frames (the bulk, kept 10x RAW's 72 h for re-normalization), book updates,
-    BBO, tickers and option greeks 30 days, depth (derived from book updates) 7. Trades, candles and the
-    slow tables stay; execution tables (orders, fills, ...) are account records and never
-    expire. See docs/operations.md."""
+    BBO, tickers and option greeks 30 days, depth (derived from book updates) 7. Trades,
+    candles and the slow tables stay; execution tables (orders, fills, ...) are account
+    records and never expire. See docs/operations.md."""
 
     raw_frames: int = 30
     book_updates: int = 30

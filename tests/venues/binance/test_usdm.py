@@ -11,19 +11,17 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from collectors.binance import route
+from collectors.binance import BinanceSettings, route
 from collectors.binance import stream_names as names_of
-from collectors.binanceusdm import CHANNELS
+from collectors.binanceusdm import CHANNELS, BinanceUsdmSettings
 from collectors.binanceusdm import run as collector_main
+from collectors.config import venue_settings
 from normalizer.worker import main as normalizer_main
 from orderbook.service import main as orderbook_main
 from sinks.clickhouse.worker import main as sink_main
 from streams import settings as settings_mod
 from streams import subjects
 from streams.bus.server import NatsServer
-from collectors.binance import BinanceSettings
-from collectors.binanceusdm import BinanceUsdmSettings
-from collectors.config import venue_settings
 from tests.conftest import make_settings
 from tests.helpers import rows
 from tests.venues.binance.emulator_usdm import BinanceUsdmEmulator

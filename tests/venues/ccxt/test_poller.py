@@ -14,12 +14,11 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from collectors.ccxt_poller import Cursor, make_exchange
+from collectors.ccxt_poller import CcxtExchangeSettings, Cursor, make_exchange
 from normalizer.core import Dead, Normalizer
 from streams import schemas, sql, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_RAW
-from collectors.ccxt_poller import CcxtExchangeSettings
 from streams.settings import Settings
 from streams.symbols import ccxt as symbols
 from tests.conftest import make_settings

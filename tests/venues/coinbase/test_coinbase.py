@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 
 from collectors.coinbase import route, stale_limits, subscribe_messages
 from collectors.coinbase import run as collector_main
+from collectors.config import VenueSettings
 from normalizer.core import Dead, Normalizer
 from normalizer.venues.base import Frame
 from normalizer.venues.coinbase.parse import CoinbaseParser, to_ns
@@ -30,7 +31,6 @@ from orderbook.venues.coinbase import CoinbaseConnectionSequence, rule_for
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
-from collectors.config import VenueSettings
 from streams.settings import Settings
 from streams.symbols.coinbase import to_native, to_symbol
 from tests import recorded

@@ -15,6 +15,7 @@ import websockets
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from collectors.config import VenueSettings
 from collectors.kraken import route, subscriptions
 from collectors.kraken import run as collector_main
 from normalizer.core import Dead, Normalizer
@@ -26,7 +27,6 @@ from orderbook.venues.kraken import KrakenV2, checksum, crc, rule_for
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
-from collectors.config import VenueSettings
 from streams.settings import Settings
 from streams.symbols.kraken import from_wsname, to_native, to_symbol
 from tests import recorded

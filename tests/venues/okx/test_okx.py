@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 
+from collectors.config import VenueSettings
 from collectors.okx import route, subscription_args
 from collectors.okx import run as collector_main
 from normalizer.core import Dead, Normalizer
@@ -27,7 +28,6 @@ from orderbook.venues.okx import Contract, OkxChecksum, OkxSequence, fmt, rule_f
 from streams import schemas, subjects
 from streams.bus.server import NatsServer
 from streams.provision import STREAM_MARKET
-from collectors.config import VenueSettings
 from streams.settings import Settings
 from streams.symbols.okx import inst_type, to_native, to_symbol
 from tests import recorded
