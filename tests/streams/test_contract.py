@@ -86,7 +86,8 @@ async def test_provision_is_idempotent_and_updates_limits(js: JetStreamContext, 
     await js.publish("raw.binance.trade.BTCUSDT", b"{}")
     again = await provision(js, settings)
     assert again == [
-        "RAW: updated", "MARKET: updated", "EXEC: updated", "DLQ: updated", "OBJ_JM_FRAMES: updated"
+        "RAW: updated", "MARKET: updated", "EXEC: updated", "DLQ: updated",
+        "OBJ_JM_FRAMES: updated", "KV_JM_BUDGET: exists",  # the shared REST budget's bucket
     ]  # fmt: skip
     changed = S.from_mapping({"streams": {"raw": {"max_age_s": 3600, "duplicate_window_s": 60}}})
     await provision(js, changed)
