@@ -38,9 +38,14 @@ def types_of(becomes: str) -> set[str]:
 def coverage() -> dict[str, dict[str, list[str]]]:
     """venue -> message type -> the native channels that produce it."""
     from normalizer.venues.ccxt import CcxtParser  # the long tail: any ccxt exchange id
+    from normalizer.venues.ccxt_ws.parse import CcxtWsParser
 
     out: dict[str, dict[str, list[str]]] = {}
-    rows = [*sorted(parsers().items()), ("any ccxt id (REST poller)", CcxtParser("any"))]
+    rows = [
+        *sorted(parsers().items()),
+        ("any ccxt id (REST poller)", CcxtParser("any")),
+        ("any ccxt pro id (WebSocket)", CcxtWsParser("any")),
+    ]
     for venue, parser in rows:
         row: dict[str, list[str]] = {t: [] for t in TYPES}
         for channel, becomes in parser.channels.items():

@@ -20,6 +20,10 @@ def test_every_venue_covers_its_core_channels() -> None:
     cov = coverage.coverage()
     for venue, row in cov.items():
         assert row["trade"], f"{venue} parses no trades"
+        if venue.endswith("(WebSocket)"):
+            # the ccxt WebSocket row: its instruments are the ccxt-market frames the collector
+            # also publishes, counted in the REST row (ccxt-ws-market feeds ccxt's handlers)
+            continue
         assert row["instrument"], f"{venue} parses no instruments"
 
 
