@@ -757,6 +757,12 @@ def main() -> None:
     from benchmarks import bench_algo
 
     algo = bench_algo.measure()
+    print("private-stream fill latency (Binance user data over ccxt pro) ...", flush=True)
+    from benchmarks import bench_api, bench_private
+
+    private = bench_private.measure()
+    print("API WebSocket fan-out: 50 clients, market.trade.> at 10k msg/s ...", flush=True)
+    fanout = uvloop.run(bench_api.run())
     elapsed = time.monotonic() - t_start
 
     worst = min((ours / base, v, ch) for v, rows in venues for ch, ours, base in rows)
@@ -1010,6 +1016,24 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
     lines += bench_replay.columnar_lines(rp_col)
     lines += bench_backtest.lines(bt)
     lines += bench_algo.lines(algo)
+    lines += bench_private.lines(private)
+    lines += _table(
+        "API WebSocket fan-out (benchmarks/bench_api.py)",
+        """\
+50 WebSocket clients of `jetmarket api` subscribed to `market.trade.>` while trades are
+published at 10k msg/s for 10 s, next to one direct NATS subscriber in the same run (the
+baseline). Goal: every message delivered, no client dropped.""",
+        columns="| delivered msg/s | goal msg/s | direct p50 / p99 ms | WebSocket p50 / p99 ms"
+        " | added p99 ms | API CPU | clients dropped |",
+        align="rrrrrrr",
+    )
+    f = fanout
+    lines += [
+        f"| {f['delivered_rate']:,} | {f['goal_rate']:,} | {f['direct_p50_ms']} /"
+        f" {f['direct_p99_ms']} | {f['ws_p50_ms']} / {f['ws_p99_ms']} | {f['added_p99_ms']} |"
+        f" {f['api_cpu_pct']}% | {f['dropped_clients']} |",
+        "",
+    ]
     text = "\n".join(lines)
     out = ROOT / "BENCHMARKS.md"
     # sections written by hand (before/after comparisons, figures from other runs) follow
