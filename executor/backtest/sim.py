@@ -47,7 +47,7 @@ from typing import Any
 
 import msgspec
 
-from executor.backtest.strategy import Strategy
+from executor.backtest.strategy import OrderApi, Strategy
 from streams.schemas import BBO, Depth, Fill, Funding, Mark, OrderUpdate, Trade
 
 Key = tuple[str, str]
@@ -141,7 +141,7 @@ class Curve:
     grid: list[bool] = field(default_factory=list)  # a point of the regular grid (not a fill)
 
 
-class SimContext:
+class SimContext(OrderApi):
     """What the strategy calls (the same methods as ``strategy.Context``)."""
 
     def __init__(self, sim: Sim, venue: str, symbol: str) -> None:
@@ -163,25 +163,10 @@ class SimContext:
         key = (venue or self.venue, symbol or self.symbol)
         return self._sim.pnl(key)
 
-    def buy(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
-        return self._order("buy", quantity, price, **kw)
-
-    def sell(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
-        return self._order("sell", quantity, price, **kw)
-
-    def limit(self, side: str, quantity: float | str, price: float | str, tif: str = "GTC",
-              **kw: Any) -> str:  # fmt: skip
-        return self._order(side, quantity, price, time_in_force=tif, **kw)
-
     def cancel(self, client_order_id: str) -> None:
         self.pending.append(("cancel", client_order_id))
 
-    def cancel_all(self, symbol: str | None = None) -> None:
-        for cid, o in list(self.open.items()):
-            if symbol is None or o.symbol == symbol:
-                self.cancel(cid)
-
-    def _order(
+    def _order(  # type: ignore[override]
         self,
         side: str,
         quantity: float | str,

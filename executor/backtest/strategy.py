@@ -28,7 +28,41 @@ from streams.schemas import BBO, Depth, Fill, Mark, OrderCommand, OrderUpdate, S
 TimeInForce = str  # "GTC" | "IOC" | "FOK" | "POST_ONLY", checked by the executor
 
 
-class Context:
+class OrderApi:
+    """The order calls a strategy makes, on top of ``_order`` and ``cancel``: one definition
+    for the replay backtest's ``Context`` and the research simulator's ``SimContext``
+    (executor/backtest/sim.py), so a strategy runs unchanged on both."""
+
+    open: dict[str, Any]  # live orders by client order id
+
+    def _order(
+        self, side: Side, quantity: float | str, price: float | str | None, **kw: Any
+    ) -> str:
+        raise NotImplementedError
+
+    def cancel(self, client_order_id: str) -> None:
+        raise NotImplementedError
+
+    def buy(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
+        """Market buy, or a GTC limit buy when ``price`` is given; returns the client id."""
+        return self._order("buy", quantity, price, **kw)
+
+    def sell(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
+        return self._order("sell", quantity, price, **kw)
+
+    def limit(
+        self, side: Side, quantity: float | str, price: float | str, tif: TimeInForce = "GTC",
+        **kw: Any,
+    ) -> str:  # fmt: skip
+        return self._order(side, quantity, price, time_in_force=tif, **kw)
+
+    def cancel_all(self, symbol: str | None = None) -> None:
+        for cid, o in list(self.open.items()):
+            if symbol is None or o.symbol == symbol:
+                self.cancel(cid)
+
+
+class Context(OrderApi):
     """The strategy's handle on the backtest. Time is the replay clock's, never the wall's."""
 
     def __init__(
@@ -47,7 +81,7 @@ class Context:
         self._position = position
         self._pnl = pnl
         self.pending: list[OrderCommand] = []  # sent by the runner after the callback
-        self.open: dict[str, OrderUpdate] = {}  # live orders by client order id
+        self.open: dict[str, OrderUpdate] = {}
         self._n = 0
 
     def now(self) -> int:
@@ -62,30 +96,12 @@ class Context:
         """Realized (net of fees) plus unrealized at the latest mark."""
         return self._pnl(venue or self.venue, symbol or self.symbol)
 
-    def buy(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
-        """Market buy, or a GTC limit buy when ``price`` is given; returns the client id."""
-        return self._order("buy", quantity, price, **kw)
-
-    def sell(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
-        return self._order("sell", quantity, price, **kw)
-
-    def limit(
-        self, side: Side, quantity: float | str, price: float | str, tif: TimeInForce = "GTC",
-        **kw: Any,
-    ) -> str:  # fmt: skip
-        return self._order(side, quantity, price, time_in_force=tif, **kw)
-
     def cancel(self, client_order_id: str) -> None:
         o = self.open.get(client_order_id)
         venue, symbol = (o.venue, o.symbol) if o else (self.venue, self.symbol)
         self.pending.append(self._cmd("cancel", client_order_id, venue, symbol))
 
-    def cancel_all(self, symbol: str | None = None) -> None:
-        for cid, o in list(self.open.items()):
-            if symbol is None or o.symbol == symbol:
-                self.cancel(cid)
-
-    def _order(
+    def _order(  # type: ignore[override]
         self,
         side: Side,
         quantity: float | str,
