@@ -30,7 +30,10 @@ class Checkout:
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+# package scope: the pipeline stops after the last test of tests/docs, not at the end of the
+# whole session (left running, its emulator, workers and nats-server took CPU from every
+# later test)
+@pytest.fixture(scope="package")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
     base = tmp_path_factory.mktemp("newcomer")
     path = fresh_clone(base / "jetmarket")
