@@ -167,6 +167,11 @@ class TtlDays(Section):
     option_greeks: int = 30
     instruments: int = 0
     gaps: int = 0
+    # positioning and volatility: one row per symbol and venue period (5m .. 1d): small
+    long_short_ratios: int = 0
+    taker_volume: int = 0
+    open_interest_hist: int = 0
+    volatility_index: int = 0
 
     def _check(self, prefix: str) -> None:
         for name in self.__struct_fields__:
