@@ -3,7 +3,7 @@ same rule: ``pu`` chains each event to the previous one), REST snapshots."""
 
 from __future__ import annotations
 
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book
 
 

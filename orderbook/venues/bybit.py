@@ -8,7 +8,7 @@ a topic ("under normal circumstances the id is continuous"), so anything else is
 
 from __future__ import annotations
 
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book
 
 

@@ -15,7 +15,7 @@ checks nothing, a lost or reordered venue frame cannot be detected, and the repl
 
 from __future__ import annotations
 
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book
 
 # what ccxt pro (4.5) verifies of each venue's book, read from its handlers

@@ -28,7 +28,7 @@ normalizer (a hole, hence a resync), one on the wrong side shows up as a crossed
 
 from __future__ import annotations
 
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book
 
 

@@ -15,7 +15,7 @@ the chain, and that is caught).
 
 from __future__ import annotations
 
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book
 
 

@@ -30,7 +30,7 @@ import zlib
 from decimal import Decimal
 
 from orderbook.book import L2Book
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book, Level
 
 TOP = 10

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from orderbook.book import L2Book
-from orderbook.sync import Rule
+from orderbook.venues.base import Rule
 from streams.schemas import Book, Instrument
 
 DEPTH = 25
