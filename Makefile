@@ -34,8 +34,12 @@ up: $(STAMP)
 down: $(STAMP)
 	$(PY) -m ops down
 
+# Two pytest workers, one test file each at a time (module fixtures stay in one process):
+# most tests wait on real servers and subprocesses, so two workers on two cores took the
+# suite from 15m26s to 8m03s on a clean clone (840 tests). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
