@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.servers import temp_nats
 from executor.algo.runner import Algos
 from executor.algo.tape import Tapes
 from executor.engine import Engine
@@ -24,10 +25,9 @@ from executor.marks import Marks
 from executor.venues.paper import PaperVenue
 from executor.worker import JsPublisher
 from streams.bus.connect import connect
-from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
 from streams.schemas import AlgoCommand, Depth, ExecBase
-from streams.settings import AlgoSettings, NatsServerSettings, from_mapping
+from streams.settings import AlgoSettings, from_mapping
 
 NS = 1_000_000_000
 
@@ -85,11 +85,7 @@ async def run(pub: Any, parents: int, slices: int) -> dict[str, float]:
 async def over_nats(parents: int, slices: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=None) as d:
         tmp = Path(d)
-        srv = NatsServer(
-            NatsServerSettings(port=free_port(), monitor_port=free_port(),
-                               store_dir=str(tmp / "nats")),
-            log_file=tmp / "nats.log", credentials_dir=tmp / "creds",
-        ).start()  # fmt: skip
+        srv = temp_nats(tmp)
         try:
             settings = from_mapping({"nats": {"url": srv.url,
                                               "credentials_dir": str(tmp / "creds")}})  # fmt: skip

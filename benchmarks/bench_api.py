@@ -131,16 +131,15 @@ async def _publish(nc: Any, rate: float, seconds: float) -> int:
 
 async def run(clients: int = 50, rate: float = 10_000, seconds: float = 10.0) -> dict[str, Any]:
     from api.keys import KeyStore
+    from benchmarks.servers import temp_nats
     from streams.bus.connect import connect
-    from streams.bus.server import NatsServer, free_port
+    from streams.bus.server import free_port
     from streams.provision import provision
-    from streams.settings import NatsServerSettings, from_mapping
+    from streams.settings import from_mapping
     from tests.workers import Proc
 
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-api-"))
-    srv = NatsServer(NatsServerSettings(port=free_port(), monitor_port=free_port(),
-                                       store_dir=str(tmp / "nats")),
-                     log_file=tmp / "nats.log", credentials_dir=tmp / "creds").start()  # fmt: skip
+    srv = temp_nats(tmp)
     port = free_port()
     settings = from_mapping({
         "nats": {"url": srv.url, "credentials_dir": str(tmp / "creds")},

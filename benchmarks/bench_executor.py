@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.servers import temp_nats
 from streams import schemas, subjects
 from streams.bus.connect import connect
-from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
 from streams.schemas import Depth, OrderCommand
-from streams.settings import NatsServerSettings, from_mapping
+from streams.settings import from_mapping
 from tests.workers import Proc
 
 ACCOUNT = "bench"
@@ -44,11 +44,7 @@ def _cmd(cid: str) -> OrderCommand:
 async def bench(n: int = 2000, warmup: int = 200) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        srv = NatsServer(
-            NatsServerSettings(port=free_port(), monitor_port=free_port(),
-                               store_dir=str(tmp / "nats")),
-            log_file=tmp / "nats.log", credentials_dir=tmp / "creds",
-        ).start()  # fmt: skip
+        srv = temp_nats(tmp)
         account = {"venue": "paper", "instruments": {"BTC-USDT": {"tick": "0.01", "lot": "0.001"}},
                    "risk": {"max_open_orders": 10**7, "max_orders_per_s": 10**7},
                    "timeouts": {}}  # fmt: skip

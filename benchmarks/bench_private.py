@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.servers import temp_nats
 from executor.engine import Engine
 from executor.marks import Marks
 from executor.venues.ccxt_venue import CcxtVenue
@@ -30,10 +31,9 @@ from executor.venues.private.stream import PrivateStream
 from executor.worker import JsPublisher
 from streams import schemas, subjects
 from streams.bus.connect import connect
-from streams.bus.server import NatsServer, free_port
 from streams.provision import provision
 from streams.schemas import Fill, OrderCommand
-from streams.settings import NatsServerSettings, from_mapping
+from streams.settings import from_mapping
 from tests.venues.binance.emulator_private import MockBinancePrivate
 from tests.venues.binance.emulator_rest import API_KEY, SECRET
 
@@ -66,11 +66,7 @@ async def run(fills: int, gap_s: float) -> dict[str, float]:
     os.environ.update(JM_BENCH_KEY=API_KEY, JM_BENCH_SECRET=SECRET)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        srv = NatsServer(
-            NatsServerSettings(port=free_port(), monitor_port=free_port(),
-                               store_dir=str(tmp / "nats")),
-            log_file=tmp / "nats.log", credentials_dir=tmp / "creds",
-        ).start()  # fmt: skip
+        srv = temp_nats(tmp)
         try:
             account = {
                 "venue": "ccxt", "exchange": "binance", "urls": mock.ccxt_urls(),
