@@ -23,6 +23,7 @@ import orjson
 from nats.aio.msg import Msg
 
 from benchmarks.frames import gen_depth, gen_trades
+from benchmarks.report import table
 from normalizer.core import Normalizer
 from normalizer.worker import NormalizerWorker
 from streams import subjects
@@ -639,13 +640,6 @@ async def bench_collector_publish(n: int) -> tuple[float, float]:
 KEPT = "<!-- kept by make bench: everything below is written by hand -->"
 
 
-def _table(title: str, prose: str, columns: str, align: str) -> list[str]:
-    """A report section: heading, prose, then a table's header row and its alignment row
-    (``align``: one letter per column, l = text, r = figure)."""
-    rule = "|".join("---:" if a == "r" else "---" for a in align)
-    return ["", f"## {title}", "", *prose.splitlines(), "", columns, f"|{rule}|"]
-
-
 def _goal(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -819,7 +813,7 @@ def main() -> None:
     ]
     for name, ours, base in inproc:
         lines.append(f"| {name} | {ours:,.0f} | {base:,.0f} | {ours / base:.2f} |")
-    lines += _table(
+    lines += table(
         "Parsers, in process, every venue and channel (benchmarks/bench_venues.py; best of 3)",
         """\
 The venue's parser (typed decode, validation, symbol mapping, typed encode of every
@@ -835,7 +829,7 @@ funding and open interest from one frame; Coinbase/Kraken tickers: bbo + ticker)
             lines.append(
                 f"| {venue} | {ch} | {ours:,.0f} | {base:,.0f} | {ours / base:.2f}{mark} |"
             )
-    lines += _table(
+    lines += table(
         "Parsers next to ccxt pro's, in process, same frames (benchmarks/bench_ccxt.py)",
         """\
 ccxt pro (MIT, already our REST library) is the leading Python feed handler that can
@@ -1017,7 +1011,7 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
     lines += bench_backtest.lines(bt)
     lines += bench_algo.lines(algo)
     lines += bench_private.lines(private)
-    lines += _table(
+    lines += table(
         "API WebSocket fan-out (benchmarks/bench_api.py)",
         """\
 50 WebSocket clients of `jetmarket api` subscribed to `market.trade.>` while trades are

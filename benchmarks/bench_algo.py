@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import table
 from benchmarks.servers import temp_nats
 from executor.algo.runner import Algos
 from executor.algo.tape import Tapes
@@ -109,21 +110,22 @@ def measure(parents: int = 200, slices: int = 50) -> dict[str, dict[str, float]]
 
 
 def lines(res: dict[str, dict[str, float]]) -> list[str]:
-    out = [
-        "## Execution algorithms: child-order scheduling (benchmarks/bench_algo.py)",
-        "",
-        "TWAP parents on the paper venue, each due one child per timer round (simulated",
-        "clock), market children filled from a book, through the Engine (checks, risk,",
-        "rounding, paper fills, positions) and the parent bookkeeping; the second row",
-        "publishes every event (order update, fill, position, parent record, TCA) as an",
-        "acked JetStream publish, one at a time, as the executor does.",
-        "",
-        "| path | parents | children | children/s | us/child |",
-        "|---|---:|---:|---:|---:|",
+    out = table(
+        "Execution algorithms: child-order scheduling (benchmarks/bench_algo.py)",
+        """\
+TWAP parents on the paper venue, each due one child per timer round (simulated
+clock), market children filled from a book, through the Engine (checks, risk,
+rounding, paper fills, positions) and the parent bookkeeping; the second row
+publishes every event (order update, fill, position, parent record, TCA) as an
+acked JetStream publish, one at a time, as the executor does.""",
+        columns="| path | parents | children | children/s | us/child |",
+        align="lrrrr",
+    )
+    out += [
+        f"| {name} | {r['parents']:,.0f} | {r['children']:,.0f} | {r['per_s']:,.0f} |"
+        f" {r['us_per_child']:.0f} |"
+        for name, r in res.items()
     ]
-    for name, r in res.items():
-        out.append(f"| {name} | {r['parents']:,.0f} | {r['children']:,.0f} | "
-                   f"{r['per_s']:,.0f} | {r['us_per_child']:.0f} |")  # fmt: skip
     return [*out, ""]
 
 

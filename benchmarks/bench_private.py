@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import table
 from benchmarks.servers import temp_nats
 from executor.engine import Engine
 from executor.marks import Marks
@@ -142,19 +143,20 @@ def measure(fills: int = 500, gap_s: float = 0.005) -> dict[str, dict[str, float
 
 
 def lines(res: dict[str, dict[str, float]]) -> list[str]:
-    out = [
-        "## Private-stream fill latency (benchmarks/bench_private.py)",
-        "",
-        "The emulator's fill (executionReport handed to its socket) to our Fill on",
-        "`exec.evt` at a subscriber: ccxt pro's connection, the frame tapped and parsed,",
-        "Engine.on_reports, an acked JetStream publish, NATS delivery. Goal: p99 < 50 ms.",
-        "",
-        "| stream | fills | one every (ms) | p50 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|",
+    out = table(
+        "Private-stream fill latency (benchmarks/bench_private.py)",
+        """\
+The emulator's fill (executionReport handed to its socket) to our Fill on
+`exec.evt` at a subscriber: ccxt pro's connection, the frame tapped and parsed,
+Engine.on_reports, an acked JetStream publish, NATS delivery. Goal: p99 < 50 ms.""",
+        columns="| stream | fills | one every (ms) | p50 ms | p99 ms | max ms |",
+        align="lrrrrr",
+    )
+    out += [
+        f"| {name} | {r['fills']:,.0f} | {r['gap_ms']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} |"
+        f" {r['max']:.2f} |"
+        for name, r in res.items()
     ]
-    for name, r in res.items():
-        out.append(f"| {name} | {r['fills']:,.0f} | {r['gap_ms']:.0f} | {r['p50']:.2f} | "
-                   f"{r['p99']:.2f} | {r['max']:.2f} |")  # fmt: skip
     return [*out, ""]
 
 
