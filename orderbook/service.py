@@ -156,6 +156,18 @@ class OrderBookService:
         # Fire and forget: the snapshot comes back through RAW -> normalizer -> MARKET.
         await self.w.nc.publish(subjects.ctl_snapshot(*key), b"{}")
 
+    async def _retry_unanswered(self) -> None:
+        """A book still invalid well after its snapshot was asked for (the request or its
+        answer lost, a snapshot that did not bridge) asks again even when no delta comes
+        to trigger it: a quiet symbol must not stay in gap for good. Only books that asked
+        before, so idle symbols never seen cost no REST calls."""
+        now = time.monotonic()
+        patience = self.cfg.snapshot_retry_s * 5
+        for key, asked in list(self.resync_at.items()):
+            st = self.books.get(key)
+            if st is not None and not st.valid and now - asked >= patience:
+                await self._request_snapshot(key)
+
     # -- outputs -------------------------------------------------------------------------
     async def _publish(self, subject: str, msg: schemas.Base, msg_id: str) -> None:
         assert self.w.nc is not None
@@ -273,6 +285,7 @@ class OrderBookService:
         while not self.w.stop.is_set():
             try:
                 await self.publish_depth()
+                await self._retry_unanswered()
                 valid = sum(1 for s in self.books.values() if s.valid)
                 self.w.health.set("ok", books=len(self.books), valid=valid)
             except Exception as exc:

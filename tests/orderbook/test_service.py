@@ -109,3 +109,37 @@ async def test_service_depth_bbo_gap_resync_and_book_get(
         assert isinstance(b, schemas.BBO) and b.seq is not None
         bids, asks = tb.history[b.seq]
         assert (b.bid_price, b.bid_size, b.ask_price, b.ask_size) == (*bids[0], *asks[0])
+
+
+async def test_an_unanswered_snapshot_request_is_asked_again_without_new_deltas(
+    tmp_path, nats_server, nc: Client, js: JetStreamContext
+) -> None:  # type: ignore[no-untyped-def]
+    """The request (or its answer) is lost and the symbol goes quiet: the service asks
+    again by itself, and the book heals, instead of staying in gap until the next delta."""
+    settings: Settings = make_settings(
+        tmp_path, nats_server.url, orderbook={"depth_interval_ms": 50, "snapshot_retry_s": 0.2}
+    )
+    tb = TrueBook(5)
+    tb.history = {}
+    requests: list[float] = []
+
+    async def collector_losing_the_first(msg: Msg) -> None:
+        requests.append(asyncio.get_running_loop().time())
+        if len(requests) > 1:  # the first request is lost
+            await pub(js, tb.snapshot())
+
+    await nc.subscribe("ctl.snapshot.>", cb=collector_losing_the_first)
+    async with inprocess("orderbook", orderbook_main, settings):
+        await asyncio.sleep(0.3)  # ordered consumer starts at NEW
+        for _ in range(20):
+            await pub(js, tb.delta())  # unknown book: one request, then quiet
+        reply: dict = {}
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            got = await nc.request("book.get.binance.BTC-USDT", b"", timeout=5)
+            reply = orjson.loads(got.data)
+            if reply.get("valid"):
+                break
+        assert len(requests) >= 2, "the lost request was never repeated"
+        assert requests[1] - requests[0] >= 0.2 * 5 * 0.9  # not before its patience ran out
+        assert reply["valid"] is True and reply["seq"] == tb.u
