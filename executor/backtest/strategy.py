@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,20 +29,22 @@ from streams.schemas import BBO, Depth, Fill, Mark, OrderCommand, OrderUpdate, S
 TimeInForce = str  # "GTC" | "IOC" | "FOK" | "POST_ONLY", checked by the executor
 
 
-class OrderApi:
+class OrderApi(ABC):
     """The order calls a strategy makes, on top of ``_order`` and ``cancel``: one definition
     for the replay backtest's ``Context`` and the research simulator's ``SimContext``
     (executor/backtest/sim.py), so a strategy runs unchanged on both."""
 
     open: dict[str, Any]  # live orders by client order id
 
+    @abstractmethod
     def _order(
         self, side: Side, quantity: float | str, price: float | str | None, **kw: Any
     ) -> str:
-        raise NotImplementedError
+        """Queue one order; returns its client order id (deterministic per run)."""
 
+    @abstractmethod
     def cancel(self, client_order_id: str) -> None:
-        raise NotImplementedError
+        """Queue the cancel of a live order."""
 
     def buy(self, quantity: float | str, price: float | str | None = None, **kw: Any) -> str:
         """Market buy, or a GTC limit buy when ``price`` is given; returns the client id."""
