@@ -16,7 +16,7 @@ from pathlib import Path
 
 from collectors.config import check_sections, venue_settings
 from streams.bus.runtime import Worker, load_or_exit, parse_args, run
-from streams.settings import Settings, SettingsError
+from streams.settings import Section, Settings, SettingsError
 
 # the framework's own modules and packages: every other module here is a venue
 _NOT_VENUES = {
@@ -43,6 +43,16 @@ def check_venues(chosen: list[str]) -> str | None:
     return f"unknown venue(s) {', '.join(unknown)}; known: {', '.join(known)} or ccxt:<exchange id>"
 
 
+def settings_class(venue: str) -> type[Section]:
+    """The class of ``[collector.<venue>]``: the settings class of the collector that
+    ``collectors/<venue>.py`` defines for that venue."""
+    mod = importlib.import_module(f"collectors.{venue}")
+    for obj in vars(mod).values():
+        if isinstance(obj, type) and getattr(obj, "venue", None) == venue:
+            return obj.settings_class  # type: ignore[no-any-return]
+    raise LookupError(f"collectors/{venue}.py defines no collector for venue {venue!r}")
+
+
 def read_sections(settings: Settings, chosen: list[str]) -> None:
     """Read each chosen venue's section with its class: a bad value fails here, in one
     line, not in the middle of a running collector."""
@@ -52,11 +62,7 @@ def read_sections(settings: Settings, chosen: list[str]) -> None:
 
             ccxt_settings(settings)
             continue
-        mod = importlib.import_module(f"collectors.{v}")
-        for obj in vars(mod).values():
-            if isinstance(obj, type) and getattr(obj, "venue", None) == v:
-                venue_settings(settings, v, obj.settings_class)
-                break
+        venue_settings(settings, v, settings_class(v))
 
 
 def main(argv: list[str]) -> None:

@@ -7,7 +7,6 @@ The example is generated, never written by hand, so it cannot fall behind the co
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import typing
@@ -72,17 +71,9 @@ SECRET_KEYS = {"password", "secret", "api_key", "apikey", "token", "passphrase",
 # -- the example file ---------------------------------------------------------------------
 def venue_sections() -> list[tuple[str, type[S.Section]]]:
     """(venue, its settings class) for every collector venue, plus ccxt."""
-    from collectors.__main__ import venues
+    from collectors.__main__ import settings_class, venues
 
-    out: list[tuple[str, type[S.Section]]] = []
-    for v in venues():
-        mod = importlib.import_module(f"collectors.{v}")
-        for obj in vars(mod).values():
-            if isinstance(obj, type) and getattr(obj, "venue", None) == v:
-                cls = getattr(obj, "settings_class", None)
-                if cls is not None:
-                    out.append((v, cls))
-                    break
+    out = [(v, settings_class(v)) for v in venues()]
     from collectors.ccxt_poller import CcxtSettings
 
     out.append(("ccxt", CcxtSettings))
