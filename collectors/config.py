@@ -60,9 +60,10 @@ class VenueSettings(Section):
         if not self.channels:
             raise SettingsError(f"{prefix}.channels must not be empty")
         known = self.KNOWN_CHANNELS
+        if not known:
+            return
         # "orderbook.50": a channel with its parameter after the dot counts as that channel
         bad = [c for c in self.channels if c not in known and c.split(".")[0] not in known]
-        bad = bad if known else []
         if bad:
             raise SettingsError(
                 f"{prefix}.channels: unknown {bad}; this venue's channels: {sorted(known)}"
