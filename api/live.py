@@ -216,8 +216,8 @@ class Live:
         newest: dict[str, str] = {}
         for subject, n in (info.state.subjects or {}).items():
             parts = subject.split(".")
-            if len(parts) < 4:
-                continue
+            if len(parts) < 4 or subject.startswith(subjects.RAW_PRIVATE_PREFIX):
+                continue  # account frames are not a feed (and not the API's to read)
             key = f"{parts[1]}.{parts[2]}"
             counts[key] = counts.get(key, 0) + n
             newest.setdefault(key, subject)
@@ -240,7 +240,7 @@ class Live:
 
     async def _age(self, js: Any, subject: str) -> float | None:
         try:
-            last = await js.get_last_msg(STREAM_RAW, subject)
+            last = await js.get_last_msg(STREAM_RAW, subject, direct=True)
             recv = int((last.headers or {}).get(subjects.H_RECV_NS, "0"))
         except Exception:
             return None

@@ -57,11 +57,16 @@ async def freshness(js: JetStreamContext, limit: int = 500) -> dict[str, tuple[i
     info = await js.stream_info(STREAM_RAW, subjects_filter=subjects.RAW_ALL)
     per: dict[str, tuple[int, float]] = {}
     now = time.time_ns()
-    for subject, count in sorted((info.state.subjects or {}).items())[:limit]:
+    feeds = (
+        (s, n)
+        for s, n in (info.state.subjects or {}).items()
+        if not s.startswith(subjects.RAW_PRIVATE_PREFIX)
+    )  # account frames: not a feed
+    for subject, count in sorted(feeds)[:limit]:
         _, venue, channel, _ = subject.split(".", 3)
         key = f"{venue}.{channel}"
         try:
-            last = await js.get_last_msg(STREAM_RAW, subject)
+            last = await js.get_last_msg(STREAM_RAW, subject, direct=True)
             recv = int((last.headers or {}).get(subjects.H_RECV_NS, "0"))
         except Exception:  # purged meanwhile
             recv = 0

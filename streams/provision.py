@@ -72,6 +72,9 @@ def _config(
         # (consumed) messages at max_bytes, EXEC refuses new ones so history is never cut
         discard=DiscardPolicy.OLD if lim.discard == "old" else DiscardPolicy.NEW,
         subject_transform=transform,
+        # direct get names the subject in the API subject, which permissions can narrow
+        # (streams/bus/auth.raw_last_by_subject: the newest market frame, never raw.private)
+        allow_direct=True,
     )
 
 

@@ -62,11 +62,17 @@ class Perms:
     pub: list[str] = field(default_factory=list)
     sub: list[str] = field(default_factory=list)
     responses: bool = False  # may answer requests (status.query, sql.query, book.get ...)
+    pub_deny: list[str] = field(default_factory=list)  # carved out of ``pub`` (deny wins)
 
     def to_conf(self) -> dict[str, object]:
         # an empty allow-list means "no restriction" to nats-server: deny all instead
+        publish: dict[str, list[str]] = (
+            {"allow": sorted(set(self.pub))} if self.pub else {"deny": [">"]}
+        )
+        if self.pub and self.pub_deny:
+            publish["deny"] = sorted(set(self.pub_deny))
         out: dict[str, object] = {
-            "publish": {"allow": sorted(set(self.pub))} if self.pub else {"deny": [">"]},
+            "publish": publish,
             "subscribe": {"allow": sorted(set(self.sub))} if self.sub else {"deny": [">"]},
         }
         if self.responses:
@@ -116,6 +122,15 @@ def msg_get(stream: str) -> list[str]:
             f"{API}.DIRECT.GET.{stream}.>"]  # fmt: skip
 
 
+def raw_last_by_subject(p: Perms) -> None:
+    """The newest RAW frame of a market-data subject (feed freshness in `jetmarket status`
+    and the API), and nothing else of RAW: the direct-get form that names the subject in
+    the API subject, so the account frames under ``raw.private.>`` can be carved out. The
+    request-body forms (STREAM.MSG.GET, DIRECT.GET.RAW) would reach any message."""
+    p.pub.append(f"{API}.DIRECT.GET.RAW.raw.>")
+    p.pub_deny.append(f"{API}.DIRECT.GET.RAW.{subjects.RAW_PRIVATE_ALL}")
+
+
 def frames_read() -> list[str]:
     return [*stream_info(FRAMES_STREAM), *msg_get(FRAMES_STREAM), *ephemeral(FRAMES_STREAM)]
 
@@ -142,6 +157,7 @@ def role_perms(role: str, settings: Settings) -> Perms:
         p.pub += ["raw.>", subjects.dlq("collector"), *msg_get("RAW"),
                   *stream_info("RAW", "MARKET", "EXEC", "DLQ"),
                   f"$O.{FRAMES_BUCKET}.>", *frames_read()]  # fmt: skip
+        p.pub_deny.append(subjects.RAW_PRIVATE_ALL)  # the executor's alone to write
         p.sub += ["ctl.snapshot.>", status]
         p.responses = True
     elif role == "normalizer":
@@ -201,7 +217,8 @@ def role_perms(role: str, settings: Settings) -> Perms:
                   subjects.BOOK_GET_ALL, status,
                   # `jetmarket status`: durable consumers' lag, RAW's newest frame per subject
                   f"{API}.CONSUMER.INFO.RAW.*", f"{API}.CONSUMER.INFO.MARKET.*",
-                  *stream_info("RAW"), *msg_get("RAW")]  # fmt: skip
+                  *stream_info("RAW")]  # fmt: skip
+        raw_last_by_subject(p)
         p.sub += ["market.>", "exec.evt.>", "exec.pos.>", subjects.ACCOUNT_DRIFT_ALL]
     elif role == "reader":
         p.pub += [subjects.SQL_QUERY, subjects.BOOK_GET_ALL, status]
@@ -217,7 +234,8 @@ def role_perms(role: str, settings: Settings) -> Perms:
         # the HTTP/WebSocket API (api/): asks the services (sql, book, status, the executor's
         # request path), reads RAW's subject counts for feed health, follows market and exec
         p.pub += [subjects.SQL_QUERY, subjects.BOOK_GET_ALL, status, "ctl.exec.>",
-                  *stream_info("RAW"), *msg_get("RAW")]  # fmt: skip
+                  *stream_info("RAW")]  # fmt: skip
+        raw_last_by_subject(p)
         p.sub += ["market.>", "exec.evt.>", "exec.pos.>", status]
         p.responses = True  # its own status line
     elif role == "browser":

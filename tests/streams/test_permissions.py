@@ -41,7 +41,7 @@ DATA = ("raw.binance.trade.BTCUSDT", "market.trade.binance.BTC-USDT", "market.de
         "$O.JM_FRAMES.C.x", "$KV.JM_HALT.state", "_INBOX.x", "_INBOX_admin.x",
         "$JS.ACK.RAW.normalizer.1.1.1.1.0", "$JS.ACK.EXEC.executor.1.1.1.1.0",
         "$JS.ACK.MARKET.sink-market.1.1.1.1.0", "$JS.FC.MARKET.x",
-        "$SYS.REQ.SERVER.PING")  # fmt: skip
+        "$SYS.REQ.SERVER.PING", "raw.private.paper.binance")  # fmt: skip
 # A refused JetStream request gets no reply (the server logs the violation): a timeout.
 DENIED = (nats.errors.Error, TimeoutError)
 
@@ -83,6 +83,7 @@ OWN: dict[str, set[str]] = {
                   "$JS.FC.MARKET.x", "$JS.API.STREAM.INFO.MARKET", "$JS.API.CONSUMER.CREATE.MARKET",
                   *(f"$JS.API.{v}.MARKET.{d}" for v in EPHEMERAL for d in DURABLES)},
     "executor": {"exec.cmd.paper", "exec.cmd.alice", "exec.evt.paper.binance.BTC-USDT",
+                 "raw.private.paper.binance",
                  "exec.pos.paper", "dlq.executor", "sql.query", "$JS.ACK.EXEC.executor.1.1.1.1.0",
                  "$JS.API.STREAM.INFO.EXEC", "$JS.API.STREAM.INFO.MARKET",
                  "$JS.API.STREAM.MSG.GET.EXEC", "$JS.API.DIRECT.GET.EXEC",
@@ -329,3 +330,40 @@ async def test_whole_pipeline_runs_with_least_privilege(
             await reader.close()
     log = Path(str(nats_server.log_file)).read_text()
     assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+
+
+@pytest.mark.parametrize("role", ["operator", "api"])
+async def test_feed_freshness_reads_market_frames_but_never_account_frames(
+    nats_server: NatsServer, js: object, role: str
+) -> None:
+    """The operator's `jetmarket status` and the API read RAW's newest frame per feed; the
+    executor's private frames (raw.private.<account>.<venue>: orders, fills, balances) sit
+    in the same stream and must stay out of their reach: the subject-named direct get is
+    allowed for market subjects only, every request-body form of a RAW read is refused."""
+    from nats.js import JetStreamContext
+
+    from streams import subjects
+
+    assert isinstance(js, JetStreamContext)
+    market, private = "raw.binance.trade.BTCUSDT", subjects.raw_private("paper", "binance")
+    await js.publish(market, b'{"e":"trade"}', headers={subjects.H_RECV_NS: "1"})
+    await js.publish(private, b'{"secret":"fill"}', headers={subjects.H_RECV_NS: "2"})
+    errors: list[Exception] = []
+    nc = await client(nats_server.url, role, errors)
+    try:
+        mine = nc.jetstream(timeout=2.0)
+        got = await mine.get_last_msg("RAW", market, direct=True)
+        assert got.data == b'{"e":"trade"}'
+        for attempt in (
+            mine.get_last_msg("RAW", private, direct=True),
+            mine.get_last_msg("RAW", private),  # STREAM.MSG.GET with a body
+            mine.get_msg("RAW", seq=2),
+            mine.get_msg("RAW", seq=2, direct=True),  # DIRECT.GET.RAW with a body
+        ):
+            with pytest.raises(DENIED):
+                await attempt
+        for subject in (f"$JS.API.DIRECT.GET.RAW.{private}", "$JS.API.STREAM.MSG.GET.RAW",
+                        "$JS.API.DIRECT.GET.RAW"):  # fmt: skip
+            assert await refused(nc, errors, subject), subject
+    finally:
+        await nc.close()
