@@ -26,6 +26,7 @@ limiter so a burst of snapshot requests cannot get the IP banned.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +61,39 @@ INSTRUMENTS_REFRESH_S = 3600.0
 MAX_INFO_SYMBOLS = 100
 _PREFIX = b'{"stream":"'
 
+
+def binance_limits(
+    weight_per_min: int,
+    orders: dict[str, tuple[int, float]],
+    *,
+    weights_by_limit: dict[str, list[list[int]]],
+    messages_per_s: int,
+    streams_per_connection: int,
+    weights: dict[str, int] | None = None,
+    positioning: Iterable[str] = (),
+) -> LimitsSettings:
+    """A Binance market's limits: every market has the same kinds, at its own numbers (cited
+    where each market calls this): an IP weight budget per minute, which the venue reports in
+    X-MBX-USED-WEIGHT-1M; order counts per account (``orders``: rule -> (orders, window s));
+    429, then 418 bans; 300 connections per 5 min per IP. ``positioning``: the futures/data
+    endpoints, which share 1000 requests per 5 min per IP (rule ``futuresData``)."""
+    rules = [RateLimit(name="weight", capacity=weight_per_min, window_s=60.0)]
+    rules += [
+        RateLimit(name=name, capacity=n, window_s=window_s, scope="account",
+                  applies=["POST order"], count="requests")
+        for name, (n, window_s) in orders.items()
+    ]  # fmt: skip
+    if positioning:
+        rules.append(RateLimit(name="futuresData", capacity=1000, window_s=300.0,
+                               count="requests", applies=list(positioning)))  # fmt: skip
+    return LimitsSettings(
+        rules=rules, weights=weights or {}, weights_by_limit=weights_by_limit,
+        used_headers={"X-MBX-USED-WEIGHT-1M": "weight"}, ban_statuses=[418, 429],
+        ws={"connections_per_5min": 300, "messages_per_s": messages_per_s,
+            "streams_per_connection": streams_per_connection},
+    )  # fmt: skip
+
+
 # Binance spot's limits (they change: these are defaults of [collector.binance.limits]).
 # https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits
 #   REQUEST_WEIGHT 6000 per minute per IP (X-MBX-USED-WEIGHT-1M tells the IP's use);
@@ -73,21 +107,13 @@ _PREFIX = b'{"stream":"'
 # https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/rate-limits and
 # .../web-socket-streams: 300 connections per 5 min per IP, 5 incoming messages per s,
 #   1024 streams per connection.
-LIMITS = LimitsSettings(
-    rules=[
-        RateLimit(name="weight", capacity=6000, window_s=60.0),
-        RateLimit(name="orders10s", capacity=50, window_s=10.0, scope="account",
-                  applies=["POST order"], count="requests"),
-        RateLimit(name="ordersday", capacity=160_000, window_s=86_400.0, scope="account",
-                  applies=["POST order"], count="requests"),
-    ],
+LIMITS = binance_limits(
+    6000, {"orders10s": (50, 10.0), "ordersday": (160_000, 86_400.0)},
     weights={"exchangeInfo": 20, "klines": 2, "aggTrades": 4, "trades": 25,
              "historicalTrades": 25, "ticker/24hr": 2, "GET order": 4, "openOrders": 6,
              "myTrades": 20, "account": 20, "allOrders": 20},
     weights_by_limit={"depth": [[100, 5], [500, 25], [1000, 50], [5000, 250]]},
-    used_headers={"X-MBX-USED-WEIGHT-1M": "weight"},
-    ban_statuses=[418, 429],
-    ws={"connections_per_5min": 300, "messages_per_s": 5, "streams_per_connection": 1024},
+    messages_per_s=5, streams_per_connection=1024,
 )  # fmt: skip
 
 
@@ -201,11 +227,11 @@ class BinanceCollector(base.Collector):
                 return c.conn
         return "rest"
 
-    def _depth_call(self) -> Any:
-        return self.exchange.public_get_depth
-
-    def _info_call(self) -> Any:
-        return self.exchange.public_get_exchangeinfo
+    def public(self, endpoint: str) -> Any:
+        """ccxt's call of a public REST endpoint of this market (``depth``, ``exchangeinfo``,
+        ``openinterest``): the same path on each market's API, named after ``api``
+        (``public_get_depth``, ``fapipublic_get_depth``, ``dapipublic_get_depth``)."""
+        return getattr(self.exchange, f"{self.api[0].lower()}_get_{endpoint}")
 
     def owns(self, symbol: str) -> bool:
         """Whether ``ctl.snapshot.binance.<symbol>`` is this collector's: spot and USDⓈ-M
@@ -216,7 +242,7 @@ class BinanceCollector(base.Collector):
         """GET <api>/depth, published untouched; returns its lastUpdateId."""
         with budget.priority(budget.RESYNC):  # a book waits on it: before polls/backfill
             body, recv = await self.rest(
-                "depth", self._depth_call(), {"symbol": native, "limit": self.cfg.snapshot_limit}
+                "depth", self.public("depth"), {"symbol": native, "limit": self.cfg.snapshot_limit}
             )
         last = int(orjson.loads(body)["lastUpdateId"])
         await self.pub.publish(
@@ -230,7 +256,7 @@ class BinanceCollector(base.Collector):
         params = {}
         if len(self.cfg.symbols) <= MAX_INFO_SYMBOLS:
             params["symbols"] = orjson.dumps(self.cfg.symbols).decode()
-        body, recv = await self.rest("exchangeInfo", self._info_call(), params)
+        body, recv = await self.rest("exchangeInfo", self.public("exchangeinfo"), params)
         for s in orjson.loads(body).get("symbols", []):
             self.symbol_map[f"{s['baseAsset']}-{s['quoteAsset']}"] = s["symbol"]
         await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)

@@ -12,15 +12,14 @@ this collector's: COIN-M is the only Binance market quoted in USD.
 
 from __future__ import annotations
 
-from typing import Any
-
 import ccxt.async_support as ccxt
 import msgspec
 import orjson
 
+from collectors.binance import binance_limits
 from collectors.binanceusdm import CHANNELS as USDM_CHANNELS
-from collectors.binanceusdm import BinanceUsdmCollector, BinanceUsdmSettings
-from collectors.config import LimitsSettings, RateLimit, copy_section
+from collectors.binanceusdm import RATIOS, BinanceUsdmCollector, BinanceUsdmSettings
+from collectors.config import LimitsSettings, copy_section
 from streams.symbols.binance import binance_coinm, binance_coinm_native
 
 CHANNELS = USDM_CHANNELS
@@ -29,13 +28,7 @@ CHANNELS = USDM_CHANNELS
 # https://developers.binance.com/docs/derivatives/coin-margined-futures/market-data/rest-api
 #   (Long-Short-Ratio, Top-..., Taker-Buy-Sell-Volume, Open-Interest-Statistics): period 5m..1d,
 #   limit <= 500, latest 30 days; takerBuySellVol / openInterestHist in contracts and in base.
-POSITIONING = {
-    "globalLongShortAccountRatio": "dapidata_get_globallongshortaccountratio",
-    "topLongShortAccountRatio": "dapidata_get_toplongshortaccountratio",
-    "topLongShortPositionRatio": "dapidata_get_toplongshortpositionratio",
-    "takerBuySellVol": "dapidata_get_takerbuysellvol",
-    "openInterestHist": "dapidata_get_openinteresthist",
-}
+POSITIONING = (*RATIOS, "takerBuySellVol", "openInterestHist")
 PER_CONTRACT = frozenset({"takerBuySellVol", "openInterestHist"})
 
 # COIN-M limits (defaults of [collector.binancecoinm.limits]); a separate IP budget.
@@ -47,18 +40,10 @@ PER_CONTRACT = frozenset({"takerBuySellVol", "openInterestHist"})
 #   openInterest 1.
 # https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams
 #   10 incoming messages per s, 200 streams per connection, 300 connections per 5 min per IP.
-LIMITS = LimitsSettings(
-    rules=[
-        RateLimit(name="weight", capacity=2400, window_s=60.0),
-        RateLimit(name="ordersmin", capacity=1200, window_s=60.0, scope="account",
-                  applies=["POST order"], count="requests"),
-        RateLimit(name="futuresData", capacity=1000, window_s=300.0, count="requests",
-                  applies=list(POSITIONING)),
-    ],
+LIMITS = binance_limits(
+    2400, {"ordersmin": (1200, 60.0)}, positioning=POSITIONING,
     weights_by_limit={"depth": [[50, 2], [100, 5], [500, 10], [1000, 20]]},
-    used_headers={"X-MBX-USED-WEIGHT-1M": "weight"},
-    ban_statuses=[418, 429],
-    ws={"connections_per_5min": 300, "messages_per_s": 10, "streams_per_connection": 200},
+    messages_per_s=10, streams_per_connection=200,
 )  # fmt: skip
 
 
@@ -75,7 +60,6 @@ class BinanceCoinmSettings(BinanceUsdmSettings):
 class BinanceCoinmCollector(BinanceUsdmCollector):
     venue = "binancecoinm"
     settings_class = BinanceCoinmSettings
-    channels = CHANNELS
     ccxt_class = ccxt.binancecoinm
     api = ("dapiPublic", "/dapi/v1")
     instruments = "first"  # contract sizes on RAW before any frame: the normalizer needs them
@@ -90,12 +74,6 @@ class BinanceCoinmCollector(BinanceUsdmCollector):
             return {"pair": pair, "contractType": "PERPETUAL"}
         return {"pair": pair}
 
-    def _depth_call(self) -> Any:
-        return self.exchange.dapipublic_get_depth
-
-    def _info_call(self) -> Any:
-        return self.exchange.dapipublic_get_exchangeinfo
-
     def owns(self, symbol: str) -> bool:
         parts = symbol.split("-")
         return len(parts) == 3 and parts[1] == "USD"  # BTC-USD-PERP, BTC-USD-20251226
@@ -106,23 +84,13 @@ class BinanceCoinmCollector(BinanceUsdmCollector):
     async def fetch_instruments(self) -> None:
         """GET /dapi/v1/exchangeInfo (COIN-M takes no ``symbols`` filter), published
         untouched."""
-        body, recv = await self.rest("exchangeInfo", self._info_call(), {})
+        body, recv = await self.rest("exchangeInfo", self.public("exchangeinfo"), {})
         for s in orjson.loads(body).get("symbols", []):
             try:
                 self.symbol_map[binance_coinm(s["symbol"])] = s["symbol"]
             except (KeyError, ValueError):
                 continue
         await self.pub.publish("instruments", "ALL", body, recv, "rest", durable=True)
-
-    async def poll_open_interest(self, native: str) -> None:
-        body, recv = await self.rest(
-            "openInterest", self.exchange.dapipublic_get_openinterest, {"symbol": native}
-        )
-        stamp = orjson.loads(body).get("time", recv // 1_000_000)
-        await self.pub.publish(
-            "openInterest", native, body, recv, "rest",
-            msg_id=f"{self.venue}:openInterest:{native}:{stamp}",
-        )  # fmt: skip
 
 
 run = BinanceCoinmCollector.main  # the collector body for streams.bus.runtime.run

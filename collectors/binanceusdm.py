@@ -30,8 +30,8 @@ import orjson
 
 from collectors import base
 from collectors.binance import CHANNELS as SPOT_CHANNELS
-from collectors.binance import BinanceCollector, BinanceSettings
-from collectors.config import LimitsSettings, RateLimit, copy_section
+from collectors.binance import BinanceCollector, BinanceSettings, binance_limits
+from collectors.config import LimitsSettings, copy_section
 from collectors.positioning import poll_history, rows_times
 from streams.settings import SettingsError
 
@@ -52,13 +52,9 @@ POLLED = ("openInterest", "positioning")
 #   5m..1d, limit <= 500, startTime/endTime, latest 30 days only; IP limit 1000 requests
 #   per 5 min for futures/data (our rule ``futuresData``).
 BINANCE_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
-POSITIONING = {
-    "globalLongShortAccountRatio": "fapidata_get_globallongshortaccountratio",
-    "topLongShortAccountRatio": "fapidata_get_toplongshortaccountratio",
-    "topLongShortPositionRatio": "fapidata_get_toplongshortpositionratio",
-    "takerlongshortRatio": "fapidata_get_takerlongshortratio",
-    "openInterestHist": "fapidata_get_openinteresthist",
-}
+# the long/short ratio endpoints, the same on COIN-M
+RATIOS = ("globalLongShortAccountRatio", "topLongShortAccountRatio", "topLongShortPositionRatio")
+POSITIONING = (*RATIOS, "takerlongshortRatio", "openInterestHist")
 
 # USDⓈ-M limits (defaults of [collector.binanceusdm.limits]); a separate IP budget from spot.
 # https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info
@@ -69,21 +65,11 @@ POSITIONING = {
 #   openInterest 1, klines by limit: <100 -> 1, <500 -> 2, <=1000 -> 5, more -> 10.
 # https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams
 #   10 incoming messages per s, 1024 streams per connection, 300 connections per 5 min per IP.
-LIMITS = LimitsSettings(
-    rules=[
-        RateLimit(name="weight", capacity=2400, window_s=60.0),
-        RateLimit(name="orders10s", capacity=300, window_s=10.0, scope="account",
-                  applies=["POST order"], count="requests"),
-        RateLimit(name="ordersmin", capacity=1200, window_s=60.0, scope="account",
-                  applies=["POST order"], count="requests"),
-        RateLimit(name="futuresData", capacity=1000, window_s=300.0, count="requests",
-                  applies=list(POSITIONING)),
-    ],
+LIMITS = binance_limits(
+    2400, {"orders10s": (300, 10.0), "ordersmin": (1200, 60.0)}, positioning=POSITIONING,
     weights_by_limit={"depth": [[50, 2], [100, 5], [500, 10], [1000, 20]],
                       "klines": [[99, 1], [499, 2], [1000, 5], [1500, 10]]},
-    used_headers={"X-MBX-USED-WEIGHT-1M": "weight"},
-    ban_statuses=[418, 429],
-    ws={"connections_per_5min": 300, "messages_per_s": 10, "streams_per_connection": 1024},
+    messages_per_s=10, streams_per_connection=1024,
 )  # fmt: skip
 
 
@@ -130,7 +116,7 @@ class BinanceUsdmCollector(BinanceCollector):
     ccxt_class = ccxt.binanceusdm
     api = ("fapiPublic", "/fapi/v1")
 
-    positioning = POSITIONING  # endpoint -> ccxt method (COIN-M: its own)
+    positioning = POSITIONING  # the futures/data endpoints (COIN-M: its own)
     data_api = ("fapiData", "/futures/data")
 
     def __init__(self, w: Any, cfg: BinanceUsdmSettings, flush_every: int) -> None:
@@ -145,11 +131,9 @@ class BinanceUsdmCollector(BinanceCollector):
             self.pubs.append(self.publisher())
         return self.pubs[0]
 
-    def _depth_call(self) -> Any:
-        return self.exchange.fapipublic_get_depth
-
-    def _info_call(self) -> Any:
-        return self.exchange.fapipublic_get_exchangeinfo
+    def data(self, endpoint: str) -> Any:
+        """ccxt's call of a futures/data endpoint (``fapidata_get_openinteresthist``)."""
+        return getattr(self.exchange, f"{self.data_api[0].lower()}_get_{endpoint.lower()}")
 
     def owns(self, symbol: str) -> bool:
         parts = symbol.split("-")  # BTC-USDT-PERP, BTC-USDT-20251226; USD: COIN-M's
@@ -181,7 +165,7 @@ class BinanceUsdmCollector(BinanceCollector):
 
     async def _positioning_loop(self, endpoint: str, native: str, params: dict[str, str]) -> None:
         cfg = self.cfg
-        call = getattr(self.exchange, self.positioning[endpoint])
+        call = self.data(endpoint)
 
         async def fetch(start: int, end: int) -> tuple[bytes, int]:
             return await self.rest(endpoint, call, {
@@ -198,7 +182,7 @@ class BinanceUsdmCollector(BinanceCollector):
 
     async def poll_open_interest(self, native: str) -> None:
         body, recv = await self.rest(
-            "openInterest", self.exchange.fapipublic_get_openinterest, {"symbol": native}
+            "openInterest", self.public("openinterest"), {"symbol": native}
         )
         stamp = orjson.loads(body).get("time", recv // 1_000_000)
         await self.pub.publish(
