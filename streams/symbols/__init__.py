@@ -10,12 +10,14 @@
 
 Every rule is a pure function of the name, so re-normalizing raw frames is deterministic:
 a symbol never depends on which instrument frames happened to be seen first. A name
-outside the scheme raises ValueError.
+outside the scheme raises ValueError. Being pure, the native -> jetmarket rules are
+memoized with ``functools.cache`` (a name is mapped once; a refused one is not kept).
 """
 
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
 
 PERP = "PERP"
 # Month abbreviations as venues write them in expiries (``26DEC25``), January first.
@@ -43,18 +45,15 @@ def is_date(tail: str) -> bool:
 
 
 _EPOCH = date(1970, 1, 1)
-_terms: dict[str, tuple[int, float, str]] = {}
 
 
+@cache
 def option_terms(symbol: str) -> tuple[int, float, str]:
     """``BTC-USD-20240329-92000-C`` -> (expiry ns at 08:00 UTC, strike 92000.0, ``call``).
 
     Expiry at 08:00 UTC: the settlement time of Deribit's, OKX's and Bybit's options (their
     instrument frames carry the exact one). A fractional strike keeps Deribit's ``d``
     (``1d02`` = 1.02). ValueError for a symbol that is not an option's."""
-    hit = _terms.get(symbol)
-    if hit is not None:
-        return hit
     parts = symbol.split("-")
     if len(parts) != 5 or not is_date(parts[2]) or parts[4] not in ("C", "P"):
         raise ValueError(f"not an option symbol: {symbol!r}")
@@ -64,12 +63,11 @@ def option_terms(symbol: str) -> tuple[int, float, str]:
         strike = float(parts[3].replace("d", "."))
     except ValueError:
         raise ValueError(f"bad strike in option symbol {symbol!r}") from None
-    out = _terms[symbol] = (
+    return (
         (days * 86_400 + 8 * 3600) * 1_000_000_000,
         strike,
         "call" if parts[4] == "C" else "put",
     )
-    return out
 
 
 def _days(y: int, m: int, d: int) -> int:

@@ -14,6 +14,8 @@ cannot collide under the one venue name ``binance``.
 
 from __future__ import annotations
 
+from functools import cache
+
 from streams.symbols import PERP, is_date, longest_first, split_quote
 
 BINANCE_QUOTES = longest_first((
@@ -22,17 +24,12 @@ BINANCE_QUOTES = longest_first((
     "ARS", "MXN", "COP", "CZK", "IDR", "XRP", "DOGE", "TRX", "DOT", "SOL", "USD1",
 ))  # fmt: skip
 
-_cache: dict[str, str] = {}
 
-
+@cache
 def binance_spot(native: str) -> str:
     """``BTCUSDT`` -> ``BTC-USDT``; raises ValueError when no known quote asset ends it."""
-    hit = _cache.get(native)
-    if hit is not None:
-        return hit
     base, quote = split_quote(native.upper(), BINANCE_QUOTES, "binance")
-    out = _cache[native] = f"{base}-{quote}"
-    return out
+    return f"{base}-{quote}"
 
 
 def binance_spot_native(symbol: str) -> str:
@@ -43,21 +40,38 @@ def binance_spot_native(symbol: str) -> str:
     return parts[0] + parts[1]
 
 
+# How each futures market writes a perpetual's contract code (``BTCUSDT``, ``BTCUSD_PERP``);
+# a delivery contract's code is its ``YYMMDD`` in both.
+USDM_PERP, COINM_PERP = "", "PERP"
+
+
+def _contract(head: str, code: str, perp: str, native: str, what: str) -> str:
+    """``head`` (``BTC-USDT``) and a Binance contract code -> the jetmarket symbol: ``perp``
+    -> ``PERP``, ``YYMMDD`` -> ``YYYYMMDD``."""
+    if code == perp:
+        return f"{head}-{PERP}"
+    if len(code) == 6 and code.isdigit():
+        return f"{head}-20{code}"
+    raise ValueError(f"unknown binance {what} in {native!r}")
+
+
+def _native_contract(pair: str, tail: str, perp: str, symbol: str, what: str) -> str:
+    """The reverse of :func:`_contract`: ``pair`` (``BTCUSDT``) and a jetmarket symbol's
+    last part -> the Binance name (``BTCUSDT``, ``BTCUSD_PERP``, ``BTCUSDT_251226``)."""
+    if tail == PERP:
+        code = perp
+    elif is_date(tail):
+        code = tail[2:]
+    else:
+        raise ValueError(f"not a {what} symbol: {symbol!r}")
+    return f"{pair}_{code}" if code else pair
+
+
+@cache
 def binance_usdm(native: str) -> str:
     """USDⓈ-M: ``BTCUSDT`` -> ``BTC-USDT-PERP``; ``BTCUSDT_251226`` -> ``BTC-USDT-20251226``."""
-    hit = _cache.get("usdm:" + native)
-    if hit is not None:
-        return hit
     pair, _, expiry = native.upper().partition("_")
-    spot = binance_spot(pair)
-    if not expiry:
-        out = f"{spot}-{PERP}"
-    elif len(expiry) == 6 and expiry.isdigit():
-        out = f"{spot}-20{expiry}"
-    else:
-        raise ValueError(f"unknown binance futures expiry in {native!r}")
-    _cache["usdm:" + native] = out
-    return out
+    return _contract(binance_spot(pair), expiry, USDM_PERP, native, "futures expiry")
 
 
 def binance_usdm_native(symbol: str) -> str:
@@ -65,29 +79,16 @@ def binance_usdm_native(symbol: str) -> str:
     if len(parts) != 3:
         raise ValueError(f"not a futures symbol: {symbol!r}")
     base, quote, tail = parts
-    if tail == PERP:
-        return base + quote
-    if is_date(tail):
-        return f"{base}{quote}_{tail[2:]}"
-    raise ValueError(f"not a futures symbol: {symbol!r}")
+    return _native_contract(base + quote, tail, USDM_PERP, symbol, "futures")
 
 
+@cache
 def binance_coinm(native: str) -> str:
     """COIN-M: ``BTCUSD_PERP`` -> ``BTC-USD-PERP``; ``BTCUSD_251226`` -> ``BTC-USD-20251226``."""
-    hit = _cache.get("coinm:" + native)
-    if hit is not None:
-        return hit
     pair, _, tail = native.upper().partition("_")
     if not pair.endswith("USD") or len(pair) <= 3 or not pair[:-3].isalnum():
         raise ValueError(f"not a binance COIN-M symbol: {native!r}")
-    if tail == "PERP":
-        out = f"{pair[:-3]}-USD-{PERP}"
-    elif len(tail) == 6 and tail.isdigit():
-        out = f"{pair[:-3]}-USD-20{tail}"
-    else:
-        raise ValueError(f"unknown binance COIN-M contract in {native!r}")
-    _cache["coinm:" + native] = out
-    return out
+    return _contract(f"{pair[:-3]}-USD", tail, COINM_PERP, native, "COIN-M contract")
 
 
 def binance_coinm_native(symbol: str) -> str:
@@ -95,9 +96,4 @@ def binance_coinm_native(symbol: str) -> str:
     parts = symbol.split("-")
     if len(parts) != 3 or parts[1] != "USD":
         raise ValueError(f"not a COIN-M symbol: {symbol!r}")
-    base, _, tail = parts
-    if tail == PERP:
-        return f"{base}USD_PERP"
-    if is_date(tail):
-        return f"{base}USD_{tail[2:]}"
-    raise ValueError(f"not a COIN-M symbol: {symbol!r}")
+    return _native_contract(parts[0] + "USD", parts[2], COINM_PERP, symbol, "COIN-M")

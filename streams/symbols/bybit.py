@@ -22,7 +22,9 @@ comes from the instruments frame (``expiry_ms``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
 
 from streams.symbols import MONTHS, longest_first, split_quote
 
@@ -32,8 +34,6 @@ SPOT_QUOTES = longest_first((
 ))  # fmt: skip
 LINEAR_QUOTES = ("USDT", "USDC")
 MONTH_CODES = "FGHJKMNQUVXZ"  # futures month letters, January..December
-
-_cache: dict[str, str] = {}
 
 
 def _split(pair: str, quotes: tuple[str, ...]) -> tuple[str, str]:
@@ -60,10 +60,8 @@ def spot(native: str) -> str:
     return f"{base}-{quote}"
 
 
+@cache
 def linear(native: str) -> str:
-    hit = _cache.get("l:" + native)
-    if hit is not None:
-        return hit
     up = native.upper()
     if "-" in up:  # dated: BTCUSDT-26DEC25 (USDT) or BTC-26DEC25 (USDC)
         pair, _, expiry = up.partition("-")
@@ -71,14 +69,11 @@ def linear(native: str) -> str:
             base, quote = _split(pair, LINEAR_QUOTES)
         else:
             base, quote = pair, "USDC"
-        out = f"{base}-{quote}-{_ddmonyy(expiry)}"
-    elif up.endswith("PERP") and len(up) > 4:
-        out = f"{up[:-4]}-USDC-PERP"
-    else:
-        base, quote = _split(up, LINEAR_QUOTES)
-        out = f"{base}-{quote}-PERP"
-    _cache["l:" + native] = out
-    return out
+        return f"{base}-{quote}-{_ddmonyy(expiry)}"
+    if up.endswith("PERP") and len(up) > 4:
+        return f"{up[:-4]}-USDC-PERP"
+    base, quote = _split(up, LINEAR_QUOTES)
+    return f"{base}-{quote}-PERP"
 
 
 def inverse(native: str, expiry_ms: int | None = None) -> str:
@@ -95,11 +90,9 @@ def inverse(native: str, expiry_ms: int | None = None) -> str:
     raise ValueError(f"not a bybit inverse symbol: {native!r}")
 
 
+@cache
 def option(native: str) -> str:
     """``BTC-27DEC25-100000-C`` -> ``BTC-USDC-20251227-100000-C``; ``...-C-USDT`` -> USDT."""
-    hit = _cache.get("o:" + native)
-    if hit is not None:
-        return hit
     p = native.upper().split("-")
     quote = "USDC"
     if len(p) == 5 and p[4] in ("USDT", "USDC"):
@@ -110,11 +103,15 @@ def option(native: str) -> str:
     if not strike.replace(".", "", 1).isdigit():
         raise ValueError(f"bad strike in bybit option {native!r}")
     strike = strike.replace(".", "d")  # a "." would split a subject token (Deribit's way)
-    out = _cache["o:" + native] = f"{p[0]}-{quote}-{_ddmonyy(p[1])}-{strike}-{p[3]}"
-    return out
+    return f"{p[0]}-{quote}-{_ddmonyy(p[1])}-{strike}-{p[3]}"
 
 
-TO_SYMBOL = {"spot": spot, "linear": linear, "inverse": inverse, "option": option}
+TO_SYMBOL: dict[str, Callable[[str], str]] = {
+    "spot": spot,
+    "linear": linear,
+    "inverse": inverse,
+    "option": option,
+}
 
 
 def to_native(symbol: str) -> tuple[str, str]:

@@ -17,8 +17,7 @@ one (the quote, except USD-quoted contracts which settle in the base) and
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-_cache: dict[str, str] = {}
+from functools import cache
 
 
 def _ymd(yymmdd: str, unified: str) -> str:
@@ -27,31 +26,25 @@ def _ymd(yymmdd: str, unified: str) -> str:
     return "20" + yymmdd
 
 
+@cache
 def to_symbol(unified: str) -> str:
     """``BTC/USDT:USDT`` -> ``BTC-USDT-PERP``; raises ValueError on anything else."""
-    hit = _cache.get(unified)
-    if hit is not None:
-        return hit
     pair, _, contract = unified.partition(":")
     base, slash, quote = pair.partition("/")
     if not slash or not base or not quote or "-" in base or "-" in quote:
         raise ValueError(f"not a ccxt unified symbol: {unified!r}")
     if not contract:
-        out = f"{base}-{quote}"
-    else:
-        settle, *rest = contract.split("-")
-        if not settle:
-            raise ValueError(f"no settle currency in ccxt symbol {unified!r}")
-        if not rest:
-            out = f"{base}-{quote}-PERP"
-        elif len(rest) == 1:
-            out = f"{base}-{quote}-{_ymd(rest[0], unified)}"
-        elif len(rest) == 3 and rest[2] in ("C", "P") and rest[1]:
-            out = f"{base}-{quote}-{_ymd(rest[0], unified)}-{rest[1]}-{rest[2]}"
-        else:
-            raise ValueError(f"unknown contract suffix in ccxt symbol {unified!r}")
-    _cache[unified] = out
-    return out
+        return f"{base}-{quote}"
+    settle, *rest = contract.split("-")
+    if not settle:
+        raise ValueError(f"no settle currency in ccxt symbol {unified!r}")
+    if not rest:
+        return f"{base}-{quote}-PERP"
+    if len(rest) == 1:
+        return f"{base}-{quote}-{_ymd(rest[0], unified)}"
+    if len(rest) == 3 and rest[2] in ("C", "P") and rest[1]:
+        return f"{base}-{quote}-{_ymd(rest[0], unified)}-{rest[1]}-{rest[2]}"
+    raise ValueError(f"unknown contract suffix in ccxt symbol {unified!r}")
 
 
 def _settle(base: str, quote: str) -> str:

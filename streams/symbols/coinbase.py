@@ -9,8 +9,9 @@ collected here and raises ValueError rather than being guessed. Note Coinbase se
 
 from __future__ import annotations
 
+from functools import cache
+
 _OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_cache: dict[str, str] = {}
 
 
 def _spot(name: str, what: str) -> str:
@@ -20,12 +21,10 @@ def _spot(name: str, what: str) -> str:
     return name
 
 
+@cache
 def to_symbol(product_id: str) -> str:
     """Coinbase ``product_id`` -> jetmarket symbol; ValueError for other shapes."""
-    hit = _cache.get(product_id)
-    if hit is None:
-        hit = _cache[product_id] = _spot(product_id, "product id")
-    return hit
+    return _spot(product_id, "product id")
 
 
 def to_native(symbol: str) -> str:

@@ -17,10 +17,11 @@ spreads (``BTC-FS-...``, ``BTC-CS-...``) are not single instruments and are refu
 
 from __future__ import annotations
 
+from functools import cache
+
 from streams.symbols import MONTHS
 
 _MONTH = {m: i + 1 for i, m in enumerate(MONTHS)}
-_cache: dict[str, str] = {}
 
 
 def _date(s: str) -> str | None:
@@ -56,11 +57,9 @@ def _pair(head: str) -> tuple[str, str] | None:
     return (base, quote) if sep else (base, "USD")
 
 
+@cache
 def to_symbol(native: str) -> str:
     """Deribit ``instrument_name`` -> jetmarket symbol; ValueError for shapes we do not know."""
-    hit = _cache.get(native)
-    if hit is not None:
-        return hit
     p = native.split("-")
     pair = _pair(p[0])
     out: str | None = None
@@ -76,7 +75,6 @@ def to_symbol(native: str) -> str:
             out = f"{base}-{quote}-{d}-{p[2]}-{p[3]}"
     if out is None:
         raise ValueError(f"unknown deribit instrument {native!r}")
-    _cache[native] = out
     return out
 
 

@@ -13,23 +13,19 @@ renames those, because the v2 feed calls them ``BTC`` and ``DOGE``.
 
 from __future__ import annotations
 
+from functools import cache
+
 # v1 asset code -> v2 asset code (the only two Kraken renamed between the APIs)
 V1_ASSETS = {"XBT": "BTC", "XDG": "DOGE"}
 
-_cache: dict[str, str] = {}
 
-
+@cache
 def to_symbol(native: str) -> str:
     """``BTC/USD`` -> ``BTC-USD``; ValueError for names that are not ``BASE/QUOTE``."""
-    hit = _cache.get(native)
-    if hit is not None:
-        return hit
     base, sep, quote = native.partition("/")
     if not sep or not base or not quote or "/" in quote or "-" in native or " " in native:
         raise ValueError(f"unknown kraken pair {native!r}")
-    out = f"{base}-{quote}"
-    _cache[native] = out
-    return out
+    return f"{base}-{quote}"
 
 
 def to_native(symbol: str) -> str:

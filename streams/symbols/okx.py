@@ -11,40 +11,41 @@
 
 from __future__ import annotations
 
-_cache: dict[str, str] = {}
+from functools import cache
 
 
 def _date6(s: str) -> bool:
     return len(s) == 6 and s.isdigit()
 
 
+def _parts(name: str, refusal: str) -> list[str]:
+    """The parts of an OKX instId or a jetmarket symbol, which share one shape: BASE-QUOTE,
+    BASE-QUOTE-TAIL or BASE-QUOTE-EXPIRY-STRIKE-C|P (only TAIL and EXPIRY are written
+    differently); ValueError(``refusal``) for any other."""
+    p = name.split("-")
+    if not all(p) or len(p) not in (2, 3, 5):
+        raise ValueError(refusal)
+    return p
+
+
+@cache
 def to_symbol(inst_id: str) -> str:
     """OKX ``instId`` -> jetmarket symbol; ValueError for shapes we do not know."""
-    hit = _cache.get(inst_id)
-    if hit is not None:
-        return hit
-    p = inst_id.split("-")
-    if not all(p) or len(p) not in (2, 3, 5):
-        raise ValueError(f"unknown okx instId {inst_id!r}")
+    p = _parts(inst_id, f"unknown okx instId {inst_id!r}")
     if len(p) == 2:
-        out = inst_id
-    elif p[2] == "SWAP":
-        out = f"{p[0]}-{p[1]}-PERP"
-    elif _date6(p[2]) and len(p) == 3:
-        out = f"{p[0]}-{p[1]}-20{p[2]}"
-    elif _date6(p[2]) and p[4] in ("C", "P"):
-        out = f"{p[0]}-{p[1]}-20{p[2]}-{p[3]}-{p[4]}"
-    else:
-        raise ValueError(f"unknown okx instId {inst_id!r}")
-    _cache[inst_id] = out
-    return out
+        return inst_id
+    if p[2] == "SWAP":
+        return f"{p[0]}-{p[1]}-PERP"
+    if _date6(p[2]) and len(p) == 3:
+        return f"{p[0]}-{p[1]}-20{p[2]}"
+    if _date6(p[2]) and p[4] in ("C", "P"):
+        return f"{p[0]}-{p[1]}-20{p[2]}-{p[3]}-{p[4]}"
+    raise ValueError(f"unknown okx instId {inst_id!r}")
 
 
 def to_native(symbol: str) -> str:
     """jetmarket symbol -> OKX ``instId``."""
-    p = symbol.split("-")
-    if not all(p) or len(p) not in (2, 3, 5):
-        raise ValueError(f"not a jetmarket symbol: {symbol!r}")
+    p = _parts(symbol, f"not a jetmarket symbol: {symbol!r}")
     if len(p) == 2:
         return symbol
     tail = p[2]
