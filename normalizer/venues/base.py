@@ -189,6 +189,17 @@ class Naming:
         return new_out((subject, f"{self.market_venue}:{msg_type}:{symbol}:{natural_id}",
                         encode(msg)))  # fmt: skip
 
+    def history_out(
+        self, kind: type[schemas.Base], frame: Frame, period: str, ts_ms: int, **fields: Any
+    ) -> Out:
+        """One row of a REST history page (a ``<endpoint>-<period>`` channel) about the raw
+        subject's symbol: :meth:`emit` with the natural id ``<period>:<row ms>`` every
+        venue's history rows use, and the row's ``period``."""
+        return self.emit(
+            kind, frame.native_symbol, f"{period}:{ts_ms}", frame, ts_ms * 1_000_000,
+            period=period, **fields,
+        )  # fmt: skip
+
     def _out(self, msg_type: str, native: str, natural_id: object, msg: schemas.Base) -> Out:
         # the cache hit inline and no NamedTuple __new__: this runs once per output message
         names = self._names_cache.get((msg_type, native)) or self._names(msg_type, native)

@@ -179,17 +179,10 @@ class _Bybit(Parser):
         if reply.result.symbol:
             self._same(frame, reply.result.symbol)
         return [
-            self.emit(
-                schemas.OpenInterestHist,
-                frame.native_symbol,
-                f"{period}:{r.timestamp}",
-                frame,
-                r.timestamp * MS,
-                period=period,
-                open_interest=r.openInterest,
-            )
+            self.history_out(schemas.OpenInterestHist, frame, period, r.timestamp,
+                             open_interest=r.openInterest)
             for r in reply.result.rows
-        ]
+        ]  # fmt: skip
 
     def retired(self, data: bytes) -> str | None:
         """Bybit v2 (``realtime``/``realtime_public``, retired 2023): topics ``trade.X``,

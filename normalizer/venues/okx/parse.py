@@ -162,13 +162,13 @@ class OkxParser(Parser):
                 )  # fmt: skip
                 out.append(self._out("long_short_ratio", native, f"{kind}:{period}:{ts}", msg))
             elif endpoint == "taker_volume":
-                out.append(self.emit(schemas.TakerVolume, native, f"{period}:{ts}", frame,
-                                     ts * MS, period=period, buy_volume=_num(row[2]),
-                                     sell_volume=_num(row[1])))  # fmt: skip
+                out.append(self.history_out(schemas.TakerVolume, frame, period, ts,
+                                            buy_volume=_num(row[2]),
+                                            sell_volume=_num(row[1])))  # fmt: skip
             else:  # open_interest_history: [ts, contracts, coin, usd]
-                out.append(self.emit(schemas.OpenInterestHist, native, f"{period}:{ts}", frame,
-                                     ts * MS, period=period, open_interest=_num(row[2]),
-                                     open_interest_value=_num(row[3])))  # fmt: skip
+                out.append(self.history_out(schemas.OpenInterestHist, frame, period, ts,
+                                            open_interest=_num(row[2]),
+                                            open_interest_value=_num(row[3])))  # fmt: skip
         return out
 
     def retired(self, data: bytes) -> str | None:
