@@ -53,6 +53,19 @@ class AggTradeEvent(Event, gc=False):
     m: bool
 
 
+class FuturesAggTradeEvent(msgspec.Struct, gc=False):
+    """USDⓈ-M's aggTrade: the same fields, ``a`` written before ``s`` (~30 ns a frame)."""
+
+    e: str
+    event_time: int = msgspec.field(name="E")
+    a: int
+    s: str
+    p: Price
+    q: PosSize
+    trade_time: int = msgspec.field(name="T")
+    m: bool
+
+
 class DepthEvent(Event, gc=False):
     first_id: int = msgspec.field(name="U")
     last_id: int = msgspec.field(name="u")
@@ -115,26 +128,27 @@ class BookTickerEvent(msgspec.Struct, gc=False):
     event_time: int | None = msgspec.field(name="E", default=None)
 
 
-class TickerEvent(Event, gc=False):
+# kw_only below: a required field may follow an optional one, as on the wire
+class TickerEvent(Event, kw_only=True, gc=False):
     """24hr rolling ticker (``<symbol>@ticker``)."""
 
     c: Price  # last
+    b: Price | None = None  # spot only
+    a: Price | None = None
     o: Price
     h: Price
     l: Price  # noqa: E741 - the venue's field name
     v: Size
     q: Size
-    b: Price | None = None  # spot only
-    a: Price | None = None
 
 
 class Kline(msgspec.Struct, gc=False):
     t: int
     i: str
     o: Price
+    c: Price
     h: Price
     l: Price  # noqa: E741
-    c: Price
     v: Size
     n: int
     x: bool
@@ -144,11 +158,11 @@ class KlineEvent(Event, gc=False):
     k: Kline
 
 
-class MarkPriceEvent(Event, gc=False):
+class MarkPriceEvent(Event, kw_only=True, gc=False):
     p: Price  # mark
+    i: Price | None = None  # index
     r: float | Literal[""]  # funding rate (may be negative); "" or 0 on delivery contracts
     T: int  # next funding time; 0 on delivery contracts (no funding applies)
-    i: Price | None = None  # index
 
 
 class ForceOrder(msgspec.Struct, gc=False):
