@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
@@ -91,6 +92,8 @@ Chart = tuple[str, str, Names]
 # funding): everything a ticker frame's four messages need, looked up once per frame
 TickerNames = tuple[str, bool, bool, str, str, str, str, str, str, str, str]
 OPTION_TYPES = {"call": "call", "put": "put"}
+# the data of a channel about one instrument (``instrument_name``)
+Instr = TypeVar("Instr", wire.Book, wire.Quote, wire.Ticker)
 
 
 def _pct(v: float | None) -> float | None:
@@ -214,6 +217,16 @@ class DeribitParser(Parser):
         if method != "subscription":
             raise Rejected(f"not a subscription notification: method {method!r}")
 
+    def _data(self, f: wire.Notification[Instr], frame: Frame) -> Instr:
+        """The data of a subscription notification about one instrument, the raw subject's
+        (Rejected otherwise): what every single-instrument channel checks first."""
+        if f.method != "subscription":
+            self._notification(f.method)
+        d = f.params.data
+        if d.instrument_name != frame.native_symbol:
+            self._same(frame, d.instrument_name)
+        return d
+
     # -- trades (and liquidations) -------------------------------------------------------
     def _trades(self, frame: Frame) -> list[Out]:
         f = _trades.decode(frame.data)
@@ -268,12 +281,8 @@ class DeribitParser(Parser):
                     "jetmarket subscribes the raw change stream book.<instr>.<interval>"
                 ) from None
             raise
-        if f.method != "subscription":
-            self._notification(f.method)
-        d = f.params.data
+        d = self._data(f, frame)
         native = d.instrument_name
-        if native != frame.native_symbol:
-            self._same(frame, native)
         if d.type == "change":
             snapshot = False
             if d.prev_change_id is None:
@@ -301,13 +310,8 @@ class DeribitParser(Parser):
         return [new_out((names[1], msg_id, encode(msg)))]
 
     def _quote(self, frame: Frame) -> list[Out]:
-        f = _quote.decode(frame.data)
-        if f.method != "subscription":
-            self._notification(f.method)
-        q = f.params.data
+        q = self._data(_quote.decode(frame.data), frame)
         native = q.instrument_name
-        if native != frame.native_symbol:
-            self._same(frame, native)
         bp, bs, ap, asz = q.best_bid_price, q.best_bid_amount, q.best_ask_price, q.best_ask_amount
         if not (bp and ap) or bs is None or asz is None:
             return []  # one side empty: no best bid/offer to publish
@@ -330,13 +334,8 @@ class DeribitParser(Parser):
         return names
 
     def _ticker(self, frame: Frame) -> list[Out]:
-        f = _ticker.decode(frame.data)
-        if f.method != "subscription":
-            self._notification(f.method)
-        t = f.params.data
+        t = self._data(_ticker.decode(frame.data), frame)
         native = t.instrument_name
-        if native != frame.native_symbol:
-            self._same(frame, native)
         ts, recv = t.timestamp * MS, frame.ts_recv
         n = self._tickers.get(native) or self._ticker_names(native)
         symbol = n[0]
