@@ -29,8 +29,10 @@ from nats.aio.msg import Msg
 from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 
 from streams.bus.headers import parse_header_lines
+from streams.subjects import H_CONN, H_RECV_NS
 
 _HDR_LINE = b"NATS/1.0\r\n"
+_RECV_NAME, _CONN_NAME = H_RECV_NS.encode(), H_CONN.encode()
 _FIRST = len(_HDR_LINE) - 2  # where the first header line's "\r\n<Name>:" starts
 
 
@@ -91,6 +93,22 @@ class Delivery(Msg):
                 return int(raw[i:end])  # int() strips the value's whitespace
         return int(self.raw_header(line))
 
+    def raw_stamp(self) -> tuple[int, bytes]:
+        """(receive time, connection id as sent) of a block holding exactly the two lines
+        every raw frame carries (``wire.hpub_raw``: receive time, then connection), read
+        with one split: the sink's raw_frames rows need both, and two :meth:`raw_header`
+        searches cost twice the scans. KeyError for any other block (another header,
+        another order, the headers already read): the caller reads ``headers`` instead;
+        ValueError when the receive time is no integer."""
+        lines = self._raw_headers.split(b"\r\n")
+        if len(lines) != 5 or lines[3] or lines[4] or lines[0] != b"NATS/1.0":
+            raise KeyError("not the raw frames' two-line header block")
+        recv_name, _, recv = lines[1].partition(b":")
+        conn_name, _, conn = lines[2].partition(b":")
+        if recv_name != _RECV_NAME or conn_name != _CONN_NAME:
+            raise KeyError("not the raw frames' two-line header block")
+        return int(recv), conn.strip()
+
     @headers.setter
     def headers(self, value: dict[str, str] | None) -> None:
         self._parsed, self._raw_headers = value, b""
@@ -114,6 +132,14 @@ class _RoutedParser(Parser):
     nothing depends on which path read what, and when it stops inside a payload, the next
     read finishes that message as it would and the fast path resumes."""
 
+    # Bytes the message at the buffer's start needs before it is complete (0: unknown): a
+    # big message arriving over many reads is not copied and re-read on each of them.
+    _need = 0
+
+    def reset(self) -> None:  # nats-py resets the parser on a reconnect
+        super().reset()
+        self._need = 0
+
     async def parse(self, data: bytes = b"") -> None:
         buf = self.buf
         buf += data
@@ -121,66 +147,94 @@ class _RoutedParser(Parser):
             if len(buf) < self.needed + 2:
                 return
             await self._payload()
+        if len(buf) < self._need:
+            return
+        self._need = 0
         nc = self.nc
         routes: dict[int, Handler] = nc._jm_routes
-        stats = nc.stats
-        end_of_buf = len(buf)
+        # One copy of the buffer as bytes: its slices are bytes at once (a bytearray's
+        # slice is another bytearray, which took a second copy per header block and
+        # payload); the consumed part is deleted from ``buf`` once, at the end.
+        view = bytes(buf)
+        end_of_buf = len(view)
         pos = 0
+        count = size = 0  # routed messages and payload bytes, added to the stats once
         handover = False  # something only nats-py's parser reads
         try:
             while pos < end_of_buf:
-                if buf.startswith(b"HMSG ", pos):
-                    line_end = buf.find(b"\r\n", pos + 5)
+                if view.startswith(b"HMSG ", pos):
+                    line_end = view.find(b"\r\n", pos + 5)
                     if line_end < 0:
                         return  # the rest of the line is still on its way
-                    args = buf[pos + 5 : line_end].split()
-                    with_reply = len(args) == 5
-                    if not (4 <= len(args) <= 5 and args[-2].isdigit()):
+                    args = view[pos + 5 : line_end].split()
+                    if len(args) == 5:
+                        subject, sid_b, reply_b, hdr_b, total_b = args
+                    elif len(args) == 4:
+                        subject, sid_b, hdr_b, total_b = args
+                        reply_b = b""
+                    else:
                         handover = True
                         break
-                    hdr_size = int(args[-2])
-                elif buf.startswith(b"MSG ", pos):
-                    line_end = buf.find(b"\r\n", pos + 4)
+                    if not hdr_b.isdigit():
+                        handover = True
+                        break
+                    hdr_size = int(hdr_b)
+                elif view.startswith(b"MSG ", pos):
+                    line_end = view.find(b"\r\n", pos + 4)
                     if line_end < 0:
                         return
-                    args = buf[pos + 4 : line_end].split()
-                    with_reply = len(args) == 4
-                    if not 3 <= len(args) <= 4:
+                    args = view[pos + 4 : line_end].split()
+                    if len(args) == 4:
+                        subject, sid_b, reply_b, total_b = args
+                    elif len(args) == 3:
+                        subject, sid_b, total_b = args
+                        reply_b = b""
+                    else:
                         handover = True
                         break
                     hdr_size = 0
-                elif buf.startswith(b"PING\r\n", pos):
+                elif view.startswith(b"PING\r\n", pos):
                     pos += 6
                     await nc._process_ping()
                     continue
                 else:
                     handover = True
                     break
-                if not (args[1].isdigit() and args[-1].isdigit()):
+                if not (sid_b.isdigit() and total_b.isdigit()):
                     handover = True  # nats-py's parser says what is wrong with it
                     break
-                sid = int(args[1])
                 start = line_end + 2
-                stop = start + int(args[-1])  # header + payload bytes
+                stop = start + int(total_b)  # header + payload bytes
                 if stop + 2 > end_of_buf:
+                    self._need = stop + 2 - pos  # from where the buffer will start
                     return  # not all here yet
-                headers = bytes(buf[start : start + hdr_size])
-                payload = bytes(buf[start + hdr_size : stop])
-                pos = stop + 2
+                sid = int(sid_b)
                 fn = routes.get(sid)
-                if fn is None or (hdr_size and not headers.startswith(_HDR_LINE)):
+                if fn is None or (hdr_size and not view.startswith(_HDR_LINE, start)):
                     # another subscription's message, or a status message: as nats-py's
                     # parser hands it over (no header block: None)
-                    reply_b = bytes(args[2]) if with_reply else b""
-                    await nc._process_msg(
-                        sid, bytes(args[0]), reply_b, payload, headers if hdr_size else None
-                    )
+                    pos = stop + 2
+                    headers = view[start : start + hdr_size] if hdr_size else None
+                    payload = view[start + hdr_size : stop]
+                    await nc._process_msg(sid, subject, reply_b, payload, headers)
                     continue
-                stats["in_msgs"] += 1
-                stats["in_bytes"] += len(payload)
-                reply = args[2].decode() if with_reply else ""
-                fn(Delivery(nc, args[0].decode(), reply, payload, headers))
+                count += 1
+                size += stop - start - hdr_size
+                header_block = view[start : start + hdr_size]
+                msg = Delivery(
+                    nc,
+                    subject.decode(),
+                    reply_b.decode(),
+                    view[start + hdr_size : stop],
+                    header_block,
+                )
+                pos = stop + 2
+                fn(msg)
         finally:
+            if count:
+                stats = nc.stats
+                stats["in_msgs"] += count
+                stats["in_bytes"] += size
             if pos:  # consumed, even if a handler raised
                 del buf[:pos]
         if handover:

@@ -269,3 +269,56 @@ def test_stream_seq_reads_what_nats_py_metadata_reads() -> None:
     ]:
         m = Delivery(None, "raw.binance.trade.BTCUSDT", reply, b"", b"")  # type: ignore[arg-type]
         assert stream_seq(m) == m.metadata.sequence.stream
+
+
+async def test_big_message_over_many_reads_and_a_reset_midway() -> None:
+    """A routed message far bigger than a read arrives in 4 KiB pieces and is handed over
+    once, whole; a reconnect (nats-py resets the parser) midway through another big one
+    leaves no wait for its missing bytes: the next connection's small message comes at once."""
+    from streams.bus.delivery import _RoutedParser
+
+    hdr = b"NATS/1.0\r\nJm-Conn: c\r\n\r\n"
+    big = bytes(range(256)) * 4096  # 1 MiB
+    wire = b"HMSG s.1 1 r.1 %d %d\r\n%s%s\r\n" % (len(hdr), len(hdr) + len(big), hdr, big)
+    rec = _Recorder({1})
+    p = _RoutedParser(rec)
+    for pos in range(0, len(wire), 4096):
+        await p.parse(wire[pos : pos + 4096])
+    assert rec.events == [("msg", "s.1", "r.1", big, hdr)]
+    assert len(p.buf) == 0
+    await p.parse(wire[: len(wire) // 2])  # half of another, then the connection drops
+    p.reset()
+    small = b"HMSG s.2 1 r.2 %d %d\r\n%sabc\r\n" % (len(hdr), len(hdr) + 3, hdr)
+    await p.parse(small)
+    assert rec.events[1:] == [("msg", "s.2", "r.2", b"abc", hdr)]
+    assert len(p.buf) == 0
+
+
+def test_raw_stamp_agrees_with_the_parsed_headers_on_random_blocks() -> None:
+    """``raw_stamp`` (both raw-frame headers in one split) answers only for the collectors'
+    two-line block, and then exactly what nats-py's parsed headers hold; the blocks
+    ``wire.hpub_raw`` writes always take it."""
+    from streams.bus import wire
+
+    rnd = random.Random(13)
+    recv = [b"Jm-Recv-Ns: 17", b"Jm-Recv-Ns:9 ", b" Jm-Recv-Ns: 3", b"Jm-Recv-Ns: x", b"A: 1"]
+    conn = [b"Jm-Conn: c1", b"Jm-Conn:  c\xc3\xa9 ", b"Jm-Conn:", b"Jm-Conn: Jm-Recv-Ns: 5", b""]
+    answered = 0
+    for _ in range(5000):
+        lines = [rnd.choice(recv), rnd.choice(conn)]
+        if rnd.random() < 0.3:
+            lines.insert(rnd.randint(0, 2), rnd.choice(recv + conn))
+        block = b"NATS/1.0\r\n" + b"".join(x + b"\r\n" for x in lines) + b"\r\n"
+        parsed = Delivery(None, "s", "", b"", block).headers or {}  # type: ignore[arg-type]
+        try:
+            ns, conn_id = Delivery(None, "s", "", b"", block).raw_stamp()  # type: ignore[arg-type]
+        except (KeyError, ValueError):
+            continue
+        answered += 1
+        assert (ns, conn_id.decode("utf-8", "replace")) == (
+            int(parsed["Jm-Recv-Ns"]), parsed["Jm-Conn"]), block  # fmt: skip
+    assert answered > 1000
+    for ns, cid in [(1700000000000000000, "binance-1-2"), (0, "x")]:
+        head = wire.hpub_raw("raw.binance.trade.BTCUSDT", ns, cid, 3)
+        block = head[head.index(b"\r\n") + 2 :]
+        assert Delivery(None, "s", "", b"abc", block).raw_stamp() == (ns, cid.encode())  # type: ignore[arg-type]
