@@ -39,6 +39,9 @@ dead-lettered as "a Coinbase Pro feed frame ...: jetmarket speaks Advanced Trade
 from __future__ import annotations
 
 import calendar
+from typing import TypeVar
+
+import msgspec
 
 from normalizer.venues.base import (
     Frame,
@@ -74,6 +77,16 @@ _trades, _l2, _ticker, _candles = (
 _probe, _products = wire.decoder(wire.Probe), wire.decoder(wire.Products)
 
 _seconds: dict[str, int] = {}
+Env = TypeVar("Env", bound=wire.Envelope)  # type: ignore[type-arg]
+
+
+def envelope(decoder: msgspec.json.Decoder[Env], data: bytes, want: str) -> Env:
+    """A channel's envelope, refused when it names another channel. A function, not a
+    method: one lookup less on every frame."""
+    env = decoder.decode(data)
+    if env.channel != want:
+        raise Rejected(f"channel {env.channel!r} on a {want} frame")
+    return env
 
 
 def to_ns(ts: str) -> int:
@@ -161,17 +174,9 @@ class CoinbaseParser(Parser):
     def _reset(self) -> None:
         self.last_seq = None
 
-    # -- helpers -------------------------------------------------------------------------
-    @staticmethod
-    def _channel(env: wire.Envelope, want: str) -> None:
-        if env.channel != want:
-            raise Rejected(f"channel {env.channel!r} on a {want} frame")
-
     # -- channels ------------------------------------------------------------------------
     def _market_trades(self, frame: Frame) -> list[Out]:
-        env = _trades.decode(frame.data)
-        if env.channel != "market_trades":
-            self._channel(env, "market_trades")
+        env = envelope(_trades, frame.data, "market_trades")
         cache = self._trade_names
         out = []
         for ev in env.events:
@@ -187,9 +192,7 @@ class CoinbaseParser(Parser):
         return out
 
     def _level2(self, frame: Frame) -> list[Out]:
-        env = _l2.decode(frame.data)
-        if env.channel != "l2_data":
-            self._channel(env, "l2_data")
+        env = envelope(_l2, frame.data, "l2_data")
         ts = to_ns(env.timestamp)
         cache = self._book_names
         # one Book per product per message: they share the message's sequence_num, so two
@@ -232,9 +235,7 @@ class CoinbaseParser(Parser):
         return out
 
     def _ticker(self, frame: Frame) -> list[Out]:
-        env = _ticker.decode(frame.data)
-        if env.channel != "ticker":
-            self._channel(env, "ticker")
+        env = envelope(_ticker, frame.data, "ticker")
         ts = to_ns(env.timestamp)
         bbos, tickers = self._bbo_names, self._ticker_names
         seq, recv, i = env.sequence_num, frame.ts_recv, 0
@@ -273,9 +274,7 @@ class CoinbaseParser(Parser):
         return out
 
     def _candles(self, frame: Frame) -> list[Out]:
-        env = _candles.decode(frame.data)
-        if env.channel != "candles":
-            self._channel(env, "candles")
+        env = envelope(_candles, frame.data, "candles")
         ts = to_ns(env.timestamp)
         cache = self._candle_names
         out = []
