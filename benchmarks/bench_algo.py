@@ -11,13 +11,12 @@ round (a simulated clock steps one slice per round), market children filled from
 from __future__ import annotations
 
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import table
+from benchmarks.report import Results
 from benchmarks.servers import temp_nats
 from executor.algo.runner import Algos
 from executor.algo.tape import Tapes
@@ -109,26 +108,19 @@ def measure(parents: int = 200, slices: int = 50) -> dict[str, dict[str, float]]
     }
 
 
-def lines(res: dict[str, dict[str, float]]) -> list[str]:
-    out = table(
-        "Execution algorithms: child-order scheduling (benchmarks/bench_algo.py)",
-        """\
+REPORT = Results(
+    "Execution algorithms: child-order scheduling (benchmarks/bench_algo.py)",
+    """\
 TWAP parents on the paper venue, each due one child per timer round (simulated
 clock), market children filled from a book, through the Engine (checks, risk,
 rounding, paper fills, positions) and the parent bookkeeping; the second row
 publishes every event (order update, fill, position, parent record, TCA) as an
 acked JetStream publish, one at a time, as the executor does.""",
-        columns="| path | parents | children | children/s | us/child |",
-        align="lrrrr",
-    )
-    out += [
-        f"| {name} | {r['parents']:,.0f} | {r['children']:,.0f} | {r['per_s']:,.0f} |"
-        f" {r['us_per_child']:.0f} |"
-        for name, r in res.items()
-    ]
-    return [*out, ""]
+    "| path | parents | children | children/s | us/child |",
+    "| {name} | {parents:,.0f} | {children:,.0f} | {per_s:,.0f} | {us_per_child:.0f} |",
+)
+lines = REPORT.lines  # its section of BENCHMARKS.md (make bench)
 
 
 if __name__ == "__main__":
-    p = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    print("\n".join(lines(measure(p))))
+    REPORT.main(measure, 200)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import table
+from benchmarks.report import Results
 from benchmarks.servers import temp_nats
 from executor.engine import Engine
 from executor.marks import Marks
@@ -142,24 +141,17 @@ def measure(fills: int = 500, gap_s: float = 0.005) -> dict[str, dict[str, float
     return {"Binance user data stream (WebSocket API)": asyncio.run(run(fills, gap_s))}
 
 
-def lines(res: dict[str, dict[str, float]]) -> list[str]:
-    out = table(
-        "Private-stream fill latency (benchmarks/bench_private.py)",
-        """\
+REPORT = Results(
+    "Private-stream fill latency (benchmarks/bench_private.py)",
+    """\
 The emulator's fill (executionReport handed to its socket) to our Fill on
 `exec.evt` at a subscriber: ccxt pro's connection, the frame tapped and parsed,
 Engine.on_reports, an acked JetStream publish, NATS delivery. Goal: p99 < 50 ms.""",
-        columns="| stream | fills | one every (ms) | p50 ms | p99 ms | max ms |",
-        align="lrrrrr",
-    )
-    out += [
-        f"| {name} | {r['fills']:,.0f} | {r['gap_ms']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} |"
-        f" {r['max']:.2f} |"
-        for name, r in res.items()
-    ]
-    return [*out, ""]
+    "| stream | fills | one every (ms) | p50 ms | p99 ms | max ms |",
+    "| {name} | {fills:,.0f} | {gap_ms:.0f} | {p50:.2f} | {p99:.2f} | {max:.2f} |",
+)
+lines = REPORT.lines  # its section of BENCHMARKS.md (make bench)
 
 
 if __name__ == "__main__":
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    print("\n".join(lines(measure(n))))
+    REPORT.main(measure, 500)
