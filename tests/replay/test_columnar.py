@@ -108,6 +108,33 @@ async def test_columnar_selection_equals_replay(loaded: Settings, nc: Client) ->
     assert one and {m.subject for m in one} == {"market.depth.binance.ETH-USDT"}
 
 
+async def test_windows_bounded_by_event_time_miss_nothing(settings: Settings, nc: Client) -> None:
+    """Each ClickHouse window is also bounded on ts_event by the selection's ts_recv - ts_event
+    skew: rows whose venue time is far before, after, or equal to their receive time, over
+    days (several partitions) and in windows of a few rows, come back all and in order, and
+    depth-heavy (levels of 0 to 20 a side)."""
+    day = 86_400 * S
+    msgs: list[schemas.Base] = []
+    for i in range(400):
+        ts = T0 + (i // 3) * day // 40  # three per receive time, over about three days
+        skew = (0, 7, -2 * day, 3 * day, 1)[i % 5]  # venue clock behind, ahead, equal
+        base = {"venue": "binance", "symbol": ("BTC-USDT", "ETH-USDT")[i % 2],
+                "ts_event": ts - skew, "ts_recv": ts}  # fmt: skip
+        if i % 4 == 0:
+            msgs.append(schemas.Trade(**base, id=f"s{i}", price=1.0 + i, size=0.5, side="buy"))
+        else:
+            lv = [(100.0 - k / 4, 1.0 + i + k) for k in range(i % 21)]
+            msgs.append(schemas.Depth(**base, bids=lv, asks=lv[::-1], seq=i, levels=20))
+    store_market(settings.clickhouse.dsn, msgs)
+    want = await today(settings, nc, subjects="market.>")
+    assert len(want) == 400
+    for page in (5, 64, 100_000):
+        assert key(columnar(settings, page_rows=page)) == key(want), page
+    rng = {"start": T0 + day // 2, "end": T0 + 2 * day}
+    want = await today(settings, nc, subjects="market.>", **rng)
+    assert want and key(columnar(settings, page_rows=9, **rng)) == key(want)
+
+
 def test_batches_carry_arrow_columns(loaded: Settings) -> None:
     n = 0
     for b in replay_batches(loaded, types=["trade", "depth"], symbols=["BTC-USDT"], page_rows=40):
