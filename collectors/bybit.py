@@ -41,7 +41,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base, config
 from collectors.config import VenueSettings
-from collectors.positioning import poll_history
+from collectors.positioning import options_period, options_schedule, poll_history
 from streams.bus.runtime import Worker
 from streams.symbols import bybit as bybit_symbols
 
@@ -105,22 +105,18 @@ def _from_topic(topic: str) -> tuple[str, str]:
     return "unknown", "ALL"
 
 
-def route(frame: bytes) -> tuple[str, str]:
-    """(channel, native symbol) of a frame. Bybit writes ``topic`` first in data frames, so
-    slicing it out of the bytes avoids a JSON parse per frame; other frames (acks, pongs:
-    rare) get a tiny msgspec decode of two keys."""
-    topic = base.leading_string(frame, _TOPIC, 120)
-    if topic is not None:
-        return _from_topic(topic)
-    try:
-        probe = _probe.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return "unknown", "ALL"
+def _from_probe(probe: _Probe) -> tuple[str, str]:
     if probe.topic:
         return _from_topic(probe.topic)
     if probe.op:
         return "control", "ALL"
     return "unknown", "ALL"
+
+
+# (channel, native symbol) of a frame. Bybit writes ``topic`` first in data frames, so
+# slicing it out of the bytes avoids a JSON parse per frame; other frames (acks, pongs:
+# rare) get a tiny msgspec decode of two keys.
+route = base.key_router(_TOPIC, _from_topic, _probe, _from_probe)
 
 
 def _op(op: str, args: list[str] | None, req_id: str) -> str:
@@ -259,12 +255,9 @@ class BybitCollector(base.Collector):
     route = staticmethod(route)
 
     def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
-        if "positioning" not in self.cfg.channels:
+        period = options_period(self.cfg, VENUE, BYBIT_PERIODS)
+        if period is None:
             return []
-        period = self.cfg.options.get("positioning_period", "5m")
-        if period not in BYBIT_PERIODS:
-            raise ValueError(f"collector.bybit.options.positioning_period must be one of "
-                             f"{list(BYBIT_PERIODS)}, not {period!r}")  # fmt: skip
         loops = []
         for cat in categories(self.cfg):
             for native in topics(self.cfg, cat)[1] if cat in ("linear", "inverse") else []:
@@ -276,7 +269,6 @@ class BybitCollector(base.Collector):
         return loops
 
     async def _positioning_loop(self, category: str, ep: str, native: str, period: str) -> None:
-        opts = self.cfg.options
         method, key, limit = POSITIONING[ep]
         call = getattr(self.exchange, method)
         path = "v5/market/account-ratio" if ep == "account_ratio" else "v5/market/open-interest"
@@ -295,10 +287,7 @@ class BybitCollector(base.Collector):
 
         await poll_history(
             self.w, f"{VENUE}_{category}", ep, native, period, fetch, times, limit=limit,
-            backfill_days=float(opts.get("positioning_backfill_days", "30")),
-            interval_s=float(opts.get("positioning_interval_s", "60")),
-            reconnect=self.cfg.reconnect,
-            settle_periods=int(opts.get("positioning_settle_periods", "2")),
+            **options_schedule(self.cfg),
         )  # fmt: skip
 
     def ping_text(self, link: base.Link) -> str:

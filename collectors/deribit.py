@@ -124,22 +124,18 @@ def _from_channel(channel: str) -> tuple[str, str]:
     return "unknown", "ALL"
 
 
-def route(frame: bytes) -> tuple[str, str]:
-    """(raw channel, instrument) of a frame. Deribit writes notifications as
-    ``{"jsonrpc":"2.0","method":"subscription","params":{"channel":"...`` so the channel is
-    sliced out of the bytes; other frames (replies, heartbeats: rare) get a small decode."""
-    channel = base.leading_string(frame, _NOTIFICATION, 120)
-    if channel is not None:
-        return _from_channel(channel)
-    try:
-        probe = _probe.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return "unknown", "ALL"
+def _from_probe(probe: _Probe) -> tuple[str, str]:
     if probe.method == "subscription" and probe.params is not None:
         return _from_channel(probe.params.channel)
     if probe.id is not None or probe.method == "heartbeat":
         return "control", "ALL"
     return "unknown", "ALL"
+
+
+# (raw channel, instrument) of a frame. Deribit writes notifications as
+# ``{"jsonrpc":"2.0","method":"subscription","params":{"channel":"...`` so the channel is
+# sliced out of the bytes; other frames (replies, heartbeats: rare) get a small decode.
+route = base.key_router(_NOTIFICATION, _from_channel, _probe, _from_probe)
 
 
 def channel_names(cfg: VenueSettings) -> list[str]:

@@ -35,7 +35,7 @@ from websockets.asyncio.client import ClientConnection
 
 from collectors import base, config
 from collectors.config import VenueSettings
-from collectors.positioning import poll_history
+from collectors.positioning import options_period, options_schedule, poll_history
 from streams import subjects
 from streams.symbols.okx import inst_type, to_native
 
@@ -169,12 +169,9 @@ class OkxCollector(base.Collector):
         return {"subscriptions": len(self.args)}
 
     def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
-        if "positioning" not in self.cfg.channels:
+        period = options_period(self.cfg, VENUE, OKX_PERIODS)
+        if period is None:
             return []
-        period = self.cfg.options.get("positioning_period", "5m")
-        if period not in OKX_PERIODS:
-            raise ValueError(f"collector.okx.options.positioning_period must be one of "
-                             f"{list(OKX_PERIODS)}, not {period!r}")  # fmt: skip
         return [
             self._positioning_loop(ep, inst, period)
             for inst in self.cfg.symbols if inst_type(inst) in ("SWAP", "FUTURES")
@@ -182,7 +179,6 @@ class OkxCollector(base.Collector):
         ]  # fmt: skip
 
     async def _positioning_loop(self, ep: str, inst: str, period: str) -> None:
-        opts = self.cfg.options
         method, path = POSITIONING[ep]
         call = getattr(self.exchange, method)
         extra = {"unit": "0"} if ep == "taker_volume" else {}  # volumes in the coin
@@ -201,10 +197,7 @@ class OkxCollector(base.Collector):
 
         await poll_history(
             self.w, self.venue, ep, inst, period, fetch, times, limit=POSITIONING_PAGE,
-            backfill_days=float(opts.get("positioning_backfill_days", "30")),
-            interval_s=float(opts.get("positioning_interval_s", "60")),
-            reconnect=self.cfg.reconnect,
-            settle_periods=int(opts.get("positioning_settle_periods", "2")),
+            **options_schedule(self.cfg),
         )  # fmt: skip
 
     route = staticmethod(route)

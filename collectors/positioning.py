@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
 from nats.js.errors import NotFoundError
 
 from collectors.ccxt_poller import H_CURSOR, publish_acked
-from collectors.config import ReconnectSettings
+from collectors.config import ReconnectSettings, VenueSettings
 from collectors.conn import Backoff
 from streams import subjects
 from streams.bus import budget
@@ -139,6 +139,32 @@ async def poll_history(
             start = max(end, start + 1)
         if (not behind or not (stamps or settled)) and await w.sleep(interval_s):
             return
+
+
+def options_period(cfg: VenueSettings, venue: str, periods: Iterable[str]) -> str | None:
+    """The period of a venue's ``positioning`` channel, from ``options.positioning_period``
+    (default 5m); None when the channel is not asked for. ValueError naming the key when
+    the venue has no such period."""
+    if "positioning" not in cfg.channels:
+        return None
+    period = cfg.options.get("positioning_period", "5m")
+    if period not in periods:
+        raise ValueError(f"collector.{venue}.options.positioning_period must be one of "
+                         f"{list(periods)}, not {period!r}")  # fmt: skip
+    return period
+
+
+def options_schedule(cfg: VenueSettings) -> dict[str, Any]:
+    """``poll_history``'s schedule for a venue whose knobs are options (Bybit, OKX):
+    ``positioning_backfill_days`` (30), ``positioning_interval_s`` (60),
+    ``positioning_settle_periods`` (2), and the venue's reconnect backoff."""
+    opts = cfg.options
+    return {
+        "backfill_days": float(opts.get("positioning_backfill_days", "30")),
+        "interval_s": float(opts.get("positioning_interval_s", "60")),
+        "reconnect": cfg.reconnect,
+        "settle_periods": int(opts.get("positioning_settle_periods", "2")),
+    }
 
 
 def rows_times(body: bytes, key: str = "timestamp") -> list[int]:
