@@ -32,6 +32,9 @@ Quirks of the real feed (regression tests in tests/venues/kraken/test_real_frame
 from __future__ import annotations
 
 from datetime import date
+from typing import TypeVar
+
+import msgspec
 
 from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or_none, new_out
 from normalizer.venues.kraken import wire
@@ -56,6 +59,16 @@ Names = tuple[str, str, str, str]
 _days: dict[str, int] = {}
 _secs: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ns, already validated
 _FRAC_SCALE = [10 ** (9 - k) for k in range(10)]  # fraction digits -> ns per unit
+P = TypeVar("P", bound=wire.Push)  # type: ignore[type-arg]
+
+
+def push(decoder: msgspec.json.Decoder[P], frame: Frame) -> P:
+    """A data push, refused when it names another channel than its raw subject's. A
+    function, not a method: one lookup less on every frame."""
+    f = decoder.decode(frame.data)
+    if f.channel != frame.channel:
+        raise Rejected(f"channel {f.channel!r} on a raw {frame.channel!r} subject")
+    return f
 
 
 def _whole_seconds(s: str) -> int:
@@ -164,16 +177,9 @@ class KrakenParser(Parser):
         if subjects.token(symbol) != frame.native_symbol:
             raise Rejected(f"pair {symbol!r} on a frame for {frame.native_symbol!r}")
 
-    @staticmethod
-    def _channel(frame: Frame, got: str) -> None:
-        if got != frame.channel:
-            raise Rejected(f"channel {got!r} on a raw {frame.channel!r} subject")
-
     # -- market data ---------------------------------------------------------------------
     def _trade(self, frame: Frame) -> list[Out]:
-        f = _trades.decode(frame.data)
-        if f.channel != frame.channel:
-            self._channel(frame, f.channel)
+        f = push(_trades, frame)
         cache = self._pre["trade"]
         out = []
         for t in f.data:
@@ -190,9 +196,7 @@ class KrakenParser(Parser):
         return out
 
     def _book(self, frame: Frame) -> list[Out]:
-        f = _books.decode(frame.data)
-        if f.channel != frame.channel:
-            self._channel(frame, f.channel)
+        f = push(_books, frame)
         if len(f.data) != 1:
             # one entry per frame is what Kraken sends; two would need two sequence numbers
             raise Rejected(f"book frame with {len(f.data)} entries, expected 1")
@@ -212,9 +216,7 @@ class KrakenParser(Parser):
         return [new_out((names[2], msg_id, encode(msg)))]
 
     def _ticker(self, frame: Frame) -> list[Out]:
-        f = _tickers.decode(frame.data)
-        if f.channel != frame.channel:
-            self._channel(frame, f.channel)
+        f = push(_tickers, frame)
         bbos, tickers = self._pre["bbo"], self._pre["ticker"]
         out = []
         for t in f.data:
@@ -242,9 +244,7 @@ class KrakenParser(Parser):
         return out
 
     def _ohlc(self, frame: Frame) -> list[Out]:
-        f = _ohlc.decode(frame.data)
-        if f.channel != frame.channel:
-            self._channel(frame, f.channel)
+        f = push(_ohlc, frame)
         frame_ts = ts_ns(f.timestamp) if f.timestamp else frame.ts_recv
         # a snapshot lists past candles then the open one: all but the newest are closed
         snapshot = f.type == "snapshot"
