@@ -23,12 +23,12 @@ import contextlib
 import logging
 import time
 from collections import deque
+from functools import partial
 from typing import Any
 
 import ccxt.pro as ccxtpro
 import msgspec
 import orjson
-from aiohttp import WSMsgType
 from ccxt.base.errors import NetworkError
 
 from collectors import ccxt_poller
@@ -37,6 +37,7 @@ from collectors.ccxt_poller import CcxtExchangeSettings, ccxt_settings, content_
 from collectors.conn import new_conn_id
 from collectors.publisher import RawPublisher
 from streams import subjects
+from streams.bus.ccxt_tap import tap_client, tap_clients
 from streams.bus.runtime import Worker
 
 log = logging.getLogger("collectors.ccxt_ws")
@@ -141,14 +142,7 @@ class WsCollector:
 
     def _tap_exchange(self) -> None:
         ex = self.ex
-        make_client, watch, watch_multiple = ex.client, ex.watch, ex.watch_multiple
-
-        def client(url: str) -> Any:
-            known = ex.clients.get(url) if ex.clients else None
-            c = make_client(url)
-            if c is not known:
-                self._tap_client(c)
-            return c
+        tap_clients(ex, self._tap_client)
 
         def subscribed(c: Any, hashes: list[Any], before: set[Any]) -> None:
             for h in hashes:
@@ -156,58 +150,38 @@ class WsCollector:
                     self._record("ccxt-ws-sub", {"client": self.keys[id(c)], "url": c.url,
                                                  "hash": h, "sub": c.subscriptions[h]})  # fmt: skip
 
-        def tapped_watch(
-            url: str, message_hash: Any, message: Any = None, subscribe_hash: Any = None,
-            subscription: Any = None,
-        ) -> Any:  # fmt: skip
-            c = ex.client(url)
-            before = set(c.subscriptions)
-            fut = watch(url, message_hash, message, subscribe_hash, subscription)
-            subscribed(c, [subscribe_hash], before)
-            return fut
+        def recorded(watch: Any, many: bool) -> Any:
+            """ccxt's ``watch`` (one hash) or ``watch_multiple`` (a list), recording each
+            subscription it stores; ccxt passes these arguments by position."""
 
-        def tapped_multiple(
-            url: str, message_hashes: Any, message: Any = None, subscribe_hashes: Any = None,
-            subscription: Any = None,
-        ) -> Any:  # fmt: skip
-            c = ex.client(url)
-            before = set(c.subscriptions)
-            fut = watch_multiple(url, message_hashes, message, subscribe_hashes, subscription)
-            subscribed(c, list(subscribe_hashes or []), before)
-            return fut
+            def tapped(
+                url: str, hashes: Any, message: Any = None, subscribe: Any = None,
+                subscription: Any = None,
+            ) -> Any:  # fmt: skip
+                c = ex.client(url)
+                before = set(c.subscriptions)
+                fut = watch(url, hashes, message, subscribe, subscription)
+                subscribed(c, list(subscribe or []) if many else [subscribe], before)
+                return fut
 
-        ex.client, ex.watch, ex.watch_multiple = client, tapped_watch, tapped_multiple
+            return tapped
+
+        ex.watch, ex.watch_multiple = recorded(ex.watch, False), recorded(ex.watch_multiple, True)
 
     def _tap_client(self, c: Any) -> None:
         key = f"{self.run_key}x{self.clients}"
         self.clients += 1
         self.keys[id(c)] = key
-        text, binary = f"ccxt-ws-t{key}", f"ccxt-ws-b{key}"
-        handle, connected = c.handle_message, c.on_connected_callback
-        closed, errored = c.on_close_callback, c.on_error_callback
         ended = False
 
-        def handle_message(message: Any) -> None:
-            # before ccxt decompresses or decodes it: the frame as the venue sent it
-            if message.type == WSMsgType.TEXT:
-                self._put(text, message.data.encode(), time.time_ns())
-            elif message.type == WSMsgType.BINARY:
-                self._put(binary, bytes(message.data), time.time_ns())
-            try:
-                handle(message)
-            except Exception as exc:
-                # ccxt raised out of its handler (a sequence break it detected, say): left
-                # alone, its receive loop would stop for good. Ending the connection makes
-                # its watchers reconnect and resubscribe, i.e. a fresh snapshot.
-                log.warning("ccxt handler failed on a frame; reconnecting", extra={
-                    "exchange": self.id, "client": key, "error": repr(exc)[:300]})  # fmt: skip
-                c.on_error(exc)
+        def failed(exc: Exception) -> None:
+            log.warning("ccxt handler failed on a frame; reconnecting", extra={
+                "exchange": self.id, "client": key, "error": repr(exc)[:300]})  # fmt: skip
 
-        def on_connected(client: Any, *args: Any) -> Any:
+        def opened(client: Any) -> None:
             if self.markets_frame:  # again with each connection: a normalizer started since
                 self._put("ccxt-ws-market", self.markets_frame, time.time_ns(), durable=True)
             self._record("ccxt-ws-open", {"client": key, "url": client.url})
-            return connected(client, *args)
 
         def end(why: str) -> None:
             nonlocal ended
@@ -219,17 +193,11 @@ class WsCollector:
                     if self.ex.orderbooks:
                         self.ex.orderbooks.pop(s, None)
 
-        def on_close(client: Any, code: Any) -> Any:
-            end(f"closed {code}")
-            return closed(client, code)
-
-        def on_error(client: Any, error: Any) -> Any:
-            end(f"error {error!r}")
-            return errored(client, error)
-
-        c.handle_message = handle_message
-        c.on_connected_callback, c.on_close_callback = on_connected, on_close
-        c.on_error_callback = on_error
+        # each frame as the venue sent it, on its client's channel (text and binary apart)
+        tap_client(
+            c, partial(self._put, f"ccxt-ws-t{key}"), opened, end,
+            on_binary=partial(self._put, f"ccxt-ws-b{key}"), on_handler_error=failed,
+        )  # fmt: skip
 
     async def on_ctl_snapshot(self, msg: Any) -> None:
         """``ctl.snapshot.<id>.<symbol>`` (the order-book service asks it for an invalid

@@ -29,7 +29,6 @@ from typing import Any
 
 import ccxt.pro as ccxtpro
 import orjson
-from aiohttp import WSMsgType
 from nats.aio.client import Client
 
 from executor import metrics as m
@@ -39,6 +38,7 @@ from executor.venues.ccxt_venue import CcxtVenue, load_keys
 from executor.venues.private.parse import PARSERS, Update
 from executor.venues.private.truth import Truth
 from streams import subjects
+from streams.bus.ccxt_tap import tap_client, tap_clients
 from streams.settings import AccountSettings
 
 log = logging.getLogger("executor")
@@ -135,56 +135,27 @@ class PrivateStream:
 
     # -- the tap ---------------------------------------------------------------------------
     def _tap(self) -> None:
-        ex = self.ex
-        make_client = ex.client
-
-        def client(url: str) -> Any:
-            known = ex.clients.get(url) if ex.clients else None
-            c = make_client(url)
-            if c is not known:
-                self._tap_client(c)
-            return c
-
-        ex.client = client
+        tap_clients(self.ex, self._tap_client)
 
     def _tap_client(self, c: Any) -> None:
-        handle, connected = c.handle_message, c.on_connected_callback
-        closed, errored = c.on_close_callback, c.on_error_callback
+        tap_client(c, self._on_frame, self._on_connected, self._down)
 
-        def handle_message(message: Any) -> None:
-            if message.type == WSMsgType.TEXT:  # before ccxt decodes it: as the venue sent it
-                self.queue.append((message.data.encode(), time.time_ns()))
-                self.wake.set()
-            try:
-                handle(message)
-            except Exception as exc:  # ccxt's handler raised: its receive loop would stop;
-                c.on_error(exc)  # ending the connection makes the watchers reconnect
+    def _on_frame(self, frame: bytes, recv_ns: int) -> None:
+        self.queue.append((frame, recv_ns))
+        self.wake.set()
 
-        def on_connected(client: Any, *args: Any) -> Any:
-            self.connects += 1
-            self.up = True
-            m.PRIVATE_UP.labels(self.account).set(1)
-            self.need_reconcile = True  # whatever happened before this connection: poll it
-            self.wake.set()
-            return connected(client, *args)
+    def _on_connected(self, client: Any) -> None:
+        self.connects += 1
+        self.up = True
+        m.PRIVATE_UP.labels(self.account).set(1)
+        self.need_reconcile = True  # whatever happened before this connection: poll it
+        self.wake.set()
 
-        def down() -> None:
-            if self.up:
-                self.up = False
-                m.PRIVATE_UP.labels(self.account).set(0)
-                m.PRIVATE_DROPS.labels(self.account).inc()
-
-        def on_close(client: Any, code: Any) -> Any:
-            down()
-            return closed(client, code)
-
-        def on_error(client: Any, error: Any) -> Any:
-            down()
-            return errored(client, error)
-
-        c.handle_message = handle_message
-        c.on_connected_callback, c.on_close_callback = on_connected, on_close
-        c.on_error_callback = on_error
+    def _down(self, why: str) -> None:
+        if self.up:
+            self.up = False
+            m.PRIVATE_UP.labels(self.account).set(0)
+            m.PRIVATE_DROPS.labels(self.account).inc()
 
     # -- loops -----------------------------------------------------------------------------
     async def _watch(self, name: str) -> None:
