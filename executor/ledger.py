@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from executor import metrics as m
@@ -30,37 +31,33 @@ class Publisher(Protocol):
     async def dlq(self, data: bytes, reason: str) -> None: ...
 
 
+@dataclass(eq=False, repr=False)  # compared and hashed by identity, like any worker object
 class Ledger:
     """State and publishing of one account. Callers hold ``lock`` around every change:
     commands, market-driven fills, timers and reconciliation never interleave."""
 
-    def __init__(
-        self,
-        account: str,
-        cfg: AccountSettings,
-        venue: Venue,
-        pub: Publisher,
-        marks: Marks,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.account = account
-        self.cfg = cfg
-        self.venue = venue
-        self.pub = pub
-        self.marks = marks
-        self.clock = clock
-        self.orders: dict[str, Order] = {}  # every order seen: idempotency by client id
-        self.active: dict[str, Order] = {}  # the non-terminal ones
-        self.positions: dict[tuple[str, str], Pos] = {}
-        self.marked: dict[tuple[str, str], float | None] = {}  # mark last published
-        self.cancel_alls: set[str] = set()
-        # quantity still to fill of open orders per (venue, symbol, side), for max_position
-        self.working: dict[tuple[str, str, str], float] = {}
-        self._left: dict[str, float] = {}  # each open order's part of ``working``
-        # told of every fill recorded (executor/algo: a parent's fees and fill times)
-        self.fill_hook: Callable[[Order, VenueFill], None] | None = None
-        self.done_hook: Callable[[Order], None] | None = None  # an order reached a final state
-        self.lock = asyncio.Lock()
+    account: str
+    cfg: AccountSettings
+    venue: Venue
+    pub: Publisher
+    marks: Marks
+    clock: Callable[[], float] = time.time
+    # every order seen: idempotency by client id
+    orders: dict[str, Order] = field(init=False, default_factory=dict)
+    active: dict[str, Order] = field(init=False, default_factory=dict)  # the non-terminal ones
+    positions: dict[tuple[str, str], Pos] = field(init=False, default_factory=dict)
+    # the mark last published per (venue, symbol)
+    marked: dict[tuple[str, str], float | None] = field(init=False, default_factory=dict)
+    cancel_alls: set[str] = field(init=False, default_factory=set)
+    # quantity still to fill of open orders per (venue, symbol, side), for max_position
+    working: dict[tuple[str, str, str], float] = field(init=False, default_factory=dict)
+    # each open order's part of ``working``
+    _left: dict[str, float] = field(init=False, default_factory=dict)
+    # told of every fill recorded (executor/algo: a parent's fees and fill times)
+    fill_hook: Callable[[Order, VenueFill], None] | None = field(init=False, default=None)
+    # told when an order reaches a final state
+    done_hook: Callable[[Order], None] | None = field(init=False, default=None)
+    lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     # -- publishing ------------------------------------------------------------------------
     def ts(self) -> int:

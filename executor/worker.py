@@ -312,21 +312,30 @@ class Executor:
             a.note_new(cmd.venue, cmd.symbol, cmd.client_order_id)
         return await e.handle(cmd)
 
-    async def _on_request(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg) -> tuple[Command | None, Reply | None, str | None]:
+        """The command in ``msg``, dispatched: (command, its reply, None). No reply: (None,
+        None, why) for a body that is no command; (command, None, the error) when
+        dispatching raised (logged here); (command, None, None) for an account not served
+        here."""
         try:
             cmd = command_of(msg.subject, msg.data)
         except msgspec.DecodeError as exc:
-            await msg.respond(orjson.dumps({"accepted": False, "reason": f"bad command: {exc}"}))
-            await self.pub.dlq(msg.data, f"bad command: {exc}")
-            return
+            return None, None, f"bad command: {exc}"
         try:
-            reply = await self.dispatch(cmd)
+            return cmd, await self.dispatch(cmd), None
         except Exception as exc:  # a bug or a venue surprise must not stop the executor
             log.exception("command failed", extra={"command": _cmd_id(cmd)})
-            await msg.respond(orjson.dumps({"accepted": False, "reason": f"internal: {exc}"}))
+            return cmd, None, str(exc)
+
+    async def _on_request(self, msg: Msg) -> None:
+        cmd, reply, error = await self._handle(msg)
+        if cmd is None:
+            await msg.respond(orjson.dumps({"accepted": False, "reason": error}))
+            await self.pub.dlq(msg.data, str(error))
             return
         if reply is None:
-            await msg.respond(orjson.dumps({"accepted": False, "reason": "unknown account"}))
+            why = "unknown account" if error is None else f"internal: {error}"
+            await msg.respond(orjson.dumps({"accepted": False, "reason": why}))
             return
         await msg.respond(msgspec.json.encode(reply))
         if not reply.duplicate:
@@ -346,19 +355,13 @@ class Executor:
 
     async def handle_batch(self, batch: list[Msg]) -> None:
         for msg in batch:
-            try:
-                cmd = command_of(msg.subject, msg.data)
-            except msgspec.DecodeError as exc:
-                await self.pub.dlq(msg.data, f"bad command: {exc}")
-                continue
-            try:
-                reply = await self.dispatch(cmd)
-            except Exception as exc:  # a bug or a venue surprise must not stop the executor
-                log.exception("command failed", extra={"command": _cmd_id(cmd)})
-                await self.pub.dlq(msg.data, f"command failed: {exc}")
-                continue
-            if reply is None:
-                await self.pub.dlq(msg.data, f"account {cmd.account} not served by this executor")
+            cmd, reply, error = await self._handle(msg)
+            if cmd is None:
+                await self.pub.dlq(msg.data, str(error))
+            elif reply is None:
+                why = f"account {cmd.account} not served by this executor" if error is None else (
+                    f"command failed: {error}")  # fmt: skip
+                await self.pub.dlq(msg.data, why)
 
     async def close(self) -> None:
         await self.killswitch.stop()

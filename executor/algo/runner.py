@@ -84,34 +84,31 @@ def _q(x: float) -> str:
     return repr(round(x, 12))
 
 
+@dataclass(eq=False, repr=False)  # compared and hashed by identity, like the Engine
 class Algos:
     """The parents of one account. ``handle`` takes AlgoCommands, ``tick`` (the executor's
     timer loop) moves every parent on; both are serialised by the Engine's command path."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        cfg: AlgoSettings,
-        tapes: Tapes,
-        profile: ProfileSource | None = None,
-        record: Recorder | None = None,
-    ) -> None:
-        self.e = engine
-        self.cfg = cfg
-        self.tapes = tapes
-        self.profile = profile
-        self.record = record
-        self.parents: dict[str, Parent] = {}
-        self.working: dict[str, Parent] = {}  # parents not final yet
-        self.children_sent = 0
-        self.pending_tca: list[tuple[Parent, Order]] = []
-        self.lock = asyncio.Lock()  # commands and the timer never interleave on a parent
-        self.latency_ms: dict[str, float] = {}  # per venue: moving average of child acks
-        # orders sent outside a parent: what their TCA needs, from acceptance to final
-        self.standalone: dict[str, Standalone] = {}
-        self.finished: list[tuple[Order, Standalone]] = []
-        engine.fill_hook = self._on_fill
-        engine.done_hook = self._on_done
+    e: Engine
+    cfg: AlgoSettings
+    tapes: Tapes
+    profile: ProfileSource | None = None
+    record: Recorder | None = None
+    parents: dict[str, Parent] = field(init=False, default_factory=dict)
+    working: dict[str, Parent] = field(init=False, default_factory=dict)  # not final yet
+    children_sent: int = field(init=False, default=0)
+    pending_tca: list[tuple[Parent, Order]] = field(init=False, default_factory=list)
+    # commands and the timer never interleave on a parent
+    lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    # per venue: moving average of child acks
+    latency_ms: dict[str, float] = field(init=False, default_factory=dict)
+    # orders sent outside a parent: what their TCA needs, from acceptance to final
+    standalone: dict[str, Standalone] = field(init=False, default_factory=dict)
+    finished: list[tuple[Order, Standalone]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.e.fill_hook = self._on_fill
+        self.e.done_hook = self._on_done
 
     def reserved(self, client_order_id: str) -> str | None:
         """The parent whose child ids include ``client_order_id`` (``<parent>.<n>``): an
