@@ -123,6 +123,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                        (403, "the key lacks a scope or account"), (429, "rate limit"),
                        (503, "the service behind it does not answer"))
 }  # fmt: skip
+# the trading routes: also 422, the executor refused (its reason)
+TRADE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 422: {"model": Problem}}
 
 
 def _bad(reason: str, code: int = 400) -> HTTPException:
@@ -475,14 +477,18 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
 
     # -- orders through the executor's request path (same risk checks) --------------------
     async def command(key: ApiKey, **fields: Any) -> JSONResponse:
+        return await send_command(key, schemas.OrderCommand, "order", fields)
+
+    async def send_command(
+        key: ApiKey, schema: type[Any], what: str, fields: dict[str, Any]
+    ) -> JSONResponse:
+        """A command of ``schema`` (an order's or an algorithm's) on the key's account, from
+        ``fields``, asked of the executor; 400 naming ``what`` when the fields make none."""
         now = time.time_ns()
         try:
-            cmd = schemas.OrderCommand(account=key.account, ts_event=now, ts_recv=now, **fields)
+            cmd = schema(account=key.account, ts_event=now, ts_recv=now, **fields)
         except (TypeError, msgspec.ValidationError) as exc:
-            raise _bad(f"bad order: {exc}") from None
-        return await send_command(key, cmd)
-
-    async def send_command(key: ApiKey, cmd: Any) -> JSONResponse:
+            raise _bad(f"bad {what}: {exc}") from None
         try:
             msg = await svc.nc.request(subjects.exec_req(key.account), schemas.encode(cmd),
                                        timeout=15)  # fmt: skip
@@ -492,15 +498,19 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
         # refused by the executor (risk, state, unknown order): 422 with its reason
         return JSONResponse(reply, status_code=200 if reply.get("accepted") else 422)
 
-    def _order_ref(key: ApiKey, cid: str, venue: str | None, symbol: str | None) -> tuple[str, str]:
-        known = svc.live.orders.get((key.account, cid))
-        venue = venue or (known or {}).get("venue")
-        symbol = symbol or (known or {}).get("symbol")
+    def _ref(
+        key: ApiKey, what: str, ident: str, venue: str | None, symbol: str | None
+    ) -> tuple[str, str]:
+        """(venue, symbol) of the key's order or parent (``what``): as given, else as the
+        API last saw it; 404 when neither says."""
+        seen = svc.live.orders if what == "order" else svc.live.parents
+        known = seen.get((key.account, ident)) or {}
+        venue, symbol = venue or known.get("venue"), symbol or known.get("symbol")
         if not venue or not symbol:
-            raise _bad(f"order {cid} not seen by the API: pass venue and symbol", 404)
+            raise _bad(f"{what} {ident} not seen by the API: pass venue and symbol", 404)
         return _token("venue", venue), _token("symbol", symbol)
 
-    @app.post("/v1/orders", tags=["trade"], responses={**ERRORS, 422: {"model": Problem}})
+    @app.post("/v1/orders", tags=["trade"], responses=TRADE_ERRORS)
     async def place(body: NewOrder, key: Trade) -> JSONResponse:
         """Place an order on the key's account (``ctl.exec.<account>``: the executor's risk
         checks apply). 200 with the executor's reply, 422 when it refuses (reason)."""
@@ -515,18 +525,16 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
             timeout_s=body.timeout_s,
         )  # fmt: skip
 
-    @app.delete("/v1/orders/{client_order_id}", tags=["trade"],
-                responses={**ERRORS, 422: {"model": Problem}})  # fmt: skip
+    @app.delete("/v1/orders/{client_order_id}", tags=["trade"], responses=TRADE_ERRORS)
     async def cancel(
         client_order_id: str, key: Trade, venue: str | None = None, symbol: str | None = None
     ) -> JSONResponse:
         """Cancel one order of the key's account."""
         cid = _cid(client_order_id)
-        v, s = _order_ref(key, cid, venue, symbol)
+        v, s = _ref(key, "order", cid, venue, symbol)
         return await command(key, action="cancel", client_order_id=cid, venue=v, symbol=s)
 
-    @app.patch("/v1/orders/{client_order_id}", tags=["trade"],
-               responses={**ERRORS, 422: {"model": Problem}})  # fmt: skip
+    @app.patch("/v1/orders/{client_order_id}", tags=["trade"], responses=TRADE_ERRORS)
     async def amend(
         client_order_id: str, body: Amend, key: Trade,
         venue: str | None = None, symbol: str | None = None,
@@ -536,7 +544,7 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
         if body.price is None and body.quantity is None:
             raise _bad("give price and/or quantity")
         cid = _cid(client_order_id)
-        v, s = _order_ref(key, cid, venue, symbol)
+        v, s = _ref(key, "order", cid, venue, symbol)
         known = svc.live.orders.get((key.account, cid)) or {}
         return await command(
             key, action="replace", client_order_id=cid, venue=v, symbol=s,
@@ -546,21 +554,7 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
 
     # -- execution algorithms (executor/algo), the same request path ----------------------
     async def algo_command(key: ApiKey, **fields: Any) -> JSONResponse:
-        now = time.time_ns()
-        try:
-            cmd = schemas.AlgoCommand(account=key.account, ts_event=now, ts_recv=now, **fields)
-        except (TypeError, msgspec.ValidationError) as exc:
-            raise _bad(f"bad algo command: {exc}") from None
-        return await send_command(key, cmd)
-
-    def _parent_ref(
-        key: ApiKey, pid: str, venue: str | None, symbol: str | None
-    ) -> tuple[str, str]:
-        known = svc.live.parents.get((key.account, pid)) or {}
-        venue, symbol = venue or known.get("venue"), symbol or known.get("symbol")
-        if not venue or not symbol:
-            raise _bad(f"parent {pid} not seen by the API: pass venue and symbol", 404)
-        return _token("venue", venue), _token("symbol", symbol)
+        return await send_command(key, schemas.AlgoCommand, "algo command", fields)
 
     @app.get("/v1/algos", tags=["account"], responses=ERRORS)
     async def algos(key: Account, active: bool = True) -> list[dict[str, Any]]:
@@ -569,7 +563,7 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
                 and (not active or a.get("state") in ("working", "paused"))]  # fmt: skip
         return sorted(rows, key=lambda a: -int(a.get("ts_event") or 0))
 
-    @app.post("/v1/algos", tags=["trade"], responses={**ERRORS, 422: {"model": Problem}})
+    @app.post("/v1/algos", tags=["trade"], responses=TRADE_ERRORS)
     async def algo_new(body: NewAlgo, key: Trade) -> JSONResponse:
         """Start an execution algorithm (TWAP, VWAP, POV, iceberg, peg) on the key's account;
         its children go through the executor's risk checks like any order."""
@@ -584,15 +578,14 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
             venues=[_token("venues", v) for v in body.venues],
         )  # fmt: skip
 
-    @app.patch("/v1/algos/{parent_id}", tags=["trade"],
-               responses={**ERRORS, 422: {"model": Problem}})  # fmt: skip
+    @app.patch("/v1/algos/{parent_id}", tags=["trade"], responses=TRADE_ERRORS)
     async def algo_amend(
         parent_id: str, body: AmendAlgo, key: Trade,
         venue: str | None = None, symbol: str | None = None,
     ) -> JSONResponse:  # fmt: skip
         """Change a parent's quantity, limit price, end, participation or display."""
         pid = _cid(parent_id)
-        v, s = _parent_ref(key, pid, venue, symbol)
+        v, s = _ref(key, "parent", pid, venue, symbol)
         return await algo_command(
             key, action="amend", parent_id=pid, venue=v, symbol=s,
             quantity=_decimal("quantity", body.quantity),
@@ -600,15 +593,14 @@ def create_app(svc: Services, keys: KeyStore) -> FastAPI:
             participation=body.participation, display=_decimal("display", body.display),
         )  # fmt: skip
 
-    @app.post("/v1/algos/{parent_id}/{action}", tags=["trade"],
-              responses={**ERRORS, 422: {"model": Problem}})  # fmt: skip
+    @app.post("/v1/algos/{parent_id}/{action}", tags=["trade"], responses=TRADE_ERRORS)
     async def algo_action(
         parent_id: str, action: Literal["pause", "resume", "cancel"], key: Trade,
         venue: str | None = None, symbol: str | None = None,
     ) -> JSONResponse:  # fmt: skip
         """Pause, resume or cancel a parent (cancel also cancels its resting children)."""
         pid = _cid(parent_id)
-        v, s = _parent_ref(key, pid, venue, symbol)
+        v, s = _ref(key, "parent", pid, venue, symbol)
         return await algo_command(key, action=action, parent_id=pid, venue=v, symbol=s)
 
     # -- WebSocket push ----------------------------------------------------------------------
