@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import KW_ONLY, dataclass
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -35,6 +36,7 @@ LOSS_HOLD_S = 60.0  # health stays degraded this long after the last recorded lo
 DLQ_KEEP = 64 * 1024  # bytes of an oversized frame kept in its dead letter
 
 
+@dataclass(eq=False)  # eq=False: a publisher is itself, compared by identity
 class RawPublisher(LossRecords):
     """Core publishes of raw frames with an acked barrier every ``flush_every`` frames or
     second; ``durable=True`` makes one publish acked (snapshots, conn events, the last).
@@ -45,20 +47,16 @@ class RawPublisher(LossRecords):
     event on ``raw.<venue>.conn.ALL`` as soon as JetStream confirms a publish again (the
     record waits in memory meanwhile); health says ``degraded`` while any of it lasts."""
 
-    def __init__(
-        self,
-        nc: Client,
-        js: JetStreamContext,
-        venue: str,
-        flush_every: int,
-        ack_timeout_s: float = 5.0,
-        *,
-        settings: CollectorSettings | None = None,
-    ) -> None:
-        self.nc = nc
-        self.js = js
-        self.venue = venue
-        self.flush_every = flush_every
+    nc: Client
+    js: JetStreamContext
+    venue: str
+    flush_every: int
+    ack_timeout_s: float = 5.0
+    _: KW_ONLY
+    settings: CollectorSettings | None = None  # None: the collector section's defaults
+
+    def __post_init__(self) -> None:
+        settings = self.settings
         self.max_kept = settings.buffer_frames if settings else MAX_KEPT
         self.max_frame = settings.max_frame_bytes if settings else MAX_FRAME
         self.since_barrier = 0
@@ -67,7 +65,6 @@ class RawPublisher(LossRecords):
         self.counts: dict[str, int] = {}
         self.unconfirmed = False
         self.confirmed = 0  # frames known stored (all published before the last good ack)
-        self.ack_timeout_s = ack_timeout_s
         # frames after the last good ack, oldest first
         self._kept: deque[_Kept] = deque()
         self._acked_seq: int | None = None  # RAW stream sequence of the last good ack
@@ -79,7 +76,7 @@ class RawPublisher(LossRecords):
         self._subjects: dict[str, dict[str, str]] = {}  # channel -> native symbol -> subject
         # frames up to this size go inline; bigger ones by reference (streams/bus/bigframes.py)
         self.inline_max = self._inline_max()
-        self.frames = FrameStore(js)
+        self.frames = FrameStore(self.js)
         self.large = 0  # frames stored by reference
         self.lost = 0  # frames lost, each in a loss record
         self.recorded = 0  # lost frames whose record is on RAW

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nats.aio.client import Client
@@ -45,6 +46,7 @@ from streams.settings import ConsumerSettings
 log = logging.getLogger("streams.bus.consumer")
 
 
+@dataclass(eq=False)  # eq=False: a consumer is itself, compared and hashed by identity
 class PushConsumer:
     """What ``BatchConsumer`` and ``SharedConsumer`` (streams/bus/shared_consumer.py) share:
     a durable push consumer on ``stream`` whose deliveries go straight to ``_on_msg``
@@ -54,19 +56,14 @@ class PushConsumer:
     # durable, so two kinds are never bound to one durable at the same time
     durable_suffix: ClassVar[str] = ""
 
-    def __init__(
-        self,
-        js: JetStreamContext,
-        stream: str,
-        cfg: ConsumerSettings,
-        filter_subject: str | None = None,
-    ) -> None:
-        self.js = js
-        self.stream = stream
-        self.cfg = cfg
-        self.filter_subject = filter_subject
-        self.durable = cfg.durable + self.durable_suffix
-        self.max_ack_pending = max(cfg.batch * 4, 10_000)
+    js: JetStreamContext
+    stream: str
+    cfg: ConsumerSettings
+    filter_subject: str | None = None
+
+    def __post_init__(self) -> None:
+        self.durable = self.cfg.durable + self.durable_suffix
+        self.max_ack_pending = max(self.cfg.batch * 4, 10_000)
         self._sub: Any = None
         self._buffer: list[Delivery] = []
         self._seqs: list[int] = []  # stream sequence of each buffered message

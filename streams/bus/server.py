@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,33 +91,31 @@ def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[byte
     raise TimeoutError(f"nats-server did not listen on {host}:{port} within {timeout}s")
 
 
+@dataclass(eq=False)  # eq=False: a server process is itself, compared by identity
 class NatsServer:
     """A nats-server child process. ``start()`` returns once the client port accepts."""
 
-    def __init__(
-        self,
-        cfg: NatsServerSettings,
-        *,
-        name: str = "jetmarket",
-        log_file: str | os.PathLike[str] | None = None,
-        config: Path = CONFIG,
-        credentials_dir: str | os.PathLike[str] | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        self.cfg = cfg
-        self.name = name
-        self.log_file = log_file
-        self.config = config
-        # looked up at construction so a test's override of the module default applies
-        self.credentials_dir = Path(credentials_dir or DEFAULT_CREDENTIALS_DIR)
-        self.settings = settings or Settings()  # durable names and accounts in permissions
-        self.proc: subprocess.Popen[bytes] | None = None
-        # its own session: a terminal's Ctrl-C then reaches only whoever started it (make up
-        # stops it last, after its workers drained)
-        self.new_session = False
-        # the WebSocket listener's port (websocket_conf); None: none. `make up` and
-        # `jetmarket nats` set api.nats_ws_port, tests a free port when they want one
-        self.websocket_port: int | None = None
+    cfg: NatsServerSettings
+    _: KW_ONLY
+    name: str = "jetmarket"
+    log_file: str | os.PathLike[str] | None = None
+    config: Path = CONFIG
+    # None: DEFAULT_CREDENTIALS_DIR, looked up at construction so a test's override of the
+    # module default applies; a Path from then on
+    credentials_dir: str | os.PathLike[str] | None = None
+    # durable names and accounts in permissions; None: the default settings
+    settings: Settings | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    # its own session: a terminal's Ctrl-C then reaches only whoever started it (make up
+    # stops it last, after its workers drained)
+    new_session: bool = field(default=False, init=False)
+    # the WebSocket listener's port (websocket_conf); None: none. `make up` and
+    # `jetmarket nats` set api.nats_ws_port, tests a free port when they want one
+    websocket_port: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.credentials_dir = Path(self.credentials_dir or DEFAULT_CREDENTIALS_DIR)
+        self.settings = self.settings or Settings()
 
     @property
     def url(self) -> str:
@@ -196,30 +195,18 @@ class NatsServer:
 CLUSTER_CONFIG = CONFIG.parent / "cluster" / "nats-server.conf"
 
 
+@dataclass(eq=False)
 class ClusterNode(NatsServer):
     """One node of a :class:`NatsCluster`: a ``NatsServer`` plus its route settings."""
 
-    def __init__(
-        self,
-        cfg: NatsServerSettings,
-        *,
-        name: str,
-        cluster_name: str,
-        cluster_port: int,
-        routes: list[str],
-        log_file: str | os.PathLike[str] | None = None,
-        config: Path = CLUSTER_CONFIG,
-        credentials_dir: str | os.PathLike[str] | None = None,
-        settings: Settings | None = None,
-        route_password: str | None = None,
-    ) -> None:
-        super().__init__(cfg, name=name, log_file=log_file, config=config,
-                         credentials_dir=credentials_dir, settings=settings)  # fmt: skip
-        self.cluster_name = cluster_name
-        self.cluster_port = cluster_port
-        self.routes = routes
-        # what this node presents on its routes; None: the cluster's (from credentials_dir)
-        self.route_password = route_password
+    _: KW_ONLY
+    name: str = field()  # required here: a bare annotation would inherit "jetmarket"
+    config: Path = CLUSTER_CONFIG
+    cluster_name: str
+    cluster_port: int
+    routes: list[str]
+    # what this node presents on its routes; None: the cluster's (from credentials_dir)
+    route_password: str | None = None
 
     def env(self) -> dict[str, str]:
         env = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -57,8 +56,8 @@ class SharedConsumer(PushConsumer):
     # deliver group) differs, and the two must never be bound at the same time
     durable_suffix = "-shared"
 
-    def __init__(self, *args: Any, **kw: Any) -> None:  # PushConsumer's arguments
-        super().__init__(*args, **kw)
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.deliver_subject = f"_INBOX.jm.{self.stream}.{self.durable}"
         self.metadata: dict[str, str] = {}
         self._delivered: list[int] = []
