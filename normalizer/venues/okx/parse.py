@@ -47,7 +47,7 @@ Quirks of the real feed (regression tests in tests/venues/okx/test_real_frames.p
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from normalizer.venues.base import Frame, Out, Parser, Rejected, encode, json_or_none, new_out
 from normalizer.venues.okx import wire
@@ -88,6 +88,22 @@ _trades_decode = _trades.decode
 _books_decode = _books.decode
 _tickers_decode = _tickers.decode
 Trade, Book, BBO, Ticker = schemas.Trade, schemas.Book, schemas.BBO, schemas.Ticker
+# a frame about one instrument (``arg.instId``)
+F = TypeVar("F", wire.Push, wire.BooksFrame, wire.CandlesFrame)  # type: ignore[type-arg]
+
+
+def _same(frame: Frame, native: str) -> None:
+    if native != frame.native_symbol:
+        raise Rejected(f"instId {native!r} on a frame for {frame.native_symbol!r}")
+
+
+def push(decode: Callable[[bytes], F], frame: Frame) -> F:
+    """A frame about the raw subject's instrument (``arg.instId``), refused otherwise. A
+    function, not a method: one lookup less on every frame."""
+    f = decode(frame.data)
+    if f.arg.instId != frame.native_symbol:
+        _same(frame, f.arg.instId)
+    return f
 
 
 class Contract(NamedTuple):
@@ -195,10 +211,7 @@ class OkxParser(Parser):
 
     # -- helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _same(frame: Frame, native: str) -> None:
-        if native != frame.native_symbol:
-            raise Rejected(f"instId {native!r} on a frame for {frame.native_symbol!r}")
+    _same = staticmethod(_same)
 
     def contract(self, inst_id: str) -> Contract | None:
         """None for spot; the cached spec for derivatives; Rejected when unknown."""
@@ -227,10 +240,8 @@ class OkxParser(Parser):
     # The hot channels are written out flat: helper calls per check and per message cost
     # more than the typed decode in a profile (checks still run in the same order).
     def _trades(self, frame: Frame) -> list[Out]:
-        f = _trades_decode(frame.data)
+        f = push(_trades_decode, frame)
         inst = f.arg.instId
-        if inst != frame.native_symbol:
-            self._same(frame, inst)
         c = None if inst.count("-") == 1 else self.contract(inst)
         ts_recv = frame.ts_recv
         names = None
@@ -250,10 +261,8 @@ class OkxParser(Parser):
         return out
 
     def _books(self, frame: Frame) -> list[Out]:
-        f = _books_decode(frame.data)
+        f = push(_books_decode, frame)
         inst = f.arg.instId
-        if inst != frame.native_symbol:
-            self._same(frame, inst)
         if f.action not in ("snapshot", "update"):
             raise Rejected(f"unknown books action {f.action!r}")
         c = None if inst.count("-") == 1 else self.contract(inst)
@@ -286,10 +295,8 @@ class OkxParser(Parser):
         return out
 
     def _bbo_tbt(self, frame: Frame) -> list[Out]:
-        f = _books_decode(frame.data)
+        f = push(_books_decode, frame)
         inst = f.arg.instId
-        if inst != frame.native_symbol:
-            self._same(frame, inst)
         c = None if inst.count("-") == 1 else self.contract(inst)
         names = self._bbo_names.get(inst) or self.names_miss("bbo", inst)
         ts_recv = frame.ts_recv
@@ -310,9 +317,7 @@ class OkxParser(Parser):
 
     # -- tickers / candles ---------------------------------------------------------------
     def _tickers(self, frame: Frame) -> list[Out]:
-        f = _tickers_decode(frame.data)
-        if f.arg.instId != frame.native_symbol:
-            self._same(frame, f.arg.instId)
+        f = push(_tickers_decode, frame)
         ts_recv = frame.ts_recv
         out = []
         for t in f.data:
@@ -339,8 +344,7 @@ class OkxParser(Parser):
         return out
 
     def _candles(self, frame: Frame) -> list[Out]:
-        f = _candles.decode(frame.data)
-        self._same(frame, f.arg.instId)
+        f = push(_candles.decode, frame)
         inst = f.arg.instId
         spot = inst.count("-") == 1
         interval = frame.channel.removeprefix("candle")
@@ -362,8 +366,7 @@ class OkxParser(Parser):
 
     # -- derivatives data ----------------------------------------------------------------
     def _funding_rate(self, frame: Frame) -> list[Out]:
-        f = _funding.decode(frame.data)
-        self._same(frame, f.arg.instId)
+        f = push(_funding.decode, frame)
         out = []
         for d in f.data:
             ts = int(d.ts) * MS if d.ts else frame.ts_recv
@@ -384,8 +387,7 @@ class OkxParser(Parser):
         return out
 
     def _open_interest(self, frame: Frame) -> list[Out]:
-        f = _oi.decode(frame.data)
-        self._same(frame, f.arg.instId)
+        f = push(_oi.decode, frame)
         return [
             self.emit(schemas.OpenInterest, d.instId, d.ts, frame, d.ts * MS,
                       open_interest=d.oiCcy, open_interest_value=_f(d.oiUsd))
@@ -408,8 +410,7 @@ class OkxParser(Parser):
         return out
 
     def _mark_price(self, frame: Frame) -> list[Out]:
-        f = _mark.decode(frame.data)
-        self._same(frame, f.arg.instId)
+        f = push(_mark.decode, frame)
         return [self.emit(schemas.Mark, d.instId, d.ts, frame, d.ts * MS, mark_price=d.markPx)
                 for d in f.data]  # fmt: skip
 
@@ -443,8 +444,7 @@ class OkxParser(Parser):
 
     def _index_tickers(self, frame: Frame) -> list[Out]:
         """Index prices, published as marks of the index's own name (``BTC-USDT``)."""
-        f = _index.decode(frame.data)
-        self._same(frame, f.arg.instId)
+        f = push(_index.decode, frame)
         return [
             self.emit(schemas.Mark, d.instId, f"idx{d.ts}", frame, d.ts * MS, index_price=d.idxPx)
             for d in f.data
