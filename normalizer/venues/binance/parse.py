@@ -45,12 +45,17 @@ Quirks of the real feeds (each has a regression test in tests/venues/binance/tes
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from normalizer.venues.base import SKIPPED, Frame, Out, Parser, Rejected, encode, new_out
 from normalizer.venues.binance import wire
+
+try:  # the hot handlers' common case in C, built by `pip install -e .` when a compiler is there
+    from normalizer.venues.binance import _speedups
+except ImportError:  # not built: the Python handlers do everything, the same bytes slower
+    _speedups = None  # type: ignore[assignment]
 from streams import schemas
 from streams.symbols import binance as symbols
 
@@ -177,6 +182,28 @@ class _Binance(Parser):
     inline_names = (
         "trade", "book", "bbo", "mark", "funding", "ticker", "candle", "liquidation",
     )  # fmt: skip
+    # channels whose plain frames run in C (_speedups.c) when it is built; the Python handler
+    # takes every frame the C path refuses
+    compiled_channels: ClassVar[tuple[str, ...]] = ("aggTrade", "trade", "bookTicker", "kline")
+
+    def __init__(self, *, compiled: bool | None = None) -> None:
+        """``compiled``: run the C handlers (default: when built); False runs only Python
+        (tests compare the two byte for byte)."""
+        super().__init__()
+        if compiled is None:
+            compiled = _speedups is not None
+        elif compiled and _speedups is None:
+            raise RuntimeError("normalizer/venues/binance/_speedups.c is not built")
+        self.compiled = compiled and bool(self.compiled_channels)
+        if not self.compiled:
+            return
+        kinds = {"aggTrade": (0, self._trade_names), "trade": (1, self._trade_names),
+                 "bookTicker": (2, self._bbo_names), "kline": (3, self._candle_names)}  # fmt: skip
+        for channel in self.compiled_channels:
+            kind, names = kinds[channel]
+            self._dispatch[channel] = _speedups.Handler(
+                kind, VENUE, Out, names, self._dispatch[channel]
+            )
 
     @staticmethod
     def _event(got: str, want: str, channel: str) -> None:
@@ -494,6 +521,7 @@ class BinanceCoinmParser(BinanceUsdmParser):
 
     venue = "binancecoinm"
     to_symbol = staticmethod(symbols.binance_coinm)
+    compiled_channels = ()  # its handlers convert contracts: Python only
 
     channels = {
         **{k: v for k, v in BinanceUsdmParser.channels.items()
@@ -506,8 +534,8 @@ class BinanceCoinmParser(BinanceUsdmParser):
         "takerBuySellVol-<period>": "_taker_coinm",
     }  # fmt: skip
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, compiled: bool | None = None) -> None:
+        super().__init__(compiled=compiled)
         self.contract_size: dict[str, float] = {}  # native -> USD per contract
         self.mark_price: dict[str, float] = {}  # native -> last mark (open interest)
 

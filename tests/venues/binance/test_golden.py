@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 
 from normalizer.venues.base import Frame, Rejected
 from normalizer.venues.binance import (
     BinanceCoinmParser,
     BinanceSpotParser,
     BinanceUsdmParser,
+    parse,
 )
 
 # recorded before issue 24's rewrite of the hot handlers (commit f50a62e)
@@ -53,16 +55,17 @@ def line(parse: Callable[[Frame], list], venue: str, frame: Frame) -> bytes:
     )
 
 
-def lines(items: list[Item]) -> Iterator[bytes]:
-    """Each item through one parser per venue token (state carries, in order)."""
-    parsers = {v: cls().parse for v, cls in PARSERS.items()}
+def lines(items: list[Item], compiled: bool | None = None) -> Iterator[bytes]:
+    """Each item through one parser per venue token (state carries, in order); ``compiled``
+    as the parsers take it (None: the C handlers when built)."""
+    parsers = {v: cls(compiled=compiled).parse for v, cls in PARSERS.items()}
     for i, (venue, channel, native, data) in enumerate(items, 1):
         yield line(parsers[venue], venue, Frame(channel, native, data, TS + i, i))
 
 
-def digest(items: list[Item]) -> str:
+def digest(items: list[Item], compiled: bool | None = None) -> str:
     h = hashlib.sha256()
-    for x in lines(items):
+    for x in lines(items, compiled):
         h.update(x)
         h.update(b"\n")
     return h.hexdigest()
@@ -244,19 +247,29 @@ def generated(rounds: int = 60) -> list[Item]:
 
 
 # -- the tests -------------------------------------------------------------------------------
-def test_recorded_frames_give_the_same_bytes() -> None:
+# both paths: Python alone, and the C handlers (normalizer/venues/binance/_speedups.c)
+PATHS = [
+    pytest.param(False, id="python"),
+    pytest.param(True, id="compiled", marks=pytest.mark.skipif(
+        parse._speedups is None, reason="_speedups.c not built (no C compiler at install)")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("compiled", PATHS)
+def test_recorded_frames_give_the_same_bytes(compiled: bool) -> None:
     from tests.conftest import shared_frames
 
     shared_frames("cryptofeed/BINANCE.ws.1.0")  # skips clearly when ../shared is absent
     items = recorded()
     assert len(items) == RECORDED_FRAMES, "the recorded corpus changed: re-record the digest"
-    assert digest(items) == RECORDED_DIGEST
+    assert digest(items, compiled) == RECORDED_DIGEST
 
 
-def test_generated_frames_give_the_same_bytes() -> None:
+@pytest.mark.parametrize("compiled", PATHS)
+def test_generated_frames_give_the_same_bytes(compiled: bool) -> None:
     items = generated()
     assert len(items) == GENERATED_FRAMES
-    assert digest(items) == GENERATED_DIGEST
+    assert digest(items, compiled) == GENERATED_DIGEST
 
 
 def test_generated_frames_reach_every_handler() -> None:
