@@ -215,6 +215,13 @@ class _Bybit(Parser):
             )
         return symbols.inverse(native, expiry or None)
 
+    def _symbol(self, frame: Frame, native: str) -> str:
+        """``native``, the one symbol a whole-frame channel (book, ticker) is about, after
+        :meth:`_same`'s check."""
+        if native != frame.native_symbol:
+            self._same(frame, native)
+        return native
+
     def _size(self, qty: float, price: float) -> float:
         return qty / price if self.inverse else qty
 
@@ -249,9 +256,7 @@ class _Bybit(Parser):
     def _orderbook(self, frame: Frame) -> list[Out]:
         f = _book_decode(frame.data)
         d = f.data
-        s = d.s
-        if s != frame.native_symbol:
-            self._same(frame, s)
+        s = self._symbol(frame, d.s)
         kind = f.type
         if kind != "delta" and kind != "snapshot":
             raise Rejected(f"unknown orderbook type {kind!r}")
@@ -305,9 +310,7 @@ class _Bybit(Parser):
     def _tickers(self, frame: Frame) -> list[Out]:
         f = _ticker_decode(frame.data)
         d = f.data
-        s = d.symbol
-        if s != frame.native_symbol:
-            self._same(frame, s)
+        s = self._symbol(frame, d.symbol)
         raw = astuple(d)[1:]
         if None not in raw:
             # Every field present (Bybit's full snapshot): one C-level map(float). "", junk
