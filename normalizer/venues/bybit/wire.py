@@ -28,6 +28,15 @@ class Push(msgspec.Struct, Generic[T], gc=False):
     data: list[T]
 
 
+class One(msgspec.Struct, Generic[T], gc=False):
+    """Order books and tickers: ``{"topic", "type", "ts", "data": {...}}``, one object."""
+
+    topic: str
+    type: str  # snapshot | delta
+    ts: int
+    data: T
+
+
 class Trade(msgspec.Struct, gc=False):
     T: int  # trade time, ms
     s: str
@@ -47,11 +56,7 @@ class BookData(msgspec.Struct, gc=False):
     seq: int = 0  # cross sequence
 
 
-class BookFrame(msgspec.Struct, gc=False):
-    topic: str
-    type: str  # snapshot | delta
-    ts: int
-    data: BookData
+class BookFrame(One[BookData]):
     cts: int | None = None  # matching-engine time (not on every category)
 
 
@@ -75,11 +80,7 @@ class TickerData(msgspec.Struct, gc=False):
     openInterestValue: str | None = None
 
 
-class TickerFrame(msgspec.Struct, gc=False):
-    topic: str
-    type: str
-    ts: int
-    data: TickerData
+class TickerFrame(One[TickerData]):
     cs: int | None = None
 
 
@@ -110,11 +111,8 @@ class OptionTickerData(msgspec.Struct, gc=False):
     theta: float | None = None
 
 
-class OptionTickerFrame(msgspec.Struct, gc=False):
-    topic: str
-    ts: int
-    data: OptionTickerData
-    type: str = "snapshot"
+class OptionTickerFrame(One[OptionTickerData], kw_only=True):
+    type: str = "snapshot"  # an option's ticker is always whole
 
 
 class Kline(msgspec.Struct, gc=False):
