@@ -1,9 +1,10 @@
 """Research backtests: events/s of the example strategy on the columnar replay, and a 4-run
 sweep's wall time beside the same 4 runs one after another.
 
-``python -m benchmarks.bench_backtest [N]`` prints the section; ``measure(n)`` runs it in a
-child process (chdb binds one path per process) and returns the numbers; ``lines(r)`` makes
-the BENCHMARKS.md section. Goal: >= 300k events/s.
+``python -m benchmarks.bench_backtest [N [ROUNDS]]`` prints the section; ``measure(n)`` runs
+each mode in child processes (chdb binds one path per process; the peak RSS is then the
+mode's own) and returns the numbers; ``lines(r)`` makes the BENCHMARKS.md section. Goal:
+>= 300k events/s.
 """
 
 from __future__ import annotations
@@ -57,50 +58,56 @@ def fill(dsn: str, n: int) -> None:
     store.close()
 
 
-def child(n: int) -> dict[str, Any]:
-    import shutil
-
-    tmp = Path(tempfile.mkdtemp(prefix="jm-bench-backtest-"))
-    try:
-        return _measure(n, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # chdb, Parquet and its Arrow copy: ~150 MB
+MODES = ("clickhouse", "parquet", "four", "sequential", "parallel")
 
 
-def _measure(n: int, tmp: Path) -> dict[str, Any]:
-    from executor.backtest.research import parse_grid, run_one, sweep
+def child(mode: str, tmp: str, n: int) -> dict[str, Any]:
+    """One measurement in this (child) process: chdb binds one path per process, and the
+    peak RSS is then this mode's alone. ``fill``: the data, its Parquet export and the Arrow
+    copy sweeps map (made before any sweep is timed: a sweep reuses it from its cache)."""
+    import os
+    import resource
+
+    from executor.backtest.research import arrow_for_sweep, parse_grid, run_one, sweep
     from executor.backtest.runner import load_strategy
     from replay.export import export
 
-    dsn = f"chdb://{tmp / 'ch'}"
-    fill(dsn, n)
+    root = Path(tmp)
+    dsn = f"chdb://{root / 'ch'}"
+    pq = root / "pq"
     kw: dict[str, Any] = {"dsn": dsn, "venue": "binance", "symbols": ["BTC-USDT"],
                           "types": ["trade", "depth"]}  # fmt: skip
-    out: dict[str, Any] = {"trades": n}
-    ch = run_one(STRATEGY, PARAMS, source="clickhouse", keep=False, **kw)
-    out["clickhouse"] = [ch.messages, ch.seconds, ch.metrics["fills"]]
-    t = time.perf_counter()
-    pq = tmp / "pq"
-    export(dsn, pq, ["trades", "depth"])
-    out["export_s"] = time.perf_counter() - t
-    one = run_one(STRATEGY, PARAMS, source=str(pq), keep=False, **kw)
-    out["parquet"] = [one.messages, one.seconds, one.metrics["fills"]]
-    assert one.digest == ch.digest, "Parquet and ClickHouse runs differ"
-    grid = parse_grid(GRID, load_strategy(STRATEGY))
-    # the same 4 runs three ways: one after another (a pass over the data each), a sweep in
-    # one process (one pass, every run fed each batch), a sweep in parallel processes
+    out: dict[str, Any] = {"load": os.getloadavg()[0]}
     t, c = time.perf_counter(), _cpu()
-    four = [run_one(STRATEGY, {**PARAMS, **g}, source=str(pq), keep=False, **kw) for g in grid]
-    out["four_s"], out["four_cpu"] = time.perf_counter() - t, _cpu() - c
-    t, c = time.perf_counter(), _cpu()
-    seq = sweep(STRATEGY, grid, PARAMS, source=str(pq), workers=1, cache_dir=tmp / "c", **kw)
-    out["sequential_s"], out["sequential_cpu"] = time.perf_counter() - t, _cpu() - c
-    t, c = time.perf_counter(), _cpu()
-    par = sweep(STRATEGY, grid, PARAMS, source=str(pq), cache_dir=tmp / "c", **kw)
-    out["parallel_s"], out["parallel_cpu"] = time.perf_counter() - t, _cpu() - c
-    digests = [r.digest for r in four]
-    assert digests == [r.digest for r in seq] == [r.digest for r in par], "runs differ"
-    out["runs"] = len(grid)
+    if mode == "fill":
+        fill(dsn, n)
+        t = time.perf_counter()
+        export(dsn, pq, ["trades", "depth"])
+        out["export_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        arrow_for_sweep(str(pq), root / "c")
+        out["arrow_s"] = time.perf_counter() - t
+        return out
+    if mode in ("clickhouse", "parquet"):
+        res = [run_one(STRATEGY, PARAMS, source=str(pq) if mode == "parquet" else "clickhouse",
+                       keep=False, **kw)]  # fmt: skip
+    else:
+        grid = parse_grid(GRID, load_strategy(STRATEGY))
+        if mode == "four":  # one after another, a pass over the data each
+            res = [run_one(STRATEGY, {**PARAMS, **g}, source=str(pq), keep=False, **kw)
+                   for g in grid]  # fmt: skip
+        else:  # one process, one pass (every run fed each batch); or parallel processes
+            workers = 1 if mode == "sequential" else None
+            res = sweep(STRATEGY, grid, PARAMS, source=str(pq), workers=workers,
+                        cache_dir=root / "c", **kw)  # fmt: skip
+    out["seconds"], out["cpu"] = time.perf_counter() - t, _cpu() - c
+    out["events"] = sum(r.messages for r in res)
+    out["run_seconds"] = res[0].seconds
+    out["fills"] = res[0].metrics["fills"]
+    out["digests"] = [r.digest for r in res]
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    out["rss"] = me.ru_maxrss * 1024
+    out["worker_rss"] = kids.ru_maxrss * 1024  # the largest worker process (parallel sweep)
     return out
 
 
@@ -112,51 +119,91 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def measure(n: int = 1_000_000) -> dict[str, Any]:
-    code = (
-        f"import json; from benchmarks.bench_backtest import child; print(json.dumps(child({n})))"
-    )
+def _run(mode: str, tmp: Path, n: int) -> dict[str, Any]:
+    code = (f"import json; from benchmarks.bench_backtest import child; "
+            f"print(json.dumps(child({mode!r}, {str(tmp)!r}, {n})))")  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=900, cwd=ROOT)  # fmt: skip
     if res.returncode != 0:
-        raise RuntimeError(f"bench_backtest failed: {res.stderr[-2000:]}")
+        raise RuntimeError(f"bench_backtest {mode} failed: {res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def lines(r: dict[str, Any]) -> list[str]:
-    def rate(x: list[float]) -> str:
-        return f"{x[0] / x[1]:,.0f}"
+def measure(n: int = 1_000_000, rounds: int = 2) -> dict[str, Any]:
+    """Every mode ``rounds`` times (rounds one after another), each run in a child process
+    of its own; a mode's figure is its fastest run. Checks that every run of the same
+    parameters gave the same digest, whatever the source and the mode."""
+    import shutil
 
-    ch, pq = r["clickhouse"], r["parquet"]
-    single = pq[1]
-    return [
+    tmp = Path(tempfile.mkdtemp(prefix="jm-bench-backtest-"))
+    try:
+        out: dict[str, Any] = {"trades": n, "rounds": rounds, **_run("fill", tmp, n)}
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+        for _ in range(rounds):
+            for m in MODES:
+                runs[m].append(_run(m, tmp, n))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # chdb, Parquet and its Arrow copy: ~150 MB
+    single = {r["digests"][0] for m in ("clickhouse", "parquet") for r in runs[m]}
+    assert len(single) == 1, "ClickHouse and Parquet runs differ"
+    grids = {tuple(r["digests"]) for m in ("four", "sequential", "parallel") for r in runs[m]}
+    assert len(grids) == 1, "sweep runs differ from the same runs one after another"
+    for m in MODES:
+        out[m] = min(runs[m], key=lambda r: r["seconds"])
+        out[m]["all_s"] = [r["seconds"] for r in runs[m]]
+    out["runs"] = len(out["four"]["digests"])
+    return out
+
+
+def lines(r: dict[str, Any]) -> list[str]:
+    def mib(x: float) -> str:
+        return f"{x / 2**20:,.0f} MiB"
+
+    def row(name: str, x: dict[str, Any]) -> str:
+        events, secs = x["events"] // len(x["digests"]), x["run_seconds"]
+        return (f"| {name} | {events:,} | {secs:.2f} | {events / secs:,.0f} | {x['fills']:,.0f}"
+                f" | {mib(x['rss'])} | {x['load']:.1f} |")  # fmt: skip
+
+    single = r["parquet"]["seconds"]
+    k = r["rounds"]
+    out = [
         f"## Research backtest ({r['trades']:,} trades + {r['trades'] // DEPTH_EVERY:,} depth "
         "updates; benchmarks/bench_backtest.py)",
         "",
         "executor/backtest/sim.py with examples/sma_cross.py (fast=5 slow=20 bar_s=0.1) on the",
         "columnar replay; events/s counts every market message through book, fills and the",
-        "strategy, replay included. Goal: >= 300k events/s.",
+        f"strategy, replay included. Goal: >= 300k events/s. Every row: the fastest of {k} "
+        "runs, each in a child process of its own (peak RSS: that process; load: the 1-minute "
+        "load average when the run started, 2 cores).",
         "",
-        "| run | events | seconds | events/s | fills |",
-        "|---|---:|---:|---:|---:|",
-        f"| from ClickHouse | {ch[0]:,} | {ch[1]:.2f} | {rate(ch)} | {ch[2]:,.0f} |",
-        f"| from Parquet (export took {r['export_s']:.2f} s) | {pq[0]:,} | {pq[1]:.2f} |"
-        f" {rate(pq)} | {pq[2]:,.0f} |",
+        "| run | events | seconds | events/s | fills | peak RSS | load |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        row("from ClickHouse", r["clickhouse"]),
+        row(f"from Parquet (export took {r['export_s']:.2f} s)", r["parquet"]),
         "",
-        f"Sweep `--grid '{GRID}'` ({r['runs']} runs over the Parquet export, 2 cores shared "
-        "with the machine's other work; CPU s: this process and its workers):",
+        f"Sweep `--grid '{GRID}'` ({r['runs']} runs over the Parquet export; the Arrow copy "
+        f"a sweep of several passes maps was made beforehand, {r['arrow_s']:.2f} s, as a "
+        "sweep's cache keeps it; 4 x single run: 4 x the Parquet run above, its wall time in "
+        f"its process, {single:.2f} s; CPU s: the process and its workers; in brackets: the "
+        f"wall times of all {k} runs):",
         "",
-        "| the 4 runs | wall time | vs 4 x single run | CPU s |",
-        "|---|---:|---:|---:|",
-        f"| one after another (`run_one`, a pass each) | {r['four_s']:.2f} s |"
-        f" {r['four_s'] / (4 * single):.2f} | {r['four_cpu']:.2f} |",
-        f"| sweep in one process (one pass, `--workers 1`) | {r['sequential_s']:.2f} s |"
-        f" {r['sequential_s'] / (4 * single):.2f} | {r['sequential_cpu']:.2f} |",
-        f"| sweep in parallel processes (a pass per process) | {r['parallel_s']:.2f} s |"
-        f" {r['parallel_s'] / (4 * single):.2f} | {r['parallel_cpu']:.2f} |",
-        "",
+        "| the 4 runs | wall time | vs 4 x single run | CPU s | peak RSS | load |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    for name, m in (("one after another (`run_one`, a pass each)", "four"),
+                    ("sweep in one process (one pass, `--workers 1`)", "sequential"),
+                    ("sweep in parallel processes (a pass per process, `--workers 2`)",
+                     "parallel")):  # fmt: skip
+        x = r[m]
+        rss = mib(x["rss"]) + (f" + {mib(x['worker_rss'])} a worker" if x["worker_rss"] and
+                               m == "parallel" else "")  # fmt: skip
+        alls = ", ".join(f"{v:.2f}" for v in x["all_s"])
+        out.append(f"| {name} | {x['seconds']:.2f} s ({alls}) | {x['seconds'] / (4 * single):.2f}"
+                   f" | {x['cpu']:.2f} | {rss} | {x['load']:.1f} |")  # fmt: skip
+    out.append("")
+    return out
 
 
 if __name__ == "__main__":
-    print("\n".join(lines(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000))))
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    print("\n".join(lines(measure(n, int(sys.argv[2]) if len(sys.argv) > 2 else 2))))
