@@ -235,38 +235,47 @@ class ClickHouseSink:
         decode: Callable[[bytes], object] = schemas.decode,
         seqs: list[int] | None = None,
     ) -> dict[str, tuple]:
-        """Typed messages (MARKET, or EXEC with ``decode=schemas.decode_exec``) -> columns."""
-        by_cls: dict[type, tuple[list, list[int]]] = {}
+        """Typed messages (MARKET, or EXEC with ``decode=schemas.decode_exec``) -> columns.
+
+        Per message only the decode and two appends: the table and its high-water mark are
+        looked up once per message class, and the sequence -> message map the dead letters
+        quote is built only when a row is refused."""
+        # message class -> (messages, their stream sequences, the table's high-water mark)
+        by_cls: dict[type, tuple[list, list[int], int]] = {}
         dead = []
-        by_seq: dict[int, Msg] = {}
-        for m, seq in zip(msgs, seqs or [stream_seq(m) for m in msgs], strict=True):
-            by_seq[seq] = m
+        seq_list = seqs or [stream_seq(m) for m in msgs]
+        check_exec = decode is schemas.decode_exec
+        for m, seq in zip(msgs, seq_list, strict=True):
             try:
                 obj = decode(m.data)
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
                 dead.append((m, seq, f"undecodable message: {exc}"))
                 continue
             cls = type(obj)
-            if decode is schemas.decode_exec and not _exec_kind_ok(m.subject, obj):
+            if check_exec and not _exec_kind_ok(m.subject, obj):
                 # e.g. a fill published on exec.cmd.*: not the executor's, never a real fill
                 dead.append((m, seq, f"{cls.__name__} with account {obj.account!r} "  # type: ignore[attr-defined]
                              f"does not belong on {m.subject}"))  # fmt: skip
                 continue
-            table = tables.TABLE_OF_CLASS[cls]
-            if seq <= self.watermarks.get(table, 0):
-                SKIPPED.labels(table).inc()
-                continue
             entry = by_cls.get(cls)
             if entry is None:
-                entry = by_cls[cls] = ([], [])
+                mark = self.watermarks.get(tables.TABLE_OF_CLASS[cls], 0)
+                entry = by_cls[cls] = ([], [], mark)
+            if seq <= entry[2]:
+                SKIPPED.labels(tables.TABLE_OF_CLASS[cls]).inc()
+                continue
             entry[0].append(obj)
             entry[1].append(seq)
         out = {}
-        for cls, (objs, seqs) in by_cls.items():
+        by_seq: dict[int, Msg] = {}
+        for cls, (objs, seqs, _) in by_cls.items():
+            if not objs:
+                continue  # every one already stored
             table, names = tables.TABLE_OF_CLASS[cls], tables.columns(cls)
             data = tables.to_columns(cls, objs, seqs)
             bad = tables.out_of_range(names, data, self.limits.get(table, {}))
             if bad:
+                by_seq = by_seq or dict(zip(seq_list, msgs, strict=True))
                 for i, why in bad.items():
                     m = by_seq[seqs[i]]
                     dead.append((m, seqs[i], f"value out of range for {table}: {why}"))
