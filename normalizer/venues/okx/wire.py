@@ -53,9 +53,7 @@ class BookData(msgspec.Struct, gc=False):
     prevSeqId: int | None = None
 
 
-class BooksFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    data: list[BookData]
+class BooksFrame(Push[BookData]):
     action: str = "snapshot"  # books5 / bbo-tbt carry no action: every push is whole
 
 
@@ -73,10 +71,8 @@ class Ticker(msgspec.Struct, gc=False):
     volCcy24h: str = ""  # quote units on spot, base units on derivatives
 
 
-class CandlesFrame(msgspec.Struct, gc=False):
-    arg: Arg
-    # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
-    data: list[list[str]]
+class CandlesFrame(Push[list[str]]):
+    """Rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``, strings."""
 
 
 class Funding(msgspec.Struct, gc=False):
@@ -143,10 +139,16 @@ class Instrument(msgspec.Struct, gc=False):
     instFamily: str = ""
 
 
-class Instruments(msgspec.Struct, gc=False):
+class Reply(msgspec.Struct, Generic[T], gc=False):
+    """A REST answer: ``{"code": "0", "msg": "", "data": [...]}``."""
+
     code: str
-    data: list[Instrument]
+    data: list[T]
     msg: str = ""
+
+
+class Instruments(Reply[Instrument]):
+    """``GET /api/v5/public/instruments``."""
 
 
 class OptSummary(msgspec.Struct, gc=False):
@@ -166,11 +168,7 @@ class OptSummary(msgspec.Struct, gc=False):
     fwdPx: str = ""
 
 
-class RubikReply(msgspec.Struct, gc=False):
+class RubikReply(Reply[list[str]]):
     """``/api/v5/rubik/stat/...`` answers: ``{"code":"0","msg":"","data":[[ts, ...], ...]}``,
     each row strings, newest first: ratios ``[ts, ratio]``; open-interest-history ``[ts, oi
     (contracts), oiCcy (coin), oiUsd]``; taker-volume-contract ``[ts, sellVol, buyVol]``."""
-
-    code: str
-    data: list[list[str]]
-    msg: str = ""
