@@ -323,6 +323,7 @@ class ClickHouseTables:
             hint = hint if dsn.startswith("chdb://") else ""
             raise ColumnarError(f"cannot open ClickHouse {dsn}: {exc}{hint}") from None
         self.bytes = 0
+        self._types: dict[str, dict[str, str]] = {}
         # the client is not thread-safe; the windows are fetched ahead on other threads
         self.lock = threading.Lock()
 
@@ -330,6 +331,8 @@ class ClickHouseTables:
         self.client.close()
 
     def column_types(self, table: str) -> dict[str, str]:
+        if table in self._types:  # asked again by select_list for every table: one query
+            return self._types[table]
         rows = self.rows(
             "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
             f"AND table = {_lit(table)}"
@@ -337,6 +340,7 @@ class ClickHouseTables:
         types = {r[0]: r[1] for r in rows}
         if not types:
             raise ColumnarError(f"no table {table} in ClickHouse {self.dsn}")
+        self._types[table] = types
         return types
 
     def select_list(self, table: str, names: Sequence[str]) -> str:
