@@ -18,6 +18,7 @@ Level = tuple[Price, Size]
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Push(msgspec.Struct, Generic[T], gc=False):
@@ -167,13 +168,18 @@ class InstrumentsResult(msgspec.Struct):
     nextPageCursor: str | None = ""
 
 
-class Instruments(msgspec.Struct):
-    """REST ``GET /v5/market/instruments-info`` body (the parts we use)."""
+class Answer(msgspec.Struct, Generic[R], gc=False):
+    """A REST answer: ``{"retCode": 0, "retMsg": "OK", "result": {...}}``."""
 
     retCode: int
-    result: InstrumentsResult
-    time: int = 0
+    result: R
     retMsg: str = ""
+
+
+class Instruments(Answer[InstrumentsResult]):
+    """REST ``GET /v5/market/instruments-info`` body (the parts we use)."""
+
+    time: int = 0
 
 
 # -- REST history (collectors/positioning.py): ``{"retCode":0,"result":{"list":[...]}}`` --
@@ -198,7 +204,5 @@ class RowList(msgspec.Struct, Generic[T], gc=False):
     symbol: str = ""
 
 
-class Reply(msgspec.Struct, Generic[T], gc=False):
-    retCode: int
-    result: RowList[T]
-    retMsg: str = ""
+class Reply(Answer[RowList[T]], Generic[T]):
+    """A history answer: ``result`` is ``{"list": [...]}``."""
