@@ -27,7 +27,8 @@ What each side's timed loop does per frame (checked against both sources, issue 
   frame ours does strictly more: the encoding to bytes. Its spot bookTicker ``Ticker`` holds
   bid and ask only; our ``bbo`` also carries both sizes and the update id.
 
-Usage: ``python -m benchmarks.bench_cryptofeed`` (prints a markdown table).
+Usage: ``python -m benchmarks.bench_cryptofeed [--passes N]`` (prints a markdown table; more
+passes find quieter moments on a busy machine).
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ class Theirs:
         self.p.wait(10)
 
 
-def run() -> list[Row]:
+def run(passes: int = PASSES) -> list[Row]:
     spec: dict[str, Any] = {"n": N, "symbols": {}, "snapshots": {}, "channels": {}}
     ours: dict[str, Callable[[], float]] = {}
     pure: dict[str, Callable[[], float]] = {}
@@ -249,7 +250,7 @@ def run() -> list[Row]:
         for key in ours:
             k = key.replace(" ", "_")
             best = [0.0, 0.0, 0.0, 0.0, 0.0]
-            for _ in range(PASSES):
+            for _ in range(passes):
                 best[1] = max(best[1], theirs.rate("feed", k))
                 best[0] = max(best[0], ours[key]())
                 best[3] = max(best[3], theirs.rate("json", k))
@@ -357,13 +358,14 @@ def main() -> int:
     if not CAPTURES.is_dir():
         print(f"bench_cryptofeed: no captures at {CAPTURES}", file=sys.stderr)
         return 2
+    passes = int(sys.argv[sys.argv.index("--passes") + 1]) if "--passes" in sys.argv else PASSES
     try:
-        rows = run()
+        rows = run(passes)
     except Absent as exc:
         print(f"bench_cryptofeed: {exc}", file=sys.stderr)
         return 2
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average {load}; best of {PASSES} interleaved passes of {N} frames")
+    print(f"load average {load}; best of {passes} interleaved passes of {N} frames")
     print("\n".join(table(rows)))
     return 0
 
