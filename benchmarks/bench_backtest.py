@@ -97,7 +97,7 @@ def child(mode: str, tmp: str, n: int) -> dict[str, Any]:
             res = [run_one(STRATEGY, {**PARAMS, **g}, source=str(pq), keep=False, **kw)
                    for g in grid]  # fmt: skip
         else:  # one process, one pass (every run fed each batch); or parallel processes
-            workers = 1 if mode == "sequential" else None
+            workers = 1 if mode == "sequential" else (os.cpu_count() or 2)
             res = sweep(STRATEGY, grid, PARAMS, source=str(pq), workers=workers,
                         cache_dir=root / "c", **kw)  # fmt: skip
     out["seconds"], out["cpu"] = time.perf_counter() - t, _cpu() - c
@@ -200,7 +200,12 @@ def lines(r: dict[str, Any]) -> list[str]:
         alls = ", ".join(f"{v:.2f}" for v in x["all_s"])
         out.append(f"| {name} | {x['seconds']:.2f} s ({alls}) | {x['seconds'] / (4 * single):.2f}"
                    f" | {x['cpu']:.2f} | {rss} | {x['load']:.1f} |")  # fmt: skip
-    out.append("")
+    out += [
+        "",
+        "`jetmarket backtest --grid` without `--workers`: as many processes as the load "
+        "average leaves cores idle, at least one (`research.default_workers`).",
+        "",
+    ]
     return out
 
 

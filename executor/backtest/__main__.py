@@ -48,9 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--grid",
         help="sweep, e.g. 'fast=5,10,20 slow=50,100' (implies --columnar "
-        "clickhouse unless given); one process per combination",
+        "clickhouse unless given); runs share passes over the data, in --workers processes",
     )
-    r.add_argument("--workers", type=int, help="sweep processes (default: the CPU count)")
+    r.add_argument("--workers", type=int,
+                   help="sweep processes (default: the idle cores by the load average, at "
+                   "least 1: one process and one pass on a busy machine)")  # fmt: skip
     r.add_argument("--latency-ms", type=float, default=0.0, help="order/cancel latency")
     r.add_argument(
         "--tier",

@@ -255,3 +255,16 @@ def test_hostile_inputs(loaded: Settings, tmp_path: Path) -> None:
     r.strategy = "<script>alert(1)</script>"
     page = run_report(r, tmp_path / "r").read_text()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_default_sweep_workers_are_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --workers a sweep runs a process per idle core: all cores on an idle machine,
+    one process (one pass for every run) on a busy one (measured the faster there)."""
+    import os
+
+    from executor.backtest.research import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for load, want in ((0.0, 4), (1.2, 3), (3.6, 1), (40.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert default_workers() == want, load
