@@ -13,7 +13,7 @@
  *   text outside that grammar is refused, so this reads a subset of what msgspec reads.
  * - ints (E, T, a, t, u, kline t and n): JSON integers without a leading zero, at most 18 digits.
  * - prices and quantities: `"<digits>[.<digits>]"`, no leading zero, at most 15 significant
- *   digits and below 1e15 (the schemas' bound). 15 significant digits survive the trip to
+ *   digits, below 1e15 (the schemas' bound) and not below 1e-290. 15 significant digits survive the trip to
  *   a double and back, so the shortest form of that double, which msgspec writes, is the
  *   decimal itself without its zeros: written here straight from the text, in msgspec's
  *   notation (fixed from 1e-5 up, else `1.5e-7`). Zero prices and quantities where the
@@ -185,8 +185,8 @@ decimal(Reader *r, int positive, char *out, int *outlen)
         *outlen = 3;
         return 1;
     }
-    if (fe - d > 15)
-        return 0;
+    if (fe - d > 15 || d - fp > 290)
+        return 0; /* past 1e-290 doubles lose digits (subnormals) and then become 0 */
     int exp10 = -(int)(d - fp) - 1; /* the first significant digit's power of ten */
     if (exp10 >= -5) {
         memcpy(o, "0.", 2);
@@ -609,7 +609,10 @@ fast(Handler *self, PyObject *frame)
         goto refuse;
 
     /* the payload, then the message id */
-    char buf[1024], idbuf[400];
+    /* bounds: venue <= 100, symbol <= 200, interval <= 100 bytes (checked above), a decimal
+     * <= 28, an int with its zeros <= 26, the keys ~200: the payload stays under 1024; the id
+     * is the prefix (<= 300), the interval and two ints: under 512 */
+    char buf[1024], idbuf[512];
     Writer w = {buf};
     if (self->kind == BOOK_TICKER)
         PUTS(&w, "{\"type\":\"bbo\",\"venue\":\"");
