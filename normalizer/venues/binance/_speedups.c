@@ -91,10 +91,10 @@ integer(Reader *r, long long *out)
     const char *start = r->p;
     long long v = 0;
     while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        if (r->p - start >= 18)
+            return 0; /* a 19th digit: msgspec decides (and v * 10 would overflow) */
         v = v * 10 + (*r->p - '0');
         r->p++;
-        if (r->p - start > 18)
-            return 0;
     }
     Py_ssize_t n = r->p - start;
     if (n == 0 || (n > 1 && *start == '0'))
