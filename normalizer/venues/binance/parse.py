@@ -40,6 +40,12 @@ Quirks of the real feeds (each has a regression test in tests/venues/binance/tes
   ``"r":""``): no funding applies, so only the mark comes out, never a funding rate of 0.
 - Frames of other venues' retired APIs are not Binance's concern; an unroutable frame is
   dead-lettered as ``unknown channel 'unknown'``.
+
+Speed (issue 24): the plain frames of aggTrade, trade, bookTicker and kline (spot, USDⓈ-M)
+are read and written in C (``_speedups.c``, built by ``pip install -e .`` when the machine
+has a C compiler): ~2.5x fewer ns per frame. Every other frame, and every frame when it is
+not built, runs the Python handlers below, which stay the definition: the C path's output is
+theirs byte for byte (tests/venues/binance/test_golden.py, test_speedups.py).
 """
 
 from __future__ import annotations
