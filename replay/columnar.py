@@ -666,6 +666,81 @@ def ahead(it: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
         t.join(5)
 
 
+class Shared:
+    """Several table streams that share one connection (ClickHouse: one client, one query at
+    a time) fetched ahead by one thread: next for the stream whose fetched rows end earliest
+    in receive time, as long as fewer than ``depth`` of its tables wait. The merge releases
+    nothing past the smallest of those ends, so that is the stream it waits for; with a
+    thread a stream, the first to take the connection fetched its ``depth`` windows before
+    any other stream had its first (measured: first batch after 270 ms, 60 ms after the
+    connection here). ``streams[k]`` yields ``its[k]``'s items in order; an error is raised
+    in the stream it came from."""
+
+    def __init__(self, its: dict[str, Iterator[pa.Table]], depth: int = 2) -> None:
+        self.its = its
+        self.depth = depth
+        self.queues: dict[str, queue.Queue[tuple[str, Any]]] = {k: queue.Queue() for k in its}
+        self.ends = dict.fromkeys(its, -(2**63))  # last ts_recv fetched, per stream
+        self.room = threading.Condition()  # a consumer took an item (or left)
+        self.stop = False
+        self.thread = threading.Thread(target=self._pump, name="columnar-ahead", daemon=True)
+        self.streams = {k: self._stream(k) for k in its}
+        self.started = False
+
+    def _pump(self) -> None:
+        live = list(self.its)
+        while live:
+            with self.room:
+                while not self.stop and all(self.queues[k].qsize() >= self.depth for k in live):
+                    self.room.wait(0.1)
+                if self.stop:
+                    return
+                k = min((k for k in live if self.queues[k].qsize() < self.depth),
+                        key=self.ends.__getitem__)  # fmt: skip
+            try:
+                tb = next(self.its[k])
+            except StopIteration:
+                self.queues[k].put(("end", None))
+                live.remove(k)
+                continue
+            except BaseException as exc:  # handed to the consumer, raised there
+                self.queues[k].put(("error", exc))
+                live.remove(k)
+                continue
+            if tb.num_rows:
+                self.ends[k] = int(_numpy(tb.column(TS))[-1])
+            self.queues[k].put(("item", tb))
+
+    def _stream(self, k: str) -> Iterator[pa.Table]:
+        if not self.started:
+            self.started = True
+            self.thread.start()
+        ended = False
+        try:
+            while True:
+                what, item = self.queues[k].get()
+                with self.room:
+                    self.room.notify()
+                if what == "item":
+                    yield item
+                elif what == "end":
+                    ended = True
+                    return
+                else:
+                    raise item
+        finally:
+            if not ended:  # left early (closed, or an error): nothing more is wanted
+                self.close()
+
+    def close(self) -> None:
+        """Stops the thread (idempotent); called when any stream is closed."""
+        with self.room:
+            self.stop = True
+            self.room.notify()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(5)
+
+
 def _sliced(it: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
     """``it``'s tables in slices of at most ``rows`` (zero-copy)."""
     for tb in it:
@@ -709,21 +784,22 @@ class Columnar:
             if not self.dsn:
                 raise ColumnarError("no ClickHouse DSN (settings.clickhouse.dsn)")
             ch = ClickHouseTables(self.dsn, self.page_rows)
-            out = {}
+            its = {}
             for k, pairs in self.filters.items():
                 names = [*schemas.MARKET_TYPES[k].__struct_fields__, SEQ]
                 table = TABLES[k]
                 if not ch.rows(f"EXISTS TABLE {table}")[0][0]:
                     continue
-                it = ch.chunks(table, names, _where(pairs), self.start_ns, self.end_ns)
-                out[k] = ahead(it)
+                its[k] = ch.chunks(table, names, _where(pairs), self.start_ns, self.end_ns)
+            shared = Shared(its)
 
             def close() -> None:
-                for it in out.values():
-                    it.close()  # type: ignore[attr-defined]  # stops the fetch threads first
+                shared.close()  # stops the fetch thread before the client goes
+                for it in shared.streams.values():
+                    it.close()  # type: ignore[attr-defined]
                 ch.close()
 
-            return out, close
+            return shared.streams, close
         files = parquet_files(self.source)
         out = {
             k: ahead(parquet_chunks(files[k], pairs, self.start_ns, self.end_ns, self.page_rows))

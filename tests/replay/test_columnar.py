@@ -135,6 +135,30 @@ async def test_windows_bounded_by_event_time_miss_nothing(settings: Settings, nc
     assert want and key(columnar(settings, page_rows=9, **rng)) == key(want)
 
 
+def test_fetch_thread_stops_on_early_exit_and_errors_reach_the_caller(loaded: Settings) -> None:
+    """The one thread fetching every table's windows stops when the caller leaves early (no
+    thread left behind, the database opens again), and a table's error (here a column the
+    schema has and the table lost) is raised to the caller, not lost in the thread."""
+    import threading
+
+    import clickhouse_connect
+
+    def fetchers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "columnar-ahead"]
+
+    for b in replay_batches(loaded, types=["trade", "depth"], page_rows=7):
+        assert len(b) and len(fetchers()) == 1
+        break
+    assert not fetchers()
+    assert len(list(Columnar(loaded, types=["trade", "depth"], page_rows=7))) == 650
+    client = clickhouse_connect.get_client(dsn=loaded.clickhouse.dsn)
+    client.command("ALTER TABLE depth DROP COLUMN levels")
+    client.close()
+    with pytest.raises(ColumnarError, match="table depth has no column levels"):
+        list(Columnar(loaded, types=["trade", "depth"], page_rows=7))
+    assert not fetchers()
+
+
 def test_batches_carry_arrow_columns(loaded: Settings) -> None:
     n = 0
     for b in replay_batches(loaded, types=["trade", "depth"], symbols=["BTC-USDT"], page_rows=40):
