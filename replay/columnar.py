@@ -324,7 +324,7 @@ class ClickHouseTables:
             raise ColumnarError(f"cannot open ClickHouse {dsn}: {exc}{hint}") from None
         self.bytes = 0
         self._types: dict[str, dict[str, str]] = {}
-        # the client is not thread-safe; the windows are fetched ahead on other threads
+        # the client is not thread-safe; the windows are fetched ahead on another thread
         self.lock = threading.Lock()
 
     def close(self) -> None:
