@@ -1,6 +1,6 @@
-/* The Binance parsers' hottest channels in C (issue 24): aggTrade, trade and bookTicker of
- * spot and USDⓈ-M. Optional: built by `pip install -e .` (setup.py) when the machine has a C
- * compiler; parse.py runs the pure-Python handlers alone when it is absent.
+/* The Binance parsers' hottest channels in C (issue 24): aggTrade, trade, bookTicker, kline
+ * and depth of spot and USDⓈ-M. Optional: built by `pip install -e .` (setup.py) when the
+ * machine has a C compiler; parse.py runs the pure-Python handlers alone when it is absent.
  *
  * A Handler takes only the plainest frames and refuses everything else to the Python handler
  * (`fallback`), which decodes the frame with msgspec and decides: a dead letter, an off-book
@@ -11,7 +11,7 @@
  * - JSON: `{"stream":"<ascii>","data":{...}}`, keys and strings in plain ASCII with no
  *   escapes, no key twice, values of the other keys skipped (nested at most 8 deep). Any
  *   text outside that grammar is refused, so this reads a subset of what msgspec reads.
- * - ints (E, T, a, t, u, kline t and n): JSON integers without a leading zero, at most 18 digits.
+ * - ints (E, T, a, t, u, U, pu, kline t and n): JSON integers without a leading zero, at most 18 digits.
  * - prices and quantities: `"<digits>[.<digits>]"`, no leading zero, at most 15 significant
  *   digits, below 1e15 (the schemas' bound) and not below 1e-290. 15 significant digits survive the trip to
  *   a double and back, so the shortest form of that double, which msgspec writes, is the
@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <string.h>
 
-enum { AGG_TRADE = 0, TRADE = 1, BOOK_TICKER = 2, KLINE = 3 };
+enum { AGG_TRADE = 0, TRADE = 1, BOOK_TICKER = 2, KLINE = 3, DEPTH = 4, DEPTH_USDM = 5 };
 
 static PyObject *s_data, *s_native_symbol, *s_ts_recv;
 
@@ -293,10 +293,14 @@ typedef struct {
     int x;
     char o[40], c[40], h[40], l[40], v[40];
     int o_n, c_n, h_n, l_n, v_n;
+    /* depth: update ids, and where the levels start in the frame (read again to write) */
+    long long U, u, pu;
+    const char *bids, *asks;
 } Event;
 
 enum { F_E_TYPE = 1, F_E = 2, F_S = 4, F_ID = 8, F_P = 16, F_Q = 32, F_T = 64, F_M = 128,
-       F_X = 256, F_B = 512, F_BQ = 1024, F_A = 2048, F_AQ = 4096 };
+       F_X = 256, F_B = 512, F_BQ = 1024, F_A = 2048, F_AQ = 4096,
+       /* depth */ F_FIRST = 8192, F_LAST = 16384, F_PREV = 32768 };
 
 #define ONCE(bit)              \
     do {                       \
@@ -356,10 +360,43 @@ kline_body(Reader *r, Event *ev)
     return ev->k_seen == K_ALL;
 }
 
+typedef struct Writer Writer;
+static int levels(Reader *r, Writer *w);
+
+/* One key of a depth update. */
+static int
+depth_field(int kind, Reader *r, const char *k, Py_ssize_t kn, Event *ev)
+{
+    if (kn == 2 && k[0] == 'p' && k[1] == 'u' && kind == DEPTH_USDM) {
+        ONCE(F_PREV);
+        return integer(r, &ev->pu);
+    }
+    switch (kn == 1 ? k[0] : 0) {
+    case 'e': ONCE(F_E_TYPE); return plain_string(r, &ev->e, &ev->e_n);
+    case 'E': ONCE(F_E); return integer(r, &ev->E);
+    case 's': ONCE(F_S); return plain_string(r, &ev->s, &ev->s_n);
+    case 'U': ONCE(F_FIRST); return integer(r, &ev->U);
+    case 'u': ONCE(F_LAST); return integer(r, &ev->u);
+    case 'b':
+        ONCE(F_B);
+        ws(r);
+        ev->bids = r->p;
+        return levels(r, NULL);
+    case 'a':
+        ONCE(F_A);
+        ws(r);
+        ev->asks = r->p;
+        return levels(r, NULL);
+    default: return skip(r, 1);
+    }
+}
+
 /* One key's value into `ev`; 0 refuses the frame. */
 static int
 field(int kind, Reader *r, const char *k, Py_ssize_t kn, Event *ev)
 {
+    if (kind == DEPTH || kind == DEPTH_USDM)
+        return depth_field(kind, r, k, kn, ev);
     char c = kn == 1 ? k[0] : 0;
     if (kind == BOOK_TICKER) {
         switch (c) {
@@ -445,18 +482,21 @@ read_frame(int kind, const char *p, Py_ssize_t n, Event *ev)
     ws(&r);
     if (r.p != r.end)
         return 0;
-    unsigned want = kind == BOOK_TICKER ? (F_ID | F_S | F_B | F_BQ | F_A | F_AQ)
-                    : kind == KLINE     ? (F_E_TYPE | F_E | F_S | F_ID)
-                                        : (F_E_TYPE | F_E | F_S | F_ID | F_P | F_Q | F_T | F_M);
+    unsigned depth = F_E_TYPE | F_E | F_S | F_FIRST | F_LAST | F_B | F_A;
+    unsigned want = kind == BOOK_TICKER  ? (F_ID | F_S | F_B | F_BQ | F_A | F_AQ)
+                    : kind == KLINE      ? (F_E_TYPE | F_E | F_S | F_ID)
+                    : kind == DEPTH      ? depth
+                    : kind == DEPTH_USDM ? (depth | F_PREV)
+                                         : (F_E_TYPE | F_E | F_S | F_ID | F_P | F_Q | F_T | F_M);
     return (ev->seen & want) == want;
 }
 
 /* ------------------------------------------------------------------------------------- */
 /* writing                                                                               */
 
-typedef struct {
+struct Writer {
     char *p;
-} Writer;
+};
 
 static inline void
 put(Writer *w, const char *s, Py_ssize_t n)
@@ -466,6 +506,45 @@ put(Writer *w, const char *s, Py_ssize_t n)
 }
 
 #define PUTS(w, lit) put((w), (lit), sizeof(lit) - 1)
+
+/* A list of [price, size] levels, each decimal as in `decimal`; written to `w` too unless
+ * it is NULL. Written, a level is never longer than its text in the frame. */
+static int
+levels(Reader *r, Writer *w)
+{
+    char pb[40], sb[40];
+    int pn, sn;
+    if (!lit(r, '['))
+        return 0;
+    if (w)
+        *w->p++ = '[';
+    if (lit(r, ']')) {
+        if (w)
+            *w->p++ = ']';
+        return 1;
+    }
+    for (int first = 1;; first = 0) {
+        if (!lit(r, '[') || !decimal(r, 1, pb, &pn) || !lit(r, ',') || !decimal(r, 0, sb, &sn) ||
+            !lit(r, ']'))
+            return 0; /* a level is [price, size], exactly */
+        if (w) {
+            if (!first)
+                *w->p++ = ',';
+            *w->p++ = '[';
+            put(w, pb, pn);
+            *w->p++ = ',';
+            put(w, sb, sn);
+            *w->p++ = ']';
+        }
+        if (lit(r, ','))
+            continue;
+        if (!lit(r, ']'))
+            return 0;
+        if (w)
+            *w->p++ = ']';
+        return 1;
+    }
+}
 
 /* `v`, then `zeros` zeros (v * 10**zeros without overflow) */
 static void
@@ -554,6 +633,9 @@ fast(Handler *self, PyObject *frame)
         goto refuse;
     if (self->kind == KLINE && (ev.e_n != 5 || memcmp(ev.e, "kline", 5)))
         goto refuse;
+    int depth = self->kind == DEPTH || self->kind == DEPTH_USDM;
+    if (depth && (ev.e_n != 11 || memcmp(ev.e, "depthUpdate", 11) || ev.U > ev.u))
+        goto refuse; /* U > u: Python names the dead letter */
     if (self->kind == TRADE) {
         if (ev.e_n != 5 || memcmp(ev.e, "trade", 5))
             goto refuse;
@@ -601,7 +683,7 @@ fast(Handler *self, PyObject *frame)
         event_ms = has ? ev.E : ts_recv;
         event_zeros = has ? 6 : 0;
     }
-    else if (self->kind == KLINE)
+    else if (self->kind == KLINE || depth)
         event_ms = ev.E;
     else
         event_ms = ev.T;
@@ -612,9 +694,17 @@ fast(Handler *self, PyObject *frame)
     /* bounds: venue <= 100, symbol <= 200, interval <= 100 bytes (checked above), a decimal
      * <= 28, an int with its zeros <= 26, the keys ~200: the payload stays under 1024; the id
      * is the prefix (<= 300), the interval and two ints: under 512 */
-    char buf[1024], idbuf[512];
+    char stack[1024], idbuf[512];
+    /* a depth update's levels, written, are never longer than in the frame */
+    char *buf = depth ? PyMem_Malloc(PyBytes_GET_SIZE(raw) + 1024) : stack;
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
     Writer w = {buf};
-    if (self->kind == BOOK_TICKER)
+    if (depth)
+        PUTS(&w, "{\"type\":\"book\",\"venue\":\"");
+    else if (self->kind == BOOK_TICKER)
         PUTS(&w, "{\"type\":\"bbo\",\"venue\":\"");
     else if (self->kind == KLINE)
         PUTS(&w, "{\"type\":\"candle\",\"venue\":\"");
@@ -642,6 +732,26 @@ fast(Handler *self, PyObject *frame)
         put_int(&w, ev.id, 0);
         PUTS(&w, "}");
         put_int(&iw, ev.id, 0);
+    }
+    else if (depth) {
+        PUTS(&w, ",\"snapshot\":false,\"bids\":");
+        Reader lr = {ev.bids, PyBytes_AS_STRING(raw) + PyBytes_GET_SIZE(raw)};
+        levels(&lr, &w); /* read once already: it cannot fail now */
+        PUTS(&w, ",\"asks\":");
+        lr.p = ev.asks;
+        levels(&lr, &w);
+        PUTS(&w, ",\"seq\":");
+        put_int(&w, ev.u, 0);
+        if (self->kind == DEPTH_USDM) {
+            PUTS(&w, ",\"prev_seq\":");
+            put_int(&w, ev.pu, 0);
+        }
+        else
+            PUTS(&w, ",\"prev_seq\":null");
+        PUTS(&w, ",\"first_seq\":");
+        put_int(&w, ev.U, 0);
+        PUTS(&w, ",\"checksum\":null}");
+        put_int(&iw, ev.u, 0);
     }
     else if (self->kind == KLINE) {
         PUTS(&w, ",\"interval\":\"");
@@ -692,6 +802,8 @@ fast(Handler *self, PyObject *frame)
             PUTS(&w, "false}");
     }
     PyObject *data = PyBytes_FromStringAndSize(buf, w.p - buf);
+    if (buf != stack)
+        PyMem_Free(buf);
     if (data == NULL)
         goto error;
     PyObject *msg_id = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, idbuf, iw.p - idbuf);
@@ -780,8 +892,10 @@ handler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iUOO!O", kwlist, &kind, &venue, &out_type,
                                      &PyDict_Type, &names, &fallback))
         return NULL;
-    if (kind < AGG_TRADE || kind > KLINE) {
-        PyErr_SetString(PyExc_ValueError, "kind: 0 aggTrade, 1 trade, 2 bookTicker, 3 kline");
+    if (kind < AGG_TRADE || kind > DEPTH_USDM) {
+        PyErr_SetString(PyExc_ValueError,
+                        "kind: 0 aggTrade, 1 trade, 2 bookTicker, 3 kline, 4 depth (spot), "
+                        "5 depth (USDⓈ-M)");
         return NULL;
     }
     if (!PyType_Check(out_type) || !PyType_IsSubtype((PyTypeObject *)out_type, &PyTuple_Type)) {

@@ -41,8 +41,8 @@ Quirks of the real feeds (each has a regression test in tests/venues/binance/tes
 - Frames of other venues' retired APIs are not Binance's concern; an unroutable frame is
   dead-lettered as ``unknown channel 'unknown'``.
 
-Speed (issue 24): the plain frames of aggTrade, trade, bookTicker and kline (spot, USDⓈ-M)
-are read and written in C (``_speedups.c``, built by ``pip install -e .`` when the machine
+Speed (issue 24): the plain frames of aggTrade, trade, bookTicker, kline and depth (spot,
+USDⓈ-M) are read and written in C (``_speedups.c``, built by ``pip install -e .`` when the machine
 has a C compiler): ~2.5x fewer ns per frame. Every other frame, and every frame when it is
 not built, runs the Python handlers below, which stay the definition: the C path's output is
 theirs byte for byte (tests/venues/binance/test_golden.py, test_speedups.py).
@@ -190,7 +190,10 @@ class _Binance(Parser):
     )  # fmt: skip
     # channels whose plain frames run in C (_speedups.c) when it is built; the Python handler
     # takes every frame the C path refuses
-    compiled_channels: ClassVar[tuple[str, ...]] = ("aggTrade", "trade", "bookTicker", "kline")
+    compiled_channels: ClassVar[tuple[str, ...]] = (
+        "aggTrade", "trade", "bookTicker", "kline", "depth",
+    )  # fmt: skip
+    depth_kind: ClassVar[int] = 4  # the C Handler's kind: spot's depth (5: USDⓈ-M's, with pu)
 
     def __init__(self, *, compiled: bool | None = None) -> None:
         """``compiled``: run the C handlers (default: when built); False runs only Python
@@ -204,7 +207,8 @@ class _Binance(Parser):
         if not self.compiled:
             return
         kinds = {"aggTrade": (0, self._trade_names), "trade": (1, self._trade_names),
-                 "bookTicker": (2, self._bbo_names), "kline": (3, self._candle_names)}  # fmt: skip
+                 "bookTicker": (2, self._bbo_names), "kline": (3, self._candle_names),
+                 "depth": (self.depth_kind, self._book_names)}  # fmt: skip
         for channel in self.compiled_channels:
             kind, names = kinds[channel]
             self._dispatch[channel] = _speedups.Handler(
@@ -346,6 +350,7 @@ class BinanceUsdmParser(_Binance):
     to_symbol = staticmethod(symbols.binance_usdm)
     depth_decoder = wire.decoder(wire.Envelope[wire.FuturesDepthEvent])  # requires pu
     snapshot_decoder = wire.decoder(wire.FuturesDepthSnapshot)
+    depth_kind = 5
     _aggTrade = _agg_trade_handler(_agg_usdm.decode)
     _depth = _depth_handler(depth_decoder.decode, futures=True)
     channels = {
