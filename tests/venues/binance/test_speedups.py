@@ -225,3 +225,17 @@ def test_the_compiled_path_is_refused_when_not_built(monkeypatch: pytest.MonkeyP
     assert BinanceSpotParser().compiled is False  # the Python handlers alone
     with pytest.raises(RuntimeError, match="not built"):
         BinanceSpotParser(compiled=True)
+
+
+@pytest.mark.parametrize("cls", [BinanceSpotParser, BinanceUsdmParser])
+def test_a_depth_update_of_thousands_of_levels(cls: type) -> None:
+    """The C path sizes its output from the frame: 5,000 levels a side, the longest decimals
+    it takes, come out as Python writes them (and from C, not refused)."""
+    side = [[f"{10**13 + i}.{i % 10}", f"0.0000{i + 1:010d}"] for i in range(5_000)]
+    event = {"e": "depthUpdate", "E": 1, "T": 1, "s": "BTCUSDT", "U": 5, "u": 9, "pu": 4,
+             "b": side, "a": side[::-1]}  # fmt: skip
+    frame = Frame("depth", "BTCUSDT", msgspec.json.encode({"stream": "x", "data": event}), 7, 1)
+    fast, slow = cls(compiled=True), cls(compiled=False)
+    want = slow.parse(frame)
+    assert fast.parse(frame) == want
+    assert fast._dispatch["depth"].fast(frame) == want
