@@ -179,9 +179,16 @@ class RawPublisher(LossRecords):
         nc = self.nc
         if not nc.is_connected or nc.is_draining_pubs:
             return False
-        head = wire.hpub_raw(subject, recv_ns, conn, len(data))
-        # the same two steps nc.publish ends with: queue the command, wake the flusher
-        await nc._send_command(b"".join((head, data, wire.CRLF)))
+        cmd = b"".join((wire.hpub_raw(subject, recv_ns, conn, len(data)), data, wire.CRLF))
+        # the same two steps nc.publish ends with: queue the command, wake the flusher.
+        # Below nats-py's pending limit queueing is what its _send_command does, done here
+        # without a coroutine per frame; over it, _send_command flushes first.
+        size = nc._pending_data_size + len(cmd)
+        if 0 < nc._max_pending_size < size:
+            await nc._send_command(cmd)
+        else:
+            nc._pending.append(cmd)
+            nc._pending_data_size = size
         if nc._flush_queue is not None and nc._flush_queue.empty():
             await nc._flush_pending()
         return True

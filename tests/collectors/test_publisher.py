@@ -40,3 +40,28 @@ async def test_every_path_publishes_the_frames_own_headers(js: JetStreamContext)
         subjects.H_CONN: "conn-2",
         subjects.H_MSG_ID: "m",
     }
+
+
+async def test_frames_past_the_clients_pending_limit_are_flushed_not_lost(
+    js: JetStreamContext,
+) -> None:
+    """The hot path queues a frame itself below nats-py's pending limit and hands it to
+    nats-py (which flushes first) above it: with a limit of a few frames, every frame of
+    a burst still reaches RAW, in order."""
+    nc = js._nc
+    limit = nc._max_pending_size
+    nc._max_pending_size = 2048  # ~10 frames
+    try:
+        pub = RawPublisher(nc, js, "binance", flush_every=10**9)
+        n = 500
+        for i in range(n):
+            await pub.publish("trade", "BTCUSDT", b'{"i":%05d}' % i + b" " * 150, i + 1, "c")
+        await pub.publish("trade", "BTCUSDT", b"end", n + 1, "c", durable=True)
+    finally:
+        nc._max_pending_size = limit
+    assert pub.confirmed == n + 1
+    info = await js.stream_info(STREAM_RAW)
+    assert info.state.messages == n + 1
+    for seq in (1, 137, n):
+        m = await js.get_msg(STREAM_RAW, seq)
+        assert m.data.startswith(b'{"i":%05d}' % (seq - 1))
