@@ -375,7 +375,8 @@ class ClickHouseTables:
         cond = _cond(where, start_ns, end_ns)
         recv, event = "toUnixTimestamp64Nano(ts_recv)", "toUnixTimestamp64Nano(ts_event)"
         # how far ts_event strays from ts_recv in the selection, where the table has one
-        has_event = "DateTime64" in self.column_types(table).get("ts_event", "")
+        # not Nullable: a bound on ts_event would drop the rows where it is NULL
+        has_event = self.column_types(table).get("ts_event", "").startswith("DateTime64")
         d = f"toInt128({recv}) - {event}"  # Int128: 1900 to 2262 does not fit Int64
         skew = f"min({d}), max({d})" if has_event else "NULL, NULL"
         n, lo, hi, d_lo, d_hi = self.rows(
