@@ -19,7 +19,8 @@ _      := $(shell mkdir -p $(TMP))
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# setup.py builds the optional C part of the Binance parsers: rebuilt when its source changes
+$(STAMP): pyproject.toml setup.py normalizer/venues/binance/_speedups.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
