@@ -26,11 +26,11 @@ from nats.aio.msg import Msg
 from benchmarks.frames import gen_depth, gen_trades
 from benchmarks.report import table
 from normalizer.core import Normalizer
-from normalizer.worker import GC_YOUNG, NormalizerWorker
+from normalizer.worker import NormalizerWorker
 from streams import subjects
 from streams.bus.connect import connect
 from streams.bus.consumer import BatchConsumer, publish_batch
-from streams.bus.runtime import Worker, start_worker
+from streams.bus.runtime import Worker, collect_young_every, start_worker
 from streams.bus.server import NatsServer, free_port
 from streams.provision import STREAM_MARKET, STREAM_RAW, provision
 from streams.settings import ConsumerSettings, NatsServerSettings, Settings, from_mapping
@@ -143,7 +143,7 @@ async def bench_over_nats(n: int) -> tuple[float, float]:
         # the relay runs with the garbage collector set as the normalizer sets it in its
         # own process (NormalizerWorker.run): the two differ in their work only
         gc_default = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG, *gc_default[1:])
+        collect_young_every()
         t0 = time.perf_counter()
         await _relay(w, n)
         await _wait_stream(w.js, "RELAY", n)

