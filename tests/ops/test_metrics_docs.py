@@ -14,8 +14,9 @@ def code_metrics() -> set[str]:
     code: set[str] = set()
     for comp in COMPONENTS:
         for f in (ROOT / comp).rglob("*.py"):
+            # Counter("name", ...) and executor.metrics.per_account(Counter, "name", ...)
             code |= set(
-                re.findall(r'(?:Counter|Gauge|Histogram)\(\s*"(jetmarket_\w+)"', f.read_text())
+                re.findall(r'(?:Counter|Gauge|Histogram)[(,]\s*"(jetmarket_\w+)"', f.read_text())
             )
     return code
 
