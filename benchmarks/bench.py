@@ -702,6 +702,38 @@ uvloop.run(main())
 """
 
 
+def bench_research_goals(rp_col: list, bt: dict) -> list[str]:  # type: ignore[type-arg]
+    """Issue 22's goals rows: typed columnar replay against the raw scan, backtest events/s,
+    a 4-run sweep against 4 x a single run."""
+    rate = {(d, w): r["messages"] / r["seconds"] for d, w, r in rp_col if r["seconds"] > 0}
+    out = []
+    for data in ("trades", "trades + depth"):
+        scan = rate[(data, "scan")]
+        for src in ("clickhouse", "parquet"):
+            typed = rate[(data, f"{src}_typed")]
+            out.append(
+                f"| typed columnar replay from {src} ({data}) >= 1M msg/s and >= 0.5 of the raw"
+                f" scan (issue 22) | {typed:,.0f} msg/s, {typed / scan:.2f} of the scan |"
+                f" ClickHouse raw scan {scan:,.0f} msg/s |"
+                f" {_goal(typed >= 1_000_000 and typed / scan >= 0.5)} |"
+            )
+    ev = {}
+    for src in ("clickhouse", "parquet"):
+        x = bt[src]
+        ev[src] = x["events"] // len(x["digests"]) / x["run_seconds"]
+    out.append(
+        f"| research backtest >= 300k events/s (issue 22) | ClickHouse {ev['clickhouse']:,.0f},"
+        f" Parquet {ev['parquet']:,.0f} events/s | | {_goal(min(ev.values()) >= 300_000)} |"
+    )
+    single = bt["parquet"]["seconds"]
+    best = min(bt[m]["seconds"] for m in ("sequential", "parallel"))
+    out.append(
+        f"| a 4-run sweep vs 4 x a single run (issue 22: reported) | {best:.2f} s"
+        f" ({best / (4 * single):.2f} of 4 x single) | 4 x single {4 * single:.2f} s | |"
+    )
+    return out
+
+
 def main() -> None:
     import uvloop
 
@@ -738,7 +770,10 @@ def main() -> None:
     e2e_nr = uvloop.run(bench_e2e_throughput(e2e_rate, e2e_s, store_raw=False))
     r2m_rate, r2m_s = 5000, 10
     print(f"recv -> market latency at {r2m_rate} trades/s ...", flush=True)
-    r2m = uvloop.run(bench_recv_to_market(r2m_rate, r2m_s))
+    # five runs (issue 24: p99 <= 5 ms in at least 4 of 5); the section shows the median run
+    r2m_runs = [uvloop.run(bench_recv_to_market(r2m_rate, r2m_s)) for _ in range(5)]
+    r2m = sorted(r2m_runs, key=lambda r: r["p99"])[2]
+    r2m_met = sum(r["p99"] <= 5.0 for r in r2m_runs)
     lat_rate, lat_s = 2000, 10
     print(f"recv -> row visible latency at {lat_rate} trades/s ...", flush=True)
     p50, p99, poll_ms, samples = uvloop.run(bench_latency(lat_rate, lat_s))
@@ -770,6 +805,20 @@ def main() -> None:
     n_ccxt = sum(len(rows) for _, rows in vs_ccxt)
     below = [(v, ch, ours / base) for v, rows in venues for ch, ours, base in rows
              if ours / base < 0.4]  # fmt: skip
+    r2m_p99s = " / ".join(f"{r['p99']:.1f}" for r in r2m_runs)
+    r2m_raw_p99s = " / ".join(f"{r['raw_p99']:.1f}" for r in r2m_runs)
+    rounds_text = ", ".join(f"{m / r:.2f}" for m, r in rounds)
+    cryptofeed_goal = []
+    if vs_cryptofeed:  # (channel, frames, ours/s, theirs/s, json ours, json theirs, pure/s)
+        cf = min((row[2] / row[3], row[0], row[6] / row[3]) for row in vs_cryptofeed)
+        cryptofeed_goal.append(
+            f"| parsing >= 3x cryptofeed's handlers on every channel both handle, real recorded"
+            f" frames (issue 24) | worst {cf[0]:.2f}x ({cf[1]}); {len(vs_cryptofeed)} channels;"
+            f" pure Python without the C part: worst"
+            f" {min(row[6] / row[3] for row in vs_cryptofeed):.2f}x | cryptofeed in the same"
+            f" run | {_goal(cf[0] >= 3.0)} |"
+        )
+    research_goals = bench_research_goals(rp_col, bt)
     lines = [
         "# Benchmarks",
         "",
@@ -784,18 +833,22 @@ def main() -> None:
         "",
         "| goal | measured | same-run baseline | verdict |",
         "|---|---:|---:|---|",
-        f"| normalizer over NATS >= 80% of a do-nothing relay | {norm / relay:.2f} of relay |"
-        f" relay {relay:,.0f} msg/s | {_goal(norm / relay >= 0.8)} |",
+        f"| normalizer over NATS >= 0.85 of a do-nothing relay (issue 24; median of 3 rounds)"
+        f" | {norm / relay:.2f} of relay ({rounds_text}) |"
+        f" relay {relay:,.0f} msg/s | {_goal(norm / relay >= 0.85)} |",
         f"| normalizer over NATS >= 60k msg/s | {norm:,.0f} msg/s | relay {relay:,.0f} msg/s |"
         f" {_goal(norm >= 60_000)} |",
-        f"| end to end collector -> ClickHouse >= 30k msg/s sustained, 0 loss |"
+        f"| end to end collector -> ClickHouse >= 50k msg/s sustained, 0 lost, 0 dup"
+        f" (issue 24; 30k in issue 9) |"
         f" {e2e['sustained']:,.0f} msg/s, lost {e2e['lost']:.0f}, dup {e2e['dup']:.0f}"
         f" (`store_raw` off: {e2e_nr['sustained']:,.0f} msg/s, lost {e2e_nr['lost']:.0f},"
         f" dup {e2e_nr['dup']:.0f}) | offered {e2e['offered_rate']:,.0f} msg/s |"
-        f" {_goal(e2e['sustained'] >= 30_000 and e2e['lost'] == 0 and e2e['dup'] == 0)} |",
-        f"| recv -> market p99 <= 5 ms at {r2m_rate} msg/s | p99 {r2m['p99']:.1f} ms"
-        f" (p50 {r2m['p50']:.1f}) | recv -> raw p99 {r2m['raw_p99']:.1f} ms"
-        f" (p50 {r2m['raw_p50']:.1f}) | {_goal(r2m['p99'] <= 5.0)} |",
+        f" {_goal(e2e['sustained'] >= 50_000 and e2e['lost'] == 0 and e2e['dup'] == 0)} |",
+        f"| recv -> market p99 <= 5 ms at {r2m_rate} msg/s in at least 4 of 5 runs |"
+        f" p99 {r2m_p99s} ms ({r2m_met} of 5 met) | recv -> raw p99 {r2m_raw_p99s} ms |"
+        f" {_goal(r2m_met >= 4)} |",
+        *cryptofeed_goal,
+        *research_goals,
         f"| in-process parsing >= 2.5x a leading Python feed handler's parser (ccxt pro,"
         f" offline), every compared venue/channel | worst {ccxt_worst[0]:.1f}x"
         f" ({ccxt_worst[1]} {ccxt_worst[2]}); {n_ccxt} channels of {len(vs_ccxt)} venues |"
@@ -924,7 +977,8 @@ Kraken instruments (ccxt has no handler for them). Goal: >= 2.5x.""",
         f" {sum(v for k, v in e2e.items() if k.startswith('rss_mb:')):.0f} /"
         f" {sum(v for k, v in e2e_nr.items() if k.startswith('rss_mb:')):.0f} |",
         "",
-        f"## recv -> market latency at {r2m_rate:,} trades/s for {r2m_s} s",
+        f"## recv -> market latency at {r2m_rate:,} trades/s for {r2m_s} s (the median of five"
+        " runs by p99; every run's p99 is in the goals table)",
         "",
         "Same processes as above. A core subscriber on `market.trade.binance.>` stamps each",
         "message's arrival; latency = arrival - the raw frame's `Jm-Recv-Ns` (carried as",
