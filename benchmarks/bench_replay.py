@@ -31,7 +31,9 @@ def _settings(tmp: Path, url: str) -> Settings:
     return from_mapping(
         {
             "nats": {"url": url, "credentials_dir": str(tmp / "creds")},
-            "clickhouse": {"dsn": f"chdb://{tmp / 'ch'}"},
+            # the frames' receive times start in 2023 (T0): under raw_frames' default 30-day
+            # TTL the sink's rows would expire as they land and _wait_sink would wait forever
+            "clickhouse": {"dsn": f"chdb://{tmp / 'ch'}", "ttl_days": {"raw_frames": 0}},
             "metrics": {"ports": {}},
             "log": {"level": "WARNING"},
             "sink": {"flush_interval_s": 0.2},
@@ -78,10 +80,11 @@ async def _rate(settings: Settings, **kw: object) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), n
 
 
-async def _wait_sink(settings: Settings, n: int) -> None:
+async def _wait_sink(settings: Settings, n: int, timeout_s: float = 300) -> None:
     nc = await connect(settings.nats, "bench-wait")
+    deadline = time.monotonic() + timeout_s
     try:
-        while True:
+        while time.monotonic() < deadline:
             try:
                 res = await sqlmod.query(nc, "SELECT (SELECT count() FROM trades) + "
                                          "(SELECT count() FROM raw_frames)", timeout=5)  # fmt: skip
@@ -90,6 +93,7 @@ async def _wait_sink(settings: Settings, n: int) -> None:
             except sqlmod.SqlError:
                 pass
             await asyncio.sleep(0.2)
+        raise TimeoutError(f"the sink stored fewer than {2 * n} rows in {timeout_s:.0f} s")
     finally:
         await nc.close()
 
