@@ -68,6 +68,7 @@ def child(mode: str, tmp: str, n: int) -> dict[str, Any]:
     import os
     import resource
 
+    from benchmarks.proc import peak_rss_bytes
     from executor.backtest.research import arrow_for_sweep, parse_grid, run_one, sweep
     from executor.backtest.runner import load_strategy
     from replay.export import export
@@ -105,9 +106,10 @@ def child(mode: str, tmp: str, n: int) -> dict[str, Any]:
     out["run_seconds"] = res[0].seconds
     out["fills"] = res[0].metrics["fills"]
     out["digests"] = [r.digest for r in res]
-    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    out["rss"] = me.ru_maxrss * 1024
-    out["worker_rss"] = kids.ru_maxrss * 1024  # the largest worker process (parallel sweep)
+    out["rss"] = peak_rss_bytes()
+    # the largest worker process (parallel sweep); forked from this one, so at least its size
+    # at the fork
+    out["worker_rss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return out
 
 

@@ -176,13 +176,13 @@ def _child(what: str, dsn: str, types: list[str], out: str) -> dict[str, float]:
     threads: ClickHouse's, the fetch-ahead thread's), peak RSS, the 1-minute load average
     when it started."""
     import os
-    import resource
 
     # imports are not part of the measurement (chdb's: ~0.1 s, which clickhouse-connect
     # would otherwise pay inside the first path's timing); opening the database is
     import chdb  # noqa: F401
     import clickhouse_connect  # noqa: F401
 
+    from benchmarks.proc import peak_rss_bytes
     from replay.columnar import ClickHouseTables, Columnar
     from replay.export import export
     from streams.tables import TABLES
@@ -206,7 +206,7 @@ def _child(what: str, dsn: str, types: list[str], out: str) -> dict[str, float]:
             n += len(batch.messages()) if what.endswith("typed") else len(batch)
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss_bytes()
     return {"messages": float(n), "seconds": dt, "cpu": cpu, "rss": float(rss), "load": load}
 
 
