@@ -37,6 +37,7 @@ from collectors.ccxt_poller import CcxtExchangeSettings, ccxt_settings, content_
 from collectors.conn import new_conn_id
 from collectors.publisher import RawPublisher
 from streams import subjects
+from streams.bus.budget import open_budget
 from streams.bus.ccxt_tap import tap_client, tap_clients
 from streams.bus.runtime import Worker
 
@@ -264,6 +265,10 @@ class WsCollector:
                     return
 
     async def run(self) -> None:
+        # every REST call ccxt makes for this exchange (load_markets, a book snapshot some
+        # watch_order_book implementations fetch) goes through the venue's shared budget
+        # and proxy, as the REST poller's do: restarts in a loop cannot get the IP banned
+        budget = await open_budget(self.w.nc, self.id, self.cfg.limits, self.ex)
         pump = asyncio.create_task(self.pump())
         try:
             while True:
@@ -309,6 +314,7 @@ class WsCollector:
         finally:
             with contextlib.suppress(Exception):  # closing sockets that are already gone
                 await self.ex.close()
+            await budget.close()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump

@@ -203,6 +203,36 @@ async def test_raw_frames_are_the_venue_bytes(
     assert all(m.headers and int(m.headers["Jm-Recv-Ns"]) > 0 for m in got)
 
 
+async def test_load_markets_is_spent_from_the_venues_shared_rest_budget(
+    tmp_path: Path, nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    """A WebSocket venue's REST calls (load_markets at every start) come out of the same
+    shared budget as the REST poller's and the native collectors': a collector restarting
+    in a loop cannot spend weight nobody counts and get the IP banned."""
+    from prometheus_client import REGISTRY
+
+    def spent() -> float:
+        return sum(
+            s.value
+            for m in REGISTRY.collect()
+            if m.name == "jetmarket_budget_units"
+            for s in m.samples
+            if s.name == "jetmarket_budget_units_total" and s.labels.get("venue") == "bitfinex"
+        )
+
+    per_start = []
+    async with BitfinexWsEmulator() as emu:
+        section = {**_bitfinex(emu), "channels": ["trades"], "symbols": ["BTC/USD"]}
+        settings = long_tail_settings(tmp_path, nats_server.url, "bitfinex", section)
+        for _ in range(2):  # each start loads the markets again
+            before = spent()
+            async with inprocess("collector", lambda w: ccxt_ws.run(w, "bitfinex"), settings):
+                await _until(lambda: emu.subscribed(("trades",)) or bool(emu.clients and
+                             emu.clients[0].chans), "no subscription")  # fmt: skip
+            per_start.append(spent() - before)
+    assert all(x > 0 for x in per_start), f"load_markets went around the budget: {per_start}"
+
+
 async def test_a_sequence_break_ccxt_detects_becomes_a_gap_and_a_resync(
     tmp_path: Path, nats_server: NatsServer, nc: Client, js: JetStreamContext
 ) -> None:
