@@ -296,12 +296,18 @@ class Suite:
         emu.close_gone()
         stored: dict[Key, int] = await self.p.stored_trades()
         gap_rows = await self.p.query(
-            "SELECT symbol, toUnixTimestamp64Nano(ts_recv) FROM gaps WHERE venue = 'binance'",
-            max_rows=1_000_000, timeout=30,
+            "SELECT symbol, toUnixTimestamp64Nano(ts_recv), reason, detail FROM gaps"
+            " WHERE venue = 'binance'", max_rows=1_000_000, timeout=30,
         )  # fmt: skip
         gaps: dict[str, list[float]] = {}
-        for sym, ns in gap_rows:
+        # which fault a gap belongs to: when its hole began. A ``lost`` gap is written once
+        # the collector knows the frames are gone, which on a loaded machine can fall in the
+        # next phase; its detail names the first lost frame's receive time
+        born: list[float] = []
+        for sym, ns, reason, detail in gap_rows:
             gaps.setdefault(sym, []).append(int(ns) / 1e9)
+            m = _LOST_RANGE.match(detail) if reason == "lost" else None
+            born.append(min(int(ns), int(m.group(2))) / 1e9 if m else int(ns) / 1e9)
         for v in gaps.values():
             v.sort()
         # ``lost`` gaps of the trade channel: symbol -> [(first s, last s)], and their counts
@@ -337,10 +343,8 @@ class Suite:
                 table[ph.fault].recovery_s = max(ph.recovery_s)
             table[ph.fault].crashes = ph.crashes
             table[ph.fault].problems = ph.problems
-        for sym, times in gaps.items():
-            del sym
-            for t in times:
-                table[self.phases[bisect.bisect_right(starts, t) - 1].fault].gaps += 1
+        for t in born:
+            table[self.phases[bisect.bisect_right(starts, t) - 1].fault].gaps += 1
 
         by_symbol: dict[str, list[tuple[int, float]]] = {}
         for (sym, tid), t in emu.generated.items():
