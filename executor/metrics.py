@@ -3,17 +3,7 @@ counters move per command; market data never touches a metric."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from prometheus_client import Counter, Gauge, Histogram
-
-M = TypeVar("M", Counter, Gauge)
-
-
-def per_account(kind: type[M], name: str, doc: str) -> M:
-    """A metric with one series per account (most executor metrics are)."""
-    return kind(name, doc, ["account"])
-
 
 COMMANDS = Counter(
     "jetmarket_executor_commands_total", "order commands handled",
@@ -23,46 +13,45 @@ COMMAND_SECONDS = Histogram(
     "jetmarket_executor_command_seconds", "command received to answer (checks + venue)",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
 )  # fmt: skip
-RISK_REJECTS = per_account(
-    Counter, "jetmarket_executor_risk_rejections_total", "new orders refused by risk checks"
+RISK_REJECTS = Counter(
+    "jetmarket_executor_risk_rejections_total", "new orders refused by risk checks", ["account"]
 )
-FILLS = per_account(Counter, "jetmarket_executor_fills_total", "fills recorded")
-OPEN = per_account(Gauge, "jetmarket_executor_open_orders", "orders not yet in a final state")
-UNKNOWN = per_account(
-    Counter, "jetmarket_executor_unknown_total", "submissions whose outcome was unknown"
+FILLS = Counter("jetmarket_executor_fills_total", "fills recorded", ["account"])
+OPEN = Gauge("jetmarket_executor_open_orders", "orders not yet in a final state", ["account"])
+UNKNOWN = Counter(
+    "jetmarket_executor_unknown_total", "submissions whose outcome was unknown", ["account"]
 )
-STALE = per_account(
-    Counter,
+STALE = Counter(
     "jetmarket_executor_stale_reports_total",
-    "venue reports ignored because they would move an order backwards",
-)
+    "venue reports ignored because they would move an order backwards", ["account"],
+)  # fmt: skip
 DLQ = Counter("jetmarket_executor_dlq_total", "commands sent to dlq.executor", [])
 RECORD_FAILURES = Counter(
     "jetmarket_executor_record_failures_total",
     "request-path commands whose record on exec.cmd was not stored", [],
 )  # fmt: skip
-ADOPTED = per_account(
-    Counter,
+ADOPTED = Counter(
     "jetmarket_executor_adopted_orders_total",
     "venue orders under our client-id prefix that reconciliation found unrecorded and adopted",
-)
-FOREIGN = per_account(
-    Gauge,
+    ["account"],
+)  # fmt: skip
+FOREIGN = Gauge(
     "jetmarket_executor_foreign_orders",
     "orders at the venue with another client's id, seen by reconciliation and left alone",
-)
+    ["account"],
+)  # fmt: skip
 # live account streams and account truth (executor/venues/private)
-PRIVATE_FRAMES = per_account(
-    Counter, "jetmarket_executor_private_frames_total", "private (account) frames received"
+PRIVATE_FRAMES = Counter(
+    "jetmarket_executor_private_frames_total", "private (account) frames received", ["account"]
 )
-PRIVATE_DROPS = per_account(
-    Counter,
+PRIVATE_DROPS = Counter(
     "jetmarket_executor_private_disconnects_total",
-    "private stream connections lost (each is reconciled by polling)",
-)
-PRIVATE_UP = per_account(
-    Gauge, "jetmarket_executor_private_up", "1 while the account's private stream is connected"
-)
+    "private stream connections lost (each is reconciled by polling)", ["account"],
+)  # fmt: skip
+PRIVATE_UP = Gauge(
+    "jetmarket_executor_private_up", "1 while the account's private stream is connected",
+    ["account"],
+)  # fmt: skip
 DRIFT = Gauge(
     "jetmarket_executor_account_drift", "venue minus ours, last comparison (balance or position)",
     ["account", "kind", "name"],

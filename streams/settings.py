@@ -575,32 +575,20 @@ class ApiSettings(Section):
             raise SettingsError(f"{prefix}: nats_ws_tls_cert and nats_ws_tls_key go together")
 
 
-class _Root(type(Section)):  # type: ignore[misc]  # msgspec's StructMeta
-    """The metaclass of ``Settings``: a field annotated with a section class of this module
-    and given no default gets that section's defaults (a fresh one per Settings), so the
-    root names each section once instead of writing every class twice."""
-
-    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kw: Any) -> Any:
-        for key, hint in ns.get("__annotations__", {}).items():
-            if key not in ns:  # annotations are strings here (postponed evaluation)
-                ns[key] = msgspec.field(default_factory=globals()[hint])
-        return super().__new__(mcls, name, bases, ns, **kw)
-
-
-class Settings(Section, metaclass=_Root):
-    nats: NatsSettings
-    streams: StreamsSettings
-    clickhouse: ClickHouseSettings
-    collector: CollectorSettings
-    normalizer: NormalizerSettings
-    sink: SinkSettings
-    orderbook: OrderbookSettings
-    executor: ExecutorSettings
-    metrics: MetricsSettings
-    log: LogSettings
-    replay: ReplaySettings
-    backtest: BacktestSettings
-    api: ApiSettings
+class Settings(Section):
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    streams: StreamsSettings = msgspec.field(default_factory=StreamsSettings)
+    clickhouse: ClickHouseSettings = msgspec.field(default_factory=ClickHouseSettings)
+    collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
+    normalizer: NormalizerSettings = msgspec.field(default_factory=NormalizerSettings)
+    sink: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    orderbook: OrderbookSettings = msgspec.field(default_factory=OrderbookSettings)
+    executor: ExecutorSettings = msgspec.field(default_factory=ExecutorSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
+    backtest: BacktestSettings = msgspec.field(default_factory=BacktestSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
