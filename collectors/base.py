@@ -458,6 +458,9 @@ class Collector(ABC):
         )
         await budget.publish_limits(w.nc, self.venue, self.cfg.limits)
         sub = await w.nc.subscribe(subjects.ctl_snapshot_filter(venue), cb=self.on_ctl_snapshot)
+        # the server knows the subscription before the venue connects: a snapshot request
+        # sent once the feed is up is answered, never "no responders" (a CI run saw that)
+        await w.nc.flush()
         helpers = [
             asyncio.create_task(self._report()),
             asyncio.create_task(watch_store(w, self.pubs)),
