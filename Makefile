@@ -19,8 +19,8 @@ _      := $(shell mkdir -p $(TMP))
 
 venv: $(STAMP)
 
-# setup.py builds the optional C part of the Binance parsers: rebuilt when its source changes
-$(STAMP): pyproject.toml setup.py normalizer/venues/binance/_speedups.c
+# setup.py builds the optional C parts (Binance parsers, columnar replay): rebuilt when a source changes
+$(STAMP): pyproject.toml setup.py normalizer/venues/binance/_speedups.c replay/_build.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

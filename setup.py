@@ -11,6 +11,7 @@ setup(
             "normalizer.venues.binance._speedups",
             ["normalizer/venues/binance/_speedups.c"],
             optional=True,
-        )
+        ),
+        Extension("replay._build", ["replay/_build.c"], optional=True),
     ]
 )

@@ -15,11 +15,13 @@ source yields chunks sorted by (ts_recv, stream_seq); ``merge_tables`` releases
 everything up to the smallest last key any unfinished source has buffered (the same rule as
 ``order.merge``) and orders it with one ``numpy.lexsort``.
 
-Typed messages are built by ``Builder``: per column, one Arrow -> Python list conversion
-(dictionary columns through their dictionary, numbers through numpy, levels through the
-flattened struct children), then one generated comprehension calling the msgspec Struct's
-constructor with keywords. The values are the ones ``replay()`` gets from ClickHouse
-(float64 columns, ns integers), so the messages compare equal and encode to the same bytes.
+Typed messages are built by ``Builder``, in C where ``replay/_build.c`` is built: one loop
+reads the Arrow buffers (``c_column`` says how) and calls the msgspec Struct's constructor with
+keywords. Without it, in Python: per column, one Arrow -> Python list conversion (dictionary
+columns through their dictionary, numbers through numpy, levels through the flattened struct
+children), then one generated comprehension calling the constructor. Both give the values
+``replay()`` gets from ClickHouse (float64 columns, ns integers), so the messages compare equal
+and encode to the same bytes (tests/replay/test_build.py runs both).
 
 chdb is in-process and one process owns a path: the ClickHouse source reads directly (a
 chdb path no sink holds, or a ClickHouse server over HTTP). With a running sink on the chdb
@@ -49,6 +51,11 @@ from streams import schemas, subjects
 from streams.provision import STREAM_MARKET
 from streams.settings import Settings
 from streams.tables import TABLES
+
+try:  # the C builder (replay/_build.c, built by pip install -e .); Python builds the same
+    from replay import _build
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _build = None  # type: ignore[assignment]
 
 TS = "ts_recv"
 SEQ = "stream_seq"
@@ -105,6 +112,34 @@ def column_list(col: pa.Array | pa.ChunkedArray) -> list[Any]:
     return col.to_pylist()
 
 
+def c_column(arr: pa.Array) -> Any:
+    """How ``_build.build`` reads ``arr``: its buffers, zero-copy, for the types the schemas'
+    columns have without nulls; anything else as ``column_list`` (objects, read as they are)."""
+    t = arr.type
+    if arr.null_count:
+        return column_list(arr)
+    if pa.types.is_dictionary(t):
+        return (_build.DICT, column_list(arr.dictionary), _numpy(arr.indices))
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return (_build.NUM, _numpy(arr))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        _, offsets, data = arr.buffers()
+        if data is None:  # only empty strings
+            return column_list(arr)
+        width = np.int64 if pa.types.is_large_string(t) else np.int32
+        offsets = np.frombuffer(offsets, width)[arr.offset : arr.offset + len(arr) + 1]
+        return (_build.STR, offsets, data)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        values = arr.values  # the whole child: the slice's offsets point into it
+        vt = values.type
+        if pa.types.is_struct(vt) and vt.num_fields == 2 and values.null_count == 0:
+            price, size = values.field(0), values.field(1)
+            if (pa.types.is_floating(price.type) and pa.types.is_floating(size.type)
+                    and price.null_count == 0 and size.null_count == 0):  # fmt: skip
+                return (_build.LEVELS, _numpy(price), _numpy(size), _numpy(arr.offsets))
+    return column_list(arr)
+
+
 def _numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A numeric (or boolean) column without nulls as numpy, zero-copy where Arrow allows.
     Not ``to_numpy``: its conversion (ConvertArrayToPandas) imports pandas on first use,
@@ -134,17 +169,33 @@ class Builder:
         exec(src, ns)  # the text is built from the schema's own field names
         self._make: Callable[[type, list[list[Any]]], list[Any]] = ns["make"]
 
-    def build(self, table: pa.Table) -> list[Any]:
+    def build(self, table: pa.Table, compiled: bool | None = None) -> list[Any]:
+        """The messages of ``table``'s rows; ``compiled``: in C (``_build``), in Python
+        (False), or in C when it is built (None). Both give equal messages."""
         missing = [f for f in self.fields if f not in table.column_names]
         if missing:
             raise ColumnarError(f"{self.cls.__name__}: no column {missing[0]} in the data")
+        if compiled is None:
+            compiled = _build is not None
+        elif compiled and _build is None:
+            raise ColumnarError("replay/_build.c is not built (pip install -e .)")
         # millions of fresh lists and level tuples would set off the cyclic collector again
         # and again (each pass walking everything still alive); nothing built here can form
         # a cycle, so it stays off while building
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._make(self.cls, [column_list(table.column(f)) for f in self.fields])
+            if not compiled:
+                return self._make(self.cls, [column_list(table.column(f)) for f in self.fields])
+            out: list[Any] = []
+            for rb in table.to_batches():  # one array per column (a table's may be chunked)
+                cols = [c_column(rb.column(f)) for f in self.fields]
+                got = _build.build(self.cls, self.fields, cols, rb.num_rows)
+                if out:
+                    out += got
+                else:
+                    out = got
+            return out
         finally:
             if enabled:
                 gc.enable()
@@ -184,6 +235,9 @@ class Batch:
             if len(parts) == 1:
                 self._msgs = parts[0]  # one table: its own order is the replay order
             else:
+                if _build is not None:
+                    self._msgs = _build.take(parts, self.kind, self.row)
+                    return self._msgs
                 base = np.cumsum([0] + [len(p) for p in parts[:-1]])
                 # the parts in one object array (fromiter: no per-item shape discovery, which
                 # slice assignment does), gathered by one fancy index: 98 -> 56 ns/message
