@@ -367,6 +367,62 @@ async def test_okx_private_channels_through_ccxt_pro(nc: Client, tmp_path: Path)
             await venue.ex.close()
 
 
+async def test_rest_calls_of_the_private_client_are_spent_from_the_shared_budget(
+    nc: Client, tmp_path: Path
+) -> None:
+    """ccxt pro's own REST calls for a private stream (here Bybit's watchPositions, which
+    fetches a positions snapshot first) take weight from the account's shared budget like the
+    REST venue's calls, and go through its proxy (0 units spent without it)."""
+    from prometheus_client import REGISTRY
+
+    from streams.bus.budget import open_budget
+
+    def spent() -> float:
+        return sum(
+            s.value
+            for m in REGISTRY.collect()
+            if m.name == "jetmarket_budget_units"
+            for s in m.samples
+            if s.name == "jetmarket_budget_units_total" and s.labels.get("venue") == "bybit"
+        )
+
+    os.environ.update(JM_BYBIT_KEY=BYBIT_KEY, JM_BYBIT_SECRET=BYBIT_SECRET)
+    nowhere = "http://127.0.0.1:9"  # nothing listens: refused at once, never the internet
+    async with BybitPrivateEmulator() as emu:
+        options = {
+            "defaultType": "swap",
+            "enableUnifiedMargin": False,
+            "enableUnifiedAccount": True,
+        }  # watchPositions fetches its snapshot
+        cfg = AccountSettings(venue="ccxt", exchange="bybit", api_key_env="JM_BYBIT_KEY",
+                              secret_env="JM_BYBIT_SECRET", options=options,
+                              urls={"public": nowhere, "private": nowhere})  # fmt: skip
+        cfg.private.ws = {"ws.private.contract": emu.private_url,
+                          "ws.private.spot.unified": emu.private_url}  # fmt: skip
+        venue = CcxtVenue(cfg, nc)
+        venue.ex = ccxt_async.bybit({"options": options})
+        venue.ex.httpProxy = nowhere
+        venue.ex.set_markets([])
+        # the budget (ccxt's default limits for Bybit) is not attached to the REST venue
+        # here: the account baseline it polls is not counted, only the private client's calls
+        limits_of = ccxt_async.bybit()
+        venue.budget = await open_budget(nc, "bybit", None, limits_of)
+        await limits_of.close()
+        e = Engine("bb", cfg, venue, Recorder(), Marks())
+        ps = PrivateStream("bb", cfg, venue, e, nc)
+        before = spent()
+        await ps.start()
+        try:
+            await emu.wait_for(lambda: emu.subscribed("order"), timeout=10)
+            # the snapshot's REST call is refused (nothing listens), after taking its weight
+            await wait_until(lambda: spent() > before, timeout=10)
+            assert ps.ex.httpProxy == nowhere
+        finally:
+            await ps.close()
+            await venue.budget.close()
+            await venue.ex.close()
+
+
 async def test_bybit_private_topics_through_ccxt_pro(nc: Client, tmp_path: Path) -> None:
     """Bybit: ccxt pro authenticates and subscribes order/execution/wallet/position on the
     emulator; the order's ``Filled`` before its ``execution`` still records the fill once;

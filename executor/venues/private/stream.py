@@ -38,6 +38,7 @@ from executor.venues.ccxt_venue import CcxtVenue, load_keys
 from executor.venues.private.parse import PARSERS, Update
 from executor.venues.private.truth import Truth
 from streams import subjects
+from streams.bus.budget import attach
 from streams.bus.ccxt_tap import tap_client, tap_clients
 from streams.settings import AccountSettings
 
@@ -113,6 +114,7 @@ class PrivateStream:
             _set_dotted(self.ex.urls["api"], key, url)
         # the REST venue loaded the markets through the shared budget: no second load
         self.ex.set_markets(self.venue.ex.markets, self.venue.ex.currencies)
+        self._share_budget()
         self._tap()
         await self._baseline()
         self.tasks = [asyncio.create_task(self._apply_loop(), name="private-apply")]
@@ -132,6 +134,19 @@ class PrivateStream:
             with contextlib.suppress(Exception):
                 await self.ex.close()
         self.e.fill_hook = self._hook
+
+    def _share_budget(self) -> None:
+        """ccxt pro makes REST calls for a private stream too: the positions snapshot OKX's and
+        Bybit's watchPositions fetch first, Binance futures' listenKey and its keep-alive.
+        They take weight from the account's shared budget and go through its proxy, like the
+        REST venue's own calls: a stream reconnecting in a loop cannot spend weight nobody
+        counts and get the IP banned."""
+        if self.venue.budget is None:  # a venue that was never started (tests)
+            return
+        attach(self.ex, self.venue.budget)
+        for proxy in ("httpProxy", "httpsProxy", "socksProxy"):
+            if getattr(self.venue.ex, proxy, None):
+                setattr(self.ex, proxy, getattr(self.venue.ex, proxy))
 
     # -- the tap ---------------------------------------------------------------------------
     def _tap(self) -> None:
