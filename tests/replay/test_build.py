@@ -179,3 +179,20 @@ def test_take_checks_every_index() -> None:
             _build.take(parts, np.array(kind, np.int16), np.array(row, np.int64))
     with pytest.raises(ValueError, match="one length"):
         _build.take(parts, np.array([0, 0], np.int16), np.array([0], np.int64))
+
+
+def test_the_built_module_is_newer_than_its_source() -> None:
+    """A stale build would test old C: ``pip install -e .`` (``make venv``) rebuilds it."""
+    so = Path(_build.__file__)
+    c = so.with_name("_build.c")
+    assert so.stat().st_mtime >= c.stat().st_mtime, (
+        f"{so.name} is older than _build.c: run `pip install -e .` to rebuild it"
+    )
+
+
+def test_the_compiled_builder_is_refused_when_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(columnar, "_build", None)
+    tb = depth_table(3)
+    assert len(builder("depth").build(tb)) == 3  # Python alone
+    with pytest.raises(columnar.ColumnarError, match="not built"):
+        builder("depth").build(tb, compiled=True)
