@@ -70,6 +70,20 @@ async def _provision_as_admin(url: str) -> None:
 NO_TTL = dict.fromkeys(TtlDays.__struct_fields__, 0)
 
 
+def budget_units_spent(venue: str) -> float:
+    """REST weight this process took from ``venue``'s shared budget so far (the
+    ``jetmarket_budget_units_total`` counter over all rules and priorities)."""
+    from prometheus_client import REGISTRY
+
+    return sum(
+        s.value
+        for m in REGISTRY.collect()
+        if m.name == "jetmarket_budget_units"
+        for s in m.samples
+        if s.name == "jetmarket_budget_units_total" and s.labels.get("venue") == venue
+    )
+
+
 def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
     """Settings for a test: temp chdb path, metrics endpoints off, then any overrides
     given as a nested dict, e.g. ``collector={"binance": {"ws_url": ...}}``."""

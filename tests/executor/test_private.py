@@ -33,7 +33,7 @@ from streams import subjects
 from streams.bus.server import NatsServer
 from streams.schemas import Depth, Fill
 from streams.settings import AccountSettings, InstrumentSpec, PrivateStreamSettings
-from tests.conftest import make_settings
+from tests.conftest import budget_units_spent, make_settings
 from tests.executor.test_ccxt import ACCOUNT, Executor, final, limit, live_settings
 from tests.executor.test_paper import cmd, exec_log, request, wait_until
 from tests.executor.test_reconcile import Recorder
@@ -373,18 +373,7 @@ async def test_rest_calls_of_the_private_client_are_spent_from_the_shared_budget
     """ccxt pro's own REST calls for a private stream (here Bybit's watchPositions, which
     fetches a positions snapshot first) take weight from the account's shared budget like the
     REST venue's calls, and go through its proxy (0 units spent without it)."""
-    from prometheus_client import REGISTRY
-
     from streams.bus.budget import open_budget
-
-    def spent() -> float:
-        return sum(
-            s.value
-            for m in REGISTRY.collect()
-            if m.name == "jetmarket_budget_units"
-            for s in m.samples
-            if s.name == "jetmarket_budget_units_total" and s.labels.get("venue") == "bybit"
-        )
 
     os.environ.update(JM_BYBIT_KEY=BYBIT_KEY, JM_BYBIT_SECRET=BYBIT_SECRET)
     nowhere = "http://127.0.0.1:9"  # nothing listens: refused at once, never the internet
@@ -410,12 +399,12 @@ async def test_rest_calls_of_the_private_client_are_spent_from_the_shared_budget
         await limits_of.close()
         e = Engine("bb", cfg, venue, Recorder(), Marks())
         ps = PrivateStream("bb", cfg, venue, e, nc)
-        before = spent()
+        before = budget_units_spent("bybit")
         await ps.start()
         try:
             await emu.wait_for(lambda: emu.subscribed("order"), timeout=10)
             # the snapshot's REST call is refused (nothing listens), after taking its weight
-            await wait_until(lambda: spent() > before, timeout=10)
+            await wait_until(lambda: budget_units_spent("bybit") > before, timeout=10)
             assert ps.ex.httpProxy == nowhere
         finally:
             await ps.close()

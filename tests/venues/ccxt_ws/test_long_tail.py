@@ -27,7 +27,7 @@ from streams.bus.server import NatsServer
 from streams.provision import STREAM_DLQ, STREAM_RAW
 from streams.settings import Settings
 from streams.symbols import ccxt as symbols
-from tests.conftest import make_settings
+from tests.conftest import budget_units_spent, make_settings
 from tests.helpers import rows, served_book
 from tests.venues.ccxt_ws.emulator_bitfinex import BitfinexWsEmulator
 from tests.venues.ccxt_ws.emulator_bitget import BitgetEmulator
@@ -209,27 +209,16 @@ async def test_load_markets_is_spent_from_the_venues_shared_rest_budget(
     """A WebSocket venue's REST calls (load_markets at every start) come out of the same
     shared budget as the REST poller's and the native collectors': a collector restarting
     in a loop cannot spend weight nobody counts and get the IP banned."""
-    from prometheus_client import REGISTRY
-
-    def spent() -> float:
-        return sum(
-            s.value
-            for m in REGISTRY.collect()
-            if m.name == "jetmarket_budget_units"
-            for s in m.samples
-            if s.name == "jetmarket_budget_units_total" and s.labels.get("venue") == "bitfinex"
-        )
-
     per_start = []
     async with BitfinexWsEmulator() as emu:
         section = {**_bitfinex(emu), "channels": ["trades"], "symbols": ["BTC/USD"]}
         settings = long_tail_settings(tmp_path, nats_server.url, "bitfinex", section)
         for _ in range(2):  # each start loads the markets again
-            before = spent()
+            before = budget_units_spent("bitfinex")
             async with inprocess("collector", lambda w: ccxt_ws.run(w, "bitfinex"), settings):
                 await _until(lambda: emu.subscribed(("trades",)) or bool(emu.clients and
                              emu.clients[0].chans), "no subscription")  # fmt: skip
-            per_start.append(spent() - before)
+            per_start.append(budget_units_spent("bitfinex") - before)
     assert all(x > 0 for x in per_start), f"load_markets went around the budget: {per_start}"
 
 
