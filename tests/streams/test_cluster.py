@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import ServiceUnavailableError
 
@@ -106,7 +107,8 @@ async def publish_all(pub: RawPublisher, kill: callable) -> int:  # type: ignore
 
 async def drain(js: JetStreamContext, stream: str, subject: str, n: int) -> list:
     """Every message of ``stream``, read from the start with a fresh ephemeral consumer.
-    Right after a node loss the cluster may still refuse one (503), so retry whole."""
+    Right after a node loss the cluster may still refuse one (503) or not answer at all
+    while its meta leader is elected again (seen under load), so retry whole."""
     for attempt in range(10):
         got: list = []
         try:
@@ -118,7 +120,7 @@ async def drain(js: JetStreamContext, stream: str, subject: str, n: int) -> list
                 got.extend(batch)
             await sub.unsubscribe()
             return got
-        except ServiceUnavailableError:
+        except (ServiceUnavailableError, NatsTimeoutError):
             await asyncio.sleep(0.5 * (attempt + 1))
     raise TimeoutError(f"cannot read {stream}")
 
