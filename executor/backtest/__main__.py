@@ -136,6 +136,11 @@ def research(settings: Settings, args: argparse.Namespace) -> int:
         r.sweep_id = sweep_id
         r.report = str(report.run_report(r, args.report_dir))
     store_results(dsn, results)
+    if results and all(r.messages == 0 for r in results):  # a typo'd symbol, a wrong range
+        rng = f"from {args.start or 'the start'} to {args.end or 'now'}"
+        print(f"jetmarket backtest: warning: no market data for {args.venue} "
+              f"{','.join(args.symbol)} {rng} in {source}: nothing was replayed",
+              file=sys.stderr)  # fmt: skip
     for r in results:
         ps = " ".join(f"{k}={v}" for k, v in sorted(r.params.items()))
         ms = "  ".join(f"{k} {report.fmt(k, r.metrics[k])}" for k in METRICS)
@@ -211,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.columnar or args.grid:
-            return research(settings, args)
+            from replay.columnar import ColumnarError  # pyarrow: the research path's only
+
+            try:
+                return research(settings, args)
+            except ColumnarError as exc:  # a missing export, a locked chdb path: one line
+                raise BacktestError(str(exc)) from None
         return asyncio.run(run(settings, args))
     except (BacktestError, ValueError, ConnectionError, CredentialsError) as exc:  # one line
         print(f"jetmarket backtest: {exc}", file=sys.stderr)

@@ -257,6 +257,31 @@ def test_hostile_inputs(loaded: Settings, tmp_path: Path) -> None:
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
+def test_newcomer_mistakes_are_one_line(loaded: Settings, tmp_path: Path) -> None:
+    """A missing export directory is one line, not a traceback; a symbol or range without
+    data still runs, with a warning that nothing was replayed."""
+    import subprocess
+    import sys
+
+    from streams.settings import to_toml_env
+
+    def backtest(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "executor.backtest", "--strategy", SMA, "--venue",
+               "binance", "--report-dir", str(tmp_path / "r"), *args]  # fmt: skip
+        return subprocess.run(cmd, env=to_toml_env(loaded), cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    for extra in ((), ("--grid", "fast=5,10", "--workers", "2")):
+        out = backtest("--symbol", "BTC-USDT", "--columnar", str(tmp_path / "none"), *extra)
+        assert out.returncode == 1, out.stderr[-500:]
+        assert out.stderr.strip() == f"jetmarket backtest: no Parquet files at {tmp_path / 'none'}"
+    out = backtest("--symbol", "XYZ-USDT", "--columnar", "clickhouse")
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "warning: no market data for binance XYZ-USDT" in out.stderr, out.stderr[-500:]
+    out = backtest("--symbol", "BTC-USDT", "--columnar", "clickhouse")
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr[-500:]
+
+
 def test_default_sweep_workers_are_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --workers a sweep runs a process per idle core: all cores on an idle machine,
     one process (one pass for every run) on a busy one (measured the faster there)."""
