@@ -153,6 +153,9 @@ def run(args: argparse.Namespace, dsn: str) -> int:
     except (ColumnarError, ValueError) as exc:
         print(f"jetmarket export: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # --out is a file, not writable, the disk is full: one line
+        print(f"jetmarket export: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     for table, n in done.items():
         where = Path(args.out) / f"{table}.{args.format}"
         print(f"{table:16s} {n:>12,d} rows -> {where if n else '(none in range, no file)'}")

@@ -241,6 +241,13 @@ def test_export_command(loaded: Settings, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-500:]
     assert "trades" in out.stdout and "450 rows" in out.stdout
     assert pq.read_table(tmp_path / "x" / "trades.parquet").num_rows == 450
+    (tmp_path / "afile").write_text("")
+    out = subprocess.run(
+        [sys.executable, "-m", "ops", "export", "--out", str(tmp_path / "afile"), "--table",
+         "trade"], env=to_toml_env(loaded), cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-500:]
+    assert out.stderr.strip() == f"jetmarket export: cannot write {tmp_path / 'afile'}: File exists"
 
 
 def test_chdb_owned_by_another_process_is_one_clear_error(tmp_path: Path) -> None:
