@@ -14,6 +14,7 @@ Reads ClickHouse directly: with chdb, stop the sink that owns the path first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -115,10 +116,16 @@ def export(
                         writer.write_table(tb)
                     n += tb.num_rows
                     bar.update(tb.num_rows)
-            finally:
-                bar.close()
                 if writer is not None:
                     writer.close()
+            except BaseException:  # a full disk, Ctrl-C: the cut-short part is removed
+                if writer is not None:
+                    with contextlib.suppress(Exception):  # its footer may not fit either
+                        writer.close()
+                tmp.unlink(missing_ok=True)
+                raise
+            finally:
+                bar.close()
             if writer is None:  # nothing in range: no file (an old one would mislead)
                 path.unlink(missing_ok=True)
             else:

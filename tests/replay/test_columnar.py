@@ -250,6 +250,29 @@ def test_export_command(loaded: Settings, tmp_path: Path) -> None:
     assert out.stderr.strip() == f"jetmarket export: cannot write {tmp_path / 'afile'}: File exists"
 
 
+def test_export_cut_short_leaves_no_file(
+    loaded: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills mid-export: the error reaches the caller, and neither the table's
+    file nor its part is left behind (a part of a table would read as the whole of it)."""
+    import errno
+
+    from replay import columnar as col
+    from replay.export import export
+
+    chunks = col.ClickHouseTables.chunks
+
+    def full(self, *a, **kw):  # type: ignore[no-untyped-def]
+        it = chunks(self, *a, **kw)
+        yield next(it)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(col.ClickHouseTables, "chunks", full)
+    with pytest.raises(OSError, match="No space left"):
+        export(loaded.clickhouse.dsn, tmp_path / "x", ["trades"], page_rows=50)
+    assert list((tmp_path / "x").iterdir()) == []
+
+
 def test_chdb_owned_by_another_process_is_one_clear_error(tmp_path: Path) -> None:
     """A running sink owns its chdb path: the columnar replay says so instead of reading."""
     import subprocess
