@@ -285,7 +285,17 @@ def sweep(
     (default: ``default_workers()``) over the same data; results in grid order, the same
     whatever the number of processes. Each process takes its combinations in groups of at
     most ``GROUP`` and runs a group over one pass of the data (``run_many``)."""
+    from replay.model import parse_time
+
+    # one absolute range for every run and for the cache: "--start 1d" read by each run at
+    # its own moment would give the runs different data, and kept as text it would key a
+    # later sweep to an older day's export. From ClickHouse, an open end is "now", once.
+    now = time.time_ns()
+    kw["start"] = parse_time(kw.get("start"), now)
+    kw["end"] = parse_time(kw.get("end"), now)
     if source == "clickhouse":
+        if kw["end"] is None:
+            kw["end"] = now
         source = export_for_sweep(dsn, cache_dir, kw)
     n = max(1, min(workers or default_workers(), len(grid)))
     # at least a group per process, at most GROUP runs in one; round-robin, so neighbouring
@@ -327,19 +337,32 @@ def default_workers() -> int:
 
 
 def export_for_sweep(dsn: str | None, cache_dir: str | os.PathLike[str], kw: dict[str, Any]) -> str:
-    """The sweep's data as Parquet (exported once per range and selection)."""
+    """The sweep's data as Parquet, exported once per range, selection and content: the key
+    holds each table's row count and last stream sequence in the selection, so rows added
+    to the range since (a backfill, late inserts) make a new export instead of a stale one."""
+    from replay.columnar import ClickHouseTables, _cond, _where
     from replay.export import export
     from streams.tables import TABLES
 
     if not dsn:
         raise ValueError("no ClickHouse DSN to export the sweep's data from")
     types = list(kw.get("types") or DEFAULT_TYPES)
-    key = orjson.dumps([dsn, str(kw.get("start")), str(kw.get("end")), kw.get("venue"),
-                        kw.get("symbols"), types], option=orjson.OPT_SORT_KEYS)  # fmt: skip
+    start, end = kw.get("start"), kw.get("end")
+    cond = _cond(_where([(kw["venue"], s) for s in kw["symbols"]]), start, end)
+    ch = ClickHouseTables(dsn)
+    try:
+        content = [ch.rows(f"SELECT count(), max(stream_seq) FROM {TABLES[t]} WHERE {cond}")[0]
+                   if ch.rows(f"EXISTS TABLE {TABLES[t]}")[0][0] else None
+                   for t in types]  # fmt: skip
+    finally:
+        ch.close()
+    key = orjson.dumps([dsn, start, end, kw.get("venue"), kw.get("symbols"), types,
+                        [list(map(int, c)) if c else None for c in content]],
+                       option=orjson.OPT_SORT_KEYS)  # fmt: skip
     out = Path(cache_dir) / hashlib.sha256(key).hexdigest()[:16]
     done = out / "done"
-    if not done.exists():  # a relative time range re-exports: its key is the text given
-        export(dsn, out, [TABLES[t] for t in types], start=kw.get("start"), end=kw.get("end"),
+    if not done.exists():
+        export(dsn, out, [TABLES[t] for t in types], start=start, end=end,
                venues=[kw["venue"]], symbols=kw["symbols"])  # fmt: skip
         done.write_text("")
     return str(out)

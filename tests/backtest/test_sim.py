@@ -16,6 +16,8 @@ from executor.backtest.sim import FeeTier, Sim, SimSettings
 from executor.backtest.strategy import Strategy
 from replay import Replay
 from replay.export import export
+from sinks.clickhouse.store import Store
+from sinks.clickhouse.tables import columns, to_columns
 from streams import schemas
 from streams.schemas import Depth, Funding, Trade
 from streams.settings import Settings
@@ -116,6 +118,39 @@ async def test_same_run_twice_and_columnar_vs_replay(
         (r.digest, r.fills, r.curve, r.metrics) for r in (c, d)
     ]
     assert one[0].source == str(out) and not (tmp_path / "cache2").exists()  # no copy needed
+
+
+def test_sweep_range_resolved_once_and_cache_follows_the_data(
+    loaded: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every run of a sweep gets one absolute range ("--start 1d" is read once, not by each
+    run), and the ClickHouse export a sweep caches is made again when rows were added to its
+    range since (a backfill), never reused stale."""
+    import pyarrow.parquet as pq
+
+    from executor.backtest import research
+
+    dsn = loaded.clickhouse.dsn
+    sel = {"venue": "binance", "symbols": ["BTC-USDT"], "types": ["trade"],
+           "start": T0, "end": T0 + 3600 * S}  # fmt: skip
+    a = research.export_for_sweep(dsn, tmp_path / "cache", sel)
+    assert research.export_for_sweep(dsn, tmp_path / "cache", sel) == a  # cached
+    before = pq.read_table(Path(a) / "trades.parquet").num_rows
+    t = T0 + 5 * S
+    late = [Trade(venue="binance", symbol="BTC-USDT", ts_event=t, ts_recv=t, id=f"late{i}",
+                  price=65000.0, size=0.1, side="buy") for i in range(3)]  # fmt: skip
+    store = Store(dsn)  # a backfill into the range, after the first sweep
+    store.insert("trades", columns(Trade), to_columns(Trade, late, [10**6 + i for i in range(3)]),
+                 "backfill")  # fmt: skip
+    store.close()
+    b = research.export_for_sweep(dsn, tmp_path / "cache", sel)
+    assert b != a and pq.read_table(Path(b) / "trades.parquet").num_rows == before + 3
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(research, "_sweep_worker", lambda job: seen.append(job[2]) or [None])
+    research.sweep(SMA, [{}], PARAMS, source=a, workers=1, start="1d", venue="binance",
+                   symbols=["BTC-USDT"], dsn=dsn)  # fmt: skip
+    assert isinstance(seen[0]["start"], int) and seen[0]["end"] is None
 
 
 def SMA_CLS() -> type[Strategy]:
