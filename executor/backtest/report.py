@@ -6,6 +6,9 @@ PnL per day. A sweep's page: a heat map of a metric over the first two grid para
 plotly.js is written once beside the pages (``plotly.min.js``), so a page is small and
 opens offline. Every metric cell carries the exact value in ``data-value`` (the text is
 rounded for reading), which is what the browser test compares with ``backtest_results``.
+A long run's lines are thinned for plotting to ~``MAX_POINTS`` (every bucket's first, last,
+lowest and highest point) and its fill markers to ``MAX_MARKERS`` a side; the numbers are
+computed from every point.
 """
 
 from __future__ import annotations
@@ -65,6 +68,39 @@ def _plotly_js(out: Path) -> None:
         js.write_text(get_plotlyjs())
 
 
+# Points a run page plots per line, fill markers per side: a page stays a few MB and opens
+# in a browser whatever the run (a market maker's day can have millions of curve points).
+# The metrics, the drawdown and the PnL per day are computed from every point.
+MAX_POINTS = 20_000
+MAX_MARKERS = 5_000
+
+
+def keep_points(values: Sequence[float], limit: int = MAX_POINTS) -> list[int]:
+    """Indices of ``values`` to plot, at most ~``limit``: all of them when they fit, else per
+    bucket its first, last, lowest and highest point, so peaks, troughs and steps stay where
+    they are (an every-k-th sample could drop the worst drawdown)."""
+    n = len(values)
+    if n <= limit:
+        return list(range(n))
+    size = -(-n * 4 // limit)  # 4 points a bucket
+    out: list[int] = []
+    for a in range(0, n, size):
+        b = min(n, a + size)
+        chunk = values[a:b]
+        lo = a + min(range(b - a), key=chunk.__getitem__)
+        hi = a + max(range(b - a), key=chunk.__getitem__)
+        out += sorted({a, lo, hi, b - 1})
+    return out
+
+
+def _every(items: list[Any], limit: int) -> list[Any]:
+    """At most ``limit`` of ``items``, evenly spread (fill markers)."""
+    if len(items) <= limit:
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
 def metrics_table(r: RunResult) -> str:
     rows = "".join(
         f"<tr><th>{LABELS[k]}</th><td data-metric='{k}' data-value='{r.metrics[k]!r}'>"
@@ -87,28 +123,36 @@ def run_report(r: RunResult, out: str | Path) -> Path:
     c = r.curve
     if not c.get("ts"):
         raise ValueError("run result has no curve (run with keep=True)")
-    x = _dt(c["ts"])
     eq = c["equity"]
     peak, dd = -math.inf, []
     for e in eq:
         peak = max(peak, e)
         dd.append(e / peak - 1.0 if peak > 0 else 0.0)
+
+    def line(values: Sequence[float]) -> dict[str, list[Any]]:
+        keep = keep_points(values)
+        return {"x": _dt([c["ts"][i] for i in keep]), "y": [values[i] for i in keep]}
+
     figs = []
-    f = go.Figure(go.Scatter(x=x, y=eq, mode="lines", name="equity"))
+    f = go.Figure(go.Scatter(**line(eq), mode="lines", name="equity"))
     f.update_layout(title="Equity", margin={"t": 40, "b": 30})
     figs.append(("equity", f))
-    f = go.Figure(go.Scatter(x=x, y=dd, mode="lines", fill="tozeroy", name="drawdown"))
+    f = go.Figure(go.Scatter(**line(dd), mode="lines", fill="tozeroy",
+                             name="drawdown"))  # fmt: skip
     f.update_layout(title="Drawdown", yaxis_tickformat=".3%", margin={"t": 40, "b": 30})
     figs.append(("drawdown", f))
-    f = go.Figure(go.Scatter(x=x, y=c["position"], mode="lines", line_shape="hv",
+    pos = c["position"]
+    f = go.Figure(go.Scatter(**line(pos), mode="lines", line_shape="hv",
                              name="position"))  # fmt: skip
     f.update_layout(title=f"Position ({r.symbols[0]})", margin={"t": 40, "b": 30})
     figs.append(("position", f))
-    f = go.Figure(go.Scatter(x=x, y=c["mark"], mode="lines", name="price", line={"color": "#888"}))
+    mark = c["mark"]
+    f = go.Figure(go.Scatter(**line(mark), mode="lines", name="price",
+                             line={"color": "#888"}))  # fmt: skip
     main = [fl for fl in r.fills if fl["symbol"] == r.symbols[0]]
     for side, color, sym in (("buy", "#1a9850", "triangle-up"), ("sell", "#d73027",
                                                                  "triangle-down")):  # fmt: skip
-        pts = [fl for fl in main if fl["side"] == side]
+        pts = _every([fl for fl in main if fl["side"] == side], MAX_MARKERS)
         f.add_trace(go.Scatter(x=_dt([p["ts"] for p in pts]), y=[p["price"] for p in pts],
                                mode="markers", name=side,
                                marker={"color": color, "symbol": sym, "size": 9}))  # fmt: skip

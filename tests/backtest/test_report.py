@@ -92,3 +92,36 @@ def test_sweep_reports_in_chromium(tmp_path: Path) -> None:
         assert drv.save_screenshot(shot) and Path(shot).stat().st_size > 10_000
     finally:
         drv.quit()
+
+
+def test_a_run_with_a_million_points_makes_a_page_a_browser_opens(tmp_path: Path) -> None:
+    """A market maker's day: 1M curve points and 200k fills. The page plots at most
+    ~MAX_POINTS a line and MAX_MARKERS fills a side, keeps every bucket's extremes (the worst
+    drawdown and the highest equity are on the page), and stays a few MB."""
+    import random
+
+    from executor.backtest.report import MAX_MARKERS, MAX_POINTS, keep_points, run_report
+    from executor.backtest.research import RunResult
+
+    rnd = random.Random(1)
+    n, t0 = 1_000_000, 1_760_000_000 * 10**9
+    eq, e = [], 100_000.0
+    for _ in range(n):
+        e += rnd.gauss(0, 5)
+        eq.append(e)
+    ts = [t0 + i * 10**8 for i in range(n)]
+    pos = [float(i % 7) for i in range(n)]
+    curve = {"ts": ts, "equity": eq, "position": pos, "mark": eq, "grid": [True] * n}
+    fills = [{"ts": t0 + i * 5 * 10**8, "symbol": "BTC-USDT", "side": ("buy", "sell")[i % 2],
+              "price": 1.0, "size": 1.0} for i in range(200_000)]  # fmt: skip
+    r = RunResult("big1", "MM", {}, "binance", ["BTC-USDT"], "clickhouse", n, 10.0, t0,
+                  curve["ts"][-1], dict.fromkeys(METRICS, 0.0), "0" * 64, curve, fills)  # fmt: skip
+    page = run_report(r, tmp_path)
+    assert page.stat().st_size < 8_000_000, page.stat().st_size
+    keep = keep_points(eq)
+    assert len(keep) <= MAX_POINTS + 4 and keep == sorted(set(keep))
+    assert eq.index(min(eq)) in keep and eq.index(max(eq)) in keep
+    assert keep[0] == 0 and keep[-1] == n - 1
+    text = page.read_text()
+    assert text.count("triangle-up") >= 1 and len(fills) // 2 > MAX_MARKERS
+    assert keep_points([1.0, 2.0, 3.0]) == [0, 1, 2]  # small runs: every point
