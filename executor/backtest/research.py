@@ -293,10 +293,12 @@ def sweep(
     now = time.time_ns()
     kw["start"] = parse_time(kw.get("start"), now)
     kw["end"] = parse_time(kw.get("end"), now)
+    used: set[str] = set()
     if source == "clickhouse":
         if kw["end"] is None:
             kw["end"] = now
         source = export_for_sweep(dsn, cache_dir, kw)
+        used.add(source)
     n = max(1, min(workers or default_workers(), len(grid)))
     # at least a group per process, at most GROUP runs in one; round-robin, so neighbouring
     # combinations (often alike in cost) go to different processes
@@ -304,6 +306,8 @@ def sweep(
     groups = [list(range(i, len(grid), k)) for i in range(k)]
     if k > 1:  # several passes over the same data
         source = arrow_for_sweep(source, cache_dir)
+    used.add(source)
+    prune_cache(cache_dir, keep=used)
     common = {"source": source, "dsn": dsn, **kw}
     jobs = [(strategy_spec, [{**base, **grid[i]} for i in g], common) for g in groups]
     if n <= 1:
@@ -365,7 +369,29 @@ def export_for_sweep(dsn: str | None, cache_dir: str | os.PathLike[str], kw: dic
         export(dsn, out, [TABLES[t] for t in types], start=start, end=end,
                venues=[kw["venue"]], symbols=kw["symbols"])  # fmt: skip
         done.write_text("")
+    os.utime(out)  # used now: the cache keeps the most recently used (prune_cache)
     return str(out)
+
+
+CACHE_KEEP = 8  # exports (and Arrow copies) a cache directory keeps, the newest
+
+
+def prune_cache(cache_dir: str | os.PathLike[str], keep: set[str], most: int = CACHE_KEEP) -> None:
+    """Bound the sweep cache: every sweep of an open or relative range ("--start 1d") makes
+    a new export, so only the ``most`` newest entries stay, and always those in ``keep``
+    (the current sweep's). Another sweep reading an older entry at this moment could lose
+    it: run concurrent sweeps with their own --cache-dir."""
+    import shutil
+
+    root = Path(cache_dir)
+    if not root.is_dir():
+        return
+    entries = sorted((p for p in root.iterdir() if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime_ns, reverse=True)  # fmt: skip
+    kept = {str(Path(k).resolve()) for k in keep}
+    for old in entries[most:]:
+        if str(old.resolve()) not in kept:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def arrow_for_sweep(source: str, cache_dir: str | os.PathLike[str]) -> str:
@@ -379,7 +405,9 @@ def arrow_for_sweep(source: str, cache_dir: str | os.PathLike[str]) -> str:
         return source
     stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     key = hashlib.sha256(orjson.dumps(stats)).hexdigest()[:16]
-    return arrow_copy(source, Path(cache_dir) / f"arrow-{key}")
+    out = arrow_copy(source, Path(cache_dir) / f"arrow-{key}")
+    os.utime(out)  # used now: the cache keeps the most recently used (prune_cache)
+    return out
 
 
 # -- the results table -----------------------------------------------------------------------

@@ -153,6 +153,25 @@ def test_sweep_range_resolved_once_and_cache_follows_the_data(
     assert isinstance(seen[0]["start"], int) and seen[0]["end"] is None
 
 
+def test_sweep_cache_keeps_the_newest_and_the_one_in_use(tmp_path: Path) -> None:
+    """Every sweep of a relative range exports anew: the cache keeps the CACHE_KEEP most
+    recently used entries, and always the current sweep's, however old."""
+    import os
+
+    from executor.backtest.research import CACHE_KEEP, prune_cache
+
+    cache = tmp_path / "cache"
+    dirs = [cache / f"e{i:02d}" for i in range(CACHE_KEEP + 4)]
+    for i, d in enumerate(dirs):
+        d.mkdir(parents=True)
+        (d / "trades.parquet").write_bytes(b"x")
+        os.utime(d, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    prune_cache(cache, keep={str(dirs[0])})
+    left = sorted(p.name for p in cache.iterdir())
+    assert left == ["e00"] + [d.name for d in dirs[-CACHE_KEEP:]]
+    prune_cache(tmp_path / "none", keep=set())  # no cache yet: nothing to do
+
+
 def SMA_CLS() -> type[Strategy]:
     from executor.backtest.research import load
 
