@@ -873,9 +873,16 @@ async def open_budget(
     budget = VenueBudget(venue, cfg, nc, account=account, on_change=on_change,
                          default_priority=default_priority, ccxt_units=ccxt_units)  # fmt: skip
     if exchange is not None:
-        set_proxy(exchange, proxy_url(venue, cfg))
-        attach(exchange, budget)
+        share(exchange, budget)
     return await budget.start()
+
+
+def share(exchange: Any, budget: VenueBudget) -> None:
+    """Every REST call of the ccxt ``exchange`` through ``budget`` and the venue's proxy: the
+    client ``open_budget`` is given, and any other client of the same venue and account (the
+    executor's private stream, whose ccxt pro client makes REST calls of its own)."""
+    set_proxy(exchange, proxy_url(budget.venue, budget.cfg))
+    attach(exchange, budget)
 
 
 async def publish_limits(nc: Client, venue: str, cfg: LimitsSettings) -> None:

@@ -373,7 +373,7 @@ async def test_rest_calls_of_the_private_client_are_spent_from_the_shared_budget
     """ccxt pro's own REST calls for a private stream (here Bybit's watchPositions, which
     fetches a positions snapshot first) take weight from the account's shared budget like the
     REST venue's calls, and go through its proxy (0 units spent without it)."""
-    from streams.bus.budget import open_budget
+    from streams.bus.budget import LimitsSettings, open_budget
 
     os.environ.update(JM_BYBIT_KEY=BYBIT_KEY, JM_BYBIT_SECRET=BYBIT_SECRET)
     nowhere = "http://127.0.0.1:9"  # nothing listens: refused at once, never the internet
@@ -395,7 +395,7 @@ async def test_rest_calls_of_the_private_client_are_spent_from_the_shared_budget
         # the budget (ccxt's default limits for Bybit) is not attached to the REST venue
         # here: the account baseline it polls is not counted, only the private client's calls
         limits_of = ccxt_async.bybit()
-        venue.budget = await open_budget(nc, "bybit", None, limits_of)
+        venue.budget = await open_budget(nc, "bybit", LimitsSettings(proxy=nowhere), limits_of)
         await limits_of.close()
         e = Engine("bb", cfg, venue, Recorder(), Marks())
         ps = PrivateStream("bb", cfg, venue, e, nc)

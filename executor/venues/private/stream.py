@@ -38,7 +38,7 @@ from executor.venues.ccxt_venue import CcxtVenue, load_keys
 from executor.venues.private.parse import PARSERS, Update
 from executor.venues.private.truth import Truth
 from streams import subjects
-from streams.bus.budget import attach
+from streams.bus.budget import share
 from streams.bus.ccxt_tap import tap_client, tap_clients
 from streams.settings import AccountSettings
 
@@ -141,12 +141,8 @@ class PrivateStream:
         They take weight from the account's shared budget and go through its proxy, like the
         REST venue's own calls: a stream reconnecting in a loop cannot spend weight nobody
         counts and get the IP banned."""
-        if self.venue.budget is None:  # a venue that was never started (tests)
-            return
-        attach(self.ex, self.venue.budget)
-        for proxy in ("httpProxy", "httpsProxy", "socksProxy"):
-            if getattr(self.venue.ex, proxy, None):
-                setattr(self.ex, proxy, getattr(self.venue.ex, proxy))
+        if self.venue.budget is not None:  # None: a venue that was never started (tests)
+            share(self.ex, self.venue.budget)
 
     # -- the tap ---------------------------------------------------------------------------
     def _tap(self) -> None:
