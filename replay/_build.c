@@ -133,9 +133,15 @@ number_at(const Buf *b, Py_ssize_t i)
 }
 
 static int
+is_float(const Buf *b)
+{
+    return b->type == F64 || b->type == F32;
+}
+
+static int
 is_int(const Buf *b)
 {
-    return b->type != F64 && b->type != F32 && b->type != BOOL;
+    return !is_float(b) && b->type != BOOL;
 }
 
 /* Offsets: n + 1 ints, from 0 or more, never decreasing, the last within `limit`. */
@@ -221,7 +227,7 @@ parse_column(PyObject *spec, Column *c, Py_ssize_t n)
             get_buffer(PyTuple_GET_ITEM(spec, 2), &c->b, "sizes") < 0 ||
             get_buffer(PyTuple_GET_ITEM(spec, 3), &c->c, "offsets") < 0)
             break;
-        if (is_int(&c->a) || is_int(&c->b) || c->a.type == BOOL || c->b.type == BOOL) {
+        if (!is_float(&c->a) || !is_float(&c->b)) {
             PyErr_SetString(PyExc_ValueError, "levels: prices and sizes are floats");
             return -1;
         }

@@ -141,13 +141,11 @@ def run_report(r: RunResult, out: str | Path) -> Path:
                              name="drawdown"))  # fmt: skip
     f.update_layout(title="Drawdown", yaxis_tickformat=".3%", margin={"t": 40, "b": 30})
     figs.append(("drawdown", f))
-    pos = c["position"]
-    f = go.Figure(go.Scatter(**line(pos), mode="lines", line_shape="hv",
+    f = go.Figure(go.Scatter(**line(c["position"]), mode="lines", line_shape="hv",
                              name="position"))  # fmt: skip
     f.update_layout(title=f"Position ({r.symbols[0]})", margin={"t": 40, "b": 30})
     figs.append(("position", f))
-    mark = c["mark"]
-    f = go.Figure(go.Scatter(**line(mark), mode="lines", name="price",
+    f = go.Figure(go.Scatter(**line(c["mark"]), mode="lines", name="price",
                              line={"color": "#888"}))  # fmt: skip
     main = [fl for fl in r.fills if fl["symbol"] == r.symbols[0]]
     for side, color, sym in (("buy", "#1a9850", "triangle-up"), ("sell", "#d73027",
